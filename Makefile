@@ -1,0 +1,34 @@
+# kms-rotator — see README.md. Everything here runs offline, without AWS credentials.
+SHELL := /bin/bash
+GO ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Node 22 and the CDK CLI come from package.json (node@22 is a devDependency), so
+# node_modules/.bin goes first on PATH for everything that may start jsii.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+export AWS_EC2_METADATA_DISABLED := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: all build test lint demo synth bench fuzz clean
+
+all: test
+
+# The deployable function: linux/arm64, no RPC shim, static and trimmed.
+build:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./lambda
+
+# npm packages (CDK CLI, Node 22, IAM simulator) pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+test: lint
+	$(GO) test -race -count=1 ./...
+
+clean:
+	rm -rf bootstrap bin cdk.out

@@ -1,0 +1,53 @@
+// Package request turns an invocation payload into a validated Request: it
+// accepts every payload shape in DESIGN.md (EventBridge Scheduled Event, the
+// kms-rotator custom event, a direct invoke, an EventBridge Scheduler input) and
+// rejects bad input before any AWS call with an error that names the field.
+package request
+
+// Mode says what a run does.
+type Mode string
+
+// The modes of DESIGN.md "Invocation payloads".
+const (
+	// ModeScheduled is the periodic sweep of every opted-in key that is due.
+	ModeScheduled Mode = "scheduled"
+	// ModePlan is a dry run of the scheduled sweep.
+	ModePlan Mode = "plan"
+	// ModeIncident rotates the listed (or tag-selected) keys now.
+	ModeIncident Mode = "incident"
+	// ModeReport is the budget and material-age inventory; it rotates nothing.
+	ModeReport Mode = "report"
+)
+
+// Tag is a tag key and value.
+type Tag struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Request is one validated invocation.
+type Request struct {
+	Mode Mode
+	// Keys are the incident keys as the caller gave them (key IDs, key ARNs,
+	// alias names, alias ARNs), validated and in the caller's order.
+	Keys []string
+	// Tag selects incident keys by an extra tag instead of Keys.
+	Tag *Tag
+	// Reason is the incident reason, recorded in logs; required for incidents.
+	Reason string
+	// DryRun decides and reports without rotating (always true for plan).
+	DryRun bool
+	// Source names the payload shape that carried the request:
+	// "aws.events" (Scheduled Event), "kms-rotator" (custom EventBridge
+	// event), "direct" (direct invoke or EventBridge Scheduler input).
+	Source string
+}
+
+// Valid reports whether m is one of the known modes.
+func (m Mode) Valid() bool {
+	switch m {
+	case ModeScheduled, ModePlan, ModeIncident, ModeReport:
+		return true
+	}
+	return false
+}
