@@ -29,8 +29,10 @@ type Tag struct {
 type Request struct {
 	Mode Mode
 	// Keys are the incident keys as the caller gave them (key IDs, key ARNs,
-	// alias names, alias ARNs), validated and in the caller's order.
-	Keys []string
+	// alias names, alias ARNs), parsed and validated, in the caller's order,
+	// textual duplicates removed (duplicates after resolution are the
+	// engine's to remove).
+	Keys []KeyRef
 	// Tag selects incident keys by an extra tag instead of Keys.
 	Tag *Tag
 	// Reason is the incident reason, recorded in logs; required for incidents.
@@ -50,4 +52,35 @@ func (m Mode) Valid() bool {
 		return true
 	}
 	return false
+}
+
+// Scope is where the function runs, learned from the invoked function ARN; it
+// bounds which key ARNs a request may name.
+type Scope struct {
+	Partition string // "aws", "aws-cn", "aws-us-gov", …
+	Account   string
+	Region    string
+}
+
+// RefKind says which of the four KMS key identifier forms a KeyRef is.
+type RefKind int
+
+// The key identifier forms KMS accepts
+// (https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#key-id).
+const (
+	KeyID     RefKind = iota + 1 // 1234abcd-12ab-34cd-56ef-1234567890ab or mrk-…
+	KeyARN                       // arn:aws:kms:us-east-1:111122223333:key/…
+	AliasName                    // alias/payments
+	AliasARN                     // arn:aws:kms:us-east-1:111122223333:alias/payments
+)
+
+// KeyRef is one parsed key identifier.
+type KeyRef struct {
+	Raw       string  // exactly as given
+	Kind      RefKind
+	Partition string // ARN forms only
+	Region    string // ARN forms only
+	Account   string // ARN forms only
+	ID        string // key ID, for KeyID and KeyARN
+	Alias     string // "alias/…", for AliasName and AliasARN
 }
