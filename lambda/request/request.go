@@ -76,7 +76,7 @@ const (
 
 // KeyRef is one parsed key identifier.
 type KeyRef struct {
-	Raw       string  // exactly as given
+	Raw       string // exactly as given
 	Kind      RefKind
 	Partition string // ARN forms only
 	Region    string // ARN forms only
