@@ -1,0 +1,274 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// The IAM simulation runs @cloud-copilot/iam-simulate (pinned in
+// package.json, installed by `make node_modules/.installed`) as a separate
+// Node process: it is AGPL-3.0, so it is a test tool, never linked into the product.
+
+const (
+	simAccount = "012345678912"
+	simRole    = "arn:aws:iam::012345678912:role/kms-rotator"
+	simKey     = "arn:aws:kms:us-east-1:012345678912:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+)
+
+// defaultKeyPolicy is the key policy KMS gives a key created without one: it
+// delegates access control to IAM.
+// https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html
+var defaultKeyPolicy = map[string]any{
+	"Version": "2012-10-17",
+	"Statement": []any{map[string]any{
+		"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+		"Principal": map[string]any{"AWS": "arn:aws:iam::012345678912:root"},
+		"Action":    "kms:*", "Resource": "*",
+	}},
+}
+
+// ownerOnlyKeyPolicy names a key administrator but not the account, so IAM
+// policies grant nothing on this key.
+var ownerOnlyKeyPolicy = map[string]any{
+	"Version": "2012-10-17",
+	"Statement": []any{map[string]any{
+		"Sid": "KeyOwnerOnly", "Effect": "Allow",
+		"Principal": map[string]any{"AWS": "arn:aws:iam::012345678912:role/key-owner"},
+		"Action":    "kms:*", "Resource": "*",
+	}},
+}
+
+type simCase struct {
+	Name             string            `json:"name"`
+	Principal        string            `json:"principal"`
+	Action           string            `json:"action"`
+	Resource         string            `json:"resource"`
+	Account          string            `json:"account"`
+	Context          map[string]string `json:"context"`
+	IdentityPolicies []any             `json:"identityPolicies"`
+	ResourcePolicy   any               `json:"resourcePolicy"`
+	want             string
+}
+
+type simResult struct {
+	Name   string `json:"name"`
+	Result string `json:"result"`
+	Error  string `json:"error"`
+}
+
+// repoRoot is the directory holding go.mod (tests run in the package folder).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// runSimulator runs testdata/simulate.mjs with args, feeding stdin, and
+// decodes its JSON output into out.
+func runSimulator(t *testing.T, stdin []byte, out any, args ...string) {
+	t.Helper()
+	root := repoRoot(t)
+	if _, err := os.Stat(filepath.Join(root, "node_modules", "@cloud-copilot", "iam-simulate")); err != nil {
+		t.Fatalf("the IAM simulator is not installed: run `make node_modules/.installed` (npm ci) first: %v", err)
+	}
+	node := filepath.Join(root, "node_modules", ".bin", "node")
+	if _, err := os.Stat(node); err != nil {
+		if node, err = exec.LookPath("node"); err != nil {
+			t.Fatalf("node not found: %v", err)
+		}
+	}
+	cmd := exec.Command(node, append([]string{filepath.Join("testdata", "simulate.mjs")}, args...)...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	raw, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("simulate.mjs %v: %v\n%s", args, err, stderr.String())
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		t.Fatalf("simulate.mjs output: %v\n%s", err, raw)
+	}
+}
+
+func simulate(t *testing.T, cases []simCase) {
+	t.Helper()
+	in, err := json.Marshal(cases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []simResult
+	runSimulator(t, in, &results)
+	if len(results) != len(cases) {
+		t.Fatalf("%d results for %d cases", len(results), len(cases))
+	}
+	for i, c := range cases {
+		r := results[i]
+		t.Run(c.Name+" is "+c.want, func(t *testing.T) {
+			if r.Error != "" {
+				t.Fatalf("simulation rejected the request: %s", r.Error)
+			}
+			if r.Result != c.want {
+				t.Errorf("%s on %s with %v: %s, want %s", c.Action, c.Resource, c.Context, r.Result, c.want)
+			}
+		})
+	}
+}
+
+func optedIn() map[string]string {
+	return map[string]string{"aws:ResourceTag/kms-rotator": "enabled", "kms:KeySpec": "SYMMETRIC_DEFAULT"}
+}
+
+func TestSimulateRotation(t *testing.T) {
+	doc, err := FunctionRole(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyStatements, err := KeyStatements(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withKeyStatements := map[string]any{
+		"Version":   "2012-10-17",
+		"Statement": append(ownerOnlyKeyPolicy["Statement"].([]any), statementsAsAny(t, keyStatements)...),
+	}
+	identity := []any{doc.Map()}
+	key := func(name, action, resource string, ctx map[string]string, keyPolicy any, want string) simCase {
+		return simCase{Name: name, Principal: simRole, Action: action, Resource: resource, Account: simAccount,
+			Context: ctx, IdentityPolicies: identity, ResourcePolicy: keyPolicy, want: want}
+	}
+	ctx := func(tag, spec string) map[string]string {
+		m := map[string]string{"kms:KeySpec": spec}
+		if tag != "" {
+			m["aws:ResourceTag/kms-rotator"] = tag
+		}
+		return m
+	}
+	const (
+		allowed = "Allowed"
+		denied  = "ImplicitlyDenied"
+	)
+	cases := []simCase{
+		key("rotate an opted-in key under the default key policy", "kms:RotateKeyOnDemand", simKey, optedIn(), defaultKeyPolicy, allowed),
+		key("rotate an opted-in primary in another region", "kms:RotateKeyOnDemand",
+			"arn:aws:kms:eu-west-1:012345678912:key/mrk-1234abcd12ab34cd56ef1234567890ab", optedIn(), defaultKeyPolicy, allowed),
+		key("rotate a key without the opt-in tag", "kms:RotateKeyOnDemand", simKey, ctx("", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, denied),
+		key("rotate a key whose opt-in tag has another value", "kms:RotateKeyOnDemand", simKey, ctx("disabled", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, denied),
+		key("rotate an opted-in asymmetric key", "kms:RotateKeyOnDemand", simKey, ctx("enabled", "RSA_2048"), defaultKeyPolicy, denied),
+		key("rotate an opted-in HMAC key", "kms:RotateKeyOnDemand", simKey, ctx("enabled", "HMAC_256"), defaultKeyPolicy, denied),
+		key("rotate an opted-in key whose key policy does not delegate to IAM", "kms:RotateKeyOnDemand", simKey, optedIn(), ownerOnlyKeyPolicy, denied),
+		key("rotate an opted-in key whose key policy has the kms-rotator statements", "kms:RotateKeyOnDemand", simKey, optedIn(), withKeyStatements, allowed),
+		key("rotate a key of the kms-rotator statements once its tag is gone", "kms:RotateKeyOnDemand", simKey, ctx("", "SYMMETRIC_DEFAULT"), withKeyStatements, denied),
+		{Name: "rotate a key of another account", Principal: simRole, Action: "kms:RotateKeyOnDemand",
+			Resource: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", Account: "111122223333",
+			Context: optedIn(), IdentityPolicies: identity, ResourcePolicy: map[string]any{
+				"Version": "2012-10-17",
+				"Statement": []any{map[string]any{"Effect": "Allow", "Principal": map[string]any{"AWS": "arn:aws:iam::111122223333:root"},
+					"Action": "kms:*", "Resource": "*"}}}, want: denied},
+		key("list rotations of an opted-in key", "kms:ListKeyRotations", simKey, optedIn(), defaultKeyPolicy, allowed),
+		key("list rotations of a key that is not opted in", "kms:ListKeyRotations", simKey, ctx("", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, denied),
+		key("rotation status of an opted-in key", "kms:GetKeyRotationStatus", simKey, optedIn(), defaultKeyPolicy, allowed),
+		key("rotation status of a key that is not opted in", "kms:GetKeyRotationStatus", simKey, ctx("", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, denied),
+		key("describe a key that is not opted in (so incidents say not-opted-in)", "kms:DescribeKey", simKey, ctx("", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, allowed),
+		key("tags of a key that is not opted in", "kms:ListResourceTags", simKey, ctx("", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, allowed),
+		key("describe a key whose key policy does not delegate to IAM", "kms:DescribeKey", simKey, optedIn(), ownerOnlyKeyPolicy, denied),
+		key("list aliases", "kms:ListAliases", "*", nil, nil, allowed),
+		key("find tagged keys", "tag:GetResources", "*", nil, nil, allowed),
+		key("list every key", "kms:ListKeys", "*", nil, nil, denied),
+		key("continue its own sweep", "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator", nil, nil, allowed),
+		key("invoke another function", "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:012345678912:function:payments", nil, nil, denied),
+		key("invoke itself in another region", "lambda:InvokeFunction", "arn:aws:lambda:eu-west-1:012345678912:function:kms-rotator", nil, nil, denied),
+		key("write its own logs", "logs:PutLogEvents",
+			"arn:aws:logs:us-east-1:012345678912:log-group:/aws/lambda/kms-rotator:log-stream:2026/11/26/abc", nil, nil, allowed),
+		key("write another function's logs", "logs:PutLogEvents",
+			"arn:aws:logs:us-east-1:012345678912:log-group:/aws/lambda/payments:log-stream:x", nil, nil, denied),
+		key("report a failed invocation to its queue", "sqs:SendMessage", testParams.FailureQueueARN, nil, nil, allowed),
+		key("send to another queue", "sqs:SendMessage", "arn:aws:sqs:us-east-1:012345678912:orders", nil, nil, denied),
+	}
+	simulate(t, cases)
+}
+
+// TestSimulateEveryOtherKMSAction asks the simulator's own action list for
+// every KMS action, so an action AWS adds later is checked too: on an opted-in
+// key under the default key policy, only the listed reads and the one write
+// are allowed; every other write (ScheduleKeyDeletion, PutKeyPolicy,
+// DisableKey, Decrypt, Encrypt, CreateGrant, …) is denied.
+func TestSimulateEveryOtherKMSAction(t *testing.T) {
+	allowedActions := map[string]bool{
+		"kms:RotateKeyOnDemand": true, "kms:DescribeKey": true, "kms:GetKeyRotationStatus": true,
+		"kms:ListKeyRotations": true, "kms:ListResourceTags": true, "kms:ListAliases": true,
+	}
+	var actions []struct {
+		Action        string   `json:"action"`
+		ResourceTypes []string `json:"resourceTypes"`
+	}
+	runSimulator(t, nil, &actions, "actions", "kms")
+	if len(actions) < 50 {
+		t.Fatalf("the simulator knows only %d KMS actions", len(actions))
+	}
+	doc, err := FunctionRole(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []simCase
+	seen := map[string]bool{}
+	for _, a := range actions {
+		seen[a.Action] = true
+		c := simCase{Name: a.Action, Principal: simRole, Action: a.Action, Account: simAccount,
+			IdentityPolicies: []any{doc.Map()}, Resource: "*", want: "ImplicitlyDenied"}
+		switch {
+		case contains(a.ResourceTypes, "key"):
+			c.Resource, c.Context, c.ResourcePolicy = simKey, optedIn(), defaultKeyPolicy
+		case contains(a.ResourceTypes, "alias"):
+			c.Resource = "arn:aws:kms:us-east-1:012345678912:alias/payments"
+		}
+		if allowedActions[a.Action] {
+			c.want = "Allowed"
+		}
+		cases = append(cases, c)
+	}
+	for _, must := range []string{"kms:ScheduleKeyDeletion", "kms:PutKeyPolicy", "kms:DisableKey", "kms:Decrypt",
+		"kms:Encrypt", "kms:CreateGrant", "kms:RotateKeyOnDemand"} {
+		if !seen[must] {
+			t.Errorf("the simulator's action list lacks %s", must)
+		}
+	}
+	simulate(t, cases)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func statementsAsAny(t *testing.T, s []Statement) []any {
+	t.Helper()
+	raw, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
