@@ -1,0 +1,186 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+)
+
+// The identity of every local run (TEAM.md "Shared interfaces"): the
+// Runtime Interface Emulator reports account 012345678912 in the invoked
+// function ARN, so kmslocal must mint ARNs in that account.
+const (
+	Account         = "012345678912"
+	Region          = "us-east-1"
+	AccessKeyID     = "AKIDEXAMPLE"
+	SecretAccessKey = "secret"
+)
+
+// KMSLocalOptions configure StartKMSLocal.
+type KMSLocalOptions struct {
+	// Fleet is a fleet file (relative paths resolve against the module
+	// root); FleetJSON is inline fleet JSON, written to a temporary file.
+	// At most one may be set; neither starts an empty emulator.
+	Fleet     string
+	FleetJSON string
+	// Account and Region default to Account and Region.
+	Account, Region string
+	// Args are extra kmslocal flags, e.g. "-rotation-delay=0",
+	// "-fail-rate=0.05", "-seed=7".
+	Args []string
+	// Log, if not nil, receives kmslocal's output as it runs.
+	Log io.Writer
+	// StartTimeout bounds the wait for the emulator to answer; 0 = 30s.
+	StartTimeout time.Duration
+}
+
+// KMSLocal is a running kmslocal process.
+type KMSLocal struct {
+	// URL is the endpoint, e.g. http://127.0.0.1:40123 (AWS_ENDPOINT_URL).
+	URL string
+	// Addr is the listen address, e.g. 127.0.0.1:40123.
+	Addr string
+	// Account and Region are what the emulator was started with.
+	Account, Region string
+	// Proc is the process; Proc.Stderr holds its request log.
+	Proc *Process
+
+	tmpDir string
+}
+
+// StartKMSLocal starts kmslocal on a free loopback port and waits until it
+// answers HTTP. Close it when done.
+func StartKMSLocal(ctx context.Context, bins *Binaries, opts KMSLocalOptions) (*KMSLocal, error) {
+	if opts.Fleet != "" && opts.FleetJSON != "" {
+		return nil, fmt.Errorf("harness: kmslocal: set Fleet or FleetJSON, not both")
+	}
+	k := &KMSLocal{Account: opts.Account, Region: opts.Region}
+	if k.Account == "" {
+		k.Account = Account
+	}
+	if k.Region == "" {
+		k.Region = Region
+	}
+	fleet := opts.Fleet
+	if fleet != "" && !filepath.IsAbs(fleet) {
+		fleet = filepath.Join(bins.Root, fleet)
+	}
+	if opts.FleetJSON != "" {
+		dir, err := os.MkdirTemp("", "kmslocal-fleet-")
+		if err != nil {
+			return nil, fmt.Errorf("harness: kmslocal: %w", err)
+		}
+		k.tmpDir = dir
+		fleet = filepath.Join(dir, "fleet.json")
+		if err := os.WriteFile(fleet, []byte(opts.FleetJSON), 0o600); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("harness: kmslocal: %w", err)
+		}
+	}
+	timeout := opts.StartTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	var lastErr error
+	// Retry only when another program took the port between FreeAddr
+	// and the bind.
+	for range 3 {
+		addr, err := FreeAddr()
+		if err != nil {
+			k.cleanupTmp()
+			return nil, err
+		}
+		args := []string{"-addr", addr, "-account", k.Account, "-region", k.Region}
+		if fleet != "" {
+			args = append(args, "-fleet", fleet)
+		}
+		args = append(args, opts.Args...)
+		p, err := startProcess("kmslocal", bins.KMSLocal, args, baseEnv(), bins.Root, opts.Log)
+		if err != nil {
+			k.cleanupTmp()
+			return nil, err
+		}
+		k.Proc, k.Addr, k.URL = p, addr, "http://"+addr
+		if lastErr = k.waitReady(ctx); lastErr == nil {
+			return k, nil
+		}
+		p.Stop(StopGrace)
+		if !addrInUse(p) {
+			break
+		}
+	}
+	k.cleanupTmp()
+	return nil, lastErr
+}
+
+// waitReady waits for the port, then for one HTTP answer (any status: the
+// stats path is the emulator's, but a 404 proves it serves HTTP too).
+func (k *KMSLocal) waitReady(ctx context.Context) error {
+	if err := waitListening(ctx, k.Proc, k.Addr); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.URL+"/_kmslocal/stats", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("harness: kmslocal not answering on %s: %w\n%s", k.Addr, err, k.Proc.Stderr.tail(2000))
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return nil
+}
+
+// Config returns an SDK configuration for the emulator in region (the
+// emulator's own region when empty): static fake credentials and the
+// emulator as base endpoint, as the function itself sees it.
+func (k *KMSLocal) Config(region string) aws.Config {
+	if region == "" {
+		region = k.Region
+	}
+	return aws.Config{
+		Region:       region,
+		Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, ""),
+		BaseEndpoint: aws.String(k.URL),
+	}
+}
+
+// KMS returns a real KMS client against the emulator.
+func (k *KMSLocal) KMS(region string) *kms.Client {
+	return kms.NewFromConfig(k.Config(region))
+}
+
+// Tagging returns a real Resource Groups Tagging API client against the
+// emulator.
+func (k *KMSLocal) Tagging(region string) *resourcegroupstaggingapi.Client {
+	return resourcegroupstaggingapi.NewFromConfig(k.Config(region))
+}
+
+// Close stops the emulator and removes its temporary fleet file.
+func (k *KMSLocal) Close() error {
+	if k.Proc != nil {
+		k.Proc.Stop(StopGrace)
+	}
+	k.cleanupTmp()
+	return nil
+}
+
+func (k *KMSLocal) cleanupTmp() {
+	if k.tmpDir != "" {
+		os.RemoveAll(k.tmpDir)
+		k.tmpDir = ""
+	}
+}

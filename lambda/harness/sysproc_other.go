@@ -1,0 +1,15 @@
+//go:build unix && !linux
+
+package harness
+
+import "syscall"
+
+// sysProcAttr puts the child in a process group of its own, so one signal
+// reaches everything it starts.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
+
+// childPids is not available without /proc; Stop relies on the RIE
+// stopping its runtime on SIGTERM.
+func childPids(int) []int { return nil }
