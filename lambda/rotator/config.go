@@ -1,0 +1,164 @@
+package rotator
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Config is the function's configuration, read once at cold start from the
+// environment variables of DESIGN.md "Configuration" (the CDK stack sets them).
+type Config struct {
+	// TagKey and TagValue form the opt-in tag (ROTATOR_TAG_KEY / ROTATOR_TAG_VALUE).
+	TagKey, TagValue string
+	// IntervalDays is the scheduled rotation interval (ROTATOR_INTERVAL_DAYS);
+	// a key's tag kms-rotator:interval-days overrides it.
+	IntervalDays int
+	// OnDemandLimit is the lifetime on-demand rotation limit per key
+	// (ROTATOR_ON_DEMAND_LIMIT).
+	OnDemandLimit int
+	// Reserve is the number of on-demand rotations scheduled runs never use
+	// (ROTATOR_RESERVE); always < OnDemandLimit.
+	Reserve int
+	// RotateRPS paces RotateKeyOnDemand calls (ROTATOR_ROTATE_RPS).
+	RotateRPS float64
+	// Concurrency is the number of key pipelines in flight (ROTATOR_CONCURRENCY).
+	Concurrency int
+	// DryRun forces every run to decide and report only (ROTATOR_DRY_RUN).
+	DryRun bool
+	// MetricsNamespace is the CloudWatch EMF namespace (ROTATOR_METRICS_NAMESPACE).
+	MetricsNamespace string
+}
+
+// Environment variable names (DESIGN.md "Configuration").
+const (
+	EnvTagKey           = "ROTATOR_TAG_KEY"
+	EnvTagValue         = "ROTATOR_TAG_VALUE"
+	EnvIntervalDays     = "ROTATOR_INTERVAL_DAYS"
+	EnvOnDemandLimit    = "ROTATOR_ON_DEMAND_LIMIT"
+	EnvReserve          = "ROTATOR_RESERVE"
+	EnvRotateRPS        = "ROTATOR_ROTATE_RPS"
+	EnvConcurrency      = "ROTATOR_CONCURRENCY"
+	EnvDryRun           = "ROTATOR_DRY_RUN"
+	EnvMetricsNamespace = "ROTATOR_METRICS_NAMESPACE"
+)
+
+// IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.
+const IntervalTagKey = "kms-rotator:interval-days"
+
+// Bounds of the numeric settings. The interval range matches the per-key tag
+// (1–3650 days). The on-demand limit is 25 in the current KMS quota table
+// (https://docs.aws.amazon.com/kms/latest/developerguide/resource-limits.html);
+// 100 leaves room for a raised quota without accepting nonsense.
+const (
+	minIntervalDays  = 1
+	maxIntervalDays  = 3650
+	maxOnDemandLimit = 100
+	maxRotateRPS     = 1000
+	maxConcurrency   = 256
+)
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		TagKey:           "kms-rotator",
+		TagValue:         "enabled",
+		IntervalDays:     90,
+		OnDemandLimit:    10,
+		Reserve:          2,
+		RotateRPS:        4,
+		Concurrency:      16,
+		DryRun:           false,
+		MetricsNamespace: "KMSRotator",
+	}
+}
+
+// LoadConfig reads the configuration through getenv (os.Getenv in production)
+// and validates it. An unset or empty variable takes its default; an invalid
+// one is an error naming the variable, so a bad deployment fails its cold
+// start instead of rotating with surprising settings.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
+	var err error
+	str := func(name string, dst *string, maxLen int) {
+		v := getenv(name)
+		if err != nil || v == "" {
+			return
+		}
+		if len(v) > maxLen {
+			err = fmt.Errorf("%s: %d characters, at most %d allowed", name, len(v), maxLen)
+			return
+		}
+		if strings.TrimSpace(v) != v {
+			err = fmt.Errorf("%s=%q: leading or trailing white space", name, v)
+			return
+		}
+		*dst = v
+	}
+	integer := func(name string, dst *int, lo, hi int) {
+		v := getenv(name)
+		if err != nil || v == "" {
+			return
+		}
+		n, perr := strconv.Atoi(v)
+		if perr != nil {
+			err = fmt.Errorf("%s=%q: not an integer", name, v)
+			return
+		}
+		if n < lo || n > hi {
+			err = fmt.Errorf("%s=%d: must be between %d and %d", name, n, lo, hi)
+			return
+		}
+		*dst = n
+	}
+	// Tag keys may have 128 characters, values 256
+	// (https://docs.aws.amazon.com/kms/latest/developerguide/tagging-keys.html).
+	str(EnvTagKey, &c.TagKey, 128)
+	str(EnvTagValue, &c.TagValue, 256)
+	integer(EnvIntervalDays, &c.IntervalDays, minIntervalDays, maxIntervalDays)
+	integer(EnvOnDemandLimit, &c.OnDemandLimit, 1, maxOnDemandLimit)
+	integer(EnvReserve, &c.Reserve, 0, maxOnDemandLimit)
+	integer(EnvConcurrency, &c.Concurrency, 1, maxConcurrency)
+	str(EnvMetricsNamespace, &c.MetricsNamespace, 255)
+	if err != nil {
+		return Config{}, err
+	}
+	if v := getenv(EnvRotateRPS); v != "" {
+		f, perr := strconv.ParseFloat(v, 64)
+		if perr != nil {
+			return Config{}, fmt.Errorf("%s=%q: not a number", EnvRotateRPS, v)
+		}
+		if !(f > 0 && f <= maxRotateRPS) { // also rejects NaN
+			return Config{}, fmt.Errorf("%s=%s: must be greater than 0 and at most %d", EnvRotateRPS, v, maxRotateRPS)
+		}
+		c.RotateRPS = f
+	}
+	if v := getenv(EnvDryRun); v != "" {
+		b, perr := strconv.ParseBool(v)
+		if perr != nil {
+			return Config{}, fmt.Errorf("%s=%q: not a boolean (true or false)", EnvDryRun, v)
+		}
+		c.DryRun = b
+	}
+	if c.Reserve >= c.OnDemandLimit {
+		return Config{}, fmt.Errorf("%s=%d: must be less than %s (%d), or scheduled runs could never rotate",
+			EnvReserve, c.Reserve, EnvOnDemandLimit, c.OnDemandLimit)
+	}
+	if strings.HasPrefix(c.MetricsNamespace, ":") || strings.ContainsFunc(c.MetricsNamespace, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		return Config{}, fmt.Errorf("%s=%q: must be printable ASCII not starting with ':'", EnvMetricsNamespace, c.MetricsNamespace)
+	}
+	return c, nil
+}
+
+// ParseIntervalTag parses the value of the per-key interval tag
+// kms-rotator:interval-days: a whole number of days from 1 to 3650.
+func ParseIntervalTag(v string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return 0, fmt.Errorf("tag %s=%q: not a whole number of days", IntervalTagKey, v)
+	}
+	if n < minIntervalDays || n > maxIntervalDays {
+		return 0, fmt.Errorf("tag %s=%q: must be between %d and %d days", IntervalTagKey, v, minIntervalDays, maxIntervalDays)
+	}
+	return n, nil
+}

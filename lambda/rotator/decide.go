@@ -1,0 +1,219 @@
+package rotator
+
+import (
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+// Outcome is what happened to a key in a run (DESIGN.md "Decisions").
+type Outcome string
+
+// The outcomes of DESIGN.md "Decisions: outcomes and reasons".
+const (
+	Rotated     Outcome = "rotated"
+	WouldRotate Outcome = "would-rotate"
+	Skipped     Outcome = "skipped"
+	Failed      Outcome = "failed"
+	Deferred    Outcome = "deferred"
+)
+
+// Reason says why a key got its outcome; empty for rotated and would-rotate.
+type Reason string
+
+// The reasons of DESIGN.md "Decisions: outcomes and reasons".
+const (
+	ReasonNone                Reason = ""
+	ReasonNotOptedIn          Reason = "not-opted-in"
+	ReasonAWSManaged          Reason = "aws-managed"
+	ReasonUnsupportedKeySpec  Reason = "unsupported-key-spec"
+	ReasonImportedKeyMaterial Reason = "imported-key-material"
+	ReasonCustomKeyStore      Reason = "custom-key-store"
+	ReasonMultiRegionReplica  Reason = "multi-region-replica"
+	ReasonKeyNotEnabled       Reason = "key-not-enabled"
+	ReasonRotationInProgress  Reason = "rotation-in-progress"
+	ReasonBudgetExhausted     Reason = "budget-exhausted"
+	ReasonBudgetReserved      Reason = "budget-reserved"
+	ReasonNotDue              Reason = "not-due"
+	ReasonNotFound            Reason = "not-found"
+	ReasonAccessDenied        Reason = "access-denied"
+	ReasonThrottled           Reason = "throttled"
+	ReasonError               Reason = "error"
+	ReasonDeadline            Reason = "deadline"
+)
+
+// Action is the next step the engine takes for a key: fetch one more fact
+// (cheapest first), rotate it, or stop with a final outcome.
+type Action int
+
+// The actions, in the order a key's pipeline meets them.
+const (
+	// Done: the decision is final (Outcome and Reason are set).
+	Done Action = iota
+	// FetchMetadata: call DescribeKey.
+	FetchMetadata
+	// FetchTags: call ListResourceTags (incident keys named explicitly).
+	FetchTags
+	// FetchHistory: call ListKeyRotations (all pages).
+	FetchHistory
+	// FetchStatus: call GetKeyRotationStatus.
+	FetchStatus
+	// Rotate: call RotateKeyOnDemand.
+	Rotate
+)
+
+// Metadata is what the decision needs from DescribeKey's KeyMetadata.
+type Metadata struct {
+	KeyManager  string // "AWS" | "CUSTOMER"
+	KeySpec     string
+	KeyUsage    string
+	Origin      string // "AWS_KMS" | "EXTERNAL" | "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE"
+	KeyState    string
+	Replica     bool   // MultiRegionKeyType = REPLICA
+	PrimaryARN  string // the primary's ARN, for replicas
+	CreatedAt   time.Time
+	Description string
+}
+
+// History summarises ListKeyRotations (all pages).
+type History struct {
+	// OnDemand counts ON_DEMAND entries: the budget used.
+	OnDemand int
+	// Newest is the newest rotation of any type; zero when the key was never rotated.
+	Newest time.Time
+}
+
+// Status is what the decision needs from GetKeyRotationStatus.
+type Status struct {
+	// OnDemandStart is set while an on-demand rotation is in progress.
+	OnDemandStart *time.Time
+}
+
+// Facts is everything known about one key when deciding. Nil pointers are
+// facts not fetched yet; Decide asks for them one at a time, cheapest first.
+type Facts struct {
+	Mode   request.Mode
+	DryRun bool
+	// TagsKnown says whether OptedIn and IntervalDays/IntervalErr are known
+	// (from GetResources, or from ListResourceTags for explicit incident keys).
+	TagsKnown bool
+	OptedIn   bool
+	// IntervalDays is the key's interval: its tag kms-rotator:interval-days
+	// when valid, else the configured default.
+	IntervalDays int
+	// IntervalErr is set when the key's interval tag is present but invalid.
+	IntervalErr string
+	Meta        *Metadata
+	History     *History
+	Status      *Status
+}
+
+// Decision is Decide's answer.
+type Decision struct {
+	Action  Action
+	Outcome Outcome // set when Action is Done
+	Reason  Reason  // set when Action is Done
+	Detail  string  // a human explanation for error outcomes
+}
+
+// Budget is a key's on-demand budget under the configured limit.
+func Budget(used, limit int) (remaining int) {
+	if used >= limit {
+		return 0
+	}
+	return limit - used
+}
+
+// Age returns the date the key's current material dates from: its newest
+// rotation of any type, or its creation when never rotated.
+func (f *Facts) Age() time.Time {
+	if f.History != nil && !f.History.Newest.IsZero() {
+		return f.History.Newest
+	}
+	if f.Meta != nil {
+		return f.Meta.CreatedAt
+	}
+	return time.Time{}
+}
+
+// NextDue is when the key is due for its next scheduled rotation (zero when
+// the age is unknown).
+func (f *Facts) NextDue() time.Time {
+	a := f.Age()
+	if a.IsZero() || f.IntervalDays <= 0 {
+		return time.Time{}
+	}
+	return a.Add(days(f.IntervalDays))
+}
+
+func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
+
+// scheduledLike reports whether mode follows the scheduled rules (interval,
+// reserve): scheduled itself, plan (its dry run) and report (its inventory).
+func scheduledLike(m request.Mode) bool { return m != request.ModeIncident }
+
+// Decide is the whole rotation policy, a pure function of what is known about
+// a key. It returns the first applicable row of the DESIGN.md reason table,
+// in the table's order, or the next fact it needs. Because facts arrive
+// cheapest first (DescribeKey, ListKeyRotations, GetKeyRotationStatus), a key
+// that is not due stops after two calls.
+func Decide(f Facts, now time.Time, cfg Config) Decision {
+	done := func(o Outcome, r Reason) Decision { return Decision{Action: Done, Outcome: o, Reason: r} }
+	if f.Meta == nil {
+		return Decision{Action: FetchMetadata}
+	}
+	if !f.TagsKnown {
+		return Decision{Action: FetchTags}
+	}
+	m := f.Meta
+	switch {
+	case !f.OptedIn:
+		return done(Skipped, ReasonNotOptedIn)
+	// Only customer managed symmetric encryption keys with KMS-generated
+	// material can be rotated on demand
+	// (https://docs.aws.amazon.com/kms/latest/developerguide/rotating-keys-on-demand.html).
+	case m.KeyManager == "AWS":
+		return done(Skipped, ReasonAWSManaged)
+	case m.KeySpec != "SYMMETRIC_DEFAULT" || m.KeyUsage != "ENCRYPT_DECRYPT":
+		return done(Skipped, ReasonUnsupportedKeySpec)
+	case m.Origin == "EXTERNAL":
+		return done(Skipped, ReasonImportedKeyMaterial)
+	case m.Origin != "AWS_KMS":
+		return done(Skipped, ReasonCustomKeyStore)
+	// Rotating a multi-Region primary rotates its replicas; replicas cannot
+	// be rotated themselves
+	// (https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-manage.html#multi-region-rotate).
+	case m.Replica:
+		return done(Skipped, ReasonMultiRegionReplica)
+	// KMS rotates only enabled keys; the state table is not settled for
+	// RotateKeyOnDemand, so anything else is skipped (KMS-NOTES.md).
+	case m.KeyState != "Enabled":
+		return done(Skipped, ReasonKeyNotEnabled)
+	case scheduledLike(f.Mode) && f.IntervalErr != "":
+		// A malformed override is never guessed at: falling back to the
+		// default could spend rotations the key's owner did not intend.
+		return Decision{Action: Done, Outcome: Failed, Reason: ReasonError, Detail: f.IntervalErr}
+	}
+	if f.History == nil {
+		return Decision{Action: FetchHistory}
+	}
+	remaining := Budget(f.History.OnDemand, cfg.OnDemandLimit)
+	switch {
+	case remaining == 0:
+		return done(Skipped, ReasonBudgetExhausted)
+	case scheduledLike(f.Mode) && remaining <= cfg.Reserve:
+		return done(Skipped, ReasonBudgetReserved)
+	case scheduledLike(f.Mode) && now.Before(f.NextDue()):
+		return done(Skipped, ReasonNotDue)
+	}
+	if f.Status == nil {
+		return Decision{Action: FetchStatus}
+	}
+	if f.Status.OnDemandStart != nil {
+		return done(Skipped, ReasonRotationInProgress)
+	}
+	if f.DryRun {
+		return done(WouldRotate, ReasonNone)
+	}
+	return Decision{Action: Rotate}
+}

@@ -1,0 +1,188 @@
+package rotator
+
+import (
+	"encoding/json"
+	"slices"
+	"time"
+)
+
+// Metric names and units (DESIGN.md "Metrics and logs" — Contract).
+const (
+	MetricKeysCandidate        = "KeysCandidate"
+	MetricKeysRotated          = "KeysRotated"
+	MetricKeysWouldRotate      = "KeysWouldRotate"
+	MetricKeysSkipped          = "KeysSkipped"
+	MetricKeysFailed           = "KeysFailed"
+	MetricKeysDeferred         = "KeysDeferred"
+	MetricKeysBudgetLow        = "KeysBudgetLow"
+	MetricKeysBudgetExhausted  = "KeysBudgetExhausted"
+	MetricMinOnDemandRemaining = "MinOnDemandRemaining"
+	MetricRunDuration          = "RunDuration"
+	MetricRunsCompleted        = "RunsCompleted"
+	MetricRunsFailed           = "RunsFailed"
+
+	unitCount        = "Count"
+	unitMilliseconds = "Milliseconds"
+)
+
+// Dimension names.
+const (
+	DimMode   = "Mode"
+	DimReason = "Reason"
+)
+
+// emfMetric is one metric of an EMF directive and its value at the root.
+type emfMetric struct {
+	name, unit string
+	value      float64
+}
+
+// emfLine renders one CloudWatch Embedded Metric Format object: a single
+// directive with one dimension set, dimension values and metric values as
+// members of the root
+// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
+func emfLine(namespace string, ts time.Time, dims [][2]string, metrics []emfMetric) ([]byte, error) {
+	type metricDef struct {
+		Name string `json:"Name"`
+		Unit string `json:"Unit"`
+	}
+	type directive struct {
+		Namespace  string      `json:"Namespace"`
+		Dimensions [][]string  `json:"Dimensions"`
+		Metrics    []metricDef `json:"Metrics"`
+	}
+	root := map[string]any{}
+	dimNames := make([]string, 0, len(dims))
+	for _, d := range dims {
+		dimNames = append(dimNames, d[0])
+		root[d[0]] = d[1]
+	}
+	defs := make([]metricDef, 0, len(metrics))
+	for _, m := range metrics {
+		defs = append(defs, metricDef{Name: m.name, Unit: m.unit})
+		root[m.name] = m.value
+	}
+	root["_aws"] = map[string]any{
+		"Timestamp": ts.UnixMilli(),
+		"CloudWatchMetrics": []directive{{
+			Namespace:  namespace,
+			Dimensions: [][]string{dimNames},
+			Metrics:    defs,
+		}},
+	}
+	b, err := json.Marshal(root)
+	return append(b, '\n'), err
+}
+
+// budgetRemaining is the key's remaining on-demand budget after this run,
+// when its history was read.
+func (it *item) budgetRemaining(limit int) (int, bool) {
+	if it.facts.History == nil {
+		return 0, false
+	}
+	used := it.facts.History.OnDemand
+	if it.rotatedAt != nil {
+		used++
+	}
+	return Budget(used, limit), true
+}
+
+// emitMetrics writes the run's EMF lines: one with dimension [Mode], then
+// one per reason with [Mode, Reason] for skipped and failed keys. Never a
+// per-key dimension: each dimension value is a billed custom metric.
+func (e *Engine) emitMetrics(r *run, rep *Report) {
+	cfg := e.cfg
+	mode := string(r.req.Mode)
+	low, exhausted := 0, 0
+	minRemaining := -1
+	for _, it := range r.items {
+		rem, ok := it.budgetRemaining(cfg.OnDemandLimit)
+		if it.reason == ReasonBudgetExhausted {
+			rem, ok = 0, true // KMS's LimitExceededException is authoritative
+		}
+		if !ok {
+			continue
+		}
+		if rem <= cfg.Reserve {
+			low++
+		}
+		if rem == 0 {
+			exhausted++
+		}
+		if minRemaining < 0 || rem < minRemaining {
+			minRemaining = rem
+		}
+	}
+	s := rep.Summary
+	ms := []emfMetric{
+		{MetricKeysCandidate, unitCount, float64(s.Candidates)},
+		{MetricKeysRotated, unitCount, float64(s.Rotated)},
+		{MetricKeysWouldRotate, unitCount, float64(s.WouldRotate)},
+		{MetricKeysSkipped, unitCount, float64(s.Skipped)},
+		{MetricKeysFailed, unitCount, float64(s.Failed)},
+		{MetricKeysDeferred, unitCount, float64(s.Deferred)},
+		{MetricKeysBudgetLow, unitCount, float64(low)},
+		{MetricKeysBudgetExhausted, unitCount, float64(exhausted)},
+	}
+	if minRemaining >= 0 { // no key's budget known: no value rather than a made-up one
+		ms = append(ms, emfMetric{MetricMinOnDemandRemaining, unitCount, float64(minRemaining)})
+	}
+	ms = append(ms,
+		emfMetric{MetricRunDuration, unitMilliseconds, float64(e.now().Sub(r.start).Milliseconds())},
+		emfMetric{MetricRunsCompleted, unitCount, 1},
+	)
+	ts := e.now()
+	lines := [][]byte{}
+	if b, err := emfLine(cfg.MetricsNamespace, ts, [][2]string{{DimMode, mode}}, ms); err == nil {
+		lines = append(lines, b)
+	}
+	// Per reason, in a stable order.
+	skipped, failed := map[Reason]int{}, map[Reason]int{}
+	for _, it := range r.items {
+		switch it.outcome {
+		case Skipped:
+			skipped[it.reason]++
+		case Failed:
+			failed[it.reason]++
+		}
+	}
+	for _, group := range []struct {
+		metric string
+		counts map[Reason]int
+	}{{MetricKeysSkipped, skipped}, {MetricKeysFailed, failed}} {
+		reasons := make([]Reason, 0, len(group.counts))
+		for rsn := range group.counts {
+			reasons = append(reasons, rsn)
+		}
+		slices.Sort(reasons)
+		for _, rsn := range reasons {
+			b, err := emfLine(cfg.MetricsNamespace, ts, [][2]string{{DimMode, mode}, {DimReason, string(rsn)}},
+				[]emfMetric{{group.metric, unitCount, float64(group.counts[rsn])}})
+			if err == nil {
+				lines = append(lines, b)
+			}
+		}
+	}
+	e.writeMetrics(lines)
+}
+
+// emitRunFailed records a run whose candidates could not be listed.
+func (e *Engine) emitRunFailed(r *run) {
+	b, err := emfLine(e.cfg.MetricsNamespace, e.now(), [][2]string{{DimMode, string(r.req.Mode)}},
+		[]emfMetric{{MetricRunsFailed, unitCount, 1}})
+	if err == nil {
+		e.writeMetrics([][]byte{b})
+	}
+}
+
+// writeMetrics writes whole lines under a lock so concurrent runs never
+// interleave them.
+func (e *Engine) writeMetrics(lines [][]byte) {
+	e.metricsMu.Lock()
+	defer e.metricsMu.Unlock()
+	for _, l := range lines {
+		if _, err := e.metricsOut.Write(l); err != nil {
+			return
+		}
+	}
+}

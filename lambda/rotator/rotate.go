@@ -1,0 +1,386 @@
+package rotator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+)
+
+// process decides and, where due, rotates items. Two stages run side by
+// side so reads never wait behind the rotation pace: ROTATOR_CONCURRENCY
+// read pipelines walk the items in order (DescribeKey → ListKeyRotations →
+// …), and the keys decided due go to ROTATOR_CONCURRENCY rotation pipelines
+// that wait for the limiter, re-check GetKeyRotationStatus right before
+// rotating, and call RotateKeyOnDemand.
+func (r *run) process(ctx context.Context, items []*item) {
+	n := r.e.cfg.Concurrency
+	due := make(chan *item, len(items)) // never blocks a read pipeline
+	var next atomic.Int64
+	var reads, rotations sync.WaitGroup
+	for range n {
+		reads.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(items) {
+					return
+				}
+				it := items[i]
+				if it.outcome != "" { // decided at selection (unknown alias)
+					r.finish(it)
+					continue
+				}
+				if r.pastCutoff() {
+					r.deferKey(it)
+					continue
+				}
+				r.evaluate(ctx, it)
+				if it.rotateNext {
+					due <- it
+				}
+			}
+		})
+	}
+	for range n {
+		rotations.Go(func() {
+			for it := range due {
+				r.rotate(ctx, it)
+			}
+		})
+	}
+	reads.Wait()
+	close(due)
+	rotations.Wait()
+}
+
+// evaluate fetches facts cheapest first until Decide is final, or the key is
+// due (then the rotation stage takes over).
+func (r *run) evaluate(ctx context.Context, it *item) {
+	for {
+		d := Decide(it.facts, r.e.now(), r.e.cfg)
+		var err error
+		var op string
+		switch d.Action {
+		case Done:
+			r.decided(it, d)
+			return
+		case FetchMetadata:
+			op, err = opDescribeKey, r.describe(ctx, it)
+		case FetchTags:
+			op, err = opListResourceTags, r.listTags(ctx, it)
+		case FetchHistory:
+			op, err = opListKeyRotations, r.history(ctx, it)
+		case FetchStatus:
+			if !it.facts.DryRun {
+				// Checked in the rotation stage right before rotating.
+				it.rotateNext = true
+				return
+			}
+			op, err = opGetKeyRotationStatus, r.status(ctx, it)
+		case Rotate: // not reached: the status is fetched in the rotation stage
+			it.rotateNext = true
+			return
+		}
+		if err != nil {
+			r.failed(it, op, err, false)
+			return
+		}
+	}
+}
+
+// decided records a final decision (and adds a replica's primary in incident mode).
+func (r *run) decided(it *item, d Decision) {
+	it.outcome, it.reason, it.detail = d.Outcome, d.Reason, d.Detail
+	if d.Reason == ReasonMultiRegionReplica && it.facts.Mode == "incident" && it.facts.Meta.PrimaryARN != "" {
+		r.addPrimary(it.facts.Meta.PrimaryARN)
+	}
+	r.finish(it)
+}
+
+// failed records a call's failure: mapped once in classify.
+func (r *run) failed(it *item, op string, err error, rotating bool) {
+	c := classify(err, r.e.cfg)
+	if c.deadline && !rotating {
+		r.deferKey(it)
+		return
+	}
+	it.outcome, it.reason, it.detail = c.outcome, c.reason, c.detail
+	if it.outcome == Failed && it.detail != "" {
+		it.detail = op + ": " + it.detail
+	}
+	r.finish(it)
+}
+
+func (r *run) deferKey(it *item) {
+	it.outcome, it.reason, it.detail = Deferred, ReasonDeadline, ""
+	r.finish(it)
+}
+
+func (r *run) describe(ctx context.Context, it *item) error {
+	r.calls.add(opDescribeKey)
+	out, err := r.e.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	if err != nil {
+		return err
+	}
+	km := out.KeyMetadata
+	if km == nil {
+		return errors.New("DescribeKey returned no KeyMetadata")
+	}
+	m := &Metadata{
+		KeyManager: string(km.KeyManager),
+		KeySpec:    string(km.KeySpec),
+		KeyUsage:   string(km.KeyUsage),
+		Origin:     string(km.Origin),
+		KeyState:   string(km.KeyState),
+		CreatedAt:  aws.ToTime(km.CreationDate),
+	}
+	if mr := km.MultiRegionConfiguration; mr != nil && mr.MultiRegionKeyType == kmstypes.MultiRegionKeyTypeReplica {
+		m.Replica = true
+		if mr.PrimaryKey != nil {
+			m.PrimaryARN = aws.ToString(mr.PrimaryKey.Arn)
+		}
+	}
+	it.facts.Meta = m
+	// The canonical ARN and ID (the caller may have used an alias or ID).
+	if a := aws.ToString(km.Arn); a != "" {
+		it.arn = a
+	}
+	if id := aws.ToString(km.KeyId); id != "" {
+		it.keyID = id
+	}
+	return nil
+}
+
+// listTags learns the tags of a key named explicitly in an incident. One
+// ListResourceTags call per such key (≤ 1,000 keys, 2,000 calls/s quota);
+// chosen over GetResources with ResourceARNList because it answers for
+// untagged keys too, works in the primary's Region for an added primary,
+// and keeps every per-key call on kms:* actions the key policy governs.
+func (r *run) listTags(ctx context.Context, it *item) error {
+	tags := map[string]string{}
+	in := &kms.ListResourceTagsInput{KeyId: aws.String(it.arn)}
+	for {
+		r.calls.add(opListResourceTags)
+		out, err := r.e.kms.ListResourceTags(ctx, in, inRegion(it.region))
+		if err != nil {
+			return err
+		}
+		for _, t := range out.Tags {
+			k := aws.ToString(t.TagKey)
+			if k == r.e.cfg.TagKey || k == IntervalTagKey {
+				tags[k] = aws.ToString(t.TagValue)
+			}
+		}
+		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
+			break
+		}
+		in.Marker = out.NextMarker
+	}
+	r.applyTags(it, tags)
+	return nil
+}
+
+// history reads all pages of ListKeyRotations: the budget used is the count
+// of ON_DEMAND entries, the age is the newest entry of any type
+// (https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeyRotations.html).
+func (r *run) history(ctx context.Context, it *item) error {
+	h, err := r.readHistory(ctx, it)
+	if err != nil {
+		return err
+	}
+	it.facts.History = h
+	return nil
+}
+
+func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
+	h := &History{}
+	// 1,000 entries a page (the maximum) so one call covers any real key.
+	in := &kms.ListKeyRotationsInput{KeyId: aws.String(it.arn), Limit: aws.Int32(1000)}
+	for {
+		r.calls.add(opListKeyRotations)
+		out, err := r.e.kms.ListKeyRotations(ctx, in, inRegion(it.region))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range out.Rotations {
+			if e.RotationType == kmstypes.RotationTypeOnDemand {
+				h.OnDemand++
+			}
+			if d := aws.ToTime(e.RotationDate); d.After(h.Newest) {
+				h.Newest = d
+			}
+		}
+		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
+			return h, nil
+		}
+		in.Marker = out.NextMarker
+	}
+}
+
+// status reads GetKeyRotationStatus: OnDemandRotationStartDate is present only
+// while an on-demand rotation is in progress
+// (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyRotationStatus.html).
+func (r *run) status(ctx context.Context, it *item) error {
+	r.calls.add(opGetKeyRotationStatus)
+	out, err := r.e.kms.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	if err != nil {
+		return err
+	}
+	it.facts.Status = &Status{OnDemandStart: out.OnDemandRotationStartDate}
+	return nil
+}
+
+// rotate is the rotation stage of one due key: pace, re-check, rotate, and
+// after an ambiguous failure look before anything else.
+func (r *run) rotate(ctx context.Context, it *item) {
+	const maxAttempts = 2 // the first call and at most one careful retry
+	for attempt := 1; ; attempt++ {
+		if r.pastCutoff() {
+			r.deferKey(it)
+			return
+		}
+		// Wait fails at once when the token would come after the deadline.
+		wctx := ctx
+		if !r.cutoff.IsZero() {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithDeadline(ctx, r.cutoff)
+			defer cancel()
+		}
+		if err := r.e.limiter.Wait(wctx); err != nil {
+			r.deferKey(it)
+			return
+		}
+		// Re-check right before rotating: another run (a duplicate
+		// EventBridge delivery, an incident) may have started one.
+		if err := r.status(ctx, it); err != nil {
+			r.failed(it, opGetKeyRotationStatus, err, false)
+			return
+		}
+		if d := Decide(it.facts, r.e.now(), r.e.cfg); d.Action != Rotate {
+			r.decided(it, d)
+			return
+		}
+		r.calls.add(opRotateKeyOnDemand)
+		started := r.e.now()
+		_, err := r.e.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
+			inRegion(it.region), noBlindRetry)
+		if err == nil {
+			r.rotated(it, started)
+			return
+		}
+		c := classify(err, r.e.cfg)
+		if !c.ambiguous {
+			r.failed(it, opRotateKeyOnDemand, err, true)
+			return
+		}
+		// Ambiguous (5xx, timeout, connection reset, lost response): the
+		// rotation may have been applied. Look before anything else.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookTimeout)
+		applied, inProgressByOther, lerr := r.look(lctx, it)
+		cancel()
+		switch {
+		case lerr != nil:
+			it.outcome, it.reason = Failed, ReasonError
+			it.detail = fmt.Sprintf("%s: %s; whether it applied is unknown (%s failed: %v) — check ListKeyRotations before retrying",
+				opRotateKeyOnDemand, c.detail, opListKeyRotations, lerr)
+			r.finish(it)
+			return
+		case applied:
+			r.rotated(it, started)
+			return
+		case inProgressByOther:
+			it.outcome, it.reason, it.detail = Skipped, ReasonRotationInProgress, ""
+			r.finish(it)
+			return
+		case attempt >= maxAttempts || c.deadline:
+			r.failed(it, opRotateKeyOnDemand, err, true)
+			return
+		}
+		r.log.Warn("rotation failed before it applied; retrying once", "keyArn", it.arn, "error", c.detail)
+		it.facts.Status = nil
+	}
+}
+
+// lookTimeout bounds the check after an ambiguous failure; it may run past
+// the run's own call deadline (it uses part of the safety margin).
+const lookTimeout = 5 * time.Second
+
+// look tells whether a rotation started by this run was applied despite an
+// ambiguous failure: an on-demand rotation in progress that started at or
+// after the run began, or more ON_DEMAND entries than before. An on-demand
+// rotation in progress that started earlier belongs to someone else.
+func (r *run) look(ctx context.Context, it *item) (applied, inProgressByOther bool, err error) {
+	before := it.facts.History
+	if err := r.status(ctx, it); err != nil {
+		return false, false, err
+	}
+	if s := it.facts.Status.OnDemandStart; s != nil {
+		if !s.Before(r.start) {
+			return true, false, nil
+		}
+		return false, true, nil
+	}
+	h, err := r.readHistory(ctx, it)
+	if err != nil {
+		return false, false, err
+	}
+	if before != nil && h.OnDemand > before.OnDemand {
+		return true, false, nil
+	}
+	return false, false, nil
+}
+
+// rotated records a started rotation. The entry shows the budget after it:
+// KMS lists the rotation in ListKeyRotations once it completes.
+func (r *run) rotated(it *item, at time.Time) {
+	it.outcome, it.reason, it.detail = Rotated, ReasonNone, ""
+	it.rotatedAt = &at
+	r.finish(it)
+}
+
+// finish logs the key's line; the report is built from the items at the end.
+func (r *run) finish(it *item) {
+	r.logKey(it)
+}
+
+// Operation names, for call counts and error messages.
+const (
+	opGetResources         = "GetResources"
+	opListAliases          = "ListAliases"
+	opDescribeKey          = "DescribeKey"
+	opListResourceTags     = "ListResourceTags"
+	opListKeyRotations     = "ListKeyRotations"
+	opGetKeyRotationStatus = "GetKeyRotationStatus"
+	opRotateKeyOnDemand    = "RotateKeyOnDemand"
+)
+
+var opNames = []string{opGetResources, opListAliases, opDescribeKey, opListResourceTags,
+	opListKeyRotations, opGetKeyRotationStatus, opRotateKeyOnDemand}
+
+// callCounts counts API calls per operation (one per SDK operation call,
+// retries inside the SDK not included).
+type callCounts struct{ n [7]atomic.Int64 }
+
+func (c *callCounts) add(op string) {
+	for i, name := range opNames {
+		if name == op {
+			c.n[i].Add(1)
+			return
+		}
+	}
+}
+
+// snapshot returns the counts by operation name.
+func (c *callCounts) snapshot() map[string]int64 {
+	m := make(map[string]int64, len(opNames))
+	for i, name := range opNames {
+		m[name] = c.n[i].Load()
+	}
+	return m
+}

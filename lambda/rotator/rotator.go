@@ -1,0 +1,187 @@
+// Package rotator is the rotation engine of kms-rotator: it selects the KMS
+// keys a request covers, decides per key whether to rotate it (Decide, a pure
+// function), rotates the due ones on demand with bounded concurrency and
+// client-side pacing, and reports every candidate exactly once (JSON report,
+// slog lines, CloudWatch EMF metrics). It has no Lambda imports; the handler
+// in package main is a thin adapter around Engine.Run.
+//
+// The flow of a run reads top to bottom across the files: select.go →
+// decide.go → rotate.go → report.go (+ metrics.go).
+package rotator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	"golang.org/x/time/rate"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+// KMSAPI is the part of *kms.Client the engine calls. optFns carry the
+// per-call Region for keys in other Regions (a multi-Region primary) and the
+// no-blind-retry retryer of RotateKeyOnDemand.
+type KMSAPI interface {
+	DescribeKey(ctx context.Context, params *kms.DescribeKeyInput, optFns ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
+	ListKeyRotations(ctx context.Context, params *kms.ListKeyRotationsInput, optFns ...func(*kms.Options)) (*kms.ListKeyRotationsOutput, error)
+	GetKeyRotationStatus(ctx context.Context, params *kms.GetKeyRotationStatusInput, optFns ...func(*kms.Options)) (*kms.GetKeyRotationStatusOutput, error)
+	RotateKeyOnDemand(ctx context.Context, params *kms.RotateKeyOnDemandInput, optFns ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error)
+	ListAliases(ctx context.Context, params *kms.ListAliasesInput, optFns ...func(*kms.Options)) (*kms.ListAliasesOutput, error)
+	ListResourceTags(ctx context.Context, params *kms.ListResourceTagsInput, optFns ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error)
+}
+
+// TaggingAPI is the part of the Resource Groups Tagging API client the engine
+// calls to find opted-in keys.
+type TaggingAPI interface {
+	GetResources(ctx context.Context, params *tagging.GetResourcesInput, optFns ...func(*tagging.Options)) (*tagging.GetResourcesOutput, error)
+}
+
+// Invocation is what the caller knows about the invocation beyond the request.
+type Invocation struct {
+	// RequestID is the Lambda request ID, put on every log line.
+	RequestID string
+	// Scope is the function's partition, account and Region (from the
+	// invoked function ARN); key IDs resolve to ARNs inside it.
+	Scope request.Scope
+}
+
+// Engine runs rotation requests. Build it once per process with New; Run is
+// safe for concurrent use (each run keeps its own state).
+type Engine struct {
+	cfg        Config
+	kms        KMSAPI
+	tagging    TaggingAPI
+	log        *slog.Logger
+	metricsOut io.Writer
+	metricsMu  sync.Mutex
+
+	// limiter paces RotateKeyOnDemand across all runs of this process.
+	limiter *rate.Limiter
+	// now is the clock of decisions (tests set it); deadlines use real time.
+	now func() time.Time
+	// margin is how much of the Lambda's remaining time is kept back: no key
+	// is started once less than this remains.
+	margin func(remaining time.Duration) time.Duration
+}
+
+// New returns an Engine. log receives JSON lines (one per key, a summary and
+// the report); metricsOut receives the EMF lines (stdout in Lambda).
+func New(cfg Config, kmsClient KMSAPI, taggingClient TaggingAPI, log *slog.Logger, metricsOut io.Writer) *Engine {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if metricsOut == nil {
+		metricsOut = io.Discard
+	}
+	return &Engine{
+		cfg:        cfg,
+		kms:        kmsClient,
+		tagging:    taggingClient,
+		log:        log,
+		metricsOut: metricsOut,
+		limiter:    rate.NewLimiter(rate.Limit(cfg.RotateRPS), 1),
+		now:        time.Now,
+		margin:     DeadlineMargin,
+	}
+}
+
+// DeadlineMargin is the default safety margin before the Lambda deadline:
+// 10 % of the time left when the run starts, at least 2 s (to write the report
+// and metrics) and at most 30 s (a 15-minute run keeps working until 30 s
+// before its end).
+func DeadlineMargin(remaining time.Duration) time.Duration {
+	return min(max(remaining/10, 2*time.Second), 30*time.Second)
+}
+
+// Run executes one request and returns its report. It returns an error only
+// when the candidates could not be listed at all (so Lambda's retry and
+// failure destination apply); per-key failures are entries in the report.
+func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (*Report, error) {
+	r := e.newRun(ctx, req, inv)
+	defer r.cancel()
+	if err := r.selectCandidates(r.ctx); err != nil {
+		r.log.Error("listing candidates failed", "error", err.Error())
+		e.emitRunFailed(r)
+		return nil, fmt.Errorf("%s run: %w", req.Mode, err)
+	}
+	r.process(r.ctx, r.items)
+	// Incident mode adds the primaries of replicas as entries of their own;
+	// they are processed after the keys that named them.
+	if extra := r.takeExtras(); len(extra) > 0 {
+		for _, it := range extra {
+			it.alias = r.aliasOf(it.region, it.keyID)
+		}
+		r.process(r.ctx, extra)
+		r.items = append(r.items, extra...)
+	}
+	rep := r.report()
+	e.emitMetrics(r, rep)
+	r.logSummary(rep)
+	return rep, nil
+}
+
+// run is the state of one Run.
+type run struct {
+	e      *Engine
+	req    request.Request
+	inv    Invocation
+	id     string
+	dry    bool
+	start  time.Time
+	log    *slog.Logger
+	ctx    context.Context // calls; ends margin/2 before the Lambda deadline
+	cancel context.CancelFunc
+	// cutoff is when no further key (or rotation) may start; zero = none.
+	cutoff time.Time
+
+	items []*item // sorted by sort key (key ARN)
+
+	mu     sync.Mutex
+	seen   map[string]bool // key ARNs of all entries, to add each primary once
+	extras []*item
+
+	aliasMu sync.Mutex
+	aliases map[string]*aliasSet // by Region
+
+	calls callCounts
+}
+
+func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {
+	r := &run{
+		e:       e,
+		req:     req,
+		inv:     inv,
+		id:      newRunID(e.now()),
+		start:   e.now(),
+		seen:    map[string]bool{},
+		aliases: map[string]*aliasSet{},
+	}
+	r.dry = req.DryRun || e.cfg.DryRun || req.Mode == request.ModePlan || req.Mode == request.ModeReport
+	r.log = e.log.With("runId", r.id, "mode", string(req.Mode), "requestId", inv.RequestID)
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok {
+		m := e.margin(time.Until(dl))
+		r.cutoff = dl.Add(-m)
+		r.ctx, r.cancel = context.WithDeadline(ctx, dl.Add(-m/2))
+	}
+	return r
+}
+
+// pastCutoff reports whether the deadline is too near to start more work.
+func (r *run) pastCutoff() bool {
+	return !r.cutoff.IsZero() && !time.Now().Before(r.cutoff)
+}
+
+func newRunID(t time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}

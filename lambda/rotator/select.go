@@ -1,0 +1,325 @@
+package rotator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	taggingtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+// item is one candidate key of a run and, once decided, its report entry.
+type item struct {
+	arn    string // key ARN; empty when the caller's identifier did not resolve
+	keyID  string
+	region string
+	ref    string // the caller's identifier, for entries that did not resolve
+	alias  string
+	facts  Facts
+
+	// Filled when the key is decided.
+	outcome    Outcome
+	reason     Reason
+	detail     string
+	rotatedAt  *time.Time
+	rotateNext bool // decided "rotate": hand to the rotation stage
+}
+
+// sortKey orders entries: by key ARN, so a continuation can resume from a
+// cursor; unresolved identifiers (no ARN) sort by what the caller gave.
+func (it *item) sortKey() string {
+	if it.arn != "" {
+		return it.arn
+	}
+	return "~" + it.ref
+}
+
+// selectCandidates fills r.items, sorted by key ARN and deduplicated.
+func (r *run) selectCandidates(ctx context.Context) error {
+	home := r.inv.Scope.Region
+	// The function Region's aliases load alongside the listing: one paginated
+	// ListAliases per Region per run (DESIGN.md "The report").
+	// aliasSet lists once; later callers wait for that listing.
+	go r.aliasSet(ctx, home)
+
+	var err error
+	switch {
+	case r.req.Mode == request.ModeIncident && len(r.req.Keys) > 0:
+		as := r.aliasSet(ctx, home)
+		if as.err != nil {
+			return fmt.Errorf("list aliases in %s: %w", home, as.err)
+		}
+		r.items = r.resolveKeys(as)
+	case r.req.Mode == request.ModeIncident && r.req.Tag != nil:
+		r.items, err = r.listTagged(ctx, []taggingtypes.TagFilter{
+			{Key: aws.String(r.e.cfg.TagKey), Values: []string{r.e.cfg.TagValue}},
+			{Key: aws.String(r.req.Tag.Key), Values: []string{r.req.Tag.Value}},
+		})
+	case r.req.Mode == request.ModeIncident:
+		err = fmt.Errorf("incident request names neither keys nor a tag")
+	default:
+		r.items, err = r.listTagged(ctx, []taggingtypes.TagFilter{
+			{Key: aws.String(r.e.cfg.TagKey), Values: []string{r.e.cfg.TagValue}},
+		})
+	}
+	as := r.aliasSet(ctx, home)
+	if err != nil {
+		return err
+	}
+	if as.err != nil {
+		return fmt.Errorf("list aliases in %s: %w", home, as.err)
+	}
+	slices.SortFunc(r.items, func(a, b *item) int { return strings.Compare(a.sortKey(), b.sortKey()) })
+	for _, it := range r.items {
+		if it.arn != "" {
+			r.seen[it.arn] = true
+		}
+		if it.alias == "" && it.keyID != "" {
+			it.alias = as.byKey[it.keyID]
+		}
+	}
+	return nil
+}
+
+// listTagged finds keys with all the given tags through GetResources (100 a
+// page, tags included), not ListKeys plus a ListResourceTags call per key.
+// GetResources never returns untagged resources, which is what we want here.
+func (r *run) listTagged(ctx context.Context, filters []taggingtypes.TagFilter) ([]*item, error) {
+	in := &tagging.GetResourcesInput{
+		ResourceTypeFilters: []string{"kms:key"},
+		TagFilters:          filters,
+		ResourcesPerPage:    aws.Int32(100),
+	}
+	var items []*item
+	seen := map[string]bool{}
+	for {
+		r.calls.add(opGetResources)
+		out, err := r.e.tagging.GetResources(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("get resources tagged %s=%s: %w", r.e.cfg.TagKey, r.e.cfg.TagValue, err)
+		}
+		for _, m := range out.ResourceTagMappingList {
+			arn := aws.ToString(m.ResourceARN)
+			region, keyID, ok := parseKeyARN(arn)
+			if !ok || seen[arn] {
+				continue // not a key ARN (defensive), or a page repeated
+			}
+			seen[arn] = true
+			it := &item{arn: arn, keyID: keyID, region: region}
+			it.facts = r.baseFacts()
+			tags := make(map[string]string, 2)
+			for _, t := range m.Tags {
+				k := aws.ToString(t.Key)
+				if k == r.e.cfg.TagKey || k == IntervalTagKey {
+					tags[k] = aws.ToString(t.Value)
+				}
+			}
+			r.applyTags(it, tags)
+			items = append(items, it)
+		}
+		tok := aws.ToString(out.PaginationToken)
+		if tok == "" {
+			return items, nil
+		}
+		in.PaginationToken = aws.String(tok)
+	}
+}
+
+// resolveKeys turns the incident's key identifiers into entries, one per key
+// ARN: key IDs and key ARNs directly, aliases through the Region's alias list.
+// An alias that does not exist becomes a not-found entry of its own.
+func (r *run) resolveKeys(home *aliasSet) []*item {
+	sc := r.inv.Scope
+	var items []*item
+	byARN := map[string]bool{}
+	byAlias := map[string]bool{}
+	for _, ref := range r.req.Keys {
+		it := &item{ref: ref.Raw, facts: r.baseFacts()}
+		switch ref.Kind {
+		case request.KeyID:
+			it.keyID, it.region = ref.ID, sc.Region
+			it.arn = keyARN(sc.Partition, sc.Region, sc.Account, ref.ID)
+		case request.KeyARN:
+			it.keyID, it.region = ref.ID, ref.Region
+			it.arn = keyARN(ref.Partition, ref.Region, ref.Account, ref.ID)
+		case request.AliasName, request.AliasARN:
+			as := home
+			region := sc.Region
+			if ref.Kind == request.AliasARN && ref.Region != "" && ref.Region != sc.Region {
+				// The request package rejects other Regions; resolve
+				// correctly anyway rather than in the wrong Region.
+				region = ref.Region
+				as = r.aliasSet(r.ctx, region)
+			}
+			target, ok := as.byName[ref.Alias]
+			if !ok {
+				if byAlias[ref.Alias] {
+					continue
+				}
+				byAlias[ref.Alias] = true
+				it.alias = ref.Alias
+				it.outcome, it.reason = Failed, ReasonNotFound
+				it.detail = fmt.Sprintf("alias %s does not exist in %s", ref.Alias, region)
+				if as.err != nil {
+					it.reason, it.detail = ReasonError, fmt.Sprintf("alias %s: %v", ref.Alias, as.err)
+				}
+				items = append(items, it)
+				continue
+			}
+			it.keyID, it.region = target, region
+			it.arn = keyARN(sc.Partition, region, sc.Account, target)
+		default:
+			it.outcome, it.reason = Failed, ReasonError
+			it.detail = fmt.Sprintf("unsupported key identifier %q", ref.Raw)
+			items = append(items, it)
+			continue
+		}
+		if byARN[it.arn] {
+			continue // the same key named twice (e.g. by ID and by alias)
+		}
+		byARN[it.arn] = true
+		items = append(items, it)
+	}
+	return items
+}
+
+// baseFacts are the facts every entry of this run starts with.
+func (r *run) baseFacts() Facts {
+	return Facts{Mode: r.req.Mode, DryRun: r.dry, IntervalDays: r.e.cfg.IntervalDays}
+}
+
+// applyTags records what the key's tags say: opted in, and its interval.
+func (r *run) applyTags(it *item, tags map[string]string) {
+	f := &it.facts
+	f.TagsKnown = true
+	v, ok := tags[r.e.cfg.TagKey]
+	f.OptedIn = ok && v == r.e.cfg.TagValue
+	f.IntervalDays = r.e.cfg.IntervalDays
+	f.IntervalErr = ""
+	if v, ok := tags[IntervalTagKey]; ok {
+		n, err := ParseIntervalTag(v)
+		if err != nil {
+			f.IntervalErr = err.Error()
+		} else {
+			f.IntervalDays = n
+		}
+	}
+}
+
+// addPrimary adds a replica's primary as an entry of its own (incident
+// mode), unless the run already has it.
+func (r *run) addPrimary(primaryARN string) {
+	region, keyID, ok := parseKeyARN(primaryARN)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen[primaryARN] {
+		return
+	}
+	r.seen[primaryARN] = true
+	r.extras = append(r.extras, &item{arn: primaryARN, keyID: keyID, region: region, facts: r.baseFacts()})
+}
+
+// takeExtras returns the added primaries, sorted, and forgets them.
+func (r *run) takeExtras() []*item {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	x := r.extras
+	r.extras = nil
+	slices.SortFunc(x, func(a, b *item) int { return strings.Compare(a.arn, b.arn) })
+	return x
+}
+
+// aliasSet is one Region's aliases, listed once per run.
+type aliasSet struct {
+	once   sync.Once
+	byKey  map[string]string // key ID → first alias name
+	byName map[string]string // alias name → target key ID
+	err    error
+}
+
+// aliasSet lists the Region's aliases once per run (ListAliases, all pages).
+func (r *run) aliasSet(ctx context.Context, region string) *aliasSet {
+	r.aliasMu.Lock()
+	as, ok := r.aliases[region]
+	if !ok {
+		as = &aliasSet{}
+		r.aliases[region] = as
+	}
+	r.aliasMu.Unlock()
+	as.once.Do(func() {
+		as.byKey, as.byName = map[string]string{}, map[string]string{}
+		in := &kms.ListAliasesInput{Limit: aws.Int32(100)}
+		for {
+			r.calls.add(opListAliases)
+			out, err := r.e.kms.ListAliases(ctx, in, inRegion(region))
+			if err != nil {
+				as.err = err
+				return
+			}
+			for _, a := range out.Aliases {
+				name, target := aws.ToString(a.AliasName), aws.ToString(a.TargetKeyId)
+				if target == "" {
+					continue // a predefined AWS alias with no key yet
+				}
+				as.byName[name] = target
+				if cur, ok := as.byKey[target]; !ok || name < cur {
+					as.byKey[target] = name
+				}
+			}
+			if !out.Truncated || aws.ToString(out.NextMarker) == "" {
+				return
+			}
+			in.Marker = out.NextMarker
+		}
+	})
+	return as
+}
+
+// aliasOf returns the key's first alias by name in its Region ("" if none).
+func (r *run) aliasOf(region, keyID string) string {
+	as := r.aliasSet(r.ctx, region)
+	if as.err != nil {
+		return ""
+	}
+	return as.byKey[keyID]
+}
+
+// inRegion sends one call to region: KMS keys are regional, and a
+// multi-Region primary may live outside the function's Region.
+func inRegion(region string) func(*kms.Options) {
+	return func(o *kms.Options) {
+		if region != "" {
+			o.Region = region
+		}
+	}
+}
+
+// keyARN builds a key ARN
+// (https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#key-id-key-ARN).
+func keyARN(partition, region, account, keyID string) string {
+	return "arn:" + partition + ":kms:" + region + ":" + account + ":key/" + keyID
+}
+
+// parseKeyARN returns the Region and key ID of a key ARN.
+func parseKeyARN(arn string) (region, keyID string, ok bool) {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "kms" {
+		return "", "", false
+	}
+	id, found := strings.CutPrefix(parts[5], "key/")
+	if !found || id == "" {
+		return "", "", false
+	}
+	return parts[3], id, true
+}
