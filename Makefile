@@ -30,5 +30,12 @@ lint:
 test: lint
 	$(GO) test -race -count=1 ./...
 
+# Fuzz each target for FUZZTIME (go test runs one fuzz target per invocation);
+# crashers land in <pkg>/testdata/fuzz/ and become regression cases.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./lambda/request/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseKeyRef$$' -fuzztime $(FUZZTIME) ./lambda/request/
+
 clean:
 	rm -rf bootstrap bin cdk.out
