@@ -1,0 +1,138 @@
+// Command kmslocal runs the local KMS emulator (package kmsemu): AWS KMS and
+// the Resource Groups Tagging API GetResources on one loopback port, seeded
+// from a fleet file, for tests, the demo and rehearsing a rotation with the
+// AWS CLI or any AWS SDK (AWS_ENDPOINT_URL=http://127.0.0.1:4599).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "kmslocal:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `Usage: kmslocal [flags]
+
+kmslocal is an in-memory AWS KMS emulator speaking the real AWS JSON 1.1
+protocol (KMS: X-Amz-Target TrentService.*; tagging: GetResources). Point any
+AWS SDK or the AWS CLI at it:
+
+  kmslocal -fleet events/fleet.json -account 012345678912 &
+  AWS_ENDPOINT_URL=http://127.0.0.1:4599 AWS_REGION=us-east-1 \
+  AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=secret \
+    aws kms list-keys
+
+Requests are served for the region in their SigV4 signature. One log line
+per request goes to stderr. GET /_kmslocal/stats shows per-operation
+counters; POST /_kmslocal/stats/reset zeroes them. SIGINT/SIGTERM stop it.
+
+Flags:
+`
+
+// run parses args, serves until SIGINT/SIGTERM and shuts down cleanly.
+func run(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kmslocal", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	var (
+		addr     = fs.String("addr", "127.0.0.1:4599", "listen `address`; loopback only (127.0.0.1, ::1 or localhost), port 0 picks a free one")
+		fleet    = fs.String("fleet", "", "JSON fleet `file` to seed keys from (see events/fleet.json)")
+		account  = fs.String("account", "111122223333", "AWS account `ID` in ARNs (local Lambda runs use 012345678912)")
+		region   = fs.String("region", "us-east-1", "default `region`: of fleet keys without one and of unsigned requests; signed requests are served for the region they are signed for")
+		delay    = fs.Duration("rotation-delay", 2*time.Second, "how long an on-demand rotation stays in progress (0 = completes at once)")
+		limit    = fs.Int("on-demand-limit", 25, "lifetime on-demand rotations per key, then LimitExceededException")
+		latency  = fs.Duration("latency", 0, "added to every response")
+		scale    = fs.Float64("quota-scale", 0, "request quotas: 0 = no throttling, 1 = KMS's default per-operation quotas, 10 = ten times them")
+		failRate = fs.Float64("fail-rate", 0, "`fraction` of requests answered KMSInternalException (HTTP 500) before any change")
+		dropRate = fs.Float64("drop-rate", 0, "`fraction` of RotateKeyOnDemand requests applied and then answered HTTP 500 (lost response)")
+		seed     = fs.Int64("seed", 1, "seed for the fault dice and generated IDs, to replay a run")
+		quiet    = fs.Bool("quiet", false, "no per-request log lines")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (flags only; -h lists them)", fs.Args())
+	}
+	for name, v := range map[string]float64{"fail-rate": *failRate, "drop-rate": *dropRate} {
+		if v < 0 || v > 1 {
+			return fmt.Errorf("-%s %g: must be between 0 and 1", name, v)
+		}
+	}
+	if *scale < 0 {
+		return fmt.Errorf("-quota-scale %g: must not be negative", *scale)
+	}
+	if *limit < 1 {
+		return fmt.Errorf("-on-demand-limit %d: must be at least 1", *limit)
+	}
+	if *delay < 0 || *latency < 0 {
+		return errors.New("-rotation-delay and -latency must not be negative")
+	}
+	host, _, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return fmt.Errorf("-addr %q: %w", *addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("-addr %q: kmslocal listens on loopback only (127.0.0.1, ::1 or localhost)", *addr)
+	}
+
+	var logw io.Writer = stderr
+	if *quiet {
+		logw = nil
+	}
+	srv := kmsemu.New(kmsemu.Options{
+		Account: *account, Region: *region, RotationDelay: *delay, OnDemandLimit: *limit,
+		Latency: *latency, QuotaScale: *scale, FailRate: *failRate, DropRate: *dropRate,
+		Seed: *seed, Log: logw,
+	})
+	if *fleet != "" {
+		if err := srv.LoadFleetFile(*fleet); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	fmt.Fprintf(stderr, "kmslocal: listening on http://%s (account %s, default region %s, fleet %q)\n", ln.Addr(), *account, *region, *fleet)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(stderr, "kmslocal: shutting down")
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdown); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,449 @@
+package kmsemu
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// FleetKey is one entry of a fleet file: a JSON array of these objects
+// (DESIGN.md "The local KMS emulator"). Omitted fields take KMS's defaults for
+// a customer managed symmetric encryption key created now in the default
+// region.
+type FleetKey struct {
+	// KeyID fixes the key ID (extension), so sample payloads can name keys;
+	// generated when empty. Multi-Region keys need an mrk- ID.
+	KeyID string `json:"keyId"`
+	// Alias is the key's alias name (alias/…), in the key's region.
+	Alias string `json:"alias"`
+	// Region is the key's region (default Options.Region).
+	Region string `json:"region"`
+	// KeySpec (default SYMMETRIC_DEFAULT).
+	KeySpec string `json:"keySpec"`
+	// KeyUsage (default: the first usage valid for the spec, ENCRYPT_DECRYPT
+	// for symmetric keys, GENERATE_VERIFY_MAC for HMAC, SIGN_VERIFY for ECC).
+	KeyUsage string `json:"keyUsage"`
+	// Origin: AWS_KMS (default), EXTERNAL, AWS_CLOUDHSM, EXTERNAL_KEY_STORE.
+	Origin string `json:"origin"`
+	// CustomKeyStoreID for AWS_CLOUDHSM and EXTERNAL_KEY_STORE keys (default generated).
+	CustomKeyStoreID string `json:"customKeyStoreId"`
+	// KeyManager: CUSTOMER (default) or AWS.
+	KeyManager string `json:"keyManager"`
+	// KeyState (default Enabled).
+	KeyState string `json:"keyState"`
+	// DeletionInDays is how far in the future a PendingDeletion key is
+	// deleted (default 30).
+	DeletionInDays float64 `json:"deletionInDays"`
+	// MultiRegionKeyType is PRIMARY or REPLICA (empty: single-Region).
+	MultiRegionKeyType string `json:"multiRegionKeyType"`
+	// PrimaryAlias names a replica's primary by its alias (in the primary's region).
+	PrimaryAlias string `json:"primaryAlias"`
+	// PrimaryKeyID names a replica's primary by key ID (extension; replicas
+	// share their primary's key ID anyway).
+	PrimaryKeyID string `json:"primaryKeyId"`
+	// CreatedDaysAgo is the key's age (default 0, or just before its oldest rotation).
+	CreatedDaysAgo *float64 `json:"createdDaysAgo"`
+	// Description of the key.
+	Description string `json:"description"`
+	// Tags on the key.
+	Tags map[string]string `json:"tags"`
+	// Rotations is the completed rotation history (a replica's comes from its primary).
+	Rotations []FleetRotation `json:"rotations"`
+	// AutomaticRotation enables automatic rotation (AWS managed keys always rotate yearly).
+	AutomaticRotation bool `json:"automaticRotation"`
+	// RotationPeriodInDays of automatic rotation, 90–2560 (default 365; setting it enables automatic rotation).
+	RotationPeriodInDays int `json:"rotationPeriodInDays"`
+	// Count repeats the entry (extension, for big synthetic fleets); the
+	// alias of copy n gets the suffix -00001, -00002, …; a fixed KeyID is not allowed with Count > 1.
+	Count int `json:"count"`
+}
+
+// FleetRotation is one completed rotation of a fleet key.
+type FleetRotation struct {
+	// Type is ON_DEMAND or AUTOMATIC.
+	Type string `json:"type"`
+	// DaysAgo is when the rotation completed.
+	DaysAgo float64 `json:"daysAgo"`
+}
+
+// LoadFleetFile seeds the keys of a fleet file; see LoadFleet.
+func (s *Server) LoadFleetFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	defer f.Close()
+	if err := s.LoadFleet(f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadFleet seeds keys from a fleet file (a JSON array of FleetKey). It
+// checks the whole file first and adds nothing when an entry is invalid; the
+// error names the entry. An unknown field (a typo?) is reported on the log
+// and ignored.
+func (s *Server) LoadFleet(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	var entries []FleetKey
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&entries); err != nil {
+		// An unknown field is most likely a typo, but a fleet written for
+		// another version should still load: warn and go on.
+		if !strings.Contains(err.Error(), "unknown field") {
+			return fmt.Errorf("fleet: not a JSON array of keys: %w", err)
+		}
+		entries = nil
+		if err2 := json.Unmarshal(data, &entries); err2 != nil {
+			return fmt.Errorf("fleet: not a JSON array of keys: %w", err2)
+		}
+		s.logMu.Lock()
+		fmt.Fprintf(s.opts.Log, "kmslocal: warning: fleet: %v (ignored)\n", err)
+		s.logMu.Unlock()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+
+	type pending struct {
+		k     *key
+		alias string
+		fk    *FleetKey
+		where string
+	}
+	var keys []pending
+	seen := map[string]bool{} // region/id and region/alias taken in this file
+	for i := range entries {
+		e := &entries[i]
+		n := e.Count
+		if n < 0 {
+			return fmt.Errorf("fleet entry %d: count must not be negative", i)
+		}
+		if n == 0 {
+			n = 1
+		}
+		if n > 1 && e.KeyID != "" {
+			return fmt.Errorf("fleet entry %d: keyId cannot be combined with count > 1", i)
+		}
+		for j := 0; j < n; j++ {
+			where := fmt.Sprintf("fleet entry %d", i)
+			if e.Count > 1 {
+				where = fmt.Sprintf("fleet entry %d (copy %d)", i, j+1)
+			}
+			k, err := s.fleetKey(e, now)
+			if err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			al := e.Alias
+			if al != "" && e.Count > 1 {
+				al = fmt.Sprintf("%s-%05d", al, j+1)
+			}
+			if al != "" && !aliasPattern.MatchString(al) {
+				return fmt.Errorf("%s: alias %q must look like alias/name (letters, digits, / _ -)", where, al)
+			}
+			if seen[k.region+"/"+k.id] || s.region(k.region).keys[k.id] != nil {
+				return fmt.Errorf("%s: key %s already exists in %s", where, k.id, k.region)
+			}
+			seen[k.region+"/"+k.id] = true
+			if al != "" {
+				if seen[k.region+"/"+al] || s.region(k.region).aliases[al] != nil {
+					return fmt.Errorf("%s: alias %s already exists in %s", where, al, k.region)
+				}
+				seen[k.region+"/"+al] = true
+			}
+			keys = append(keys, pending{k, al, e, where})
+		}
+	}
+
+	// Link replicas to primaries (by alias or key ID, in this file or
+	// already loaded) before anything is added.
+	byAlias := map[string][]*key{} // alias → keys (any region)
+	byID := map[string][]*key{}
+	for _, p := range keys {
+		if p.alias != "" {
+			byAlias[p.alias] = append(byAlias[p.alias], p.k)
+		}
+		byID[p.k.id] = append(byID[p.k.id], p.k)
+	}
+	for _, rs := range s.regions {
+		for _, a := range rs.aliases {
+			byAlias[a.name] = append(byAlias[a.name], a.target)
+		}
+		for _, k := range rs.keys {
+			byID[k.id] = append(byID[k.id], k)
+		}
+	}
+	type link struct {
+		p       pending
+		primary *key
+	}
+	var links []link
+	replicaIn := map[string]bool{} // primary ID/region of replicas in this file
+	for _, p := range keys {
+		if p.k.mrType != "REPLICA" {
+			continue
+		}
+		var cands []*key
+		ref := p.fk.PrimaryKeyID
+		if p.fk.PrimaryAlias != "" {
+			cands, ref = byAlias[p.fk.PrimaryAlias], p.fk.PrimaryAlias
+		} else if ref != "" {
+			cands = byID[ref]
+		} else {
+			return fmt.Errorf("%s: a REPLICA needs primaryAlias (or primaryKeyId)", p.where)
+		}
+		var primary *key
+		for _, c := range cands {
+			if c.mrType == "PRIMARY" {
+				primary = c
+			}
+		}
+		if primary == nil {
+			return fmt.Errorf("%s: no multi-Region PRIMARY key named %s", p.where, ref)
+		}
+		if primary.region == p.k.region {
+			return fmt.Errorf("%s: a replica must be in another region than its primary (%s)", p.where, primary.region)
+		}
+		for _, r := range primary.replicas {
+			if r.region == p.k.region {
+				return fmt.Errorf("%s: the primary already has a replica in %s", p.where, p.k.region)
+			}
+		}
+		if replicaIn[primary.id+"/"+p.k.region] {
+			return fmt.Errorf("%s: the primary already has a replica in %s", p.where, p.k.region)
+		}
+		replicaIn[primary.id+"/"+p.k.region] = true
+		if p.fk.KeyID != "" && p.fk.KeyID != primary.id {
+			return fmt.Errorf("%s: a replica has its primary's key ID %s, not %s", p.where, primary.id, p.fk.KeyID)
+		}
+		if seen[p.k.region+"/"+primary.id] && p.k.id != primary.id {
+			return fmt.Errorf("%s: key %s already exists in %s", p.where, primary.id, p.k.region)
+		}
+		if len(p.fk.Rotations) > 0 {
+			return fmt.Errorf("%s: a replica shares its primary's rotations; put them on the primary", p.where)
+		}
+		delete(seen, p.k.region+"/"+p.k.id)
+		seen[p.k.region+"/"+primary.id] = true
+		links = append(links, link{p, primary})
+	}
+	for _, l := range links {
+		p, primary := l.p, l.primary
+		// A replica shares its primary's key ID, key material, key spec,
+		// origin and rotation settings.
+		p.k.id = primary.id
+		p.k.arn = s.keyARN(p.k.region, primary.id)
+		p.k.spec, p.k.usage, p.k.origin, p.k.manager = primary.spec, primary.usage, primary.origin, primary.manager
+		p.k.mat = primary.mat
+		p.k.primary = primary
+		primary.replicas = append(primary.replicas, p.k)
+	}
+	for _, p := range keys {
+		rs := s.region(p.k.region)
+		rs.addKey(p.k)
+		if p.alias != "" {
+			rs.addAlias(&alias{name: p.alias, target: p.k, created: p.k.created, updated: p.k.created})
+		}
+	}
+	return nil
+}
+
+func oneOf(field, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s %q is not one of %s", field, v, strings.Join(allowed, ", "))
+}
+
+func days(d float64) time.Duration { return time.Duration(d * float64(24*time.Hour)) }
+
+// fleetKey builds one key from a fleet entry, with KMS's defaults.
+func (s *Server) fleetKey(e *FleetKey, now time.Time) (*key, error) {
+	k := &key{
+		region: e.Region, spec: e.KeySpec, usage: e.KeyUsage, origin: e.Origin,
+		manager: e.KeyManager, state: e.KeyState, description: e.Description,
+		customKeyStore: e.CustomKeyStoreID, tags: map[string]string{},
+	}
+	if k.region == "" {
+		k.region = s.opts.Region
+	}
+	if !validRegion.MatchString(k.region) {
+		return nil, fmt.Errorf("region %q is not a region name like us-east-1", k.region)
+	}
+	if k.spec == "" {
+		k.spec = "SYMMETRIC_DEFAULT"
+	}
+	if _, ok := keySpecUsages[k.spec]; !ok {
+		specs := make([]string, 0, len(keySpecUsages))
+		for sp := range keySpecUsages {
+			specs = append(specs, sp)
+		}
+		sort.Strings(specs)
+		return nil, fmt.Errorf("keySpec %q is not one of %s", k.spec, strings.Join(specs, ", "))
+	}
+	if k.usage == "" {
+		k.usage = defaultUsage(k.spec)
+	}
+	if !validUsage(k.spec, k.usage) {
+		return nil, fmt.Errorf("keyUsage %q is not valid for keySpec %s (valid: %s)", k.usage, k.spec, strings.Join(keySpecUsages[k.spec], ", "))
+	}
+	if k.origin == "" {
+		k.origin = "AWS_KMS"
+	}
+	if err := oneOf("origin", k.origin, "AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"); err != nil {
+		return nil, err
+	}
+	if inCustomKeyStore(k) {
+		if k.spec != "SYMMETRIC_DEFAULT" {
+			return nil, fmt.Errorf("a key in a custom key store must be SYMMETRIC_DEFAULT")
+		}
+		if k.customKeyStore == "" {
+			k.customKeyStore = fmt.Sprintf("cks-%016x%x", s.idRNG.Uint64(), s.idRNG.Uint32()&0xf)
+		}
+	} else if k.customKeyStore != "" {
+		return nil, fmt.Errorf("customKeyStoreId needs origin AWS_CLOUDHSM or EXTERNAL_KEY_STORE")
+	}
+	if k.manager == "" {
+		k.manager = "CUSTOMER"
+	}
+	if err := oneOf("keyManager", k.manager, "CUSTOMER", "AWS"); err != nil {
+		return nil, err
+	}
+	if k.state == "" {
+		k.state = "Enabled"
+	}
+	if err := oneOf("keyState", k.state, "Enabled", "Disabled", "PendingDeletion", "PendingImport", "PendingReplicaDeletion", "Unavailable", "Creating", "Updating"); err != nil {
+		return nil, err
+	}
+	if k.state == "PendingDeletion" {
+		d := e.DeletionInDays
+		if d == 0 {
+			d = 30
+		}
+		if d < 0 {
+			return nil, fmt.Errorf("deletionInDays must be positive")
+		}
+		k.deletionDate = now.Add(days(d))
+	} else if e.DeletionInDays != 0 {
+		return nil, fmt.Errorf("deletionInDays needs keyState PendingDeletion")
+	}
+	switch e.MultiRegionKeyType {
+	case "":
+		if e.PrimaryAlias != "" || e.PrimaryKeyID != "" {
+			return nil, fmt.Errorf("primaryAlias/primaryKeyId need multiRegionKeyType REPLICA")
+		}
+	case "PRIMARY", "REPLICA":
+		k.multiRegion, k.mrType = true, e.MultiRegionKeyType
+		if inCustomKeyStore(k) {
+			return nil, fmt.Errorf("multi-Region keys cannot be in a custom key store")
+		}
+		if e.MultiRegionKeyType == "PRIMARY" && (e.PrimaryAlias != "" || e.PrimaryKeyID != "") {
+			return nil, fmt.Errorf("primaryAlias/primaryKeyId need multiRegionKeyType REPLICA")
+		}
+	default:
+		return nil, oneOf("multiRegionKeyType", e.MultiRegionKeyType, "PRIMARY", "REPLICA")
+	}
+	k.id = e.KeyID
+	if k.id == "" {
+		k.id = s.newKeyID(k.multiRegion)
+	} else if !keyIDPattern.MatchString(k.id) {
+		return nil, fmt.Errorf("keyId %q is not a key ID (a lowercase UUID, or mrk- and 32 hex digits)", k.id)
+	} else if k.multiRegion != strings.HasPrefix(k.id, "mrk-") {
+		return nil, fmt.Errorf("keyId %q: multi-Region keys and only they have mrk- key IDs", k.id)
+	}
+	k.arn = s.keyARN(k.region, k.id)
+	for tk, v := range e.Tags {
+		if tk == "" || len(tk) > 128 || len(v) > 256 {
+			return nil, fmt.Errorf("tag %q: keys are 1-128 characters, values 0-256", tk)
+		}
+		k.tags[tk] = v
+	}
+
+	// History: the oldest rotation bounds the creation date.
+	oldest := 0.0
+	for i, r := range e.Rotations {
+		if err := oneOf(fmt.Sprintf("rotations[%d].type", i), r.Type, "ON_DEMAND", "AUTOMATIC"); err != nil {
+			return nil, err
+		}
+		if r.DaysAgo < 0 {
+			return nil, fmt.Errorf("rotations[%d].daysAgo must not be negative", i)
+		}
+		if r.DaysAgo > oldest {
+			oldest = r.DaysAgo
+		}
+	}
+	if len(e.Rotations) > 0 && (!isSymmetricEncryption(k) || inCustomKeyStore(k)) {
+		return nil, errors.New("only symmetric encryption keys outside custom key stores have rotations")
+	}
+	age := 0.0
+	if len(e.Rotations) > 0 {
+		age = oldest + 1
+	}
+	if e.CreatedDaysAgo != nil {
+		if *e.CreatedDaysAgo < 0 {
+			return nil, fmt.Errorf("createdDaysAgo must not be negative")
+		}
+		if *e.CreatedDaysAgo < oldest {
+			return nil, fmt.Errorf("createdDaysAgo %g is younger than its oldest rotation (%g days ago)", *e.CreatedDaysAgo, oldest)
+		}
+		age = *e.CreatedDaysAgo
+	}
+	k.created = now.Add(-days(age))
+	m := &material{initial: s.newMaterialID()}
+	m.current = m.initial
+	rots := append([]FleetRotation(nil), e.Rotations...)
+	sort.SliceStable(rots, func(i, j int) bool { return rots[i].DaysAgo > rots[j].DaysAgo })
+	for _, r := range rots {
+		s.completeRotation(m, rotation{materialID: s.newMaterialID(), date: now.Add(-days(r.DaysAgo)), typ: r.Type})
+	}
+	k.mat = m
+
+	// Automatic rotation: AWS managed keys rotate every year
+	// (https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys.html).
+	period := e.RotationPeriodInDays
+	auto := e.AutomaticRotation || period != 0
+	if k.manager == "AWS" {
+		auto, period = true, 365
+	}
+	if auto {
+		if period == 0 {
+			period = 365
+		}
+		if period < 90 || period > 2560 {
+			return nil, fmt.Errorf("rotationPeriodInDays %d is not within 90-2560", period)
+		}
+		if !isSymmetricEncryption(k) || inCustomKeyStore(k) || k.origin == "EXTERNAL" {
+			return nil, errors.New("automatic rotation needs a symmetric encryption key with key material generated by KMS")
+		}
+		if k.mrType == "REPLICA" {
+			return nil, errors.New("automatic rotation is set on the primary, not on a replica")
+		}
+		m.autoEnabled, m.period = true, period
+		// The next automatic rotation is a period after the last one (or the
+		// creation); one that would already be past is rolled forward rather
+		// than invented in the history.
+		base := k.created
+		for _, r := range m.rotations {
+			if r.typ == "AUTOMATIC" {
+				base = r.date
+			}
+		}
+		next := base.AddDate(0, 0, period)
+		for !next.After(now) {
+			next = next.AddDate(0, 0, period)
+		}
+		m.nextAuto = next
+	}
+	return k, nil
+}

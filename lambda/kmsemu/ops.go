@@ -1,0 +1,433 @@
+package kmsemu
+
+import (
+	"sort"
+	"strings"
+	"time"
+)
+
+type keyIDInput struct {
+	KeyID *string `json:"KeyId"`
+}
+
+type keyIDOutput struct {
+	KeyID string `json:"KeyId"`
+}
+
+// DescribeKey: https://docs.aws.amazon.com/kms/latest/APIReference/API_DescribeKey.html
+func (s *Server) describeKey(c *call, body []byte) (any, *apiError) {
+	var in keyIDInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.resolve(c, in.KeyID, lookupOpts{alias: true})
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		KeyMetadata *keyMetadataJSON `json:"KeyMetadata"`
+	}{s.metadata(k)}, nil
+}
+
+type listInput struct {
+	KeyID  *string `json:"KeyId"`
+	Limit  *int    `json:"Limit"`
+	Marker *string `json:"Marker"`
+}
+
+// ListKeys: https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeys.html
+// Limit 1–1000, default 100; every key of the region, AWS managed ones and
+// keys pending deletion included.
+func (s *Server) listKeys(c *call, body []byte) (any, *apiError) {
+	var in listInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	n, err := limit(in.Limit, 1000, 100)
+	if err != nil {
+		return nil, err
+	}
+	last, ok := parseMarker("keys", in.Marker)
+	if !ok {
+		return nil, errMarker()
+	}
+	rs := s.region(c.region)
+	keys := rs.sortedKeys()
+	i := 0
+	if in.Marker != nil {
+		i = sort.Search(len(keys), func(i int) bool { return keys[i].id > last })
+	}
+	type entry struct {
+		KeyID  string `json:"KeyId"`
+		KeyArn string `json:"KeyArn"`
+	}
+	out := struct {
+		Keys       []entry `json:"Keys"`
+		NextMarker string  `json:"NextMarker,omitempty"`
+		Truncated  bool    `json:"Truncated"`
+	}{Keys: []entry{}}
+	var gone []*key
+	for ; i < len(keys) && len(out.Keys) < n; i++ {
+		k := keys[i]
+		if k.state == "PendingDeletion" && !k.deletionDate.IsZero() && !c.now.Before(k.deletionDate) {
+			gone = append(gone, k)
+			continue
+		}
+		out.Keys = append(out.Keys, entry{k.id, k.arn})
+	}
+	if i < len(keys) && len(out.Keys) > 0 {
+		out.Truncated = true
+		out.NextMarker = marker("keys", out.Keys[len(out.Keys)-1].KeyID)
+	}
+	for _, k := range gone {
+		s.settle(k, c.now)
+	}
+	return out, nil
+}
+
+// ListAliases: https://docs.aws.amazon.com/kms/latest/APIReference/API_ListAliases.html
+// Limit 1–100, default 50; optionally only the aliases of one key.
+func (s *Server) listAliases(c *call, body []byte) (any, *apiError) {
+	var in listInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	n, err := limit(in.Limit, 100, 50)
+	if err != nil {
+		return nil, err
+	}
+	var only *key
+	if in.KeyID != nil {
+		if only, err = s.resolve(c, in.KeyID, lookupOpts{}); err != nil {
+			return nil, err
+		}
+	}
+	last, ok := parseMarker("aliases", in.Marker)
+	if !ok {
+		return nil, errMarker()
+	}
+	type entry struct {
+		AliasName       string   `json:"AliasName"`
+		AliasArn        string   `json:"AliasArn"`
+		TargetKeyID     string   `json:"TargetKeyId"`
+		CreationDate    *float64 `json:"CreationDate,omitempty"`
+		LastUpdatedDate *float64 `json:"LastUpdatedDate,omitempty"`
+	}
+	out := struct {
+		Aliases    []entry `json:"Aliases"`
+		NextMarker string  `json:"NextMarker,omitempty"`
+		Truncated  bool    `json:"Truncated"`
+	}{Aliases: []entry{}}
+	rs := s.region(c.region)
+	aliases := rs.sortedAliases()
+	i := 0
+	if in.Marker != nil {
+		i = sort.Search(len(aliases), func(i int) bool { return aliases[i].name > last })
+	}
+	for ; i < len(aliases); i++ {
+		a := aliases[i]
+		if only != nil && a.target != only {
+			continue
+		}
+		if len(out.Aliases) == n {
+			out.Truncated = true
+			out.NextMarker = marker("aliases", out.Aliases[n-1].AliasName)
+			break
+		}
+		out.Aliases = append(out.Aliases, entry{a.name, s.aliasARN(c.region, a.name), a.target.id, epoch(a.created), epoch(a.updated)})
+	}
+	return out, nil
+}
+
+// ListResourceTags: https://docs.aws.amazon.com/kms/latest/APIReference/API_ListResourceTags.html
+// Limit 1–50, default 50; key ID or key ARN only.
+func (s *Server) listResourceTags(c *call, body []byte) (any, *apiError) {
+	var in listInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.resolve(c, in.KeyID, lookupOpts{})
+	if err != nil {
+		return nil, err
+	}
+	n, err := limit(in.Limit, 50, 50)
+	if err != nil {
+		return nil, err
+	}
+	last, ok := parseMarker("tags", in.Marker)
+	if !ok {
+		return nil, errMarker()
+	}
+	out := struct {
+		Tags       []tagJSON `json:"Tags"`
+		NextMarker string    `json:"NextMarker,omitempty"`
+		Truncated  bool      `json:"Truncated"`
+	}{Tags: []tagJSON{}}
+	for _, tk := range sortedKeys(k.tags) {
+		if in.Marker != nil && tk <= last {
+			continue
+		}
+		if len(out.Tags) == n {
+			out.Truncated = true
+			out.NextMarker = marker("tags", out.Tags[n-1].TagKey)
+			break
+		}
+		out.Tags = append(out.Tags, tagJSON{tk, k.tags[tk]})
+	}
+	return out, nil
+}
+
+// GetKeyRotationStatus: https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyRotationStatus.html
+// Symmetric encryption keys only (UnsupportedOperationException otherwise,
+// custom key stores included); OnDemandRotationStartDate only while an
+// on-demand rotation is in progress.
+func (s *Server) getKeyRotationStatus(c *call, body []byte) (any, *apiError) {
+	var in keyIDInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.resolve(c, in.KeyID, lookupOpts{})
+	if err != nil {
+		return nil, err
+	}
+	if !isSymmetricEncryption(k) || inCustomKeyStore(k) {
+		return nil, errUnsupported("%s is not a symmetric encryption key with key material in KMS: rotation does not apply.", k.arn)
+	}
+	if k.state == "PendingImport" || k.state == "Unavailable" {
+		return nil, errInvalidState("%s is %s.", k.arn, k.state)
+	}
+	out := struct {
+		KeyID                     string   `json:"KeyId"`
+		KeyRotationEnabled        bool     `json:"KeyRotationEnabled"`
+		RotationPeriodInDays      *int     `json:"RotationPeriodInDays,omitempty"`
+		NextRotationDate          *float64 `json:"NextRotationDate,omitempty"`
+		OnDemandRotationStartDate *float64 `json:"OnDemandRotationStartDate,omitempty"`
+	}{KeyID: k.arn, KeyRotationEnabled: k.mat.autoEnabled}
+	if k.mat.autoEnabled {
+		p := k.mat.period
+		out.RotationPeriodInDays = &p
+		out.NextRotationDate = epoch(k.mat.nextAuto)
+	}
+	out.OnDemandRotationStartDate = epoch(k.mat.onDemandStart)
+	return out, nil
+}
+
+// ListKeyRotations: https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeyRotations.html
+// Completed rotations, oldest first; Limit 1–1000, default 100. A rotation in
+// progress is not listed until it completes (RotationDate is the completion).
+func (s *Server) listKeyRotations(c *call, body []byte) (any, *apiError) {
+	var in struct {
+		listInput
+		IncludeKeyMaterial *string `json:"IncludeKeyMaterial"`
+	}
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.resolve(c, in.KeyID, lookupOpts{})
+	if err != nil {
+		return nil, err
+	}
+	if in.IncludeKeyMaterial != nil && *in.IncludeKeyMaterial != "ALL_KEY_MATERIAL" && *in.IncludeKeyMaterial != "ROTATIONS_ONLY" {
+		return nil, errValidation("1 validation error detected: Value '%s' at 'includeKeyMaterial' failed to satisfy constraint: Member must satisfy enum value set: [ALL_KEY_MATERIAL, ROTATIONS_ONLY]", *in.IncludeKeyMaterial)
+	}
+	n, err := limit(in.Limit, 1000, 100)
+	if err != nil {
+		return nil, err
+	}
+	if !isSymmetricEncryption(k) || inCustomKeyStore(k) {
+		return nil, errUnsupported("%s is not a symmetric encryption key with key material in KMS: it has no rotations.", k.arn)
+	}
+	start := 0
+	if in.Marker != nil {
+		last, ok := parseMarker("rotations:"+k.id, in.Marker)
+		if !ok {
+			return nil, errMarker()
+		}
+		i := 0
+		for i < len(k.mat.rotations) && k.mat.rotations[i].materialID != last {
+			i++
+		}
+		if i == len(k.mat.rotations) {
+			return nil, errMarker()
+		}
+		start = i + 1
+	}
+	type entry struct {
+		KeyID            string   `json:"KeyId"`
+		KeyMaterialID    string   `json:"KeyMaterialId"`
+		KeyMaterialState string   `json:"KeyMaterialState"`
+		RotationDate     *float64 `json:"RotationDate"`
+		RotationType     string   `json:"RotationType"`
+	}
+	out := struct {
+		Rotations  []entry `json:"Rotations"`
+		NextMarker string  `json:"NextMarker,omitempty"`
+		Truncated  bool    `json:"Truncated"`
+	}{Rotations: []entry{}}
+	rot := k.mat.rotations
+	for i := start; i < len(rot); i++ {
+		if len(out.Rotations) == n {
+			out.Truncated = true
+			out.NextMarker = marker("rotations:"+k.id, rot[i-1].materialID)
+			break
+		}
+		state := "NON_CURRENT"
+		if rot[i].materialID == k.mat.current {
+			state = "CURRENT"
+		}
+		out.Rotations = append(out.Rotations, entry{k.arn, rot[i].materialID, state, epoch(rot[i].date), rot[i].typ})
+	}
+	return out, nil
+}
+
+// RotateKeyOnDemand: https://docs.aws.amazon.com/kms/latest/APIReference/API_RotateKeyOnDemand.html
+// Key ID or key ARN; customer managed symmetric encryption keys with key
+// material generated by KMS, not replicas (rotate the primary: it rotates the
+// whole set), enabled. The rotation completes after Options.RotationDelay.
+func (s *Server) rotateKeyOnDemand(c *call, body []byte) (any, *apiError) {
+	var in keyIDInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.resolve(c, in.KeyID, lookupOpts{})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case k.manager != "CUSTOMER":
+		// Not settled which error KMS returns for an AWS managed key (its key
+		// policy does not allow the call either); UnsupportedOperation is the
+		// documented family for keys on which on-demand rotation is not possible.
+		return nil, errUnsupported("%s is an AWS managed key: KMS rotates it every year and it cannot be rotated on demand.", k.arn)
+	case !isSymmetricEncryption(k):
+		return nil, errUnsupported("%s has key spec %s and key usage %s: only symmetric encryption keys can be rotated on demand.", k.arn, k.spec, k.usage)
+	case inCustomKeyStore(k):
+		return nil, errUnsupported("%s is in a custom key store (origin %s): it cannot be rotated on demand.", k.arn, k.origin)
+	case k.origin == "EXTERNAL":
+		// Since June 2025 KMS rotates imported keys once new material is
+		// imported as PENDING_ROTATION; the emulator has no import, so it
+		// answers as KMS does for an imported key with nothing staged.
+		return nil, errUnsupported("%s has imported key material and no new key material is pending rotation.", k.arn)
+	case k.mrType == "REPLICA":
+		primary := "its primary key"
+		if k.primary != nil {
+			primary = k.primary.arn
+		}
+		return nil, errUnsupported("%s is a multi-Region replica key: rotate %s instead.", k.arn, primary)
+	}
+	if err := checkEnabled(k); err != nil {
+		return nil, err
+	}
+	m := k.mat
+	if !m.onDemandStart.IsZero() {
+		// Not settled which error a second call returns while an on-demand
+		// rotation is in progress; ConflictException is the one KMS documents
+		// for a rotation in progress.
+		return nil, errf(400, "ConflictException", "An on-demand rotation of %s started at %s is still in progress.", k.arn, m.onDemandStart.UTC().Format(time.RFC3339))
+	}
+	if m.autoEnabled && !m.nextAuto.IsZero() && m.nextAuto.Sub(c.now) < 20*time.Minute {
+		return nil, errf(400, "ConflictException", "An automatic rotation of %s is scheduled to begin within the next 20 minutes.", k.arn)
+	}
+	if m.onDemandUsed() >= s.opts.OnDemandLimit {
+		return nil, errf(400, "LimitExceededException", "%s has reached the limit of %d on-demand rotations.", k.arn, s.opts.OnDemandLimit)
+	}
+	m.onDemandStart = c.now
+	m.onDemandPending = s.newMaterialID()
+	s.settle(k, c.now) // completes at once when RotationDelay is 0
+	return keyIDOutput{k.id}, nil
+}
+
+type tagsInput struct {
+	KeyID   *string    `json:"KeyId"`
+	Tags    []tagInput `json:"Tags"`
+	TagKeys []string   `json:"TagKeys"`
+}
+
+type tagInput struct {
+	TagKey   *string `json:"TagKey"`
+	TagValue *string `json:"TagValue"`
+}
+
+// checkTags validates tags as TagResource and CreateKey do
+// (https://docs.aws.amazon.com/kms/latest/developerguide/tagging-keys.html):
+// keys 1–128 characters, values 0–256, no aws: prefix (TagException), at most
+// 50 tags on a key (LimitExceededException).
+func checkTags(existing map[string]string, tags []tagInput) (map[string]string, *apiError) {
+	out := map[string]string{}
+	for k, v := range existing {
+		out[k] = v
+	}
+	for _, t := range tags {
+		if t.TagKey == nil || t.TagValue == nil {
+			return nil, errValidation("1 validation error detected: Value null at 'tags.member.tagKey' failed to satisfy constraint: Member must not be null")
+		}
+		if len(*t.TagKey) < 1 || len(*t.TagKey) > 128 || len(*t.TagValue) > 256 {
+			return nil, errf(400, "TagException", "Tag key must be 1-128 characters and tag value 0-256 characters.")
+		}
+		if strings.HasPrefix(strings.ToLower(*t.TagKey), "aws:") {
+			return nil, errf(400, "TagException", "Tag keys beginning with aws: are reserved for AWS use.")
+		}
+		out[*t.TagKey] = *t.TagValue
+	}
+	if len(out) > 50 {
+		return nil, errf(400, "LimitExceededException", "A KMS key can have at most 50 tags.")
+	}
+	return out, nil
+}
+
+// TagResource: https://docs.aws.amazon.com/kms/latest/APIReference/API_TagResource.html
+func (s *Server) tagResource(c *call, body []byte) (any, *apiError) {
+	var in tagsInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.resolve(c, in.KeyID, lookupOpts{})
+	if err != nil {
+		return nil, err
+	}
+	if in.Tags == nil {
+		return nil, errValidation("1 validation error detected: Value null at 'tags' failed to satisfy constraint: Member must not be null")
+	}
+	if k.manager != "CUSTOMER" {
+		return nil, errUnsupported("%s is an AWS managed key: it cannot be tagged.", k.arn)
+	}
+	if err := checkNotPending(k); err != nil {
+		return nil, err
+	}
+	tags, err := checkTags(k.tags, in.Tags)
+	if err != nil {
+		return nil, err
+	}
+	k.tags = tags
+	return struct{}{}, nil
+}
+
+// UntagResource: https://docs.aws.amazon.com/kms/latest/APIReference/API_UntagResource.html
+func (s *Server) untagResource(c *call, body []byte) (any, *apiError) {
+	var in tagsInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.resolve(c, in.KeyID, lookupOpts{})
+	if err != nil {
+		return nil, err
+	}
+	if in.TagKeys == nil {
+		return nil, errValidation("1 validation error detected: Value null at 'tagKeys' failed to satisfy constraint: Member must not be null")
+	}
+	if k.manager != "CUSTOMER" {
+		return nil, errUnsupported("%s is an AWS managed key: it cannot be untagged.", k.arn)
+	}
+	if err := checkNotPending(k); err != nil {
+		return nil, err
+	}
+	tags := map[string]string{}
+	for tk, v := range k.tags {
+		tags[tk] = v
+	}
+	for _, tk := range in.TagKeys {
+		delete(tags, tk)
+	}
+	k.tags = tags
+	return struct{}{}, nil
+}

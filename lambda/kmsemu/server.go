@@ -1,0 +1,477 @@
+// Package kmsemu is an in-memory emulator of AWS KMS and of the Resource Groups
+// Tagging API GetResources operation. It speaks the real AWS JSON 1.1 wire
+// protocol (POST /, X-Amz-Target, epoch-second timestamps, {"__type": …}
+// errors), so the unmodified aws-sdk-go-v2 clients, the AWS CLI and any other
+// AWS SDK work against it through a custom endpoint URL.
+//
+// It models what kms-rotator depends on, as KMS documents it: key IDs and
+// ARNs, aliases, key specs, origins, managers and states, multi-Region
+// primaries and replicas, tags, pagination markers, rotation history,
+// on-demand rotations that stay in progress for a while, the lifetime limit
+// on on-demand rotations, per-operation request quotas and injectable faults
+// (latency, internal errors, responses lost after the change was applied).
+//
+// The region of a request is taken from the credential scope of its SigV4
+// Authorization header, so keys of several regions live in one Server.
+package kmsemu
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configures a Server. The zero value is usable: see New for the
+// defaults of empty fields.
+type Options struct {
+	// Account is the AWS account ID in ARNs (default 111122223333).
+	Account string
+	// Region serves requests that carry no SigV4 credential scope, and is the
+	// region of fleet entries without one (default us-east-1).
+	Region string
+	// RotationDelay is how long an on-demand rotation stays in progress before
+	// its new key material becomes current; 0 completes it at once.
+	RotationDelay time.Duration
+	// OnDemandLimit is the lifetime number of on-demand rotations per key
+	// (default 25, KMS's current quota), then LimitExceededException.
+	OnDemandLimit int
+	// Latency is added to every response.
+	Latency time.Duration
+	// QuotaScale multiplies KMS's default request quotas: 0 disables
+	// throttling, 1 is KMS's defaults, 10 is ten times them.
+	QuotaScale float64
+	// FailRate is the fraction of requests answered with HTTP 500
+	// (KMSInternalException) before any change is made.
+	FailRate float64
+	// DropRate is the fraction of RotateKeyOnDemand requests that are applied
+	// and then answered with HTTP 500: the lost-response case.
+	DropRate float64
+	// Seed seeds the fault dice and the generated IDs, so a run can be replayed.
+	Seed int64
+	// Log receives one line per request; nil discards them.
+	Log io.Writer
+	// Now is the clock (default time.Now). Tests advance a fake clock to
+	// complete rotations and pending deletions without sleeping.
+	Now func() time.Time
+}
+
+// Server is the emulator: an http.Handler serving KMS and the tagging API.
+// It is safe for concurrent use.
+type Server struct {
+	opts Options
+
+	mu      sync.Mutex // guards everything below
+	regions map[string]*regionStore
+	rng     *rand.Rand // fault dice
+	idRNG   *rand.Rand // key IDs, key material IDs
+	secret  [32]byte   // derives the emulated key material
+	stats   map[string]*OpStats
+
+	logMu sync.Mutex
+}
+
+// New returns a Server with no keys. Empty Options fields take these
+// defaults: Account 111122223333, Region us-east-1, OnDemandLimit 25,
+// Now time.Now, Log discarded.
+func New(opts Options) *Server {
+	if opts.Account == "" {
+		opts.Account = "111122223333"
+	}
+	if opts.Region == "" {
+		opts.Region = "us-east-1"
+	}
+	if opts.OnDemandLimit <= 0 {
+		opts.OnDemandLimit = 25
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	seed := uint64(opts.Seed)
+	s := &Server{
+		opts:    opts,
+		regions: map[string]*regionStore{},
+		rng:     rand.New(rand.NewPCG(seed, 0x6b6d73656d75)),
+		idRNG:   rand.New(rand.NewPCG(seed, 0x6b6579696473)),
+		stats:   map[string]*OpStats{},
+	}
+	for i := range s.secret {
+		s.secret[i] = byte(s.idRNG.Uint32())
+	}
+	return s
+}
+
+// Options returns the options the Server runs with, defaults filled in.
+func (s *Server) Options() Options { return s.opts }
+
+// apiError is an AWS JSON protocol error: an HTTP status and the __type code.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func errf(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+// The KMS error codes the emulator answers, from the KMS API reference
+// (https://docs.aws.amazon.com/kms/latest/APIReference/CommonErrors.html and
+// each operation's "Errors" section).
+func errValidation(format string, args ...any) *apiError {
+	return errf(400, "ValidationException", format, args...)
+}
+func errNotFound(format string, args ...any) *apiError {
+	return errf(400, "NotFoundException", format, args...)
+}
+func errInvalidState(format string, args ...any) *apiError {
+	return errf(400, "KMSInvalidStateException", format, args...)
+}
+func errUnsupported(format string, args ...any) *apiError {
+	return errf(400, "UnsupportedOperationException", format, args...)
+}
+
+// call is one request being served.
+type call struct {
+	op     string
+	region string
+	now    time.Time
+	key    string // key identifier for the log line
+}
+
+type handler func(s *Server, c *call, body []byte) (any, *apiError)
+
+type operation struct {
+	name    string
+	tagging bool // Resource Groups Tagging API (its own error codes)
+	quota   float64
+	fn      handler
+}
+
+// Default request quotas in requests per second per account and region, from
+// https://docs.aws.amazon.com/kms/latest/developerguide/requests-per-second.html.
+// GetResources has no published figure; 10/s is a conservative guess (the
+// tagging API documents only that it throttles), so a client that pages
+// through 10,000 keys at 100 a page needs about 10 s at scale 1.
+var operations = map[string]operation{}
+
+const (
+	kmsPrefix     = "TrentService."
+	taggingPrefix = "ResourceGroupsTaggingAPI_20170126."
+	// cryptoQuota marks the operations sharing the symmetric cryptographic
+	// operations quota, whose rate depends on the region.
+	cryptoQuota = -1
+)
+
+func init() {
+	add := func(name string, quota float64, fn handler) {
+		operations[kmsPrefix+name] = operation{name: name, quota: quota, fn: fn}
+	}
+	add("CancelKeyDeletion", 5, (*Server).cancelKeyDeletion)
+	add("CreateAlias", 5, (*Server).createAlias)
+	add("CreateKey", 50, (*Server).createKey)
+	add("DeleteAlias", 5, (*Server).deleteAlias)
+	add("DescribeKey", 2000, (*Server).describeKey)
+	add("DisableKey", 5, (*Server).disableKey)
+	add("DisableKeyRotation", 5, (*Server).disableKeyRotation)
+	add("EnableKey", 5, (*Server).enableKey)
+	add("EnableKeyRotation", 5, (*Server).enableKeyRotation)
+	add("Encrypt", cryptoQuota, (*Server).encrypt)
+	add("Decrypt", cryptoQuota, (*Server).decrypt)
+	add("GetKeyRotationStatus", 1000, (*Server).getKeyRotationStatus)
+	add("ListAliases", 500, (*Server).listAliases)
+	add("ListKeyRotations", 100, (*Server).listKeyRotations)
+	add("ListKeys", 500, (*Server).listKeys)
+	add("ListResourceTags", 2000, (*Server).listResourceTags)
+	add("ReplicateKey", 5, (*Server).replicateKey)
+	add("RotateKeyOnDemand", 5, (*Server).rotateKeyOnDemand)
+	add("ScheduleKeyDeletion", 5, (*Server).scheduleKeyDeletion)
+	add("TagResource", 10, (*Server).tagResource)
+	add("UntagResource", 10, (*Server).untagResource)
+	operations[taggingPrefix+"GetResources"] = operation{name: "GetResources", tagging: true, quota: 10, fn: (*Server).getResources}
+}
+
+// cryptoRate is the shared quota of symmetric cryptographic operations, which
+// KMS sets per region (same quotas page as above).
+func cryptoRate(region string) float64 {
+	switch region {
+	case "us-east-1", "us-west-2", "eu-west-1":
+		return 100000
+	case "us-east-2", "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "eu-central-1", "eu-west-2":
+		return 50000
+	}
+	return 5500
+}
+
+// maxBody bounds a request body; KMS's largest inputs (key policies, 32 KB,
+// and 6 KB ciphertexts) are far below it.
+const maxBody = 1 << 20
+
+var credentialRegion = regexp.MustCompile(`Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/`)
+var validRegion = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d{1,2}$`)
+
+// regionOf reads the region from the SigV4 credential scope
+// (Credential=AKID/DATE/REGION/SERVICE/aws4_request), see
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html.
+func (s *Server) regionOf(r *http.Request) string {
+	if m := credentialRegion.FindStringSubmatch(r.Header.Get("Authorization")); m != nil && validRegion.MatchString(m[1]) {
+		return m[1]
+	}
+	return s.opts.Region
+}
+
+// ServeHTTP serves one AWS JSON 1.1 request, or the /_kmslocal/ admin paths.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/_kmslocal/") {
+		s.serveAdmin(w, r)
+		return
+	}
+	start := time.Now()
+	target := r.Header.Get("X-Amz-Target")
+	op, known := operations[target]
+	c := &call{op: op.name, region: s.regionOf(r)}
+	if !known {
+		c.op = "Unknown"
+	}
+
+	var status int
+	var out []byte
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	switch {
+	case r.Method != http.MethodPost || !known:
+		// KMS answers an absent or unknown X-Amz-Target this way.
+		status, out = encodeError(errf(400, "UnknownOperationException", "unknown operation %q", target), false)
+		s.count(c.op, func(st *OpStats) { st.Calls++; st.Errors++ })
+	case err != nil:
+		status, out = encodeError(errf(400, "SerializationException", "cannot read the request body: %v", err), op.tagging)
+		s.count(c.op, func(st *OpStats) { st.Calls++; st.Errors++ })
+	case len(body) > maxBody:
+		status, out = encodeError(errValidation("request body larger than %d bytes", maxBody), op.tagging)
+		s.count(c.op, func(st *OpStats) { st.Calls++; st.Errors++ })
+	default:
+		status, out = s.serveOp(c, op, body)
+	}
+
+	if s.opts.Latency > 0 {
+		t := time.NewTimer(s.opts.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.Header().Set("X-Amzn-RequestId", s.requestID())
+	w.WriteHeader(status)
+	_, _ = w.Write(out)
+	s.logLine(c, status, out, time.Since(start))
+}
+
+// serveOp runs op under the lock: quota, fault dice, the handler, the drop dice.
+func (s *Server) serveOp(c *call, op operation, body []byte) (int, []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.now = s.opts.Now()
+	st := s.statsFor(op.name)
+	st.Calls++
+	if !s.allow(c.region, op, c.now) {
+		st.Throttled++
+		st.Errors++
+		if op.tagging {
+			return encodeError(errf(400, "ThrottledException", "Rate exceeded"), true)
+		}
+		return encodeError(errf(400, "ThrottlingException", "Rate exceeded"), false)
+	}
+	if s.opts.FailRate > 0 && s.rng.Float64() < s.opts.FailRate {
+		st.Failed++
+		st.Errors++
+		return encodeError(errf(500, "KMSInternalException", "injected internal failure (nothing was changed)"), op.tagging)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	res, aerr := op.fn(s, c, body)
+	if aerr != nil {
+		st.Errors++
+		return encodeError(aerr, op.tagging)
+	}
+	if op.name == "RotateKeyOnDemand" && s.opts.DropRate > 0 && s.rng.Float64() < s.opts.DropRate {
+		st.Dropped++
+		st.Errors++
+		return encodeError(errf(500, "KMSInternalException", "injected lost response (the rotation was started)"), false)
+	}
+	out, err := json.Marshal(res)
+	if err != nil {
+		st.Errors++
+		return encodeError(errf(500, "KMSInternalException", "encode response: %v", err), op.tagging)
+	}
+	return 200, out
+}
+
+// encodeError renders e the way the AWS JSON protocol does; the tagging API
+// uses its own names for the internal and validation errors.
+func encodeError(e *apiError, tagging bool) (int, []byte) {
+	code := e.code
+	if tagging {
+		switch code {
+		case "KMSInternalException":
+			code = "InternalServiceException"
+		case "ValidationException":
+			code = "InvalidParameterException"
+		}
+	}
+	out, _ := json.Marshal(struct {
+		Type    string `json:"__type"`
+		Message string `json:"message"`
+	}{code, e.message})
+	return e.status, out
+}
+
+func (s *Server) requestID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return uuidFrom(s.idRNG)
+}
+
+// logLine writes one line per request: operation, region, key, result code,
+// latency.
+func (s *Server) logLine(c *call, status int, out []byte, d time.Duration) {
+	if s.opts.Log == io.Discard {
+		return
+	}
+	code := "OK"
+	if status != 200 {
+		var e struct {
+			Type string `json:"__type"`
+		}
+		_ = json.Unmarshal(out, &e)
+		code = e.Type
+	}
+	key := c.key
+	if key == "" {
+		key = "-"
+	}
+	line := fmt.Sprintf("%s op=%s region=%s key=%s status=%d code=%s latency=%s\n",
+		time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), c.op, c.region, key, status, code, d.Round(time.Microsecond))
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	_, _ = io.WriteString(s.opts.Log, line)
+}
+
+// decode parses a JSON request body. Like KMS, unknown members are ignored
+// and a value of the wrong type is a SerializationException.
+func decode(body []byte, v any) *apiError {
+	if err := json.Unmarshal(body, v); err != nil {
+		return errf(400, "SerializationException", "cannot parse the request: %v", err)
+	}
+	return nil
+}
+
+// OpStats counts the requests of one operation.
+type OpStats struct {
+	// Calls is every request received for the operation.
+	Calls int64 `json:"calls"`
+	// Throttled is the requests answered with ThrottlingException / ThrottledException.
+	Throttled int64 `json:"throttled"`
+	// Failed is the requests answered with an injected internal error (-fail-rate).
+	Failed int64 `json:"failed"`
+	// Dropped is the RotateKeyOnDemand requests applied, then answered with an error (-drop-rate).
+	Dropped int64 `json:"dropped"`
+	// Errors is every error response, including the three above.
+	Errors int64 `json:"errors"`
+}
+
+// Stats is a snapshot of the request counters.
+type Stats struct {
+	// Operations maps an operation name (DescribeKey, GetResources, …) to its counters.
+	Operations map[string]OpStats `json:"operations"`
+	// Total sums all operations.
+	Total OpStats `json:"total"`
+}
+
+// Op returns the counters of one operation (zero when it was never called).
+func (st Stats) Op(name string) OpStats { return st.Operations[name] }
+
+func (s *Server) statsFor(op string) *OpStats {
+	st := s.stats[op]
+	if st == nil {
+		st = &OpStats{}
+		s.stats[op] = st
+	}
+	return st
+}
+
+func (s *Server) count(op string, f func(*OpStats)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s.statsFor(op))
+}
+
+// Stats returns a snapshot of the per-operation request counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Stats{Operations: make(map[string]OpStats, len(s.stats))}
+	for name, st := range s.stats {
+		out.Operations[name] = *st
+		out.Total.Calls += st.Calls
+		out.Total.Throttled += st.Throttled
+		out.Total.Failed += st.Failed
+		out.Total.Dropped += st.Dropped
+		out.Total.Errors += st.Errors
+	}
+	return out
+}
+
+// ResetStats zeroes the request counters.
+func (s *Server) ResetStats() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats = map[string]*OpStats{}
+}
+
+// serveAdmin serves GET /_kmslocal/stats and POST /_kmslocal/stats/reset.
+func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case r.URL.Path == "/_kmslocal/stats" && r.Method == http.MethodGet:
+		_ = json.NewEncoder(w).Encode(s.Stats())
+	case r.URL.Path == "/_kmslocal/stats/reset" && r.Method == http.MethodPost:
+		s.ResetStats()
+		_ = json.NewEncoder(w).Encode(s.Stats())
+	default:
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"message":"not found: use GET /_kmslocal/stats or POST /_kmslocal/stats/reset"}`+"\n")
+	}
+}
+
+// epoch renders t as AWS JSON timestamps are sent: epoch seconds as a JSON
+// number (milliseconds as the fraction).
+func epoch(t time.Time) *float64 {
+	if t.IsZero() {
+		return nil
+	}
+	v := float64(t.UnixMilli()) / 1000
+	return &v
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,381 @@
+package kmsemu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// key is one KMS key in one region. The replicas of a multi-Region key share
+// the key ID and the key material (and so the rotation history) with their
+// primary: https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-overview.html.
+type key struct {
+	id, arn, region string
+	spec, usage     string
+	origin, manager string
+	state           string
+	description     string
+	created         time.Time
+	deletionDate    time.Time
+	pendingWindow   int
+	customKeyStore  string
+	tags            map[string]string
+
+	multiRegion bool
+	mrType      string // PRIMARY or REPLICA when multiRegion
+	primary     *key   // for a replica
+	replicas    []*key // for a primary
+
+	mat *material // shared by a multi-Region key and its replicas
+}
+
+// material is a key's key material and rotation state.
+type material struct {
+	initial   string // material ID of the original key material
+	current   string
+	rotations []rotation // completed rotations, oldest first
+
+	onDemandStart   time.Time // set while an on-demand rotation is in progress
+	onDemandPending string    // the material ID it will make current
+
+	autoEnabled bool
+	period      int       // RotationPeriodInDays while autoEnabled
+	nextAuto    time.Time // next automatic rotation while autoEnabled
+}
+
+type rotation struct {
+	materialID string
+	date       time.Time
+	typ        string // AUTOMATIC or ON_DEMAND
+}
+
+func (m *material) onDemandUsed() int {
+	n := 0
+	for _, r := range m.rotations {
+		if r.typ == "ON_DEMAND" {
+			n++
+		}
+	}
+	if !m.onDemandStart.IsZero() {
+		n++
+	}
+	return n
+}
+
+func (m *material) has(id string) bool {
+	if id == m.initial {
+		return true
+	}
+	for _, r := range m.rotations {
+		if r.materialID == id {
+			return true
+		}
+	}
+	return false
+}
+
+type alias struct {
+	name    string
+	target  *key
+	created time.Time
+	updated time.Time
+}
+
+type regionStore struct {
+	name       string
+	keys       map[string]*key
+	keyOrder   []*key // sorted by key ID, rebuilt when dirty
+	keysDirty  bool
+	aliases    map[string]*alias
+	aliasOrder []*alias
+	aliasDirty bool
+	limiters   map[string]*rate.Limiter
+}
+
+func (s *Server) region(name string) *regionStore {
+	rs := s.regions[name]
+	if rs == nil {
+		rs = &regionStore{name: name, keys: map[string]*key{}, aliases: map[string]*alias{}, limiters: map[string]*rate.Limiter{}}
+		s.regions[name] = rs
+	}
+	return rs
+}
+
+func (rs *regionStore) sortedKeys() []*key {
+	if rs.keysDirty || len(rs.keyOrder) != len(rs.keys) {
+		rs.keyOrder = rs.keyOrder[:0]
+		for _, k := range rs.keys {
+			rs.keyOrder = append(rs.keyOrder, k)
+		}
+		sort.Slice(rs.keyOrder, func(i, j int) bool { return rs.keyOrder[i].id < rs.keyOrder[j].id })
+		rs.keysDirty = false
+	}
+	return rs.keyOrder
+}
+
+func (rs *regionStore) sortedAliases() []*alias {
+	if rs.aliasDirty || len(rs.aliasOrder) != len(rs.aliases) {
+		rs.aliasOrder = rs.aliasOrder[:0]
+		for _, a := range rs.aliases {
+			rs.aliasOrder = append(rs.aliasOrder, a)
+		}
+		sort.Slice(rs.aliasOrder, func(i, j int) bool { return rs.aliasOrder[i].name < rs.aliasOrder[j].name })
+		rs.aliasDirty = false
+	}
+	return rs.aliasOrder
+}
+
+func (rs *regionStore) addKey(k *key) {
+	rs.keys[k.id] = k
+	rs.keysDirty = true
+}
+
+func (rs *regionStore) removeKey(k *key) {
+	delete(rs.keys, k.id)
+	rs.keysDirty = true
+	for name, a := range rs.aliases {
+		if a.target == k {
+			delete(rs.aliases, name)
+			rs.aliasDirty = true
+		}
+	}
+}
+
+func (rs *regionStore) addAlias(a *alias) {
+	rs.aliases[a.name] = a
+	rs.aliasDirty = true
+}
+
+// allow takes a token from the bucket of (region, operation). Buckets hold one
+// second's worth of requests, as KMS's quotas are per second.
+func (s *Server) allow(region string, op operation, now time.Time) bool {
+	if s.opts.QuotaScale <= 0 {
+		return true
+	}
+	rs := s.region(region)
+	name := op.name
+	base := op.quota
+	if base == cryptoQuota {
+		name = "cryptographic"
+		base = cryptoRate(region)
+	}
+	l := rs.limiters[name]
+	if l == nil {
+		r := base * s.opts.QuotaScale
+		burst := int(r)
+		if burst < 1 {
+			burst = 1
+		}
+		l = rate.NewLimiter(rate.Limit(r), burst)
+		rs.limiters[name] = l
+	}
+	return l.AllowN(now, 1)
+}
+
+func partition(region string) string {
+	switch {
+	case strings.HasPrefix(region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(region, "us-gov-"):
+		return "aws-us-gov"
+	}
+	return "aws"
+}
+
+func (s *Server) keyARN(region, id string) string {
+	return fmt.Sprintf("arn:%s:kms:%s:%s:key/%s", partition(region), region, s.opts.Account, id)
+}
+
+func (s *Server) aliasARN(region, name string) string {
+	return fmt.Sprintf("arn:%s:kms:%s:%s:%s", partition(region), region, s.opts.Account, name)
+}
+
+func uuidFrom(r *rand.Rand) string {
+	var b [16]byte
+	for i := 0; i < 16; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// newKeyID returns a key ID: a UUID, or mrk- and 32 hex digits for a
+// multi-Region key (https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-overview.html#mrk-concepts).
+func (s *Server) newKeyID(multiRegion bool) string {
+	if multiRegion {
+		return fmt.Sprintf("mrk-%016x%016x", s.idRNG.Uint64(), s.idRNG.Uint64())
+	}
+	return uuidFrom(s.idRNG)
+}
+
+// newMaterialID returns a key material ID: 64 hex digits, as DescribeKey's
+// CurrentKeyMaterialId and ListKeyRotations' KeyMaterialId show them.
+func (s *Server) newMaterialID() string {
+	return fmt.Sprintf("%016x%016x%016x%016x", s.idRNG.Uint64(), s.idRNG.Uint64(), s.idRNG.Uint64(), s.idRNG.Uint64())
+}
+
+var (
+	keyIDPattern = regexp.MustCompile(`^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$`)
+	kmsARN       = regexp.MustCompile(`^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b):kms:([a-z0-9-]+):(\d{12}):(key/[^/]+|alias/.+)$`)
+	aliasPattern = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]+$`)
+)
+
+// lookupOpts says which identifier forms an operation accepts.
+type lookupOpts struct {
+	alias bool // alias names and alias ARNs (DescribeKey, Encrypt, …)
+}
+
+// resolve finds the key a KeyId parameter names in the call's region. It
+// settles the key (completes due rotations, removes keys past their deletion
+// date) before returning it.
+//
+// Errors follow the KMS API reference: a missing or empty KeyId is a
+// ValidationException; a malformed ARN an InvalidArnException; an ARN of
+// another account an AccessDeniedException (this emulator holds one account,
+// so a key elsewhere is one the caller has no permission for); an alias where
+// only key IDs and key ARNs are accepted, a malformed ID, an ARN of another
+// region (not settled: KMS looks the key up in the endpoint's region only)
+// and an unknown key or alias are NotFoundException.
+func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
+	if id == nil {
+		return nil, errValidation("1 validation error detected: Value null at 'keyId' failed to satisfy constraint: Member must not be null")
+	}
+	v := *id
+	c.key = v
+	if v == "" || len(v) > 2048 {
+		return nil, errValidation("1 validation error detected: Value at 'keyId' failed to satisfy constraint: Member must have length between 1 and 2048")
+	}
+	region := c.region
+	name := v
+	if strings.HasPrefix(v, "arn:") {
+		m := kmsARN.FindStringSubmatch(v)
+		if m == nil {
+			return nil, errf(400, "InvalidArnException", "Invalid arn %s", v)
+		}
+		if m[3] != s.opts.Account {
+			return nil, errf(400, "AccessDeniedException", "User is not authorized to access %s: it belongs to account %s", v, m[3])
+		}
+		if m[2] != region {
+			return nil, errNotFound("Invalid arn %s: the key is not in the region the request was sent to (%s)", v, region)
+		}
+		name = m[4]
+	}
+	rs := s.region(region)
+	var k *key
+	if strings.HasPrefix(name, "alias/") {
+		if !o.alias {
+			return nil, errNotFound("Invalid keyId %s: this operation accepts a key ID or key ARN, not an alias", v)
+		}
+		a := rs.aliases[name]
+		if a == nil {
+			return nil, errNotFound("Alias %s is not found.", s.aliasARN(region, name))
+		}
+		k = a.target
+	} else {
+		idPart := strings.TrimPrefix(name, "key/")
+		if !keyIDPattern.MatchString(idPart) {
+			return nil, errNotFound("Invalid keyId %s", v)
+		}
+		k = rs.keys[idPart]
+		if k == nil {
+			return nil, errNotFound("Key '%s' does not exist", s.keyARN(region, idPart))
+		}
+	}
+	if !s.settle(k, c.now) {
+		return nil, errNotFound("Key '%s' does not exist", k.arn)
+	}
+	c.key = k.id
+	return k, nil
+}
+
+// settle applies what happened in the background up to now: a finished
+// on-demand rotation, due automatic rotations, the end of a deletion waiting
+// period. It reports false when the key has been deleted.
+func (s *Server) settle(k *key, now time.Time) bool {
+	if k.state == "PendingDeletion" && !k.deletionDate.IsZero() && !now.Before(k.deletionDate) {
+		s.deleteKey(k)
+		return false
+	}
+	m := k.mat
+	if !m.onDemandStart.IsZero() && !now.Before(m.onDemandStart.Add(s.opts.RotationDelay)) {
+		s.completeRotation(m, rotation{materialID: m.onDemandPending, date: m.onDemandStart.Add(s.opts.RotationDelay), typ: "ON_DEMAND"})
+		m.onDemandStart, m.onDemandPending = time.Time{}, ""
+	}
+	// Automatic rotation happens only while the key is enabled; a key that
+	// was disabled past its date rotates when it is enabled again
+	// (https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys.html#rotate-keys-how-it-works).
+	owner := k
+	if k.primary != nil {
+		owner = k.primary
+	}
+	for m.autoEnabled && owner.state == "Enabled" && !m.nextAuto.IsZero() && !now.Before(m.nextAuto) {
+		s.completeRotation(m, rotation{materialID: s.newMaterialID(), date: m.nextAuto, typ: "AUTOMATIC"})
+		m.nextAuto = m.nextAuto.AddDate(0, 0, m.period)
+	}
+	return true
+}
+
+func (s *Server) completeRotation(m *material, r rotation) {
+	m.rotations = append(m.rotations, r)
+	m.current = r.materialID
+}
+
+// deleteKey removes a key whose deletion waiting period has ended. A deleted
+// primary leaves its replicas without a primary.
+func (s *Server) deleteKey(k *key) {
+	s.region(k.region).removeKey(k)
+	if k.primary != nil {
+		p := k.primary
+		for i, r := range p.replicas {
+			if r == k {
+				p.replicas = append(p.replicas[:i:i], p.replicas[i+1:]...)
+				break
+			}
+		}
+	}
+	for _, r := range k.replicas {
+		r.primary = nil
+	}
+}
+
+// checkState answers the key-state errors of
+// https://docs.aws.amazon.com/kms/latest/developerguide/key-state.html for an
+// operation that needs an enabled key: DisabledException for a disabled key,
+// KMSInvalidStateException for the other states.
+func checkEnabled(k *key) *apiError {
+	switch k.state {
+	case "Enabled":
+		return nil
+	case "Disabled":
+		return errf(400, "DisabledException", "%s is disabled.", k.arn)
+	}
+	return errInvalidState("%s is %s and not usable for this operation.", k.arn, k.state)
+}
+
+// checkNotPending rejects the states in which KMS allows no management
+// operation: pending deletion, pending replica deletion, pending import,
+// unavailable, creating and updating.
+func checkNotPending(k *key) *apiError {
+	switch k.state {
+	case "Enabled", "Disabled":
+		return nil
+	}
+	return errInvalidState("%s is pending deletion or otherwise not available (state %s).", k.arn, k.state)
+}
+
+func isSymmetricEncryption(k *key) bool {
+	return k.spec == "SYMMETRIC_DEFAULT" && k.usage == "ENCRYPT_DECRYPT"
+}
+
+func inCustomKeyStore(k *key) bool {
+	return k.origin == "AWS_CLOUDHSM" || k.origin == "EXTERNAL_KEY_STORE"
+}
