@@ -1,0 +1,68 @@
+// Command bootstrap is the kms-rotator Lambda function: it rotates the KMS
+// keys that opted in by tag on a schedule, and named keys on demand during an
+// incident. This package is a thin adapter: configuration and AWS clients are
+// built once at cold start, and each invocation goes through handler.Handle
+// to rotator.Engine.Run (see lambda/rotator for the rules about keys).
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	h, err := newHandler(context.Background(), os.Getenv, log)
+	if err != nil {
+		// Invalid configuration stops the cold start; the message names
+		// the variable (DESIGN.md "Configuration").
+		log.Error("cold start failed", "error", err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(h.Handle)
+}
+
+// newHandler reads the configuration and builds the SDK clients and the
+// engine, once per process. Endpoints, Region and credentials come from the
+// SDK's standard configuration (AWS_REGION, AWS_ENDPOINT_URL,
+// AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API, …).
+func newHandler(ctx context.Context, getenv func(string) string, log *slog.Logger) (*handler, error) {
+	cfg, err := rotator.LoadConfig(getenv)
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(readRetryer))
+	if err != nil {
+		return nil, err
+	}
+	engine := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, os.Stdout)
+	return &handler{engine: engine, log: log}, nil
+}
+
+// readRetryer is the retry mode of every call except RotateKeyOnDemand (the
+// engine overrides that one per call: no blind retry). Adaptive mode slows
+// the client down when KMS throttles; more attempts than the default 3 and
+// no retry token bucket, so a throttling storm is absorbed rather than
+// turned into failed keys
+// (https://docs.aws.amazon.com/sdk-for-go/v2/developer-guide/configure-retries-timeouts.html).
+func readRetryer() aws.Retryer {
+	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
+		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
+			so.MaxAttempts = 10
+			so.MaxBackoff = 5 * time.Second
+			so.RateLimiter = ratelimit.None
+		})
+	})
+}

@@ -1,0 +1,89 @@
+package rotator
+
+import (
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadConfigDefaults(t *testing.T) {
+	got, err := LoadConfig(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != DefaultConfig() {
+		t.Fatalf("LoadConfig(empty) = %+v, want the defaults %+v", got, DefaultConfig())
+	}
+	want := Config{TagKey: "kms-rotator", TagValue: "enabled", IntervalDays: 90, OnDemandLimit: 10, Reserve: 2,
+		RotateRPS: 4, Concurrency: 16, MetricsNamespace: "KMSRotator"}
+	if got != want {
+		t.Fatalf("defaults = %+v, want DESIGN.md's %+v", got, want)
+	}
+}
+
+func TestLoadConfigAccepts(t *testing.T) {
+	got, err := LoadConfig(env(map[string]string{
+		EnvTagKey: "rotate", EnvTagValue: "yes", EnvIntervalDays: "30", EnvOnDemandLimit: "25",
+		EnvReserve: "0", EnvRotateRPS: "2.5", EnvConcurrency: "64", EnvDryRun: "true", EnvMetricsNamespace: "Sec/KMS",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{TagKey: "rotate", TagValue: "yes", IntervalDays: 30, OnDemandLimit: 25, Reserve: 0,
+		RotateRPS: 2.5, Concurrency: 64, DryRun: true, MetricsNamespace: "Sec/KMS"}
+	if got != want {
+		t.Fatalf("LoadConfig = %+v, want %+v", got, want)
+	}
+}
+
+func TestLoadConfigRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string // the error must name the variable and say why
+	}{
+		{"interval not a number", map[string]string{EnvIntervalDays: "ninety"}, "ROTATOR_INTERVAL_DAYS=\"ninety\": not an integer"},
+		{"interval zero", map[string]string{EnvIntervalDays: "0"}, "ROTATOR_INTERVAL_DAYS=0: must be between 1 and 3650"},
+		{"interval too long", map[string]string{EnvIntervalDays: "3651"}, "ROTATOR_INTERVAL_DAYS=3651: must be between 1 and 3650"},
+		{"limit zero", map[string]string{EnvOnDemandLimit: "0"}, "ROTATOR_ON_DEMAND_LIMIT=0"},
+		{"negative reserve", map[string]string{EnvReserve: "-1"}, "ROTATOR_RESERVE=-1"},
+		{"reserve equal to limit", map[string]string{EnvReserve: "10"}, "ROTATOR_RESERVE=10: must be less than ROTATOR_ON_DEMAND_LIMIT (10)"},
+		{"reserve above a lowered limit", map[string]string{EnvOnDemandLimit: "2", EnvReserve: "3"}, "ROTATOR_RESERVE=3: must be less than ROTATOR_ON_DEMAND_LIMIT (2)"},
+		{"rps zero", map[string]string{EnvRotateRPS: "0"}, "ROTATOR_ROTATE_RPS=0: must be greater than 0"},
+		{"rps NaN", map[string]string{EnvRotateRPS: "NaN"}, "ROTATOR_ROTATE_RPS=NaN"},
+		{"rps text", map[string]string{EnvRotateRPS: "fast"}, "ROTATOR_ROTATE_RPS=\"fast\": not a number"},
+		{"concurrency zero", map[string]string{EnvConcurrency: "0"}, "ROTATOR_CONCURRENCY=0: must be between 1 and 256"},
+		{"concurrency huge", map[string]string{EnvConcurrency: "100000"}, "ROTATOR_CONCURRENCY=100000"},
+		{"dry run typo", map[string]string{EnvDryRun: "yes"}, "ROTATOR_DRY_RUN=\"yes\": not a boolean"},
+		{"tag key with spaces", map[string]string{EnvTagKey: " kms-rotator"}, "ROTATOR_TAG_KEY"},
+		{"tag key too long", map[string]string{EnvTagKey: strings.Repeat("k", 129)}, "ROTATOR_TAG_KEY: 129 characters, at most 128"},
+		{"namespace with control character", map[string]string{EnvMetricsNamespace: "a\nb"}, "ROTATOR_METRICS_NAMESPACE"},
+	} {
+		t.Run(tc.name+" → error naming the variable", func(t *testing.T) {
+			_, err := LoadConfig(env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("LoadConfig error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseIntervalTag(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+		ok   bool
+	}{{"1", 1, true}, {"3650", 3650, true}, {" 30 ", 30, true}, {"0", 0, false}, {"3651", 0, false}, {"30d", 0, false}, {"", 0, false}, {"-5", 0, false}} {
+		name := "accepts " + tc.in
+		if !tc.ok {
+			name = "rejects " + tc.in
+		}
+		t.Run(name, func(t *testing.T) {
+			got, err := ParseIntervalTag(tc.in)
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Fatalf("ParseIntervalTag(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+			}
+		})
+	}
+}

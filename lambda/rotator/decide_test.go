@@ -1,0 +1,179 @@
+package rotator
+
+import (
+	"testing"
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+var now = time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)
+
+func ago(d int) time.Time { return now.Add(-days(d)) }
+
+// eligible is a customer managed symmetric key, enabled, created 400 days ago.
+func eligible() *Metadata {
+	return &Metadata{KeyManager: "CUSTOMER", KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT",
+		Origin: "AWS_KMS", KeyState: "Enabled", CreatedAt: ago(400)}
+}
+
+func TestDecide(t *testing.T) {
+	cfg := DefaultConfig() // interval 90, limit 10, reserve 2
+	with := func(f func(m *Metadata)) *Metadata { m := eligible(); f(m); return m }
+	notInProgress := &Status{}
+	started := ago(0)
+	inProgress := &Status{OnDemandStart: &started}
+	type tc struct {
+		name string
+		f    Facts
+		want Decision
+	}
+	base := func(mode request.Mode) Facts {
+		return Facts{Mode: mode, TagsKnown: true, OptedIn: true, IntervalDays: 90, Meta: eligible()}
+	}
+	set := func(f Facts, fn func(*Facts)) Facts { fn(&f); return f }
+	final := func(o Outcome, r Reason) Decision { return Decision{Action: Done, Outcome: o, Reason: r} }
+	var cases []tc
+	for _, mode := range []request.Mode{request.ModeScheduled, request.ModePlan, request.ModeReport, request.ModeIncident} {
+		m := string(mode) + "/"
+		b := base(mode)
+		cases = append(cases,
+			tc{m + "no metadata → fetch DescribeKey", set(b, func(f *Facts) { f.Meta = nil; f.TagsKnown = false }), Decision{Action: FetchMetadata}},
+			tc{m + "tags unknown → fetch tags", set(b, func(f *Facts) { f.TagsKnown = false }), Decision{Action: FetchTags}},
+			tc{m + "not opted in → skipped not-opted-in", set(b, func(f *Facts) { f.OptedIn = false }), final(Skipped, ReasonNotOptedIn)},
+			tc{m + "AWS managed → skipped aws-managed", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.KeyManager = "AWS" }) }), final(Skipped, ReasonAWSManaged)},
+			tc{m + "asymmetric → skipped unsupported-key-spec", set(b, func(f *Facts) {
+				f.Meta = with(func(m *Metadata) { m.KeySpec = "RSA_2048"; m.KeyUsage = "SIGN_VERIFY" })
+			}), final(Skipped, ReasonUnsupportedKeySpec)},
+			tc{m + "HMAC → skipped unsupported-key-spec", set(b, func(f *Facts) {
+				f.Meta = with(func(m *Metadata) { m.KeySpec = "HMAC_256"; m.KeyUsage = "GENERATE_VERIFY_MAC" })
+			}), final(Skipped, ReasonUnsupportedKeySpec)},
+			tc{m + "symmetric but not ENCRYPT_DECRYPT → skipped unsupported-key-spec", set(b, func(f *Facts) {
+				f.Meta = with(func(m *Metadata) { m.KeyUsage = "GENERATE_VERIFY_MAC" })
+			}), final(Skipped, ReasonUnsupportedKeySpec)},
+			tc{m + "imported material → skipped imported-key-material", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.Origin = "EXTERNAL" }) }), final(Skipped, ReasonImportedKeyMaterial)},
+			tc{m + "CloudHSM store → skipped custom-key-store", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.Origin = "AWS_CLOUDHSM" }) }), final(Skipped, ReasonCustomKeyStore)},
+			tc{m + "external key store → skipped custom-key-store", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.Origin = "EXTERNAL_KEY_STORE" }) }), final(Skipped, ReasonCustomKeyStore)},
+			tc{m + "replica → skipped multi-region-replica", set(b, func(f *Facts) {
+				f.Meta = with(func(m *Metadata) { m.Replica = true; m.PrimaryARN = "arn:aws:kms:us-west-2:111122223333:key/mrk-1" })
+			}), final(Skipped, ReasonMultiRegionReplica)},
+			tc{m + "disabled → skipped key-not-enabled", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.KeyState = "Disabled" }) }), final(Skipped, ReasonKeyNotEnabled)},
+			tc{m + "pending deletion → skipped key-not-enabled", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.KeyState = "PendingDeletion" }) }), final(Skipped, ReasonKeyNotEnabled)},
+			tc{m + "not opted in wins over aws-managed (table order)", set(b, func(f *Facts) {
+				f.OptedIn = false
+				f.Meta = with(func(m *Metadata) { m.KeyManager = "AWS" })
+			}), final(Skipped, ReasonNotOptedIn)},
+			tc{m + "eligible, history unknown → fetch ListKeyRotations", b, Decision{Action: FetchHistory}},
+			tc{m + "used == limit → skipped budget-exhausted", set(b, func(f *Facts) { f.History = &History{OnDemand: 10, Newest: ago(200)} }), final(Skipped, ReasonBudgetExhausted)},
+			tc{m + "used > limit → skipped budget-exhausted", set(b, func(f *Facts) { f.History = &History{OnDemand: 25, Newest: ago(200)} }), final(Skipped, ReasonBudgetExhausted)},
+		)
+	}
+	// Scheduled-like modes: interval and reserve apply.
+	for _, mode := range []request.Mode{request.ModeScheduled, request.ModePlan, request.ModeReport} {
+		m := string(mode) + "/"
+		b := base(mode)
+		dry := mode != request.ModeScheduled
+		b.DryRun = dry
+		due := Decision{Action: Rotate}
+		if dry {
+			due = final(WouldRotate, ReasonNone)
+		}
+		cases = append(cases,
+			tc{m + "remaining == reserve → skipped budget-reserved", set(b, func(f *Facts) { f.History = &History{OnDemand: 8, Newest: ago(200)} }), final(Skipped, ReasonBudgetReserved)},
+			tc{m + "remaining == reserve+1, due → fetch status", set(b, func(f *Facts) { f.History = &History{OnDemand: 7, Newest: ago(200)} }), Decision{Action: FetchStatus}},
+			tc{m + "budget-reserved wins over not-due (table order)", set(b, func(f *Facts) { f.History = &History{OnDemand: 9, Newest: ago(1)} }), final(Skipped, ReasonBudgetReserved)},
+			tc{m + "rotated 89 days ago → skipped not-due", set(b, func(f *Facts) { f.History = &History{OnDemand: 1, Newest: ago(89)} }), final(Skipped, ReasonNotDue)},
+			tc{m + "one second before the interval → skipped not-due", set(b, func(f *Facts) { f.History = &History{Newest: ago(90).Add(time.Second)} }), final(Skipped, ReasonNotDue)},
+			tc{m + "exactly at the interval → due", set(b, func(f *Facts) { f.History = &History{Newest: ago(90)} }), Decision{Action: FetchStatus}},
+			tc{m + "never rotated, created 89 days ago → skipped not-due", set(b, func(f *Facts) {
+				f.Meta = with(func(m *Metadata) { m.CreatedAt = ago(89) })
+				f.History = &History{}
+			}), final(Skipped, ReasonNotDue)},
+			tc{m + "never rotated, created 90 days ago → due", set(b, func(f *Facts) {
+				f.Meta = with(func(m *Metadata) { m.CreatedAt = ago(90) })
+				f.History = &History{}
+			}), Decision{Action: FetchStatus}},
+			tc{m + "automatic rotation counts for age → skipped not-due", set(b, func(f *Facts) { f.History = &History{OnDemand: 3, Newest: ago(10)} }), final(Skipped, ReasonNotDue)},
+			tc{m + "tag override 30 days, rotated 31 days ago → due", set(b, func(f *Facts) {
+				f.IntervalDays = 30
+				f.History = &History{Newest: ago(31)}
+			}), Decision{Action: FetchStatus}},
+			tc{m + "tag override 365 days, rotated 200 days ago → skipped not-due", set(b, func(f *Facts) {
+				f.IntervalDays = 365
+				f.History = &History{Newest: ago(200)}
+			}), final(Skipped, ReasonNotDue)},
+			tc{m + "invalid interval tag → failed error", set(b, func(f *Facts) { f.IntervalErr = "bad tag" }),
+				Decision{Action: Done, Outcome: Failed, Reason: ReasonError, Detail: "bad tag"}},
+			tc{m + "due, rotation in progress → skipped rotation-in-progress", set(b, func(f *Facts) {
+				f.History = &History{Newest: ago(100)}
+				f.Status = inProgress
+			}), final(Skipped, ReasonRotationInProgress)},
+			tc{m + "due, nothing in progress → rotate (or would-rotate)", set(b, func(f *Facts) {
+				f.History = &History{OnDemand: 7, Newest: ago(100)}
+				f.Status = notInProgress
+			}), due},
+		)
+	}
+	// Incident mode: no interval, the reserve may be used.
+	b := base(request.ModeIncident)
+	cases = append(cases,
+		tc{"incident/rotated yesterday → fetch status (interval ignored)", set(b, func(f *Facts) { f.History = &History{Newest: ago(1)} }), Decision{Action: FetchStatus}},
+		tc{"incident/remaining == reserve → fetch status (reserve usable)", set(b, func(f *Facts) { f.History = &History{OnDemand: 8, Newest: ago(1)} }), Decision{Action: FetchStatus}},
+		tc{"incident/remaining == 1 → rotate", set(b, func(f *Facts) {
+			f.History = &History{OnDemand: 9, Newest: ago(1)}
+			f.Status = notInProgress
+		}), Decision{Action: Rotate}},
+		tc{"incident/invalid interval tag ignored → rotate", set(b, func(f *Facts) {
+			f.IntervalErr = "bad tag"
+			f.History = &History{}
+			f.Status = notInProgress
+		}), Decision{Action: Rotate}},
+		tc{"incident/in progress → skipped rotation-in-progress", set(b, func(f *Facts) {
+			f.History = &History{}
+			f.Status = inProgress
+		}), final(Skipped, ReasonRotationInProgress)},
+		tc{"incident/dry run → would-rotate", set(b, func(f *Facts) {
+			f.DryRun = true
+			f.History = &History{}
+			f.Status = notInProgress
+		}), final(WouldRotate, ReasonNone)},
+	)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Decide(c.f, now, cfg)
+			if got != c.want {
+				t.Fatalf("Decide = %+v, want %+v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestDecideReserveZero(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Reserve = 0
+	f := Facts{Mode: request.ModeScheduled, TagsKnown: true, OptedIn: true, IntervalDays: 90, Meta: eligible(),
+		History: &History{OnDemand: 9, Newest: ago(100)}, Status: &Status{}}
+	for _, tc := range []struct {
+		name string
+		used int
+		want Decision
+	}{
+		{"one left with no reserve → rotate", 9, Decision{Action: Rotate}},
+		{"none left → budget-exhausted", 10, Decision{Action: Done, Outcome: Skipped, Reason: ReasonBudgetExhausted}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.History.OnDemand = tc.used
+			if got := Decide(f, now, cfg); got != tc.want {
+				t.Fatalf("Decide = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBudget(t *testing.T) {
+	for _, tc := range []struct{ used, limit, want int }{{0, 10, 10}, {9, 10, 1}, {10, 10, 0}, {12, 10, 0}} {
+		if got := Budget(tc.used, tc.limit); got != tc.want {
+			t.Errorf("Budget(%d, %d) = %d, want %d", tc.used, tc.limit, got, tc.want)
+		}
+	}
+}
