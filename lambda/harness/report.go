@@ -6,18 +6,20 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 )
 
-// Report is the function's result, DESIGN.md "The report".
+// Report is the function's result, DESIGN.md "The report" (Contract). It
+// mirrors the JSON of rotator.Report field for field.
 type Report struct {
 	RunID      string      `json:"runId"`
 	Mode       string      `json:"mode"`
 	DryRun     bool        `json:"dryRun"`
-	StartedAt  time.Time   `json:"startedAt"`
-	FinishedAt time.Time   `json:"finishedAt"`
+	StartedAt  string      `json:"startedAt"`
+	FinishedAt string      `json:"finishedAt"`
 	Summary    Summary     `json:"summary"`
 	Keys       []KeyReport `json:"keys"`
 }
@@ -33,20 +35,21 @@ type Summary struct {
 	Reasons     map[string]int `json:"reasons"`
 }
 
-// KeyReport is one candidate key's entry.
+// KeyReport is one candidate key's entry; null budget and time fields
+// (not read, not applicable) are nil.
 type KeyReport struct {
-	KeyID             string     `json:"keyId"`
-	KeyARN            string     `json:"keyArn"`
-	Alias             string     `json:"alias"`
-	Outcome           string     `json:"outcome"`
-	Reason            string     `json:"reason"`
-	KeyState          string     `json:"keyState"`
-	OnDemandUsed      int        `json:"onDemandUsed"`
-	OnDemandRemaining int        `json:"onDemandRemaining"`
-	LastRotation      *time.Time `json:"lastRotation"`
-	NextDue           *time.Time `json:"nextDue"`
-	PrimaryKeyARN     string     `json:"primaryKeyArn,omitempty"`
-	Error             string     `json:"error,omitempty"`
+	KeyID             string  `json:"keyId"`
+	KeyARN            string  `json:"keyArn"`
+	Alias             string  `json:"alias"`
+	Outcome           string  `json:"outcome"`
+	Reason            string  `json:"reason"`
+	KeyState          string  `json:"keyState,omitempty"`
+	OnDemandUsed      *int    `json:"onDemandUsed"`
+	OnDemandRemaining *int    `json:"onDemandRemaining"`
+	LastRotation      *string `json:"lastRotation"`
+	NextDue           *string `json:"nextDue"`
+	PrimaryKeyARN     string  `json:"primaryKeyArn,omitempty"`
+	Error             string  `json:"error,omitempty"`
 }
 
 // DecodeReport decodes a report returned by the function.
@@ -64,9 +67,9 @@ func WriteTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ALIAS\tKEY ID\tOUTCOME\tREASON\tUSED\tLEFT\tLAST ROTATION\tNEXT DUE\tNOTE")
 	for _, k := range r.Keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n",
-			dash(k.Alias), dash(k.KeyID), k.Outcome, dash(k.Reason),
-			k.OnDemandUsed, k.OnDemandRemaining,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			dash(k.Alias), dash(k.KeyID), k.Outcome, dash(string(k.Reason)),
+			num(k.OnDemandUsed), num(k.OnDemandRemaining),
 			day(k.LastRotation), day(k.NextDue), note(k))
 	}
 	if err := tw.Flush(); err != nil {
@@ -90,12 +93,16 @@ func SummaryLine(r *Report) string {
 	if len(s.Reasons) > 0 {
 		parts := make([]string, 0, len(s.Reasons))
 		for _, reason := range slices.Sorted(maps.Keys(s.Reasons)) {
-			parts = append(parts, fmt.Sprintf("%s %d", reason, s.Reasons[reason]))
+			if reason != "" {
+				parts = append(parts, fmt.Sprintf("%s %d", reason, s.Reasons[reason]))
+			}
 		}
 		fmt.Fprintf(&b, " [%s]", strings.Join(parts, ", "))
 	}
-	if !r.StartedAt.IsZero() && !r.FinishedAt.IsZero() {
-		fmt.Fprintf(&b, " in %v", r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond))
+	start, err1 := time.Parse(time.RFC3339, r.StartedAt)
+	end, err2 := time.Parse(time.RFC3339, r.FinishedAt)
+	if err1 == nil && err2 == nil {
+		fmt.Fprintf(&b, " in %v", end.Sub(start).Round(time.Millisecond))
 	}
 	return b.String()
 }
@@ -115,11 +122,23 @@ func note(k KeyReport) string {
 	return strings.Join(parts, "; ")
 }
 
-func day(t *time.Time) string {
-	if t == nil || t.IsZero() {
+// day shortens an RFC 3339 time to its UTC date.
+func day(s *string) string {
+	if s == nil || *s == "" {
 		return "-"
 	}
+	t, err := time.Parse(time.RFC3339, *s)
+	if err != nil {
+		return *s
+	}
 	return t.UTC().Format(time.DateOnly)
+}
+
+func num(n *int) string {
+	if n == nil {
+		return "-"
+	}
+	return strconv.Itoa(*n)
 }
 
 func dash(s string) string {
