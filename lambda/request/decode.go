@@ -388,7 +388,8 @@ func tagTextProblem(s string, isKey bool) string {
 
 // decodeReason reads the incident reason. It is logged as data (slog's JSON
 // handler escapes it) and never interpreted; control characters other than
-// tab, newline and carriage return are refused so it prints as it reads.
+// tab, newline and carriage return, and bidirectional controls, are refused
+// so it prints as it reads.
 func decodeReason(raw json.RawMessage, path string) (string, error) {
 	s, err := readString(raw, path)
 	if err != nil {
@@ -403,6 +404,11 @@ func decodeReason(raw json.RawMessage, path string) (string, error) {
 	for _, c := range s {
 		if unicode.IsControl(c) && c != '\t' && c != '\n' && c != '\r' {
 			return "", invalid(path, "contains control character %q", c)
+		}
+		// Bidirectional overrides make a log line read differently from
+		// what it holds ("Trojan Source", CVE-2021-42574).
+		if unicode.Is(unicode.Bidi_Control, c) {
+			return "", invalid(path, "contains bidirectional control character %q", c)
 		}
 	}
 	return s, nil

@@ -269,6 +269,7 @@ var badPayloads = []struct {
 	{"reason of 1025 bytes", `{"mode":"incident","keys":["alias/a"],"reason":"` + strings.Repeat("x", MaxReasonBytes+1) + `"}`, `reason: 1025 bytes; at most 1024`},
 	{"reason of 400 KB", `{"mode":"incident","keys":["alias/a"],"reason":"` + strings.Repeat("x", 400<<10) + `"}`, `reason: 409600 bytes; at most 1024`},
 	{"reason with a terminal escape", `{"mode":"incident","keys":["alias/a"],"reason":"INC-1 \u001b[31mred"}`, `reason: contains control character '\x1b'`},
+	{"reason with a right-to-left override", `{"mode":"incident","keys":["alias/a"],"reason":"INC-1 \u202egnp.exe"}`, `reason: contains bidirectional control character '\u202e'`},
 	{"tag as a string", `{"mode":"incident","tag":"team=payments","reason":"x"}`, `tag: want a JSON object, got string`},
 	{"tag without value", `{"mode":"incident","tag":{"key":"team"},"reason":"x"}`, `tag.value: required`},
 	{"tag with an unknown field", `{"mode":"incident","tag":{"key":"team","value":"payments","values":["a"]},"reason":"x"}`, `tag.values: unknown field; did you mean "value"? (fields: key, value)`},
