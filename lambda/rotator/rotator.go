@@ -107,7 +107,9 @@ func DeadlineMargin(remaining time.Duration) time.Duration {
 func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (*Report, error) {
 	r := e.newRun(ctx, req, inv)
 	defer r.cancel()
-	if err := r.selectCandidates(r.ctx); err != nil {
+	// Listing gets the whole invocation: without the candidates there is
+	// no report at all. Per-key work stops margin/2 before the deadline.
+	if err := r.selectCandidates(ctx); err != nil {
 		r.log.Error("listing candidates failed", "error", err.Error())
 		e.emitRunFailed(r)
 		return nil, fmt.Errorf("%s run: %w", req.Mode, err)

@@ -1,0 +1,456 @@
+package rotator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+// want is an expected entry: outcome and reason.
+type want struct {
+	outcome Outcome
+	reason  Reason
+}
+
+func checkEntries(t *testing.T, rep *Report, wants map[string]want) {
+	t.Helper()
+	got := byAlias(rep)
+	for name, w := range wants {
+		k, ok := got[name]
+		if !ok {
+			t.Errorf("%s: no entry", name)
+			continue
+		}
+		if k.Outcome != w.outcome || k.Reason != w.reason {
+			t.Errorf("%s: %s/%s (error %q), want %s/%s", name, k.Outcome, k.Reason, k.Error, w.outcome, w.reason)
+		}
+	}
+	if len(rep.Keys) != len(wants) {
+		names := []string{}
+		for _, k := range rep.Keys {
+			names = append(names, k.Alias+"="+string(k.Outcome)+"/"+string(k.Reason))
+		}
+		t.Errorf("%d entries, want %d: %s", len(rep.Keys), len(wants), strings.Join(names, ", "))
+	}
+}
+
+// scheduledDemo is what a scheduled sweep of events/fleet.json decides with
+// the default configuration (interval 90, limit 10, reserve 2).
+func scheduledDemo(due want) map[string]want {
+	return map[string]want{
+		"alias/orders-db":         {Skipped, ReasonNotDue},
+		"alias/ledger":            {Skipped, ReasonNotDue},
+		"alias/payments":          {Skipped, ReasonNotDue},
+		"alias/checkout-sessions": {Skipped, ReasonNotDue},
+		"alias/notifications":     {Skipped, ReasonNotDue},
+		"alias/search-index":      {Skipped, ReasonNotDue},
+		"alias/reports":           {Skipped, ReasonNotDue},
+		"alias/customer-pii":      due,
+		"alias/audit-logs":        due,
+		"alias/backups":           due,
+		"alias/session-tokens":    due,
+		"alias/legacy-billing":    {Skipped, ReasonBudgetExhausted},
+		"alias/fraud-model":       {Skipped, ReasonBudgetReserved},
+		"alias/ml-features":       {Skipped, ReasonBudgetReserved},
+		"alias/aws/ebs":           {Skipped, ReasonAWSManaged},
+		"alias/code-signing":      {Skipped, ReasonUnsupportedKeySpec},
+		"alias/webhook-hmac":      {Skipped, ReasonUnsupportedKeySpec},
+		"alias/partner-byok":      {Skipped, ReasonImportedKeyMaterial},
+		"alias/hsm-vault":         {Skipped, ReasonCustomKeyStore},
+		"alias/sovereign-xks":     {Skipped, ReasonCustomKeyStore},
+		"alias/global-orders":     {Skipped, ReasonMultiRegionReplica},
+		"alias/old-analytics":     {Skipped, ReasonKeyNotEnabled},
+		"alias/retired-vendor":    {Skipped, ReasonKeyNotEnabled},
+	}
+}
+
+func TestScheduledSweepRotatesDueKeysOnceAndNothingTheSecondTime(t *testing.T) {
+	for _, delay := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprintf("rotation delay %v", delay), func(t *testing.T) {
+			h := newHarness(t, kmsemu.Options{RotationDelay: delay}, demoFleet(t), fastConfig())
+			before := h.snapshot(t, "us-east-1", "eu-west-1")
+			rep := h.run(t, payload(t, "scheduled.json"))
+			checkEntries(t, rep, scheduledDemo(want{Rotated, ReasonNone}))
+			after := h.snapshot(t, "us-east-1", "eu-west-1")
+			checkAgainstEmulator(t, rep, before, after)
+			if rep.DryRun || rep.Mode != request.ModeScheduled {
+				t.Errorf("mode %s dryRun %v, want scheduled, false", rep.Mode, rep.DryRun)
+			}
+			pii := byAlias(rep)["alias/customer-pii"]
+			if pii.OnDemandUsed == nil || *pii.OnDemandUsed != 2 || *pii.OnDemandRemaining != 8 {
+				t.Errorf("customer-pii budget after rotation = %v/%v, want 2 used, 8 remaining", pii.OnDemandUsed, pii.OnDemandRemaining)
+			}
+			replica := byAlias(rep)["alias/global-orders"]
+			if !strings.HasPrefix(replica.PrimaryKeyARN, "arn:aws:kms:eu-west-1:") {
+				t.Errorf("replica entry names primary %q, want the eu-west-1 key", replica.PrimaryKeyARN)
+			}
+
+			second := h.run(t, payload(t, "scheduled.json"))
+			if second.Summary.Rotated != 0 {
+				t.Fatalf("second sweep rotated %d keys, want 0", second.Summary.Rotated)
+			}
+			again := scheduledDemo(want{Skipped, ReasonNotDue})
+			if delay > 0 { // still rotating: the status check catches it
+				again = scheduledDemo(want{Skipped, ReasonRotationInProgress})
+			}
+			checkEntries(t, second, again)
+			checkAgainstEmulator(t, second, after, h.snapshot(t, "us-east-1", "eu-west-1"))
+		})
+	}
+}
+
+func TestPlanDecidesLikeScheduledAndChangesNothing(t *testing.T) {
+	h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
+	before := h.snapshot(t, "us-east-1", "eu-west-1")
+	rep := h.run(t, payload(t, "plan.json"))
+	if !rep.DryRun || rep.Mode != request.ModePlan {
+		t.Errorf("mode %s dryRun %v, want plan, true", rep.Mode, rep.DryRun)
+	}
+	checkEntries(t, rep, scheduledDemo(want{WouldRotate, ReasonNone}))
+	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1", "eu-west-1"))
+}
+
+func TestDryRunConfigTurnsScheduledIntoPlan(t *testing.T) {
+	cfg := fastConfig()
+	cfg.DryRun = true
+	h := newHarness(t, kmsemu.Options{}, demoFleet(t), cfg)
+	before := h.snapshot(t, "us-east-1")
+	rep := h.run(t, payload(t, "scheduled.json"))
+	if !rep.DryRun || rep.Summary.WouldRotate != 4 || rep.Summary.Rotated != 0 {
+		t.Fatalf("dryRun %v, %d would-rotate, %d rotated; want true, 4, 0", rep.DryRun, rep.Summary.WouldRotate, rep.Summary.Rotated)
+	}
+	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1"))
+}
+
+func TestReportModeInventory(t *testing.T) {
+	h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
+	before := h.snapshot(t, "us-east-1")
+	rep := h.run(t, payload(t, "report.json"))
+	checkEntries(t, rep, scheduledDemo(want{WouldRotate, ReasonNone}))
+	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1"))
+	keys := byAlias(rep)
+	for _, tc := range []struct {
+		alias                      string
+		age, interval, left        int
+		lastRotationSet, runsOutAt bool
+	}{
+		// 1 used, 9 left, reserve 2 → 7 scheduled rotations; last 20 days ago.
+		{"alias/orders-db", 20, 90, 7, true, true},
+		// never rotated, created 500 days ago.
+		{"alias/audit-logs", 500, 90, 8, false, true},
+		// 8 used: the scheduled budget is spent.
+		{"alias/fraud-model", 100, 90, 0, true, false},
+		{"alias/session-tokens", 45, 30, 6, true, true},
+	} {
+		t.Run(tc.alias+" inventory fields", func(t *testing.T) {
+			k := keys[tc.alias]
+			if k.MaterialAgeDays == nil || *k.MaterialAgeDays != tc.age {
+				t.Errorf("materialAgeDays = %v, want %d", k.MaterialAgeDays, tc.age)
+			}
+			if k.IntervalDays == nil || *k.IntervalDays != tc.interval {
+				t.Errorf("intervalDays = %v, want %d", k.IntervalDays, tc.interval)
+			}
+			if k.ScheduledRotationsLeft == nil || *k.ScheduledRotationsLeft != tc.left {
+				t.Errorf("scheduledRotationsLeft = %v, want %d", k.ScheduledRotationsLeft, tc.left)
+			}
+			if (k.LastRotation != nil) != tc.lastRotationSet {
+				t.Errorf("lastRotation = %v, want set=%v", k.LastRotation, tc.lastRotationSet)
+			}
+			if (k.BudgetRunsOutAt != nil) != tc.runsOutAt {
+				t.Errorf("budgetRunsOutAt = %v, want set=%v", k.BudgetRunsOutAt, tc.runsOutAt)
+			}
+			if k.NextDue == nil {
+				t.Errorf("nextDue is null")
+			}
+		})
+	}
+	// orders-db: next due in 70 days, then 6 more at 90-day steps.
+	k := keys["alias/orders-db"]
+	runsOut, _ := time.Parse(time.RFC3339, *k.BudgetRunsOutAt)
+	if d := time.Until(runsOut) - days(70+6*90); d < -time.Hour || d > time.Hour {
+		t.Errorf("orders-db budgetRunsOutAt %s is %v off 610 days from now", *k.BudgetRunsOutAt, d)
+	}
+}
+
+func TestReportJSONShape(t *testing.T) {
+	h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
+	rep := h.run(t, payload(t, "scheduled.json"))
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"runId", "mode", "dryRun", "startedAt", "finishedAt", "summary", "keys"} {
+		if _, ok := m[f]; !ok {
+			t.Errorf("report lacks %q", f)
+		}
+	}
+	sum := m["summary"].(map[string]any)
+	for _, f := range []string{"candidates", "rotated", "wouldRotate", "skipped", "failed", "deferred", "reasons"} {
+		if _, ok := sum[f]; !ok {
+			t.Errorf("summary lacks %q", f)
+		}
+	}
+	for _, e := range m["keys"].([]any) {
+		k := e.(map[string]any)
+		for _, f := range []string{"keyId", "keyArn", "alias", "outcome", "reason", "onDemandUsed", "onDemandRemaining", "lastRotation", "nextDue"} {
+			if _, ok := k[f]; !ok {
+				t.Errorf("entry %v lacks %q", k["alias"], f)
+			}
+		}
+		if k["reason"] == string(ReasonAWSManaged) && (k["onDemandUsed"] != nil || k["lastRotation"] != nil || k["nextDue"] != nil) {
+			t.Errorf("aws-managed entry has budget or dates: %v", k)
+		}
+		if k["reason"] == string(ReasonKeyNotEnabled) && k["keyState"] == nil {
+			t.Errorf("key-not-enabled entry lacks keyState: %v", k)
+		}
+		if _, ok := k["materialAgeDays"]; ok {
+			t.Errorf("scheduled entry carries report-mode field materialAgeDays")
+		}
+	}
+	// The last log line is the report.
+	lines := h.logs.lines(t)
+	last := lines[len(lines)-1]
+	if last["msg"] != "report" || last["requestId"] != "req-1" {
+		t.Fatalf("last log line = %v, want the report with the request ID", last)
+	}
+	logged, _ := json.Marshal(last["report"])
+	var lr Report
+	if err := json.Unmarshal(logged, &lr); err != nil || lr.RunID != rep.RunID || len(lr.Keys) != len(rep.Keys) {
+		t.Fatalf("logged report differs: %v %+v", err, lr.Summary)
+	}
+}
+
+func TestIncidentSamplePayloadsRotateTheNamedKeys(t *testing.T) {
+	for _, file := range []string{"incident.json", "incident-eventbridge.json"} {
+		t.Run(file+" rotates the three sample keys", func(t *testing.T) {
+			h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
+			before := h.snapshot(t, "us-east-1", "eu-west-1")
+			rep := h.run(t, payload(t, file))
+			checkEntries(t, rep, map[string]want{
+				"alias/orders-db": {Rotated, ReasonNone},
+				"alias/ledger":    {Rotated, ReasonNone},
+				"alias/payments":  {Rotated, ReasonNone},
+			})
+			checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1", "eu-west-1"))
+			for _, l := range h.logs.lines(t) {
+				if l["msg"] == "key decision" && l["incidentReason"] == nil {
+					t.Errorf("key line without the incident reason: %v", l)
+				}
+			}
+		})
+	}
+}
+
+func TestIncidentByTagAddsReplicaPrimaryInItsRegion(t *testing.T) {
+	h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
+	before := h.snapshot(t, "us-east-1", "eu-west-1")
+	rep := h.run(t, request.Request{Mode: request.ModeIncident, Tag: &request.Tag{Key: "team", Value: "payments"}, Reason: "INC-1"})
+	after := h.snapshot(t, "us-east-1", "eu-west-1")
+	checkAgainstEmulator(t, rep, before, after)
+	var primary, replica *KeyReport
+	for i, k := range rep.Keys {
+		if k.Alias == "alias/global-orders" {
+			if strings.Contains(k.KeyARN, ":eu-west-1:") {
+				primary = &rep.Keys[i]
+			} else {
+				replica = &rep.Keys[i]
+			}
+		}
+	}
+	if replica == nil || replica.Reason != ReasonMultiRegionReplica || replica.PrimaryKeyARN == "" {
+		t.Fatalf("replica entry = %+v, want skipped multi-region-replica naming its primary", replica)
+	}
+	if primary == nil || primary.Outcome != Rotated || primary.KeyARN != replica.PrimaryKeyARN {
+		t.Fatalf("primary entry = %+v, want rotated in eu-west-1", primary)
+	}
+	got := byAlias(rep)
+	for alias, w := range map[string]want{
+		"alias/orders-db":         {Rotated, ReasonNone},
+		"alias/payments":          {Rotated, ReasonNone},
+		"alias/checkout-sessions": {Rotated, ReasonNone},
+		"alias/customer-pii":      {Rotated, ReasonNone},
+		"alias/fraud-model":       {Rotated, ReasonNone}, // incidents may use the reserve
+		"alias/webhook-hmac":      {Skipped, ReasonUnsupportedKeySpec},
+	} {
+		if k := got[alias]; k.Outcome != w.outcome || k.Reason != w.reason {
+			t.Errorf("%s: %s/%s, want %s/%s", alias, k.Outcome, k.Reason, w.outcome, w.reason)
+		}
+	}
+	if rep.Summary.Candidates != 8 {
+		t.Errorf("%d candidates, want 8 (7 tagged + the added primary)", rep.Summary.Candidates)
+	}
+}
+
+func TestIncidentExplicitKeysEveryForm(t *testing.T) {
+	ref := func(s string) request.KeyRef {
+		r, err := request.ParseKeyRef(s)
+		if err != nil {
+			t.Fatalf("ParseKeyRef(%q): %v", s, err)
+		}
+		return r
+	}
+	arnPrefix := "arn:aws:kms:us-east-1:" + testAccount + ":"
+	h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
+	before := h.snapshot(t, "us-east-1", "eu-west-1")
+	req := request.Request{Mode: request.ModeIncident, Reason: "INC-2", Keys: []request.KeyRef{
+		ref("1234abcd-12ab-34cd-56ef-1234567890ab"),               // key ID
+		ref(arnPrefix + "key/1234abcd-12ab-34cd-56ef-1234567890ab"), // same key by ARN: deduplicated
+		ref("alias/orders-db"),                                     // same key by alias: deduplicated
+		ref(arnPrefix + "alias/ledger"),                            // alias ARN
+		ref("alias/global-orders"),                                 // the replica: primary added
+		ref("mrk-1234abcd12ab34cd56ef1234567890ab"),                // the replica by mrk- ID: deduplicated
+		ref("alias/dev-sandbox"),                                   // not opted in
+		ref("alias/legacy-billing"),                                // budget exhausted
+		ref("alias/ml-features"),                                   // inside the reserve: incidents may use it
+		ref("alias/old-analytics"),                                 // disabled
+		ref("alias/does-not-exist"),                                // unknown alias
+		ref("00000000-0000-4000-8000-000000000000"),                // unknown key ID
+	}}
+	rep := h.run(t, req)
+	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1", "eu-west-1"))
+	type entry struct {
+		outcome Outcome
+		reason  Reason
+	}
+	got := map[string]entry{}
+	for _, k := range rep.Keys {
+		name := k.Alias
+		if strings.Contains(k.KeyARN, ":eu-west-1:") {
+			name += "@eu-west-1"
+		}
+		if name == "" {
+			name = k.KeyID
+		}
+		got[name] = entry{k.Outcome, k.Reason}
+	}
+	wants := map[string]entry{
+		"alias/orders-db":                      {Rotated, ""},
+		"alias/ledger":                         {Rotated, ""},
+		"alias/global-orders":                  {Skipped, ReasonMultiRegionReplica},
+		"alias/global-orders@eu-west-1":        {Rotated, ""},
+		"alias/dev-sandbox":                    {Skipped, ReasonNotOptedIn},
+		"alias/legacy-billing":                 {Skipped, ReasonBudgetExhausted},
+		"alias/ml-features":                    {Rotated, ""},
+		"alias/old-analytics":                  {Skipped, ReasonKeyNotEnabled},
+		"alias/does-not-exist":                 {Failed, ReasonNotFound},
+		"00000000-0000-4000-8000-000000000000": {Failed, ReasonNotFound},
+	}
+	for name, w := range wants {
+		if got[name] != w {
+			t.Errorf("%s: %v, want %v", name, got[name], w)
+		}
+	}
+	if len(rep.Keys) != len(wants) {
+		t.Errorf("%d entries, want %d: %v", len(rep.Keys), len(wants), got)
+	}
+}
+
+func TestIncidentDryRunRotatesNothing(t *testing.T) {
+	h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
+	req := payload(t, "incident.json")
+	req.DryRun = true
+	before := h.snapshot(t, "us-east-1")
+	rep := h.run(t, req)
+	if rep.Summary.WouldRotate != 3 || rep.Summary.Rotated != 0 || !rep.DryRun {
+		t.Fatalf("summary %+v dryRun %v, want 3 would-rotate", rep.Summary, rep.DryRun)
+	}
+	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1"))
+}
+
+func TestPaginationPastOneHundredKeys(t *testing.T) {
+	fleet := `[
+	 {"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":30},
+	 {"alias":"alias/fresh","createdDaysAgo":10,"tags":{"kms-rotator":"enabled"},"count":220},
+	 {"alias":"alias/other","createdDaysAgo":200,"tags":{"team":"x"},"count":40}]`
+	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	before := h.snapshot(t, "us-east-1")
+	rep := h.run(t, request.Request{Mode: request.ModeScheduled})
+	stats := h.emu.Server.Stats()
+	if rep.Summary.Candidates != 250 || rep.Summary.Rotated != 30 || rep.Summary.Reasons[ReasonNotDue] != 220 {
+		t.Fatalf("summary %+v, want 250 candidates, 30 rotated, 220 not-due", rep.Summary)
+	}
+	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1"))
+	for i := 1; i < len(rep.Keys); i++ {
+		if rep.Keys[i-1].KeyARN >= rep.Keys[i].KeyARN {
+			t.Fatalf("entries not sorted by key ARN at %d", i)
+		}
+	}
+	for _, k := range rep.Keys {
+		if !strings.HasPrefix(k.Alias, "alias/due-") && !strings.HasPrefix(k.Alias, "alias/fresh-") {
+			t.Fatalf("entry %s has alias %q, want its own", k.KeyARN, k.Alias)
+		}
+	}
+	if n := stats.Op("GetResources").Calls; n != 3 {
+		t.Errorf("%d GetResources calls for 250 keys, want 3", n)
+	}
+	if n := stats.Op("ListAliases").Calls; n != 3 {
+		t.Errorf("%d ListAliases calls for 290 aliases, want 3 (one paginated listing)", n)
+	}
+	// Calls per key: 2 for a not-due key, 4 for a due one.
+	if d, l, s, r := stats.Op("DescribeKey").Calls, stats.Op("ListKeyRotations").Calls,
+		stats.Op("GetKeyRotationStatus").Calls, stats.Op("RotateKeyOnDemand").Calls; d != 250 || l != 250 || s != 30 || r != 30 {
+		t.Errorf("calls DescribeKey %d ListKeyRotations %d GetKeyRotationStatus %d RotateKeyOnDemand %d, want 250 250 30 30", d, l, s, r)
+	}
+}
+
+func TestLargeRunListsOnlyEntriesThatAreNotNotDue(t *testing.T) {
+	fleet := `[
+	 {"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":5},
+	 {"alias":"alias/fresh","createdDaysAgo":10,"tags":{"kms-rotator":"enabled"},"count":2000}]`
+	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	rep := h.run(t, request.Request{Mode: request.ModePlan})
+	if rep.Summary.Candidates != 2005 || len(rep.Keys) != 5 || rep.OmittedNotDue != 2000 || rep.Summary.Reasons[ReasonNotDue] != 2000 {
+		t.Fatalf("candidates %d, %d entries, %d omitted; want 2005, 5, 2000", rep.Summary.Candidates, len(rep.Keys), rep.OmittedNotDue)
+	}
+}
+
+func TestDeadlineDefersKeysAndStillReports(t *testing.T) {
+	h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
+	before := h.snapshot(t, "us-east-1")
+	// 1.5 s left is under the 2 s minimum margin: no key may start.
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	rep, err := h.engine.Run(ctx, request.Request{Mode: request.ModeScheduled}, Invocation{RequestID: "r", Scope: testScope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep)
+	if rep.Summary.Deferred != 23 || rep.Summary.Reasons[ReasonDeadline] != 23 {
+		t.Fatalf("summary %+v, want all 23 deferred for the deadline", rep.Summary)
+	}
+	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1"))
+}
+
+func TestDeadlineMargin(t *testing.T) {
+	for _, tc := range []struct{ remaining, want time.Duration }{
+		{time.Second, 2 * time.Second}, {60 * time.Second, 6 * time.Second},
+		{300 * time.Second, 30 * time.Second}, {900 * time.Second, 30 * time.Second},
+	} {
+		if got := DeadlineMargin(tc.remaining); got != tc.want {
+			t.Errorf("DeadlineMargin(%v) = %v, want %v", tc.remaining, got, tc.want)
+		}
+	}
+}
+
+func TestListingFailureFailsTheRun(t *testing.T) {
+	h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
+	h.emu.URL = "http://127.0.0.1:1" // nothing listens there
+	h.engine = New(fastConfig(), h.emu.KMS(testRegion), h.emu.Tagging(testRegion), nil, h.metrics)
+	_, err := h.engine.Run(context.Background(), request.Request{Mode: request.ModeScheduled}, Invocation{Scope: testScope})
+	if err == nil || !strings.Contains(err.Error(), "get resources") {
+		t.Fatalf("Run error = %v, want the listing failure", err)
+	}
+	if !strings.Contains(h.metrics.String(), `"RunsFailed":1`) {
+		t.Errorf("no RunsFailed metric: %s", h.metrics.String())
+	}
+}
