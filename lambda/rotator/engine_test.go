@@ -303,18 +303,18 @@ func TestIncidentExplicitKeysEveryForm(t *testing.T) {
 	h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
 	before := h.snapshot(t, "us-east-1", "eu-west-1")
 	req := request.Request{Mode: request.ModeIncident, Reason: "INC-2", Keys: []request.KeyRef{
-		ref("1234abcd-12ab-34cd-56ef-1234567890ab"),               // key ID
+		ref("1234abcd-12ab-34cd-56ef-1234567890ab"),                 // key ID
 		ref(arnPrefix + "key/1234abcd-12ab-34cd-56ef-1234567890ab"), // same key by ARN: deduplicated
-		ref("alias/orders-db"),                                     // same key by alias: deduplicated
-		ref(arnPrefix + "alias/ledger"),                            // alias ARN
-		ref("alias/global-orders"),                                 // the replica: primary added
-		ref("mrk-1234abcd12ab34cd56ef1234567890ab"),                // the replica by mrk- ID: deduplicated
-		ref("alias/dev-sandbox"),                                   // not opted in
-		ref("alias/legacy-billing"),                                // budget exhausted
-		ref("alias/ml-features"),                                   // inside the reserve: incidents may use it
-		ref("alias/old-analytics"),                                 // disabled
-		ref("alias/does-not-exist"),                                // unknown alias
-		ref("00000000-0000-4000-8000-000000000000"),                // unknown key ID
+		ref("alias/orders-db"),                                      // same key by alias: deduplicated
+		ref(arnPrefix + "alias/ledger"),                             // alias ARN
+		ref("alias/global-orders"),                                  // the replica: primary added
+		ref("mrk-1234abcd12ab34cd56ef1234567890ab"),                 // the replica by mrk- ID: deduplicated
+		ref("alias/dev-sandbox"),                                    // not opted in
+		ref("alias/legacy-billing"),                                 // budget exhausted
+		ref("alias/ml-features"),                                    // inside the reserve: incidents may use it
+		ref("alias/old-analytics"),                                  // disabled
+		ref("alias/does-not-exist"),                                 // unknown alias
+		ref("00000000-0000-4000-8000-000000000000"),                 // unknown key ID
 	}}
 	rep := h.run(t, req)
 	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1", "eu-west-1"))
