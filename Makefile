@@ -16,6 +16,9 @@ all: test
 build:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./lambda
 
+demo: ## the real bootstrap under the Lambda Runtime Interface Emulator against kmslocal
+	$(GO) run ./lambda/cmd/demo
+
 # npm packages (CDK CLI, Node 22, IAM simulator) pinned by package-lock.json.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
