@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
 func TestClassify(t *testing.T) {
@@ -101,7 +103,7 @@ func TestWriteTable(t *testing.T) {
 	r := &Report{
 		RunID: "run-1", Mode: "scheduled",
 		StartedAt: "2026-11-26T06:00:00Z", FinishedAt: "2026-11-26T06:00:00.25Z",
-		Summary: Summary{Candidates: 2, Rotated: 1, Skipped: 1, Reasons: map[string]int{"key-not-enabled": 1}},
+		Summary: Summary{Candidates: 2, Rotated: 1, Skipped: 1, Reasons: map[rotator.Reason]int{rotator.ReasonKeyNotEnabled: 1}},
 		Keys: []KeyReport{
 			{KeyID: "1234abcd-12ab-34cd-56ef-1234567890ab", Alias: "alias/payments", Outcome: "rotated", OnDemandUsed: &used, OnDemandRemaining: &left, LastRotation: &last, NextDue: &due},
 			{KeyID: "0987dcba-09fe-87dc-65ba-ab0987654321", Outcome: "skipped", Reason: "key-not-enabled", KeyState: "Disabled"},

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,47 +11,22 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
-// Report is the function's result, DESIGN.md "The report" (Contract). It
-// mirrors the JSON of rotator.Report field for field.
-type Report struct {
-	RunID      string      `json:"runId"`
-	Mode       string      `json:"mode"`
-	DryRun     bool        `json:"dryRun"`
-	StartedAt  string      `json:"startedAt"`
-	FinishedAt string      `json:"finishedAt"`
-	Summary    Summary     `json:"summary"`
-	Keys       []KeyReport `json:"keys"`
-}
+// Report is the function's result, DESIGN.md "The report" (Contract): the
+// engine's own type, so the harness decodes exactly what the function
+// encodes.
+type Report = rotator.Report
 
 // Summary counts the outcomes of a run.
-type Summary struct {
-	Candidates  int            `json:"candidates"`
-	Rotated     int            `json:"rotated"`
-	WouldRotate int            `json:"wouldRotate"`
-	Skipped     int            `json:"skipped"`
-	Failed      int            `json:"failed"`
-	Deferred    int            `json:"deferred"`
-	Reasons     map[string]int `json:"reasons"`
-}
+type Summary = rotator.Summary
 
-// KeyReport is one candidate key's entry; null budget and time fields
-// (not read, not applicable) are nil.
-type KeyReport struct {
-	KeyID             string  `json:"keyId"`
-	KeyARN            string  `json:"keyArn"`
-	Alias             string  `json:"alias"`
-	Outcome           string  `json:"outcome"`
-	Reason            string  `json:"reason"`
-	KeyState          string  `json:"keyState,omitempty"`
-	OnDemandUsed      *int    `json:"onDemandUsed"`
-	OnDemandRemaining *int    `json:"onDemandRemaining"`
-	LastRotation      *string `json:"lastRotation"`
-	NextDue           *string `json:"nextDue"`
-	PrimaryKeyARN     string  `json:"primaryKeyArn,omitempty"`
-	Error             string  `json:"error,omitempty"`
-}
+// KeyReport is one candidate key's entry; null budget and time fields (not
+// read, not applicable) are nil.
+type KeyReport = rotator.KeyReport
 
 // DecodeReport decodes a report returned by the function.
 func DecodeReport(raw []byte) (*Report, error) {
@@ -64,16 +40,36 @@ func DecodeReport(raw []byte) (*Report, error) {
 // WriteTable prints a report as an aligned table, one row per key, followed
 // by a one-line summary.
 func WriteTable(w io.Writer, r *Report) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ALIAS\tKEY ID\tOUTCOME\tREASON\tUSED\tLEFT\tLAST ROTATION\tNEXT DUE\tNOTE")
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	// Report mode is the inventory: it adds the material age and how long
+	// the scheduled budget lasts at the key's interval.
+	inventory := r.Mode == request.ModeReport
+	header := "ALIAS\tKEY ID\tOUTCOME\tREASON\tUSED\tLEFT\tLAST ROTATION\tNEXT DUE"
+	if inventory {
+		header += "\tAGE (DAYS)\tINTERVAL\tSCHEDULED LEFT\tBUDGET RUNS OUT"
+	}
+	fmt.Fprintln(tw, header+"\tNOTE")
 	for _, k := range r.Keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s",
 			dash(k.Alias), dash(k.KeyID), k.Outcome, dash(string(k.Reason)),
 			num(k.OnDemandUsed), num(k.OnDemandRemaining),
-			day(k.LastRotation), day(k.NextDue), note(k))
+			day(k.LastRotation), day(k.NextDue))
+		if inventory {
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s",
+				num(k.MaterialAgeDays), num(k.IntervalDays), num(k.ScheduledRotationsLeft), day(k.BudgetRunsOutAt))
+		}
+		fmt.Fprintf(tw, "\t%s\n", note(k))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	// tabwriter pads the empty last cells; trailing blanks only get in
+	// the way of copying and diffing the output.
+	for _, l := range strings.SplitAfter(buf.String(), "\n") {
+		if _, err := io.WriteString(w, strings.TrimRight(l, " \n")+strings.Repeat("\n", strings.Count(l, "\n"))); err != nil {
+			return err
+		}
 	}
 	_, err := fmt.Fprintln(w, SummaryLine(r))
 	return err
@@ -93,7 +89,7 @@ func SummaryLine(r *Report) string {
 	if len(s.Reasons) > 0 {
 		parts := make([]string, 0, len(s.Reasons))
 		for _, reason := range slices.Sorted(maps.Keys(s.Reasons)) {
-			if reason != "" {
+			if reason != rotator.ReasonNone {
 				parts = append(parts, fmt.Sprintf("%s %d", reason, s.Reasons[reason]))
 			}
 		}

@@ -1,0 +1,233 @@
+// Command demo is `make demo`: it builds the host-arch bootstrap, starts the
+// local KMS emulator seeded with events/fleet.json and the function under the
+// AWS Lambda Runtime Interface Emulator (both on 127.0.0.1 only), invokes the
+// sample payloads through the runtime emulator's invoke URL, prints each
+// report as a table, and stops everything — also on Ctrl-C. No AWS account
+// and nothing beyond Go is needed.
+//
+// Usage:
+//
+//	go run ./lambda/cmd/demo [-fleet events/fleet.json] [-events a.json,b.json] [-keep] [-v]
+//
+// It exits 1 with a message naming the step when anything fails: a build,
+// a process that does not start, an invocation that answers a handler error,
+// or a report whose summary does not add up.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/harness"
+)
+
+// defaultEvents is the DESIGN.md "Build and run" sequence: what a dry run
+// would do, the sweep itself, then an incident.
+const defaultEvents = "events/plan.json,events/scheduled.json,events/incident.json"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	fleet    string
+	events   []string
+	keep     bool
+	verbose  bool
+	emuFlags []string
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	var events, emuFlags string
+	fs.StringVar(&o.fleet, "fleet", "events/fleet.json", "fleet file seeding the KMS emulator")
+	fs.StringVar(&events, "events", defaultEvents, "comma-separated payload files to invoke, in order")
+	fs.BoolVar(&o.keep, "keep", false, "leave kmslocal and the function running and print how to reach them (Ctrl-C stops them)")
+	fs.BoolVar(&o.verbose, "v", false, "stream the emulator's and the function's output")
+	fs.StringVar(&emuFlags, "emu-flags", "", `extra kmslocal flags, e.g. "-rotation-delay=0 -latency=20ms"`)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, e := range strings.Split(events, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			o.events = append(o.events, e)
+		}
+	}
+	if len(o.events) == 0 && !o.keep {
+		return o, errors.New("-events: no payload files")
+	}
+	o.emuFlags = strings.Fields(emuFlags)
+	return o, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "demo:", err)
+		return 2
+	}
+	if err := demo(context.Background(), o, stdout); err != nil {
+		fmt.Fprintln(stderr, "demo: FAILED:", err)
+		return 1
+	}
+	return 0
+}
+
+func demo(ctx context.Context, o options, out io.Writer) error {
+	// The harness stops every process it started on SIGINT/SIGTERM (they
+	// live in their own process groups, out of reach of the terminal's
+	// Ctrl-C) and then ends this process with the same signal.
+	begin := time.Now()
+	root, err := harness.FindRoot("")
+	if err != nil {
+		return fmt.Errorf("find the repository: %w", err)
+	}
+	payloads := make([][]byte, len(o.events))
+	for i, e := range o.events {
+		if payloads[i], err = os.ReadFile(resolve(root, e)); err != nil {
+			return fmt.Errorf("read payload: %w", err)
+		}
+	}
+	fleet := resolve(root, o.fleet)
+	if _, err := os.Stat(fleet); err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+
+	fmt.Fprintf(out, "building bootstrap (host arch, -tags lambda.norpc), kmslocal and aws-lambda-rie … ")
+	bins, err := harness.Build(ctx, harness.BuildOptions{Root: root})
+	if err != nil {
+		fmt.Fprintln(out)
+		return fmt.Errorf("build: %w", err)
+	}
+	buildTime := time.Since(begin)
+	fmt.Fprintf(out, "%v\n", buildTime.Round(10*time.Millisecond))
+
+	var logw io.Writer
+	if o.verbose {
+		logw = prefixWriter{w: os.Stderr}
+	}
+	startBegin := time.Now()
+	env, err := harness.Start(ctx, harness.Options{
+		Binaries: bins,
+		KMSLocal: harness.KMSLocalOptions{Fleet: fleet, Args: o.emuFlags, Log: logw},
+		Function: harness.FunctionOptions{Name: "kms-rotator", Log: logw},
+	})
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	defer env.Close()
+	startTime := time.Since(startBegin)
+	fmt.Fprintf(out, "started kmslocal %s (fleet %s) and the function at http://%s in %v\n",
+		env.KMS.URL, rel(root, fleet), env.Function.Addr, startTime.Round(time.Millisecond))
+
+	var failures []string
+	for i, name := range o.events {
+		fmt.Fprintf(out, "\n=== %s\n", rel(root, resolve(root, name)))
+		r, inv, err := env.Function.InvokeReport(ctx, payloads[i])
+		if err != nil {
+			fmt.Fprintf(out, "    %v\n", err)
+			failures = append(failures, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		if err := harness.WriteTable(out, r); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "(invoke %v, request %s)\n", inv.Duration.Round(time.Millisecond), inv.RequestID)
+		if problem := checkSummary(r); problem != "" {
+			failures = append(failures, fmt.Sprintf("%s: %s", name, problem))
+		}
+	}
+
+	fmt.Fprintf(out, "\ndemo: %d invocation(s), %d failed, in %v (build %v, start %v)\n",
+		len(o.events), len(failures), time.Since(begin).Round(10*time.Millisecond),
+		buildTime.Round(10*time.Millisecond), startTime.Round(time.Millisecond))
+	if o.keep {
+		printEndpoints(out, root, env)
+		wait := make(chan os.Signal, 1)
+		signal.Notify(wait, os.Interrupt, syscall.SIGTERM)
+		<-wait // the harness's own handler stops the processes
+	}
+	if len(failures) > 0 {
+		return errors.New(strings.Join(failures, "; "))
+	}
+	return nil
+}
+
+// checkSummary returns a problem when the report's counts do not add up
+// (DESIGN.md "The report": every candidate exactly once).
+func checkSummary(r *harness.Report) string {
+	s := r.Summary
+	if sum := s.Rotated + s.WouldRotate + s.Skipped + s.Failed + s.Deferred; sum != s.Candidates {
+		return fmt.Sprintf("summary outcomes add up to %d, candidates %d", sum, s.Candidates)
+	}
+	if len(r.Keys) != s.Candidates {
+		return fmt.Sprintf("%d key entries for %d candidates", len(r.Keys), s.Candidates)
+	}
+	return ""
+}
+
+func printEndpoints(out io.Writer, root string, env *harness.Env) {
+	k, f := env.KMS, env.Function
+	fmt.Fprintf(out, `
+Left running (Ctrl-C stops everything). In another shell, from %s:
+
+  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s AWS_EC2_METADATA_DISABLED=true
+  aws kms list-aliases --endpoint-url %s
+  aws kms list-key-rotations --endpoint-url %s --key-id 1234abcd-12ab-34cd-56ef-1234567890ab
+  aws lambda invoke --endpoint-url http://%s --function-name function \
+      --cli-binary-format raw-in-base64-out --payload file://events/report.json out.json && cat out.json
+  curl -s -d @events/plan.json %s
+`, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.URL, k.URL, f.Addr, f.URL)
+}
+
+// resolve makes a path given on the command line absolute: as given when it
+// exists relative to the working directory, otherwise relative to the
+// repository root (so the defaults work from any directory).
+func resolve(root, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	if _, err := os.Stat(p); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	return filepath.Join(root, p)
+}
+
+func rel(root, p string) string {
+	if r, err := filepath.Rel(root, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
+
+// prefixWriter marks streamed process output so it stands apart from the
+// tables.
+type prefixWriter struct{ w io.Writer }
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		if l != "" {
+			fmt.Fprint(p.w, "  | "+l)
+		}
+	}
+	return len(b), nil
+}
