@@ -1,0 +1,222 @@
+package kmsemu_test
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	tagtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
+
+	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
+)
+
+func TestLoadFleetRejectsBadEntries(t *testing.T) {
+	cases := []struct {
+		name, fleet, want string
+	}{
+		{"not JSON", `{`, "not a JSON array"},
+		{"unknown key spec", `[{"keySpec":"AES_999"}]`, `fleet entry 0: keySpec "AES_999"`},
+		{"usage invalid for the spec", `[{},{"keySpec":"HMAC_256","keyUsage":"ENCRYPT_DECRYPT"}]`, "fleet entry 1: keyUsage"},
+		{"unknown origin", `[{"origin":"MOON"}]`, "origin"},
+		{"unknown state", `[{"keyState":"Sleeping"}]`, "keyState"},
+		{"unknown rotation type", `[{"rotations":[{"type":"MANUAL","daysAgo":1}]}]`, "rotations[0].type"},
+		{"rotation older than the key", `[{"createdDaysAgo":5,"rotations":[{"type":"ON_DEMAND","daysAgo":9}]}]`, "younger than its oldest rotation"},
+		{"rotations on an HMAC key", `[{"keySpec":"HMAC_256","rotations":[{"type":"ON_DEMAND","daysAgo":1}]}]`, "only symmetric encryption keys"},
+		{"malformed key ID", `[{"keyId":"1234"}]`, "is not a key ID"},
+		{"mrk ID on a single-Region key", `[{"keyId":"mrk-00000000000000000000000000000001"}]`, "mrk-"},
+		{"duplicate key ID", `[{"keyId":"` + keyA + `"},{"keyId":"` + keyA + `"}]`, "fleet entry 1: key " + keyA + " already exists"},
+		{"duplicate alias", `[{"alias":"alias/x"},{"alias":"alias/x"}]`, "fleet entry 1: alias alias/x already exists"},
+		{"bad alias", `[{"alias":"x"}]`, "alias"},
+		{"replica without primary", `[{"multiRegionKeyType":"REPLICA","primaryAlias":"alias/none"}]`, "no multi-Region PRIMARY"},
+		{"replica in its primary's region", `[{"alias":"alias/p","multiRegionKeyType":"PRIMARY"},{"multiRegionKeyType":"REPLICA","primaryAlias":"alias/p"}]`, "another region"},
+		{"replica with rotations", `[{"alias":"alias/p","region":"eu-west-1","multiRegionKeyType":"PRIMARY"},{"multiRegionKeyType":"REPLICA","primaryAlias":"alias/p","rotations":[{"type":"ON_DEMAND","daysAgo":1}]}]`, "shares its primary's rotations"},
+		{"keyId with count", `[{"keyId":"` + keyA + `","count":2}]`, "keyId cannot be combined with count"},
+		{"rotation period out of range", `[{"rotationPeriodInDays":30}]`, "not within 90-2560"},
+		{"custom key store id without a custom origin", `[{"customKeyStoreId":"cks-1"}]`, "customKeyStoreId needs origin"},
+		{"bad region", `[{"region":"Mars"}]`, "region"},
+	}
+	for _, c := range cases {
+		t.Run(c.name+" is an error naming the problem", func(t *testing.T) {
+			s := kmsemu.New(kmsemu.Options{})
+			err := s.LoadFleet(strings.NewReader(c.fleet))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+	t.Run("a rejected file adds no key", func(t *testing.T) {
+		e := start(t, kmsemu.Options{}, "")
+		if err := e.emu.Server.LoadFleet(strings.NewReader(`[{"keyId":"` + keyA + `"},{"keySpec":"nope"}]`)); err == nil {
+			t.Fatal("bad fleet loaded")
+		}
+		_, err := e.kms.DescribeKey(e.ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyA)})
+		wantCode(t, err, "NotFoundException")
+	})
+}
+
+func TestLoadFleetExtensionsAndDefaults(t *testing.T) {
+	var log bytes.Buffer
+	e := start(t, kmsemu.Options{Log: &log}, `[
+	  {"alias":"alias/bulk","count":3,"tags":{"t":"1"},"futureField":true},
+	  {"keySpec":"HMAC_512"},
+	  {"rotations":[{"type":"ON_DEMAND","daysAgo":10}]}
+	]`)
+	t.Run("count repeats an entry with numbered aliases", func(t *testing.T) {
+		for i := 1; i <= 3; i++ {
+			describe(t, e, "alias/bulk-0000"+strconv.Itoa(i))
+		}
+	})
+	t.Run("an unknown field is a warning, not an error", func(t *testing.T) {
+		if !strings.Contains(log.String(), "futureField") {
+			t.Fatalf("no warning in the log: %q", log.String())
+		}
+	})
+	t.Run("defaults: created now, key usage follows the spec, created before the oldest rotation", func(t *testing.T) {
+		keys := must[*kms.ListKeysOutput](t)(e.kms.ListKeys(e.ctx, &kms.ListKeysInput{}))
+		if len(keys.Keys) != 5 {
+			t.Fatalf("%d keys, want 5", len(keys.Keys))
+		}
+		for _, k := range keys.Keys {
+			md := describe(t, e, *k.KeyId).KeyMetadata
+			l, err := e.kms.ListKeyRotations(e.ctx, &kms.ListKeyRotationsInput{KeyId: k.KeyId})
+			switch {
+			case md.KeySpec == types.KeySpecHmac512:
+				if md.KeyUsage != types.KeyUsageTypeGenerateVerifyMac || !md.CreationDate.Equal(e.clock.Now()) {
+					t.Fatalf("HMAC key %+v", md)
+				}
+			case err == nil && len(l.Rotations) == 1:
+				if want := e.clock.Now().Add(-11 * 24 * time.Hour); !md.CreationDate.Equal(want) {
+					t.Fatalf("created %v, want %v", md.CreationDate, want)
+				}
+			}
+		}
+	})
+}
+
+// reason mirrors the decision table of DESIGN.md for scheduled mode with the
+// function's defaults (limit 10, reserve 2, interval 90 days), to check that
+// the demo fleet reaches every reason. It is not the engine's code.
+func reason(t *testing.T, e *env, c *kms.Client, keyARN string, tags map[string]string) string {
+	t.Helper()
+	md := must[*kms.DescribeKeyOutput](t)(c.DescribeKey(e.ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyARN)})).KeyMetadata
+	switch {
+	case tags["kms-rotator"] != "enabled":
+		return "not-opted-in"
+	case md.KeyManager == types.KeyManagerTypeAws:
+		return "aws-managed"
+	case md.KeySpec != types.KeySpecSymmetricDefault || md.KeyUsage != types.KeyUsageTypeEncryptDecrypt:
+		return "unsupported-key-spec"
+	case md.Origin == types.OriginTypeExternal:
+		return "imported-key-material"
+	case md.Origin == types.OriginTypeAwsCloudhsm || md.Origin == types.OriginTypeExternalKeyStore:
+		return "custom-key-store"
+	case md.MultiRegionConfiguration != nil && md.MultiRegionConfiguration.MultiRegionKeyType == types.MultiRegionKeyTypeReplica:
+		return "multi-region-replica"
+	case md.KeyState != types.KeyStateEnabled:
+		return "key-not-enabled"
+	}
+	rot := must[*kms.ListKeyRotationsOutput](t)(c.ListKeyRotations(e.ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(keyARN)})).Rotations
+	used, newest := 0, *md.CreationDate
+	for _, r := range rot {
+		if r.RotationType == types.RotationTypeOnDemand {
+			used++
+		}
+		if r.RotationDate.After(newest) {
+			newest = *r.RotationDate
+		}
+	}
+	interval := 90
+	if v, ok := tags["kms-rotator:interval-days"]; ok {
+		interval, _ = strconv.Atoi(v)
+	}
+	switch {
+	case used >= 10:
+		return "budget-exhausted"
+	case 10-used <= 2:
+		return "budget-reserved"
+	case e.clock.Now().Sub(newest) < time.Duration(interval)*24*time.Hour:
+		return "not-due"
+	}
+	return "due"
+}
+
+func TestDemoFleet(t *testing.T) {
+	data, err := os.ReadFile("../../events/fleet.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, kmsemu.Options{}, string(data))
+	reasons := map[string][]string{}
+	tagsOf := map[string]map[string]string{}
+	for _, region := range []string{"us-east-1", "eu-west-1"} {
+		c := kmsClient(e.emu, region)
+		p := kms.NewListKeysPaginator(c, &kms.ListKeysInput{})
+		for p.HasMorePages() {
+			for _, k := range must[*kms.ListKeysOutput](t)(p.NextPage(e.ctx)).Keys {
+				tags := map[string]string{}
+				for _, tg := range must[*kms.ListResourceTagsOutput](t)(c.ListResourceTags(e.ctx, &kms.ListResourceTagsInput{KeyId: k.KeyId})).Tags {
+					tags[*tg.TagKey] = *tg.TagValue
+				}
+				tagsOf[*k.KeyArn] = tags
+				r := reason(t, e, c, *k.KeyArn, tags)
+				reasons[r] = append(reasons[r], *k.KeyArn)
+			}
+		}
+	}
+	t.Run("about 25 keys", func(t *testing.T) {
+		if n := len(tagsOf); n < 20 || n > 30 {
+			t.Fatalf("%d keys", n)
+		}
+	})
+	t.Run("every decision reason a fleet can reach is reached", func(t *testing.T) {
+		for _, r := range []string{"not-opted-in", "aws-managed", "unsupported-key-spec", "imported-key-material", "custom-key-store",
+			"multi-region-replica", "key-not-enabled", "budget-exhausted", "budget-reserved", "not-due", "due"} {
+			if len(reasons[r]) == 0 {
+				t.Errorf("no key for %s (have %v)", r, reasons)
+			}
+		}
+		if len(reasons["unsupported-key-spec"]) < 2 || len(reasons["key-not-enabled"]) < 2 {
+			t.Errorf("want asymmetric and HMAC keys, disabled and pending-deletion keys: %v", reasons)
+		}
+	})
+	t.Run("incident sample keys are opted in, eligible and not due", func(t *testing.T) {
+		for _, id := range []string{"1234abcd-12ab-34cd-56ef-1234567890ab", "0987dcba-09fe-87dc-65ba-ab0987654321", "alias/payments"} {
+			a := *describe(t, e, id).KeyMetadata.Arn
+			if r := reason(t, e, e.kms, a, tagsOf[a]); r != "not-due" {
+				t.Errorf("%s: %s, want not-due", id, r)
+			}
+			if !strings.HasPrefix(a, "arn:aws:kms:us-east-1:"+acct+":key/") {
+				t.Errorf("%s: %s", id, a)
+			}
+		}
+	})
+	t.Run("a key with an interval override is due, and payments keys exist", func(t *testing.T) {
+		found := false
+		for _, a := range reasons["due"] {
+			if tagsOf[a]["kms-rotator:interval-days"] != "" {
+				found = true
+			}
+		}
+		if !found {
+			t.Error("no due key with kms-rotator:interval-days")
+		}
+		ids, _ := resources(t, e, e.tag, &tagging.GetResourcesInput{TagFilters: []tagtypes.TagFilter{
+			{Key: aws.String("kms-rotator"), Values: []string{"enabled"}}, {Key: aws.String("team"), Values: []string{"payments"}}}})
+		if len(ids) < 3 {
+			t.Errorf("%d opted-in payments keys", len(ids))
+		}
+	})
+	t.Run("the multi-Region primary is in another region than its replica", func(t *testing.T) {
+		md := describe(t, e, "alias/global-orders").KeyMetadata
+		if *md.MultiRegionConfiguration.PrimaryKey.Region != "eu-west-1" {
+			t.Fatalf("primary region %s", *md.MultiRegionConfiguration.PrimaryKey.Region)
+		}
+	})
+}
