@@ -21,7 +21,9 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "kmslocal:", err)
 		os.Exit(1)
 	}
@@ -45,8 +47,9 @@ counters; POST /_kmslocal/stats/reset zeroes them. SIGINT/SIGTERM stop it.
 Flags:
 `
 
-// run parses args, serves until SIGINT/SIGTERM and shuts down cleanly.
-func run(args []string, stderr io.Writer) error {
+// run parses args and serves until ctx ends (SIGINT/SIGTERM in main), then
+// shuts down cleanly, letting requests in flight finish.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("kmslocal", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -117,8 +120,6 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	fmt.Fprintf(stderr, "kmslocal: listening on http://%s (account %s, default region %s, fleet %q)\n", ln.Addr(), *account, *region, *fleet)

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+)
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	var out strings.Builder
+	if err := run(context.Background(), []string{"-h"}, &out); err != nil {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, f := range []string{"-addr", "-fleet", "-account", "-region", "-rotation-delay", "-on-demand-limit", "-latency", "-quota-scale", "-fail-rate", "-drop-rate", "-seed", "-quiet", "AWS_ENDPOINT_URL"} {
+		if !strings.Contains(out.String(), f) {
+			t.Errorf("-h does not mention %s", f)
+		}
+	}
+}
+
+func TestBadArgumentsAreErrors(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`[{"keySpec":"NOPE"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"non-loopback address is refused", []string{"-addr", "0.0.0.0:4599"}, "loopback only"},
+		{"fail rate above 1 is refused", []string{"-fail-rate", "2"}, "between 0 and 1"},
+		{"negative quota scale is refused", []string{"-quota-scale", "-1"}, "must not be negative"},
+		{"zero on-demand limit is refused", []string{"-on-demand-limit", "0"}, "at least 1"},
+		{"missing fleet file is an error", []string{"-fleet", "/nonexistent/fleet.json"}, "no such file"},
+		{"invalid fleet names the entry", []string{"-fleet", bad}, "fleet entry 0"},
+		{"stray argument is refused", []string{"extra"}, "unexpected arguments"},
+		{"unknown flag is refused", []string{"-nope"}, "not defined"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out strings.Builder
+			err := run(context.Background(), c.args, &out)
+			if err == nil || !strings.Contains(err.Error()+out.String(), c.want) {
+				t.Fatalf("error %v (output %q), want %q", err, out.String(), c.want)
+			}
+		})
+	}
+}
+
+// syncBuffer collects the command's stderr while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestServesTheDemoFleetAndStopsCleanly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-fleet", "../../../events/fleet.json", "-account", "012345678912", "-rotation-delay", "0"}, &stderr)
+	}()
+	addr := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
+	var url string
+	for deadline := time.Now().Add(30 * time.Second); url == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(stderr.String()); m != nil {
+			url = m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("exited early: %v\n%s", err, stderr.String())
+		default:
+		}
+	}
+	if url == "" {
+		t.Fatalf("never listened: %s", stderr.String())
+	}
+	c := kms.New(kms.Options{Region: "us-east-1", BaseEndpoint: aws.String(url),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")})
+	out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/payments")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := aws.ToString(out.KeyMetadata.Arn); !strings.HasPrefix(got, "arn:aws:kms:us-east-1:012345678912:key/") {
+		t.Fatalf("ARN %s", got)
+	}
+	if _, err := c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: out.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop")
+	}
+	log := stderr.String()
+	for _, want := range []string{"op=DescribeKey region=us-east-1 key=c0ffee00-5a1e-4b0b-9a7e-0000000000aa", "op=RotateKeyOnDemand", "code=OK", "shutting down"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	sc := bufio.NewScanner(strings.NewReader(log))
+	n := 0
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), " op=") {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d request log lines, want 2", n)
+	}
+}
