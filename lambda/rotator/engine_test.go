@@ -406,11 +406,21 @@ func TestPaginationPastOneHundredKeys(t *testing.T) {
 func TestLargeRunListsOnlyEntriesThatAreNotNotDue(t *testing.T) {
 	fleet := `[
 	 {"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":5},
-	 {"alias":"alias/fresh","createdDaysAgo":10,"tags":{"kms-rotator":"enabled"},"count":2000}]`
+	 {"alias":"alias/fresh","createdDaysAgo":10,"tags":{"kms-rotator":"enabled"},"count":20}]`
 	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	if h.engine.maxListed != 2000 {
+		t.Fatalf("the listing threshold is %d, want DESIGN.md's 2,000", h.engine.maxListed)
+	}
+	// 2,000 keys work the same way, only slower (the threshold is all that differs).
+	h.engine.maxListed = 20
 	rep := h.run(t, request.Request{Mode: request.ModePlan})
-	if rep.Summary.Candidates != 2005 || len(rep.Keys) != 5 || rep.OmittedNotDue != 2000 || rep.Summary.Reasons[ReasonNotDue] != 2000 {
-		t.Fatalf("candidates %d, %d entries, %d omitted; want 2005, 5, 2000", rep.Summary.Candidates, len(rep.Keys), rep.OmittedNotDue)
+	if rep.Summary.Candidates != 25 || len(rep.Keys) != 5 || rep.OmittedNotDue != 20 || rep.Summary.Reasons[ReasonNotDue] != 20 {
+		t.Fatalf("candidates %d, %d entries, %d omitted; want 25, 5, 20", rep.Summary.Candidates, len(rep.Keys), rep.OmittedNotDue)
+	}
+	for _, k := range rep.Keys {
+		if k.Outcome != WouldRotate {
+			t.Errorf("listed entry %s is %s/%s, want only the due keys", k.Alias, k.Outcome, k.Reason)
+		}
 	}
 }
 

@@ -110,32 +110,45 @@ func notSent(err error) bool {
 	return strings.Contains(err.Error(), "connection refused")
 }
 
-// rotateRetryer retries RotateKeyOnDemand only where a retry cannot spend a
-// second rotation: throttling (the request was refused) and connection
-// failures before the request was sent. Everything else comes back to the
-// engine, which looks at the key before deciding (DESIGN.md "Safety rules").
-// The retry token bucket is off: under a throttling storm it would turn
-// throttles into failures; pacing is the limiter's job.
-var rotateRetryer = retry.NewStandard(func(o *retry.StandardOptions) {
-	o.MaxAttempts = 8
-	o.MaxBackoff = 5 * time.Second
-	o.RateLimiter = ratelimit.None
-	o.Throttles = []retry.IsErrorThrottle{retry.ThrottleErrorCode{Codes: throttleCodes}}
-	o.Retryables = []retry.IsErrorRetryable{
-		retry.NoRetryCanceledError{},
-		retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
-			var ae smithy.APIError
-			if errors.As(err, &ae) {
-				return aws.BoolTernary(isThrottleCode(ae.ErrorCode()))
-			}
-			return aws.BoolTernary(notSent(err))
-		}),
-	}
-})
+// newRotateRetryer returns the retryer of RotateKeyOnDemand: it retries only
+// where a retry cannot spend a second rotation — throttling (the request was
+// refused) and connection failures before the request was sent. Everything
+// else comes back to the engine, which looks at the key before deciding
+// (DESIGN.md "Safety rules"). The retry token bucket is off: under a
+// throttling storm it would turn throttles into failures; pacing is the
+// limiter's job. backoff nil means the SDK's exponential backoff with jitter.
+func newRotateRetryer(maxAttempts int, backoff retry.BackoffDelayer) aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = maxAttempts
+		o.MaxBackoff = 5 * time.Second
+		if backoff != nil {
+			o.Backoff = backoff
+		}
+		o.RateLimiter = ratelimit.None
+		o.Throttles = []retry.IsErrorThrottle{retry.ThrottleErrorCode{Codes: throttleCodes}}
+		o.Retryables = []retry.IsErrorRetryable{
+			retry.NoRetryCanceledError{},
+			retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+				var ae smithy.APIError
+				if errors.As(err, &ae) {
+					return aws.BoolTernary(isThrottleCode(ae.ErrorCode()))
+				}
+				return aws.BoolTernary(notSent(err))
+			}),
+		}
+	})
+}
 
-// noBlindRetry installs rotateRetryer on one RotateKeyOnDemand call, whatever
-// retryer the client was built with.
-func noBlindRetry(o *kms.Options) {
-	o.Retryer = rotateRetryer
-	o.RetryMaxAttempts = 0
+// rotateAttempts bounds RotateKeyOnDemand attempts under throttling: with
+// backoff capped at 5 s, about 25 s of throttling before the key is
+// reported "throttled".
+const rotateAttempts = 8
+
+// noBlindRetry returns the per-call option installing retryer on a
+// RotateKeyOnDemand call, whatever retryer the client was built with.
+func noBlindRetry(retryer aws.Retryer) func(*kms.Options) {
+	return func(o *kms.Options) {
+		o.Retryer = retryer
+		o.RetryMaxAttempts = 0
+	}
 }

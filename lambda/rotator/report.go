@@ -172,9 +172,9 @@ func (r *run) report() *Report {
 		DryRun:    r.dry,
 		StartedAt: fmtTime(r.start),
 		Summary:   Summary{Candidates: len(r.items), Reasons: map[Reason]int{}},
-		Keys:      make([]KeyReport, 0, min(len(r.items), MaxListedKeys)),
+		Keys:      make([]KeyReport, 0, min(len(r.items), r.e.maxListed)),
 	}
-	trim := len(r.items) > MaxListedKeys
+	trim := len(r.items) > r.e.maxListed
 	for _, it := range r.items {
 		s := &rep.Summary
 		switch it.outcome {

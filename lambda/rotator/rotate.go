@@ -269,7 +269,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 		r.calls.add(opRotateKeyOnDemand)
 		started := r.e.now()
 		_, err := r.e.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
-			inRegion(it.region), noBlindRetry)
+			inRegion(it.region), r.e.rotateOpt)
 		if err == nil {
 			r.rotated(it, started)
 			return

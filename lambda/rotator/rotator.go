@@ -70,6 +70,10 @@ type Engine struct {
 	// margin is how much of the Lambda's remaining time is kept back: no key
 	// is started once less than this remains.
 	margin func(remaining time.Duration) time.Duration
+	// maxListed is MaxListedKeys (tests lower it).
+	maxListed int
+	// rotateOpt installs the no-blind-retry retryer on RotateKeyOnDemand.
+	rotateOpt func(*kms.Options)
 }
 
 // New returns an Engine. log receives JSON lines (one per key, a summary and
@@ -90,6 +94,8 @@ func New(cfg Config, kmsClient KMSAPI, taggingClient TaggingAPI, log *slog.Logge
 		limiter:    rate.NewLimiter(rate.Limit(cfg.RotateRPS), 1),
 		now:        time.Now,
 		margin:     DeadlineMargin,
+		maxListed:  MaxListedKeys,
+		rotateOpt:  noBlindRetry(newRotateRetryer(rotateAttempts, nil)),
 	}
 }
 
