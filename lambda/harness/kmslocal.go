@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+
+	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 )
 
 // The identity of every local run (TEAM.md "Shared interfaces"): the
@@ -167,6 +170,46 @@ func (k *KMSLocal) KMS(region string) *kms.Client {
 // emulator.
 func (k *KMSLocal) Tagging(region string) *resourcegroupstaggingapi.Client {
 	return resourcegroupstaggingapi.NewFromConfig(k.Config(region))
+}
+
+// Stats returns the emulator's per-operation request counters
+// (GET /_kmslocal/stats).
+func (k *KMSLocal) Stats(ctx context.Context) (kmsemu.Stats, error) {
+	var st kmsemu.Stats
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.URL+"/_kmslocal/stats", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("harness: kmslocal stats: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("harness: kmslocal stats: HTTP %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("harness: kmslocal stats: %w", err)
+	}
+	return st, nil
+}
+
+// ResetStats zeroes the emulator's counters (POST /_kmslocal/stats/reset).
+func (k *KMSLocal) ResetStats(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, k.URL+"/_kmslocal/stats/reset", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("harness: kmslocal stats reset: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("harness: kmslocal stats reset: HTTP %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // Close stops the emulator and removes its temporary fleet file.
