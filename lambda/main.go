@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -23,9 +24,9 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	h, err := newHandler(context.Background(), os.Getenv, log)
+	h, err := newHandler(context.Background(), os.Getenv, os.Stdout)
 	if err != nil {
+		log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 		// Invalid configuration stops the cold start; the message names
 		// the variable (DESIGN.md "Configuration").
 		log.Error("cold start failed", "error", err.Error())
@@ -35,10 +36,11 @@ func main() {
 }
 
 // newHandler reads the configuration and builds the SDK clients and the
-// engine, once per process. Endpoints, Region and credentials come from the
+// engine, once per process. JSON log lines and EMF lines go to out (stdout
+// in Lambda, where CloudWatch Logs picks up both). Endpoints, Region and credentials come from the
 // SDK's standard configuration (AWS_REGION, AWS_ENDPOINT_URL,
 // AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API, …).
-func newHandler(ctx context.Context, getenv func(string) string, log *slog.Logger) (*handler, error) {
+func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) (*handler, error) {
 	cfg, err := rotator.LoadConfig(getenv)
 	if err != nil {
 		return nil, err
@@ -47,7 +49,8 @@ func newHandler(ctx context.Context, getenv func(string) string, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	engine := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, os.Stdout)
+	log := slog.New(slog.NewJSONHandler(out, nil))
+	engine := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, out)
 	return &handler{engine: engine, log: log}, nil
 }
 
