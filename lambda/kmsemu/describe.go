@@ -76,11 +76,9 @@ func (s *Server) metadata(k *key) *keyMetadataJSON {
 	}
 	if k.state == "PendingDeletion" {
 		md.DeletionDate = epoch(k.deletionDate)
-		if k.pendingWindow > 0 && k.deletionDate.IsZero() {
-			w := k.pendingWindow
-			md.PendingDeletionWindowInDays = &w
-		}
 	}
+	// PendingDeletionWindowInDays is shown only for a multi-Region primary
+	// waiting for its replicas to be deleted (PendingReplicaDeletion).
 	if k.state == "PendingReplicaDeletion" && k.pendingWindow > 0 {
 		w := k.pendingWindow
 		md.PendingDeletionWindowInDays = &w

@@ -536,6 +536,28 @@ func TestKeyStateChanges(t *testing.T) {
 	})
 }
 
+func TestDeleteMultiRegionPrimary(t *testing.T) {
+	e := start(t, kmsemu.Options{}, testFleet)
+	eu := kmsClient(e.emu, "eu-west-1")
+	out := must[*kms.ScheduleKeyDeletionOutput](t)(eu.ScheduleKeyDeletion(e.ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(mrk), PendingWindowInDays: aws.Int32(10)}))
+	if out.KeyState != types.KeyStatePendingReplicaDeletion || out.DeletionDate != nil {
+		t.Fatalf("primary with a replica: %+v", out)
+	}
+	p := must[*kms.DescribeKeyOutput](t)(eu.DescribeKey(e.ctx, &kms.DescribeKeyInput{KeyId: aws.String(mrk)})).KeyMetadata
+	if aws.ToInt32(p.PendingDeletionWindowInDays) != 10 {
+		t.Fatalf("PendingDeletionWindowInDays %v", p.PendingDeletionWindowInDays)
+	}
+	must[*kms.ScheduleKeyDeletionOutput](t)(e.kms.ScheduleKeyDeletion(e.ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(mrk), PendingWindowInDays: aws.Int32(7)}))
+	replicaGone := e.clock.Now().AddDate(0, 0, 7)
+	e.clock.Advance(8 * 24 * time.Hour)
+	p = must[*kms.DescribeKeyOutput](t)(eu.DescribeKey(e.ctx, &kms.DescribeKeyInput{KeyId: aws.String(mrk)})).KeyMetadata
+	if p.KeyState != types.KeyStatePendingDeletion || !p.DeletionDate.Equal(replicaGone.AddDate(0, 0, 10)) || len(p.MultiRegionConfiguration.ReplicaKeys) != 0 {
+		t.Fatalf("primary after its replica was deleted: %+v", p)
+	}
+	_, err := e.kms.DescribeKey(e.ctx, &kms.DescribeKeyInput{KeyId: aws.String(mrk)})
+	wantCode(t, err, "NotFoundException")
+}
+
 func TestReplicateKey(t *testing.T) {
 	e := start(t, kmsemu.Options{}, testFleet)
 	eu := kmsClient(e.emu, "eu-west-1")

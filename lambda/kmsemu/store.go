@@ -301,8 +301,13 @@ func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 // on-demand rotation, due automatic rotations, the end of a deletion waiting
 // period. It reports false when the key has been deleted.
 func (s *Server) settle(k *key, now time.Time) bool {
+	if k.mrType == "PRIMARY" && k.state == "PendingReplicaDeletion" {
+		for _, r := range append([]*key(nil), k.replicas...) {
+			s.settle(r, now)
+		}
+	}
 	if k.state == "PendingDeletion" && !k.deletionDate.IsZero() && !now.Before(k.deletionDate) {
-		s.deleteKey(k)
+		s.deleteKey(k, now)
 		return false
 	}
 	m := k.mat
@@ -330,8 +335,10 @@ func (s *Server) completeRotation(m *material, r rotation) {
 }
 
 // deleteKey removes a key whose deletion waiting period has ended. A deleted
-// primary leaves its replicas without a primary.
-func (s *Server) deleteKey(k *key) {
+// primary leaves its replicas without a primary; a primary waiting in
+// PendingReplicaDeletion starts its own waiting period once its last replica
+// is gone (https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-delete.html).
+func (s *Server) deleteKey(k *key, now time.Time) {
 	s.region(k.region).removeKey(k)
 	if k.primary != nil {
 		p := k.primary
@@ -340,6 +347,14 @@ func (s *Server) deleteKey(k *key) {
 				p.replicas = append(p.replicas[:i:i], p.replicas[i+1:]...)
 				break
 			}
+		}
+		if len(p.replicas) == 0 && p.state == "PendingReplicaDeletion" {
+			p.state = "PendingDeletion"
+			gone := now
+			if !k.deletionDate.IsZero() {
+				gone = k.deletionDate
+			}
+			p.deletionDate = gone.AddDate(0, 0, p.pendingWindow)
 		}
 	}
 	for _, r := range k.replicas {
