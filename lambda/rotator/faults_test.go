@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -368,5 +369,63 @@ func TestIntervalTag(t *testing.T) {
 	inc := h.run(t, request.Request{Mode: request.ModeIncident, Reason: "INC", Keys: []request.KeyRef{ref}})
 	if k := inc.Keys[0]; k.Outcome != Rotated {
 		t.Errorf("incident on a key with a bad interval tag: %s/%s %q, want rotated", k.Outcome, k.Reason, k.Error)
+	}
+}
+
+func TestOverlappingSweepsRotateEachKeyOnce(t *testing.T) {
+	fleet := `[{"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":30},
+	           {"alias":"alias/fresh","createdDaysAgo":5,"tags":{"kms-rotator":"enabled"},"count":30}]`
+	// Rotations stay in progress, as KMS's do for a while: the status
+	// re-check and ConflictException are what keep the sweeps apart.
+	h := newHarness(t, kmsemu.Options{RotationDelay: time.Hour}, fleet, fastConfig())
+	before := h.snapshot(t, testRegion)
+	const runs = 3
+	reports := make([]*Report, runs)
+	var wg sync.WaitGroup
+	for i := range runs {
+		// Separate engines and clients, as separate Lambda processes would have.
+		e := New(fastConfig(), h.emu.KMS(testRegion), h.emu.Tagging(testRegion), nil, nil)
+		wg.Go(func() {
+			rep, err := e.Run(context.Background(), request.Request{Mode: request.ModeScheduled}, Invocation{Scope: testScope})
+			if err != nil {
+				t.Errorf("run %d: %v", i, err)
+				return
+			}
+			reports[i] = rep
+		})
+	}
+	wg.Wait()
+	after := h.snapshot(t, testRegion)
+	rotatedBy := map[string]int{}
+	for _, rep := range reports {
+		if rep == nil {
+			t.FailNow()
+		}
+		checkReport(t, rep)
+		for _, k := range rep.Keys {
+			if k.Outcome == Rotated {
+				rotatedBy[k.KeyARN]++
+			}
+			if k.Outcome == Failed {
+				t.Errorf("%s failed: %s", k.Alias, k.Error)
+			}
+		}
+	}
+	due := 0
+	for arn, a := range after {
+		spent := a.onDemand - before[arn].onDemand
+		if a.inProgress {
+			spent++
+		}
+		if spent > 1 {
+			t.Errorf("%s: %d rotations from overlapping sweeps", arn, spent)
+		}
+		if spent != rotatedBy[arn] {
+			t.Errorf("%s: KMS shows %d new rotations, reports claim %d", arn, spent, rotatedBy[arn])
+		}
+		due += spent
+	}
+	if due != 30 {
+		t.Errorf("%d keys rotated across the sweeps, want each of the 30 due keys once", due)
 	}
 }

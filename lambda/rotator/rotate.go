@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,9 +20,14 @@ import (
 // …), and the keys decided due go to ROTATOR_CONCURRENCY rotation pipelines
 // that wait for the limiter, re-check GetKeyRotationStatus right before
 // rotating, and call RotateKeyOnDemand.
+//
+// The hand-over queue holds about one second of rotations. When rotating is
+// the bottleneck the read pipelines wait for it, which costs no wall time
+// (the run cannot end before its last rotation anyway) and keeps each due
+// key's rotation history at most a few seconds old when it is rotated.
 func (r *run) process(ctx context.Context, items []*item) {
 	n := r.e.cfg.Concurrency
-	due := make(chan *item, len(items)) // never blocks a read pipeline
+	due := make(chan *item, max(1, int(math.Ceil(r.e.cfg.RotateRPS))))
 	var next atomic.Int64
 	var reads, rotations sync.WaitGroup
 	for range n {
@@ -195,8 +201,15 @@ func (r *run) history(ctx context.Context, it *item) error {
 		return err
 	}
 	it.facts.History = h
+	it.historyAt = time.Now()
 	return nil
 }
+
+// historyFreshness is how old a due key's rotation history may be when it
+// is rotated; older, it is read again. A rotation by another run that both
+// started and completed within this window is the one case the status
+// check cannot see.
+const historyFreshness = 2 * time.Second
 
 func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 	h := &History{}
@@ -257,7 +270,18 @@ func (r *run) rotate(ctx context.Context, it *item) {
 			return
 		}
 		// Re-check right before rotating: another run (a duplicate
-		// EventBridge delivery, an incident) may have started one.
+		// EventBridge delivery, an incident) may have rotated the key
+		// since its history was read, or be rotating it now.
+		if time.Since(it.historyAt) > historyFreshness {
+			if err := r.history(ctx, it); err != nil {
+				r.failed(it, opListKeyRotations, err, false)
+				return
+			}
+			if d := Decide(it.facts, r.e.now(), r.e.cfg); d.Action != FetchStatus && d.Action != Rotate {
+				r.decided(it, d)
+				return
+			}
+		}
 		if err := r.status(ctx, it); err != nil {
 			r.failed(it, opGetKeyRotationStatus, err, false)
 			return

@@ -30,7 +30,8 @@ type item struct {
 	reason     Reason
 	detail     string
 	rotatedAt  *time.Time
-	rotateNext bool // decided "rotate": hand to the rotation stage
+	historyAt  time.Time // when ListKeyRotations was read
+	rotateNext bool      // decided "rotate": hand to the rotation stage
 }
 
 // sortKey orders entries: by key ARN, so a continuation can resume from a
