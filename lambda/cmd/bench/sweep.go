@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+)
+
+// sweepResult is what the -sweep child hands back to the parent.
+type sweepResult struct {
+	WallSeconds float64         `json:"wallSeconds"`
+	Summary     rotator.Summary `json:"summary"`
+	// CPUSeconds is filled in by the parent from the child's rusage.
+	CPUSeconds float64 `json:"-"`
+}
+
+// runSweep is the child process: one scheduled run of the engine, wired the
+// way lambda/main.go wires it (configuration from the environment, SDK
+// clients from config.LoadDefaultConfig with the same read retryer), with a
+// 15-minute deadline like the longest Lambda run. Logs and EMF lines go to
+// stdout as in Lambda (the parent points stdout at /dev/null). The result
+// goes to the file out.
+func runSweep(out, cpuProfile string) error {
+	ctx := context.Background()
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cfg, err := rotator.LoadConfig(os.Getenv)
+	if err != nil {
+		return err
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(readRetryer))
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	engine := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, os.Stdout)
+	inv := rotator.Invocation{RequestID: "bench", Scope: request.Scope{Partition: "aws", Account: benchAccount, Region: benchRegion}}
+
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	rep, err := engine.Run(rctx, request.Request{Mode: request.ModeScheduled, Source: request.SourceScheduledEvent}, inv)
+	wall := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	b, err := json.Marshal(sweepResult{WallSeconds: wall.Seconds(), Summary: rep.Summary})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(out, b, 0o600)
+}
+
+// readRetryer mirrors lambda/main.go's retryer for reads (package main
+// cannot be imported): adaptive mode, 10 attempts, no retry token bucket.
+func readRetryer() aws.Retryer {
+	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
+		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
+			so.MaxAttempts = 10
+			so.MaxBackoff = 5 * time.Second
+			so.RateLimiter = ratelimit.None
+		})
+	})
+}
