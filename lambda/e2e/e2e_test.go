@@ -64,12 +64,12 @@ func TestEveryEventReturnsAConsistentReport(t *testing.T) {
 				t.Fatal(err)
 			}
 			env := harness.StartTB(t, harness.Options{KMSLocal: harness.KMSLocalOptions{Fleet: "events/fleet.json", Args: completeAtOnce}})
-			before := snapshot(t, t.Context(), env.KMS)
+			before := snapshot(t, env.KMS)
 			r, inv, err := env.Function.InvokeReport(t.Context(), payload)
 			if err != nil {
 				t.Fatalf("invoke: %v", err)
 			}
-			checkSchema(t, inv.Raw)
+			report(t, "report schema", harness.CheckReportJSON(inv.Raw))
 			if string(r.Mode) != tt.wantMode || r.DryRun != tt.wantDryRun {
 				t.Errorf("mode %q dryRun %v, want %q %v", r.Mode, r.DryRun, tt.wantMode, tt.wantDryRun)
 			}
@@ -79,7 +79,7 @@ func TestEveryEventReturnsAConsistentReport(t *testing.T) {
 			if tt.wantDryRun && r.Summary.Rotated != 0 {
 				t.Errorf("dry run rotated %d keys", r.Summary.Rotated)
 			}
-			checkStateAgrees(t, r, before, snapshot(t, t.Context(), env.KMS))
+			report(t, "emulator state", harness.CheckRotations(before, snapshot(t, env.KMS), r))
 			checkLogs(t, inv, r)
 			if t.Failed() {
 				var b strings.Builder
@@ -122,13 +122,18 @@ func TestScheduledSweepTwiceRotatesNothingTheSecondTime(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			start := snapshot(t, t.Context(), env.KMS)
+			start := snapshot(t, env.KMS)
 			first, _, err := env.Function.InvokeReport(t.Context(), payload)
 			if err != nil {
 				t.Fatalf("first sweep: %v", err)
 			}
 			if first.Summary.Candidates != 4 || first.Summary.Rotated != 3 {
 				t.Fatalf("first sweep: %s; want 4 candidates, 3 rotated", harness.SummaryLine(first))
+			}
+			for _, k := range first.Keys {
+				if (k.Outcome == "rotated") != strings.HasPrefix(k.Alias, "alias/due-") {
+					t.Errorf("first sweep: %s %s (%s)", k.Alias, k.Outcome, k.Reason)
+				}
 			}
 			second, _, err := env.Function.InvokeReport(t.Context(), payload)
 			if err != nil {
@@ -143,19 +148,7 @@ func TestScheduledSweepTwiceRotatesNothingTheSecondTime(t *testing.T) {
 				}
 			}
 			// One rotation per due key over both runs, nothing else.
-			end := snapshot(t, t.Context(), env.KMS)
-			for arn, s := range end {
-				got := s.started() - start[arn].started()
-				want := 0
-				for _, k := range first.Keys {
-					if k.KeyARN == arn && strings.HasPrefix(k.Alias, "alias/due-") {
-						want = 1
-					}
-				}
-				if got != want {
-					t.Errorf("%s: %d on-demand rotations over two sweeps, want %d", arn, got, want)
-				}
-			}
+			report(t, "emulator state", harness.CheckRotations(start, snapshot(t, env.KMS), first, second))
 		})
 	}
 }
