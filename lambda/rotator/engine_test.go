@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
@@ -462,5 +464,42 @@ func TestListingFailureFailsTheRun(t *testing.T) {
 	}
 	if !strings.Contains(h.metrics.String(), `"RunsFailed":1`) {
 		t.Errorf("no RunsFailed metric: %s", h.metrics.String())
+	}
+}
+
+func TestDeadlineMidSweepDefersTheRest(t *testing.T) {
+	fleet := `[{"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":50},
+	           {"alias":"alias/fresh","createdDaysAgo":5,"tags":{"kms-rotator":"enabled"},"count":50}]`
+	cfg := fastConfig()
+	cfg.Concurrency = 2
+	// 20 ms a DescribeKey, 2 pipelines: 100 keys need over 1 s; the run has
+	// 0.5 s before its cutoff (2.5 s left, 2 s margin).
+	h := newHarness(t, kmsemu.Options{}, fleet, cfg)
+	h.engine.kms = &hookKMS{KMSAPI: h.kms, describe: func(ctx context.Context, in *kms.DescribeKeyInput, optFns ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+		time.Sleep(20 * time.Millisecond)
+		return h.kms.DescribeKey(ctx, in, optFns...)
+	}}
+	before := h.snapshot(t, testRegion)
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	rep, err := h.engine.Run(ctx, request.Request{Mode: request.ModeScheduled}, Invocation{Scope: testScope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("the run returned after its deadline")
+	}
+	checkReport(t, rep)
+	if rep.Summary.Candidates != 100 || rep.Summary.Deferred == 0 || rep.Summary.Reasons[ReasonDeadline] != rep.Summary.Deferred {
+		t.Fatalf("summary %+v, want 100 candidates and some deferred for the deadline", rep.Summary)
+	}
+	for _, k := range rep.Keys {
+		if k.Outcome == Failed {
+			t.Errorf("%s failed (%s): a deadline defers, it does not fail", k.Alias, k.Error)
+		}
+	}
+	checkAgainstEmulator(t, rep, before, h.snapshot(t, testRegion))
+	if !strings.Contains(h.metrics.String(), fmt.Sprintf(`"KeysDeferred":%d`, rep.Summary.Deferred)) {
+		t.Errorf("KeysDeferred metric does not match the report")
 	}
 }
