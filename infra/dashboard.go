@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/interfaces/interfacesawscloudwatch"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+)
+
+type rotatorDashboardProps struct {
+	Function awslambda.Function
+	// LogGroupName is the function's log group, as a literal name (a token
+	// would hide it from the dashboard's source).
+	LogGroupName string
+	Settings     Settings
+	Alarms       []awscloudwatch.IAlarm
+}
+
+// latestRotationsQuery lists the newest per-key decisions that did something
+// or failed (the one-line-per-key logs of DESIGN.md "Metrics and logs").
+var latestRotationsQuery = []string{
+	"fields @timestamp, keyId, alias, outcome, reason, incidentReason, mode, runId",
+	`filter ispresent(outcome) and ispresent(keyId) and outcome != "skipped"`,
+	"sort @timestamp desc",
+	"limit 100",
+}
+
+// search is a CloudWatch SEARCH over one metric of the namespace with the
+// given dimension names, one line per dimension value (per Mode, per Reason),
+// so new reasons show without changing the dashboard.
+func search(s Settings, metric string, dims []string, stat string, label string) awscloudwatch.MathExpression {
+	schema := strings.Join(append([]string{s.MetricsNamespace}, dims...), ",")
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression: jsii.String(fmt.Sprintf(`SEARCH('{%s} MetricName="%s"', '%s', 3600)`, schema, metric, stat)),
+		Label:      jsii.String(label),
+		Period:     awscdk.Duration_Hours(jsii.Number(1)),
+	})
+}
+
+// newRotatorDashboard is the CloudWatch dashboard of what the function did
+// and how much rotation budget is left.
+func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDashboardProps) awscloudwatch.Dashboard {
+	c := constructs.NewConstruct(scope, &id)
+	s := props.Settings
+	graph := func(title string, left []awscloudwatch.IMetric, right []awscloudwatch.IMetric) awscloudwatch.IWidget {
+		p := &awscloudwatch.GraphWidgetProps{Title: jsii.String(title), Left: &left, Width: jsii.Number(12), Height: jsii.Number(6)}
+		if len(right) > 0 {
+			p.Right = &right
+		}
+		return awscloudwatch.NewGraphWidget(p)
+	}
+	byMode := []string{"Mode"}
+	byReason := []string{"Mode", "Reason"}
+	fn := props.Function
+	fiveMin := &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}
+	hourly := time.Hour
+
+	d := awscloudwatch.NewDashboard(c, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
+		DashboardName:   jsii.String(s.FunctionName + "-" + *awscdk.Aws_REGION()),
+		DefaultInterval: awscdk.Duration_Days(jsii.Number(14)),
+	})
+	d.AddWidgets(awscloudwatch.NewTextWidget(&awscloudwatch.TextWidgetProps{
+		Markdown: jsii.String(fmt.Sprintf("# kms-rotator\nOpt-in tag `%s=%s` · schedule `%s` · interval %d days · on-demand limit %d, reserve %d · dry run %t · namespace `%s`",
+			s.TagKey, s.TagValue, s.Schedule, s.IntervalDays, s.OnDemandLimit, s.Reserve, s.DryRun, s.MetricsNamespace)),
+		Width: jsii.Number(24), Height: jsii.Number(2),
+	}))
+	d.AddWidgets(
+		graph("Keys rotated per run (by mode)", []awscloudwatch.IMetric{
+			search(s, "KeysRotated", byMode, "Sum", "rotated"),
+		}, []awscloudwatch.IMetric{
+			search(s, "KeysCandidate", byMode, "Sum", "candidates"),
+		}),
+		graph("Keys failed and deferred (by mode)", []awscloudwatch.IMetric{
+			search(s, "KeysFailed", byMode, "Sum", "failed"),
+			search(s, "KeysDeferred", byMode, "Sum", "deferred"),
+		}, nil),
+	)
+	d.AddWidgets(
+		graph("Keys skipped by reason", []awscloudwatch.IMetric{search(s, "KeysSkipped", byReason, "Sum", "skipped")}, nil),
+		graph("Keys failed by reason", []awscloudwatch.IMetric{search(s, "KeysFailed", byReason, "Sum", "failed")}, nil),
+	)
+	d.AddWidgets(
+		graph("Budget health: lowest on-demand rotations left", []awscloudwatch.IMetric{
+			rotatorMetric(s, "MinOnDemandRemaining", "scheduled", "Minimum", hourly),
+			rotatorMetric(s, "MinOnDemandRemaining", "report", "Minimum", hourly),
+			rotatorMetric(s, "MinOnDemandRemaining", "incident", "Minimum", hourly),
+		}, nil),
+		graph("Budget health: keys low / exhausted", []awscloudwatch.IMetric{
+			search(s, "KeysBudgetLow", byMode, "Maximum", "budget low"),
+			search(s, "KeysBudgetExhausted", byMode, "Maximum", "budget exhausted"),
+		}, nil),
+	)
+	d.AddWidgets(
+		graph("Run duration and completed runs", []awscloudwatch.IMetric{
+			search(s, "RunDuration", byMode, "Maximum", "duration ms"),
+		}, []awscloudwatch.IMetric{
+			search(s, "RunsCompleted", byMode, "Sum", "runs"),
+		}),
+		graph("Lambda invocations, errors, throttles", []awscloudwatch.IMetric{
+			fn.MetricInvocations(fiveMin), fn.MetricErrors(fiveMin), fn.MetricThrottles(fiveMin),
+		}, []awscloudwatch.IMetric{
+			fn.MetricDuration(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}),
+		}),
+	)
+	d.AddWidgets(
+		awscloudwatch.NewLogQueryWidget(&awscloudwatch.LogQueryWidgetProps{
+			Title:         jsii.String("Latest rotations (key, outcome, reason, incident reason)"),
+			LogGroupNames: jsii.Strings(props.LogGroupName),
+			QueryLines:    jsii.Strings(latestRotationsQuery...),
+			View:          awscloudwatch.LogQueryVisualizationType_TABLE,
+			Width:         jsii.Number(24), Height: jsii.Number(8),
+		}),
+	)
+	alarms := props.Alarms
+	d.AddWidgets(awscloudwatch.NewAlarmStatusWidget(&awscloudwatch.AlarmStatusWidgetProps{
+		Title:  jsii.String("Alarms"),
+		Alarms: alarmRefs(alarms),
+		Width:  jsii.Number(24), Height: jsii.Number(3),
+	}))
+	return d
+}
+
+func alarmRefs(alarms []awscloudwatch.IAlarm) *[]interfacesawscloudwatch.IAlarmRef {
+	refs := make([]interfacesawscloudwatch.IAlarmRef, len(alarms))
+	for i, a := range alarms {
+		refs[i] = a
+	}
+	return &refs
+}

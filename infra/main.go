@@ -1,0 +1,94 @@
+// Command infra is the kms-rotator CDK app (`"app": "go run ./infra"` in
+// cdk.json): one RotatorStack per region named in the context key regions
+// (default: the CLI's region), checked by cdk-nag's AwsSolutions rules.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+)
+
+func main() {
+	defer jsii.Close()
+	app := awscdk.NewApp(nil)
+	if err := addStacks(app, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "kms-rotator:", err)
+		jsii.Close()
+		os.Exit(1)
+	}
+	app.Synth(nil)
+}
+
+// addStacks reads the settings from context and adds the stacks and the
+// cdk-nag checks to app. A nil newCode builds the function from ./lambda;
+// it is called once per stack, as an asset belongs to one stack.
+func addStacks(app awscdk.App, newCode func() awslambda.Code) error {
+	settings, err := SettingsFromContext(func(key string) any { return app.Node().TryGetContext(&key) })
+	if err != nil {
+		return err
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	moduleDir, err := findModuleRoot(wd)
+	if err != nil {
+		return err
+	}
+	for _, st := range stackEnvs(settings.Regions, os.Getenv("CDK_DEFAULT_ACCOUNT"), os.Getenv("CDK_DEFAULT_REGION")) {
+		NewRotatorStack(app, st.id, &RotatorStackProps{
+			StackProps: awscdk.StackProps{
+				Env:         st.env,
+				Description: jsii.String("kms-rotator: on-demand rotation of opted-in KMS keys (scheduled sweep, incident rotation, dashboard, alarms)"),
+			},
+			Settings:  settings,
+			ModuleDir: moduleDir,
+			Code:      code(newCode),
+		})
+	}
+	awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
+	return nil
+}
+
+// stackEnvs names one stack per region. Without regions the single stack
+// takes the CLI's account and region when it has them, and is otherwise
+// environment-agnostic (synth works without credentials either way).
+func stackEnvs(regions []string, account, defaultRegion string) []stackEnv {
+	var envs []stackEnv
+	var acct *string
+	if account != "" {
+		acct = jsii.String(account)
+	}
+	if len(regions) == 0 {
+		if defaultRegion == "" && acct == nil {
+			return append(envs, stackEnv{id: "KmsRotator"})
+		}
+		env := &awscdk.Environment{Account: acct}
+		if defaultRegion != "" {
+			env.Region = jsii.String(defaultRegion)
+		}
+		return append(envs, stackEnv{id: "KmsRotator", env: env})
+	}
+	for _, r := range regions {
+		envs = append(envs, stackEnv{id: "KmsRotator-" + r, env: &awscdk.Environment{Account: acct, Region: jsii.String(r)}})
+	}
+	return envs
+}
+
+// stackEnv is one stack's construct ID and environment.
+type stackEnv struct {
+	id  string
+	env *awscdk.Environment
+}
+
+func code(newCode func() awslambda.Code) awslambda.Code {
+	if newCode == nil {
+		return nil
+	}
+	return newCode()
+}
