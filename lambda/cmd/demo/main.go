@@ -178,13 +178,15 @@ func printEndpoints(out io.Writer, root string, env *harness.Env) {
 	fmt.Fprintf(out, `
 Left running (Ctrl-C stops everything). In another shell, from %s:
 
-  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s AWS_EC2_METADATA_DISABLED=true
+  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s AWS_DEFAULT_REGION=%s
   aws kms list-aliases --endpoint-url %s
   aws kms list-key-rotations --endpoint-url %s --key-id 1234abcd-12ab-34cd-56ef-1234567890ab
   aws lambda invoke --endpoint-url http://%s --function-name function \
-      --cli-binary-format raw-in-base64-out --payload file://events/report.json out.json && cat out.json
+      --cli-binary-format raw-in-base64-out --payload file://events/incident.json out.json && cat out.json
   curl -s -d @events/plan.json %s
-`, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.URL, k.URL, f.Addr, f.URL)
+
+(--cli-binary-format is for AWS CLI v2; leave it out with v1.)
+`, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.Region, k.URL, k.URL, f.Addr, f.URL)
 }
 
 // resolve makes a path given on the command line absolute: as given when it
