@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -122,7 +123,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 
 	var logw io.Writer
 	if o.verbose {
-		logw = prefixWriter{w: os.Stderr}
+		logw = &prefixWriter{w: os.Stderr}
 	}
 	startBegin := time.Now()
 	env, err := harness.Start(ctx, harness.Options{
@@ -212,14 +213,28 @@ func rel(root, p string) string {
 }
 
 // prefixWriter marks streamed process output so it stands apart from the
-// tables.
-type prefixWriter struct{ w io.Writer }
+// tables. Several processes write to it; it prefixes each line once even
+// when a line arrives in several writes.
+type prefixWriter struct {
+	mu        sync.Mutex
+	w         io.Writer
+	midOfLine bool
+}
 
-func (p prefixWriter) Write(b []byte) (int, error) {
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, l := range strings.SplitAfter(string(b), "\n") {
-		if l != "" {
-			fmt.Fprint(p.w, "  | "+l)
+		if l == "" {
+			continue
 		}
+		if !p.midOfLine {
+			l = "  | " + l
+		}
+		if _, err := io.WriteString(p.w, l); err != nil {
+			return 0, err
+		}
+		p.midOfLine = !strings.HasSuffix(l, "\n")
 	}
 	return len(b), nil
 }

@@ -78,3 +78,16 @@ func TestRun(t *testing.T) {
 		})
 	}
 }
+
+func TestPrefixWriterPrefixesEachLineOnce(t *testing.T) {
+	var b strings.Builder
+	p := &prefixWriter{w: &b}
+	for _, chunk := range []string{"one\ntw", "o\n", "three\n"} {
+		if _, err := p.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := "  | one\n  | two\n  | three\n"; b.String() != want {
+		t.Fatalf("got %q, want %q", b.String(), want)
+	}
+}
