@@ -51,8 +51,8 @@ type FleetKey struct {
 	CreatedDaysAgo *float64 `json:"createdDaysAgo"`
 	// Description of the key.
 	Description string `json:"description"`
-	// Tags on the key.
-	Tags map[string]string `json:"tags"`
+	// Tags on the key; numbers and booleans are taken as their text.
+	Tags FleetTags `json:"tags"`
 	// Rotations is the completed rotation history (a replica's comes from its primary).
 	Rotations []FleetRotation `json:"rotations"`
 	// AutomaticRotation enables automatic rotation (AWS managed keys always rotate yearly).
@@ -62,6 +62,38 @@ type FleetKey struct {
 	// Count repeats the entry (extension, for big synthetic fleets); the
 	// alias of copy n gets the suffix -00001, -00002, …; a fixed KeyID is not allowed with Count > 1.
 	Count int `json:"count"`
+}
+
+// FleetTags are a fleet key's tags. KMS tag values are strings; a number or
+// boolean in the file ("kms-rotator:interval-days": 30) is taken as its text.
+type FleetTags map[string]string
+
+// UnmarshalJSON accepts string, number and boolean values.
+func (t *FleetTags) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	out := make(FleetTags, len(raw))
+	for k, v := range raw {
+		var str string
+		if err := json.Unmarshal(v, &str); err == nil {
+			out[k] = str
+			continue
+		}
+		var scalar any
+		if err := json.Unmarshal(v, &scalar); err != nil {
+			return err
+		}
+		switch scalar.(type) {
+		case float64, bool:
+			out[k] = strings.TrimSpace(string(v))
+		default:
+			return fmt.Errorf("tag %q: value %s is not a string, number or boolean", k, v)
+		}
+	}
+	*t = out
+	return nil
 }
 
 // FleetRotation is one completed rotation of a fleet key.
@@ -115,6 +147,7 @@ func (s *Server) LoadFleet(r io.Reader) error {
 	defer s.mu.Unlock()
 	now := s.opts.Now()
 
+	var warnings []string
 	type pending struct {
 		k     *key
 		alias string
@@ -140,7 +173,11 @@ func (s *Server) LoadFleet(r io.Reader) error {
 			if e.Count > 1 {
 				where = fmt.Sprintf("fleet entry %d (copy %d)", i, j+1)
 			}
-			k, err := s.fleetKey(e, now)
+			k, err := s.fleetKey(e, now, func(msg string) {
+				if j == 0 {
+					warnings = append(warnings, where+": "+msg)
+				}
+			})
 			if err != nil {
 				return fmt.Errorf("%s: %w", where, err)
 			}
@@ -230,7 +267,7 @@ func (s *Server) LoadFleet(r io.Reader) error {
 			return fmt.Errorf("%s: key %s already exists in %s", p.where, primary.id, p.k.region)
 		}
 		if len(p.fk.Rotations) > 0 {
-			return fmt.Errorf("%s: a replica shares its primary's rotations; put them on the primary", p.where)
+			warnings = append(warnings, p.where+": a replica shares its primary's rotations; its own are ignored")
 		}
 		delete(seen, p.k.region+"/"+p.k.id)
 		seen[p.k.region+"/"+primary.id] = true
@@ -247,6 +284,11 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		p.k.primary = primary
 		primary.replicas = append(primary.replicas, p.k)
 	}
+	for _, w := range warnings {
+		s.logMu.Lock()
+		fmt.Fprintf(s.opts.Log, "kmslocal: warning: %s\n", w)
+		s.logMu.Unlock()
+	}
 	for _, p := range keys {
 		rs := s.region(p.k.region)
 		rs.addKey(p.k)
@@ -255,6 +297,37 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		}
 	}
 	return nil
+}
+
+var (
+	keyStates             = []string{"Enabled", "Disabled", "PendingDeletion", "PendingImport", "PendingReplicaDeletion", "Unavailable", "Creating", "Updating"}
+	specNames, usageNames = func() (specs, usages []string) {
+		seen := map[string]bool{}
+		for sp, us := range keySpecUsages {
+			specs = append(specs, sp)
+			for _, u := range us {
+				if !seen[u] {
+					seen[u] = true
+					usages = append(usages, u)
+				}
+			}
+		}
+		sort.Strings(specs)
+		sort.Strings(usages)
+		return specs, usages
+	}()
+)
+
+// canon returns the allowed value v names regardless of case and of - or _
+// ("enabled", "on-demand"), or v unchanged, for oneOf to reject.
+func canon(v string, allowed ...string) string {
+	norm := func(x string) string { return strings.ToLower(strings.ReplaceAll(x, "-", "_")) }
+	for _, a := range allowed {
+		if norm(a) == norm(v) {
+			return a
+		}
+	}
+	return v
 }
 
 func oneOf(field, v string, allowed ...string) error {
@@ -269,12 +342,14 @@ func oneOf(field, v string, allowed ...string) error {
 func days(d float64) time.Duration { return time.Duration(d * float64(24*time.Hour)) }
 
 // fleetKey builds one key from a fleet entry, with KMS's defaults.
-func (s *Server) fleetKey(e *FleetKey, now time.Time) (*key, error) {
+func (s *Server) fleetKey(e *FleetKey, now time.Time, warn func(string)) (*key, error) {
 	k := &key{
-		region: e.Region, spec: e.KeySpec, usage: e.KeyUsage, origin: e.Origin,
-		manager: e.KeyManager, state: e.KeyState, description: e.Description,
-		customKeyStore: e.CustomKeyStoreID, tags: map[string]string{},
+		region: e.Region, spec: canon(e.KeySpec, specNames...), usage: canon(e.KeyUsage, usageNames...),
+		origin:  canon(e.Origin, "AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"),
+		manager: canon(e.KeyManager, "CUSTOMER", "AWS"), state: canon(e.KeyState, keyStates...),
+		description: e.Description, customKeyStore: e.CustomKeyStoreID, tags: map[string]string{},
 	}
+	mrType := canon(e.MultiRegionKeyType, "PRIMARY", "REPLICA")
 	if k.region == "" {
 		k.region = s.opts.Region
 	}
@@ -285,12 +360,7 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time) (*key, error) {
 		k.spec = "SYMMETRIC_DEFAULT"
 	}
 	if _, ok := keySpecUsages[k.spec]; !ok {
-		specs := make([]string, 0, len(keySpecUsages))
-		for sp := range keySpecUsages {
-			specs = append(specs, sp)
-		}
-		sort.Strings(specs)
-		return nil, fmt.Errorf("keySpec %q is not one of %s", k.spec, strings.Join(specs, ", "))
+		return nil, fmt.Errorf("keySpec %q is not one of %s", k.spec, strings.Join(specNames, ", "))
 	}
 	if k.usage == "" {
 		k.usage = defaultUsage(k.spec)
@@ -323,7 +393,7 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time) (*key, error) {
 	if k.state == "" {
 		k.state = "Enabled"
 	}
-	if err := oneOf("keyState", k.state, "Enabled", "Disabled", "PendingDeletion", "PendingImport", "PendingReplicaDeletion", "Unavailable", "Creating", "Updating"); err != nil {
+	if err := oneOf("keyState", k.state, keyStates...); err != nil {
 		return nil, err
 	}
 	if k.state == "PendingDeletion" {
@@ -338,17 +408,17 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time) (*key, error) {
 	} else if e.DeletionInDays != 0 {
 		return nil, fmt.Errorf("deletionInDays needs keyState PendingDeletion")
 	}
-	switch e.MultiRegionKeyType {
+	switch mrType {
 	case "":
 		if e.PrimaryAlias != "" || e.PrimaryKeyID != "" {
 			return nil, fmt.Errorf("primaryAlias/primaryKeyId need multiRegionKeyType REPLICA")
 		}
 	case "PRIMARY", "REPLICA":
-		k.multiRegion, k.mrType = true, e.MultiRegionKeyType
+		k.multiRegion, k.mrType = true, mrType
 		if inCustomKeyStore(k) {
 			return nil, fmt.Errorf("multi-Region keys cannot be in a custom key store")
 		}
-		if e.MultiRegionKeyType == "PRIMARY" && (e.PrimaryAlias != "" || e.PrimaryKeyID != "") {
+		if mrType == "PRIMARY" && (e.PrimaryAlias != "" || e.PrimaryKeyID != "") {
 			return nil, fmt.Errorf("primaryAlias/primaryKeyId need multiRegionKeyType REPLICA")
 		}
 	default:
@@ -373,7 +443,8 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time) (*key, error) {
 	// History: the oldest rotation bounds the creation date.
 	oldest := 0.0
 	for i, r := range e.Rotations {
-		if err := oneOf(fmt.Sprintf("rotations[%d].type", i), r.Type, "ON_DEMAND", "AUTOMATIC"); err != nil {
+		e.Rotations[i].Type = canon(r.Type, "ON_DEMAND", "AUTOMATIC")
+		if err := oneOf(fmt.Sprintf("rotations[%d].type", i), e.Rotations[i].Type, "ON_DEMAND", "AUTOMATIC"); err != nil {
 			return nil, err
 		}
 		if r.DaysAgo < 0 {
@@ -383,7 +454,7 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time) (*key, error) {
 			oldest = r.DaysAgo
 		}
 	}
-	if len(e.Rotations) > 0 && (!isSymmetricEncryption(k) || inCustomKeyStore(k)) {
+	if len(e.Rotations) > 0 && (!isSymmetricEncryption(k) || inCustomKeyStore(k)) && mrType != "REPLICA" {
 		return nil, errors.New("only symmetric encryption keys outside custom key stores have rotations")
 	}
 	age := 0.0
@@ -394,15 +465,19 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time) (*key, error) {
 		if *e.CreatedDaysAgo < 0 {
 			return nil, fmt.Errorf("createdDaysAgo must not be negative")
 		}
-		if *e.CreatedDaysAgo < oldest {
-			return nil, fmt.Errorf("createdDaysAgo %g is younger than its oldest rotation (%g days ago)", *e.CreatedDaysAgo, oldest)
-		}
 		age = *e.CreatedDaysAgo
+		if age < oldest && mrType != "REPLICA" {
+			warn(fmt.Sprintf("createdDaysAgo %g is younger than its oldest rotation (%g days ago); created %g days ago instead", age, oldest, oldest+1))
+			age = oldest + 1
+		}
 	}
 	k.created = now.Add(-days(age))
 	m := &material{initial: s.newMaterialID()}
 	m.current = m.initial
 	rots := append([]FleetRotation(nil), e.Rotations...)
+	if mrType == "REPLICA" {
+		rots = nil // the replica takes its primary's material when linked
+	}
 	sort.SliceStable(rots, func(i, j int) bool { return rots[i].DaysAgo > rots[j].DaysAgo })
 	for _, r := range rots {
 		s.completeRotation(m, rotation{materialID: s.newMaterialID(), date: now.Add(-days(r.DaysAgo)), typ: r.Type})
@@ -413,6 +488,10 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time) (*key, error) {
 	// (https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys.html).
 	period := e.RotationPeriodInDays
 	auto := e.AutomaticRotation || period != 0
+	if auto && mrType == "REPLICA" {
+		warn("automatic rotation is set on the primary and shared by its replicas; ignored on the replica")
+		auto = false
+	}
 	if k.manager == "AWS" {
 		auto, period = true, 365
 	}
@@ -425,9 +504,6 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time) (*key, error) {
 		}
 		if !isSymmetricEncryption(k) || inCustomKeyStore(k) || k.origin == "EXTERNAL" {
 			return nil, errors.New("automatic rotation needs a symmetric encryption key with key material generated by KMS")
-		}
-		if k.mrType == "REPLICA" {
-			return nil, errors.New("automatic rotation is set on the primary, not on a replica")
 		}
 		m.autoEnabled, m.period = true, period
 		// The next automatic rotation is a period after the last one (or the

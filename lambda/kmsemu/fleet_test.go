@@ -27,7 +27,6 @@ func TestLoadFleetRejectsBadEntries(t *testing.T) {
 		{"unknown origin", `[{"origin":"MOON"}]`, "origin"},
 		{"unknown state", `[{"keyState":"Sleeping"}]`, "keyState"},
 		{"unknown rotation type", `[{"rotations":[{"type":"MANUAL","daysAgo":1}]}]`, "rotations[0].type"},
-		{"rotation older than the key", `[{"createdDaysAgo":5,"rotations":[{"type":"ON_DEMAND","daysAgo":9}]}]`, "younger than its oldest rotation"},
 		{"rotations on an HMAC key", `[{"keySpec":"HMAC_256","rotations":[{"type":"ON_DEMAND","daysAgo":1}]}]`, "only symmetric encryption keys"},
 		{"malformed key ID", `[{"keyId":"1234"}]`, "is not a key ID"},
 		{"mrk ID on a single-Region key", `[{"keyId":"mrk-00000000000000000000000000000001"}]`, "mrk-"},
@@ -36,11 +35,11 @@ func TestLoadFleetRejectsBadEntries(t *testing.T) {
 		{"bad alias", `[{"alias":"x"}]`, "alias"},
 		{"replica without primary", `[{"multiRegionKeyType":"REPLICA","primaryAlias":"alias/none"}]`, "no multi-Region PRIMARY"},
 		{"replica in its primary's region", `[{"alias":"alias/p","multiRegionKeyType":"PRIMARY"},{"multiRegionKeyType":"REPLICA","primaryAlias":"alias/p"}]`, "another region"},
-		{"replica with rotations", `[{"alias":"alias/p","region":"eu-west-1","multiRegionKeyType":"PRIMARY"},{"multiRegionKeyType":"REPLICA","primaryAlias":"alias/p","rotations":[{"type":"ON_DEMAND","daysAgo":1}]}]`, "shares its primary's rotations"},
 		{"keyId with count", `[{"keyId":"` + keyA + `","count":2}]`, "keyId cannot be combined with count"},
 		{"rotation period out of range", `[{"rotationPeriodInDays":30}]`, "not within 90-2560"},
 		{"custom key store id without a custom origin", `[{"customKeyStoreId":"cks-1"}]`, "customKeyStoreId needs origin"},
 		{"bad region", `[{"region":"Mars"}]`, "region"},
+		{"tag value that is an object", `[{"tags":{"a":{"b":1}}}]`, "not a string, number or boolean"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+" is an error naming the problem", func(t *testing.T) {
@@ -66,22 +65,49 @@ func TestLoadFleetExtensionsAndDefaults(t *testing.T) {
 	e := start(t, kmsemu.Options{Log: &log}, `[
 	  {"alias":"alias/bulk","count":3,"tags":{"t":"1"},"futureField":true},
 	  {"keySpec":"HMAC_512"},
-	  {"rotations":[{"type":"ON_DEMAND","daysAgo":10}]}
+	  {"rotations":[{"type":"ON_DEMAND","daysAgo":10}]},
+	  {"alias":"alias/loose","keyState":"disabled","keySpec":"symmetric_default","tags":{"kms-rotator:interval-days":30,"on":true},
+	   "createdDaysAgo":5,"rotations":[{"type":"on-demand","daysAgo":9}]},
+	  {"alias":"alias/p","region":"eu-west-1","multiRegionKeyType":"primary"},
+	  {"alias":"alias/r","multiRegionKeyType":"REPLICA","primaryAlias":"alias/p","automaticRotation":true,"rotations":[{"type":"ON_DEMAND","daysAgo":1}]}
 	]`)
 	t.Run("count repeats an entry with numbered aliases", func(t *testing.T) {
 		for i := 1; i <= 3; i++ {
 			describe(t, e, "alias/bulk-0000"+strconv.Itoa(i))
 		}
 	})
-	t.Run("an unknown field is a warning, not an error", func(t *testing.T) {
-		if !strings.Contains(log.String(), "futureField") {
-			t.Fatalf("no warning in the log: %q", log.String())
+	t.Run("unknown fields and inconsistencies are warnings, not errors", func(t *testing.T) {
+		for _, want := range []string{"futureField", "fleet entry 3: createdDaysAgo 5 is younger than its oldest rotation", "fleet entry 5: a replica shares its primary's rotations", "fleet entry 5: automatic rotation is set on the primary"} {
+			if !strings.Contains(log.String(), want) {
+				t.Errorf("no warning %q in the log: %q", want, log.String())
+			}
+		}
+	})
+	t.Run("enum values in any case, tag numbers and booleans as text", func(t *testing.T) {
+		md := describe(t, e, "alias/loose").KeyMetadata
+		if md.KeyState != types.KeyStateDisabled || md.KeySpec != types.KeySpecSymmetricDefault {
+			t.Fatalf("metadata %+v", md)
+		}
+		tags := must[*kms.ListResourceTagsOutput](t)(e.kms.ListResourceTags(e.ctx, &kms.ListResourceTagsInput{KeyId: md.KeyId})).Tags
+		if len(tags) != 2 || *tags[0].TagKey != "kms-rotator:interval-days" || *tags[0].TagValue != "30" || *tags[1].TagValue != "true" {
+			t.Fatalf("tags %+v", tags)
+		}
+		l := must[*kms.ListKeyRotationsOutput](t)(e.kms.ListKeyRotations(e.ctx, &kms.ListKeyRotationsInput{KeyId: md.KeyId}))
+		if len(l.Rotations) != 1 || l.Rotations[0].RotationType != types.RotationTypeOnDemand || !md.CreationDate.Equal(e.clock.Now().Add(-10*24*time.Hour)) {
+			t.Fatalf("rotations %+v, created %v", l.Rotations, md.CreationDate)
+		}
+		r := describe(t, e, "alias/r").KeyMetadata
+		if r.MultiRegionConfiguration.MultiRegionKeyType != types.MultiRegionKeyTypeReplica {
+			t.Fatalf("replica %+v", r.MultiRegionConfiguration)
+		}
+		if l := must[*kms.ListKeyRotationsOutput](t)(e.kms.ListKeyRotations(e.ctx, &kms.ListKeyRotationsInput{KeyId: r.KeyId})); len(l.Rotations) != 0 {
+			t.Fatalf("replica has its own rotations %+v", l.Rotations)
 		}
 	})
 	t.Run("defaults: created now, key usage follows the spec, created before the oldest rotation", func(t *testing.T) {
 		keys := must[*kms.ListKeysOutput](t)(e.kms.ListKeys(e.ctx, &kms.ListKeysInput{}))
-		if len(keys.Keys) != 5 {
-			t.Fatalf("%d keys, want 5", len(keys.Keys))
+		if len(keys.Keys) != 7 {
+			t.Fatalf("%d keys, want 7", len(keys.Keys))
 		}
 		for _, k := range keys.Keys {
 			md := describe(t, e, *k.KeyId).KeyMetadata
@@ -91,7 +117,7 @@ func TestLoadFleetExtensionsAndDefaults(t *testing.T) {
 				if md.KeyUsage != types.KeyUsageTypeGenerateVerifyMac || !md.CreationDate.Equal(e.clock.Now()) {
 					t.Fatalf("HMAC key %+v", md)
 				}
-			case err == nil && len(l.Rotations) == 1:
+			case err == nil && len(l.Rotations) == 1 && md.KeyState == types.KeyStateEnabled:
 				if want := e.clock.Now().Add(-11 * 24 * time.Hour); !md.CreationDate.Equal(want) {
 					t.Fatalf("created %v, want %v", md.CreationDate, want)
 				}

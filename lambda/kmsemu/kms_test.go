@@ -237,6 +237,20 @@ func TestKeyRotationStatusAndSettings(t *testing.T) {
 			t.Fatalf("unexpected status %+v", st)
 		}
 	})
+	t.Run("pending deletion shows rotation disabled, cancelling restores it", func(t *testing.T) {
+		must[*kms.EnableKeyRotationOutput](t)(e.kms.EnableKeyRotation(e.ctx, &kms.EnableKeyRotationInput{KeyId: aws.String(keyA)}))
+		must[*kms.ScheduleKeyDeletionOutput](t)(e.kms.ScheduleKeyDeletion(e.ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(keyA)}))
+		st := must[*kms.GetKeyRotationStatusOutput](t)(e.kms.GetKeyRotationStatus(e.ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(keyA)}))
+		if st.KeyRotationEnabled || st.RotationPeriodInDays != nil {
+			t.Fatalf("pending deletion: %+v", st)
+		}
+		must[*kms.CancelKeyDeletionOutput](t)(e.kms.CancelKeyDeletion(e.ctx, &kms.CancelKeyDeletionInput{KeyId: aws.String(keyA)}))
+		st = must[*kms.GetKeyRotationStatusOutput](t)(e.kms.GetKeyRotationStatus(e.ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(keyA)}))
+		if !st.KeyRotationEnabled || aws.ToInt32(st.RotationPeriodInDays) != 365 {
+			t.Fatalf("after cancel: %+v", st)
+		}
+		must[*kms.EnableKeyOutput](t)(e.kms.EnableKey(e.ctx, &kms.EnableKeyInput{KeyId: aws.String(keyA)}))
+	})
 	t.Run("AWS managed keys rotate yearly", func(t *testing.T) {
 		st := must[*kms.GetKeyRotationStatusOutput](t)(e.kms.GetKeyRotationStatus(e.ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(keyAWS)}))
 		if !st.KeyRotationEnabled || aws.ToInt32(st.RotationPeriodInDays) != 365 {
@@ -311,6 +325,16 @@ func TestListKeyRotationsPaginates(t *testing.T) {
 			t.Fatal("rotations not in date order")
 		}
 	}
+	t.Run("ALL_KEY_MATERIAL adds the original key material first", func(t *testing.T) {
+		l := must[*kms.ListKeyRotationsOutput](t)(e.kms.ListKeyRotations(e.ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(keyA), IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial, Limit: aws.Int32(2)}))
+		if len(l.Rotations) != 2 || l.Rotations[0].RotationType != "" || l.Rotations[0].RotationDate != nil || l.Rotations[1].RotationType != types.RotationTypeAutomatic || !l.Truncated {
+			t.Fatalf("unexpected rotations %+v", l.Rotations)
+		}
+		next := must[*kms.ListKeyRotationsOutput](t)(e.kms.ListKeyRotations(e.ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(keyA), IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial, Marker: l.NextMarker}))
+		if len(next.Rotations) != 8 {
+			t.Fatalf("second page has %d entries, want 8", len(next.Rotations))
+		}
+	})
 	t.Run("bad marker is InvalidMarkerException", func(t *testing.T) {
 		_, err := e.kms.ListKeyRotations(e.ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(keyA), Marker: aws.String("garbage!")})
 		wantCode(t, err, "InvalidMarkerException")

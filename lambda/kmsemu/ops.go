@@ -203,7 +203,12 @@ func (s *Server) getKeyRotationStatus(c *call, body []byte) (any, *apiError) {
 		NextRotationDate          *float64 `json:"NextRotationDate,omitempty"`
 		OnDemandRotationStartDate *float64 `json:"OnDemandRotationStartDate,omitempty"`
 	}{KeyID: k.arn, KeyRotationEnabled: k.mat.autoEnabled}
-	if k.mat.autoEnabled {
+	// "While a KMS key is pending deletion, its key rotation status is
+	// false"; cancelling the deletion brings the setting back (same page).
+	if k.state == "PendingDeletion" {
+		out.KeyRotationEnabled = false
+	}
+	if out.KeyRotationEnabled {
 		p := k.mat.period
 		out.RotationPeriodInDays = &p
 		out.NextRotationDate = epoch(k.mat.nextAuto)
@@ -237,6 +242,13 @@ func (s *Server) listKeyRotations(c *call, body []byte) (any, *apiError) {
 	if !isSymmetricEncryption(k) || inCustomKeyStore(k) {
 		return nil, errUnsupported("%s is not a symmetric encryption key with key material in KMS: it has no rotations.", k.arn)
 	}
+	// With ALL_KEY_MATERIAL the list starts with the original key material
+	// (no rotation date or type): "KMS adds the first key material"
+	// (https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeyRotations.html).
+	rot := k.mat.rotations
+	if in.IncludeKeyMaterial != nil && *in.IncludeKeyMaterial == "ALL_KEY_MATERIAL" {
+		rot = append([]rotation{{materialID: k.mat.initial}}, rot...)
+	}
 	start := 0
 	if in.Marker != nil {
 		last, ok := parseMarker("rotations:"+k.id, in.Marker)
@@ -244,10 +256,10 @@ func (s *Server) listKeyRotations(c *call, body []byte) (any, *apiError) {
 			return nil, errMarker()
 		}
 		i := 0
-		for i < len(k.mat.rotations) && k.mat.rotations[i].materialID != last {
+		for i < len(rot) && rot[i].materialID != last {
 			i++
 		}
-		if i == len(k.mat.rotations) {
+		if i == len(rot) {
 			return nil, errMarker()
 		}
 		start = i + 1
@@ -256,15 +268,14 @@ func (s *Server) listKeyRotations(c *call, body []byte) (any, *apiError) {
 		KeyID            string   `json:"KeyId"`
 		KeyMaterialID    string   `json:"KeyMaterialId"`
 		KeyMaterialState string   `json:"KeyMaterialState"`
-		RotationDate     *float64 `json:"RotationDate"`
-		RotationType     string   `json:"RotationType"`
+		RotationDate     *float64 `json:"RotationDate,omitempty"`
+		RotationType     string   `json:"RotationType,omitempty"`
 	}
 	out := struct {
 		Rotations  []entry `json:"Rotations"`
 		NextMarker string  `json:"NextMarker,omitempty"`
 		Truncated  bool    `json:"Truncated"`
 	}{Rotations: []entry{}}
-	rot := k.mat.rotations
 	for i := start; i < len(rot); i++ {
 		if len(out.Rotations) == n {
 			out.Truncated = true
