@@ -118,8 +118,17 @@ func StartFunction(ctx context.Context, bins *Binaries, opts FunctionOptions) (*
 			return nil, err
 		}
 		f := &Function{URL: "http://" + addr + InvokePath, Addr: addr, RuntimeAPIAddr: apiAddr, Name: name, Proc: p}
-		if lastErr = waitListening(ctx, p, addr); lastErr == nil {
+		// Both ports: the RIE serves invokes and the Runtime API from
+		// the start, and dies if either address is taken.
+		lastErr = waitListening(ctx, p, addr)
+		if lastErr == nil {
+			lastErr = waitListening(ctx, p, apiAddr)
+		}
+		if lastErr == nil && !p.Exited() {
 			return f, nil
+		}
+		if lastErr == nil {
+			lastErr = fmt.Errorf("harness: %s exited right after start: %v\n%s", p.Name, p.ExitErr(), p.Stderr.tail(2000)+p.Stdout.tail(2000))
 		}
 		p.Stop(StopGrace)
 		if !addrInUse(p) {
