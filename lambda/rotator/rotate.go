@@ -23,14 +23,14 @@ import (
 //
 // The hand-over queue holds about one second of rotations. When rotating is
 // the bottleneck the read pipelines wait for it, which costs no wall time
-// (the run cannot end before its last rotation anyway) and keeps each due
-// key's rotation history at most a few seconds old when it is rotated.
+// (the run cannot end before its last rotation anyway) and keeps the reads
+// of a run and its rotations close together.
 func (r *run) process(ctx context.Context, items []*item) {
 	n := r.e.cfg.Concurrency
 	due := make(chan *item, max(1, int(math.Ceil(r.e.cfg.RotateRPS))))
 	var next atomic.Int64
 	var reads, rotations sync.WaitGroup
-	for range n {
+	for range readPipelines(r.e.cfg) {
 		reads.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
@@ -201,21 +201,17 @@ func (r *run) history(ctx context.Context, it *item) error {
 		return err
 	}
 	it.facts.History = h
-	it.historyAt = time.Now()
 	return nil
 }
-
-// historyFreshness is how old a due key's rotation history may be when it
-// is rotated; older, it is read again. A rotation by another run that both
-// started and completed within this window is the one case the status
-// check cannot see.
-const historyFreshness = 2 * time.Second
 
 func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 	h := &History{}
 	// 1,000 entries a page (the maximum) so one call covers any real key.
 	in := &kms.ListKeyRotationsInput{KeyId: aws.String(it.arn), Limit: aws.Int32(1000)}
 	for {
+		if err := r.e.waitListRotations(ctx); err != nil {
+			return nil, err
+		}
 		r.calls.add(opListKeyRotations)
 		out, err := r.e.kms.ListKeyRotations(ctx, in, inRegion(it.region))
 		if err != nil {
@@ -269,21 +265,23 @@ func (r *run) rotate(ctx context.Context, it *item) {
 			r.deferKey(it)
 			return
 		}
-		// Re-check right before rotating: another run (a duplicate
-		// EventBridge delivery, an incident) may have rotated the key
-		// since its history was read, or be rotating it now.
-		if time.Since(it.historyAt) > historyFreshness {
-			if err := r.history(ctx, it); err != nil {
-				r.failed(it, opListKeyRotations, err, false)
-				return
-			}
-			if d := Decide(it.facts, r.e.now(), r.e.cfg); d.Action != FetchStatus && d.Action != Rotate {
-				r.decided(it, d)
-				return
-			}
-		}
+		// Re-check right before rotating, every time: another run (a
+		// duplicate EventBridge delivery, an incident) may be rotating the
+		// key now, or have rotated it since its history was read — even a
+		// moment ago, as KMS may complete a rotation within a second.
+		// Status first, then the history: a rotation in progress at the
+		// first read shows there, one that completes before the second
+		// shows in the history, and one still in progress when ours
+		// arrives gets ConflictException. The one rotation neither read
+		// can see is another run's that starts after the status read and
+		// completes before our RotateKeyOnDemand arrives: a whole rotation
+		// within about two round trips (lambda/faults documents it).
 		if err := r.status(ctx, it); err != nil {
 			r.failed(it, opGetKeyRotationStatus, err, false)
+			return
+		}
+		if err := r.history(ctx, it); err != nil {
+			r.failed(it, opListKeyRotations, err, false)
 			return
 		}
 		if d := Decide(it.facts, r.e.now(), r.e.cfg); d.Action != Rotate {

@@ -65,6 +65,8 @@ type Engine struct {
 
 	// limiter paces RotateKeyOnDemand across all runs of this process.
 	limiter *rate.Limiter
+	// listLimiter paces ListKeyRotations (pace.go).
+	listLimiter *rate.Limiter
 	// now is the clock of decisions (tests set it); deadlines use real time.
 	now func() time.Time
 	// margin is how much of the Lambda's remaining time is kept back: no key
@@ -86,16 +88,17 @@ func New(cfg Config, kmsClient KMSAPI, taggingClient TaggingAPI, log *slog.Logge
 		metricsOut = io.Discard
 	}
 	return &Engine{
-		cfg:        cfg,
-		kms:        kmsClient,
-		tagging:    taggingClient,
-		log:        log,
-		metricsOut: metricsOut,
-		limiter:    rate.NewLimiter(rate.Limit(cfg.RotateRPS), 1),
-		now:        time.Now,
-		margin:     DeadlineMargin,
-		maxListed:  MaxListedKeys,
-		rotateOpt:  noBlindRetry(newRotateRetryer(rotateAttempts, nil)),
+		cfg:         cfg,
+		kms:         kmsClient,
+		tagging:     taggingClient,
+		log:         log,
+		metricsOut:  metricsOut,
+		limiter:     rate.NewLimiter(rate.Limit(cfg.RotateRPS), 1),
+		listLimiter: newListLimiter(cfg),
+		now:         time.Now,
+		margin:      DeadlineMargin,
+		maxListed:   MaxListedKeys,
+		rotateOpt:   noBlindRetry(newRotateRetryer(rotateAttempts, nil)),
 	}
 }
 

@@ -30,8 +30,7 @@ type item struct {
 	reason     Reason
 	detail     string
 	rotatedAt  *time.Time
-	historyAt  time.Time // when ListKeyRotations was read
-	rotateNext bool      // decided "rotate": hand to the rotation stage
+	rotateNext bool // decided "rotate": hand to the rotation stage
 }
 
 // sortKey orders entries: by key ARN, so a continuation can resume from a

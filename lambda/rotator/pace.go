@@ -1,0 +1,49 @@
+package rotator
+
+import (
+	"context"
+	"math"
+
+	"golang.org/x/time/rate"
+)
+
+// KMS's default request quotas per account and Region
+// (https://docs.aws.amazon.com/kms/latest/developerguide/requests-per-second.html):
+// RotateKeyOnDemand 5/s, ListKeyRotations 100/s. Every sweep reads one
+// ListKeyRotations per eligible key, so after the rotations themselves this
+// quota is what bounds a sweep.
+const listRotationsPerRotate = 100.0 / 5.0
+
+// listRotationsRPS is the pace of ListKeyRotations: ROTATOR_ROTATE_RPS says
+// what share of the account's RotateKeyOnDemand quota this function may use
+// (4 of 5 by default); the same share of the ListKeyRotations quota is
+// 20 × that (80 of 100). Pacing it on the client keeps reads from being
+// throttled at all, so the adaptive retryer — shared by every read of the
+// client — never slows the status checks in front of the rotations.
+func listRotationsRPS(cfg Config) float64 {
+	return cfg.RotateRPS * listRotationsPerRotate
+}
+
+// newListLimiter paces ListKeyRotations; its burst is a tenth of a second
+// of calls, well inside KMS's per-second bucket.
+func newListLimiter(cfg Config) *rate.Limiter {
+	r := listRotationsRPS(cfg)
+	return rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r/10))))
+}
+
+// readPipelines is how many keys are read at once: ROTATOR_CONCURRENCY, or
+// more when the ListKeyRotations pace needs more calls in flight. A key
+// takes two sequential reads (DescribeKey, ListKeyRotations); with up to
+// 25 ms per call (50 ms per key) reaching the pace takes rate/20 pipelines.
+// The limiter, not the pipeline count, then sets the read rate.
+func readPipelines(cfg Config) int {
+	return max(cfg.Concurrency, min(maxReadPipelines, int(math.Ceil(listRotationsRPS(cfg)/20))))
+}
+
+// maxReadPipelines bounds the read pipelines whatever the pace.
+const maxReadPipelines = 256
+
+// waitListRotations waits for the ListKeyRotations pace.
+func (e *Engine) waitListRotations(ctx context.Context) error {
+	return e.listLimiter.Wait(ctx)
+}
