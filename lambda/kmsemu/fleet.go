@@ -60,7 +60,9 @@ type FleetKey struct {
 	// RotationPeriodInDays of automatic rotation, 90–2560 (default 365; setting it enables automatic rotation).
 	RotationPeriodInDays int `json:"rotationPeriodInDays"`
 	// Count repeats the entry (extension, for big synthetic fleets); the
-	// alias of copy n gets the suffix -00001, -00002, …; a fixed KeyID is not allowed with Count > 1.
+	// alias of copy n gets the suffix -00001, -00002, …; a fixed KeyID is
+	// not allowed with Count > 1. Copy n of a counted replica entry pairs
+	// with copy n of the counted primary its primaryAlias names.
 	Count int `json:"count"`
 }
 
@@ -153,6 +155,7 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		alias string
 		fk    *FleetKey
 		where string
+		copy  int // 1-based copy number of a counted entry, 0 otherwise
 	}
 	var keys []pending
 	seen := map[string]bool{} // region/id and region/alias taken in this file
@@ -198,7 +201,11 @@ func (s *Server) LoadFleet(r io.Reader) error {
 				}
 				seen[k.region+"/"+al] = true
 			}
-			keys = append(keys, pending{k, al, e, where})
+			cp := 0
+			if e.Count > 1 {
+				cp = j + 1
+			}
+			keys = append(keys, pending{k, al, e, where, cp})
 		}
 	}
 
@@ -233,7 +240,13 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		var cands []*key
 		ref := p.fk.PrimaryKeyID
 		if p.fk.PrimaryAlias != "" {
-			cands, ref = byAlias[p.fk.PrimaryAlias], p.fk.PrimaryAlias
+			ref = p.fk.PrimaryAlias
+			if p.copy > 0 {
+				// copy n of a counted replica entry belongs to copy n of
+				// its counted primary entry
+				ref = fmt.Sprintf("%s-%05d", ref, p.copy)
+			}
+			cands = byAlias[ref]
 		} else if ref != "" {
 			cands = byID[ref]
 		} else {

@@ -76,6 +76,19 @@ func TestLoadFleetExtensionsAndDefaults(t *testing.T) {
 			describe(t, e, "alias/bulk-0000"+strconv.Itoa(i))
 		}
 	})
+	t.Run("counted replicas pair with counted primaries", func(t *testing.T) {
+		e := start(t, kmsemu.Options{}, `[{"alias":"alias/g","region":"eu-west-1","multiRegionKeyType":"PRIMARY","count":2},
+		  {"alias":"alias/g","multiRegionKeyType":"REPLICA","primaryAlias":"alias/g","count":2}]`)
+		eu := kmsClient(e.emu, "eu-west-1")
+		for i := 1; i <= 2; i++ {
+			name := "alias/g-0000" + strconv.Itoa(i)
+			p := must[*kms.DescribeKeyOutput](t)(eu.DescribeKey(e.ctx, &kms.DescribeKeyInput{KeyId: aws.String(name)})).KeyMetadata
+			r := describe(t, e, name).KeyMetadata
+			if *p.KeyId != *r.KeyId || *r.MultiRegionConfiguration.PrimaryKey.Region != "eu-west-1" {
+				t.Fatalf("%s: primary %s, replica %s", name, *p.KeyId, *r.KeyId)
+			}
+		}
+	})
 	t.Run("unknown fields and inconsistencies are warnings, not errors", func(t *testing.T) {
 		for _, want := range []string{"futureField", "fleet entry 3: createdDaysAgo 5 is younger than its oldest rotation", "fleet entry 5: a replica shares its primary's rotations", "fleet entry 5: automatic rotation is set on the primary"} {
 			if !strings.Contains(log.String(), want) {
