@@ -62,7 +62,7 @@ var (
 	modes = []string{string(ModeScheduled), string(ModePlan), string(ModeIncident), string(ModeReport)}
 	// requestFields are the fields of a direct invoke, a Scheduler input and
 	// a kms-rotator event's detail.
-	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun"}
+	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "continuation"}
 	// envelopeFields are the top-level fields of an EventBridge event
 	// (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html);
 	// replay-name is set on events replayed from an archive.
@@ -226,6 +226,9 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 			return Request{}, invalid(prefix+name, "not accepted in mode %s (only incident takes %s)", req.Mode, name)
 		}
 	}
+	if _, ok := find(fs, "continuation"); ok && req.Mode == ModeIncident {
+		return Request{}, invalid(prefix+"continuation", "not accepted in mode incident (only scheduled, plan and report runs continue)")
+	}
 	if _, ok := find(fs, "dryRun"); ok {
 		switch req.Mode {
 		case ModePlan:
@@ -266,6 +269,11 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 	}
 	if raw, ok := find(fs, "dryRun"); ok {
 		if req.DryRun, err = readBool(raw, prefix+"dryRun"); err != nil {
+			return Request{}, err
+		}
+	}
+	if raw, ok := find(fs, "continuation"); ok {
+		if req.Continuation, err = decodeContinuation(raw, prefix+"continuation", scope); err != nil {
 			return Request{}, err
 		}
 	}

@@ -18,7 +18,7 @@ const (
 	arn2     = "arn:aws:kms:us-east-1:012345678912:key/" + id2
 	mrkID    = "mrk-1234abcd12ab34cd56ef1234567890ab"
 	modeList = "(modes: scheduled, plan, incident, report)"
-	fieldSet = "(fields: mode, keys, tag, reason, dryRun)"
+	fieldSet = "(fields: mode, keys, tag, reason, dryRun, continuation)"
 	keyShape = "(a key ID is 8-4-4-4-12 lowercase hex digits or mrk- and 32 lowercase hex digits)"
 )
 
@@ -276,6 +276,22 @@ var badPayloads = []struct {
 	{"tag key of 129 characters", `{"mode":"incident","tag":{"key":"` + strings.Repeat("k", 129) + `","value":"v"},"reason":"x"}`, `tag.key: 129 characters; at most 128`},
 	{"tag value with a newline", `{"mode":"incident","tag":{"key":"team","value":"pay\nments"},"reason":"x"}`, `tag.value: contains '\n'; tags use letters, numbers, spaces and _ . : / = + - @`},
 	{"tag value as a number", `{"mode":"incident","tag":{"key":"team","value":7},"reason":"x"}`, `tag.value: want a string, got number`},
+
+	// Continuation (the function's own re-invocation).
+	{"continuation in incident mode", `{"mode":"incident","keys":["alias/a"],"reason":"x","continuation":{"runId":"r","after":"` + arn2 + `","chain":1}}`, `continuation: not accepted in mode incident (only scheduled, plan and report runs continue)`},
+	{"continuation as a string", `{"mode":"scheduled","continuation":"` + arn2 + `"}`, `continuation: want a JSON object, got string`},
+	{"continuation without chain", `{"mode":"scheduled","continuation":{"runId":"r","after":"` + arn2 + `"}}`, `continuation.chain: required`},
+	{"continuation with an unknown field", `{"mode":"plan","continuation":{"runId":"r","after":"` + arn2 + `","chain":1,"next":"x"}}`, `continuation.next: unknown field (fields: runId, after, chain)`},
+	{"continuation chain 0", `{"mode":"scheduled","continuation":{"runId":"r","after":"` + arn2 + `","chain":0}}`, `continuation.chain: "0": want an integer from 1 to 100`},
+	{"continuation chain 101", `{"mode":"scheduled","continuation":{"runId":"r","after":"` + arn2 + `","chain":101}}`, `continuation.chain: "101": want an integer from 1 to 100`},
+	{"continuation chain as a fraction", `{"mode":"report","continuation":{"runId":"r","after":"` + arn2 + `","chain":1.5}}`, `continuation.chain: "1.5": want an integer from 1 to 100`},
+	{"continuation chain as a string", `{"mode":"scheduled","continuation":{"runId":"r","after":"` + arn2 + `","chain":"1"}}`, `continuation.chain: want an integer, got string`},
+	{"continuation cursor is a key ID", `{"mode":"scheduled","continuation":{"runId":"r","after":"` + id2 + `","chain":1}}`, `continuation.after: "` + id2 + `" is not a key ARN`},
+	{"continuation cursor is an alias ARN", `{"mode":"scheduled","continuation":{"runId":"r","after":"arn:aws:kms:us-east-1:012345678912:alias/a","chain":1}}`, `continuation.after: "arn:aws:kms:us-east-1:012345678912:alias/a" is not a key ARN`},
+	{"continuation cursor in another account", `{"mode":"scheduled","continuation":{"runId":"r","after":"arn:aws:kms:us-east-1:111122223333:key/` + id2 + `","chain":1}}`, `continuation.after: "arn:aws:kms:us-east-1:111122223333:key/` + id2 + `" is in account 111122223333, the function runs in 012345678912`},
+	{"continuation cursor of a multi-Region key in another region", `{"mode":"scheduled","continuation":{"runId":"r","after":"arn:aws:kms:eu-west-1:012345678912:key/` + mrkID + `","chain":1}}`, `continuation.after: "arn:aws:kms:eu-west-1:012345678912:key/` + mrkID + `" is in region eu-west-1, the function runs in us-east-1`},
+	{"continuation run ID with a newline", `{"mode":"scheduled","continuation":{"runId":"a\nb","after":"` + arn2 + `","chain":1}}`, `continuation.runId: "a\nb" is not a run ID (1 to 64 letters, digits and . _ : -)`},
+	{"continuation in a Scheduled Event", `{"source":"aws.events","detail-type":"Scheduled Event","detail":{"continuation":{}}}`, `detail.continuation: unknown field (a Scheduled Event's detail is empty)`},
 
 	// EventBridge envelopes.
 	{"event from another source", `{"source":"aws.s3","detail-type":"Object Created","detail":{}}`, `source: "aws.s3" is not accepted (want "aws.events" or "kms-rotator")`},

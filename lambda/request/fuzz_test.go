@@ -41,6 +41,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(`{"mode":"incident","keys":["arn:aws:kms:eu-west-1:012345678912:key/` + mrkID + `","alias/a","alias/a"],"reason":"x","dryRun":true}`))
 	f.Add([]byte(`{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"incident","tag":{"key":"team","value":"payments"},"reason":"r"}}`))
+	f.Add([]byte(`{"mode":"scheduled","continuation":{"runId":"20260102T030405Z-1a2b3c4d","after":"` + arn2 + `","chain":1}}`))
 
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		req, err := Decode(payload, testScope)
@@ -114,6 +115,17 @@ func checkRequest(t *testing.T, payload []byte, req Request) {
 	case ModeReport:
 		if req.DryRun {
 			t.Fatal("report with DryRun")
+		}
+	}
+	if c := req.Continuation; c != nil {
+		if req.Mode == ModeIncident || req.Source == SourceScheduledEvent {
+			t.Fatalf("a continuation in mode %s from %s", req.Mode, req.Source)
+		}
+		if c.Chain < 1 || c.Chain > MaxChain || c.RunID == "" {
+			t.Fatalf("continuation %+v", *c)
+		}
+		if ref, err := ParseKeyRef(c.After); err != nil || ref.Kind != KeyARN || ref.Region != testScope.Region || ref.Account != testScope.Account {
+			t.Fatalf("continuation cursor %q (%v)", c.After, err)
 		}
 	}
 	if req.Mode != ModeIncident {

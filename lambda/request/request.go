@@ -39,6 +39,9 @@ type Request struct {
 	Reason string
 	// DryRun decides and reports without rotating (always true for plan).
 	DryRun bool
+	// Continuation is set when the run continues an earlier run of a
+	// chain (scheduled, plan and report only); see Continuation.
+	Continuation *Continuation
 	// Source names the payload shape that carried the request:
 	// "aws.events" (Scheduled Event), "kms-rotator" (custom EventBridge
 	// event), "direct" (direct invoke or EventBridge Scheduler input).
