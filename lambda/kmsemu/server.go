@@ -114,6 +114,17 @@ func New(opts Options) *Server {
 // Options returns the options the Server runs with, defaults filled in.
 func (s *Server) Options() Options { return s.opts }
 
+// KeyCount returns how many keys the Server holds, replicas included, in all regions.
+func (s *Server) KeyCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, rs := range s.regions {
+		n += len(rs.keys)
+	}
+	return n
+}
+
 // apiError is an AWS JSON protocol error: an HTTP status and the __type code.
 type apiError struct {
 	status  int

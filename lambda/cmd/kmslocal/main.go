@@ -122,7 +122,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	fmt.Fprintf(stderr, "kmslocal: listening on http://%s (account %s, default region %s, fleet %q)\n", ln.Addr(), *account, *region, *fleet)
+	fmt.Fprintf(stderr, "kmslocal: listening on http://%s (account %s, default region %s, %d keys from %q)\n", ln.Addr(), *account, *region, srv.KeyCount(), *fleet)
 
 	select {
 	case err := <-errc:

@@ -121,7 +121,7 @@ func TestServesTheDemoFleetAndStopsCleanly(t *testing.T) {
 		t.Fatal("did not stop")
 	}
 	log := stderr.String()
-	for _, want := range []string{"op=DescribeKey region=us-east-1 key=c0ffee00-5a1e-4b0b-9a7e-0000000000aa", "op=RotateKeyOnDemand", "code=OK", "shutting down"} {
+	for _, want := range []string{"26 keys from", "op=DescribeKey region=us-east-1 key=c0ffee00-5a1e-4b0b-9a7e-0000000000aa", "op=RotateKeyOnDemand", "code=OK", "shutting down"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
