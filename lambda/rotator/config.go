@@ -28,6 +28,10 @@ type Config struct {
 	DryRun bool
 	// MetricsNamespace is the CloudWatch EMF namespace (ROTATOR_METRICS_NAMESPACE).
 	MetricsNamespace string
+	// ContinuationMax bounds the chain of continuations a scheduled, plan
+	// or report run may start when its keys do not fit before the Lambda
+	// deadline (ROTATOR_CONTINUATION_MAX; 0 = never continue).
+	ContinuationMax int
 }
 
 // Environment variable names (DESIGN.md "Configuration").
@@ -41,6 +45,7 @@ const (
 	EnvConcurrency      = "ROTATOR_CONCURRENCY"
 	EnvDryRun           = "ROTATOR_DRY_RUN"
 	EnvMetricsNamespace = "ROTATOR_METRICS_NAMESPACE"
+	EnvContinuationMax  = "ROTATOR_CONTINUATION_MAX"
 )
 
 // IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.
@@ -56,6 +61,8 @@ const (
 	maxOnDemandLimit = 100
 	maxRotateRPS     = 1000
 	maxConcurrency   = 256
+	// maxContinuation is request.MaxChain: a longer chain would be refused.
+	maxContinuation = 100
 )
 
 // DefaultConfig returns the documented defaults.
@@ -70,6 +77,7 @@ func DefaultConfig() Config {
 		Concurrency:      16,
 		DryRun:           false,
 		MetricsNamespace: "KMSRotator",
+		ContinuationMax:  8,
 	}
 }
 
@@ -119,6 +127,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	integer(EnvOnDemandLimit, &c.OnDemandLimit, 1, maxOnDemandLimit)
 	integer(EnvReserve, &c.Reserve, 0, maxOnDemandLimit)
 	integer(EnvConcurrency, &c.Concurrency, 1, maxConcurrency)
+	integer(EnvContinuationMax, &c.ContinuationMax, 0, maxContinuation)
 	str(EnvMetricsNamespace, &c.MetricsNamespace, 255)
 	if err != nil {
 		return Config{}, err

@@ -28,6 +28,14 @@ type hookKMS struct {
 	KMSAPI
 	rotate   func(ctx context.Context, in *kms.RotateKeyOnDemandInput, optFns ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error)
 	describe func(ctx context.Context, in *kms.DescribeKeyInput, optFns ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
+	aliases  func(ctx context.Context, in *kms.ListAliasesInput, optFns ...func(*kms.Options)) (*kms.ListAliasesOutput, error)
+}
+
+func (h *hookKMS) ListAliases(ctx context.Context, in *kms.ListAliasesInput, optFns ...func(*kms.Options)) (*kms.ListAliasesOutput, error) {
+	if h.aliases != nil {
+		return h.aliases(ctx, in, optFns...)
+	}
+	return h.KMSAPI.ListAliases(ctx, in, optFns...)
 }
 
 func (h *hookKMS) RotateKeyOnDemand(ctx context.Context, in *kms.RotateKeyOnDemandInput, optFns ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
@@ -428,4 +436,37 @@ func TestOverlappingSweepsRotateEachKeyOnce(t *testing.T) {
 	if due != 30 {
 		t.Errorf("%d keys rotated across the sweeps, want each of the 30 due keys once", due)
 	}
+}
+
+func TestAliasListingDeniedDoesNotStopTheRun(t *testing.T) {
+	h := newHarness(t, kmsemu.Options{}, oneDueKey, fastConfig())
+	h.engine.kms = &hookKMS{KMSAPI: h.kms, aliases: func(context.Context, *kms.ListAliasesInput, ...func(*kms.Options)) (*kms.ListAliasesOutput, error) {
+		return nil, apiErr("AccessDeniedException", smithy.FaultClient)
+	}}
+	t.Run("sweep reports without aliases", func(t *testing.T) {
+		rep := h.run(t, request.Request{Mode: request.ModeScheduled})
+		if rep.Summary.Candidates != 2 || rep.Summary.Rotated != 1 {
+			t.Fatalf("summary %+v, want 2 candidates, 1 rotated", rep.Summary)
+		}
+		for _, k := range rep.Keys {
+			if k.Alias != "" {
+				t.Errorf("alias %q without a listing", k.Alias)
+			}
+		}
+	})
+	t.Run("incident alias fails access-denied, key ID still rotates", func(t *testing.T) {
+		a, _ := request.ParseKeyRef("alias/fresh")
+		id, _ := request.ParseKeyRef("22222222-2222-4222-8222-222222222222")
+		rep := h.run(t, request.Request{Mode: request.ModeIncident, Reason: "INC", Keys: []request.KeyRef{a, id}})
+		got := map[string]KeyReport{}
+		for _, k := range rep.Keys {
+			got[k.Alias+k.KeyID] = k
+		}
+		if k := got["alias/fresh"]; k.Outcome != Failed || k.Reason != ReasonAccessDenied || !strings.Contains(k.Error, "ListAliases") {
+			t.Errorf("alias entry %+v, want failed access-denied naming ListAliases", k)
+		}
+		if k := got["22222222-2222-4222-8222-222222222222"]; k.Outcome != Rotated {
+			t.Errorf("key ID entry %s/%s %q, want rotated", k.Outcome, k.Reason, k.Error)
+		}
+	})
 }

@@ -20,6 +20,9 @@ const (
 	MetricRunDuration          = "RunDuration"
 	MetricRunsCompleted        = "RunsCompleted"
 	MetricRunsFailed           = "RunsFailed"
+	// MetricContinuations is 1 when the run handed its deferred keys to a
+	// continuation (the function invoking itself), else 0.
+	MetricContinuations = "Continuations"
 
 	unitCount        = "Count"
 	unitMilliseconds = "Milliseconds"
@@ -130,6 +133,7 @@ func (e *Engine) emitMetrics(r *run, rep *Report) {
 	ms = append(ms,
 		emfMetric{MetricRunDuration, unitMilliseconds, float64(e.now().Sub(r.start).Milliseconds())},
 		emfMetric{MetricRunsCompleted, unitCount, 1},
+		emfMetric{MetricContinuations, unitCount, r.continuationCount()},
 	)
 	ts := e.now()
 	lines := [][]byte{}

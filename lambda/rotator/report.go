@@ -33,6 +33,9 @@ type Report struct {
 	// OmittedNotDue counts the not-due entries left out of Keys because
 	// the run had more than MaxListedKeys candidates (absent when none).
 	OmittedNotDue int `json:"omittedNotDue,omitempty"`
+	// Continuation shows the run's place in a chain of continuations and
+	// whether it started the next link (absent when not applicable).
+	Continuation *ContinuationReport `json:"continuation,omitempty"`
 }
 
 // Summary counts every candidate of the run by outcome and by reason.

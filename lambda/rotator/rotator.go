@@ -51,6 +51,9 @@ type Invocation struct {
 	// Scope is the function's partition, account and Region (from the
 	// invoked function ARN); key IDs resolve to ARNs inside it.
 	Scope request.Scope
+	// FunctionARN is the invoked function ARN (with its qualifier, if
+	// any): a run that does not finish continues by invoking it.
+	FunctionARN string
 }
 
 // Engine runs rotation requests. Build it once per process with New; Run is
@@ -67,6 +70,8 @@ type Engine struct {
 	limiter *rate.Limiter
 	// listLimiter paces ListKeyRotations (pace.go).
 	listLimiter *rate.Limiter
+	// lambda invokes the function itself to continue a run (continuation.go).
+	lambda LambdaAPI
 	// now is the clock of decisions (tests set it); deadlines use real time.
 	now func() time.Time
 	// margin is how much of the Lambda's remaining time is kept back: no key
@@ -123,6 +128,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 		e.emitRunFailed(r)
 		return nil, fmt.Errorf("%s run: %w", req.Mode, err)
 	}
+	r.applyCursor() // a continued chain skips the keys already handled
 	r.process(r.ctx, r.items)
 	// Incident mode adds the primaries of replicas as entries of their own;
 	// they are processed after the keys that named them.
@@ -133,7 +139,9 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 		r.process(r.ctx, extra)
 		r.items = append(r.items, extra...)
 	}
+	r.continueChain(ctx)
 	rep := r.report()
+	rep.Continuation = r.cont
 	e.emitMetrics(r, rep)
 	r.logSummary(rep)
 	return rep, nil
@@ -163,6 +171,9 @@ type run struct {
 	aliases map[string]*aliasSet // by Region
 
 	calls callCounts
+
+	// cont is the report's continuation object (continuation.go).
+	cont *ContinuationReport
 }
 
 func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {

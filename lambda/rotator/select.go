@@ -53,11 +53,8 @@ func (r *run) selectCandidates(ctx context.Context) error {
 	var err error
 	switch {
 	case r.req.Mode == request.ModeIncident && len(r.req.Keys) > 0:
-		as := r.aliasSet(ctx, home)
-		if as.err != nil {
-			return fmt.Errorf("list aliases in %s: %w", home, as.err)
-		}
-		r.items = r.resolveKeys(as)
+		// Aliases that cannot be resolved become entries of their own.
+		r.items = r.resolveKeys(r.aliasSet(ctx, home))
 	case r.req.Mode == request.ModeIncident && r.req.Tag != nil:
 		r.items, err = r.listTagged(ctx, []taggingtypes.TagFilter{
 			{Key: aws.String(r.e.cfg.TagKey), Values: []string{r.e.cfg.TagValue}},
@@ -75,7 +72,8 @@ func (r *run) selectCandidates(ctx context.Context) error {
 		return err
 	}
 	if as.err != nil {
-		return fmt.Errorf("list aliases in %s: %w", home, as.err)
+		// Aliases only label the entries: report without them.
+		r.log.Warn("aliases not listed; entries carry no alias", "region", home, "error", as.err.Error())
 	}
 	slices.SortFunc(r.items, func(a, b *item) int { return strings.Compare(a.sortKey(), b.sortKey()) })
 	for _, it := range r.items {
@@ -168,8 +166,12 @@ func (r *run) resolveKeys(home *aliasSet) []*item {
 				it.alias = ref.Alias
 				it.outcome, it.reason = Failed, ReasonNotFound
 				it.detail = fmt.Sprintf("alias %s does not exist in %s", ref.Alias, region)
-				if as.err != nil {
-					it.reason, it.detail = ReasonError, fmt.Sprintf("alias %s: %v", ref.Alias, as.err)
+				if as.err != nil { // could not look: say why, not "not found"
+					c := classify(as.err, r.e.cfg)
+					it.reason, it.detail = c.reason, opListAliases+": "+c.detail
+					if c.outcome != Failed {
+						it.reason = ReasonError
+					}
 				}
 				items = append(items, it)
 				continue

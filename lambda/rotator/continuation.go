@@ -1,0 +1,147 @@
+package rotator
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+// LambdaAPI is the part of *lambda.Client the engine calls: one
+// asynchronous Invoke of its own function to continue a run.
+type LambdaAPI interface {
+	Invoke(ctx context.Context, params *lambda.InvokeInput, optFns ...func(*lambda.Options)) (*lambda.InvokeOutput, error)
+}
+
+// SetLambda gives the engine the Lambda client it continues runs with. Call
+// it before the first Run; without it (or with ROTATOR_CONTINUATION_MAX=0)
+// runs that do not finish defer their remaining keys to the next schedule.
+func (e *Engine) SetLambda(api LambdaAPI) { e.lambda = api }
+
+// ContinuationReport is the report's "continuation" object: where this run
+// sits in its chain and whether it handed the rest to a next link. Present
+// when the run continues an earlier one, or deferred keys in a mode that
+// continues (scheduled, plan, report).
+type ContinuationReport struct {
+	// RunID is the run ID of the chain's first run.
+	RunID string `json:"runId"`
+	// Chain is this run's place in the chain: 0 for the first run.
+	Chain int `json:"chain"`
+	// After is the cursor this run started from: it handled keys whose
+	// ARN sorts after it (absent for the first run).
+	After string `json:"after,omitempty"`
+	// Next is the cursor handed on: the ARN of the last key before the
+	// first deferred one (absent when nothing was deferred).
+	Next string `json:"next,omitempty"`
+	// Deferred counts the keys left to the next link.
+	Deferred int `json:"deferred"`
+	// Started says whether this run invoked the next link.
+	Started bool `json:"started"`
+	// NotStarted says why keys were deferred without a next link:
+	// "chain-limit" (ROTATOR_CONTINUATION_MAX reached), "disabled",
+	// "no-progress" (not one key finished in this run), "no-function-arn",
+	// or "invoke-failed: …".
+	NotStarted string `json:"notStarted,omitempty"`
+}
+
+// continuationTimeout bounds the Invoke call; it runs inside the deadline
+// margin, after the keys.
+const continuationTimeout = 5 * time.Second
+
+// applyCursor drops the candidates a continued chain has already handled:
+// every key whose ARN sorts at or before the cursor. Candidates are sorted
+// by key ARN, so what is left is the tail of the previous link's list.
+func (r *run) applyCursor() {
+	c := r.req.Continuation
+	if c == nil {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(r.items, c.After, func(it *item, after string) int {
+		if it.sortKey() <= after {
+			return -1
+		}
+		return 1
+	})
+	r.items = r.items[i:]
+}
+
+// continueChain starts the next link of the chain when keys were deferred
+// in a mode that continues, within ROTATOR_CONTINUATION_MAX links, and
+// records the outcome in r.cont. The next link starts after the last key
+// before the first deferred one; a key after that cursor that this run
+// finished anyway (a due key whose rotation could not start in time holds
+// the cursor back) is looked at again there — reads only: it is not due
+// any more, or its rotation shows as in progress.
+func (r *run) continueChain(ctx context.Context) {
+	if r.req.Mode == request.ModeIncident {
+		return
+	}
+	first := slices.IndexFunc(r.items, func(it *item) bool { return it.outcome == Deferred })
+	prev := r.req.Continuation
+	if first < 0 && prev == nil {
+		return
+	}
+	c := &ContinuationReport{RunID: r.id}
+	if prev != nil {
+		c.RunID, c.Chain, c.After = prev.RunID, prev.Chain, prev.After
+	}
+	r.cont = c
+	if first < 0 {
+		return
+	}
+	for _, it := range r.items[first:] {
+		if it.outcome == Deferred {
+			c.Deferred++
+		}
+	}
+	switch {
+	case first == 0:
+		c.NotStarted = "no-progress"
+		return
+	case r.e.cfg.ContinuationMax == 0 || r.e.lambda == nil:
+		c.NotStarted = "disabled"
+		return
+	case c.Chain >= r.e.cfg.ContinuationMax:
+		c.NotStarted = "chain-limit"
+		return
+	case r.inv.FunctionARN == "":
+		c.NotStarted = "no-function-arn"
+		return
+	}
+	c.Next = r.items[first-1].arn
+	payload, err := request.ContinuationPayload(r.req.Mode, r.req.DryRun && r.req.Mode == request.ModeScheduled,
+		request.Continuation{RunID: c.RunID, After: c.Next, Chain: c.Chain + 1})
+	if err == nil {
+		// The run's own context may be over; the invocation's is not yet.
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), continuationTimeout)
+		defer cancel()
+		_, err = r.e.lambda.Invoke(ictx, &lambda.InvokeInput{
+			FunctionName:   aws.String(r.inv.FunctionARN),
+			InvocationType: lambdatypes.InvocationTypeEvent,
+			Payload:        payload,
+		})
+	}
+	if err != nil {
+		c.NotStarted = "invoke-failed: " + strings.TrimSpace(err.Error())
+		r.log.Error("continuation not started; deferred keys wait for the next schedule",
+			"deferred", c.Deferred, "next", c.Next, "error", err.Error())
+		return
+	}
+	c.Started = true
+	r.log.Info("continuation started", "chainRunId", c.RunID, "chain", c.Chain+1, "after", c.Next, "deferred", c.Deferred)
+}
+
+// continuationCount is the Continuations metric: 1 when this run started
+// the next link.
+func (r *run) continuationCount() float64 {
+	if r.cont != nil && r.cont.Started {
+		return 1
+	}
+	return 0
+}
