@@ -81,34 +81,35 @@ func Build(ctx context.Context, opts BuildOptions) (*Binaries, error) {
 		RIE:       filepath.Join(dir, "aws-lambda-rie"),
 		Root:      root,
 	}
-	builds := []struct {
-		out, pkg string
-		tags     []string
-	}{
-		// The Runtime Interface Emulator speaks the Runtime API, so the RPC
-		// shim aws-lambda-go otherwise compiles in is dead weight; it is
-		// also how the deployable binary is built (Makefile `build`).
-		{bins.Bootstrap, "./lambda", []string{"-tags", "lambda.norpc"}},
-		{bins.KMSLocal, "./lambda/cmd/kmslocal", nil},
-		{bins.RIE, rieModule, nil},
+	// One go command for the three: loading the package graph once makes
+	// the usual case (nothing changed, `go build -o` leaves up-to-date
+	// binaries alone) two to five times faster than three commands.
+	// lambda.norpc drops the RPC shim aws-lambda-go otherwise compiles in:
+	// the RIE speaks the Runtime API, and the deployable binary (Makefile
+	// `build`) is built the same way; the other two do not use the tag.
+	pkgs := []string{"./lambda", "./lambda/cmd/kmslocal", rieModule}
+	args := append([]string{"build", "-tags", "lambda.norpc", "-o", dir + string(filepath.Separator)}, pkgs...)
+	cmd := exec.CommandContext(ctx, goCommand(), args...)
+	cmd.Dir = root
+	// Host architecture on purpose: the RIE runs the bootstrap as a local
+	// process. CGO off keeps it as static as the deployed one.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err = cmd.Run()
+	if opts.Log != nil && out.Len() > 0 {
+		_, _ = opts.Log.Write(out.Bytes())
 	}
-	for _, b := range builds {
-		args := append([]string{"build"}, b.tags...)
-		args = append(args, "-o", b.out, b.pkg)
-		cmd := exec.CommandContext(ctx, goCommand(), args...)
-		cmd.Dir = root
-		// Host architecture on purpose: the RIE runs the bootstrap as a
-		// local process. CGO off keeps it as static as the deployed one.
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		var out bytes.Buffer
-		cmd.Stdout = &out
-		cmd.Stderr = &out
-		err := cmd.Run()
-		if opts.Log != nil && out.Len() > 0 {
-			_, _ = opts.Log.Write(out.Bytes())
-		}
-		if err != nil {
-			return nil, fmt.Errorf("harness: go build %s: %w\n%s", b.pkg, err, strings.TrimSpace(out.String()))
+	if err != nil {
+		return nil, fmt.Errorf("harness: go build %s: %w\n%s", strings.Join(pkgs, " "), err, strings.TrimSpace(out.String()))
+	}
+	// go build names the function's binary after its directory; the RIE
+	// and Lambda call it bootstrap.
+	if target, err := os.Readlink(bins.Bootstrap); err != nil || target != "lambda" {
+		_ = os.Remove(bins.Bootstrap)
+		if err := os.Symlink("lambda", bins.Bootstrap); err != nil {
+			return nil, fmt.Errorf("harness: %w", err)
 		}
 	}
 	return bins, nil
