@@ -16,7 +16,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatalf("LoadConfig(empty) = %+v, want the defaults %+v", got, DefaultConfig())
 	}
 	want := Config{TagKey: "kms-rotator", TagValue: "enabled", IntervalDays: 90, OnDemandLimit: 10, Reserve: 2,
-		RotateRPS: 4, Concurrency: 16, MetricsNamespace: "KMSRotator"}
+		RotateRPS: 4, Concurrency: 16, MetricsNamespace: "KMSRotator", ContinuationMax: 8}
 	if got != want {
 		t.Fatalf("defaults = %+v, want DESIGN.md's %+v", got, want)
 	}
@@ -26,12 +26,13 @@ func TestLoadConfigAccepts(t *testing.T) {
 	got, err := LoadConfig(env(map[string]string{
 		EnvTagKey: "rotate", EnvTagValue: "yes", EnvIntervalDays: "30", EnvOnDemandLimit: "25",
 		EnvReserve: "0", EnvRotateRPS: "2.5", EnvConcurrency: "64", EnvDryRun: "true", EnvMetricsNamespace: "Sec/KMS",
+		EnvContinuationMax: "0",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{TagKey: "rotate", TagValue: "yes", IntervalDays: 30, OnDemandLimit: 25, Reserve: 0,
-		RotateRPS: 2.5, Concurrency: 64, DryRun: true, MetricsNamespace: "Sec/KMS"}
+		RotateRPS: 2.5, Concurrency: 64, DryRun: true, MetricsNamespace: "Sec/KMS", ContinuationMax: 0}
 	if got != want {
 		t.Fatalf("LoadConfig = %+v, want %+v", got, want)
 	}
@@ -58,6 +59,8 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"dry run typo", map[string]string{EnvDryRun: "yes"}, "ROTATOR_DRY_RUN=\"yes\": not a boolean"},
 		{"tag key with spaces", map[string]string{EnvTagKey: " kms-rotator"}, "ROTATOR_TAG_KEY"},
 		{"tag key too long", map[string]string{EnvTagKey: strings.Repeat("k", 129)}, "ROTATOR_TAG_KEY: 129 characters, at most 128"},
+		{"continuation bound negative", map[string]string{EnvContinuationMax: "-1"}, "ROTATOR_CONTINUATION_MAX=-1: must be between 0 and 100"},
+		{"continuation bound beyond the request limit", map[string]string{EnvContinuationMax: "101"}, "ROTATOR_CONTINUATION_MAX=101: must be between 0 and 100"},
 		{"namespace with control character", map[string]string{EnvMetricsNamespace: "a\nb"}, "ROTATOR_METRICS_NAMESPACE"},
 	} {
 		t.Run(tc.name+" → error naming the variable", func(t *testing.T) {

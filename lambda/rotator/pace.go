@@ -3,6 +3,9 @@ package rotator
 import (
 	"context"
 	"math"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -46,4 +49,53 @@ const maxReadPipelines = 256
 // waitListRotations waits for the ListKeyRotations pace.
 func (e *Engine) waitListRotations(ctx context.Context) error {
 	return e.listLimiter.Wait(ctx)
+}
+
+// starter hands out the items of one process call in order and decides,
+// under one lock, whether each may still start. Once a key is refused —
+// the deadline is near, or the rotations already handed over would use all
+// the time left — every later key is refused too, so the deferred keys are
+// always the tail of the list in key ARN order: what a continuation's
+// cursor needs (continuation.go).
+type starter struct {
+	r       *run
+	mu      sync.Mutex
+	next    int
+	n       int
+	stopped bool
+	// queued counts the keys that may still need a rotation slot: being
+	// read (any may turn out due), or due and not yet rotated.
+	queued atomic.Int64
+}
+
+func (r *run) newStarter(n int) *starter { return &starter{r: r, n: n} }
+
+// take returns the next item's index; ok is false when none is left, start
+// is false when the item must be deferred.
+func (s *starter) take() (i int, ok, start bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next >= s.n {
+		return 0, false, false
+	}
+	i = s.next
+	s.next++
+	if !s.stopped && (s.r.pastCutoff() || s.rotationsFillTimeLeft()) {
+		s.stopped = true
+	}
+	return i, true, !s.stopped
+}
+
+// rotationsFillTimeLeft reports whether the rotations that may be pending
+// (keys being read and due keys not yet rotated), plus one more, would take (with a quarter of slack) longer than the time
+// left before the cutoff at the RotateKeyOnDemand pace: reading more keys
+// then only finds due keys that would be deferred in the rotation stage,
+// behind the cursor.
+func (s *starter) rotationsFillTimeLeft() bool {
+	r := s.r
+	if r.cutoff.IsZero() || r.dry {
+		return false
+	}
+	need := time.Duration(float64(s.queued.Load()+1) / r.e.cfg.RotateRPS * 1.25 * float64(time.Second))
+	return need > time.Until(r.cutoff)
 }

@@ -28,13 +28,13 @@ import (
 func (r *run) process(ctx context.Context, items []*item) {
 	n := r.e.cfg.Concurrency
 	due := make(chan *item, max(1, int(math.Ceil(r.e.cfg.RotateRPS))))
-	var next atomic.Int64
+	st := r.newStarter(len(items)) // deferred keys are always the tail (pace.go)
 	var reads, rotations sync.WaitGroup
 	for range readPipelines(r.e.cfg) {
 		reads.Go(func() {
 			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(items) {
+				i, ok, start := st.take()
+				if !ok {
 					return
 				}
 				it := items[i]
@@ -42,14 +42,19 @@ func (r *run) process(ctx context.Context, items []*item) {
 					r.finish(it)
 					continue
 				}
-				if r.pastCutoff() {
+				if !start {
 					r.deferKey(it)
 					continue
 				}
+				// Until it is read, a key may turn out due: it counts
+				// against the rotations that must fit before the cutoff.
+				st.queued.Add(1)
 				r.evaluate(ctx, it)
-				if it.rotateNext {
-					due <- it
+				if !it.rotateNext {
+					st.queued.Add(-1)
+					continue
 				}
+				due <- it
 			}
 		})
 	}
@@ -57,6 +62,7 @@ func (r *run) process(ctx context.Context, items []*item) {
 		rotations.Go(func() {
 			for it := range due {
 				r.rotate(ctx, it)
+				st.queued.Add(-1)
 			}
 		})
 	}
@@ -303,7 +309,11 @@ func (r *run) rotate(ctx context.Context, it *item) {
 		}
 		// Ambiguous (5xx, timeout, connection reset, lost response): the
 		// rotation may have been applied. Look before anything else.
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookTimeout)
+		by := time.Now().Add(lookTimeout)
+		if !r.lookBy.IsZero() && r.lookBy.Before(by) {
+			by = r.lookBy
+		}
+		lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
 		applied, inProgressByOther, lerr := r.look(lctx, it)
 		cancel()
 		switch {
@@ -330,7 +340,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 }
 
 // lookTimeout bounds the check after an ambiguous failure; it may run past
-// the run's own call deadline (it uses part of the safety margin).
+// the run's own call deadline, into the safety margin (run.lookBy).
 const lookTimeout = 5 * time.Second
 
 // look tells whether a rotation started by this run was applied despite an

@@ -160,6 +160,9 @@ type run struct {
 	cancel context.CancelFunc
 	// cutoff is when no further key (or rotation) may start; zero = none.
 	cutoff time.Time
+	// lookBy bounds the look after an ambiguous rotation failure: past the
+	// calls' deadline, but a quarter margin before the Lambda's; zero = none.
+	lookBy time.Time
 
 	items []*item // sorted by sort key (key ARN)
 
@@ -192,6 +195,7 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 	if dl, ok := ctx.Deadline(); ok {
 		m := e.margin(time.Until(dl))
 		r.cutoff = dl.Add(-m)
+		r.lookBy = dl.Add(-m / 4)
 		r.ctx, r.cancel = context.WithDeadline(ctx, dl.Add(-m/2))
 	}
 	return r
