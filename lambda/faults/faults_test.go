@@ -1,0 +1,362 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+
+	"github.com/kms-rotator/kms-rotator/lambda/harness"
+	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
+	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+)
+
+const region = "us-east-1"
+
+var scope = request.Scope{Partition: "aws", Account: emutest.Account, Region: region}
+
+// schedule is one fault schedule: how the emulator misbehaves and how many
+// sweeps of the fleet run against it. Add a row to faultSchedules to add a
+// scenario.
+type schedule struct {
+	name string
+	// emu: faults, quotas, rotation delay, KMS's own limit, seed.
+	emu kmsemu.Options
+	// due is the number of plainly due keys in the fleet (default 16).
+	due int
+	// env overrides the function's ROTATOR_* settings.
+	env map[string]string
+	// sweeps run concurrently, each its own Engine (its own pacing), as
+	// separate Lambda execution environments would (default 1).
+	sweeps int
+	// interloper: once the sweep has called RotateKeyOnDemand once, the
+	// test rotates every other due key itself (last first), as a run that
+	// started a moment later would — after the sweep read their history.
+	interloper bool
+	// deadline is each run's remaining Lambda time (0: none).
+	deadline time.Duration
+	// exact: no faults, so every class must get exactly its outcome.
+	exact bool
+	// wantDeferred: the deadline must cut the sweep short.
+	wantDeferred bool
+	// ambiguous: faults can make a rotation's outcome ambiguous (5xx, lost
+	// responses), so two overlapping runs may both claim one rotation
+	// (see checkRuns); never two rotations.
+	ambiguous bool
+}
+
+// overlapDelay is the emulator's rotation delay in the overlap rows.
+//
+// The window that remains. Right before RotateKeyOnDemand the engine reads
+// GetKeyRotationStatus, then ListKeyRotations: a rotation by another run
+// that is in progress at the first read shows there, one that completed
+// before the second read shows in the history, and one still in progress
+// when our call arrives makes KMS answer ConflictException. What no read
+// can see is another run's rotation that starts after our status read AND
+// completes before our RotateKeyOnDemand reaches KMS: KMS has no
+// idempotency token or conditional rotate, so two runs whose re-checks
+// interleave that way both rotate. It needs a whole rotation to fit inside
+// one run's status→rotate span (two round trips). Real KMS rotations are
+// asynchronous and take far longer than two round trips, but the emulator
+// completes them after -rotation-delay, and on a loaded 2-core machine under
+// -race that span was measured above 300 ms (a 300 ms delay double rotated
+// a key about one run in three). So the overlap rows use a delay well above
+// any such span, and a delay of 0 — where the window is real — is not an
+// overlap row: with -rotation-delay 0 two sweeps that reach the same key at
+// the same moment can both rotate it.
+const overlapDelay = 2 * time.Second
+
+// faultSchedules is the table of in-process scenarios. Rotation delays are
+// short so the suite stays fast; faults are seeded, so a failure replays
+// with the same dice (the interleaving of concurrent calls still varies,
+// which is the point: the invariants must hold for every interleaving).
+var faultSchedules = []schedule{
+	{name: "no faults: each due key rotated once, every other key skipped for its reason",
+		emu: kmsemu.Options{RotationDelay: 200 * time.Millisecond, Seed: 1}, exact: true},
+	{name: "no faults, rotations complete at once (rotation-delay 0): the same answers",
+		emu: kmsemu.Options{Seed: 1}, exact: true},
+	{name: "throttling storm (quota-scale 0.5, 50 rotations/s asked of 2.5/s): throttled calls are retried or reported throttled, never rotated twice",
+		emu: kmsemu.Options{QuotaScale: 0.5, RotationDelay: 100 * time.Millisecond, Seed: 2}, due: 4,
+		env: map[string]string{rotator.EnvRotateRPS: "50", rotator.EnvConcurrency: "16"}},
+	{name: "5xx before any change (fail-rate 0.15): reads retried, a failed rotation looked at before one careful retry",
+		emu: kmsemu.Options{FailRate: 0.15, RotationDelay: 100 * time.Millisecond, Seed: 3}, ambiguous: true},
+	{name: "lost responses after the rotation applied (drop-rate 0.5, rotation-delay 0): reported rotated, never retried",
+		emu: kmsemu.Options{DropRate: 0.5, Seed: 4}, ambiguous: true},
+	{name: "lost responses while the rotation is in progress (drop-rate 0.5, rotation-delay 300ms): reported rotated",
+		emu: kmsemu.Options{DropRate: 0.5, RotationDelay: 300 * time.Millisecond, Seed: 5}, ambiguous: true},
+	{name: "latency 40ms on every call: the same answers, only slower",
+		emu: kmsemu.Options{Latency: 40 * time.Millisecond, RotationDelay: 100 * time.Millisecond, Seed: 6}, exact: true},
+	{name: "every fault at once: 5xx, lost responses, throttling and latency",
+		emu: kmsemu.Options{FailRate: 0.1, DropRate: 0.3, QuotaScale: 1, Latency: 10 * time.Millisecond, RotationDelay: 100 * time.Millisecond, Seed: 7},
+		due: 8, ambiguous: true},
+	{name: "KMS's lifetime limit lower than ROTATOR_ON_DEMAND_LIMIT: LimitExceededException is budget-exhausted",
+		emu: kmsemu.Options{OnDemandLimit: limit - reserve - 1, Seed: 8}},
+	{name: "deadline mid-sweep: keys not started in time are deferred and the report returns",
+		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 9}, due: 40,
+		env: map[string]string{rotator.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true},
+	{name: "deadline mid-sweep with lost responses: an in-flight rotation is looked at, never left unknown",
+		emu: kmsemu.Options{DropRate: 0.5, Latency: 20 * time.Millisecond, Seed: 10}, due: 40,
+		env: map[string]string{rotator.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true, ambiguous: true},
+	{name: "two sweeps at once: each due key rotated by exactly one of them",
+		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 11}, sweeps: 2},
+	{name: "three sweeps at once with 5xx and lost responses: never a second rotation",
+		emu: kmsemu.Options{RotationDelay: overlapDelay, FailRate: 0.05, DropRate: 0.2, Seed: 12}, sweeps: 3, ambiguous: true},
+	// Without the history re-read right before rotating, the sweep rotates
+	// again every key whose history it had read before the other rotation
+	// completed (its queue holds about a second of due keys).
+	{name: "another run rotates keys the sweep already found due (rotation-delay 1s): the sweep sees them rotated, never rotates again",
+		emu: kmsemu.Options{RotationDelay: time.Second, Seed: 13}, interloper: true, due: 8,
+		env: map[string]string{rotator.EnvRotateRPS: "4"}},
+}
+
+func TestFaultSchedules(t *testing.T) {
+	for _, sc := range faultSchedules {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel() // each row has its own emulator; most of a row is waiting
+			runSchedule(t, sc)
+		})
+	}
+}
+
+func runSchedule(t *testing.T, sc schedule) {
+	t.Helper()
+	due := sc.due
+	if due == 0 {
+		due = 16
+	}
+	cs := classes(due)
+	opts := sc.emu
+	opts.Log = io.Discard // the per-request log would drown the report of a failure
+	// The emulator's clock runs with real time plus skip, so the test can
+	// complete the rotations in progress without sleeping them out.
+	var skip atomic.Int64
+	opts.Now = func() time.Time { return time.Now().Add(time.Duration(skip.Load())) }
+	emu := emutest.Start(t, opts, fleetJSON(t, cs))
+	obs := observer(emu.Config(region))
+	before := snapshot(t, obs)
+	if got := len(before.candidates()); got < 20 || got > 60 {
+		t.Fatalf("fleet has %d candidates; keep fleets at 20–60 keys", got)
+	}
+	cfg, err := rotator.LoadConfig(mapEnv(scheduledEnv(sc.env)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := max(sc.sweeps, 1)
+	runs := make([]run, n)
+	errs := make([]error, n)
+	late := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			ctx := context.Background()
+			if sc.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, sc.deadline)
+				defer cancel()
+			}
+			runs[i], errs[i] = runEngine(ctx, emu, cfg, request.Request{Mode: request.ModeScheduled}, "sweep-"+string(rune('A'+i)))
+			// Invariant 4: the report comes back before the deadline.
+			late[i] = ctx.Err() != nil
+		})
+	}
+	var others map[string]string
+	if sc.interloper {
+		waitRotateCalls(t, emu.Server, 1)
+		others = interlope(t, obs, cs, before)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("sweep %d: %v", i, err)
+		}
+		if late[i] {
+			t.Errorf("invariant 4: sweep %d returned after its deadline", i)
+		}
+	}
+	skip.Add(int64(opts.RotationDelay)) // complete every rotation in progress
+	after := snapshot(t, obs)
+	checkRuns(t, before, after, runs, others, true, !sc.ambiguous)
+	for _, r := range runs {
+		checkClasses(t, sc, r, cs, before)
+	}
+	if sc.interloper && len(others) == 0 {
+		t.Error("the interloper rotated no key: the scenario tests nothing")
+	}
+	if t.Failed() {
+		for _, r := range runs {
+			t.Logf("%s outcomes:\n%s", r.name, outcomes(r.report, before))
+		}
+		t.Logf("emulator stats: %+v", emu.Server.Stats().Operations)
+	}
+}
+
+// interlope rotates the due keys directly (KMS refuses the one the sweep is
+// rotating with ConflictException) and returns the keys it rotated.
+func interlope(t *testing.T, c *kms.Client, cs []class, st fleetState) map[string]string {
+	t.Helper()
+	var due []string
+	for arn, k := range st {
+		if cl, ok := classOf(cs, k.alias); ok && cl.outcome == rotator.Rotated {
+			due = append(due, arn)
+		}
+	}
+	// All at once, so they are done long before the sweep's next rotation
+	// (its pace is 4/s): the sweep meets them only through its re-check.
+	out := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, arn := range due {
+		wg.Go(func() {
+			_, err := c.RotateKeyOnDemand(context.Background(), &kms.RotateKeyOnDemandInput{KeyId: aws.String(arn)})
+			var conflict *kmstypes.ConflictException
+			switch {
+			case errors.As(err, &conflict): // the sweep got there first
+			case err != nil:
+				t.Errorf("interloper: rotate %s: %v", st[arn].alias, err)
+			default:
+				mu.Lock()
+				out[arn] = "interloper"
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// checkClasses asserts each class's outcome: exactly the fault-free one in
+// exact schedules; otherwise the fault-free one, a failure, a deferral (with
+// a deadline), or — for due keys in overlapping sweeps — the other sweep's
+// rotation seen as in progress or as not due any more.
+func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
+	t.Helper()
+	deferred := 0
+	for _, k := range r.report.Keys {
+		c, ok := classOf(cs, st[k.KeyARN].alias)
+		if !ok || !c.optedIn {
+			t.Errorf("%s: reported key %s (%s) is not a candidate", r.name, k.KeyARN, st[k.KeyARN].alias)
+			continue
+		}
+		if k.Outcome == c.outcome && k.Reason == c.reason {
+			continue
+		}
+		if k.Outcome == rotator.Deferred {
+			deferred++
+		}
+		// Another run's rotation seen: in progress, or completed (so not
+		// due, or for the last rotation a sweep may spend, now reserved).
+		overlapSeen := c.outcome == rotator.Rotated && (sc.sweeps > 1 || sc.interloper) && k.Outcome == rotator.Skipped &&
+			(k.Reason == rotator.ReasonRotationInProgress || k.Reason == rotator.ReasonNotDue || k.Reason == rotator.ReasonBudgetReserved)
+		// KMS's own limit below ours: the last scheduled rotation meets
+		// LimitExceededException.
+		kmsLimit := sc.emu.OnDemandLimit > 0 && c.name == "due-last-scheduled" && k.Reason == rotator.ReasonBudgetExhausted
+		faulty := !sc.exact && (k.Outcome == rotator.Failed || (sc.deadline > 0 && k.Outcome == rotator.Deferred))
+		if !overlapSeen && !kmsLimit && !faulty {
+			t.Errorf("%s: %s (%s) is %s/%s, want %s/%s (error %q)", r.name, st[k.KeyARN].alias, c.name,
+				k.Outcome, k.Reason, c.outcome, c.reason, k.Error)
+		}
+	}
+	if sc.wantDeferred && deferred == 0 {
+		t.Errorf("%s: the deadline (%v) deferred no key: the scenario does not test a deadline", r.name, sc.deadline)
+	}
+	if sc.wantDeferred && r.report.Summary.Rotated == 0 {
+		t.Errorf("%s: no key was rotated before the deadline", r.name)
+	}
+}
+
+// runEngine runs one request through a fresh Engine wired like the Lambda
+// function (lambda/main.go): real SDK clients, adaptive retry for reads.
+func runEngine(ctx context.Context, emu *emutest.Emu, cfg rotator.Config, req request.Request, name string) (run, error) {
+	awsCfg := emu.Config(region)
+	awsCfg.Retryer = readRetryer
+	var logs, metrics lockedBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	eng := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, &metrics)
+	rep, err := eng.Run(ctx, req, rotator.Invocation{RequestID: name, Scope: scope})
+	if err != nil {
+		return run{}, err
+	}
+	emf, err := harness.ParseEMFLines(strings.Split(metrics.String(), "\n"))
+	if err != nil {
+		return run{}, err
+	}
+	return run{name: name, report: rep, emf: emf, keyLines: keyLines(logs.String())}, nil
+}
+
+// readRetryer mirrors lambda/main.go's retryer for reads (package main
+// cannot be imported): adaptive mode, 10 attempts, no retry token bucket.
+func readRetryer() aws.Retryer {
+	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
+		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
+			so.MaxAttempts = 10
+			so.MaxBackoff = 5 * time.Second
+			so.RateLimiter = ratelimit.None
+		})
+	})
+}
+
+// keyLines counts the "key decision" log lines per key ARN.
+func keyLines(logs string) map[string]int {
+	out := map[string]int{}
+	for _, l := range strings.Split(logs, "\n") {
+		var m struct {
+			Msg    string `json:"msg"`
+			KeyARN string `json:"keyArn"`
+		}
+		if json.Unmarshal([]byte(l), &m) == nil && m.Msg == "key decision" {
+			out[m.KeyARN]++
+		}
+	}
+	return out
+}
+
+// waitRotateCalls waits until the emulator has received n RotateKeyOnDemand
+// calls: an event, not a time.
+func waitRotateCalls(t *testing.T, s *kmsemu.Server, n int64) {
+	t.Helper()
+	for s.Stats().Op("RotateKeyOnDemand").Calls < n {
+		select {
+		case <-t.Context().Done():
+			t.Fatal("test ended while waiting for rotations")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func mapEnv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// lockedBuffer is a bytes.Buffer for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
