@@ -293,6 +293,13 @@ func (f *Function) logsOf(ctx context.Context, id string) []string {
 	return lines
 }
 
+// Pids returns the process IDs of the RIE and of its children (the
+// bootstrap, once the first invocation started it), so a test can check
+// that none survives Close or Kill.
+func (f *Function) Pids() []int {
+	return append([]int{f.Proc.Pid()}, childPids(f.Proc.Pid())...)
+}
+
 // Kill ends the function abruptly (SIGKILL to the RIE and the bootstrap),
 // as a crashed or recycled execution environment would end. Use it to test
 // a sweep retried after a crash; Close is the graceful stop.
