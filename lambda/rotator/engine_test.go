@@ -371,15 +371,15 @@ func TestIncidentDryRunRotatesNothing(t *testing.T) {
 
 func TestPaginationPastOneHundredKeys(t *testing.T) {
 	fleet := `[
-	 {"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":30},
-	 {"alias":"alias/fresh","createdDaysAgo":10,"tags":{"kms-rotator":"enabled"},"count":220},
-	 {"alias":"alias/other","createdDaysAgo":200,"tags":{"team":"x"},"count":40}]`
+	 {"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":10},
+	 {"alias":"alias/fresh","createdDaysAgo":10,"tags":{"kms-rotator":"enabled"},"count":195},
+	 {"alias":"alias/other","createdDaysAgo":200,"tags":{"team":"x"},"count":20}]`
 	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
 	before := h.snapshot(t, "us-east-1")
 	rep := h.run(t, request.Request{Mode: request.ModeScheduled})
 	stats := h.emu.Server.Stats()
-	if rep.Summary.Candidates != 250 || rep.Summary.Rotated != 30 || rep.Summary.Reasons[ReasonNotDue] != 220 {
-		t.Fatalf("summary %+v, want 250 candidates, 30 rotated, 220 not-due", rep.Summary)
+	if rep.Summary.Candidates != 205 || rep.Summary.Rotated != 10 || rep.Summary.Reasons[ReasonNotDue] != 195 {
+		t.Fatalf("summary %+v, want 205 candidates, 10 rotated, 195 not-due", rep.Summary)
 	}
 	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1"))
 	for i := 1; i < len(rep.Keys); i++ {
@@ -393,16 +393,16 @@ func TestPaginationPastOneHundredKeys(t *testing.T) {
 		}
 	}
 	if n := stats.Op("GetResources").Calls; n != 3 {
-		t.Errorf("%d GetResources calls for 250 keys, want 3", n)
+		t.Errorf("%d GetResources calls for 205 keys, want 3", n)
 	}
 	if n := stats.Op("ListAliases").Calls; n != 3 {
-		t.Errorf("%d ListAliases calls for 290 aliases, want 3 (one paginated listing)", n)
+		t.Errorf("%d ListAliases calls for 225 aliases, want 3 (one paginated listing)", n)
 	}
 	// Calls per key: 2 for a not-due key; 5 for a due one (its status and
 	// history are read again right before rotating).
 	if d, l, s, r := stats.Op("DescribeKey").Calls, stats.Op("ListKeyRotations").Calls,
-		stats.Op("GetKeyRotationStatus").Calls, stats.Op("RotateKeyOnDemand").Calls; d != 250 || l != 280 || s != 30 || r != 30 {
-		t.Errorf("calls DescribeKey %d ListKeyRotations %d GetKeyRotationStatus %d RotateKeyOnDemand %d, want 250 280 30 30", d, l, s, r)
+		stats.Op("GetKeyRotationStatus").Calls, stats.Op("RotateKeyOnDemand").Calls; d != 205 || l != 215 || s != 10 || r != 10 {
+		t.Errorf("calls DescribeKey %d ListKeyRotations %d GetKeyRotationStatus %d RotateKeyOnDemand %d, want 205 215 10 10", d, l, s, r)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,8 +225,10 @@ func (h *harness) snapshot(t *testing.T, regions ...string) map[string]keyState 
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]keyState{}
+	var mu sync.Mutex
 	for _, region := range regions {
 		c := h.emu.KMS(region)
+		var arns []string
 		p := kms.NewListKeysPaginator(c, &kms.ListKeysInput{})
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
@@ -233,26 +236,44 @@ func (h *harness) snapshot(t *testing.T, regions ...string) map[string]keyState 
 				t.Fatal(err)
 			}
 			for _, k := range page.Keys {
-				var st keyState
-				rp := kms.NewListKeyRotationsPaginator(c, &kms.ListKeyRotationsInput{KeyId: k.KeyArn})
-				for rp.HasMorePages() {
-					rpage, err := rp.NextPage(ctx)
-					if err != nil {
-						break // AWS managed and other keys answer UnsupportedOperation
-					}
-					for _, r := range rpage.Rotations {
-						if r.RotationType == kmstypes.RotationTypeOnDemand {
-							st.onDemand++
-						}
-					}
-				}
-				s, err := c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: k.KeyArn})
-				if err == nil && s.OnDemandRotationStartDate != nil {
-					st.inProgress = true
-				}
-				out[aws.ToString(k.KeyArn)] = st
+				arns = append(arns, aws.ToString(k.KeyArn))
 			}
 		}
+		// Eight readers: the snapshot is test set-up, not what is measured.
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= len(arns) {
+						return
+					}
+					arn := arns[i]
+					var st keyState
+					rp := kms.NewListKeyRotationsPaginator(c, &kms.ListKeyRotationsInput{KeyId: &arn})
+					for rp.HasMorePages() {
+						rpage, err := rp.NextPage(ctx)
+						if err != nil {
+							break // AWS managed and other keys answer UnsupportedOperation
+						}
+						for _, r := range rpage.Rotations {
+							if r.RotationType == kmstypes.RotationTypeOnDemand {
+								st.onDemand++
+							}
+						}
+					}
+					s, err := c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: &arn})
+					if err == nil && s.OnDemandRotationStartDate != nil {
+						st.inProgress = true
+					}
+					mu.Lock()
+					out[arn] = st
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
 	}
 	h.emu.Server.ResetStats() // the run's calls are counted from here
 	return out

@@ -1,0 +1,52 @@
+package rotator
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+)
+
+// LoadAWSConfig loads the SDK configuration the function runs with, from
+// the SDK's standard sources (AWS_REGION, AWS_ENDPOINT_URL, credentials, …),
+// plus two settings the engine's pace depends on:
+//
+//   - ReadRetryer for every call (RotateKeyOnDemand overrides it per call);
+//   - an HTTP connection pool that keeps one idle connection per pipeline.
+//     The SDK's default keeps 10 per host, so with more keys in flight
+//     every extra request would open (and TLS-handshake) a new connection.
+//
+// The bench's sweep process uses it too, so it measures what Lambda runs.
+func LoadAWSConfig(ctx context.Context, cfg Config, optFns ...func(*config.LoadOptions) error) (aws.Config, error) {
+	conns := readPipelines(cfg) + cfg.Concurrency + 8 // + listing, aliases, the look after a failure
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = max(t.MaxIdleConns, conns)
+		t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, conns)
+	})
+	opts := append([]func(*config.LoadOptions) error{
+		config.WithRetryer(ReadRetryer),
+		config.WithHTTPClient(httpClient),
+	}, optFns...)
+	return config.LoadDefaultConfig(ctx, opts...)
+}
+
+// ReadRetryer is the retry mode of every call except RotateKeyOnDemand (the
+// engine overrides that one per call: no blind retry). Adaptive mode slows
+// the client down when KMS throttles; more attempts than the default 3 and
+// no retry token bucket, so a throttling storm is absorbed rather than
+// turned into failed keys
+// (https://docs.aws.amazon.com/sdk-for-go/v2/developer-guide/configure-retries-timeouts.html).
+func ReadRetryer() aws.Retryer {
+	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
+		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
+			so.MaxAttempts = 10
+			so.MaxBackoff = 5 * time.Second
+			so.RateLimiter = ratelimit.None
+		})
+	})
+}
