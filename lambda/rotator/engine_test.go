@@ -507,3 +507,34 @@ func TestDeadlineMidSweepDefersTheRest(t *testing.T) {
 		t.Errorf("KeysDeferred metric does not match the report")
 	}
 }
+
+func TestIncidentNamesPrimaryInAnotherRegionByARN(t *testing.T) {
+	fleet := `[
+	 {"keyId":"mrk-00000000000000000000000000000001","alias":"alias/p-primary","region":"us-west-2","multiRegionKeyType":"PRIMARY","createdDaysAgo":100,"tags":{"kms-rotator":"enabled"}},
+	 {"alias":"alias/p-replica","region":"us-east-1","multiRegionKeyType":"REPLICA","primaryAlias":"alias/p-primary","createdDaysAgo":90,"tags":{"kms-rotator":"enabled"}}]`
+	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	primaryARN := "arn:aws:kms:us-west-2:" + testAccount + ":key/mrk-00000000000000000000000000000001"
+	p, err := request.ParseKeyRef(primaryARN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := request.ParseKeyRef("alias/p-replica")
+	before := h.snapshot(t, "us-east-1", "us-west-2")
+	rep := h.run(t, request.Request{Mode: request.ModeIncident, Reason: "INC", Keys: []request.KeyRef{p, r}})
+	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1", "us-west-2"))
+	if len(rep.Keys) != 2 {
+		t.Fatalf("%d entries, want the primary once and the replica", len(rep.Keys))
+	}
+	for _, k := range rep.Keys {
+		switch k.KeyARN {
+		case primaryARN:
+			if k.Outcome != Rotated || k.Alias != "alias/p-primary" {
+				t.Errorf("primary %s/%s alias %q, want rotated with its own us-west-2 alias", k.Outcome, k.Reason, k.Alias)
+			}
+		default:
+			if k.Reason != ReasonMultiRegionReplica || k.PrimaryKeyARN != primaryARN || k.Alias != "alias/p-replica" {
+				t.Errorf("replica %+v, want multi-region-replica naming the primary", k)
+			}
+		}
+	}
+}

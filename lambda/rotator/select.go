@@ -81,7 +81,13 @@ func (r *run) selectCandidates(ctx context.Context) error {
 			r.seen[it.arn] = true
 		}
 		if it.alias == "" && it.keyID != "" {
-			it.alias = as.byKey[it.keyID]
+			// A replica and its primary share a key ID: look in the key's
+			// own Region.
+			if it.region == home {
+				it.alias = as.byKey[it.keyID]
+			} else {
+				it.alias = r.aliasOf(it.region, it.keyID)
+			}
 		}
 	}
 	return nil
