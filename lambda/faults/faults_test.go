@@ -38,7 +38,7 @@ type schedule struct {
 	name string
 	// emu: faults, quotas, rotation delay, KMS's own limit, seed.
 	emu kmsemu.Options
-	// due is the number of plainly due keys in the fleet (default 16).
+	// due is the number of plainly due keys in the fleet (default 12).
 	due int
 	// env overrides the function's ROTATOR_* settings.
 	env map[string]string
@@ -100,18 +100,18 @@ var faultSchedules = []schedule{
 		emu: kmsemu.Options{DropRate: 0.5, Seed: 4}, ambiguous: true},
 	{name: "lost responses while the rotation is in progress (drop-rate 0.5, rotation-delay 300ms): reported rotated",
 		emu: kmsemu.Options{DropRate: 0.5, RotationDelay: 300 * time.Millisecond, Seed: 5}, ambiguous: true},
-	{name: "latency 40ms on every call: the same answers, only slower",
-		emu: kmsemu.Options{Latency: 40 * time.Millisecond, RotationDelay: 100 * time.Millisecond, Seed: 6}, exact: true},
+	{name: "latency 25ms on every call: the same answers, only slower",
+		emu: kmsemu.Options{Latency: 25 * time.Millisecond, RotationDelay: 100 * time.Millisecond, Seed: 6}, exact: true},
 	{name: "every fault at once: 5xx, lost responses, throttling and latency",
 		emu: kmsemu.Options{FailRate: 0.1, DropRate: 0.3, QuotaScale: 1, Latency: 10 * time.Millisecond, RotationDelay: 100 * time.Millisecond, Seed: 7},
-		due: 8, ambiguous: true},
+		due: 4, ambiguous: true},
 	{name: "KMS's lifetime limit lower than ROTATOR_ON_DEMAND_LIMIT: LimitExceededException is budget-exhausted",
 		emu: kmsemu.Options{OnDemandLimit: limit - reserve - 1, Seed: 8}},
 	{name: "deadline mid-sweep: keys not started in time are deferred and the report returns",
-		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 9}, due: 40,
+		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 9}, due: 30,
 		env: map[string]string{rotator.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true},
 	{name: "deadline mid-sweep with lost responses: an in-flight rotation is looked at, never left unknown",
-		emu: kmsemu.Options{DropRate: 0.5, Latency: 20 * time.Millisecond, Seed: 10}, due: 40,
+		emu: kmsemu.Options{DropRate: 0.5, Latency: 20 * time.Millisecond, Seed: 10}, due: 30,
 		env: map[string]string{rotator.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true, ambiguous: true},
 	{name: "two sweeps at once: each due key rotated by exactly one of them",
 		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 11}, sweeps: 2},
@@ -138,7 +138,7 @@ func runSchedule(t *testing.T, sc schedule) {
 	t.Helper()
 	due := sc.due
 	if due == 0 {
-		due = 16
+		due = 12
 	}
 	cs := classes(due)
 	opts := sc.emu
