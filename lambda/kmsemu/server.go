@@ -290,10 +290,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.logLine(c, status, out, time.Since(start))
 }
 
-// serveOp runs op under the lock: quota, fault dice, the handler, the drop dice.
-func (s *Server) serveOp(c *call, op operation, body []byte) (int, []byte) {
+// serveOp runs op under the lock: quota, fault dice, the handler, the drop
+// dice. A panic in a handler (a bug) answers HTTP 500 rather than dropping
+// the connection, and the lock is released.
+func (s *Server) serveOp(c *call, op operation, body []byte) (status int, out []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() {
+		if p := recover(); p != nil {
+			s.statsFor(op.name).Errors++
+			status, out = encodeError(errf(500, "KMSInternalException", "emulator bug: %v", p), op.tagging)
+		}
+	}()
 	c.now = s.opts.Now()
 	st := s.statsFor(op.name)
 	st.Calls++

@@ -119,7 +119,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	// Timeouts so a client that stalls mid-request cannot hold a connection forever.
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	fmt.Fprintf(stderr, "kmslocal: listening on http://%s (account %s, default region %s, %d keys from %q)\n", ln.Addr(), *account, *region, srv.KeyCount(), *fleet)
