@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
 
 // process decides and, where due, rotates items. Two stages run side by
@@ -26,18 +28,22 @@ import (
 // (the run cannot end before its last rotation anyway) and keeps the reads
 // of a run and its rotations close together.
 func (r *run) process(ctx context.Context, items []*item) {
+	r.processFeed(ctx, closedFeed(items))
+}
+
+// processFeed is process over a list that may still be growing (stream.go).
+func (r *run) processFeed(ctx context.Context, f *feed) {
 	n := r.e.cfg.Concurrency
 	due := make(chan *item, max(1, int(math.Ceil(r.e.cfg.RotateRPS))))
-	st := r.newStarter(len(items)) // deferred keys are always the tail (pace.go)
+	st := r.newStarter(f) // deferred keys are always the tail (pace.go)
 	var reads, rotations sync.WaitGroup
 	for range readPipelines(r.e.cfg) {
 		reads.Go(func() {
 			for {
-				i, ok, start := st.take()
+				it, ok, start := st.take()
 				if !ok {
 					return
 				}
-				it := items[i]
 				if it.outcome != "" { // decided at selection (unknown alias)
 					r.finish(it)
 					continue
@@ -109,7 +115,7 @@ func (r *run) evaluate(ctx context.Context, it *item) {
 // decided records a final decision (and adds a replica's primary in incident mode).
 func (r *run) decided(it *item, d Decision) {
 	it.outcome, it.reason, it.detail = d.Outcome, d.Reason, d.Detail
-	if d.Reason == ReasonMultiRegionReplica && it.facts.Mode == "incident" && it.facts.Meta.PrimaryARN != "" {
+	if d.Reason == ReasonMultiRegionReplica && it.facts.Mode == request.ModeIncident && it.facts.Meta.PrimaryARN != "" {
 		r.addPrimary(it.facts.Meta.PrimaryARN)
 	}
 	r.finish(it)
@@ -378,6 +384,9 @@ func (r *run) rotated(it *item, at time.Time) {
 
 // finish logs the key's line; the report is built from the items at the end.
 func (r *run) finish(it *item) {
+	if !r.label(it) {
+		return // a sweep's line waits for the aliases (stream.go)
+	}
 	r.logKey(it)
 }
 

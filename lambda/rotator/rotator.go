@@ -123,13 +123,20 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	defer r.cancel()
 	// Listing gets the whole invocation: without the candidates there is
 	// no report at all. Per-key work stops margin/2 before the deadline.
-	if err := r.selectCandidates(ctx); err != nil {
+	// A sweep starts on its keys while the listing pages arrive (stream.go).
+	var err error
+	if req.Mode == request.ModeIncident {
+		if err = r.selectCandidates(ctx); err == nil {
+			r.process(r.ctx, r.items)
+		}
+	} else {
+		err = r.sweep(ctx)
+	}
+	if err != nil {
 		r.log.Error("listing candidates failed", "error", err.Error())
 		e.emitRunFailed(r)
 		return nil, fmt.Errorf("%s run: %w", req.Mode, err)
 	}
-	r.applyCursor() // a continued chain skips the keys already handled
-	r.process(r.ctx, r.items)
 	// Incident mode adds the primaries of replicas as entries of their own;
 	// they are processed after the keys that named them.
 	if extra := r.takeExtras(); len(extra) > 0 {
@@ -177,6 +184,8 @@ type run struct {
 
 	// cont is the report's continuation object (continuation.go).
 	cont *ContinuationReport
+	// labels holds a sweep's per-key lines until aliases are known (stream.go).
+	labels labels
 }
 
 func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {
@@ -191,12 +200,13 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 	}
 	r.dry = req.DryRun || e.cfg.DryRun || req.Mode == request.ModePlan || req.Mode == request.ModeReport
 	r.log = e.log.With("runId", r.id, "mode", string(req.Mode), "requestId", inv.RequestID)
-	r.ctx, r.cancel = context.WithCancel(ctx)
 	if dl, ok := ctx.Deadline(); ok {
 		m := e.margin(time.Until(dl))
 		r.cutoff = dl.Add(-m)
 		r.lookBy = dl.Add(-m / 4)
 		r.ctx, r.cancel = context.WithDeadline(ctx, dl.Add(-m/2))
+	} else {
+		r.ctx, r.cancel = context.WithCancel(ctx)
 	}
 	return r
 }
