@@ -58,6 +58,12 @@ type KMSLocal struct {
 	Proc *Process
 
 	tmpDir string
+	// transport serves every client the harness makes for the emulator,
+	// so Close can drop their idle connections first: the SDK dials
+	// spare connections it may never use, and an HTTP server shutting
+	// down waits seconds for such never-used ones.
+	transport *http.Transport
+	client    *http.Client
 }
 
 // StartKMSLocal starts kmslocal on a free loopback port and waits until it
@@ -66,7 +72,8 @@ func StartKMSLocal(ctx context.Context, bins *Binaries, opts KMSLocalOptions) (*
 	if opts.Fleet != "" && opts.FleetJSON != "" {
 		return nil, fmt.Errorf("harness: kmslocal: set Fleet or FleetJSON, not both")
 	}
-	k := &KMSLocal{Account: opts.Account, Region: opts.Region}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	k := &KMSLocal{Account: opts.Account, Region: opts.Region, transport: transport, client: &http.Client{Transport: transport}}
 	if k.Account == "" {
 		k.Account = Account
 	}
@@ -138,7 +145,7 @@ func (k *KMSLocal) waitReady(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := k.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("harness: kmslocal not answering on %s: %w\n%s", k.Addr, err, k.Proc.Stderr.tail(2000))
 	}
@@ -158,6 +165,7 @@ func (k *KMSLocal) Config(region string) aws.Config {
 		Region:       region,
 		Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, ""),
 		BaseEndpoint: aws.String(k.URL),
+		HTTPClient:   k.client,
 	}
 }
 
@@ -180,7 +188,7 @@ func (k *KMSLocal) Stats(ctx context.Context) (kmsemu.Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := k.client.Do(req)
 	if err != nil {
 		return st, fmt.Errorf("harness: kmslocal stats: %w", err)
 	}
@@ -200,7 +208,7 @@ func (k *KMSLocal) ResetStats(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := k.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("harness: kmslocal stats reset: %w", err)
 	}
@@ -214,6 +222,7 @@ func (k *KMSLocal) ResetStats(ctx context.Context) error {
 
 // Close stops the emulator and removes its temporary fleet file.
 func (k *KMSLocal) Close() error {
+	k.transport.CloseIdleConnections()
 	if k.Proc != nil {
 		k.Proc.Stop(StopGrace)
 	}
