@@ -153,8 +153,10 @@ func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
 func scheduledLike(m request.Mode) bool { return m != request.ModeIncident }
 
 // Decide is the whole rotation policy, a pure function of what is known about
-// a key. It returns the first applicable row of the DESIGN.md reason table,
-// in the table's order, or the next fact it needs. Because facts arrive
+// a key. It returns the first applicable row of the DESIGN.md reason table —
+// in the table's order, except that what the key is (AWS managed, key spec,
+// origin, replica) comes before whether it opted in — or the next fact it
+// needs. Because facts arrive
 // cheapest first (DescribeKey, ListKeyRotations, GetKeyRotationStatus), a key
 // that is not due stops after two calls.
 func Decide(f Facts, now time.Time, cfg Config) Decision {
@@ -162,13 +164,11 @@ func Decide(f Facts, now time.Time, cfg Config) Decision {
 	if f.Meta == nil {
 		return Decision{Action: FetchMetadata}
 	}
-	if !f.TagsKnown {
-		return Decision{Action: FetchTags}
-	}
 	m := f.Meta
+	// What the key is comes first: no tag could make these rotatable, so
+	// "not-opted-in" would send the caller the wrong way (an AWS managed
+	// key cannot even carry tags).
 	switch {
-	case !f.OptedIn:
-		return done(Skipped, ReasonNotOptedIn)
 	// Only customer managed symmetric encryption keys with KMS-generated
 	// material can be rotated on demand
 	// (https://docs.aws.amazon.com/kms/latest/developerguide/rotating-keys-on-demand.html).
@@ -185,6 +185,13 @@ func Decide(f Facts, now time.Time, cfg Config) Decision {
 	// (https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-manage.html#multi-region-rotate).
 	case m.Replica:
 		return done(Skipped, ReasonMultiRegionReplica)
+	}
+	if !f.TagsKnown {
+		return Decision{Action: FetchTags}
+	}
+	switch {
+	case !f.OptedIn:
+		return done(Skipped, ReasonNotOptedIn)
 	// KMS rotates only enabled keys; the state table is not settled for
 	// RotateKeyOnDemand, so anything else is skipped (KMS-NOTES.md).
 	case m.KeyState != "Enabled":

@@ -59,9 +59,21 @@ func TestDecide(t *testing.T) {
 			}), final(Skipped, ReasonMultiRegionReplica)},
 			tc{m + "disabled → skipped key-not-enabled", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.KeyState = "Disabled" }) }), final(Skipped, ReasonKeyNotEnabled)},
 			tc{m + "pending deletion → skipped key-not-enabled", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.KeyState = "PendingDeletion" }) }), final(Skipped, ReasonKeyNotEnabled)},
-			tc{m + "not opted in wins over aws-managed (table order)", set(b, func(f *Facts) {
+			tc{m + "aws-managed wins over not opted in (no tag could help)", set(b, func(f *Facts) {
 				f.OptedIn = false
 				f.Meta = with(func(m *Metadata) { m.KeyManager = "AWS" })
+			}), final(Skipped, ReasonAWSManaged)},
+			tc{m + "tags unknown, asymmetric → skipped unsupported-key-spec without reading tags", set(b, func(f *Facts) {
+				f.TagsKnown = false
+				f.Meta = with(func(m *Metadata) { m.KeySpec = "RSA_2048"; m.KeyUsage = "SIGN_VERIFY" })
+			}), final(Skipped, ReasonUnsupportedKeySpec)},
+			tc{m + "replica not opted in → skipped multi-region-replica", set(b, func(f *Facts) {
+				f.OptedIn = false
+				f.Meta = with(func(m *Metadata) { m.Replica = true })
+			}), final(Skipped, ReasonMultiRegionReplica)},
+			tc{m + "not opted in wins over key-not-enabled", set(b, func(f *Facts) {
+				f.OptedIn = false
+				f.Meta = with(func(m *Metadata) { m.KeyState = "Disabled" })
 			}), final(Skipped, ReasonNotOptedIn)},
 			tc{m + "eligible, history unknown → fetch ListKeyRotations", b, Decision{Action: FetchHistory}},
 			tc{m + "used == limit → skipped budget-exhausted", set(b, func(f *Facts) { f.History = &History{OnDemand: 10, Newest: ago(200)} }), final(Skipped, ReasonBudgetExhausted)},

@@ -538,3 +538,31 @@ func TestIncidentNamesPrimaryInAnotherRegionByARN(t *testing.T) {
 		}
 	}
 }
+
+func TestIncidentWhatTheKeyIsComesBeforeTheOptInTag(t *testing.T) {
+	fleet := `[
+	 {"keyId":"mrk-00000000000000000000000000000002","alias":"alias/g-primary","region":"us-west-2","multiRegionKeyType":"PRIMARY","createdDaysAgo":100,"tags":{"kms-rotator":"enabled"}},
+	 {"alias":"alias/g-replica","region":"us-east-1","multiRegionKeyType":"REPLICA","primaryAlias":"alias/g-primary","createdDaysAgo":90},
+	 {"alias":"alias/aws/s3","keyManager":"AWS","createdDaysAgo":500},
+	 {"alias":"alias/signing","keySpec":"ECC_NIST_P256","keyUsage":"SIGN_VERIFY","createdDaysAgo":50},
+	 {"alias":"alias/plain","createdDaysAgo":50}]`
+	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	var refs []request.KeyRef
+	for _, a := range []string{"alias/g-replica", "alias/aws/s3", "alias/signing", "alias/plain"} {
+		r, err := request.ParseKeyRef(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, r)
+	}
+	before := h.snapshot(t, "us-east-1", "us-west-2")
+	rep := h.run(t, request.Request{Mode: request.ModeIncident, Reason: "INC", Keys: refs})
+	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1", "us-west-2"))
+	checkEntries(t, rep, map[string]want{
+		"alias/g-replica": {Skipped, ReasonMultiRegionReplica}, // untagged, but never rotated itself
+		"alias/g-primary": {Rotated, ReasonNone},               // opted in: rotated for it
+		"alias/aws/s3":    {Skipped, ReasonAWSManaged},
+		"alias/signing":   {Skipped, ReasonUnsupportedKeySpec},
+		"alias/plain":     {Skipped, ReasonNotOptedIn},
+	})
+}
