@@ -2,6 +2,7 @@ package harness
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -249,5 +250,33 @@ func TestFindRootFindsTheModule(t *testing.T) {
 	}
 	if _, err := FindRoot(os.TempDir()); err == nil {
 		t.Fatal("FindRoot outside the module succeeded")
+	}
+}
+
+func TestOwnsListenerTellsOurListenerFromAnother(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	tests := []struct {
+		name      string
+		pid       int
+		wantOwned bool
+	}{
+		{name: "this process owns its listener", pid: os.Getpid(), wantOwned: true},
+		{name: "init does not own it", pid: 1, wantOwned: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			owned, known := ownsListener(tt.pid, port)
+			if !known && tt.pid == os.Getpid() {
+				t.Fatal("/proc could not tell for our own process")
+			}
+			if known && owned != tt.wantOwned {
+				t.Fatalf("owned = %v, want %v", owned, tt.wantOwned)
+			}
+		})
 	}
 }

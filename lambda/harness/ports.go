@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,14 @@ func addrInUse(p *Process) bool {
 // waitListening waits until addr accepts TCP connections, the process
 // exits, or ctx ends.
 func waitListening(ctx context.Context, p *Process, addr string) error {
+	_, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return err
+	}
 	var d net.Dialer
 	for {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -56,7 +65,12 @@ func waitListening(ctx context.Context, p *Process, addr string) error {
 		cancel()
 		if err == nil {
 			c.Close()
-			return nil
+			// Ready only when the listener is our child's: another
+			// program may have bound the port first, and then the
+			// child is about to exit ("address already in use").
+			if owned, known := ownsListener(p.Pid(), port); owned || !known {
+				return nil
+			}
 		}
 		select {
 		case <-p.Done():

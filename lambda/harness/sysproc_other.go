@@ -13,3 +13,6 @@ func sysProcAttr() *syscall.SysProcAttr {
 // childPids is not available without /proc; Stop relies on the RIE
 // stopping its runtime on SIGTERM.
 func childPids(int) []int { return nil }
+
+// ownsListener cannot tell without /proc.
+func ownsListener(int, int) (owned, known bool) { return false, false }
