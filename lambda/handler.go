@@ -39,5 +39,5 @@ func (h *handler) Handle(ctx context.Context, payload json.RawMessage) (*rotator
 		log.Error("invalid request", "error", err.Error())
 		return nil, err
 	}
-	return h.engine.Run(ctx, req, rotator.Invocation{RequestID: lc.AwsRequestID, Scope: scope})
+	return h.engine.Run(ctx, req, rotator.Invocation{RequestID: lc.AwsRequestID, Scope: scope, FunctionARN: lc.InvokedFunctionArn})
 }

@@ -10,14 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	lambdasvc "github.com/aws/aws-sdk-go-v2/service/lambda"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
@@ -45,27 +41,15 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	if err != nil {
 		return nil, err
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(readRetryer))
+	// The read retryer and a connection pool sized for the pipelines.
+	awsCfg, err := rotator.LoadAWSConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewJSONHandler(out, nil))
 	engine := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, out)
+	// A sweep that does not fit before the deadline continues by invoking
+	// this function again, asynchronously (ROTATOR_CONTINUATION_MAX).
+	engine.SetLambda(lambdasvc.NewFromConfig(awsCfg))
 	return &handler{engine: engine, log: log}, nil
-}
-
-// readRetryer is the retry mode of every call except RotateKeyOnDemand (the
-// engine overrides that one per call: no blind retry). Adaptive mode slows
-// the client down when KMS throttles; more attempts than the default 3 and
-// no retry token bucket, so a throttling storm is absorbed rather than
-// turned into failed keys
-// (https://docs.aws.amazon.com/sdk-for-go/v2/developer-guide/configure-retries-timeouts.html).
-func readRetryer() aws.Retryer {
-	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
-		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
-			so.MaxAttempts = 10
-			so.MaxBackoff = 5 * time.Second
-			so.RateLimiter = ratelimit.None
-		})
-	})
 }

@@ -54,23 +54,6 @@ type ContinuationReport struct {
 // margin, after the keys.
 const continuationTimeout = 5 * time.Second
 
-// applyCursor drops the candidates a continued chain has already handled:
-// every key whose ARN sorts at or before the cursor. Candidates are sorted
-// by key ARN, so what is left is the tail of the previous link's list.
-func (r *run) applyCursor() {
-	c := r.req.Continuation
-	if c == nil {
-		return
-	}
-	i, _ := slices.BinarySearchFunc(r.items, c.After, func(it *item, after string) int {
-		if it.sortKey() <= after {
-			return -1
-		}
-		return 1
-	})
-	r.items = r.items[i:]
-}
-
 // continueChain starts the next link of the chain when keys were deferred
 // in a mode that continues, within ROTATOR_CONTINUATION_MAX links, and
 // records the outcome in r.cont. The next link starts after the last key

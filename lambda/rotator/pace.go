@@ -3,7 +3,6 @@ package rotator
 import (
 	"context"
 	"math"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +24,15 @@ const listRotationsPerRotate = 100.0 / 5.0
 // client — never slows the status checks in front of the rotations.
 func listRotationsRPS(cfg Config) float64 {
 	return cfg.RotateRPS * listRotationsPerRotate
+}
+
+// newRotateLimiter paces RotateKeyOnDemand at ROTATOR_ROTATE_RPS. Its
+// burst is a fifth of a second of calls (1 at the default 4/s): enough for
+// the rotation stage to catch up after a stall (a busy host, a slow
+// response) instead of losing that time for good, and far inside KMS's
+// per-second quota.
+func newRotateLimiter(cfg Config) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(cfg.RotateRPS), max(1, int(cfg.RotateRPS/5)))
 }
 
 // newListLimiter paces ListKeyRotations; its burst is a tenth of a second
@@ -59,31 +67,34 @@ func (e *Engine) waitListRotations(ctx context.Context) error {
 // cursor needs (continuation.go).
 type starter struct {
 	r       *run
-	mu      sync.Mutex
+	f       *feed // the items; a sweep's grows while listing (stream.go)
 	next    int
-	n       int
 	stopped bool
 	// queued counts the keys that may still need a rotation slot: being
 	// read (any may turn out due), or due and not yet rotated.
 	queued atomic.Int64
 }
 
-func (r *run) newStarter(n int) *starter { return &starter{r: r, n: n} }
+func (r *run) newStarter(f *feed) *starter { return &starter{r: r, f: f} }
 
-// take returns the next item's index; ok is false when none is left, start
-// is false when the item must be deferred.
-func (s *starter) take() (i int, ok, start bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.next >= s.n {
-		return 0, false, false
+// take returns the next item, waiting for the listing when it is behind; ok
+// is false when none is left, start is false when the item must be deferred.
+func (s *starter) take() (it *item, ok, start bool) {
+	f := s.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s.next >= len(f.items) && !f.done {
+		f.cond.Wait()
 	}
-	i = s.next
+	if s.next >= len(f.items) {
+		return nil, false, false
+	}
+	it = f.items[s.next]
 	s.next++
 	if !s.stopped && (s.r.pastCutoff() || s.rotationsFillTimeLeft()) {
 		s.stopped = true
 	}
-	return i, true, !s.stopped
+	return it, true, !s.stopped
 }
 
 // rotationsFillTimeLeft reports whether the rotations that may be pending

@@ -98,7 +98,7 @@ func New(cfg Config, kmsClient KMSAPI, taggingClient TaggingAPI, log *slog.Logge
 		tagging:     taggingClient,
 		log:         log,
 		metricsOut:  metricsOut,
-		limiter:     rate.NewLimiter(rate.Limit(cfg.RotateRPS), 1),
+		limiter:     newRotateLimiter(cfg),
 		listLimiter: newListLimiter(cfg),
 		now:         time.Now,
 		margin:      DeadlineMargin,

@@ -10,7 +10,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	taggingtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
@@ -97,44 +96,12 @@ func (r *run) selectCandidates(ctx context.Context) error {
 // page, tags included), not ListKeys plus a ListResourceTags call per key.
 // GetResources never returns untagged resources, which is what we want here.
 func (r *run) listTagged(ctx context.Context, filters []taggingtypes.TagFilter) ([]*item, error) {
-	in := &tagging.GetResourcesInput{
-		ResourceTypeFilters: []string{"kms:key"},
-		TagFilters:          filters,
-		ResourcesPerPage:    aws.Int32(100),
-	}
 	var items []*item
-	seen := map[string]bool{}
-	for {
-		r.calls.add(opGetResources)
-		out, err := r.e.tagging.GetResources(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("get resources tagged %s=%s: %w", r.e.cfg.TagKey, r.e.cfg.TagValue, err)
-		}
-		for _, m := range out.ResourceTagMappingList {
-			arn := aws.ToString(m.ResourceARN)
-			region, keyID, ok := parseKeyARN(arn)
-			if !ok || seen[arn] {
-				continue // not a key ARN (defensive), or a page repeated
-			}
-			seen[arn] = true
-			it := &item{arn: arn, keyID: keyID, region: region}
-			it.facts = r.baseFacts()
-			tags := make(map[string]string, 2)
-			for _, t := range m.Tags {
-				k := aws.ToString(t.Key)
-				if k == r.e.cfg.TagKey || k == IntervalTagKey {
-					tags[k] = aws.ToString(t.Value)
-				}
-			}
-			r.applyTags(it, tags)
-			items = append(items, it)
-		}
-		tok := aws.ToString(out.PaginationToken)
-		if tok == "" {
-			return items, nil
-		}
-		in.PaginationToken = aws.String(tok)
+	err := r.pageTagged(ctx, filters, func(page []*item) { items = append(items, page...) })
+	if err != nil {
+		return nil, err
 	}
+	return items, nil
 }
 
 // resolveKeys turns the incident's key identifiers into entries, one per key

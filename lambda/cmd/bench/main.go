@@ -71,6 +71,7 @@ type options struct {
 	skipBuild      bool
 	dueFraction    float64
 	cpuProfile     string
+	sweepLog       string
 }
 
 func run(args []string, stdout io.Writer) error {
@@ -85,6 +86,7 @@ func run(args []string, stdout io.Writer) error {
 		initRuns = fs.Int("init-runs", 7, "cold starts to time")
 		noBuild  = fs.Bool("skip-build", false, "skip the bootstrap size and init measurements")
 		cpuProf  = fs.String("cpuprofile", "", "write the sweep child's CPU profile to `file` (go tool pprof)")
+		sweepLog = fs.String("sweep-log", "", "write the sweep child's log and EMF lines to `file` instead of discarding them")
 		due      = fs.Float64("due-fraction", 0.10, "fraction of the opted-in keys that are due")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -93,7 +95,7 @@ func run(args []string, stdout io.Writer) error {
 	if *sweep {
 		return runSweep(*out, *cpuProf)
 	}
-	o := options{quotaScale: *scale, latency: *latency, baselineSample: *sample, initRuns: *initRuns, skipBuild: *noBuild, dueFraction: *due, cpuProfile: *cpuProf}
+	o := options{quotaScale: *scale, latency: *latency, baselineSample: *sample, initRuns: *initRuns, skipBuild: *noBuild, dueFraction: *due, cpuProfile: *cpuProf, sweepLog: *sweepLog}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 20 {
@@ -227,7 +229,7 @@ func benchFleet(ctx context.Context, o options, cfg rotator.Config, shape fleetS
 		return fr, err
 	}
 	emu.srv.ResetStats()
-	res, rss, err := runChild(ctx, emu.url, rotateRate, filepath.Join(tmp, "sweep.json"), o.cpuProfile)
+	res, rss, err := runChild(ctx, emu.url, rotateRate, filepath.Join(tmp, "sweep.json"), o.cpuProfile, o.sweepLog)
 	stats := emu.srv.Stats()
 	emu.close()
 	if err != nil {
@@ -321,13 +323,16 @@ func startEmulator(o options, fleet []byte) (*emulator, error) {
 
 // runChild re-executes this binary with -sweep against url and returns its
 // result and its peak RSS in MB (getrusage of the child).
-func runChild(ctx context.Context, url string, rotateRate float64, out, cpuProfile string) (sweepResult, float64, error) {
+func runChild(ctx context.Context, url string, rotateRate float64, out, cpuProfile, logFile string) (sweepResult, float64, error) {
 	var res sweepResult
 	self, err := os.Executable()
 	if err != nil {
 		return res, 0, err
 	}
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if logFile == "" {
+		logFile = os.DevNull
+	}
+	devnull, err := os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return res, 0, err
 	}

@@ -9,10 +9,6 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
@@ -30,7 +26,7 @@ type sweepResult struct {
 
 // runSweep is the child process: one scheduled run of the engine, wired the
 // way lambda/main.go wires it (configuration from the environment, SDK
-// clients from config.LoadDefaultConfig with the same read retryer), with a
+// clients from rotator.LoadAWSConfig), with a
 // 15-minute deadline like the longest Lambda run. Logs and EMF lines go to
 // stdout as in Lambda (the parent points stdout at /dev/null). The result
 // goes to the file out.
@@ -51,7 +47,7 @@ func runSweep(out, cpuProfile string) error {
 	if err != nil {
 		return err
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(readRetryer))
+	awsCfg, err := rotator.LoadAWSConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -72,16 +68,4 @@ func runSweep(out, cpuProfile string) error {
 		return err
 	}
 	return os.WriteFile(out, b, 0o600)
-}
-
-// readRetryer mirrors lambda/main.go's retryer for reads (package main
-// cannot be imported): adaptive mode, 10 attempts, no retry token bucket.
-func readRetryer() aws.Retryer {
-	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
-		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
-			so.MaxAttempts = 10
-			so.MaxBackoff = 5 * time.Second
-			so.RateLimiter = ratelimit.None
-		})
-	})
 }

@@ -1,0 +1,212 @@
+package rotator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	taggingtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
+)
+
+// A sweep (scheduled, plan, report) starts on its keys while GetResources
+// is still paging: listing 10,000 keys takes 100 sequential pages, time in
+// which the ListKeyRotations and RotateKeyOnDemand quotas would otherwise
+// sit idle. Pages arrive in key ARN order, so keys still start in that
+// order and a deferred tail stays a tail (continuation.go). Should a page
+// ever break the order, nothing is lost: the cursor is then the last key
+// before the first deferred one in ARN order, so the next link may look at
+// a few finished keys again (reads only) but never skips one.
+
+// feed is the candidate list of one process call, possibly still growing.
+type feed struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	items []*item
+	done  bool
+}
+
+func newFeed() *feed {
+	f := &feed{}
+	f.cond = sync.NewCond(&f.mu)
+	return f
+}
+
+// closedFeed is a complete list.
+func closedFeed(items []*item) *feed {
+	f := newFeed()
+	f.items, f.done = items, true
+	return f
+}
+
+func (f *feed) add(items []*item) {
+	f.mu.Lock()
+	f.items = append(f.items, items...)
+	f.mu.Unlock()
+	f.cond.Broadcast()
+}
+
+func (f *feed) close() {
+	f.mu.Lock()
+	f.done = true
+	f.mu.Unlock()
+	f.cond.Broadcast()
+}
+
+// all returns the complete list once the feed is closed.
+func (f *feed) all() []*item {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.items
+}
+
+// pageTagged pages through GetResources for keys with all the given tags
+// (100 a page, tags included) and hands each page's new keys to onPage.
+func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, onPage func([]*item)) error {
+	in := &tagging.GetResourcesInput{
+		ResourceTypeFilters: []string{"kms:key"},
+		TagFilters:          filters,
+		ResourcesPerPage:    aws.Int32(100),
+	}
+	seen := map[string]bool{}
+	for {
+		r.calls.add(opGetResources)
+		out, err := r.e.tagging.GetResources(ctx, in)
+		if err != nil {
+			return fmt.Errorf("get resources tagged %s=%s: %w", r.e.cfg.TagKey, r.e.cfg.TagValue, err)
+		}
+		page := make([]*item, 0, len(out.ResourceTagMappingList))
+		for _, m := range out.ResourceTagMappingList {
+			arn := aws.ToString(m.ResourceARN)
+			region, keyID, ok := parseKeyARN(arn)
+			if !ok || seen[arn] {
+				continue // not a key ARN (defensive), or a page repeated
+			}
+			seen[arn] = true
+			it := &item{arn: arn, keyID: keyID, region: region}
+			it.facts = r.baseFacts()
+			tags := make(map[string]string, 2)
+			for _, t := range m.Tags {
+				k := aws.ToString(t.Key)
+				if k == r.e.cfg.TagKey || k == IntervalTagKey {
+					tags[k] = aws.ToString(t.Value)
+				}
+			}
+			r.applyTags(it, tags)
+			page = append(page, it)
+		}
+		onPage(page)
+		tok := aws.ToString(out.PaginationToken)
+		if tok == "" {
+			return nil
+		}
+		in.PaginationToken = aws.String(tok)
+	}
+}
+
+// sweep lists the opted-in keys and processes them as the pages arrive.
+// A listing that fails returns the error (the run fails, so Lambda's retry
+// applies) after the keys already started have finished.
+func (r *run) sweep(ctx context.Context) error {
+	home := r.inv.Scope.Region
+	go r.aliasSet(ctx, home) // labels the entries; per-key lines wait for it (finish)
+	r.labels.streaming = true
+	r.labels.released = make(chan struct{})
+	go r.releaseLabels(ctx, home)
+
+	f := newFeed()
+	var listErr error
+	go func() {
+		defer f.close()
+		last, unsorted := "", false
+		after := ""
+		if c := r.req.Continuation; c != nil {
+			after = c.After
+		}
+		listErr = r.pageTagged(ctx, []taggingtypes.TagFilter{
+			{Key: aws.String(r.e.cfg.TagKey), Values: []string{r.e.cfg.TagValue}},
+		}, func(page []*item) {
+			keep := page[:0]
+			for _, it := range page {
+				if it.arn <= after {
+					continue // a continued chain handled it already
+				}
+				if it.arn < last && !unsorted {
+					unsorted = true
+					r.log.Warn("GetResources pages are not in key ARN order; a continuation may look at some keys twice")
+				}
+				last = max(last, it.arn)
+				keep = append(keep, it)
+			}
+			f.add(keep)
+		})
+	}()
+	r.processFeed(r.ctx, f)
+	r.items = f.all()
+	slices.SortFunc(r.items, func(a, b *item) int { return strings.Compare(a.sortKey(), b.sortKey()) })
+	r.mu.Lock()
+	for _, it := range r.items {
+		r.seen[it.arn] = true
+	}
+	r.mu.Unlock()
+	r.waitLabels()
+	return listErr
+}
+
+// labels holds back the per-key log lines of a sweep until the Region's
+// aliases are listed, so every line carries the key's alias like the report.
+type labels struct {
+	streaming bool
+	mu        sync.Mutex
+	ready     bool
+	held      []*item
+	released  chan struct{}
+}
+
+// label sets the key's alias, or holds its log line; it reports whether the
+// line may be written now.
+func (r *run) label(it *item) bool {
+	l := &r.labels
+	if !l.streaming {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.ready {
+		l.held = append(l.held, it)
+		return false
+	}
+	r.setAlias(it)
+	return true
+}
+
+func (r *run) setAlias(it *item) {
+	if it.alias == "" && it.keyID != "" {
+		it.alias = r.aliasOf(it.region, it.keyID)
+	}
+}
+
+// releaseLabels waits for the aliases, then writes the held lines.
+func (r *run) releaseLabels(ctx context.Context, home string) {
+	as := r.aliasSet(ctx, home)
+	if as.err != nil {
+		r.log.Warn("aliases not listed; entries carry no alias", "region", home, "error", as.err.Error())
+	}
+	l := &r.labels
+	l.mu.Lock()
+	l.ready = true
+	held := l.held
+	l.held = nil
+	for _, it := range held {
+		r.setAlias(it)
+		r.logKey(it)
+	}
+	l.mu.Unlock()
+	close(l.released)
+}
+
+// waitLabels returns once every held line is written.
+func (r *run) waitLabels() { <-r.labels.released }
