@@ -1,0 +1,95 @@
+package rotator
+
+import (
+	"testing"
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+func TestEntry(t *testing.T) {
+	cfg := DefaultConfig() // interval 90, limit 10, reserve 2
+	e := &Engine{cfg: cfg, now: func() time.Time { return now }}
+	ts := func(s *string) string {
+		if s == nil {
+			return "null"
+		}
+		return *s
+	}
+	iptr := func(p *int) int {
+		if p == nil {
+			return -1
+		}
+		return *p
+	}
+	started := now.Add(-time.Minute)
+	for _, tc := range []struct {
+		name     string
+		mode     request.Mode
+		it       item
+		used     int // -1: null
+		last     string
+		nextDue  string
+		age      int // report mode; -1: absent
+		left     int // report mode; -1: absent
+		runsOut  string
+		keyState string
+	}{
+		{name: "ineligible key: no budget, null dates", mode: request.ModeScheduled,
+			it:   item{outcome: Skipped, reason: ReasonAWSManaged, facts: Facts{IntervalDays: 90, Meta: &Metadata{KeyState: "Enabled", CreatedAt: ago(10)}}},
+			used: -1, last: "null", nextDue: "null", age: -1, left: -1, runsOut: "null", keyState: "Enabled"},
+		{name: "never rotated: lastRotation null, nextDue from creation", mode: request.ModeScheduled,
+			it:   item{outcome: Skipped, reason: ReasonNotDue, facts: Facts{IntervalDays: 90, Meta: eligible(), History: &History{}}},
+			used: 0, last: "null", nextDue: fmtTime(ago(400).Add(days(90))), age: -1, left: -1, runsOut: "null", keyState: "Enabled"},
+		{name: "rotated now: budget after the rotation, dates from it", mode: request.ModeIncident,
+			it:   item{outcome: Rotated, rotatedAt: &started, facts: Facts{IntervalDays: 90, Meta: eligible(), History: &History{OnDemand: 3, Newest: ago(5)}}},
+			used: 4, last: fmtTime(started), nextDue: fmtTime(started.Add(days(90))), age: -1, left: -1, runsOut: "null", keyState: "Enabled"},
+		{name: "report: 1 used, 20 days old → 7 scheduled rotations, the last 70+6×90 days out", mode: request.ModeReport,
+			it:   item{outcome: Skipped, reason: ReasonNotDue, facts: Facts{IntervalDays: 90, Meta: eligible(), History: &History{OnDemand: 1, Newest: ago(20)}}},
+			used: 1, last: fmtTime(ago(20)), nextDue: fmtTime(ago(20).Add(days(90))), age: 20, left: 7, runsOut: fmtTime(ago(20).Add(days(90 + 6*90))), keyState: "Enabled"},
+		{name: "report: overdue key counts from now", mode: request.ModeReport,
+			it:   item{outcome: WouldRotate, facts: Facts{IntervalDays: 30, Meta: eligible(), History: &History{OnDemand: 6, Newest: ago(100)}}},
+			used: 6, last: fmtTime(ago(100)), nextDue: fmtTime(ago(70)), age: 100, left: 2, runsOut: fmtTime(now.Add(days(30))), keyState: "Enabled"},
+		{name: "report: remaining == reserve → none left, no runs-out date", mode: request.ModeReport,
+			it:   item{outcome: Skipped, reason: ReasonBudgetReserved, facts: Facts{IntervalDays: 90, Meta: eligible(), History: &History{OnDemand: 8, Newest: ago(100)}}},
+			used: 8, last: fmtTime(ago(100)), nextDue: fmtTime(ago(10)), age: 100, left: 0, runsOut: "null", keyState: "Enabled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &run{e: e, req: request.Request{Mode: tc.mode}}
+			k := r.entry(&tc.it)
+			if iptr(k.OnDemandUsed) != tc.used {
+				t.Errorf("onDemandUsed = %d, want %d", iptr(k.OnDemandUsed), tc.used)
+			}
+			if tc.used >= 0 && iptr(k.OnDemandRemaining) != 10-tc.used {
+				t.Errorf("onDemandRemaining = %d, want %d", iptr(k.OnDemandRemaining), 10-tc.used)
+			}
+			if ts(k.LastRotation) != tc.last || ts(k.NextDue) != tc.nextDue {
+				t.Errorf("lastRotation %s nextDue %s, want %s %s", ts(k.LastRotation), ts(k.NextDue), tc.last, tc.nextDue)
+			}
+			if iptr(k.MaterialAgeDays) != tc.age || iptr(k.ScheduledRotationsLeft) != tc.left || ts(k.BudgetRunsOutAt) != tc.runsOut {
+				t.Errorf("age %d left %d runsOut %s, want %d %d %s", iptr(k.MaterialAgeDays), iptr(k.ScheduledRotationsLeft), ts(k.BudgetRunsOutAt), tc.age, tc.left, tc.runsOut)
+			}
+			if k.KeyState != tc.keyState {
+				t.Errorf("keyState %q, want %q", k.KeyState, tc.keyState)
+			}
+		})
+	}
+}
+
+func TestFmtTime(t *testing.T) {
+	for _, tc := range []struct {
+		in   time.Time
+		want string
+	}{
+		{time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), "2026-01-02T03:04:05Z"},
+		{time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600)), "2026-01-02T02:04:05.123Z"},
+	} {
+		got := fmtTime(tc.in)
+		if got != tc.want {
+			t.Errorf("fmtTime(%v) = %s, want %s", tc.in, got, tc.want)
+		}
+		if _, err := time.Parse(time.RFC3339, got); err != nil {
+			t.Errorf("%s is not RFC 3339: %v", got, err)
+		}
+	}
+}
