@@ -19,6 +19,7 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/harness"
+	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
@@ -140,7 +141,7 @@ type run struct {
 // as claims. exclusive: no two runs may both claim one rotation. It holds
 // when nothing made a rotation's outcome ambiguous; see the comment in the
 // body for the one case where two reports may name the same rotation.
-func checkRuns(t *testing.T, before, after fleetState, runs []run, others map[string]string, scheduled, exclusive bool) {
+func checkRuns(t *testing.T, before, after fleetState, runs []run, others map[string]string, exclusive bool) {
 	t.Helper()
 	cands := before.candidates()
 	claims := map[string][]string{} // key ARN → runs reporting it rotated
@@ -154,8 +155,15 @@ func checkRuns(t *testing.T, before, after fleetState, runs []run, others map[st
 			checkReport(t, r, cands)
 		}
 		for _, k := range r.report.Keys {
-			if k.Outcome == rotator.Rotated {
-				claims[k.KeyARN] = append(claims[k.KeyARN], r.name)
+			if k.Outcome != rotator.Rotated {
+				continue
+			}
+			claims[k.KeyARN] = append(claims[k.KeyARN], r.name)
+			// Invariant 3: a scheduled run rotates only keys with more
+			// than the reserve left.
+			if b := before[k.KeyARN]; r.report.Mode == request.ModeScheduled && b.started() >= limit-reserve {
+				t.Errorf("invariant 3: %s: a scheduled run spent the incident reserve of %s (used %d of %d, reserve %d)",
+					r.name, b.alias, b.started(), limit, reserve)
 			}
 		}
 	}
@@ -192,10 +200,6 @@ func checkRuns(t *testing.T, before, after fleetState, runs []run, others map[st
 		// Invariant 3.
 		if added > 0 && a.started() > limit {
 			t.Errorf("invariant 3: %s has %d on-demand rotations, over ROTATOR_ON_DEMAND_LIMIT %d", b.alias, a.started(), limit)
-		}
-		if scheduled && added > 0 && b.started() >= limit-reserve {
-			t.Errorf("invariant 3: a scheduled run spent the incident reserve of %s (used %d of %d, reserve %d)",
-				b.alias, b.started(), limit, reserve)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
@@ -45,9 +46,13 @@ type schedule struct {
 	// sweeps run concurrently, each its own Engine (its own pacing), as
 	// separate Lambda execution environments would (default 1).
 	sweeps int
-	// interloper: once the sweep has called RotateKeyOnDemand once, the
-	// test rotates every other due key itself (last first), as a run that
-	// started a moment later would — after the sweep read their history.
+	// incident: the first run is an incident selecting every opted-in key
+	// by tag (no interval; the reserve may be spent), the others sweeps.
+	incident bool
+	// interloper: the sweep (ROTATOR_CONCURRENCY 1) is held at its first
+	// rotation by a gate; meanwhile the test rotates every due key itself,
+	// as another run would, and lets those rotations complete; then the
+	// sweep goes on with the rotation history it read before them.
 	interloper bool
 	// deadline is each run's remaining Lambda time (0: none).
 	deadline time.Duration
@@ -61,7 +66,9 @@ type schedule struct {
 	ambiguous bool
 }
 
-// overlapDelay is the emulator's rotation delay in the overlap rows.
+// overlapDelay is the emulator's rotation delay in the overlap scenarios.
+// In-process rows complete rotations by moving the emulator's clock, and
+// the observer counts rotations in progress, so a long delay costs no time.
 //
 // The window that remains. Right before RotateKeyOnDemand the engine reads
 // GetKeyRotationStatus, then ListKeyRotations: a rotation by another run
@@ -74,13 +81,14 @@ type schedule struct {
 // interleave that way both rotate. It needs a whole rotation to fit inside
 // one run's status→rotate span (two round trips). Real KMS rotations are
 // asynchronous and take far longer than two round trips, but the emulator
-// completes them after -rotation-delay, and on a loaded 2-core machine under
-// -race that span was measured above 300 ms (a 300 ms delay double rotated
-// a key about one run in three). So the overlap rows use a delay well above
-// any such span, and a delay of 0 — where the window is real — is not an
-// overlap row: with -rotation-delay 0 two sweeps that reach the same key at
-// the same moment can both rotate it.
-const overlapDelay = 2 * time.Second
+// completes them after -rotation-delay, and on this 2-core machine under
+// -race with a load average of 13–16 that span was measured above 300 ms
+// (a 300 ms delay double rotated a key in about one run in three) and once
+// exceeded 2 s (one double rotation in about five runs of three engines).
+// So the overlap rows use a delay no stall reaches, and a delay of 0 —
+// where the window is real — is not an overlap row: with -rotation-delay 0
+// two sweeps that reach the same key at the same moment can both rotate it.
+const overlapDelay = 30 * time.Second
 
 // faultSchedules is the table of in-process scenarios. Rotation delays are
 // short so the suite stays fast; faults are seeded, so a failure replays
@@ -117,12 +125,17 @@ var faultSchedules = []schedule{
 		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 11}, sweeps: 2},
 	{name: "three sweeps at once with 5xx and lost responses: never a second rotation",
 		emu: kmsemu.Options{RotationDelay: overlapDelay, FailRate: 0.05, DropRate: 0.2, Seed: 12}, sweeps: 3, ambiguous: true},
+	{name: "incident by tag under 5xx and lost responses: may spend the reserve, never past the limit",
+		emu: kmsemu.Options{FailRate: 0.1, DropRate: 0.3, RotationDelay: 100 * time.Millisecond, Seed: 14}, incident: true, ambiguous: true},
+	{name: "an incident by tag while two sweeps run: one rotation per key, the sweeps never touch the reserve",
+		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 15}, incident: true, sweeps: 3},
 	// Without the history re-read right before rotating, the sweep rotates
 	// again every key whose history it had read before the other rotation
-	// completed (its queue holds about a second of due keys).
-	{name: "another run rotates keys the sweep already found due (rotation-delay 1s): the sweep sees them rotated, never rotates again",
-		emu: kmsemu.Options{RotationDelay: time.Second, Seed: 13}, interloper: true, due: 8,
-		env: map[string]string{rotator.EnvRotateRPS: "4"}},
+	// completed (its queue holds about a second of due keys). No timing:
+	// a gate holds the sweep while the other rotations start and complete.
+	{name: "another run rotates keys the sweep already found due: the sweep sees them rotated, never rotates again",
+		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 13}, interloper: true,
+		env: map[string]string{rotator.EnvConcurrency: "1"}},
 }
 
 func TestFaultSchedules(t *testing.T) {
@@ -157,6 +170,11 @@ func runSchedule(t *testing.T, sc schedule) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	endpoint := emu.URL
+	var g *gate
+	if sc.interloper {
+		g, endpoint = newGate(t, emu.URL, 0)
+	}
 	n := max(sc.sweeps, 1)
 	runs := make([]run, n)
 	errs := make([]error, n)
@@ -170,15 +188,23 @@ func runSchedule(t *testing.T, sc schedule) {
 				ctx, cancel = context.WithTimeout(ctx, sc.deadline)
 				defer cancel()
 			}
-			runs[i], errs[i] = runEngine(ctx, emu, cfg, request.Request{Mode: request.ModeScheduled}, "sweep-"+string(rune('A'+i)))
+			req, name := request.Request{Mode: request.ModeScheduled}, "sweep-"+string(rune('A'+i))
+			if sc.incident && i == 0 {
+				req = request.Request{Mode: request.ModeIncident, Tag: &request.Tag{Key: "kms-rotator", Value: "enabled"},
+					Reason: "INC-7 fault suite"}
+				name = "incident"
+			}
+			runs[i], errs[i] = runEngine(ctx, endpoint, cfg, req, name)
 			// Invariant 4: the report comes back before the deadline.
 			late[i] = ctx.Err() != nil
 		})
 	}
 	var others map[string]string
 	if sc.interloper {
-		waitRotateCalls(t, emu.Server, 1)
+		<-g.held // the sweep's first rotation is applied; it waits for the answer
 		others = interlope(t, obs, cs, before)
+		skip.Add(int64(opts.RotationDelay)) // the other rotations complete
+		g.open()
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -191,12 +217,22 @@ func runSchedule(t *testing.T, sc schedule) {
 	}
 	skip.Add(int64(opts.RotationDelay)) // complete every rotation in progress
 	after := snapshot(t, obs)
-	checkRuns(t, before, after, runs, others, true, !sc.ambiguous)
+	checkRuns(t, before, after, runs, others, !sc.ambiguous)
 	for _, r := range runs {
 		checkClasses(t, sc, r, cs, before)
 	}
-	if sc.interloper && len(others) == 0 {
-		t.Error("the interloper rotated no key: the scenario tests nothing")
+	if sc.interloper {
+		// The keys the interloper rotated were due when the sweep read
+		// them: only the re-read history can tell the sweep otherwise.
+		seenInHistory := 0
+		for _, k := range runs[0].report.Keys {
+			if _, ok := others[k.KeyARN]; ok && (k.Reason == rotator.ReasonNotDue || k.Reason == rotator.ReasonBudgetReserved) {
+				seenInHistory++
+			}
+		}
+		if len(others) == 0 || seenInHistory != len(others) {
+			t.Errorf("the interloper rotated %d keys, the sweep found %d of them rotated in their history", len(others), seenInHistory)
+		}
 	}
 	if t.Failed() {
 		for _, r := range runs {
@@ -216,8 +252,6 @@ func interlope(t *testing.T, c *kms.Client, cs []class, st fleetState) map[strin
 			due = append(due, arn)
 		}
 	}
-	// All at once, so they are done long before the sweep's next rotation
-	// (its pace is 4/s): the sweep meets them only through its re-check.
 	out := map[string]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -253,7 +287,11 @@ func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
 			t.Errorf("%s: reported key %s (%s) is not a candidate", r.name, k.KeyARN, st[k.KeyARN].alias)
 			continue
 		}
-		if k.Outcome == c.outcome && k.Reason == c.reason {
+		want, wantReason := c.outcome, c.reason
+		if r.report.Mode == request.ModeIncident {
+			want, wantReason = c.incOutcome, c.incReason
+		}
+		if k.Outcome == want && k.Reason == wantReason {
 			continue
 		}
 		if k.Outcome == rotator.Deferred {
@@ -261,7 +299,7 @@ func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
 		}
 		// Another run's rotation seen: in progress, or completed (so not
 		// due, or for the last rotation a sweep may spend, now reserved).
-		overlapSeen := c.outcome == rotator.Rotated && (sc.sweeps > 1 || sc.interloper) && k.Outcome == rotator.Skipped &&
+		overlapSeen := want == rotator.Rotated && (sc.sweeps > 1 || sc.interloper) && k.Outcome == rotator.Skipped &&
 			(k.Reason == rotator.ReasonRotationInProgress || k.Reason == rotator.ReasonNotDue || k.Reason == rotator.ReasonBudgetReserved)
 		// KMS's own limit below ours: the last scheduled rotation meets
 		// LimitExceededException.
@@ -269,7 +307,7 @@ func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
 		faulty := !sc.exact && (k.Outcome == rotator.Failed || (sc.deadline > 0 && k.Outcome == rotator.Deferred))
 		if !overlapSeen && !kmsLimit && !faulty {
 			t.Errorf("%s: %s (%s) is %s/%s, want %s/%s (error %q)", r.name, st[k.KeyARN].alias, c.name,
-				k.Outcome, k.Reason, c.outcome, c.reason, k.Error)
+				k.Outcome, k.Reason, want, wantReason, k.Error)
 		}
 	}
 	if sc.wantDeferred && deferred == 0 {
@@ -281,10 +319,15 @@ func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
 }
 
 // runEngine runs one request through a fresh Engine wired like the Lambda
-// function (lambda/main.go): real SDK clients, adaptive retry for reads.
-func runEngine(ctx context.Context, emu *emutest.Emu, cfg rotator.Config, req request.Request, name string) (run, error) {
-	awsCfg := emu.Config(region)
-	awsCfg.Retryer = readRetryer
+// function (lambda/main.go): real SDK clients, adaptive retry for reads,
+// against the emulator at endpoint.
+func runEngine(ctx context.Context, endpoint string, cfg rotator.Config, req request.Request, name string) (run, error) {
+	awsCfg := aws.Config{
+		Region:       region,
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		BaseEndpoint: aws.String(endpoint),
+		Retryer:      readRetryer,
+	}
 	var logs, metrics lockedBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	eng := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, &metrics)
@@ -324,19 +367,6 @@ func keyLines(logs string) map[string]int {
 		}
 	}
 	return out
-}
-
-// waitRotateCalls waits until the emulator has received n RotateKeyOnDemand
-// calls: an event, not a time.
-func waitRotateCalls(t *testing.T, s *kmsemu.Server, n int64) {
-	t.Helper()
-	for s.Stats().Op("RotateKeyOnDemand").Calls < n {
-		select {
-		case <-t.Context().Done():
-			t.Fatal("test ended while waiting for rotations")
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 }
 
 func mapEnv(m map[string]string) func(string) string {

@@ -26,7 +26,11 @@ type class struct {
 	// outcome and reason: what a fault-free scheduled run reports.
 	outcome rotator.Outcome
 	reason  rotator.Reason
-	entry   kmsemu.FleetKey
+	// incOutcome and incReason: what a fault-free incident run selecting
+	// every opted-in key reports (no interval, the reserve may be spent).
+	incOutcome rotator.Outcome
+	incReason  rotator.Reason
+	entry      kmsemu.FleetKey
 }
 
 func days(n float64) *float64 { return &n }
@@ -45,21 +49,21 @@ var optIn = map[string]string{"kms-rotator": "enabled"}
 // keys at every budget and eligibility edge a sweep meets.
 func classes(due int) []class {
 	return []class{
-		{"due", true, rotator.Rotated, "", kmsemu.FleetKey{Count: due, CreatedDaysAgo: days(200), Tags: optIn}},
+		{"due", true, rotator.Rotated, "", rotator.Rotated, "", kmsemu.FleetKey{Count: due, CreatedDaysAgo: days(200), Tags: optIn}},
 		// Remaining 3 > reserve 2: the last rotation a sweep may spend.
-		{"due-last-scheduled", true, rotator.Rotated, "", kmsemu.FleetKey{Count: 2, Rotations: onDemand(limit-reserve-1, 100), Tags: optIn}},
+		{"due-last-scheduled", true, rotator.Rotated, "", rotator.Rotated, "", kmsemu.FleetKey{Count: 2, Rotations: onDemand(limit-reserve-1, 100), Tags: optIn}},
 		// Remaining 2 = reserve: kept for incidents.
-		{"reserved", true, rotator.Skipped, rotator.ReasonBudgetReserved, kmsemu.FleetKey{Count: 2, Rotations: onDemand(limit-reserve, 100), Tags: optIn}},
-		{"exhausted", true, rotator.Skipped, rotator.ReasonBudgetExhausted, kmsemu.FleetKey{Count: 2, Rotations: onDemand(limit, 100), Tags: optIn}},
-		{"fresh", true, rotator.Skipped, rotator.ReasonNotDue, kmsemu.FleetKey{Count: 8, CreatedDaysAgo: days(10), Tags: optIn}},
-		{"disabled", true, rotator.Skipped, rotator.ReasonKeyNotEnabled, kmsemu.FleetKey{Count: 2, CreatedDaysAgo: days(200), KeyState: "Disabled", Tags: optIn}},
+		{"reserved", true, rotator.Skipped, rotator.ReasonBudgetReserved, rotator.Rotated, "", kmsemu.FleetKey{Count: 2, Rotations: onDemand(limit-reserve, 100), Tags: optIn}},
+		{"exhausted", true, rotator.Skipped, rotator.ReasonBudgetExhausted, rotator.Skipped, rotator.ReasonBudgetExhausted, kmsemu.FleetKey{Count: 2, Rotations: onDemand(limit, 100), Tags: optIn}},
+		{"fresh", true, rotator.Skipped, rotator.ReasonNotDue, rotator.Rotated, "", kmsemu.FleetKey{Count: 8, CreatedDaysAgo: days(10), Tags: optIn}},
+		{"disabled", true, rotator.Skipped, rotator.ReasonKeyNotEnabled, rotator.Skipped, rotator.ReasonKeyNotEnabled, kmsemu.FleetKey{Count: 2, CreatedDaysAgo: days(200), KeyState: "Disabled", Tags: optIn}},
 		// Due by its 30-day tag, but an automatic rotation begins within
 		// 20 minutes: KMS answers ConflictException.
-		{"auto-soon", true, rotator.Skipped, rotator.ReasonRotationInProgress, kmsemu.FleetKey{Count: 1, CreatedDaysAgo: days(89.995),
+		{"auto-soon", true, rotator.Skipped, rotator.ReasonRotationInProgress, rotator.Skipped, rotator.ReasonRotationInProgress, kmsemu.FleetKey{Count: 1, CreatedDaysAgo: days(89.995),
 			RotationPeriodInDays: 90, Tags: map[string]string{"kms-rotator": "enabled", rotator.IntervalTagKey: "30"}}},
 		// Not candidates: a sweep must never touch them.
-		{"not-opted-in", false, "", "", kmsemu.FleetKey{Count: 3, CreatedDaysAgo: days(200)}},
-		{"opted-out", false, "", "", kmsemu.FleetKey{Count: 1, CreatedDaysAgo: days(200), Tags: map[string]string{"kms-rotator": "disabled"}}},
+		{"not-opted-in", false, "", "", "", "", kmsemu.FleetKey{Count: 3, CreatedDaysAgo: days(200)}},
+		{"opted-out", false, "", "", "", "", kmsemu.FleetKey{Count: 1, CreatedDaysAgo: days(200), Tags: map[string]string{"kms-rotator": "disabled"}}},
 	}
 }
 
