@@ -48,6 +48,7 @@ FUZZFLAGS ?= -fuzzminimizetime 5s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/request/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKeyRef$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/request/
+	$(GO) test -run '^$$' -fuzz '^FuzzServeHTTP$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/kmsemu/
 
 clean:
 	rm -rf bootstrap bin cdk.out
