@@ -566,3 +566,25 @@ func TestIncidentWhatTheKeyIsComesBeforeTheOptInTag(t *testing.T) {
 		"alias/plain":     {Skipped, ReasonNotOptedIn},
 	})
 }
+
+func TestReportSizeIsBoundedWhateverTheFleet(t *testing.T) {
+	fleet := `[
+	 {"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":3},
+	 {"alias":"alias/rsa","keySpec":"RSA_2048","keyUsage":"SIGN_VERIFY","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":2},
+	 {"alias":"alias/fresh","createdDaysAgo":10,"tags":{"kms-rotator":"enabled"},"count":10}]`
+	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	h.engine.maxListed, h.engine.maxEntries = 5, 3 // stand-ins for 2,000 and 10,000
+	rep := h.run(t, request.Request{Mode: request.ModePlan})
+	if rep.Summary.Candidates != 15 || len(rep.Keys) != 3 || rep.OmittedNotDue != 10 || rep.OmittedOther != 2 {
+		t.Fatalf("candidates %d, %d entries, omitted %d not-due + %d other; want 15, 3, 10 + 2",
+			rep.Summary.Candidates, len(rep.Keys), rep.OmittedNotDue, rep.OmittedOther)
+	}
+	for _, k := range rep.Keys {
+		if k.Outcome != WouldRotate {
+			t.Errorf("listed %s/%s; the skipped entries go first", k.Outcome, k.Reason)
+		}
+	}
+	if rep.Summary.Skipped != 12 || rep.Summary.WouldRotate != 3 {
+		t.Errorf("summary %+v, want it complete", rep.Summary)
+	}
+}

@@ -15,6 +15,11 @@ import (
 // limit; the summary always counts every candidate (DESIGN.md "The report").
 const MaxListedKeys = 2000
 
+// MaxReportEntries bounds Keys whatever the fleet: at about 400 bytes an
+// entry, 10,000 entries keep the response well under Lambda's 6 MB
+// (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+const MaxReportEntries = 10000
+
 // maxReportLogBytes bounds the report's log line: a CloudWatch Logs event
 // holds at most 256 KB
 // (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html).
@@ -33,6 +38,10 @@ type Report struct {
 	// OmittedNotDue counts the not-due entries left out of Keys because
 	// the run had more than MaxListedKeys candidates (absent when none).
 	OmittedNotDue int `json:"omittedNotDue,omitempty"`
+	// OmittedOther counts further entries left out because even without
+	// the not-due ones Keys would exceed MaxReportEntries: skipped entries
+	// first, then deferred ones, then the list's tail (absent when none).
+	OmittedOther int `json:"omittedOther,omitempty"`
 	// Continuation shows the run's place in a chain of continuations and
 	// whether it started the next link (absent when not applicable).
 	Continuation *ContinuationReport `json:"continuation,omitempty"`
@@ -178,6 +187,24 @@ func (r *run) report() *Report {
 		Keys:      make([]KeyReport, 0, min(len(r.items), r.e.maxListed)),
 	}
 	trim := len(r.items) > r.e.maxListed
+	// A hard bound on top of DESIGN.md's rule, so the response stays under
+	// Lambda's 6 MB whatever the fleet: past maxEntries listed entries,
+	// skipped ones go first, then deferred ones, then the list is cut.
+	var listed, skipped, deferred int
+	for _, it := range r.items {
+		if trim && it.reason == ReasonNotDue {
+			continue
+		}
+		listed++
+		switch it.outcome {
+		case Skipped:
+			skipped++
+		case Deferred:
+			deferred++
+		}
+	}
+	dropSkipped := listed > r.e.maxEntries
+	dropDeferred := dropSkipped && listed-skipped > r.e.maxEntries
 	for _, it := range r.items {
 		s := &rep.Summary
 		switch it.outcome {
@@ -195,11 +222,14 @@ func (r *run) report() *Report {
 		if it.reason != ReasonNone {
 			s.Reasons[it.reason]++
 		}
-		if trim && it.reason == ReasonNotDue {
+		switch {
+		case trim && it.reason == ReasonNotDue:
 			rep.OmittedNotDue++
-			continue
+		case dropSkipped && it.outcome == Skipped, dropDeferred && it.outcome == Deferred, len(rep.Keys) >= r.e.maxEntries:
+			rep.OmittedOther++
+		default:
+			rep.Keys = append(rep.Keys, r.entry(it))
 		}
-		rep.Keys = append(rep.Keys, r.entry(it))
 	}
 	rep.FinishedAt = fmtTime(r.e.now())
 	return rep

@@ -77,8 +77,8 @@ type Engine struct {
 	// margin is how much of the Lambda's remaining time is kept back: no key
 	// is started once less than this remains.
 	margin func(remaining time.Duration) time.Duration
-	// maxListed is MaxListedKeys (tests lower it).
-	maxListed int
+	// maxListed is MaxListedKeys, maxEntries MaxReportEntries (tests lower them).
+	maxListed, maxEntries int
 	// rotateOpt installs the no-blind-retry retryer on RotateKeyOnDemand.
 	rotateOpt func(*kms.Options)
 }
@@ -103,6 +103,7 @@ func New(cfg Config, kmsClient KMSAPI, taggingClient TaggingAPI, log *slog.Logge
 		now:         time.Now,
 		margin:      DeadlineMargin,
 		maxListed:   MaxListedKeys,
+		maxEntries:  MaxReportEntries,
 		rotateOpt:   noBlindRetry(newRotateRetryer(rotateAttempts, nil)),
 	}
 }
