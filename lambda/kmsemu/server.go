@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -381,6 +382,11 @@ func (s *Server) logLine(c *call, status int, out []byte, d time.Duration) {
 	key := c.key
 	if key == "" {
 		key = "-"
+	}
+	if strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r == '"' || r > '~' }) {
+		// The key identifier is the caller's text: quoted, a newline or
+		// control character in it cannot forge a log line.
+		key = strconv.Quote(key)
 	}
 	line := fmt.Sprintf("%s op=%s region=%s key=%s status=%d code=%s latency=%s\n",
 		time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), c.op, c.region, key, status, code, d.Round(time.Microsecond))
