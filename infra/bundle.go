@@ -75,6 +75,13 @@ func (b *goBundler) build(outputDir string) error {
 	return nil
 }
 
+// assetExclude keeps the big and generated folders out of the source folder
+// the Docker fallback mounts. CDK applies the same patterns when it
+// fingerprints the bundle's output (AssetHashType_OUTPUT), so a pattern that
+// matched "bootstrap" would freeze the asset hash and a changed function
+// would never be uploaded.
+var assetExclude = []string{"node_modules", "cdk.out", ".git"}
+
 // functionCode is the Lambda asset: bootstrap built from moduleDir, locally
 // with Go or else in Docker. The asset hash is taken from the built binary, so
 // an unchanged function does not re-upload.
@@ -83,9 +90,7 @@ func functionCode(moduleDir string) awslambda.Code {
 		strings.Join(quoteAll(goBuildFlags), " "), functionPackage)
 	return awslambda.Code_FromAsset(jsii.String(moduleDir), &awss3assets.AssetOptions{
 		AssetHashType: awscdk.AssetHashType_OUTPUT,
-		// Only the Docker fallback reads the source folder; keep the big and
-		// generated folders out of it.
-		Exclude: jsii.Strings("node_modules", "cdk.out", ".git", "bin", "bootstrap"),
+		Exclude:       jsii.Strings(assetExclude...),
 		Bundling: &awscdk.BundlingOptions{
 			Local:   &goBundler{moduleDir: moduleDir, pkg: functionPackage},
 			Image:   awscdk.DockerImage_FromRegistry(jsii.String(dockerGoImage)),

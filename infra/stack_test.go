@@ -502,7 +502,7 @@ func TestNagReportsNoError(t *testing.T) {
 			}
 			found := find(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))
 			for _, f := range *found {
-				t.Errorf("%s: %v", *f.Id, f.Entry.Data)
+				t.Errorf("unsuppressed finding %s", mustJSON(f))
 			}
 		})
 	}

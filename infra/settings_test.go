@@ -1,0 +1,231 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+)
+
+func cdkJSONContext(t *testing.T) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile("../cdk.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		App     string         `json:"app"`
+		Context map[string]any `json:"context"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.App != "go run ./infra" {
+		t.Errorf("app = %q, want go run ./infra", cfg.App)
+	}
+	return cfg.Context
+}
+
+func TestCDKJSONHoldsEveryDefault(t *testing.T) {
+	ctx := cdkJSONContext(t)
+	t.Run("every context key the app reads is in cdk.json, and no other", func(t *testing.T) {
+		var got []string
+		for k := range ctx {
+			got = append(got, k)
+		}
+		want := slices.Clone(ContextKeys)
+		sort.Strings(got)
+		sort.Strings(want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("cdk.json context keys %v, want %v", got, want)
+		}
+	})
+	t.Run("cdk.json's values are the defaults", func(t *testing.T) {
+		s, err := SettingsFromContext(func(k string) any { return ctx[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s, DefaultSettings()) {
+			t.Errorf("\n got %+v\nwant %+v", s, DefaultSettings())
+		}
+	})
+}
+
+// TestFunctionAcceptsTheEnvironment runs the function's own config loader on
+// what the stack sets, so the two sides cannot drift.
+func TestFunctionAcceptsTheEnvironment(t *testing.T) {
+	custom := DefaultSettings()
+	custom.TagKey, custom.TagValue, custom.IntervalDays, custom.OnDemandLimit = "security:rotate", "yes", 30, 25
+	custom.Reserve, custom.RotateRPS, custom.Concurrency, custom.DryRun, custom.MetricsNamespace = 5, 2.5, 8, true, "Sec/KMS"
+	custom.ContinuationMax = 3
+	want := rotator.DefaultConfig()
+	want.TagKey, want.TagValue, want.IntervalDays, want.OnDemandLimit = "security:rotate", "yes", 30, 25
+	want.Reserve, want.RotateRPS, want.Concurrency, want.DryRun, want.MetricsNamespace = 5, 2.5, 8, true, "Sec/KMS"
+	want.ContinuationMax = 3
+	tests := []struct {
+		name string
+		s    Settings
+		want rotator.Config
+	}{
+		{"defaults give the function's defaults", DefaultSettings(), rotator.DefaultConfig()},
+		{"every setting reaches the function", custom, want},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := tc.s.Environment()
+			got, err := rotator.LoadConfig(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("\n got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSettingsFromContext(t *testing.T) {
+	tests := []struct {
+		name    string
+		ctx     map[string]any
+		wantErr string
+		check   func(t *testing.T, s Settings)
+	}{
+		{name: "-c strings are parsed like cdk.json values",
+			ctx: map[string]any{ctxMemorySize: "512", ctxDryRun: "true", ctxRotateRPS: "2.5", ctxTimeoutMinutes: "15"},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				if s.MemorySize != 512 || !s.DryRun || s.RotateRPS != 2.5 || s.Timeout != 15*time.Minute {
+					t.Errorf("%+v", s)
+				}
+			}},
+		{name: "regions are split, trimmed and deduplicated",
+			ctx: map[string]any{ctxRegions: "us-east-1, eu-west-1,us-east-1"},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				if !reflect.DeepEqual(s.Regions, []string{"us-east-1", "eu-west-1"}) {
+					t.Errorf("regions %v", s.Regions)
+				}
+			}},
+		{name: "a rate schedule sets the silence period",
+			ctx: map[string]any{ctxSchedule: "rate(6 hours)", ctxSchedulePeriodHours: 24},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				if s.SchedulePeriod != 6*time.Hour {
+					t.Errorf("period %v, want 6h", s.SchedulePeriod)
+				}
+			}},
+		{name: "a cron schedule takes schedulePeriodHours",
+			ctx: map[string]any{ctxSchedule: "cron(0 3 ? * MON *)", ctxSchedulePeriodHours: "168"},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				if s.SchedulePeriod != 168*time.Hour {
+					t.Errorf("period %v, want 168h", s.SchedulePeriod)
+				}
+			}},
+		{name: "log retention 0 never expires", ctx: map[string]any{ctxLogRetentionDays: 0},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				if s.LogRetentionDays != 0 {
+					t.Errorf("retention %d", s.LogRetentionDays)
+				}
+			}},
+		{name: "an empty alarm e-mail means no subscription", ctx: map[string]any{ctxAlarmEmail: ""},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				if s.AlarmEmail != "" {
+					t.Errorf("alarm e-mail %q", s.AlarmEmail)
+				}
+			}},
+		{name: "reserve not below the limit is rejected", ctx: map[string]any{ctxReserve: 10}, wantErr: "-c reserve=10"},
+		{name: "a region typo is rejected", ctx: map[string]any{ctxRegions: "us-east1"}, wantErr: `"us-east1" is not a region`},
+		{name: "a schedule that is neither cron nor rate is rejected", ctx: map[string]any{ctxSchedule: "daily"}, wantErr: "-c schedule=daily"},
+		{name: "a five-field cron is rejected", ctx: map[string]any{ctxSchedule: "cron(0 3 * * ?)"}, wantErr: "six fields"},
+		{name: "memory above Lambda's maximum is rejected", ctx: map[string]any{ctxMemorySize: 20000}, wantErr: "-c memorySize=20000"},
+		{name: "a timeout above 15 minutes is rejected", ctx: map[string]any{ctxTimeoutMinutes: 16}, wantErr: "-c timeoutMinutes=16"},
+		{name: "a fractional integer is rejected", ctx: map[string]any{ctxConcurrency: 1.5}, wantErr: "-c concurrency=1.5: not a whole number"},
+		{name: "a retention CloudWatch does not offer is rejected", ctx: map[string]any{ctxLogRetentionDays: 100}, wantErr: "-c logRetentionDays=100"},
+		{name: "an aws: tag key is rejected", ctx: map[string]any{ctxTagKey: "aws:rotate"}, wantErr: "-c tagKey=aws:rotate"},
+		{name: "a quote in the tag value is rejected", ctx: map[string]any{ctxTagValue: `a"b`}, wantErr: "-c tagValue="},
+		{name: "a function name with a dot is rejected", ctx: map[string]any{ctxFunctionName: "kms.rotator"}, wantErr: "-c functionName=kms.rotator"},
+		{name: "a continuation bound past Lambda's loop detection is rejected", ctx: map[string]any{ctxContinuationMax: 16}, wantErr: "-c continuationMax=16"},
+		{name: "dryRun must be a boolean", ctx: map[string]any{ctxDryRun: "yes please"}, wantErr: "-c dryRun=yes please"},
+		{name: "an AWS/ namespace is rejected", ctx: map[string]any{ctxMetricsNamespace: "AWS/KMS"}, wantErr: "-c metricsNamespace=AWS/KMS"},
+		{name: "an alarm e-mail with a display name is rejected", ctx: map[string]any{ctxAlarmEmail: "Sec <sec@example.com>"}, wantErr: "-c alarmEmail="},
+		{name: "every bad value is reported at once", ctx: map[string]any{ctxMemorySize: 1, ctxIntervalDays: 0}, wantErr: "memorySize=1: must be between 128 and 10240\n  -c intervalDays=0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := SettingsFromContext(func(k string) any { return tc.ctx[k] })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, s)
+		})
+	}
+}
+
+func TestSilencePeriod(t *testing.T) {
+	tests := []struct {
+		name     string
+		schedule time.Duration
+		want     time.Duration
+	}{
+		{"daily schedules are watched per day", 24 * time.Hour, 24 * time.Hour},
+		{"hourly schedules are watched per hour", time.Hour, time.Hour},
+		{"sub-minute periods round up to a minute", 10 * time.Second, time.Minute},
+		{"odd periods round up to whole minutes", 90 * time.Second, 2 * time.Minute},
+		{"weekly schedules are capped at 3.5 days (7 days of evaluation)", 7 * 24 * time.Hour, 84 * time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := silencePeriod(tc.schedule); got != tc.want {
+				t.Errorf("silencePeriod(%v) = %v, want %v", tc.schedule, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStackEnvs(t *testing.T) {
+	tests := []struct {
+		name                   string
+		regions                []string
+		account, defaultRegion string
+		want                   []string
+	}{
+		{"no regions and no CLI environment give one environment-agnostic stack", nil, "", "", []string{"KmsRotator@-"}},
+		{"no regions take the CLI's region", nil, "111122223333", "eu-central-1", []string{"KmsRotator@eu-central-1"}},
+		{"regions give one stack each", []string{"us-east-1", "eu-west-1"}, "", "eu-central-1",
+			[]string{"KmsRotator-us-east-1@us-east-1", "KmsRotator-eu-west-1@eu-west-1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, e := range stackEnvs(tc.regions, tc.account, tc.defaultRegion) {
+				r := "-"
+				if e.env != nil && e.env.Region != nil {
+					r = *e.env.Region
+				}
+				if e.env != nil && tc.account != "" && (e.env.Account == nil || *e.env.Account != tc.account) {
+					t.Errorf("%s: account %v, want %s", e.id, e.env.Account, tc.account)
+				}
+				got = append(got, e.id+"@"+r)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
