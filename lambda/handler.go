@@ -12,7 +12,12 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
-// handler adapts a Lambda invocation to rotator.Engine.Run.
+// handler adapts a Lambda invocation to rotator.Engine.Run. It implements
+// aws-lambda-go's lambda.Handler so that request.Decode sees the payload's
+// raw bytes: a typed handler argument would let aws-lambda-go decode only
+// the first JSON value, so trailing data would be ignored and an empty or
+// malformed payload would fail with encoding/json's bare error instead of one
+// naming the field.
 type handler struct {
 	engine *rotator.Engine
 	log    *slog.Logger
@@ -23,7 +28,7 @@ type handler struct {
 // before any AWS call with the request package's error, which names the
 // field; the function's own account and Region come from the invoked
 // function ARN, not from an STS call.
-func (h *handler) Handle(ctx context.Context, payload json.RawMessage) (*rotator.Report, error) {
+func (h *handler) Handle(ctx context.Context, payload []byte) (*rotator.Report, error) {
 	lc, ok := lambdacontext.FromContext(ctx)
 	if !ok {
 		return nil, errors.New("no Lambda context: the invoked function ARN is needed to know the account and Region")
@@ -40,4 +45,15 @@ func (h *handler) Handle(ctx context.Context, payload json.RawMessage) (*rotator
 		return nil, err
 	}
 	return h.engine.Run(ctx, req, rotator.Invocation{RequestID: lc.AwsRequestID, Scope: scope, FunctionARN: lc.InvokedFunctionArn})
+}
+
+// Invoke is the lambda.Handler entry point: the raw payload in, the report's
+// JSON out. A request.ValidationError reaches the caller as errorType
+// "ValidationError" (aws-lambda-go names an error by its Go type).
+func (h *handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	rep, err := h.Handle(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(rep)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
+	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
@@ -66,7 +69,16 @@ func invoke(h *handler, payload []byte) (*rotator.Report, error) {
 	ctx := lambdacontext.NewContext(context.Background(), &lambdacontext.LambdaContext{
 		AwsRequestID: "0f3c6a3e-req", InvokedFunctionArn: functionARN,
 	})
-	return h.Handle(ctx, payload)
+	// Through Invoke, the entry point aws-lambda-go calls with the raw bytes.
+	out, err := h.Invoke(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	var rep rotator.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return nil, fmt.Errorf("report is not JSON: %w", err)
+	}
+	return &rep, nil
 }
 
 func TestHandlerRunsEverySamplePayload(t *testing.T) {
@@ -115,13 +127,20 @@ func TestHandlerRejectsBadInputBeforeAnyAWSCall(t *testing.T) {
 		{"unknown mode", `{"mode":"sweep"}`, "mode"},
 		{"incident without reason", `{"mode":"incident","keys":["alias/payments"]}`, "reason"},
 		{"another account's key", `{"mode":"incident","reason":"x","keys":["arn:aws:kms:us-east-1:999999999999:key/1234abcd-12ab-34cd-56ef-1234567890ab"]}`, "keys[0]"},
-		{"not JSON", `{`, ""},
+		{"not JSON", `{`, "payload"},
+		{"empty payload", ``, "payload"},
+		{"trailing data after the request", `{"mode":"plan"} junk`, "payload"},
+		{"a second request after the first", `{"mode":"plan"}{"mode":"incident"}`, "payload"},
 	} {
 		t.Run(tc.name+" → error naming the field", func(t *testing.T) {
 			h, emu, _ := startFunction(t, map[string]string{})
 			_, err := invoke(h, []byte(tc.payload))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Handle error = %v, want one naming %q", err, tc.want)
+			}
+			var ve *request.ValidationError
+			if !errors.As(err, &ve) {
+				t.Errorf("error %T is not a *request.ValidationError (errorType ValidationError)", err)
 			}
 			for op, st := range emu.Server.Stats().Operations {
 				if st.Calls > 0 {

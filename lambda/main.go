@@ -28,7 +28,7 @@ func main() {
 		log.Error("cold start failed", "error", err.Error())
 		os.Exit(1)
 	}
-	lambda.Start(h.Handle)
+	lambda.Start(h)
 }
 
 // newHandler reads the configuration and builds the SDK clients and the
