@@ -39,8 +39,9 @@ type Report struct {
 	// the run had more than MaxListedKeys candidates (absent when none).
 	OmittedNotDue int `json:"omittedNotDue,omitempty"`
 	// OmittedOther counts further entries left out because even without
-	// the not-due ones Keys would exceed MaxReportEntries: skipped entries
-	// first, then deferred ones, then the list's tail (absent when none).
+	// the not-due ones Keys would exceed MaxReportEntries or
+	// maxReportBytes: skipped entries first, then deferred ones, then the
+	// list's tail (absent when none).
 	OmittedOther int `json:"omittedOther,omitempty"`
 	// Continuation shows the run's place in a chain of continuations and
 	// whether it started the next link (absent when not applicable).
@@ -231,8 +232,54 @@ func (r *run) report() *Report {
 			rep.Keys = append(rep.Keys, r.entry(it))
 		}
 	}
+	var dropped int
+	rep.Keys, dropped = fitBytes(rep.Keys, maxReportBytes)
+	rep.OmittedOther += dropped
 	rep.FinishedAt = fmtTime(r.e.now())
 	return rep
+}
+
+// maxReportBytes bounds the encoded entries, leaving room under Lambda's
+// 6 MB response limit for the rest of the report. The entry count alone
+// does not hold the size: a failed entry carries AWS's error message, and
+// an access-denied one is about 1 KB (10,000 of them would be 10 MB).
+const maxReportBytes = 5 << 20
+
+// fitBytes drops entries until the encoded list fits maxBytes — skipped
+// ones first, then deferred ones, then from the end — and returns the list
+// kept and how many entries it dropped.
+func fitBytes(keys []KeyReport, maxBytes int) ([]KeyReport, int) {
+	size := make([]int, len(keys))
+	total := 0
+	for i, k := range keys {
+		b, err := json.Marshal(k)
+		if err != nil {
+			return keys, 0 // not reached: KeyReport always encodes
+		}
+		size[i] = len(b) + 1 // and its comma
+		total += size[i]
+	}
+	if total <= maxBytes {
+		return keys, 0
+	}
+	drop := make([]bool, len(keys))
+	dropped := 0
+	for _, o := range []Outcome{Skipped, Deferred, ""} {
+		for i := len(keys) - 1; i >= 0 && total > maxBytes; i-- {
+			if !drop[i] && (o == "" || keys[i].Outcome == o) {
+				drop[i] = true
+				total -= size[i]
+				dropped++
+			}
+		}
+	}
+	kept := make([]KeyReport, 0, len(keys)-dropped)
+	for i, k := range keys {
+		if !drop[i] {
+			kept = append(kept, k)
+		}
+	}
+	return kept, dropped
 }
 
 // logKey writes the key's decision line.
