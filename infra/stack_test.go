@@ -532,3 +532,33 @@ func TestBadContextFailsTheSynth(t *testing.T) {
 		t.Fatalf("err = %v, want one naming -c reserve=10", err)
 	}
 }
+
+// TestNagSuppressionsAreTheReviewedOnes lists every cdk-nag suppression: a
+// new one fails here until its reason is reviewed.
+func TestNagSuppressionsAreTheReviewedOnes(t *testing.T) {
+	_, _, j := synth(t)
+	var got []string
+	for id, r := range j["Resources"].(map[string]any) {
+		md, _ := r.(map[string]any)["Metadata"].(map[string]any)
+		nag, _ := md["cdk_nag"].(map[string]any)
+		rules, _ := nag["rules_to_suppress"].([]any)
+		for _, rule := range rules {
+			rule := rule.(map[string]any)
+			reason, _ := rule["reason"].(string)
+			if len(reason) < 80 {
+				t.Errorf("%s %v: reason %q is too short to explain anything", id, rule["id"], reason)
+			}
+			got = append(got, r.(map[string]any)["Type"].(string)+" "+rule["id"].(string)+" "+fmt.Sprint(rule["applies_to"]))
+		}
+	}
+	sort.Strings(got)
+	want := []string{
+		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
+		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:kms:*:<AWS::AccountId>:key/*]",
+		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/kms-rotator:*]",
+		"AWS::SQS::Queue AwsSolutions-SQS3 <nil>",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("suppressions\n got %q\nwant %q", got, want)
+	}
+}
