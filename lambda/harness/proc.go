@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -261,6 +262,9 @@ func installSignalHandler() {
 		sig := <-ch
 		fmt.Fprintf(os.Stderr, "harness: %v: stopping the processes it started\n", sig)
 		StopAll()
+		if callerHandlesSignals.Load() {
+			return
+		}
 		// Die of the same signal, as if we had not caught it.
 		signal.Reset(os.Interrupt, syscall.SIGTERM)
 		if s, ok := sig.(syscall.Signal); ok {
@@ -270,6 +274,14 @@ func installSignalHandler() {
 		os.Exit(130)
 	}()
 }
+
+var callerHandlesSignals atomic.Bool
+
+// CallerHandlesSignals tells the harness that the program handles SIGINT
+// and SIGTERM itself (signal.NotifyContext, say): on those signals the
+// harness still stops every process it started, but leaves exiting to the
+// program instead of ending it with the same signal.
+func CallerHandlesSignals() { callerHandlesSignals.Store(true) }
 
 // StopAll stops every process the harness started and still runs, and
 // refuses to start new ones. The signal handler calls it; a program may

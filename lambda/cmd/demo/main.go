@@ -85,7 +85,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "demo:", err)
 		return 2
 	}
-	if err := demo(context.Background(), o, stdout); err != nil {
+	// Ctrl-C ends the demo early (and ends -keep). The harness stops every
+	// process it started on the same signal (they live in their own
+	// process groups, out of reach of the terminal's Ctrl-C); the demo
+	// then reports and exits itself.
+	harness.CallerHandlesSignals()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = demo(ctx, o, stdout)
+	switch {
+	case o.keep && err == nil:
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "demo: interrupted; stopped every process it started")
+		return 130
+	case err != nil:
 		fmt.Fprintln(stderr, "demo: FAILED:", err)
 		return 1
 	}
@@ -93,9 +106,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func demo(ctx context.Context, o options, out io.Writer) error {
-	// The harness stops every process it started on SIGINT/SIGTERM (they
-	// live in their own process groups, out of reach of the terminal's
-	// Ctrl-C) and then ends this process with the same signal.
 	begin := time.Now()
 	root, err := harness.FindRoot("")
 	if err != nil {
@@ -141,8 +151,14 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 
 	var failures []string
 	for i, name := range o.events {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		fmt.Fprintf(out, "\n=== %s\n", rel(root, resolve(root, name)))
 		r, inv, err := env.Function.InvokeReport(ctx, payloads[i])
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			fmt.Fprintf(out, "    %v\n", err)
 			failures = append(failures, fmt.Sprintf("%s: %v", name, err))
@@ -164,9 +180,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		buildTime.Round(10*time.Millisecond), startTime.Round(time.Millisecond))
 	if o.keep {
 		printEndpoints(out, root, env)
-		wait := make(chan os.Signal, 1)
-		signal.Notify(wait, os.Interrupt, syscall.SIGTERM)
-		<-wait // the harness's own handler stops the processes
+		<-ctx.Done()
 	}
 	if len(failures) > 0 {
 		return errors.New(strings.Join(failures, "; "))
