@@ -37,6 +37,10 @@ import (
 const defaultEvents = "events/plan.json,events/scheduled.json,events/incident.json"
 
 func main() {
+	// run handles SIGINT/SIGTERM itself (and exits 130); the harness
+	// only stops the processes. Set here, not in run, so tests of run
+	// keep the harness's default.
+	harness.CallerHandlesSignals()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -89,7 +93,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// process it started on the same signal (they live in their own
 	// process groups, out of reach of the terminal's Ctrl-C); the demo
 	// then reports and exits itself.
-	harness.CallerHandlesSignals()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = demo(ctx, o, stdout)
