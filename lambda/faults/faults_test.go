@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	lambdasvc "github.com/aws/aws-sdk-go-v2/service/lambda"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
 	"github.com/kms-rotator/kms-rotator/lambda/harness"
@@ -56,6 +57,9 @@ type schedule struct {
 	interloper bool
 	// deadline is each run's remaining Lambda time (0: none).
 	deadline time.Duration
+	// hangingLambda: the Lambda API the engine continues a deferred sweep
+	// with never answers (a function in a VPC without a Lambda endpoint).
+	hangingLambda bool
 	// exact: no faults, so every class must get exactly its outcome.
 	exact bool
 	// wantDeferred: the deadline must cut the sweep short.
@@ -121,6 +125,9 @@ var faultSchedules = []schedule{
 	{name: "deadline mid-sweep with lost responses: an in-flight rotation is looked at, never left unknown",
 		emu: kmsemu.Options{DropRate: 0.5, Latency: 20 * time.Millisecond, Seed: 10}, due: 30,
 		env: map[string]string{rotator.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true, ambiguous: true},
+	{name: "deadline mid-sweep while the Lambda API hangs: the continuation gives up in time and the report returns",
+		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 16}, due: 30,
+		env: map[string]string{rotator.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true, hangingLambda: true},
 	{name: "two sweeps at once: each due key rotated by exactly one of them",
 		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 11}, sweeps: 2},
 	{name: "three sweeps at once with 5xx and lost responses: never a second rotation",
@@ -194,7 +201,7 @@ func runSchedule(t *testing.T, sc schedule) {
 					Reason: "INC-7 fault suite"}
 				name = "incident"
 			}
-			runs[i], errs[i] = runEngine(ctx, endpoint, cfg, req, name)
+			runs[i], errs[i] = runEngine(ctx, endpoint, cfg, req, name, sc.hangingLambda)
 			// Invariant 4: the report comes back before the deadline.
 			late[i] = ctx.Err() != nil
 		})
@@ -220,6 +227,11 @@ func runSchedule(t *testing.T, sc schedule) {
 	checkRuns(t, before, after, runs, others, !sc.ambiguous)
 	for _, r := range runs {
 		checkClasses(t, sc, r, cs, before)
+	}
+	for _, r := range runs {
+		if c := r.report.Continuation; sc.hangingLambda && (c == nil || c.Started || !strings.HasPrefix(c.NotStarted, "invoke-failed")) {
+			t.Errorf("%s: continuation %+v, want one not started because the Invoke failed", r.name, c)
+		}
 	}
 	if sc.interloper {
 		// The keys the interloper rotated were due when the sweep read
@@ -321,7 +333,7 @@ func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
 // runEngine runs one request through a fresh Engine wired like the Lambda
 // function (lambda/main.go): real SDK clients, adaptive retry for reads,
 // against the emulator at endpoint.
-func runEngine(ctx context.Context, endpoint string, cfg rotator.Config, req request.Request, name string) (run, error) {
+func runEngine(ctx context.Context, endpoint string, cfg rotator.Config, req request.Request, name string, hangingLambda bool) (run, error) {
 	awsCfg := aws.Config{
 		Region:       region,
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
@@ -331,7 +343,12 @@ func runEngine(ctx context.Context, endpoint string, cfg rotator.Config, req req
 	var logs, metrics lockedBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	eng := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, &metrics)
-	rep, err := eng.Run(ctx, req, rotator.Invocation{RequestID: name, Scope: scope})
+	inv := rotator.Invocation{RequestID: name, Scope: scope}
+	if hangingLambda {
+		eng.SetLambda(hangingInvoke{})
+		inv.FunctionARN = "arn:aws:lambda:" + region + ":" + scope.Account + ":function:kms-rotator"
+	}
+	rep, err := eng.Run(ctx, req, inv)
 	if err != nil {
 		return run{}, err
 	}
@@ -340,6 +357,14 @@ func runEngine(ctx context.Context, endpoint string, cfg rotator.Config, req req
 		return run{}, err
 	}
 	return run{name: name, report: rep, emf: emf, keyLines: keyLines(logs.String())}, nil
+}
+
+// hangingInvoke is a Lambda API that answers only when its context ends.
+type hangingInvoke struct{}
+
+func (hangingInvoke) Invoke(ctx context.Context, _ *lambdasvc.InvokeInput, _ ...func(*lambdasvc.Options)) (*lambdasvc.InvokeOutput, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
 }
 
 // readRetryer mirrors lambda/main.go's retryer for reads (package main

@@ -102,7 +102,14 @@ func (r *run) continueChain(ctx context.Context) {
 		request.Continuation{RunID: c.RunID, After: c.Next, Chain: c.Chain + 1})
 	if err == nil {
 		// The run's own context may be over; the invocation's is not yet.
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), continuationTimeout)
+		// Bounded like the look after a lost rotation (run.lookBy): a
+		// Lambda API that does not answer (a function in a VPC without a
+		// Lambda endpoint) must not hold the report past the deadline.
+		by := time.Now().Add(continuationTimeout)
+		if !r.lookBy.IsZero() && r.lookBy.Before(by) {
+			by = r.lookBy
+		}
+		ictx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
 		defer cancel()
 		_, err = r.e.lambda.Invoke(ictx, &lambda.InvokeInput{
 			FunctionName:   aws.String(r.inv.FunctionARN),
