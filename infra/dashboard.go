@@ -71,8 +71,9 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 		Width: jsii.Number(24), Height: jsii.Number(2),
 	}))
 	d.AddWidgets(
-		graph("Keys rotated per run (by mode)", []awscloudwatch.IMetric{
+		graph("Keys rotated (would rotate in dry runs) per run, by mode", []awscloudwatch.IMetric{
 			search(s, "KeysRotated", byMode, "Sum", "rotated"),
+			search(s, "KeysWouldRotate", byMode, "Sum", "would rotate"),
 		}, []awscloudwatch.IMetric{
 			search(s, "KeysCandidate", byMode, "Sum", "candidates"),
 		}),
@@ -97,10 +98,12 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 		}, nil),
 	)
 	d.AddWidgets(
-		graph("Run duration and completed runs", []awscloudwatch.IMetric{
+		graph("Run duration; runs completed, failed and continued", []awscloudwatch.IMetric{
 			search(s, "RunDuration", byMode, "Maximum", "duration ms"),
 		}, []awscloudwatch.IMetric{
 			search(s, "RunsCompleted", byMode, "Sum", "runs"),
+			search(s, "RunsFailed", byMode, "Sum", "failed runs"),
+			search(s, "Continuations", byMode, "Sum", "continuations"),
 		}),
 		graph("Lambda invocations, errors, throttles", []awscloudwatch.IMetric{
 			fn.MetricInvocations(fiveMin), fn.MetricErrors(fiveMin), fn.MetricThrottles(fiveMin),

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
 // The stack is synthesized once and shared by every test: starting jsii and
@@ -473,6 +475,18 @@ func TestDashboard(t *testing.T) {
 		t.Run("shows "+want, func(t *testing.T) {
 			if !strings.Contains(body, want) {
 				t.Errorf("dashboard body lacks %s", want)
+			}
+		})
+	}
+	// The function's own metric names (lambda/rotator), so a renamed or new
+	// metric cannot be missing from the dashboard unnoticed.
+	for _, name := range []string{rotator.MetricKeysCandidate, rotator.MetricKeysRotated, rotator.MetricKeysWouldRotate,
+		rotator.MetricKeysSkipped, rotator.MetricKeysFailed, rotator.MetricKeysDeferred, rotator.MetricKeysBudgetLow,
+		rotator.MetricKeysBudgetExhausted, rotator.MetricMinOnDemandRemaining, rotator.MetricRunDuration,
+		rotator.MetricRunsCompleted, rotator.MetricRunsFailed, rotator.MetricContinuations} {
+		t.Run("shows the function's metric "+name, func(t *testing.T) {
+			if !strings.Contains(body, `\"`+name+`\"`) && !strings.Contains(body, `"`+name+`"`) {
+				t.Errorf("dashboard lacks %s", name)
 			}
 		})
 	}
