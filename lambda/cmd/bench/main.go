@@ -82,8 +82,8 @@ func run(args []string, stdout io.Writer) error {
 		sizes    = fs.String("sizes", "1000,10000", "comma-separated fleet sizes (opted-in keys)")
 		scale    = fs.Float64("quota-scale", 10, "emulator request quotas as a multiple of KMS's defaults")
 		latency  = fs.Duration("latency", 5*time.Millisecond, "emulator latency added to every response")
-		sample   = fs.Int("baseline-sample", 1000, "keys the naive baseline walks; larger fleets are extrapolated from this sample")
-		initRuns = fs.Int("init-runs", 7, "cold starts to time")
+		sample   = fs.Int("baseline-sample", 1200, "keys the naive baseline walks; larger fleets are extrapolated from this sample")
+		initRuns = fs.Int("init-runs", 15, "cold starts to time")
 		noBuild  = fs.Bool("skip-build", false, "skip the bootstrap size and init measurements")
 		cpuProf  = fs.String("cpuprofile", "", "write the sweep child's CPU profile to `file` (go tool pprof)")
 		sweepLog = fs.String("sweep-log", "", "write the sweep child's log and EMF lines to `file` instead of discarding them")
@@ -122,6 +122,8 @@ type fleetResult struct {
 	WallSeconds         float64            `json:"wallSeconds"`
 	Ratio               float64            `json:"ratio"`
 	CallsPerKey         map[string]float64 `json:"callsPerKey"`
+	CallsPerDueKey      float64            `json:"callsPerDueKey"`
+	CallsPerNotDueKey   float64            `json:"callsPerNotDueKey"`
 	Calls               int64              `json:"calls"`
 	CallTarget          int64              `json:"callTarget"`
 	Throttled           int64              `json:"throttled"`
@@ -139,6 +141,7 @@ type fleetResult struct {
 type summary struct {
 	Fleets      map[string]fleetResult `json:"fleets"`
 	InitMs      float64                `json:"initMs,omitempty"`
+	InitMsMin   float64                `json:"initMsMin,omitempty"`
 	InitMsMax   float64                `json:"initMsMax,omitempty"`
 	BootstrapMB float64                `json:"bootstrapMB,omitempty"`
 	Settings    map[string]any         `json:"settings"`
@@ -183,7 +186,7 @@ func bench(ctx context.Context, o options, w io.Writer) error {
 			return err
 		}
 		fmt.Fprintln(w, "\n== function")
-		arm, err := buildBootstrap(ctx, root, tmp, "arm64")
+		arm, err := buildBootstrap(ctx, root, tmp, "arm64", true)
 		if err != nil {
 			return err
 		}
@@ -193,7 +196,7 @@ func bench(ctx context.Context, o options, w io.Writer) error {
 		}
 		sum.BootstrapMB = round(float64(st.Size())/(1<<20), 2)
 		fmt.Fprintf(w, "bootstrap (make build: linux/arm64, static, -s -w, lambda.norpc): %.2f MB (target <= 15 MB)\n", sum.BootstrapMB)
-		host, err := buildBootstrap(ctx, root, tmp, runtime.GOARCH)
+		host, err := buildBootstrap(ctx, root, tmp, runtime.GOARCH, false)
 		if err != nil {
 			return err
 		}
@@ -202,9 +205,10 @@ func bench(ctx context.Context, o options, w io.Writer) error {
 			return err
 		}
 		sum.InitMs = round(ms(inits[len(inits)/2]), 1)
+		sum.InitMsMin = round(ms(inits[0]), 1)
 		sum.InitMsMax = round(ms(inits[len(inits)-1]), 1)
-		fmt.Fprintf(w, "init (exec to first Runtime API poll, %s build, %d cold starts): median %.1f ms, max %.1f ms (target <= 50 ms)\n",
-			runtime.GOARCH, len(inits), sum.InitMs, sum.InitMsMax)
+		fmt.Fprintf(w, "init (exec to first Runtime API poll, %s build, %d cold starts): median %.1f ms, min %.1f ms, max %.1f ms (target <= 50 ms; a busy host inflates it)\n",
+			runtime.GOARCH, len(inits), sum.InitMs, sum.InitMsMin, sum.InitMsMax)
 	}
 
 	b, err := json.Marshal(sum)
@@ -252,18 +256,23 @@ func benchFleet(ctx context.Context, o options, cfg rotator.Config, shape fleetS
 		fr.Throttled += st.Throttled
 	}
 	fr.CallsPerKey["total"] = round(float64(fr.Calls)/float64(shape.OptedIn), 4)
-	// The call target: 2 per not-due key, 4 per due key, 1 GetResources
-	// per 100 keys; ineligible keys stop after DescribeKey (allowed 2 like
-	// a not-due key); one ListAliases page per 100 aliases (DESIGN.md).
+	// The call target of issue 5: 2 per not-due key, 4 per due key, 1
+	// GetResources per 100 keys; ineligible keys stop after DescribeKey
+	// (allowed 2 like a not-due key); one ListAliases page per 100 aliases
+	// (DESIGN.md). The team decided on a 5th call per due key (the
+	// ListKeyRotations re-read guarding overlapping runs), shown apart.
 	pages := int64((shape.OptedIn + 99) / 100)
 	aliasPages := int64((shape.Total() + 99) / 100)
 	fr.CallTarget = 2*int64(shape.NotDue+shape.Ineligible) + 4*int64(shape.Due) + pages + aliasPages
+	fr.CallsPerDueKey, fr.CallsPerNotDueKey = perKind(stats, shape)
 
 	fmt.Fprintf(w, "engine:   wall %.2fs, floor %.2fs, ratio %.3f (target <= 1.1 at 10,000 keys)\n", fr.WallSeconds, fr.FloorSeconds, fr.Ratio)
 	fmt.Fprintf(w, "          rotated %d of %d due, failed %d, deferred %d, skipped %d %v\n",
 		fr.Rotated, shape.Due, fr.Failed, fr.Deferred, res.Summary.Skipped, res.Summary.Reasons)
 	fmt.Fprintf(w, "          sweep process CPU %.2fs (%.0f%% of one core over the wall time)\n", res.CPUSeconds, 100*res.CPUSeconds/res.WallSeconds)
-	fmt.Fprintf(w, "          KMS calls %d (target <= %d), throttled %d, peak RSS %.1f MB (sweep process)\n", fr.Calls, fr.CallTarget, fr.Throttled, fr.PeakRSSMB)
+	fmt.Fprintf(w, "          KMS calls %d (issue target <= %d at 4 per due key), throttled %d, peak RSS %.1f MB (sweep process)\n", fr.Calls, fr.CallTarget, fr.Throttled, fr.PeakRSSMB)
+	fmt.Fprintf(w, "          per key: %.2f per due key (issue target 4; 5 by design: status + history re-read before rotating), %.2f per other key (target 2), +%.3f GetResources, +%.3f ListAliases\n",
+		fr.CallsPerDueKey, fr.CallsPerNotDueKey, fr.CallsPerKey["GetResources"], fr.CallsPerKey["ListAliases"])
 	for _, op := range ops {
 		st := stats.Operations[op]
 		fmt.Fprintf(w, "            %-22s %7d calls  %.3f/key  throttled %d\n", op, st.Calls, fr.CallsPerKey[op], st.Throttled)
@@ -408,4 +417,24 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func round(v float64, digits int) float64 {
 	p := math.Pow(10, float64(digits))
 	return math.Round(v*p) / p
+}
+
+// perKind splits the per-key KMS calls between due keys and the others,
+// from the emulator's per-operation counts and the fleet's composition:
+// every opted-in key gets one DescribeKey; every eligible key one
+// ListKeyRotations; a due key also its status, a history re-read and the
+// rotation. So the ListKeyRotations beyond one per eligible key are due
+// keys' re-reads.
+func perKind(st kmsemu.Stats, s fleetShape) (due, other float64) {
+	c := func(op string) float64 { return float64(st.Op(op).Calls) }
+	perKey := c("DescribeKey") + c("ListKeyRotations") + c("GetKeyRotationStatus") + c("RotateKeyOnDemand") + c("ListResourceTags")
+	eligible := float64(s.OptedIn - s.Ineligible)
+	dueCalls := 2*float64(s.Due) + c("GetKeyRotationStatus") + c("RotateKeyOnDemand") + max(0, c("ListKeyRotations")-eligible)
+	if s.Due > 0 {
+		due = round(dueCalls/float64(s.Due), 3)
+	}
+	if n := s.OptedIn - s.Due; n > 0 {
+		other = round((perKey-dueCalls)/float64(n), 3)
+	}
+	return due, other
 }
