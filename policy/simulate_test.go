@@ -191,6 +191,9 @@ func TestSimulateRotation(t *testing.T) {
 		key("find tagged keys", "tag:GetResources", "*", nil, nil, allowed),
 		key("list every key", "kms:ListKeys", "*", nil, nil, denied),
 		key("continue its own sweep", "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator", nil, nil, allowed),
+		// The continuation must invoke the unqualified ARN: a qualifier
+		// (":$LATEST", an alias) is another resource to IAM.
+		key("invoke itself by a qualified ARN", "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator:$LATEST", nil, nil, denied),
 		key("invoke another function", "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:012345678912:function:payments", nil, nil, denied),
 		key("invoke itself in another region", "lambda:InvokeFunction", "arn:aws:lambda:eu-west-1:012345678912:function:kms-rotator", nil, nil, denied),
 		key("write its own logs", "logs:PutLogEvents",
