@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	lambdasvc "github.com/aws/aws-sdk-go-v2/service/lambda"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
@@ -41,12 +42,13 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	if err != nil {
 		return nil, err
 	}
-	// The read retryer and a connection pool sized for the pipelines.
-	awsCfg, err := rotator.LoadAWSConfig(ctx, cfg)
+	log := slog.New(slog.NewJSONHandler(out, nil))
+	// The read retryer and a connection pool sized for the pipelines; the
+	// SDK's own log lines go through the same JSON logger.
+	awsCfg, err := rotator.LoadAWSConfig(ctx, cfg, config.WithLogger(sdkLogger{log}))
 	if err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewJSONHandler(out, nil))
 	engine := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, out)
 	// A sweep that does not fit before the deadline continues by invoking
 	// this function again, asynchronously (ROTATOR_CONTINUATION_MAX).
