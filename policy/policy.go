@@ -91,6 +91,13 @@ type Statement struct {
 }
 
 // FunctionRole renders the identity policy of the function's execution role.
+// Its only write, kms:RotateKeyOnDemand, is limited to the account's keys that
+// carry the opt-in tag (aws:ResourceTag, KMS ABAC:
+// https://docs.aws.amazon.com/kms/latest/developerguide/abac.html) and are
+// symmetric (kms:KeySpec:
+// https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-key-spec).
+// kms:ListAliases and tag:GetResources take no resource ARN, so they are
+// granted on "*" (https://docs.aws.amazon.com/kms/latest/developerguide/kms-api-permissions-reference.html).
 func FunctionRole(p Params) (Document, error) {
 	var d Document
 	if err := render(FunctionRoleFile, p, &d); err != nil {
