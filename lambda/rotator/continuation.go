@@ -112,7 +112,7 @@ func (r *run) continueChain(ctx context.Context) {
 		ictx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
 		defer cancel()
 		_, err = r.e.lambda.Invoke(ictx, &lambda.InvokeInput{
-			FunctionName:   aws.String(r.inv.FunctionARN),
+			FunctionName:   aws.String(unqualified(r.inv.FunctionARN)),
 			InvocationType: lambdatypes.InvocationTypeEvent,
 			Payload:        payload,
 		})
@@ -134,4 +134,17 @@ func (r *run) continuationCount() float64 {
 		return 1
 	}
 	return 0
+}
+
+// unqualified drops a version or alias qualifier from a function ARN
+// (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]): the function's
+// IAM policy allows it to invoke only its own unqualified ARN, so a run
+// invoked through an alias continues on the function itself
+// (https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html).
+func unqualified(functionARN string) string {
+	parts := strings.SplitN(functionARN, ":", 8)
+	if len(parts) == 8 && parts[5] == "function" {
+		return strings.Join(parts[:7], ":")
+	}
+	return functionARN
 }

@@ -264,3 +264,18 @@ func TestContinuationNotStarted(t *testing.T) {
 		}
 	})
 }
+
+func TestUnqualifiedFunctionARN(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{testFunctionARN, testFunctionARN},
+		{testFunctionARN + ":live", testFunctionARN},
+		{testFunctionARN + ":7", testFunctionARN},
+		{"kms-rotator", "kms-rotator"},
+	} {
+		t.Run(tc.in+" invokes "+tc.want, func(t *testing.T) {
+			if got := unqualified(tc.in); got != tc.want {
+				t.Fatalf("unqualified(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
