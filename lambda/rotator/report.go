@@ -145,6 +145,12 @@ func (r *run) entry(it *item) KeyReport {
 	if it.rotatedAt != nil {
 		used++
 		last = *it.rotatedAt
+	} else if s := f.Status; s != nil && s.OnDemandStart != nil {
+		// Another run's on-demand rotation in progress is already spent:
+		// ListKeyRotations lists it only once it completes, so without it
+		// the entry would promise one rotation more than the key has.
+		used++
+		last = *s.OnDemandStart
 	}
 	remaining := Budget(used, cfg.OnDemandLimit)
 	k.OnDemandUsed, k.OnDemandRemaining = &used, &remaining
