@@ -325,9 +325,6 @@ func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
 	if sc.wantDeferred && deferred == 0 {
 		t.Errorf("%s: the deadline (%v) deferred no key: the scenario does not test a deadline", r.name, sc.deadline)
 	}
-	if sc.wantDeferred && r.report.Summary.Rotated == 0 {
-		t.Errorf("%s: no key was rotated before the deadline", r.name)
-	}
 }
 
 // runEngine runs one request through a fresh Engine wired like the Lambda

@@ -104,12 +104,14 @@ func TestConcurrentSweepProcesses(t *testing.T) {
 // release is closed: a run stopped half-way at a known point, with one
 // rotation applied and not yet reported.
 type gate struct {
-	target  string
-	pass    int64
-	seen    atomic.Int64
-	held    chan struct{} // closed when a response is held
-	release chan struct{}
-	once    sync.Once
+	target string
+	pass   int64
+	seen   atomic.Int64
+	held   chan struct{} // closed when a response is held
+	// heldStatus is the HTTP status of the first held response.
+	heldStatus int
+	release    chan struct{}
+	once       sync.Once
 }
 
 func newGate(t *testing.T, target string, pass int64) (*gate, string) {
@@ -152,6 +154,7 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-g.held:
 		default:
+			g.heldStatus = resp.StatusCode
 			close(g.held)
 		}
 		select {
@@ -179,7 +182,10 @@ func TestIncidentDuringSweep(t *testing.T) {
 	obs := observer(env.KMS.Config(region))
 	before := snapshot(t, obs)
 	g, gateURL := newGate(t, env.KMS.URL, 2)
-	sweepFn, err := env.AddFunction(t.Context(), harness.FunctionOptions{Name: "sweep", Endpoint: gateURL})
+	// One rotation pipeline: held at its third rotation, the sweep is
+	// blocked as a whole, and it has not reached the incident's key.
+	sweepFn, err := env.AddFunction(t.Context(), harness.FunctionOptions{Name: "sweep", Endpoint: gateURL,
+		Env: map[string]string{rotator.EnvConcurrency: "1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +277,9 @@ func TestIncidentDuringSweep(t *testing.T) {
 // again in a fresh process. The retry must rotate exactly the due keys the
 // crashed run did not, and none twice.
 func TestSweepRetriedAfterACrash(t *testing.T) {
-	cs := classes(12)
+	// Without the auto-soon key: its ConflictException would make the
+	// crash point (which rotation is applied) depend on key ID order.
+	cs := slices.DeleteFunc(classes(12), func(c class) bool { return c.name == "auto-soon" })
 	env := processEnv(t, cs, 1)
 	obs := observer(env.KMS.Config(region))
 	before := snapshot(t, obs)
@@ -296,6 +304,9 @@ func TestSweepRetriedAfterACrash(t *testing.T) {
 	case <-g.held:
 	case err := <-done:
 		t.Fatalf("the sweep ended before its third rotation: %v", err)
+	}
+	if g.heldStatus != http.StatusOK {
+		t.Fatalf("the held RotateKeyOnDemand answered %d, want 200 (applied)", g.heldStatus)
 	}
 	crashing.Kill()
 	if err := <-done; err == nil {
@@ -334,4 +345,30 @@ func TestSweepRetriedAfterACrash(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDeadlineUnderTheRuntimeEmulator: the Lambda deadline that the Runtime
+// Interface Emulator sets (AWS_LAMBDA_FUNCTION_TIMEOUT) arrives mid-sweep;
+// the function must answer with its report and deferred keys, not time out.
+func TestDeadlineUnderTheRuntimeEmulator(t *testing.T) {
+	cs := classes(30)
+	env := processEnv(t, cs, 1)
+	obs := observer(env.KMS.Config(region))
+	before := snapshot(t, obs)
+	f, err := env.AddFunction(t.Context(), harness.FunctionOptions{Name: "short", Timeout: 3 * time.Second,
+		Env: map[string]string{rotator.EnvRotateRPS: "4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := env.ReadFile("events/scheduled.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := invoke(t.Context(), f, payload)
+	if err != nil {
+		t.Fatalf("invariant 4: the run did not return its report: %v", err)
+	}
+	after := snapshot(t, obs)
+	checkRuns(t, before, after, []run{r}, nil, true)
+	checkClasses(t, schedule{deadline: 3 * time.Second, wantDeferred: true}, r, cs, before)
 }
