@@ -298,12 +298,13 @@ func checkMetrics(t *testing.T, r run, count map[rotator.Outcome]int, skippedBy,
 		return
 	}
 	for name, want := range map[string]int{
-		rotator.MetricKeysCandidate: len(r.report.Keys),
-		rotator.MetricKeysRotated:   count[rotator.Rotated],
-		rotator.MetricKeysSkipped:   count[rotator.Skipped],
-		rotator.MetricKeysFailed:    count[rotator.Failed],
-		rotator.MetricKeysDeferred:  count[rotator.Deferred],
-		rotator.MetricRunsCompleted: 1,
+		rotator.MetricKeysCandidate:   len(r.report.Keys),
+		rotator.MetricKeysRotated:     count[rotator.Rotated],
+		rotator.MetricKeysWouldRotate: count[rotator.WouldRotate],
+		rotator.MetricKeysSkipped:     count[rotator.Skipped],
+		rotator.MetricKeysFailed:      count[rotator.Failed],
+		rotator.MetricKeysDeferred:    count[rotator.Deferred],
+		rotator.MetricRunsCompleted:   1,
 	} {
 		if v, ok := main.Value(name); !ok || v != float64(want) {
 			t.Errorf("%s: invariant 5: metric %s = %v (present %v), report says %d", r.name, name, v, ok, want)
