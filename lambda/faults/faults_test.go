@@ -60,6 +60,9 @@ type schedule struct {
 	interloper bool
 	// deadline is each run's remaining Lambda time (0: none).
 	deadline time.Duration
+	// kmsClockBehind sets the emulator's clock this far behind the
+	// function's (KMS's and Lambda's clocks are never exactly equal).
+	kmsClockBehind time.Duration
 	// hangingLambda: the Lambda API the engine continues a deferred sweep
 	// with never answers (a function in a VPC without a Lambda endpoint).
 	hangingLambda bool
@@ -115,6 +118,8 @@ var faultSchedules = []schedule{
 		emu: kmsemu.Options{DropRate: 0.5, Seed: 4}, ambiguous: true},
 	{name: "lost responses while the rotation is in progress (drop-rate 0.5, rotation-delay 300ms): reported rotated",
 		emu: kmsemu.Options{DropRate: 0.5, RotationDelay: 300 * time.Millisecond, Seed: 5}, ambiguous: true},
+	{name: "lost responses with KMS's clock 2s behind the function's: a lost rotation is still reported rotated",
+		emu: kmsemu.Options{DropRate: 1, RotationDelay: 300 * time.Millisecond, Seed: 18}, kmsClockBehind: 2 * time.Second, due: 4},
 	{name: "latency 25ms on every call: the same answers, only slower",
 		emu: kmsemu.Options{Latency: 25 * time.Millisecond, RotationDelay: 100 * time.Millisecond, Seed: 6}, exact: true},
 	{name: "every fault at once: 5xx, lost responses, throttling and latency",
@@ -171,6 +176,7 @@ func runSchedule(t *testing.T, sc schedule) {
 	// The emulator's clock runs with real time plus skip, so the test can
 	// complete the rotations in progress without sleeping them out.
 	var skip atomic.Int64
+	skip.Store(-int64(sc.kmsClockBehind))
 	opts.Now = func() time.Time { return time.Now().Add(time.Duration(skip.Load())) }
 	emu := emutest.Start(t, opts, fleetJSON(t, cs))
 	obs := observer(emu.Config(region))

@@ -320,7 +320,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 			by = r.lookBy
 		}
 		lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
-		applied, inProgressByOther, lerr := r.look(lctx, it)
+		applied, lerr := r.look(lctx, it)
 		cancel()
 		switch {
 		case lerr != nil:
@@ -331,10 +331,6 @@ func (r *run) rotate(ctx context.Context, it *item) {
 			return
 		case applied:
 			r.rotated(it, started)
-			return
-		case inProgressByOther:
-			it.outcome, it.reason, it.detail = Skipped, ReasonRotationInProgress, ""
-			r.finish(it)
 			return
 		case attempt >= maxAttempts || c.deadline:
 			r.failed(it, opRotateKeyOnDemand, err, true)
@@ -349,29 +345,28 @@ func (r *run) rotate(ctx context.Context, it *item) {
 // the run's own call deadline, into the safety margin (run.lookBy).
 const lookTimeout = 5 * time.Second
 
-// look tells whether a rotation started by this run was applied despite an
-// ambiguous failure: an on-demand rotation in progress that started at or
-// after the run began, or more ON_DEMAND entries than before. An on-demand
-// rotation in progress that started earlier belongs to someone else.
-func (r *run) look(ctx context.Context, it *item) (applied, inProgressByOther bool, err error) {
+// look tells whether the rotation this run asked for was applied despite an
+// ambiguous failure. The status read right before RotateKeyOnDemand showed
+// no on-demand rotation in progress, so one in progress now started since:
+// it is this run's (another run's could only have started in that same
+// moment — the window lambda/faults documents). Its start date is not
+// compared with the run's start: KMS's clock is not the function's, and a
+// few milliseconds of skew would report a rotation this run spent as
+// someone else's. Otherwise, more ON_DEMAND entries than the history read
+// right before mean it has already completed.
+func (r *run) look(ctx context.Context, it *item) (applied bool, err error) {
 	before := it.facts.History
 	if err := r.status(ctx, it); err != nil {
-		return false, false, err
+		return false, err
 	}
-	if s := it.facts.Status.OnDemandStart; s != nil {
-		if !s.Before(r.start) {
-			return true, false, nil
-		}
-		return false, true, nil
+	if it.facts.Status.OnDemandStart != nil {
+		return true, nil
 	}
 	h, err := r.readHistory(ctx, it)
 	if err != nil {
-		return false, false, err
+		return false, err
 	}
-	if before != nil && h.OnDemand > before.OnDemand {
-		return true, false, nil
-	}
-	return false, false, nil
+	return before != nil && h.OnDemand > before.OnDemand, nil
 }
 
 // rotated records a started rotation. The entry shows the budget after it:
