@@ -24,6 +24,11 @@ type Config struct {
 	RotateRPS float64
 	// Concurrency is the number of key pipelines in flight (ROTATOR_CONCURRENCY).
 	Concurrency int
+	// ConcurrencyAuto is true when ROTATOR_CONCURRENCY was not set: the
+	// engine may then read with more pipelines than Concurrency when a
+	// raised ROTATOR_ROTATE_RPS needs them to keep ListKeyRotations' pace
+	// (readPipelines). A value the operator set is used exactly.
+	ConcurrencyAuto bool
 	// DryRun forces every run to decide and report only (ROTATOR_DRY_RUN).
 	DryRun bool
 	// MetricsNamespace is the CloudWatch EMF namespace (ROTATOR_METRICS_NAMESPACE).
@@ -75,6 +80,7 @@ func DefaultConfig() Config {
 		Reserve:          2,
 		RotateRPS:        4,
 		Concurrency:      16,
+		ConcurrencyAuto:  true,
 		DryRun:           false,
 		MetricsNamespace: "KMSRotator",
 		ContinuationMax:  8,
@@ -127,6 +133,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	integer(EnvOnDemandLimit, &c.OnDemandLimit, 1, maxOnDemandLimit)
 	integer(EnvReserve, &c.Reserve, 0, maxOnDemandLimit)
 	integer(EnvConcurrency, &c.Concurrency, 1, maxConcurrency)
+	c.ConcurrencyAuto = getenv(EnvConcurrency) == ""
 	integer(EnvContinuationMax, &c.ContinuationMax, 0, maxContinuation)
 	str(EnvMetricsNamespace, &c.MetricsNamespace, 255)
 	if err != nil {

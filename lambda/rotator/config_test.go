@@ -16,7 +16,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatalf("LoadConfig(empty) = %+v, want the defaults %+v", got, DefaultConfig())
 	}
 	want := Config{TagKey: "kms-rotator", TagValue: "enabled", IntervalDays: 90, OnDemandLimit: 10, Reserve: 2,
-		RotateRPS: 4, Concurrency: 16, MetricsNamespace: "KMSRotator", ContinuationMax: 8}
+		RotateRPS: 4, Concurrency: 16, ConcurrencyAuto: true, MetricsNamespace: "KMSRotator", ContinuationMax: 8}
 	if got != want {
 		t.Fatalf("defaults = %+v, want DESIGN.md's %+v", got, want)
 	}
@@ -86,6 +86,29 @@ func TestParseIntervalTag(t *testing.T) {
 			got, err := ParseIntervalTag(tc.in)
 			if (err == nil) != tc.ok || got != tc.want {
 				t.Fatalf("ParseIntervalTag(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestReadPipelines(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want int
+	}{
+		{"defaults → 16", nil, 16},
+		{"unset concurrency, raised pace → enough pipelines for ListKeyRotations at 20× the rotate pace", map[string]string{EnvRotateRPS: "50"}, 50},
+		{"concurrency set → used exactly, whatever the pace", map[string]string{EnvRotateRPS: "50", EnvConcurrency: "2"}, 2},
+		{"concurrency set above the auto value → used exactly", map[string]string{EnvConcurrency: "64"}, 64},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := LoadConfig(env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readPipelines(cfg); got != tc.want {
+				t.Fatalf("readPipelines = %d, want %d", got, tc.want)
 			}
 		})
 	}

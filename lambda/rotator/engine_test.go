@@ -475,7 +475,7 @@ func TestDeadlineMidSweepDefersTheRest(t *testing.T) {
 	fleet := `[{"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":50},
 	           {"alias":"alias/fresh","createdDaysAgo":5,"tags":{"kms-rotator":"enabled"},"count":50}]`
 	cfg := fastConfig()
-	cfg.Concurrency = 2
+	cfg.Concurrency, cfg.ConcurrencyAuto = 2, false // exactly 2 read pipelines
 	// 20 ms a DescribeKey, 2 pipelines: 100 keys need over 1 s; the run has
 	// 0.5 s before its cutoff (60 s left, a 59.5 s margin — so calls in
 	// flight at the cutoff still have half the margin, ~30 s, to finish

@@ -42,12 +42,16 @@ func newListLimiter(cfg Config) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r/10))))
 }
 
-// readPipelines is how many keys are read at once: ROTATOR_CONCURRENCY, or
-// more when the ListKeyRotations pace needs more calls in flight. A key
+// readPipelines is how many keys are read at once: ROTATOR_CONCURRENCY when
+// the operator set it; otherwise its default (16), or more when the
+// ListKeyRotations pace needs more calls in flight. A key
 // takes two sequential reads (DescribeKey, ListKeyRotations); with up to
 // 25 ms per call (50 ms per key) reaching the pace takes rate/20 pipelines.
 // The limiter, not the pipeline count, then sets the read rate.
 func readPipelines(cfg Config) int {
+	if !cfg.ConcurrencyAuto {
+		return cfg.Concurrency
+	}
 	return max(cfg.Concurrency, min(maxReadPipelines, int(math.Ceil(listRotationsRPS(cfg)/20))))
 }
 
