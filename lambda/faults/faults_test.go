@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -356,7 +354,7 @@ func runEngine(ctx context.Context, endpoint string, cfg rotator.Config, req req
 		Region:       region,
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
 		BaseEndpoint: aws.String(endpoint),
-		Retryer:      readRetryer,
+		Retryer:      rotator.ReadRetryer, // what lambda/main.go installs for reads
 	}
 	var logs, metrics lockedBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
@@ -383,18 +381,6 @@ type hangingInvoke struct{}
 func (hangingInvoke) Invoke(ctx context.Context, _ *lambdasvc.InvokeInput, _ ...func(*lambdasvc.Options)) (*lambdasvc.InvokeOutput, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
-}
-
-// readRetryer mirrors lambda/main.go's retryer for reads (package main
-// cannot be imported): adaptive mode, 10 attempts, no retry token bucket.
-func readRetryer() aws.Retryer {
-	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
-		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
-			so.MaxAttempts = 10
-			so.MaxBackoff = 5 * time.Second
-			so.RateLimiter = ratelimit.None
-		})
-	})
 }
 
 // keyLines counts the "key decision" log lines per key ARN.
