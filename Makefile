@@ -58,4 +58,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzServeHTTP$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/kmsemu/
 
 clean:
-	rm -rf bootstrap bin cdk.out
+	rm -rf bootstrap bin cdk.out .cache/harness
