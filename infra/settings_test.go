@@ -68,12 +68,17 @@ func TestFunctionAcceptsTheEnvironment(t *testing.T) {
 	want.TagKey, want.TagValue, want.IntervalDays, want.OnDemandLimit = "security:rotate", "yes", 30, 25
 	want.Reserve, want.RotateRPS, want.Concurrency, want.DryRun, want.MetricsNamespace = 5, 2.5, 8, true, "Sec/KMS"
 	want.ContinuationMax = 3
+	// The stack always sets ROTATOR_CONCURRENCY (from context), so the
+	// function uses it exactly rather than growing it with the pace.
+	want.ConcurrencyAuto = false
+	defaults := rotator.DefaultConfig()
+	defaults.ConcurrencyAuto = false
 	tests := []struct {
 		name string
 		s    Settings
 		want rotator.Config
 	}{
-		{"defaults give the function's defaults", DefaultSettings(), rotator.DefaultConfig()},
+		{"defaults give the function's defaults", DefaultSettings(), defaults},
 		{"every setting reaches the function", custom, want},
 	}
 	for _, tc := range tests {
