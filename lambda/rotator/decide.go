@@ -204,7 +204,19 @@ func Decide(f Facts, now time.Time, cfg Config) Decision {
 	if f.History == nil {
 		return Decision{Action: FetchHistory}
 	}
-	remaining := Budget(f.History.OnDemand, cfg.OnDemandLimit)
+	used := f.History.OnDemand
+	if f.Mode == request.ModeReport {
+		// The inventory reads every eligible key's rotation status (a cheap
+		// call: 1,000/s): ListKeyRotations lists an on-demand rotation only
+		// once it completes, and one in progress is already spent.
+		if f.Status == nil {
+			return Decision{Action: FetchStatus}
+		}
+		if f.Status.OnDemandStart != nil {
+			used++
+		}
+	}
+	remaining := Budget(used, cfg.OnDemandLimit)
 	switch {
 	case remaining == 0:
 		return done(Skipped, ReasonBudgetExhausted)

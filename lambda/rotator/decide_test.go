@@ -1,6 +1,7 @@
 package rotator
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -150,7 +151,29 @@ func TestDecide(t *testing.T) {
 			f.Status = notInProgress
 		}), final(WouldRotate, ReasonNone)},
 	)
+	// The inventory (report mode) reads the status of every key whose
+	// history it read, before judging the budget: a rotation in progress is
+	// already spent.
+	r := set(base(request.ModeReport), func(f *Facts) { f.DryRun = true })
+	cases = append(cases,
+		tc{"report/history read, status unknown → fetch status first", set(r, func(f *Facts) { f.History = &History{OnDemand: 1, Newest: ago(10)} }), Decision{Action: FetchStatus}},
+		tc{"report/7 used + 1 in progress → remaining == reserve → skipped budget-reserved", set(r, func(f *Facts) {
+			f.History = &History{OnDemand: 7, Newest: ago(200)}
+			f.Status = inProgress
+		}), final(Skipped, ReasonBudgetReserved)},
+		tc{"report/9 used + 1 in progress → skipped budget-exhausted", set(r, func(f *Facts) {
+			f.History = &History{OnDemand: 9, Newest: ago(200)}
+			f.Status = inProgress
+		}), final(Skipped, ReasonBudgetExhausted)},
+	)
 	for _, c := range cases {
+		if c.f.Mode == request.ModeReport && c.f.History != nil && c.f.Status == nil && !strings.HasPrefix(c.name, "report/history read") {
+			// The shared rows above describe a key with nothing in progress.
+			c.f.Status = notInProgress
+			if c.want.Action == FetchStatus {
+				c.want = final(WouldRotate, ReasonNone)
+			}
+		}
 		t.Run(c.name, func(t *testing.T) {
 			got := Decide(c.f, now, cfg)
 			if got != c.want {
