@@ -12,11 +12,20 @@ import (
 
 // notProducedHere are the reasons this test cannot provoke through the
 // built binary without faults the emulator applies to every call alike:
-// AccessDeniedException (the emulator holds one account, and the request
-// layer rejects other accounts' ARNs first), throttling and other errors
-// outlasting the SDK's retries. The engine's fault tests (lambda/rotator,
-// lambda/faults) cover them against the emulator.
-var notProducedHere = []string{"access-denied", "throttled", "error"}
+// throttling that outlasts the SDK's retries. The engine's fault tests
+// (lambda/rotator, lambda/faults) cover it against the emulator.
+var notProducedHere = []string{"throttled"}
+
+// deniedFleet holds a due key whose key policy does not let the function
+// rotate it (the emulator's fleet extension "deny") and a due key with a
+// malformed interval tag.
+const deniedFleet = `[
+ {"keyId":"dddddddd-0000-4000-8000-000000000001","alias":"alias/locked-down","createdDaysAgo":200,
+  "tags":{"kms-rotator":"enabled"},"deny":["RotateKeyOnDemand"]},
+ {"keyId":"dddddddd-0000-4000-8000-000000000002","alias":"alias/typo-interval","createdDaysAgo":200,
+  "tags":{"kms-rotator":"enabled","kms-rotator:interval-days":"90d"}},
+ {"keyId":"dddddddd-0000-4000-8000-000000000003","alias":"alias/plain-due","createdDaysAgo":200,
+  "tags":{"kms-rotator":"enabled"}}]`
 
 // TestEveryReasonFromTheBuiltFunction drives the built bootstrap under the
 // RIE into every outcome and reason of DESIGN.md that a healthy emulator
@@ -30,6 +39,7 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 		"alias/ml-features"]}`
 	tests := []struct {
 		name     string
+		fleet    string // FleetJSON instead of events/fleet.json
 		emuArgs  []string
 		fnEnv    map[string]string
 		timeout  time.Duration
@@ -49,6 +59,16 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 				"alias/partner-byok": "skipped/imported-key-material", "alias/hsm-vault": "skipped/custom-key-store",
 				"alias/sovereign-xks": "skipped/custom-key-store", "alias/old-analytics": "skipped/key-not-enabled",
 				"alias/retired-vendor": "skipped/key-not-enabled", "alias/global-orders": "skipped/multi-region-replica",
+			},
+		},
+		{
+			name:     "sweep reports access-denied for a key its policy keeps from the function, error for a bad interval tag",
+			fleet:    deniedFleet,
+			emuArgs:  completeAtOnce,
+			payloads: []string{"@events/scheduled.json"},
+			want: map[string]string{
+				"alias/locked-down": "failed/access-denied", "alias/typo-interval": "failed/error",
+				"alias/plain-due": "rotated",
 			},
 		},
 		{
@@ -97,8 +117,12 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ran++
+			kl := harness.KMSLocalOptions{Fleet: "events/fleet.json", Args: tt.emuArgs}
+			if tt.fleet != "" {
+				kl = harness.KMSLocalOptions{FleetJSON: tt.fleet, Args: tt.emuArgs}
+			}
 			env := harness.StartTB(t, harness.Options{
-				KMSLocal: harness.KMSLocalOptions{Fleet: "events/fleet.json", Args: tt.emuArgs},
+				KMSLocal: kl,
 				Function: harness.FunctionOptions{Env: tt.fnEnv, Timeout: tt.timeout},
 			})
 			var r *harness.Report
@@ -139,6 +163,11 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 				}
 				if got[name] != want {
 					t.Errorf("%s: %q, want %q", name, got[name], want)
+				}
+			}
+			for _, k := range r.Keys {
+				if k.Reason == "access-denied" && (!strings.Contains(k.Error, "AccessDeniedException") || !strings.Contains(k.Error, "opt-in tag") || !strings.Contains(k.Error, "key policy")) {
+					t.Errorf("%s: access-denied error %q lacks the AWS code or the hint (opt-in tag, key policy)", k.Alias, k.Error)
 				}
 			}
 			if tt.timeout > 0 && (r.Summary.Deferred == 0 || r.Summary.Reasons["deadline"] != r.Summary.Deferred) {

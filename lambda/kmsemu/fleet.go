@@ -64,6 +64,12 @@ type FleetKey struct {
 	// not allowed with Count > 1. Copy n of a counted replica entry pairs
 	// with copy n of the counted primary its primaryAlias names.
 	Count int `json:"count"`
+	// Deny lists KMS operations (e.g. "RotateKeyOnDemand") the caller may
+	// not call on this key (extension). They answer AccessDeniedException,
+	// as KMS does when the key policy neither delegates to IAM nor names the
+	// caller (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html),
+	// so the function's access-denied path can be rehearsed.
+	Deny []string `json:"deny"`
 }
 
 // FleetTags are a fleet key's tags. KMS tag values are strings; a number or
@@ -363,6 +369,15 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time, warn func(string)) (*key, 
 		description: e.Description, customKeyStore: e.CustomKeyStoreID, tags: map[string]string{},
 	}
 	mrType := canon(e.MultiRegionKeyType, "PRIMARY", "REPLICA")
+	for _, op := range e.Deny {
+		if _, ok := operations[kmsPrefix+op]; !ok {
+			return nil, fmt.Errorf("deny: %q is not a KMS operation the emulator serves (e.g. RotateKeyOnDemand, DescribeKey)", op)
+		}
+		if k.deny == nil {
+			k.deny = map[string]bool{}
+		}
+		k.deny[op] = true
+	}
 	if k.region == "" {
 		k.region = s.opts.Region
 	}

@@ -40,6 +40,7 @@ func TestLoadFleetRejectsBadEntries(t *testing.T) {
 		{"custom key store id without a custom origin", `[{"customKeyStoreId":"cks-1"}]`, "customKeyStoreId needs origin"},
 		{"bad region", `[{"region":"Mars"}]`, "region"},
 		{"tag value that is an object", `[{"tags":{"a":{"b":1}}}]`, "not a string, number or boolean"},
+		{"deny of an unknown operation", `[{"deny":["RotateKeyNow"]}]`, `deny: "RotateKeyNow" is not a KMS operation`},
 	}
 	for _, c := range cases {
 		t.Run(c.name+" is an error naming the problem", func(t *testing.T) {
@@ -256,6 +257,26 @@ func TestDemoFleet(t *testing.T) {
 		md := describe(t, e, "alias/global-orders").KeyMetadata
 		if *md.MultiRegionConfiguration.PrimaryKey.Region != "eu-west-1" {
 			t.Fatalf("primary region %s", *md.MultiRegionConfiguration.PrimaryKey.Region)
+		}
+	})
+}
+
+func TestFleetDenyAnswersAccessDenied(t *testing.T) {
+	e := start(t, kmsemu.Options{RotationDelay: time.Second}, `[{"keyId":"`+keyA+`","deny":["RotateKeyOnDemand"]}]`)
+	t.Run("a denied operation → AccessDeniedException, nothing rotated", func(t *testing.T) {
+		_, err := e.kms.RotateKeyOnDemand(e.ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(keyA)})
+		wantCode(t, err, "AccessDeniedException")
+		st, err := e.kms.GetKeyRotationStatus(e.ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(keyA)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.OnDemandRotationStartDate != nil {
+			t.Fatal("a denied rotation started")
+		}
+	})
+	t.Run("operations not listed still work", func(t *testing.T) {
+		if _, err := e.kms.DescribeKey(e.ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyA)}); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -25,6 +25,7 @@ type key struct {
 	pendingWindow   int
 	customKeyStore  string
 	tags            map[string]string
+	deny            map[string]bool // operations answered AccessDeniedException (fleet "deny")
 
 	multiRegion bool
 	mrType      string // PRIMARY or REPLICA when multiRegion
@@ -294,6 +295,12 @@ func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 		return nil, errNotFound("Key '%s' does not exist", k.arn)
 	}
 	c.key = k.id
+	if k.deny[c.op] {
+		// KMS's wording when neither IAM nor the key policy allows the call.
+		return nil, errf(400, "AccessDeniedException",
+			"User: arn:aws:sts::%s:assumed-role/kms-rotator/caller is not authorized to perform: kms:%s on resource: %s because no resource-based policy allows the kms:%s action",
+			s.opts.Account, c.op, k.arn, c.op)
+	}
 	return k, nil
 }
 
