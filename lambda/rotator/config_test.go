@@ -98,7 +98,7 @@ func TestReadPipelines(t *testing.T) {
 		want int
 	}{
 		{"defaults → 16", nil, 16},
-		{"unset concurrency, raised pace → enough pipelines for ListKeyRotations at 20× the rotate pace", map[string]string{EnvRotateRPS: "50"}, 50},
+		{"unset concurrency, raised pace → enough pipelines for ListKeyRotations at 20× the rotate pace", map[string]string{EnvRotateRPS: "50"}, 100},
 		{"concurrency set → used exactly, whatever the pace", map[string]string{EnvRotateRPS: "50", EnvConcurrency: "2"}, 2},
 		{"concurrency set above the auto value → used exactly", map[string]string{EnvConcurrency: "64"}, 64},
 	} {

@@ -46,13 +46,14 @@ func newListLimiter(cfg Config) *rate.Limiter {
 // the operator set it; otherwise its default (16), or more when the
 // ListKeyRotations pace needs more calls in flight. A key
 // takes two sequential reads (DescribeKey, ListKeyRotations); with up to
-// 25 ms per call (50 ms per key) reaching the pace takes rate/20 pipelines.
-// The limiter, not the pipeline count, then sets the read rate.
+// 50 ms per call (100 ms per key: a distant Region, a busy account)
+// reaching the pace takes rate/10 pipelines. Idle pipelines cost a
+// goroutine each; the limiter, not the pipeline count, sets the read rate.
 func readPipelines(cfg Config) int {
 	if !cfg.ConcurrencyAuto {
 		return cfg.Concurrency
 	}
-	return max(cfg.Concurrency, min(maxReadPipelines, int(math.Ceil(listRotationsRPS(cfg)/20))))
+	return max(cfg.Concurrency, min(maxReadPipelines, int(math.Ceil(listRotationsRPS(cfg)/10))))
 }
 
 // maxReadPipelines bounds the read pipelines whatever the pace.
