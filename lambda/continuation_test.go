@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
+	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
@@ -57,7 +58,7 @@ func TestSweepPastItsDeadlineInvokesItself(t *testing.T) {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	env := map[string]string{rotator.EnvRotateRPS: "10"} // 60 due keys need 6 s
-	h, err := newHandler(context.Background(), func(k string) string { return env[k] }, &lockedBuffer{})
+	h, err := newHandler(context.Background(), func(k string) string { return env[k] }, &emutest.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

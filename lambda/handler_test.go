@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -22,26 +21,9 @@ import (
 
 const functionARN = "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator"
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startFunction builds the handler the way main does, from the environment,
 // against an emulator seeded with events/fleet.json.
-func startFunction(t *testing.T, env map[string]string) (*handler, *emutest.Emu, *lockedBuffer) {
+func startFunction(t *testing.T, env map[string]string) (*handler, *emutest.Emu, *emutest.Buffer) {
 	t.Helper()
 	fleet, err := os.ReadFile("../events/fleet.json")
 	if err != nil {
@@ -56,7 +38,7 @@ func startFunction(t *testing.T, env map[string]string) (*handler, *emutest.Emu,
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	out := &lockedBuffer{}
+	out := &emutest.Buffer{}
 	env[rotator.EnvRotateRPS] = "100"
 	h, err := newHandler(context.Background(), func(k string) string { return env[k] }, out)
 	if err != nil {

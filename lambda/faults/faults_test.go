@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -356,7 +355,7 @@ func runEngine(ctx context.Context, endpoint string, cfg rotator.Config, req req
 		BaseEndpoint: aws.String(endpoint),
 		Retryer:      rotator.ReadRetryer, // what lambda/main.go installs for reads
 	}
-	var logs, metrics lockedBuffer
+	var logs, metrics emutest.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	eng := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, &metrics)
 	inv := rotator.Invocation{RequestID: name, Scope: scope}
@@ -400,22 +399,4 @@ func keyLines(logs string) map[string]int {
 
 func mapEnv(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
-}
-
-// lockedBuffer is a bytes.Buffer for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -14,7 +14,7 @@ import (
 // TestEmulatorLogCannotBeForged: the emulator logs the caller's key
 // identifier; a newline in it must not start a forged log line.
 func TestEmulatorLogCannotBeForged(t *testing.T) {
-	var logs lockedBuffer
+	var logs emutest.Buffer
 	emu := emutest.Start(t, kmsemu.Options{Log: &logs}, "")
 	forged := "alias/x\n2026-01-01T00:00:00.000Z op=RotateKeyOnDemand region=us-east-1 key=victim status=200 code=OK"
 	_, err := emu.KMS(region).DescribeKey(t.Context(), &kms.DescribeKeyInput{KeyId: aws.String(forged)})

@@ -1,7 +1,6 @@
 package rotator
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -29,23 +28,9 @@ const (
 
 var testScope = request.Scope{Partition: "aws", Account: testAccount, Region: testRegion}
 
-// syncBuffer is a bytes.Buffer safe for the engine's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects the engine's log and metric lines (safe for its
+// concurrent writers).
+type syncBuffer struct{ emutest.Buffer }
 
 // lines returns the buffer's JSON lines, decoded.
 func (s *syncBuffer) lines(t *testing.T) []map[string]any {

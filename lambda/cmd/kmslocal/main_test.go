@@ -7,13 +7,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
 )
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {
@@ -58,28 +59,10 @@ func TestBadArgumentsAreErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer collects the command's stderr while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestServesTheDemoFleetAndStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr emutest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-fleet", "../../../events/fleet.json", "-account", "012345678912", "-rotation-delay", "0"}, &stderr)

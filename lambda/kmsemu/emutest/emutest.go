@@ -101,3 +101,25 @@ func (w *testLog) stop() {
 	defer w.mu.Unlock()
 	w.done = true
 }
+
+// Buffer is an io.Writer that concurrent writers may share (the engine's
+// pipelines writing logs and metrics, a server's request log) and that a
+// test may read at any time.
+type Buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
