@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the function's configuration, read once at cold start from the
@@ -31,6 +32,14 @@ type Config struct {
 	ConcurrencyAuto bool
 	// DryRun forces every run to decide and report only (ROTATOR_DRY_RUN).
 	DryRun bool
+	// StartJitter bounds a random delay before a scheduled run's first
+	// rotation (no environment variable; 0 turns it off). Duplicate
+	// deliveries of one schedule start at the same moment and walk the keys
+	// in the same order at the same pace: in lockstep, each could read a
+	// key's history before the other's rotation lands, and both rotate it.
+	// A random offset puts one sweep behind the other, so the re-check
+	// right before each rotation sees the leader's rotations.
+	StartJitter time.Duration
 	// MetricsNamespace is the CloudWatch EMF namespace (ROTATOR_METRICS_NAMESPACE).
 	MetricsNamespace string
 	// ContinuationMax bounds the chain of continuations a scheduled, plan
@@ -81,6 +90,7 @@ func DefaultConfig() Config {
 		RotateRPS:        4,
 		Concurrency:      16,
 		ConcurrencyAuto:  true,
+		StartJitter:      time.Second,
 		DryRun:           false,
 		MetricsNamespace: "KMSRotator",
 		ContinuationMax:  8,

@@ -3,6 +3,9 @@ package rotator
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -16,7 +19,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatalf("LoadConfig(empty) = %+v, want the defaults %+v", got, DefaultConfig())
 	}
 	want := Config{TagKey: "kms-rotator", TagValue: "enabled", IntervalDays: 90, OnDemandLimit: 10, Reserve: 2,
-		RotateRPS: 4, Concurrency: 16, ConcurrencyAuto: true, MetricsNamespace: "KMSRotator", ContinuationMax: 8}
+		RotateRPS: 4, Concurrency: 16, ConcurrencyAuto: true, MetricsNamespace: "KMSRotator", ContinuationMax: 8, StartJitter: time.Second}
 	if got != want {
 		t.Fatalf("defaults = %+v, want DESIGN.md's %+v", got, want)
 	}
@@ -32,7 +35,7 @@ func TestLoadConfigAccepts(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{TagKey: "rotate", TagValue: "yes", IntervalDays: 30, OnDemandLimit: 25, Reserve: 0,
-		RotateRPS: 2.5, Concurrency: 64, DryRun: true, MetricsNamespace: "Sec/KMS", ContinuationMax: 0}
+		RotateRPS: 2.5, Concurrency: 64, DryRun: true, MetricsNamespace: "Sec/KMS", ContinuationMax: 0, StartJitter: time.Second}
 	if got != want {
 		t.Fatalf("LoadConfig = %+v, want %+v", got, want)
 	}
@@ -109,6 +112,44 @@ func TestReadPipelines(t *testing.T) {
 			}
 			if got := readPipelines(cfg); got != tc.want {
 				t.Fatalf("readPipelines = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStartJitter(t *testing.T) {
+	cfg := DefaultConfig() // StartJitter 1 s
+	e := &Engine{cfg: cfg}
+	for _, tc := range []struct {
+		name   string
+		req    request.Request
+		dry    bool
+		cutoff time.Duration // from now; 0 = none
+		max    time.Duration // 0: must be exactly 0
+	}{
+		{"scheduled sweep → up to StartJitter", request.Request{Mode: request.ModeScheduled}, false, 0, time.Second},
+		{"scheduled sweep with 10 min left → still up to StartJitter", request.Request{Mode: request.ModeScheduled}, false, 10 * time.Minute, time.Second},
+		{"scheduled sweep with 20 s left → at most 1 % of it", request.Request{Mode: request.ModeScheduled}, false, 20 * time.Second, 200 * time.Millisecond},
+		{"incident → never waits", request.Request{Mode: request.ModeIncident}, false, 0, 0},
+		{"dry run → nothing to protect", request.Request{Mode: request.ModeScheduled}, true, 0, 0},
+		{"plan → nothing to protect", request.Request{Mode: request.ModePlan}, true, 0, 0},
+		{"continuation link → started by its predecessor, not a schedule", request.Request{Mode: request.ModeScheduled, Continuation: &request.Continuation{RunID: "r", Chain: 1}}, false, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &run{e: e, req: tc.req, dry: tc.dry}
+			if tc.cutoff > 0 {
+				r.cutoff = time.Now().Add(tc.cutoff)
+			}
+			var most time.Duration
+			for range 200 {
+				j := r.startJitter()
+				if j < 0 || j > tc.max {
+					t.Fatalf("startJitter = %v, want within [0, %v]", j, tc.max)
+				}
+				most = max(most, j)
+			}
+			if tc.max > 0 && most == 0 {
+				t.Fatal("startJitter never waited: duplicate sweeps would stay in lockstep")
 			}
 		})
 	}

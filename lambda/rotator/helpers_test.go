@@ -62,6 +62,7 @@ type harness struct {
 func fastConfig() Config {
 	c := DefaultConfig()
 	c.RotateRPS = 500
+	c.StartJitter = 0 // tests that need it set it
 	return c
 }
 
