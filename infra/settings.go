@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
 // Settings are the deployment's choices, read from CDK context (cdk.json holds
@@ -79,8 +81,11 @@ var ContextKeys = []string{
 	ctxMetricsNamespace, ctxContinuationMax, ctxAlarmEmail,
 }
 
-// DefaultSettings are the values cdk.json ships with.
+// DefaultSettings are the values cdk.json ships with. The function-side
+// ones come from rotator.DefaultConfig, so the stack and the function share
+// one set of defaults.
 func DefaultSettings() Settings {
+	f := rotator.DefaultConfig()
 	return Settings{
 		FunctionName:     "kms-rotator",
 		Schedule:         "cron(0 3 * * ? *)",
@@ -88,16 +93,16 @@ func DefaultSettings() Settings {
 		MemorySize:       256,
 		Timeout:          10 * time.Minute,
 		LogRetentionDays: 365,
-		TagKey:           "kms-rotator",
-		TagValue:         "enabled",
-		IntervalDays:     90,
-		OnDemandLimit:    10,
-		Reserve:          2,
-		RotateRPS:        4,
-		Concurrency:      16,
-		DryRun:           false,
-		MetricsNamespace: "KMSRotator",
-		ContinuationMax:  8,
+		TagKey:           f.TagKey,
+		TagValue:         f.TagValue,
+		IntervalDays:     f.IntervalDays,
+		OnDemandLimit:    f.OnDemandLimit,
+		Reserve:          f.Reserve,
+		RotateRPS:        f.RotateRPS,
+		Concurrency:      f.Concurrency,
+		DryRun:           f.DryRun,
+		MetricsNamespace: f.MetricsNamespace,
+		ContinuationMax:  f.ContinuationMax,
 	}
 }
 
@@ -105,16 +110,16 @@ func DefaultSettings() Settings {
 // DESIGN.md "Configuration" plus ROTATOR_CONTINUATION_MAX.
 func (s Settings) Environment() map[string]string {
 	return map[string]string{
-		"ROTATOR_TAG_KEY":           s.TagKey,
-		"ROTATOR_TAG_VALUE":         s.TagValue,
-		"ROTATOR_INTERVAL_DAYS":     strconv.Itoa(s.IntervalDays),
-		"ROTATOR_ON_DEMAND_LIMIT":   strconv.Itoa(s.OnDemandLimit),
-		"ROTATOR_RESERVE":           strconv.Itoa(s.Reserve),
-		"ROTATOR_ROTATE_RPS":        strconv.FormatFloat(s.RotateRPS, 'f', -1, 64),
-		"ROTATOR_CONCURRENCY":       strconv.Itoa(s.Concurrency),
-		"ROTATOR_DRY_RUN":           strconv.FormatBool(s.DryRun),
-		"ROTATOR_METRICS_NAMESPACE": s.MetricsNamespace,
-		"ROTATOR_CONTINUATION_MAX":  strconv.Itoa(s.ContinuationMax),
+		rotator.EnvTagKey:           s.TagKey,
+		rotator.EnvTagValue:         s.TagValue,
+		rotator.EnvIntervalDays:     strconv.Itoa(s.IntervalDays),
+		rotator.EnvOnDemandLimit:    strconv.Itoa(s.OnDemandLimit),
+		rotator.EnvReserve:          strconv.Itoa(s.Reserve),
+		rotator.EnvRotateRPS:        strconv.FormatFloat(s.RotateRPS, 'f', -1, 64),
+		rotator.EnvConcurrency:      strconv.Itoa(s.Concurrency),
+		rotator.EnvDryRun:           strconv.FormatBool(s.DryRun),
+		rotator.EnvMetricsNamespace: s.MetricsNamespace,
+		rotator.EnvContinuationMax:  strconv.Itoa(s.ContinuationMax),
 	}
 }
 
