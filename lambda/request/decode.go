@@ -62,7 +62,7 @@ var (
 	modes = []string{string(ModeScheduled), string(ModePlan), string(ModeIncident), string(ModeReport)}
 	// requestFields are the fields of a direct invoke, a Scheduler input and
 	// a kms-rotator event's detail.
-	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "continuation"}
+	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "continuation"}
 	// envelopeFields are the top-level fields of an EventBridge event
 	// (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html);
 	// replay-name is set on events replayed from an archive.
@@ -129,6 +129,13 @@ func Decode(payload []byte, scope Scope) (Request, error) {
 func decodeEvent(fs []field, scope Scope) (Request, error) {
 	if err := checkNames(fs, "", envelopeFields, "unknown field in an EventBridge event"); err != nil {
 		return Request{}, err
+	}
+	// An archive replay re-delivers old events
+	// (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-replay-archived-event.html):
+	// an incident that was handled long ago would spend rotations again,
+	// and a replayed schedule is not the schedule. Refused before any AWS call.
+	if _, ok := find(fs, "replay-name"); ok {
+		return Request{}, invalid("replay-name", "events replayed from an EventBridge archive are refused: a replay would repeat rotations that were already spent; send a new request instead")
 	}
 	var source, detailType string
 	var detail json.RawMessage
@@ -221,7 +228,7 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 	}
 
 	// Which fields each mode takes.
-	for _, name := range []string{"keys", "tag", "reason"} {
+	for _, name := range []string{"keys", "tag", "reason", "force"} {
 		if _, ok := find(fs, name); ok && req.Mode != ModeIncident {
 			return Request{}, invalid(prefix+name, "not accepted in mode %s (only incident takes %s)", req.Mode, name)
 		}
@@ -269,6 +276,11 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 	}
 	if raw, ok := find(fs, "dryRun"); ok {
 		if req.DryRun, err = readBool(raw, prefix+"dryRun"); err != nil {
+			return Request{}, err
+		}
+	}
+	if raw, ok := find(fs, "force"); ok {
+		if req.Force, err = readBool(raw, prefix+"force"); err != nil {
 			return Request{}, err
 		}
 	}

@@ -18,7 +18,7 @@ const (
 	arn2     = "arn:aws:kms:us-east-1:012345678912:key/" + id2
 	mrkID    = "mrk-1234abcd12ab34cd56ef1234567890ab"
 	modeList = "(modes: scheduled, plan, incident, report)"
-	fieldSet = "(fields: mode, keys, tag, reason, dryRun, continuation)"
+	fieldSet = "(fields: mode, keys, tag, reason, dryRun, force, continuation)"
 	keyShape = "(a key ID is 8-4-4-4-12 lowercase hex digits or mrk- and 32 lowercase hex digits)"
 )
 
@@ -127,8 +127,11 @@ func TestDecodeAccepts(t *testing.T) {
 		{"scheduled event without detail is scheduled", `{"source":"aws.events","detail-type":"Scheduled Event"}`, func(*testing.T) Request {
 			return Request{Mode: ModeScheduled, Source: SourceScheduledEvent}
 		}},
-		{"replayed scheduled event is scheduled", `{"source":"aws.events","detail-type":"Scheduled Event","replay-name":"r1","detail":{}}`, func(*testing.T) Request {
-			return Request{Mode: ModeScheduled, Source: SourceScheduledEvent}
+		{"forced incident keeps force", `{"mode":"incident","keys":["alias/a"],"reason":"INC-1","force":true}`, func(t *testing.T) Request {
+			return Request{Mode: ModeIncident, Source: SourceDirect, Reason: "INC-1", Force: true, Keys: []KeyRef{mustRef(t, "alias/a")}}
+		}},
+		{"forced incident from EventBridge keeps force", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"incident","keys":["alias/a"],"reason":"INC-1","force":true}}`, func(t *testing.T) Request {
+			return Request{Mode: ModeIncident, Source: SourceCustomEvent, Reason: "INC-1", Force: true, Keys: []KeyRef{mustRef(t, "alias/a")}}
 		}},
 		{"custom event asking for a plan is a dry run", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"plan"}}`, func(*testing.T) Request {
 			return Request{Mode: ModePlan, DryRun: true, Source: SourceCustomEvent}
@@ -224,7 +227,10 @@ var badPayloads = []struct {
 	{"mode abbreviated", `{"mode":"rep"}`, `mode: unknown mode "rep"; did you mean "report"? ` + modeList},
 	{"unknown mode", `{"mode":"sweep"}`, `mode: unknown mode "sweep" ` + modeList},
 	{"empty mode", `{"mode":""}`, `mode: unknown mode "" ` + modeList},
-	{"unknown field", `{"mode":"plan","force":true}`, `force: unknown field ` + fieldSet},
+	{"unknown field", `{"mode":"plan","forced":true}`, `forced: unknown field; did you mean "force"? ` + fieldSet},
+	{"force in plan mode", `{"mode":"plan","force":true}`, `force: not accepted in mode plan (only incident takes force)`},
+	{"force in scheduled mode", `{"mode":"scheduled","force":false}`, `force: not accepted in mode scheduled (only incident takes force)`},
+	{"force as a string", `{"mode":"incident","keys":["alias/a"],"reason":"x","force":"yes"}`, `force: want a boolean, got string`},
 	{"field in wrong case", `{"Mode":"plan"}`, `Mode: unknown field; did you mean "mode"? ` + fieldSet},
 	{"dryrun misspelt", `{"mode":"scheduled","dry_run":true}`, `dry_run: unknown field; did you mean "dryRun"? ` + fieldSet},
 	{"field name with control characters", "{\"mode\":\"plan\",\"\\u001b[2J\":1}", `"\x1b[2J": unknown field ` + fieldSet},
@@ -305,7 +311,10 @@ var badPayloads = []struct {
 	{"custom event without detail", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys"}`, `detail: required in a kms-rotator event`},
 	{"custom event with detail as a string", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":"{\"mode\":\"plan\"}"}`, `detail: want a JSON object, got string`},
 	{"custom event with the wrong detail-type", `{"source":"kms-rotator","detail-type":"Scheduled Event","detail":{"mode":"plan"}}`, `detail-type: "Scheduled Event" is not accepted from source kms-rotator (want "Rotate KMS Keys")`},
-	{"custom event with an unknown field in detail", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"plan","force":true}}`, `detail.force: unknown field ` + fieldSet},
+	{"custom event with an unknown field in detail", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"plan","forse":true}}`, `detail.forse: unknown field; did you mean "force"? ` + fieldSet},
+	{"custom event forcing a plan", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"plan","force":true}}`, `detail.force: not accepted in mode plan (only incident takes force)`},
+	{"replayed incident event", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","replay-name":"r1","detail":{"mode":"incident","keys":["alias/a"],"reason":"x"}}`, `replay-name: events replayed from an EventBridge archive are refused: a replay would repeat rotations that were already spent; send a new request instead`},
+	{"replayed scheduled event", `{"source":"aws.events","detail-type":"Scheduled Event","replay-name":"r1","detail":{}}`, `replay-name: events replayed from an EventBridge archive are refused: a replay would repeat rotations that were already spent; send a new request instead`},
 	{"custom event with a duplicate field in detail", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"plan","mode":"incident"}}`, `detail.mode: given twice`},
 	{"custom event with another region's key", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"incident","keys":["arn:aws:kms:us-west-2:012345678912:key/` + id1 + `"],"reason":"x"}}`, `detail.keys[0]: "arn:aws:kms:us-west-2:012345678912:key/1234abcd-12ab-34cd-56ef-1234567890ab" is in region us-west-2, the function runs in us-east-1`},
 	{"custom event incident without reason", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"incident","tag":{"key":"team","value":"payments"}}}`, `detail.reason: required in mode incident (e.g. "INC-4711 suspected exposure")`},

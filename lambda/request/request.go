@@ -39,6 +39,9 @@ type Request struct {
 	Reason string
 	// DryRun decides and reports without rotating (always true for plan).
 	DryRun bool
+	// Force (incident only) rotates keys inside ROTATOR_INCIDENT_COOLDOWN
+	// of their newest on-demand rotation; it never bypasses the budget.
+	Force bool
 	// Continuation is set when the run continues an earlier run of a
 	// chain (scheduled, plan and report only); see Continuation.
 	Continuation *Continuation
