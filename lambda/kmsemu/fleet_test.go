@@ -15,6 +15,7 @@ import (
 	tagtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
 func TestLoadFleetRejectsBadEntries(t *testing.T) {
@@ -141,8 +142,10 @@ func TestLoadFleetExtensionsAndDefaults(t *testing.T) {
 }
 
 // reason mirrors the decision table of DESIGN.md for scheduled mode with the
-// function's defaults (limit 10, reserve 2, interval 90 days), to check that
-// the demo fleet reaches every reason. It is not the engine's code.
+// function's default limit and reserve (rotator.DefaultConfig, so the fleet
+// and this check follow the one place that sets them) and a 90-day interval,
+// to check that the demo fleet reaches every reason. It is not the engine's
+// code.
 func reason(t *testing.T, e *env, c *kms.Client, keyARN string, tags map[string]string) string {
 	t.Helper()
 	md := must[*kms.DescribeKeyOutput](t)(c.DescribeKey(e.ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyARN)})).KeyMetadata
@@ -176,10 +179,11 @@ func reason(t *testing.T, e *env, c *kms.Client, keyARN string, tags map[string]
 	if v, ok := tags["kms-rotator:interval-days"]; ok {
 		interval, _ = strconv.Atoi(v)
 	}
+	def := rotator.DefaultConfig()
 	switch {
-	case used >= 10:
+	case used >= def.OnDemandLimit:
 		return "budget-exhausted"
-	case 10-used <= 2:
+	case def.OnDemandLimit-used <= def.Reserve:
 		return "budget-reserved"
 	case e.clock.Now().Sub(newest) < time.Duration(interval)*24*time.Hour:
 		return "not-due"

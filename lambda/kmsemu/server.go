@@ -1,8 +1,9 @@
-// Package kmsemu is an in-memory emulator of AWS KMS and of the Resource Groups
-// Tagging API GetResources operation. It speaks the real AWS JSON 1.1 wire
-// protocol (POST /, X-Amz-Target, epoch-second timestamps, {"__type": …}
-// errors), so the unmodified aws-sdk-go-v2 clients, the AWS CLI and any other
-// AWS SDK work against it through a custom endpoint URL.
+// Package kmsemu is an in-memory emulator of AWS KMS, of the Resource Groups
+// Tagging API GetResources operation and of the EventBridge PutEvents
+// operation. It speaks the real AWS JSON 1.1 wire protocol (POST /,
+// X-Amz-Target, epoch-second timestamps, {"__type": …} errors), so the
+// unmodified aws-sdk-go-v2 clients, the AWS CLI and any other AWS SDK work
+// against it through a custom endpoint URL.
 //
 // It models what kms-rotator depends on, as KMS documents it: key IDs and
 // ARNs, aliases, key specs, origins, managers and states, multi-Region
@@ -10,6 +11,9 @@
 // on-demand rotations that stay in progress for a while, the lifetime limit
 // on on-demand rotations, per-operation request quotas and injectable faults
 // (latency, internal errors, responses lost after the change was applied).
+// PutEvents validates entries as EventBridge documents and records every
+// accepted one, so tests can read back the events a run published
+// (Server.Events, GET /_kmslocal/events).
 //
 // The region of a request is taken from the credential scope of its SigV4
 // Authorization header, so keys of several regions live in one Server.
@@ -64,8 +68,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Server is the emulator: an http.Handler serving KMS and the tagging API.
-// It is safe for concurrent use.
+// Server is the emulator: an http.Handler serving KMS, the tagging API and
+// EventBridge PutEvents. It is safe for concurrent use.
 type Server struct {
 	opts Options
 
@@ -75,6 +79,7 @@ type Server struct {
 	idRNG   *rand.Rand // key IDs, key material IDs
 	secret  [32]byte   // derives the emulated key material
 	stats   map[string]*OpStats
+	events  []Event // accepted PutEvents entries, in arrival order
 
 	logMu sync.Mutex
 }
@@ -161,30 +166,44 @@ type call struct {
 	region string
 	now    time.Time
 	key    string // key identifier for the log line
+	note   string // appended to the log line when not empty
 }
 
 type handler func(s *Server, c *call, body []byte) (any, *apiError)
 
+// service is the API an operation belongs to: each names some errors its own way.
+type service int
+
+const (
+	kmsService service = iota
+	taggingService
+	eventsService
+)
+
 type operation struct {
-	name    string
-	tagging bool // Resource Groups Tagging API (its own error codes)
-	quota   float64
-	fn      handler
+	name  string
+	svc   service
+	quota float64
+	fn    handler
 }
 
 // Default request quotas in requests per second per account and region, from
 // https://docs.aws.amazon.com/kms/latest/developerguide/requests-per-second.html.
 // GetResources has no published figure; 10/s is a conservative guess (the
 // tagging API documents only that it throttles), so a client that pages
-// through 10,000 keys at 100 a page needs about 10 s at scale 1.
+// through 10,000 keys at 100 a page needs about 10 s at scale 1. PutEvents
+// has per-region quotas (putEventsRate).
 var operations = map[string]operation{}
 
 const (
 	kmsPrefix     = "TrentService."
 	taggingPrefix = "ResourceGroupsTaggingAPI_20170126."
+	eventsPrefix  = "AWSEvents."
 	// cryptoQuota marks the operations sharing the symmetric cryptographic
 	// operations quota, whose rate depends on the region.
 	cryptoQuota = -1
+	// putEventsQuota marks PutEvents, whose rate depends on the region.
+	putEventsQuota = -2
 )
 
 func init() {
@@ -212,7 +231,8 @@ func init() {
 	add("ScheduleKeyDeletion", 5, (*Server).scheduleKeyDeletion)
 	add("TagResource", 10, (*Server).tagResource)
 	add("UntagResource", 10, (*Server).untagResource)
-	operations[taggingPrefix+"GetResources"] = operation{name: "GetResources", tagging: true, quota: 10, fn: (*Server).getResources}
+	operations[taggingPrefix+"GetResources"] = operation{name: "GetResources", svc: taggingService, quota: 10, fn: (*Server).getResources}
+	operations[eventsPrefix+"PutEvents"] = operation{name: "PutEvents", svc: eventsService, quota: putEventsQuota, fn: (*Server).putEvents}
 }
 
 // cryptoRate is the shared quota of symmetric cryptographic operations, which
@@ -227,8 +247,27 @@ func cryptoRate(region string) float64 {
 	return 5500
 }
 
+// putEventsRate is EventBridge's default PutEvents quota in requests per
+// second per account and region ("PutEvents throttle limit in transactions
+// per second",
+// https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html).
+func putEventsRate(region string) float64 {
+	switch region {
+	case "us-east-1", "us-west-2", "eu-west-1":
+		return 10000
+	case "us-east-2", "eu-central-1", "eu-south-2":
+		return 2400
+	case "us-west-1", "ap-northeast-1", "ap-southeast-1", "ap-southeast-2", "eu-west-2":
+		return 1200
+	case "ap-east-1", "ap-northeast-2", "ap-south-1", "ca-central-1", "eu-north-1", "eu-west-3", "sa-east-1":
+		return 600
+	}
+	return 400
+}
+
 // maxBody bounds a request body; KMS's largest inputs (key policies, 32 KB,
-// and 6 KB ciphertexts) are far below it.
+// and 6 KB ciphertexts) and a full PutEvents request (entries under 256 KB)
+// are far below it.
 const maxBody = 1 << 20
 
 var credentialRegion = regexp.MustCompile(`Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/`)
@@ -264,13 +303,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method != http.MethodPost || !known:
 		// KMS answers an absent or unknown X-Amz-Target this way.
-		status, out = encodeError(errf(400, "UnknownOperationException", "unknown operation %q", target), false)
+		status, out = encodeError(errf(400, "UnknownOperationException", "unknown operation %q", target), kmsService)
 		s.count(c.op, func(st *OpStats) { st.Calls++; st.Errors++ })
 	case err != nil:
-		status, out = encodeError(errf(400, "SerializationException", "cannot read the request body: %v", err), op.tagging)
+		status, out = encodeError(errf(400, "SerializationException", "cannot read the request body: %v", err), op.svc)
 		s.count(c.op, func(st *OpStats) { st.Calls++; st.Errors++ })
 	case len(body) > maxBody:
-		status, out = encodeError(errValidation("request body larger than %d bytes", maxBody), op.tagging)
+		status, out = encodeError(errValidation("request body larger than %d bytes", maxBody), op.svc)
 		s.count(c.op, func(st *OpStats) { st.Calls++; st.Errors++ })
 	default:
 		status, out = s.serveOp(c, op, body)
@@ -300,7 +339,7 @@ func (s *Server) serveOp(c *call, op operation, body []byte) (status int, out []
 	defer func() {
 		if p := recover(); p != nil {
 			s.statsFor(op.name).Errors++
-			status, out = encodeError(errf(500, "KMSInternalException", "emulator bug: %v", p), op.tagging)
+			status, out = encodeError(errf(500, "KMSInternalException", "emulator bug: %v", p), op.svc)
 		}
 	}()
 	c.now = s.opts.Now()
@@ -309,15 +348,15 @@ func (s *Server) serveOp(c *call, op operation, body []byte) (status int, out []
 	if !s.allow(c.region, op, c.now) {
 		st.Throttled++
 		st.Errors++
-		if op.tagging {
-			return encodeError(errf(400, "ThrottledException", "Rate exceeded"), true)
+		if op.svc == taggingService {
+			return encodeError(errf(400, "ThrottledException", "Rate exceeded"), op.svc)
 		}
-		return encodeError(errf(400, "ThrottlingException", "Rate exceeded"), false)
+		return encodeError(errf(400, "ThrottlingException", "Rate exceeded"), op.svc)
 	}
 	if s.opts.FailRate > 0 && s.rng.Float64() < s.opts.FailRate {
 		st.Failed++
 		st.Errors++
-		return encodeError(errf(500, "KMSInternalException", "injected internal failure (nothing was changed)"), op.tagging)
+		return encodeError(errf(500, "KMSInternalException", "injected internal failure (nothing was changed)"), op.svc)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
@@ -325,31 +364,38 @@ func (s *Server) serveOp(c *call, op operation, body []byte) (status int, out []
 	res, aerr := op.fn(s, c, body)
 	if aerr != nil {
 		st.Errors++
-		return encodeError(aerr, op.tagging)
+		return encodeError(aerr, op.svc)
 	}
 	if op.name == "RotateKeyOnDemand" && s.opts.DropRate > 0 && s.rng.Float64() < s.opts.DropRate {
 		st.Dropped++
 		st.Errors++
-		return encodeError(errf(500, "KMSInternalException", "injected lost response (the rotation was started)"), false)
+		return encodeError(errf(500, "KMSInternalException", "injected lost response (the rotation was started)"), op.svc)
 	}
 	out, err := json.Marshal(res)
 	if err != nil {
 		st.Errors++
-		return encodeError(errf(500, "KMSInternalException", "encode response: %v", err), op.tagging)
+		return encodeError(errf(500, "KMSInternalException", "encode response: %v", err), op.svc)
 	}
 	return 200, out
 }
 
 // encodeError renders e the way the AWS JSON protocol does; the tagging API
-// uses its own names for the internal and validation errors.
-func encodeError(e *apiError, tagging bool) (int, []byte) {
+// uses its own names for the internal and validation errors, EventBridge its
+// own name for the internal error (InternalException, HTTP 500:
+// https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html#API_PutEvents_Errors).
+func encodeError(e *apiError, svc service) (int, []byte) {
 	code := e.code
-	if tagging {
+	switch svc {
+	case taggingService:
 		switch code {
 		case "KMSInternalException":
 			code = "InternalServiceException"
 		case "ValidationException":
 			code = "InvalidParameterException"
+		}
+	case eventsService:
+		if code == "KMSInternalException" {
+			code = "InternalException"
 		}
 	}
 	out, _ := json.Marshal(struct {
@@ -366,7 +412,8 @@ func (s *Server) requestID() string {
 }
 
 // logLine writes one line per request: operation, region, key, result code,
-// latency.
+// latency, and the operation's note (PutEvents: entries and failed entries,
+// which a 200 alone does not tell).
 func (s *Server) logLine(c *call, status int, out []byte, d time.Duration) {
 	if s.opts.Log == io.Discard {
 		return
@@ -388,8 +435,12 @@ func (s *Server) logLine(c *call, status int, out []byte, d time.Duration) {
 		// control character in it cannot forge a log line.
 		key = strconv.Quote(key)
 	}
-	line := fmt.Sprintf("%s op=%s region=%s key=%s status=%d code=%s latency=%s\n",
+	line := fmt.Sprintf("%s op=%s region=%s key=%s status=%d code=%s latency=%s",
 		time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), c.op, c.region, key, status, code, d.Round(time.Microsecond))
+	if c.note != "" {
+		line += " " + c.note
+	}
+	line += "\n"
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
 	_, _ = io.WriteString(s.opts.Log, line)
@@ -467,7 +518,8 @@ func (s *Server) ResetStats() {
 	s.stats = map[string]*OpStats{}
 }
 
-// serveAdmin serves GET /_kmslocal/stats and POST /_kmslocal/stats/reset.
+// serveAdmin serves GET /_kmslocal/stats, POST /_kmslocal/stats/reset,
+// GET /_kmslocal/events and POST /_kmslocal/events/reset.
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	switch {
@@ -476,9 +528,14 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/_kmslocal/stats/reset" && r.Method == http.MethodPost:
 		s.ResetStats()
 		_ = json.NewEncoder(w).Encode(s.Stats())
+	case r.URL.Path == "/_kmslocal/events" && r.Method == http.MethodGet:
+		_ = json.NewEncoder(w).Encode(s.Events())
+	case r.URL.Path == "/_kmslocal/events/reset" && r.Method == http.MethodPost:
+		s.ResetEvents()
+		_ = json.NewEncoder(w).Encode(s.Events())
 	default:
 		w.WriteHeader(http.StatusNotFound)
-		_, _ = io.WriteString(w, `{"message":"not found: use GET /_kmslocal/stats or POST /_kmslocal/stats/reset"}`+"\n")
+		_, _ = io.WriteString(w, `{"message":"not found: use GET /_kmslocal/stats, POST /_kmslocal/stats/reset, GET /_kmslocal/events or POST /_kmslocal/events/reset"}`+"\n")
 	}
 }
 

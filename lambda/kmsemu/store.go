@@ -161,9 +161,12 @@ func (s *Server) allow(region string, op operation, now time.Time) bool {
 	rs := s.region(region)
 	name := op.name
 	base := op.quota
-	if base == cryptoQuota {
+	switch base {
+	case cryptoQuota:
 		name = "cryptographic"
 		base = cryptoRate(region)
+	case putEventsQuota:
+		base = putEventsRate(region)
 	}
 	l := rs.limiters[name]
 	if l == nil {
