@@ -62,6 +62,13 @@ func TestWireProtocol(t *testing.T) {
 		{"oversized body is ValidationException", "TrentService.DescribeKey", `{"KeyId":"` + strings.Repeat("a", 1<<20) + `"}`, 400, "ValidationException"},
 		{"unknown members are ignored", "TrentService.DescribeKey", `{"KeyId":"` + keyA + `","Extra":{"x":[1]}}`, 200, ""},
 		{"float where an integer is due is SerializationException", "TrentService.ListKeys", `{"Limit":1.5}`, 400, "SerializationException"},
+		{"unknown EventBridge operation is UnknownOperationException", "AWSEvents.PutRule", `{}`, 400, "UnknownOperationException"},
+		{"PutEvents garbage is SerializationException", "AWSEvents.PutEvents", `{"Entries":`, 400, "SerializationException"},
+		{"PutEvents entries of the wrong type is SerializationException", "AWSEvents.PutEvents", `{"Entries":"x"}`, 400, "SerializationException"},
+		{"PutEvents Time as a string is SerializationException", "AWSEvents.PutEvents", `{"Entries":[{"Source":"s","DetailType":"t","Detail":"{}","Time":"2026-11-26T12:00:00Z"}]}`, 400, "SerializationException"},
+		{"PutEvents without Entries is ValidationException", "AWSEvents.PutEvents", `{}`, 400, "ValidationException"},
+		{"PutEvents with empty Entries is ValidationException", "AWSEvents.PutEvents", `{"Entries":[]}`, 400, "ValidationException"},
+		{"PutEvents with an EndpointId is served by this region", "AWSEvents.PutEvents", `{"EndpointId":"abcde.veo","Entries":[{"Source":"s","DetailType":"t","Detail":"{}"}]}`, 200, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -82,6 +89,27 @@ func TestWireProtocol(t *testing.T) {
 		status, out, _ := post(t, s, "TrentService.DescribeKey", auth, []byte(`{"KeyId":"alias/global"}`))
 		md, _ := out["KeyMetadata"].(map[string]any)
 		if status != 200 || md["Arn"] != arn("eu-west-1", mrk) {
+			t.Fatalf("got %d %v", status, out)
+		}
+	})
+	t.Run("PutEvents answers each entry with EventId or ErrorCode and ErrorMessage", func(t *testing.T) {
+		status, out, _ := post(t, s, "AWSEvents.PutEvents", "", []byte(`{"Entries":[{"Source":"s","DetailType":"t","Detail":"[]"},{"Source":"s","DetailType":"t","Detail":"{}","Time":1764158400.5}]}`))
+		entries, _ := out["Entries"].([]any)
+		if status != 200 || out["FailedEntryCount"] != 1.0 || len(entries) != 2 {
+			t.Fatalf("got %d %v", status, out)
+		}
+		bad, good := entries[0].(map[string]any), entries[1].(map[string]any)
+		if len(bad) != 2 || bad["ErrorCode"] != "MalformedDetail" || bad["ErrorMessage"] == "" {
+			t.Fatalf("failed entry %v, want exactly ErrorCode and ErrorMessage", bad)
+		}
+		if id, _ := good["EventId"].(string); len(good) != 1 || id == "" {
+			t.Fatalf("accepted entry %v, want exactly EventId", good)
+		}
+	})
+	t.Run("PutEvents's internal error is EventBridge's InternalException", func(t *testing.T) {
+		fs := kmsemu.New(kmsemu.Options{FailRate: 1})
+		status, out, _ := post(t, fs, "AWSEvents.PutEvents", "", []byte(`{"Entries":[{"Source":"s","DetailType":"t","Detail":"{}"}]}`))
+		if status != 500 || out["__type"] != "InternalException" {
 			t.Fatalf("got %d %v", status, out)
 		}
 	})
@@ -124,6 +152,7 @@ var seedBodies = []struct{ target, body string }{
 	{"TrentService.Encrypt", `{"KeyId":"alias/a","Plaintext":"aGVsbG8=","EncryptionContext":{"a":"b"}}`},
 	{"TrentService.Decrypt", `{"CiphertextBlob":"AQ==","KeyId":"alias/a"}`},
 	{"ResourceGroupsTaggingAPI_20170126.GetResources", `{"ResourceTypeFilters":["kms:key"],"TagFilters":[{"Key":"kms-rotator","Values":["enabled"]}],"ResourcesPerPage":2}`},
+	{"AWSEvents.PutEvents", `{"Entries":[{"Source":"kms-rotator","DetailType":"KMS Rotation Run Completed","Detail":"{\"runId\":\"r\",\"summary\":{\"rotated\":1}}","Resources":["arn:aws:kms:us-east-1:012345678912:key/1234abcd-12ab-34cd-56ef-1234567890ab"],"Time":1764158400,"EventBusName":"default"}]}`},
 }
 
 // FuzzServeHTTP feeds arbitrary operations and bodies to the handler: every
