@@ -220,6 +220,55 @@ func (k *KMSLocal) ResetStats(ctx context.Context) error {
 	return nil
 }
 
+// Event is one EventBridge PutEvents entry the emulator accepted: Source,
+// DetailType, Detail (as sent), EventBusName, Time, Account, Region, ….
+type Event = kmsemu.Event
+
+// Events returns the PutEvents entries the emulator accepted since it
+// started or since ResetEvents, oldest first (GET /_kmslocal/events): the
+// function's result events, for instance.
+func (k *KMSLocal) Events(ctx context.Context) ([]Event, error) {
+	var evs []Event
+	if err := k.admin(ctx, http.MethodGet, "/_kmslocal/events", &evs); err != nil {
+		return nil, err
+	}
+	return evs, nil
+}
+
+// ResetEvents makes the emulator forget the events it recorded
+// (POST /_kmslocal/events/reset), so the next Events shows only what
+// follows.
+func (k *KMSLocal) ResetEvents(ctx context.Context) error {
+	return k.admin(ctx, http.MethodPost, "/_kmslocal/events/reset", nil)
+}
+
+// admin calls one of the emulator's /_kmslocal/ paths and decodes its JSON
+// answer into out (nil: discard it).
+func (k *KMSLocal) admin(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, k.URL+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("harness: kmslocal %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return fmt.Errorf("harness: kmslocal %s %s: HTTP %d", method, path, resp.StatusCode)
+	}
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+	} else {
+		err = json.NewDecoder(resp.Body).Decode(out)
+	}
+	if err != nil {
+		return fmt.Errorf("harness: kmslocal %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
 // Close stops the emulator and removes its temporary fleet file.
 func (k *KMSLocal) Close() error {
 	k.transport.CloseIdleConnections()
