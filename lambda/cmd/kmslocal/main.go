@@ -1,7 +1,8 @@
-// Command kmslocal runs the local KMS emulator (package kmsemu): AWS KMS and
-// the Resource Groups Tagging API GetResources on one loopback port, seeded
-// from a fleet file, for tests, the demo and rehearsing a rotation with the
-// AWS CLI or any AWS SDK (AWS_ENDPOINT_URL=http://127.0.0.1:4599).
+// Command kmslocal runs the local KMS emulator (package kmsemu): AWS KMS, the
+// Resource Groups Tagging API GetResources and EventBridge PutEvents on one
+// loopback port, seeded from a fleet file, for tests, the demo and
+// rehearsing a rotation with the AWS CLI or any AWS SDK
+// (AWS_ENDPOINT_URL=http://127.0.0.1:4599).
 package main
 
 import (
@@ -32,8 +33,9 @@ func main() {
 const usage = `Usage: kmslocal [flags]
 
 kmslocal is an in-memory AWS KMS emulator speaking the real AWS JSON 1.1
-protocol (KMS: X-Amz-Target TrentService.*; tagging: GetResources). Point any
-AWS SDK or the AWS CLI at it:
+protocol (KMS: X-Amz-Target TrentService.*; tagging: GetResources;
+EventBridge: PutEvents on the default bus). Point any AWS SDK or the AWS CLI
+at it:
 
   kmslocal -fleet events/fleet.json -account 012345678912 &
   AWS_ENDPOINT_URL=http://127.0.0.1:4599 AWS_REGION=us-east-1 \
@@ -42,7 +44,10 @@ AWS SDK or the AWS CLI at it:
 
 Requests are served for the region in their SigV4 signature. One log line
 per request goes to stderr. GET /_kmslocal/stats shows per-operation
-counters; POST /_kmslocal/stats/reset zeroes them. SIGINT/SIGTERM stop it.
+counters; POST /_kmslocal/stats/reset zeroes them. GET /_kmslocal/events
+lists the events PutEvents accepted (Source, DetailType, Detail as sent,
+EventBusName, Time, ...); POST /_kmslocal/events/reset forgets them.
+SIGINT/SIGTERM stop it.
 
 Flags:
 `
@@ -64,8 +69,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		delay    = fs.Duration("rotation-delay", 2*time.Second, "how long an on-demand rotation stays in progress (0 = completes at once)")
 		limit    = fs.Int("on-demand-limit", 25, "lifetime on-demand rotations per key, then LimitExceededException")
 		latency  = fs.Duration("latency", 0, "added to every response")
-		scale    = fs.Float64("quota-scale", 0, "request quotas: 0 = no throttling, 1 = KMS's default per-operation quotas, 10 = ten times them")
-		failRate = fs.Float64("fail-rate", 0, "`fraction` of requests answered KMSInternalException (HTTP 500) before any change")
+		scale    = fs.Float64("quota-scale", 0, "request quotas: 0 = no throttling, 1 = the default per-operation quotas (KMS's; EventBridge's for PutEvents), 10 = ten times them")
+		failRate = fs.Float64("fail-rate", 0, "`fraction` of requests answered HTTP 500 before any change (KMSInternalException; the tagging API's and EventBridge's internal errors for theirs)")
 		dropRate = fs.Float64("drop-rate", 0, "`fraction` of RotateKeyOnDemand requests applied and then answered HTTP 500 (lost response)")
 		seed     = fs.Int64("seed", 1, "seed for the fault dice and generated IDs, to replay a run")
 		quiet    = fs.Bool("quiet", false, "no per-request log lines")
