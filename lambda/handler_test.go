@@ -142,7 +142,7 @@ func TestHandlerNeedsTheLambdaContext(t *testing.T) {
 
 func TestInvalidConfigurationFailsTheColdStart(t *testing.T) {
 	_, err := newHandler(context.Background(), func(k string) string {
-		return map[string]string{rotator.EnvReserve: "10"}[k]
+		return map[string]string{rotator.EnvReserve: "25"}[k]
 	}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "ROTATOR_RESERVE") {
 		t.Fatalf("newHandler error = %v, want one naming ROTATOR_RESERVE", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	lambdasvc "github.com/aws/aws-sdk-go-v2/service/lambda"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
@@ -53,5 +54,8 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	// A sweep that does not fit before the deadline continues by invoking
 	// this function again, asynchronously (ROTATOR_CONTINUATION_MAX).
 	engine.SetLambda(lambdasvc.NewFromConfig(awsCfg))
+	// Incident runs and runs with failed keys announce their result on the
+	// default event bus (source kms-rotator).
+	engine.SetEvents(eventbridge.NewFromConfig(awsCfg))
 	return &handler{engine: engine, log: log}, nil
 }

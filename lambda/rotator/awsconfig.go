@@ -24,7 +24,11 @@ import (
 // The bench's sweep process uses it too, so it measures what Lambda runs.
 func LoadAWSConfig(ctx context.Context, cfg Config, optFns ...func(*config.LoadOptions) error) (aws.Config, error) {
 	conns := readPipelines(cfg) + cfg.Concurrency + 8 // + listing, aliases, the look after a failure
-	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+	// The client's timeout bounds each attempt (each HTTP request) of every
+	// call: a hung RotateKeyOnDemand or ListAliases must not hold a run
+	// until its deadline (ROTATOR_CALL_TIMEOUT). A timed-out
+	// RotateKeyOnDemand is ambiguous and is looked for, never repeated.
+	httpClient := awshttp.NewBuildableClient().WithTimeout(cfg.CallTimeout).WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = max(t.MaxIdleConns, conns)
 		t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, conns)
 	})

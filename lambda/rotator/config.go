@@ -46,20 +46,46 @@ type Config struct {
 	// or report run may start when its keys do not fit before the Lambda
 	// deadline (ROTATOR_CONTINUATION_MAX; 0 = never continue).
 	ContinuationMax int
+	// IncidentCooldown: an incident skips a key whose newest on-demand
+	// rotation (completed or in progress) is younger than this, unless the
+	// request says force (ROTATOR_INCIDENT_COOLDOWN; 0 = off). Repeated
+	// incident requests are ordinary (CLI re-sends, SOAR retries,
+	// at-least-once delivery) and must not spend a rotation each.
+	IncidentCooldown time.Duration
+	// ConfirmWait bounds how long the engine looks for a rotation after an
+	// ambiguous RotateKeyOnDemand failure (ROTATOR_CONFIRM_WAIT).
+	ConfirmWait time.Duration
+	// CallTimeout is the per-attempt timeout of every AWS call
+	// (ROTATOR_CALL_TIMEOUT).
+	CallTimeout time.Duration
+	// MinIntervalDays is the shortest interval a key's tag or
+	// ROTATOR_INTERVAL_DAYS may set (ROTATOR_MIN_INTERVAL_DAYS): whoever may
+	// tag a key must not be able to spend its lifetime budget in days.
+	MinIntervalDays int
+	// AutoRotationGraceDays: a sweep skips a due key whose automatic
+	// rotation comes within this many days, a free rotation instead of an
+	// on-demand one from the lifetime budget
+	// (ROTATOR_AUTO_ROTATION_GRACE_DAYS; 0 = off).
+	AutoRotationGraceDays int
 }
 
 // Environment variable names (DESIGN.md "Configuration").
 const (
-	EnvTagKey           = "ROTATOR_TAG_KEY"
-	EnvTagValue         = "ROTATOR_TAG_VALUE"
-	EnvIntervalDays     = "ROTATOR_INTERVAL_DAYS"
-	EnvOnDemandLimit    = "ROTATOR_ON_DEMAND_LIMIT"
-	EnvReserve          = "ROTATOR_RESERVE"
-	EnvRotateRPS        = "ROTATOR_ROTATE_RPS"
-	EnvConcurrency      = "ROTATOR_CONCURRENCY"
-	EnvDryRun           = "ROTATOR_DRY_RUN"
-	EnvMetricsNamespace = "ROTATOR_METRICS_NAMESPACE"
-	EnvContinuationMax  = "ROTATOR_CONTINUATION_MAX"
+	EnvTagKey                = "ROTATOR_TAG_KEY"
+	EnvTagValue              = "ROTATOR_TAG_VALUE"
+	EnvIntervalDays          = "ROTATOR_INTERVAL_DAYS"
+	EnvOnDemandLimit         = "ROTATOR_ON_DEMAND_LIMIT"
+	EnvReserve               = "ROTATOR_RESERVE"
+	EnvRotateRPS             = "ROTATOR_ROTATE_RPS"
+	EnvConcurrency           = "ROTATOR_CONCURRENCY"
+	EnvDryRun                = "ROTATOR_DRY_RUN"
+	EnvMetricsNamespace      = "ROTATOR_METRICS_NAMESPACE"
+	EnvContinuationMax       = "ROTATOR_CONTINUATION_MAX"
+	EnvIncidentCooldown      = "ROTATOR_INCIDENT_COOLDOWN"
+	EnvConfirmWait           = "ROTATOR_CONFIRM_WAIT"
+	EnvCallTimeout           = "ROTATOR_CALL_TIMEOUT"
+	EnvMinIntervalDays       = "ROTATOR_MIN_INTERVAL_DAYS"
+	EnvAutoRotationGraceDays = "ROTATOR_AUTO_ROTATION_GRACE_DAYS"
 )
 
 // IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.
@@ -77,23 +103,36 @@ const (
 	maxConcurrency   = 256
 	// maxContinuation is request.MaxChain: a longer chain would be refused.
 	maxContinuation = 100
+	// maxGraceDays: automatic rotation periods are 90–2560 days
+	// (https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys.html).
+	maxGraceDays = 365
+	// maxDuration bounds the duration settings: a Lambda run lasts at most
+	// 15 minutes; the cooldown may be longer (a week).
+	maxCallTimeout      = 15 * time.Minute
+	maxConfirmWait      = 15 * time.Minute
+	maxIncidentCooldown = 7 * 24 * time.Hour
 )
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		TagKey:           "kms-rotator",
-		TagValue:         "enabled",
-		IntervalDays:     90,
-		OnDemandLimit:    10,
-		Reserve:          2,
-		RotateRPS:        4,
-		Concurrency:      16,
-		ConcurrencyAuto:  true,
-		StartJitter:      time.Second,
-		DryRun:           false,
-		MetricsNamespace: "KMSRotator",
-		ContinuationMax:  8,
+		TagKey:                "kms-rotator",
+		TagValue:              "enabled",
+		IntervalDays:          90,
+		OnDemandLimit:         25,
+		Reserve:               2,
+		RotateRPS:             4,
+		Concurrency:           16,
+		ConcurrencyAuto:       true,
+		StartJitter:           time.Second,
+		DryRun:                false,
+		MetricsNamespace:      "KMSRotator",
+		ContinuationMax:       8,
+		IncidentCooldown:      time.Hour,
+		ConfirmWait:           5 * time.Second,
+		CallTimeout:           10 * time.Second,
+		MinIntervalDays:       30,
+		AutoRotationGraceDays: 7,
 	}
 }
 
@@ -145,9 +184,34 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	integer(EnvConcurrency, &c.Concurrency, 1, maxConcurrency)
 	c.ConcurrencyAuto = getenv(EnvConcurrency) == ""
 	integer(EnvContinuationMax, &c.ContinuationMax, 0, maxContinuation)
+	integer(EnvMinIntervalDays, &c.MinIntervalDays, minIntervalDays, maxIntervalDays)
+	integer(EnvAutoRotationGraceDays, &c.AutoRotationGraceDays, 0, maxGraceDays)
 	str(EnvMetricsNamespace, &c.MetricsNamespace, 255)
+	duration := func(name string, dst *time.Duration, lo, hi time.Duration) {
+		v := getenv(name)
+		if err != nil || v == "" {
+			return
+		}
+		d, perr := time.ParseDuration(v)
+		if perr != nil {
+			err = fmt.Errorf("%s=%q: not a Go duration (e.g. 90s, 10m, 1h)", name, v)
+			return
+		}
+		if d < lo || d > hi {
+			err = fmt.Errorf("%s=%s: must be between %s and %s", name, v, lo, hi)
+			return
+		}
+		*dst = d
+	}
+	duration(EnvIncidentCooldown, &c.IncidentCooldown, 0, maxIncidentCooldown)
+	duration(EnvConfirmWait, &c.ConfirmWait, 0, maxConfirmWait)
+	duration(EnvCallTimeout, &c.CallTimeout, time.Second, maxCallTimeout)
 	if err != nil {
 		return Config{}, err
+	}
+	if c.IntervalDays < c.MinIntervalDays {
+		return Config{}, fmt.Errorf("%s=%d: below %s (%d); a shorter interval spends the lifetime on-demand budget in a few sweeps",
+			EnvIntervalDays, c.IntervalDays, EnvMinIntervalDays, c.MinIntervalDays)
 	}
 	if v := getenv(EnvRotateRPS); v != "" {
 		f, perr := strconv.ParseFloat(v, 64)
@@ -177,14 +241,20 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 }
 
 // ParseIntervalTag parses the value of the per-key interval tag
-// kms-rotator:interval-days: a whole number of days from 1 to 3650.
-func ParseIntervalTag(v string) (int, error) {
+// kms-rotator:interval-days: a whole number of days from floor
+// (ROTATOR_MIN_INTERVAL_DAYS) to 3650. A value under the floor is refused,
+// not raised to it: kms:TagResource must not become the right to rotate a
+// key every day, and a typo must not be guessed at.
+func ParseIntervalTag(v string, floor int) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil {
 		return 0, fmt.Errorf("tag %s=%q: not a whole number of days", IntervalTagKey, v)
 	}
-	if n < minIntervalDays || n > maxIntervalDays {
-		return 0, fmt.Errorf("tag %s=%q: must be between %d and %d days", IntervalTagKey, v, minIntervalDays, maxIntervalDays)
+	if n < floor {
+		return 0, fmt.Errorf("tag %s=%q: below the floor of %d days (%s)", IntervalTagKey, v, floor, EnvMinIntervalDays)
+	}
+	if n > maxIntervalDays {
+		return 0, fmt.Errorf("tag %s=%q: must be between %d and %d days", IntervalTagKey, v, floor, maxIntervalDays)
 	}
 	return n, nil
 }

@@ -18,8 +18,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if got != DefaultConfig() {
 		t.Fatalf("LoadConfig(empty) = %+v, want the defaults %+v", got, DefaultConfig())
 	}
-	want := Config{TagKey: "kms-rotator", TagValue: "enabled", IntervalDays: 90, OnDemandLimit: 10, Reserve: 2,
-		RotateRPS: 4, Concurrency: 16, ConcurrencyAuto: true, MetricsNamespace: "KMSRotator", ContinuationMax: 8, StartJitter: time.Second}
+	want := Config{TagKey: "kms-rotator", TagValue: "enabled", IntervalDays: 90, OnDemandLimit: 25, Reserve: 2,
+		RotateRPS: 4, Concurrency: 16, ConcurrencyAuto: true, MetricsNamespace: "KMSRotator", ContinuationMax: 8, StartJitter: time.Second,
+		IncidentCooldown: time.Hour, ConfirmWait: 5 * time.Second, CallTimeout: 10 * time.Second, MinIntervalDays: 30, AutoRotationGraceDays: 7}
 	if got != want {
 		t.Fatalf("defaults = %+v, want DESIGN.md's %+v", got, want)
 	}
@@ -29,13 +30,15 @@ func TestLoadConfigAccepts(t *testing.T) {
 	got, err := LoadConfig(env(map[string]string{
 		EnvTagKey: "rotate", EnvTagValue: "yes", EnvIntervalDays: "30", EnvOnDemandLimit: "25",
 		EnvReserve: "0", EnvRotateRPS: "2.5", EnvConcurrency: "64", EnvDryRun: "true", EnvMetricsNamespace: "Sec/KMS",
-		EnvContinuationMax: "0",
+		EnvContinuationMax: "0", EnvIncidentCooldown: "0", EnvConfirmWait: "30s", EnvCallTimeout: "2s",
+		EnvMinIntervalDays: "7", EnvAutoRotationGraceDays: "0",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{TagKey: "rotate", TagValue: "yes", IntervalDays: 30, OnDemandLimit: 25, Reserve: 0,
-		RotateRPS: 2.5, Concurrency: 64, DryRun: true, MetricsNamespace: "Sec/KMS", ContinuationMax: 0, StartJitter: time.Second}
+		RotateRPS: 2.5, Concurrency: 64, DryRun: true, MetricsNamespace: "Sec/KMS", ContinuationMax: 0, StartJitter: time.Second,
+		IncidentCooldown: 0, ConfirmWait: 30 * time.Second, CallTimeout: 2 * time.Second, MinIntervalDays: 7, AutoRotationGraceDays: 0}
 	if got != want {
 		t.Fatalf("LoadConfig = %+v, want %+v", got, want)
 	}
@@ -49,10 +52,18 @@ func TestLoadConfigRejects(t *testing.T) {
 	}{
 		{"interval not a number", map[string]string{EnvIntervalDays: "ninety"}, "ROTATOR_INTERVAL_DAYS=\"ninety\": not an integer"},
 		{"interval zero", map[string]string{EnvIntervalDays: "0"}, "ROTATOR_INTERVAL_DAYS=0: must be between 1 and 3650"},
+		{"interval below the floor", map[string]string{EnvIntervalDays: "7"}, "ROTATOR_INTERVAL_DAYS=7: below ROTATOR_MIN_INTERVAL_DAYS (30)"},
+		{"interval below a raised floor", map[string]string{EnvIntervalDays: "90", EnvMinIntervalDays: "180"}, "ROTATOR_INTERVAL_DAYS=90: below ROTATOR_MIN_INTERVAL_DAYS (180)"},
+		{"floor zero", map[string]string{EnvMinIntervalDays: "0"}, "ROTATOR_MIN_INTERVAL_DAYS=0: must be between 1 and 3650"},
+		{"cooldown not a duration", map[string]string{EnvIncidentCooldown: "60"}, `ROTATOR_INCIDENT_COOLDOWN="60": not a Go duration`},
+		{"cooldown negative", map[string]string{EnvIncidentCooldown: "-1h"}, "ROTATOR_INCIDENT_COOLDOWN=-1h: must be between 0s and 168h0m0s"},
+		{"confirm wait beyond a run", map[string]string{EnvConfirmWait: "16m"}, "ROTATOR_CONFIRM_WAIT=16m: must be between 0s and 15m0s"},
+		{"call timeout zero", map[string]string{EnvCallTimeout: "0s"}, "ROTATOR_CALL_TIMEOUT=0s: must be between 1s and 15m0s"},
+		{"grace negative", map[string]string{EnvAutoRotationGraceDays: "-1"}, "ROTATOR_AUTO_ROTATION_GRACE_DAYS=-1: must be between 0 and 365"},
 		{"interval too long", map[string]string{EnvIntervalDays: "3651"}, "ROTATOR_INTERVAL_DAYS=3651: must be between 1 and 3650"},
 		{"limit zero", map[string]string{EnvOnDemandLimit: "0"}, "ROTATOR_ON_DEMAND_LIMIT=0"},
 		{"negative reserve", map[string]string{EnvReserve: "-1"}, "ROTATOR_RESERVE=-1"},
-		{"reserve equal to limit", map[string]string{EnvReserve: "10"}, "ROTATOR_RESERVE=10: must be less than ROTATOR_ON_DEMAND_LIMIT (10)"},
+		{"reserve equal to limit", map[string]string{EnvReserve: "25"}, "ROTATOR_RESERVE=25: must be less than ROTATOR_ON_DEMAND_LIMIT (25)"},
 		{"reserve above a lowered limit", map[string]string{EnvOnDemandLimit: "2", EnvReserve: "3"}, "ROTATOR_RESERVE=3: must be less than ROTATOR_ON_DEMAND_LIMIT (2)"},
 		{"rps zero", map[string]string{EnvRotateRPS: "0"}, "ROTATOR_ROTATE_RPS=0: must be greater than 0"},
 		{"rps NaN", map[string]string{EnvRotateRPS: "NaN"}, "ROTATOR_ROTATE_RPS=NaN"},
@@ -80,17 +91,25 @@ func TestParseIntervalTag(t *testing.T) {
 		in   string
 		want int
 		ok   bool
-	}{{"1", 1, true}, {"3650", 3650, true}, {" 30 ", 30, true}, {"0", 0, false}, {"3651", 0, false}, {"30d", 0, false}, {"", 0, false}, {"-5", 0, false}} {
+	}{{"30", 30, true}, {"3650", 3650, true}, {" 90 ", 90, true}, {"29", 0, false}, {"1", 0, false}, {"0", 0, false}, {"3651", 0, false}, {"30d", 0, false}, {"", 0, false}, {"-5", 0, false}} {
 		name := "accepts " + tc.in
 		if !tc.ok {
 			name = "rejects " + tc.in
 		}
 		t.Run(name, func(t *testing.T) {
-			got, err := ParseIntervalTag(tc.in)
+			got, err := ParseIntervalTag(tc.in, 30)
 			if (err == nil) != tc.ok || got != tc.want {
 				t.Fatalf("ParseIntervalTag(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
 			}
 		})
+	}
+}
+
+func TestParseIntervalTagBelowTheFloorNamesTagAndFloor(t *testing.T) {
+	_, err := ParseIntervalTag("1", 30)
+	want := `tag kms-rotator:interval-days="1": below the floor of 30 days (ROTATOR_MIN_INTERVAL_DAYS)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("ParseIntervalTag(1, 30) error = %v, want %q", err, want)
 	}
 }
 
@@ -133,7 +152,7 @@ func TestStartJitter(t *testing.T) {
 		{"incident → never waits", request.Request{Mode: request.ModeIncident}, false, 0, 0},
 		{"dry run → nothing to protect", request.Request{Mode: request.ModeScheduled}, true, 0, 0},
 		{"plan → nothing to protect", request.Request{Mode: request.ModePlan}, true, 0, 0},
-		{"continuation link → started by its predecessor, not a schedule", request.Request{Mode: request.ModeScheduled, Continuation: &request.Continuation{RunID: "r", Chain: 1}}, false, 0, 0},
+		{"continuation link → up to StartJitter (Lambda's asynchronous invocation may deliver it twice)", request.Request{Mode: request.ModeScheduled, Continuation: &request.Continuation{RunID: "r", Chain: 1}}, false, 0, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &run{e: e, req: tc.req, dry: tc.dry}

@@ -40,6 +40,18 @@ const (
 	ReasonThrottled           Reason = "throttled"
 	ReasonError               Reason = "error"
 	ReasonDeadline            Reason = "deadline"
+	// ReasonRecentlyRotated: an incident met a key whose newest on-demand
+	// rotation (completed or in progress) is younger than
+	// ROTATOR_INCIDENT_COOLDOWN, and the request did not say force.
+	ReasonRecentlyRotated Reason = "recently-rotated"
+	// ReasonUnconfirmed: RotateKeyOnDemand failed ambiguously (5xx,
+	// timeout, lost response) and KMS did not show the rotation within
+	// ROTATOR_CONFIRM_WAIT. It may have been applied; it is never retried.
+	ReasonUnconfirmed Reason = "unconfirmed"
+	// ReasonAutomaticRotationSoon: a sweep met a due key whose automatic
+	// rotation comes within ROTATOR_AUTO_ROTATION_GRACE_DAYS: that one is
+	// free, an on-demand one spends the lifetime budget.
+	ReasonAutomaticRotationSoon Reason = "automatic-rotation-soon"
 )
 
 // Action is the next step the engine takes for a key: fetch one more fact
@@ -73,6 +85,9 @@ type Metadata struct {
 	PrimaryARN  string // the primary's ARN, for replicas
 	CreatedAt   time.Time
 	Description string
+	// MaterialID is DescribeKey's CurrentKeyMaterialId: it changes when a
+	// rotation completes, so it tells whether an ambiguous rotation applied.
+	MaterialID string
 }
 
 // History summarises ListKeyRotations (all pages).
@@ -81,12 +96,20 @@ type History struct {
 	OnDemand int
 	// Newest is the newest rotation of any type; zero when the key was never rotated.
 	Newest time.Time
+	// NewestOnDemand is the newest ON_DEMAND rotation; zero when none.
+	NewestOnDemand time.Time
+	// MaterialID is the key material of the newest entry (the current
+	// material once a rotation completed); empty when never rotated.
+	MaterialID string
 }
 
 // Status is what the decision needs from GetKeyRotationStatus.
 type Status struct {
 	// OnDemandStart is set while an on-demand rotation is in progress.
 	OnDemandStart *time.Time
+	// NextAutomatic is NextRotationDate: set while automatic rotation is
+	// enabled.
+	NextAutomatic *time.Time
 }
 
 // Facts is everything known about one key when deciding. Nil pointers are
@@ -106,6 +129,14 @@ type Facts struct {
 	Meta        *Metadata
 	History     *History
 	Status      *Status
+	// Force (incident requests only) rotates inside the cooldown.
+	Force bool
+	// RotatedAt is when this run's RotateKeyOnDemand was accepted (or its
+	// ambiguous failure confirmed); nil when this run did not rotate the key.
+	RotatedAt *time.Time
+	// LimitReached is set when KMS answered LimitExceededException: the
+	// lifetime limit is KMS's to judge, whatever our count says.
+	LimitReached bool
 }
 
 // Decision is Decide's answer.
@@ -116,12 +147,53 @@ type Decision struct {
 	Detail  string  // a human explanation for error outcomes
 }
 
-// Budget is a key's on-demand budget under the configured limit.
-func Budget(used, limit int) (remaining int) {
-	if used >= limit {
-		return 0
+// Budget is the one count of a key's lifetime on-demand rotations, used by
+// Decide, the report entries and the metrics alike: the ON_DEMAND entries of
+// its history, plus one rotation in progress or started by this run
+// (ListKeyRotations lists an on-demand rotation only once it completes, and
+// one in progress is already spent), against limit. When KMS answered
+// LimitExceededException nothing remains, whatever the count says. known
+// is false until the history was read.
+func (f *Facts) Budget(limit int) (used, remaining int, known bool) {
+	if f.History == nil {
+		return 0, 0, false
 	}
-	return limit - used
+	used = f.History.OnDemand
+	if f.RotatedAt != nil || f.inProgress() {
+		used++
+	}
+	remaining = max(limit-used, 0)
+	if f.LimitReached {
+		remaining = 0
+	}
+	return used, remaining, true
+}
+
+func (f *Facts) inProgress() bool { return f.Status != nil && f.Status.OnDemandStart != nil }
+
+// Material is the date the key's current material dates from: this run's
+// rotation, another's in progress, the newest completed rotation, or the
+// key's creation. Zero when nothing is known.
+func (f *Facts) Material() time.Time {
+	switch {
+	case f.RotatedAt != nil:
+		return *f.RotatedAt
+	case f.inProgress():
+		return *f.Status.OnDemandStart
+	}
+	return f.Age()
+}
+
+// newestOnDemand is the newest on-demand rotation, completed or in progress.
+func (f *Facts) newestOnDemand() time.Time {
+	var t time.Time
+	if f.History != nil {
+		t = f.History.NewestOnDemand
+	}
+	if f.inProgress() && f.Status.OnDemandStart.After(t) {
+		t = *f.Status.OnDemandStart
+	}
+	return t
 }
 
 // Age returns the date the key's current material dates from: its newest
@@ -204,32 +276,47 @@ func Decide(f Facts, now time.Time, cfg Config) Decision {
 	if f.History == nil {
 		return Decision{Action: FetchHistory}
 	}
-	used := f.History.OnDemand
-	if f.Mode == request.ModeReport {
-		// The inventory reads every eligible key's rotation status (a cheap
-		// call: 1,000/s): ListKeyRotations lists an on-demand rotation only
-		// once it completes, and one in progress is already spent.
-		if f.Status == nil {
+	if scheduledLike(f.Mode) {
+		if f.Mode == request.ModeReport && f.Status == nil {
+			// The inventory reads every eligible key's rotation status (a
+			// cheap call: 1,000/s) so its budgets count a rotation in progress.
 			return Decision{Action: FetchStatus}
 		}
-		if f.Status.OnDemandStart != nil {
-			used++
+		// Scheduled runs keep the reserve for incidents. Incidents never
+		// refuse on this count alone: KMS judges the lifetime limit
+		// (LimitExceededException), and a count that disagrees with KMS
+		// must not stop a responder.
+		_, remaining, _ := f.Budget(cfg.OnDemandLimit)
+		switch {
+		case remaining == 0:
+			return done(Skipped, ReasonBudgetExhausted)
+		case remaining <= cfg.Reserve:
+			return done(Skipped, ReasonBudgetReserved)
+		case now.Before(f.NextDue()):
+			return done(Skipped, ReasonNotDue)
 		}
-	}
-	remaining := Budget(used, cfg.OnDemandLimit)
-	switch {
-	case remaining == 0:
-		return done(Skipped, ReasonBudgetExhausted)
-	case scheduledLike(f.Mode) && remaining <= cfg.Reserve:
-		return done(Skipped, ReasonBudgetReserved)
-	case scheduledLike(f.Mode) && now.Before(f.NextDue()):
-		return done(Skipped, ReasonNotDue)
 	}
 	if f.Status == nil {
 		return Decision{Action: FetchStatus}
 	}
-	if f.Status.OnDemandStart != nil {
+	if f.Mode == request.ModeIncident && !f.Force && cfg.IncidentCooldown > 0 {
+		// Repeats are ordinary (CLI re-sends after 60 s, SOAR retries,
+		// at-least-once delivery): one rotation per incident, not one per
+		// delivery.
+		if last := f.newestOnDemand(); !last.IsZero() && now.Sub(last) < cfg.IncidentCooldown {
+			return done(Skipped, ReasonRecentlyRotated)
+		}
+	}
+	if f.inProgress() {
 		return done(Skipped, ReasonRotationInProgress)
+	}
+	if scheduledLike(f.Mode) && cfg.AutoRotationGraceDays > 0 {
+		// On-demand rotation does not move the automatic schedule
+		// (https://docs.aws.amazon.com/kms/latest/developerguide/rotating-keys-on-demand.html):
+		// spending a lifetime rotation days before a free one buys nothing.
+		if next := f.Status.NextAutomatic; next != nil && next.Before(now.Add(days(cfg.AutoRotationGraceDays))) {
+			return done(Skipped, ReasonAutomaticRotationSoon)
+		}
 	}
 	if f.DryRun {
 		return done(WouldRotate, ReasonNone)

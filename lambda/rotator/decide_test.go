@@ -19,11 +19,15 @@ func eligible() *Metadata {
 }
 
 func TestDecide(t *testing.T) {
-	cfg := DefaultConfig() // interval 90, limit 10, reserve 2
+	cfg := DefaultConfig() // interval 90, reserve 2, cooldown 1 h, grace 7 days
+	cfg.OnDemandLimit = 10 // small numbers read better below
 	with := func(f func(m *Metadata)) *Metadata { m := eligible(); f(m); return m }
 	notInProgress := &Status{}
 	started := ago(0)
 	inProgress := &Status{OnDemandStart: &started}
+	startedHoursAgo := now.Add(-2 * time.Hour)
+	inProgressLong := &Status{OnDemandStart: &startedHoursAgo}
+	autoIn := func(d time.Duration) *Status { t := now.Add(d); return &Status{NextAutomatic: &t} }
 	type tc struct {
 		name string
 		f    Facts
@@ -77,8 +81,6 @@ func TestDecide(t *testing.T) {
 				f.Meta = with(func(m *Metadata) { m.KeyState = "Disabled" })
 			}), final(Skipped, ReasonNotOptedIn)},
 			tc{m + "eligible, history unknown → fetch ListKeyRotations", b, Decision{Action: FetchHistory}},
-			tc{m + "used == limit → skipped budget-exhausted", set(b, func(f *Facts) { f.History = &History{OnDemand: 10, Newest: ago(200)} }), final(Skipped, ReasonBudgetExhausted)},
-			tc{m + "used > limit → skipped budget-exhausted", set(b, func(f *Facts) { f.History = &History{OnDemand: 25, Newest: ago(200)} }), final(Skipped, ReasonBudgetExhausted)},
 		)
 	}
 	// Scheduled-like modes: interval and reserve apply.
@@ -92,6 +94,25 @@ func TestDecide(t *testing.T) {
 			due = final(WouldRotate, ReasonNone)
 		}
 		cases = append(cases,
+			tc{m + "used == limit → skipped budget-exhausted", set(b, func(f *Facts) { f.History = &History{OnDemand: 10, Newest: ago(200)} }), final(Skipped, ReasonBudgetExhausted)},
+			tc{m + "used > limit → skipped budget-exhausted", set(b, func(f *Facts) { f.History = &History{OnDemand: 25, Newest: ago(200)} }), final(Skipped, ReasonBudgetExhausted)},
+			tc{m + "KMS answered LimitExceededException → skipped budget-exhausted", set(b, func(f *Facts) {
+				f.History = &History{OnDemand: 3, Newest: ago(200)}
+				f.Status = notInProgress
+				f.LimitReached = true
+			}), final(Skipped, ReasonBudgetExhausted)},
+			tc{m + "7 used + 1 in progress → remaining == reserve → skipped budget-reserved (one count everywhere)", set(b, func(f *Facts) {
+				f.History = &History{OnDemand: 7, Newest: ago(200)}
+				f.Status = inProgressLong
+			}), final(Skipped, ReasonBudgetReserved)},
+			tc{m + "due, automatic rotation in 3 days → skipped automatic-rotation-soon", set(b, func(f *Facts) {
+				f.History = &History{OnDemand: 1, Newest: ago(100)}
+				f.Status = autoIn(3 * 24 * time.Hour)
+			}), final(Skipped, ReasonAutomaticRotationSoon)},
+			tc{m + "due, automatic rotation in 8 days → rotate (beyond the grace)", set(b, func(f *Facts) {
+				f.History = &History{OnDemand: 1, Newest: ago(100)}
+				f.Status = autoIn(8 * 24 * time.Hour)
+			}), due},
 			tc{m + "remaining == reserve → skipped budget-reserved", set(b, func(f *Facts) { f.History = &History{OnDemand: 8, Newest: ago(200)} }), final(Skipped, ReasonBudgetReserved)},
 			tc{m + "remaining == reserve+1, due → fetch status", set(b, func(f *Facts) { f.History = &History{OnDemand: 7, Newest: ago(200)} }), Decision{Action: FetchStatus}},
 			tc{m + "budget-reserved wins over not-due (table order)", set(b, func(f *Facts) { f.History = &History{OnDemand: 9, Newest: ago(1)} }), final(Skipped, ReasonBudgetReserved)},
@@ -141,10 +162,45 @@ func TestDecide(t *testing.T) {
 			f.History = &History{}
 			f.Status = notInProgress
 		}), Decision{Action: Rotate}},
-		tc{"incident/in progress → skipped rotation-in-progress", set(b, func(f *Facts) {
+		tc{"incident/used == limit → fetch status (KMS judges the limit)", set(b, func(f *Facts) { f.History = &History{OnDemand: 10, Newest: ago(200)} }), Decision{Action: FetchStatus}},
+		tc{"incident/used > local limit, nothing in progress → rotate", set(b, func(f *Facts) {
+			f.History = &History{OnDemand: 12, Newest: ago(200)}
+			f.Status = notInProgress
+		}), Decision{Action: Rotate}},
+		tc{"incident/in progress for 2 h (beyond the cooldown) → skipped rotation-in-progress", set(b, func(f *Facts) {
+			f.History = &History{}
+			f.Status = inProgressLong
+		}), final(Skipped, ReasonRotationInProgress)},
+		tc{"incident/in progress since now → skipped recently-rotated", set(b, func(f *Facts) {
+			f.History = &History{}
+			f.Status = inProgress
+		}), final(Skipped, ReasonRecentlyRotated)},
+		tc{"incident/on-demand rotation completed 59 min ago → skipped recently-rotated", set(b, func(f *Facts) {
+			f.History = &History{OnDemand: 1, Newest: now.Add(-59 * time.Minute), NewestOnDemand: now.Add(-59 * time.Minute)}
+			f.Status = notInProgress
+		}), final(Skipped, ReasonRecentlyRotated)},
+		tc{"incident/on-demand rotation 61 min ago → rotate (cooldown over)", set(b, func(f *Facts) {
+			f.History = &History{OnDemand: 1, Newest: now.Add(-61 * time.Minute), NewestOnDemand: now.Add(-61 * time.Minute)}
+			f.Status = notInProgress
+		}), Decision{Action: Rotate}},
+		tc{"incident/automatic rotation 10 min ago → rotate (the cooldown counts on-demand rotations)", set(b, func(f *Facts) {
+			f.History = &History{OnDemand: 1, Newest: now.Add(-10 * time.Minute), NewestOnDemand: ago(100)}
+			f.Status = notInProgress
+		}), Decision{Action: Rotate}},
+		tc{"incident/force inside the cooldown → rotate", set(b, func(f *Facts) {
+			f.Force = true
+			f.History = &History{OnDemand: 1, Newest: now.Add(-5 * time.Minute), NewestOnDemand: now.Add(-5 * time.Minute)}
+			f.Status = notInProgress
+		}), Decision{Action: Rotate}},
+		tc{"incident/force while in progress → skipped rotation-in-progress", set(b, func(f *Facts) {
+			f.Force = true
 			f.History = &History{}
 			f.Status = inProgress
 		}), final(Skipped, ReasonRotationInProgress)},
+		tc{"incident/automatic rotation in 3 days → rotate (no grace for incidents)", set(b, func(f *Facts) {
+			f.History = &History{OnDemand: 1, Newest: ago(100), NewestOnDemand: ago(100)}
+			f.Status = autoIn(3 * 24 * time.Hour)
+		}), Decision{Action: Rotate}},
 		tc{"incident/dry run → would-rotate", set(b, func(f *Facts) {
 			f.DryRun = true
 			f.History = &History{}
@@ -157,10 +213,6 @@ func TestDecide(t *testing.T) {
 	r := set(base(request.ModeReport), func(f *Facts) { f.DryRun = true })
 	cases = append(cases,
 		tc{"report/history read, status unknown → fetch status first", set(r, func(f *Facts) { f.History = &History{OnDemand: 1, Newest: ago(10)} }), Decision{Action: FetchStatus}},
-		tc{"report/7 used + 1 in progress → remaining == reserve → skipped budget-reserved", set(r, func(f *Facts) {
-			f.History = &History{OnDemand: 7, Newest: ago(200)}
-			f.Status = inProgress
-		}), final(Skipped, ReasonBudgetReserved)},
 		tc{"report/9 used + 1 in progress → skipped budget-exhausted", set(r, func(f *Facts) {
 			f.History = &History{OnDemand: 9, Newest: ago(200)}
 			f.Status = inProgress
@@ -185,7 +237,7 @@ func TestDecide(t *testing.T) {
 
 func TestDecideReserveZero(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Reserve = 0
+	cfg.OnDemandLimit, cfg.Reserve = 10, 0
 	f := Facts{Mode: request.ModeScheduled, TagsKnown: true, OptedIn: true, IntervalDays: 90, Meta: eligible(),
 		History: &History{OnDemand: 9, Newest: ago(100)}, Status: &Status{}}
 	for _, tc := range []struct {
@@ -205,10 +257,30 @@ func TestDecideReserveZero(t *testing.T) {
 	}
 }
 
-func TestBudget(t *testing.T) {
-	for _, tc := range []struct{ used, limit, want int }{{0, 10, 10}, {9, 10, 1}, {10, 10, 0}, {12, 10, 0}} {
-		if got := Budget(tc.used, tc.limit); got != tc.want {
-			t.Errorf("Budget(%d, %d) = %d, want %d", tc.used, tc.limit, got, tc.want)
-		}
+func TestFactsBudget(t *testing.T) {
+	started := ago(0)
+	at := now
+	for _, tc := range []struct {
+		name                 string
+		f                    Facts
+		wantUsed, wantRemain int
+		wantKnown            bool
+	}{
+		{"history unknown → unknown", Facts{}, 0, 0, false},
+		{"none used → all remain", Facts{History: &History{}}, 0, 10, true},
+		{"9 used → 1 remains", Facts{History: &History{OnDemand: 9}}, 9, 1, true},
+		{"10 used → none remain", Facts{History: &History{OnDemand: 10}}, 10, 0, true},
+		{"12 used → none remain, not negative", Facts{History: &History{OnDemand: 12}}, 12, 0, true},
+		{"one in progress counts as spent", Facts{History: &History{OnDemand: 3}, Status: &Status{OnDemandStart: &started}}, 4, 6, true},
+		{"this run's rotation counts as spent", Facts{History: &History{OnDemand: 3}, RotatedAt: &at}, 4, 6, true},
+		{"this run's rotation seen in progress counts once", Facts{History: &History{OnDemand: 3}, RotatedAt: &at, Status: &Status{OnDemandStart: &started}}, 4, 6, true},
+		{"KMS's LimitExceededException → none remain", Facts{History: &History{OnDemand: 3}, LimitReached: true}, 3, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			used, remaining, known := tc.f.Budget(10)
+			if used != tc.wantUsed || remaining != tc.wantRemain || known != tc.wantKnown {
+				t.Fatalf("Budget = %d, %d, %v; want %d, %d, %v", used, remaining, known, tc.wantUsed, tc.wantRemain, tc.wantKnown)
+			}
+		})
 	}
 }

@@ -43,7 +43,8 @@ func checkEntries(t *testing.T, rep *Report, wants map[string]want) {
 }
 
 // scheduledDemo is what a scheduled sweep of events/fleet.json decides with
-// the default configuration (interval 90, limit 10, reserve 2).
+// the default configuration (interval 90, limit 25, reserve 2, grace 7 days,
+// interval floor 30).
 func scheduledDemo(due want) map[string]want {
 	return map[string]want{
 		"alias/orders-db":         {Skipped, ReasonNotDue},
@@ -53,6 +54,9 @@ func scheduledDemo(due want) map[string]want {
 		"alias/notifications":     {Skipped, ReasonNotDue},
 		"alias/search-index":      {Skipped, ReasonNotDue},
 		"alias/reports":           {Skipped, ReasonNotDue},
+		"alias/card-vault":        {Skipped, ReasonNotDue},
+		"alias/invoices":          {Skipped, ReasonAutomaticRotationSoon},
+		"alias/tmp-uploads":       {Failed, ReasonError},
 		"alias/customer-pii":      due,
 		"alias/audit-logs":        due,
 		"alias/backups":           due,
@@ -85,8 +89,8 @@ func TestScheduledSweepRotatesDueKeysOnceAndNothingTheSecondTime(t *testing.T) {
 				t.Errorf("mode %s dryRun %v, want scheduled, false", rep.Mode, rep.DryRun)
 			}
 			pii := byAlias(rep)["alias/customer-pii"]
-			if pii.OnDemandUsed == nil || *pii.OnDemandUsed != 2 || *pii.OnDemandRemaining != 8 {
-				t.Errorf("customer-pii budget after rotation = %v/%v, want 2 used, 8 remaining", pii.OnDemandUsed, pii.OnDemandRemaining)
+			if pii.OnDemandUsed == nil || *pii.OnDemandUsed != 2 || *pii.OnDemandRemaining != 23 {
+				t.Errorf("customer-pii budget after rotation = %v/%v, want 2 used, 23 remaining", pii.OnDemandUsed, pii.OnDemandRemaining)
 			}
 			replica := byAlias(rep)["alias/global-orders"]
 			if !strings.HasPrefix(replica.PrimaryKeyARN, "arn:aws:kms:eu-west-1:") {
@@ -142,13 +146,13 @@ func TestReportModeInventory(t *testing.T) {
 		age, interval, left        int
 		lastRotationSet, runsOutAt bool
 	}{
-		// 1 used, 9 left, reserve 2 → 7 scheduled rotations; last 20 days ago.
-		{"alias/orders-db", 20, 90, 7, true, true},
+		// 1 used, 24 left, reserve 2 → 22 scheduled rotations; last 20 days ago.
+		{"alias/orders-db", 20, 90, 22, true, true},
 		// never rotated, created 500 days ago.
-		{"alias/audit-logs", 500, 90, 8, false, true},
-		// 8 used: the scheduled budget is spent.
+		{"alias/audit-logs", 500, 90, 23, false, true},
+		// 23 used: the scheduled budget is spent.
 		{"alias/fraud-model", 100, 90, 0, true, false},
-		{"alias/session-tokens", 45, 30, 6, true, true},
+		{"alias/session-tokens", 45, 30, 21, true, true},
 	} {
 		t.Run(tc.alias+" inventory fields", func(t *testing.T) {
 			k := keys[tc.alias]
@@ -172,11 +176,11 @@ func TestReportModeInventory(t *testing.T) {
 			}
 		})
 	}
-	// orders-db: next due in 70 days, then 6 more at 90-day steps.
+	// orders-db: next due in 70 days, then 21 more at 90-day steps.
 	k := keys["alias/orders-db"]
 	runsOut, _ := time.Parse(time.RFC3339, *k.BudgetRunsOutAt)
-	if d := time.Until(runsOut) - days(70+6*90); d < -time.Hour || d > time.Hour {
-		t.Errorf("orders-db budgetRunsOutAt %s is %v off 610 days from now", *k.BudgetRunsOutAt, d)
+	if d := time.Until(runsOut) - days(70+21*90); d < -time.Hour || d > time.Hour {
+		t.Errorf("orders-db budgetRunsOutAt %s is %v off 1,960 days from now", *k.BudgetRunsOutAt, d)
 	}
 }
 
@@ -197,7 +201,7 @@ func TestReportJSONShape(t *testing.T) {
 		}
 	}
 	sum := m["summary"].(map[string]any)
-	for _, f := range []string{"candidates", "rotated", "wouldRotate", "skipped", "failed", "deferred", "reasons"} {
+	for _, f := range []string{"candidates", "rotated", "wouldRotate", "skipped", "failed", "deferred", "overdue", "reasons"} {
 		if _, ok := sum[f]; !ok {
 			t.Errorf("summary lacks %q", f)
 		}
@@ -215,8 +219,15 @@ func TestReportJSONShape(t *testing.T) {
 		if k["reason"] == string(ReasonKeyNotEnabled) && k["keyState"] == nil {
 			t.Errorf("key-not-enabled entry lacks keyState: %v", k)
 		}
-		if _, ok := k["materialAgeDays"]; ok {
-			t.Errorf("scheduled entry carries report-mode field materialAgeDays")
+		if _, ok := k["intervalDays"]; ok {
+			t.Errorf("scheduled entry carries report-mode field intervalDays")
+		}
+		// The cryptoperiod signals are on every entry whose history was
+		// read, in every mode.
+		_, hasAge := k["materialAgeDays"]
+		_, hasOverdue := k["overdue"]
+		if (k["onDemandUsed"] != nil) != hasAge || hasAge != hasOverdue {
+			t.Errorf("entry %v: materialAgeDays/overdue present %v/%v, want both exactly when the history was read", k["alias"], hasAge, hasOverdue)
 		}
 	}
 	// The last log line is the report.
@@ -282,14 +293,15 @@ func TestIncidentByTagAddsReplicaPrimaryInItsRegion(t *testing.T) {
 		"alias/checkout-sessions": {Rotated, ReasonNone},
 		"alias/customer-pii":      {Rotated, ReasonNone},
 		"alias/fraud-model":       {Rotated, ReasonNone}, // incidents may use the reserve
+		"alias/card-vault":        {Skipped, ReasonRecentlyRotated},
 		"alias/webhook-hmac":      {Skipped, ReasonUnsupportedKeySpec},
 	} {
 		if k := got[alias]; k.Outcome != w.outcome || k.Reason != w.reason {
 			t.Errorf("%s: %s/%s, want %s/%s", alias, k.Outcome, k.Reason, w.outcome, w.reason)
 		}
 	}
-	if rep.Summary.Candidates != 8 {
-		t.Errorf("%d candidates, want 8 (7 tagged + the added primary)", rep.Summary.Candidates)
+	if rep.Summary.Candidates != 9 {
+		t.Errorf("%d candidates, want 9 (8 tagged + the added primary)", rep.Summary.Candidates)
 	}
 }
 
@@ -441,8 +453,8 @@ func TestDeadlineDefersKeysAndStillReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkReport(t, rep)
-	if rep.Summary.Deferred != 23 || rep.Summary.Reasons[ReasonDeadline] != 23 {
-		t.Fatalf("summary %+v, want all 23 deferred for the deadline", rep.Summary)
+	if rep.Summary.Deferred != 26 || rep.Summary.Reasons[ReasonDeadline] != 26 {
+		t.Fatalf("summary %+v, want all 26 deferred for the deadline", rep.Summary)
 	}
 	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1"))
 }

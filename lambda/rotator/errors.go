@@ -46,8 +46,10 @@ func classify(err error, cfg Config) classification {
 		switch {
 		// RotateKeyOnDemand answers ConflictException while a rotation is in
 		// progress (https://docs.aws.amazon.com/kms/latest/APIReference/API_RotateKeyOnDemand.html).
+		// It also answers it when an automatic rotation is due within 20
+		// minutes: KMS's message says which, so the entry carries it.
 		case code == "ConflictException":
-			return classification{outcome: Skipped, reason: ReasonRotationInProgress}
+			return classification{outcome: Skipped, reason: ReasonRotationInProgress, detail: detail}
 		// The lifetime limit is authoritative when KMS says so, whatever
 		// our count of ON_DEMAND entries said.
 		case code == "LimitExceededException":

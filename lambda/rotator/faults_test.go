@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -133,6 +134,18 @@ func TestRotateFailures(t *testing.T) {
 			}
 		}
 	}
+	// applyThenErr applies the rotation, then returns err (a timeout).
+	applyThenErr := func(err error) hookFn {
+		return func(real KMSAPI, calls *atomic.Int32) func(ctx context.Context, in *kms.RotateKeyOnDemandInput, optFns ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
+			return func(ctx context.Context, in *kms.RotateKeyOnDemandInput, optFns ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
+				calls.Add(1)
+				if _, rerr := real.RotateKeyOnDemand(ctx, in); rerr != nil {
+					return nil, rerr
+				}
+				return nil, err
+			}
+		}
+	}
 	// failThenPass fails before any change n times, then passes.
 	failThenPass := func(n int32, err error) hookFn {
 		return func(real KMSAPI, calls *atomic.Int32) func(ctx context.Context, in *kms.RotateKeyOnDemandInput, optFns ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
@@ -156,8 +169,11 @@ func TestRotateFailures(t *testing.T) {
 	}{
 		{"lost response, rotation completed → rotated once", 0, applyThenFail(1), Rotated, ReasonNone, 1, 1},
 		{"lost response, rotation in progress → rotated once", time.Hour, applyThenFail(1), Rotated, ReasonNone, 1, 1},
-		{"5xx before any change, then success → rotated once after one careful retry", 0, failThenPass(1, internal), Rotated, ReasonNone, 2, 1},
-		{"5xx before any change twice → failed error, nothing spent", 0, failThenPass(9, internal), Failed, ReasonError, 2, 0},
+		// KMS promises no read-after-write consistency for the rotation
+		// status, so a look that shows nothing never licenses a second call.
+		{"5xx before any change → failed unconfirmed, never a second call, nothing spent", 0, failThenPass(1, internal), Failed, ReasonUnconfirmed, 1, 0},
+		{"5xx on every call → failed unconfirmed after one call", 0, failThenPass(9, internal), Failed, ReasonUnconfirmed, 1, 0},
+		{"deadline exceeded after the rotation applied → rotated once", 0, applyThenErr(context.DeadlineExceeded), Rotated, ReasonNone, 1, 1},
 		{"ConflictException → skipped rotation-in-progress", 0, fail(&kmstypes.ConflictException{Message: str("x")}), Skipped, ReasonRotationInProgress, 1, 0},
 		{"LimitExceededException → skipped budget-exhausted, not retried", 0, fail(&kmstypes.LimitExceededException{Message: str("x")}), Skipped, ReasonBudgetExhausted, 1, 0},
 		{"AccessDeniedException → failed access-denied", 0, fail(apiErr("AccessDeniedException", smithy.FaultClient)), Failed, ReasonAccessDenied, 1, 0},
@@ -228,8 +244,8 @@ func TestRotateRetryOnTheWire(t *testing.T) {
 	}{
 		{"throttled twice, then accepted → SDK retries, rotated once", 2, 400, "ThrottlingException", Rotated, ReasonNone, 3, 1},
 		{"throttled on every attempt → failed throttled after 4 attempts, nothing spent", 99, 400, "ThrottlingException", Failed, ReasonThrottled, 4, 0},
-		{"500 once → no SDK retry; look, then one careful retry → rotated once", 1, 500, "KMSInternalException", Rotated, ReasonNone, 2, 1},
-		{"500 every time → two requests in all, failed error, nothing spent", 99, 500, "KMSInternalException", Failed, ReasonError, 2, 0},
+		{"500 once → no SDK retry, no second request; failed unconfirmed, nothing spent", 1, 500, "KMSInternalException", Failed, ReasonUnconfirmed, 1, 0},
+		{"503 every time → one request in all, failed unconfirmed", 99, 503, "ServiceUnavailable", Failed, ReasonUnconfirmed, 1, 0},
 		{"LimitExceededException is not a throttle → one request, budget-exhausted", 99, 400, "LimitExceededException", Skipped, ReasonBudgetExhausted, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -325,13 +341,47 @@ func TestReadFailuresMapToReasons(t *testing.T) {
 
 func TestAutomaticRotationImminentIsConflict(t *testing.T) {
 	// Automatic rotation due in ~7 minutes: KMS answers ConflictException.
+	// The entry says why and when (nextRotationDate), so the responder
+	// knows when to try again.
 	fleet := `[{"alias":"alias/auto","createdDaysAgo":400,"automaticRotation":true,"rotationPeriodInDays":90,
 	  "tags":{"kms-rotator":"enabled","kms-rotator:interval-days":"30"},"rotations":[{"type":"AUTOMATIC","daysAgo":89.995}]}]`
-	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
-	rep := h.run(t, request.Request{Mode: request.ModeScheduled})
-	if k := byAlias(rep)["alias/auto"]; k.Outcome != Skipped || k.Reason != ReasonRotationInProgress {
-		t.Fatalf("%s/%s %q, want skipped rotation-in-progress", k.Outcome, k.Reason, k.Error)
+	check := func(t *testing.T, k KeyReport) {
+		t.Helper()
+		if k.Outcome != Skipped || k.Reason != ReasonRotationInProgress {
+			t.Fatalf("%s/%s %q, want skipped rotation-in-progress", k.Outcome, k.Reason, k.Error)
+		}
+		if !strings.Contains(k.Error, "RotateKeyOnDemand: ConflictException: ") || !strings.Contains(k.Error, "20 minutes") {
+			t.Errorf("error %q does not carry KMS's message", k.Error)
+		}
+		next, err := time.Parse(time.RFC3339, aws.ToString(k.NextRotationDate))
+		if err != nil || time.Until(next) > 20*time.Minute || time.Until(next) < 0 {
+			t.Errorf("nextRotationDate %v, want within the next 20 minutes", aws.ToString(k.NextRotationDate))
+		}
 	}
+	t.Run("incident → rotation-in-progress with nextRotationDate and KMS's message", func(t *testing.T) {
+		h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+		ref, _ := request.ParseKeyRef("alias/auto")
+		rep := h.run(t, request.Request{Mode: request.ModeIncident, Reason: "INC", Keys: []request.KeyRef{ref}})
+		check(t, rep.Keys[0])
+	})
+	t.Run("sweep with the grace off → the same", func(t *testing.T) {
+		cfg := fastConfig()
+		cfg.AutoRotationGraceDays = 0
+		h := newHarness(t, kmsemu.Options{}, fleet, cfg)
+		rep := h.run(t, request.Request{Mode: request.ModeScheduled})
+		check(t, byAlias(rep)["alias/auto"])
+	})
+	t.Run("sweep with the default grace → automatic-rotation-soon, no RotateKeyOnDemand", func(t *testing.T) {
+		h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+		rep := h.run(t, request.Request{Mode: request.ModeScheduled})
+		k := byAlias(rep)["alias/auto"]
+		if k.Outcome != Skipped || k.Reason != ReasonAutomaticRotationSoon || k.NextRotationDate == nil {
+			t.Fatalf("%s/%s nextRotationDate %v, want skipped automatic-rotation-soon with the date", k.Outcome, k.Reason, k.NextRotationDate)
+		}
+		if n := h.emu.Server.Stats().Op("RotateKeyOnDemand").Calls; n != 0 {
+			t.Errorf("%d RotateKeyOnDemand calls, want 0", n)
+		}
+	})
 }
 
 func TestKMSLimitIsAuthoritative(t *testing.T) {
@@ -358,7 +408,8 @@ func TestIntervalTag(t *testing.T) {
 	 {"alias":"alias/bad","createdDaysAgo":200,"tags":{"kms-rotator":"enabled","kms-rotator:interval-days":"90d"}},
 	 {"alias":"alias/zero","createdDaysAgo":200,"tags":{"kms-rotator":"enabled","kms-rotator:interval-days":"0"}},
 	 {"alias":"alias/long","createdDaysAgo":200,"tags":{"kms-rotator":"enabled","kms-rotator:interval-days":"3650"}},
-	 {"alias":"alias/short","createdDaysAgo":2,"tags":{"kms-rotator":"enabled","kms-rotator:interval-days":"1"}}]`
+	 {"alias":"alias/short","createdDaysAgo":2,"tags":{"kms-rotator":"enabled","kms-rotator:interval-days":"1"}},
+	 {"alias":"alias/month","createdDaysAgo":40,"tags":{"kms-rotator":"enabled","kms-rotator:interval-days":"30"}}]`
 	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
 	before := h.snapshot(t, testRegion)
 	rep := h.run(t, request.Request{Mode: request.ModeScheduled})
@@ -366,8 +417,12 @@ func TestIntervalTag(t *testing.T) {
 		"alias/bad":   {Failed, ReasonError},
 		"alias/zero":  {Failed, ReasonError},
 		"alias/long":  {Skipped, ReasonNotDue},
-		"alias/short": {Rotated, ReasonNone},
+		"alias/short": {Failed, ReasonError}, // below ROTATOR_MIN_INTERVAL_DAYS: tagging is not a right to rotate daily
+		"alias/month": {Rotated, ReasonNone},
 	})
+	if e := byAlias(rep)["alias/short"].Error; !strings.Contains(e, IntervalTagKey) || !strings.Contains(e, "floor of 30 days") {
+		t.Errorf("error %q does not name the tag and the floor", e)
+	}
 	if e := byAlias(rep)["alias/bad"].Error; !strings.Contains(e, IntervalTagKey) {
 		t.Errorf("error %q does not name the tag", e)
 	}

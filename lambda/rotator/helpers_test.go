@@ -63,6 +63,7 @@ func fastConfig() Config {
 	c := DefaultConfig()
 	c.RotateRPS = 500
 	c.StartJitter = 0 // tests that need it set it
+	c.ConfirmWait = 500 * time.Millisecond
 	return c
 }
 
@@ -159,7 +160,9 @@ func checkReport(t *testing.T, rep *Report) {
 		default:
 			t.Errorf("%s: unknown outcome %q", id, k.Outcome)
 		}
-		if k.Outcome != Failed && k.Error != "" {
+		// A skipped rotation-in-progress carries KMS's ConflictException
+		// message (an automatic rotation due within 20 minutes, say).
+		if k.Outcome != Failed && k.Error != "" && k.Reason != ReasonRotationInProgress {
 			t.Errorf("%s: error on a %s entry", id, k.Outcome)
 		}
 	}

@@ -23,6 +23,14 @@ const (
 	// MetricContinuations is 1 when the run handed its deferred keys to a
 	// continuation (the function invoking itself), else 0.
 	MetricContinuations = "Continuations"
+	// MetricKeysOverdue counts eligible keys whose material is older than
+	// their interval and that this run neither rotated nor would rotate.
+	MetricKeysOverdue = "KeysOverdue"
+	// MetricMaxMaterialAgeDays is the oldest material age among eligible keys.
+	MetricMaxMaterialAgeDays = "MaxMaterialAgeDays"
+	// MetricResultEventsFailed is 1 when the run's result event could not
+	// be published on EventBridge (0 when it was; absent when none was due).
+	MetricResultEventsFailed = "ResultEventsFailed"
 
 	unitCount        = "Count"
 	unitMilliseconds = "Milliseconds"
@@ -77,32 +85,18 @@ func emfLine(namespace string, ts time.Time, dims [][2]string, metrics []emfMetr
 	return append(b, '\n'), err
 }
 
-// budgetRemaining is the key's remaining on-demand budget after this run,
-// when its history was read.
-func (it *item) budgetRemaining(limit int) (int, bool) {
-	if it.facts.History == nil {
-		return 0, false
-	}
-	used := it.facts.History.OnDemand
-	if it.rotatedAt != nil {
-		used++
-	}
-	return Budget(used, limit), true
-}
-
 // emitMetrics writes the run's EMF lines: one with dimension [Mode], then
 // one per reason with [Mode, Reason] for skipped and failed keys. Never a
 // per-key dimension: each dimension value is a billed custom metric.
-func (e *Engine) emitMetrics(r *run, rep *Report) {
+func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 	cfg := e.cfg
 	mode := string(r.req.Mode)
 	low, exhausted := 0, 0
-	minRemaining := -1
+	minRemaining, maxAge := -1, -1
+	now := e.now()
 	for _, it := range r.items {
-		rem, ok := it.budgetRemaining(cfg.OnDemandLimit)
-		if it.reason == ReasonBudgetExhausted {
-			rem, ok = 0, true // KMS's LimitExceededException is authoritative
-		}
+		// The same count as Decide and the report entries (Facts.Budget).
+		_, rem, ok := it.facts.Budget(cfg.OnDemandLimit)
 		if !ok {
 			continue
 		}
@@ -115,6 +109,9 @@ func (e *Engine) emitMetrics(r *run, rep *Report) {
 		if minRemaining < 0 || rem < minRemaining {
 			minRemaining = rem
 		}
+		if m := it.facts.Material(); !m.IsZero() {
+			maxAge = max(maxAge, int(now.Sub(m)/(24*time.Hour)))
+		}
 	}
 	s := rep.Summary
 	ms := []emfMetric{
@@ -126,15 +123,36 @@ func (e *Engine) emitMetrics(r *run, rep *Report) {
 		{MetricKeysDeferred, unitCount, float64(s.Deferred)},
 		{MetricKeysBudgetLow, unitCount, float64(low)},
 		{MetricKeysBudgetExhausted, unitCount, float64(exhausted)},
+		{MetricKeysOverdue, unitCount, float64(s.Overdue)},
 	}
-	if minRemaining >= 0 { // no key's budget known: no value rather than a made-up one
+	// No key's budget or age known: no value rather than a made-up one.
+	if minRemaining >= 0 {
 		ms = append(ms, emfMetric{MetricMinOnDemandRemaining, unitCount, float64(minRemaining)})
+	}
+	if maxAge >= 0 {
+		ms = append(ms, emfMetric{MetricMaxMaterialAgeDays, unitCount, float64(maxAge)})
+	}
+	completed, failedRun := 1.0, 0.0
+	if res.listErr != nil {
+		// A sweep whose listing failed part-way still reports what it did,
+		// but it is not a completed run (the silence alarm counts those).
+		completed, failedRun = 0, 1
 	}
 	ms = append(ms,
 		emfMetric{MetricRunDuration, unitMilliseconds, float64(e.now().Sub(r.start).Milliseconds())},
-		emfMetric{MetricRunsCompleted, unitCount, 1},
+		emfMetric{MetricRunsCompleted, unitCount, completed},
 		emfMetric{MetricContinuations, unitCount, r.continuationCount()},
 	)
+	if failedRun > 0 {
+		ms = append(ms, emfMetric{MetricRunsFailed, unitCount, failedRun})
+	}
+	if res.published != nil {
+		failedPub := 0.0
+		if !*res.published {
+			failedPub = 1
+		}
+		ms = append(ms, emfMetric{MetricResultEventsFailed, unitCount, failedPub})
+	}
 	ts := e.now()
 	lines := [][]byte{}
 	if b, err := emfLine(cfg.MetricsNamespace, ts, [][2]string{{DimMode, mode}}, ms); err == nil {

@@ -50,13 +50,15 @@ type Report struct {
 
 // Summary counts every candidate of the run by outcome and by reason.
 type Summary struct {
-	Candidates  int            `json:"candidates"`
-	Rotated     int            `json:"rotated"`
-	WouldRotate int            `json:"wouldRotate"`
-	Skipped     int            `json:"skipped"`
-	Failed      int            `json:"failed"`
-	Deferred    int            `json:"deferred"`
-	Reasons     map[Reason]int `json:"reasons"`
+	Candidates  int `json:"candidates"`
+	Rotated     int `json:"rotated"`
+	WouldRotate int `json:"wouldRotate"`
+	Skipped     int `json:"skipped"`
+	Failed      int `json:"failed"`
+	Deferred    int `json:"deferred"`
+	// Overdue counts the entries with overdue true (KeysOverdue).
+	Overdue int            `json:"overdue"`
+	Reasons map[Reason]int `json:"reasons"`
 }
 
 // KeyReport is one candidate's entry. Times are RFC 3339 in UTC; a nil
@@ -85,11 +87,19 @@ type KeyReport struct {
 	// Error carries the AWS error code and message of a failed entry.
 	Error string `json:"error,omitempty"`
 
+	// NextRotationDate is the key's next automatic rotation, when
+	// automatic rotation is enabled and the status was read.
+	NextRotationDate *string `json:"nextRotationDate,omitempty"`
+	// MaterialAgeDays is the age in whole days of the key's current
+	// material (since its newest rotation, or its creation); Overdue is
+	// true when that material is older than the key's interval and this
+	// run neither rotated it nor would rotate it. Both are set for every
+	// key whose history was read (the eligible ones), in every mode.
+	MaterialAgeDays *int  `json:"materialAgeDays,omitempty"`
+	Overdue         *bool `json:"overdue,omitempty"`
+
 	// Report mode only (absent in other modes and when unknown).
 
-	// MaterialAgeDays is the age in whole days of the key's current
-	// material: since its newest rotation, or its creation.
-	MaterialAgeDays *int `json:"materialAgeDays,omitempty"`
 	// IntervalDays is the key's effective interval (tag override or default).
 	IntervalDays *int `json:"intervalDays,omitempty"`
 	// ScheduledRotationsLeft is how many rotations scheduled runs may still
@@ -123,9 +133,7 @@ func (r *run) entry(it *item) KeyReport {
 		Alias:   it.alias,
 		Outcome: it.outcome,
 		Reason:  it.reason,
-	}
-	if it.outcome == Failed {
-		k.Error = it.detail
+		Error:   it.detail,
 	}
 	f := &it.facts
 	if m := f.Meta; m != nil {
@@ -134,42 +142,31 @@ func (r *run) entry(it *item) KeyReport {
 			k.PrimaryKeyARN = m.PrimaryARN
 		}
 	}
-	if f.History == nil {
+	if s := f.Status; s != nil && s.NextAutomatic != nil {
+		k.NextRotationDate = timePtr(*s.NextAutomatic)
+	}
+	used, remaining, known := f.Budget(cfg.OnDemandLimit)
+	if !known {
 		return k
 	}
-	used := f.History.OnDemand
-	last := f.Age()
-	if f.History.Newest.IsZero() {
-		last = time.Time{}
-	}
-	if it.rotatedAt != nil {
-		used++
-		last = *it.rotatedAt
-	} else if s := f.Status; s != nil && s.OnDemandStart != nil {
-		// Another run's on-demand rotation in progress is already spent:
-		// ListKeyRotations lists it only once it completes, so without it
-		// the entry would promise one rotation more than the key has.
-		used++
-		last = *s.OnDemandStart
-	}
-	remaining := Budget(used, cfg.OnDemandLimit)
 	k.OnDemandUsed, k.OnDemandRemaining = &used, &remaining
-	k.LastRotation = timePtr(last)
-	material := f.Age()
-	if !last.IsZero() {
-		material = last
+	material := f.Material()
+	if f.RotatedAt != nil || f.inProgress() || !f.History.Newest.IsZero() {
+		k.LastRotation = timePtr(material)
 	}
-	var nextDue time.Time
-	if !material.IsZero() {
-		nextDue = material.Add(days(f.IntervalDays))
-		k.NextDue = timePtr(nextDue)
+	if material.IsZero() {
+		return k
 	}
-	if r.req.Mode == request.ModeReport && !material.IsZero() {
-		now := r.e.now()
-		age := int(now.Sub(material) / (24 * time.Hour))
+	now := r.e.now()
+	nextDue := material.Add(days(f.IntervalDays))
+	k.NextDue = timePtr(nextDue)
+	age := int(now.Sub(material) / (24 * time.Hour))
+	overdue := it.overdue(now)
+	k.MaterialAgeDays, k.Overdue = &age, &overdue
+	if r.req.Mode == request.ModeReport {
 		interval := f.IntervalDays
 		left := max(remaining-cfg.Reserve, 0)
-		k.MaterialAgeDays, k.IntervalDays, k.ScheduledRotationsLeft = &age, &interval, &left
+		k.IntervalDays, k.ScheduledRotationsLeft = &interval, &left
 		if left > 0 {
 			first := nextDue
 			if first.Before(now) {
@@ -179,6 +176,27 @@ func (r *run) entry(it *item) KeyReport {
 		}
 	}
 	return k
+}
+
+// overdue says whether the key's material is older than its interval and
+// this run neither rotated it nor would rotate it: the cryptoperiod signal
+// (KeysOverdue). Keys left for later on purpose are not overdue: deferred
+// ones (the next link or run takes them) and those waiting days for their
+// free automatic rotation (automatic-rotation-soon).
+func (it *item) overdue(now time.Time) bool {
+	f := &it.facts
+	if f.History == nil || f.IntervalDays <= 0 {
+		return false
+	}
+	switch it.outcome {
+	case Rotated, WouldRotate, Deferred:
+		return false
+	}
+	if it.reason == ReasonAutomaticRotationSoon {
+		return false
+	}
+	m := f.Material()
+	return !m.IsZero() && now.Sub(m) > days(f.IntervalDays)
 }
 
 // report assembles the run's report: every candidate exactly once, sorted
@@ -193,6 +211,7 @@ func (r *run) report() *Report {
 		Summary:   Summary{Candidates: len(r.items), Reasons: map[Reason]int{}},
 		Keys:      make([]KeyReport, 0, min(len(r.items), r.e.maxListed)),
 	}
+	now := r.e.now()
 	trim := len(r.items) > r.e.maxListed
 	// A hard bound on top of DESIGN.md's rule, so the response stays under
 	// Lambda's 6 MB whatever the fleet: past maxEntries listed entries,
@@ -228,6 +247,9 @@ func (r *run) report() *Report {
 		}
 		if it.reason != ReasonNone {
 			s.Reasons[it.reason]++
+		}
+		if it.overdue(now) {
+			s.Overdue++
 		}
 		switch {
 		case trim && it.reason == ReasonNotDue:

@@ -8,7 +8,8 @@ import (
 )
 
 func TestEntry(t *testing.T) {
-	cfg := DefaultConfig() // interval 90, limit 10, reserve 2
+	cfg := DefaultConfig() // interval 90, reserve 2
+	cfg.OnDemandLimit = 10
 	e := &Engine{cfg: cfg, now: func() time.Time { return now }}
 	ts := func(s *string) string {
 		if s == nil {
@@ -30,32 +31,33 @@ func TestEntry(t *testing.T) {
 		used     int // -1: null
 		last     string
 		nextDue  string
-		age      int // report mode; -1: absent
-		left     int // report mode; -1: absent
+		age      int    // -1: absent
+		overdue  string // "true", "false" or "absent"
+		left     int    // report mode; -1: absent
 		runsOut  string
 		keyState string
 	}{
 		{name: "ineligible key: no budget, null dates", mode: request.ModeScheduled,
 			it:   item{outcome: Skipped, reason: ReasonAWSManaged, facts: Facts{IntervalDays: 90, Meta: &Metadata{KeyState: "Enabled", CreatedAt: ago(10)}}},
-			used: -1, last: "null", nextDue: "null", age: -1, left: -1, runsOut: "null", keyState: "Enabled"},
+			used: -1, last: "null", nextDue: "null", age: -1, overdue: "absent", left: -1, runsOut: "null", keyState: "Enabled"},
 		{name: "never rotated: lastRotation null, nextDue from creation", mode: request.ModeScheduled,
 			it:   item{outcome: Skipped, reason: ReasonNotDue, facts: Facts{IntervalDays: 90, Meta: eligible(), History: &History{}}},
-			used: 0, last: "null", nextDue: fmtTime(ago(400).Add(days(90))), age: -1, left: -1, runsOut: "null", keyState: "Enabled"},
+			used: 0, last: "null", nextDue: fmtTime(ago(400).Add(days(90))), age: 400, overdue: "true", left: -1, runsOut: "null", keyState: "Enabled"},
 		{name: "rotated now: budget after the rotation, dates from it", mode: request.ModeIncident,
-			it:   item{outcome: Rotated, rotatedAt: &started, facts: Facts{IntervalDays: 90, Meta: eligible(), History: &History{OnDemand: 3, Newest: ago(5)}}},
-			used: 4, last: fmtTime(started), nextDue: fmtTime(started.Add(days(90))), age: -1, left: -1, runsOut: "null", keyState: "Enabled"},
+			it:   item{outcome: Rotated, facts: Facts{RotatedAt: &started, IntervalDays: 90, Meta: eligible(), History: &History{OnDemand: 3, Newest: ago(5)}}},
+			used: 4, last: fmtTime(started), nextDue: fmtTime(started.Add(days(90))), age: 0, overdue: "false", left: -1, runsOut: "null", keyState: "Enabled"},
 		{name: "another run's rotation in progress: counted as spent, dates from its start", mode: request.ModeScheduled,
 			it:   item{outcome: Skipped, reason: ReasonRotationInProgress, facts: Facts{IntervalDays: 90, Meta: eligible(), History: &History{OnDemand: 3, Newest: ago(100)}, Status: &Status{OnDemandStart: &started}}},
-			used: 4, last: fmtTime(started), nextDue: fmtTime(started.Add(days(90))), age: -1, left: -1, runsOut: "null", keyState: "Enabled"},
+			used: 4, last: fmtTime(started), nextDue: fmtTime(started.Add(days(90))), age: 0, overdue: "false", left: -1, runsOut: "null", keyState: "Enabled"},
 		{name: "report: 1 used, 20 days old → 7 scheduled rotations, the last 70+6×90 days out", mode: request.ModeReport,
 			it:   item{outcome: Skipped, reason: ReasonNotDue, facts: Facts{IntervalDays: 90, Meta: eligible(), History: &History{OnDemand: 1, Newest: ago(20)}}},
-			used: 1, last: fmtTime(ago(20)), nextDue: fmtTime(ago(20).Add(days(90))), age: 20, left: 7, runsOut: fmtTime(ago(20).Add(days(90 + 6*90))), keyState: "Enabled"},
+			used: 1, last: fmtTime(ago(20)), nextDue: fmtTime(ago(20).Add(days(90))), age: 20, overdue: "false", left: 7, runsOut: fmtTime(ago(20).Add(days(90 + 6*90))), keyState: "Enabled"},
 		{name: "report: overdue key counts from now", mode: request.ModeReport,
 			it:   item{outcome: WouldRotate, facts: Facts{IntervalDays: 30, Meta: eligible(), History: &History{OnDemand: 6, Newest: ago(100)}}},
-			used: 6, last: fmtTime(ago(100)), nextDue: fmtTime(ago(70)), age: 100, left: 2, runsOut: fmtTime(now.Add(days(30))), keyState: "Enabled"},
+			used: 6, last: fmtTime(ago(100)), nextDue: fmtTime(ago(70)), age: 100, overdue: "false", left: 2, runsOut: fmtTime(now.Add(days(30))), keyState: "Enabled"},
 		{name: "report: remaining == reserve → none left, no runs-out date", mode: request.ModeReport,
 			it:   item{outcome: Skipped, reason: ReasonBudgetReserved, facts: Facts{IntervalDays: 90, Meta: eligible(), History: &History{OnDemand: 8, Newest: ago(100)}}},
-			used: 8, last: fmtTime(ago(100)), nextDue: fmtTime(ago(10)), age: 100, left: 0, runsOut: "null", keyState: "Enabled"},
+			used: 8, last: fmtTime(ago(100)), nextDue: fmtTime(ago(10)), age: 100, overdue: "true", left: 0, runsOut: "null", keyState: "Enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &run{e: e, req: request.Request{Mode: tc.mode}}
@@ -71,6 +73,13 @@ func TestEntry(t *testing.T) {
 			}
 			if iptr(k.MaterialAgeDays) != tc.age || iptr(k.ScheduledRotationsLeft) != tc.left || ts(k.BudgetRunsOutAt) != tc.runsOut {
 				t.Errorf("age %d left %d runsOut %s, want %d %d %s", iptr(k.MaterialAgeDays), iptr(k.ScheduledRotationsLeft), ts(k.BudgetRunsOutAt), tc.age, tc.left, tc.runsOut)
+			}
+			od := "absent"
+			if k.Overdue != nil {
+				od = map[bool]string{true: "true", false: "false"}[*k.Overdue]
+			}
+			if od != tc.overdue {
+				t.Errorf("overdue %s, want %s", od, tc.overdue)
 			}
 			if k.KeyState != tc.keyState {
 				t.Errorf("keyState %q, want %q", k.KeyState, tc.keyState)

@@ -132,8 +132,11 @@ func (r *run) failed(it *item, op string, err error, rotating bool) {
 		return
 	}
 	it.outcome, it.reason, it.detail = c.outcome, c.reason, c.detail
-	if it.outcome == Failed && it.detail != "" {
+	if it.detail != "" {
 		it.detail = op + ": " + it.detail
+	}
+	if c.reason == ReasonBudgetExhausted {
+		it.facts.LimitReached = true
 	}
 	r.finish(it)
 }
@@ -160,6 +163,7 @@ func (r *run) describe(ctx context.Context, it *item) error {
 		Origin:     string(km.Origin),
 		KeyState:   string(km.KeyState),
 		CreatedAt:  aws.ToTime(km.CreationDate),
+		MaterialID: aws.ToString(km.CurrentKeyMaterialId),
 	}
 	if mr := km.MultiRegionConfiguration; mr != nil && mr.MultiRegionKeyType == kmstypes.MultiRegionKeyTypeReplica {
 		m.Replica = true
@@ -233,11 +237,16 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 			return nil, err
 		}
 		for _, e := range out.Rotations {
+			d := aws.ToTime(e.RotationDate)
 			if e.RotationType == kmstypes.RotationTypeOnDemand {
 				h.OnDemand++
+				if d.After(h.NewestOnDemand) {
+					h.NewestOnDemand = d
+				}
 			}
-			if d := aws.ToTime(e.RotationDate); d.After(h.Newest) {
+			if d.After(h.Newest) {
 				h.Newest = d
+				h.MaterialID = aws.ToString(e.KeyMaterialId)
 			}
 		}
 		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
@@ -248,7 +257,8 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 }
 
 // status reads GetKeyRotationStatus: OnDemandRotationStartDate is present only
-// while an on-demand rotation is in progress
+// while an on-demand rotation is in progress, NextRotationDate while
+// automatic rotation is enabled
 // (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyRotationStatus.html).
 func (r *run) status(ctx context.Context, it *item) error {
 	r.calls.add(opGetKeyRotationStatus)
@@ -256,127 +266,160 @@ func (r *run) status(ctx context.Context, it *item) error {
 	if err != nil {
 		return err
 	}
-	it.facts.Status = &Status{OnDemandStart: out.OnDemandRotationStartDate}
+	st := &Status{OnDemandStart: out.OnDemandRotationStartDate}
+	if out.KeyRotationEnabled {
+		st.NextAutomatic = out.NextRotationDate
+	}
+	it.facts.Status = st
 	return nil
 }
 
-// rotate is the rotation stage of one due key: pace, re-check, rotate, and
-// after an ambiguous failure look before anything else.
+// rotate is the rotation stage of one due key: pace, re-check, rotate once,
+// and after an ambiguous failure look for the rotation instead of trying
+// again (docs/design.md "Safety rules").
 func (r *run) rotate(ctx context.Context, it *item) {
-	const maxAttempts = 2 // the first call and at most one careful retry
-	for attempt := 1; ; attempt++ {
-		if r.pastCutoff() {
-			r.deferKey(it)
-			return
+	if r.pastCutoff() {
+		r.deferKey(it)
+		return
+	}
+	// Wait fails at once when the token would come after the deadline.
+	wctx := ctx
+	if !r.cutoff.IsZero() {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithDeadline(ctx, r.cutoff)
+		defer cancel()
+	}
+	if err := r.e.limiter.Wait(wctx); err != nil {
+		r.deferKey(it)
+		return
+	}
+	// Re-check right before rotating: another run (a duplicate
+	// EventBridge delivery, an incident) may be rotating the key now, or
+	// have rotated it since its history was read — even a moment ago, as
+	// KMS may complete a rotation within a second. Status first, then the
+	// history: a rotation in progress at the first read shows there, one
+	// that completes before the second shows in the history, and one
+	// still in progress when ours arrives gets ConflictException. The one
+	// rotation neither read can see is another run's that starts after
+	// the status read and completes before our RotateKeyOnDemand arrives:
+	// a whole rotation within about two round trips (lambda/faults
+	// documents it).
+	if err := r.status(ctx, it); err != nil {
+		r.failed(it, opGetKeyRotationStatus, err, false)
+		return
+	}
+	if err := r.history(ctx, it); err != nil {
+		r.failed(it, opListKeyRotations, err, false)
+		return
+	}
+	if d := Decide(it.facts, r.e.now(), r.e.cfg); d.Action != Rotate {
+		r.decided(it, d)
+		return
+	}
+	before := observation{onDemand: it.facts.History.OnDemand, material: it.facts.History.MaterialID}
+	if before.material == "" && it.facts.Meta != nil {
+		before.material = it.facts.Meta.MaterialID // never rotated: the material since creation
+	}
+	r.calls.add(opRotateKeyOnDemand)
+	started := r.e.now()
+	_, err := r.e.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
+		inRegion(it.region), r.e.rotateOpt)
+	if err == nil {
+		r.rotated(it, started)
+		return
+	}
+	c := classify(err, r.e.cfg)
+	if !c.ambiguous {
+		r.failed(it, opRotateKeyOnDemand, err, true)
+		return
+	}
+	// Ambiguous (5xx, timeout, connection reset, lost response): the
+	// rotation may have been applied, and RotateKeyOnDemand has no
+	// idempotency token. KMS promises no read-after-write consistency for
+	// the rotation status, so a look that shows nothing does not prove
+	// nothing happened: never a second call, in any mode.
+	if r.confirm(ctx, it, before) {
+		r.rotated(it, started)
+		return
+	}
+	it.outcome, it.reason = Failed, ReasonUnconfirmed
+	it.detail = fmt.Sprintf("%s: %s; the rotation may have been applied, but KMS did not show it within %s. "+
+		"Do not retry blindly: check aws kms get-key-rotation-status (OnDemandRotationStartDate), "+
+		"aws kms list-key-rotations (a new ON_DEMAND entry) and aws kms describe-key (CurrentKeyMaterialId, was %s) for %s. "+
+		"The next scheduled run, or a repeat incident inside the cooldown, settles it without spending twice",
+		opRotateKeyOnDemand, c.detail, r.e.cfg.ConfirmWait, orNone(before.material), it.arn)
+	r.finish(it)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// observation is what the engine saw of a key right before RotateKeyOnDemand.
+type observation struct {
+	onDemand int    // ON_DEMAND entries in the history
+	material string // the current key material ID
+}
+
+// confirm looks for the rotation an ambiguous failure may have applied,
+// several times over up to ROTATOR_CONFIRM_WAIT (bounded by the run's
+// lookBy). Any of three signs is the rotation this run asked for: an
+// on-demand rotation in progress (the status read right before showed none,
+// so one now started since — another run's could only have started in that
+// same moment, the window lambda/faults documents; its start date is not
+// compared with the function's clock, which may be skewed), more ON_DEMAND
+// entries than before, or a current key material other than before.
+func (r *run) confirm(ctx context.Context, it *item, before observation) bool {
+	by := time.Now().Add(r.e.cfg.ConfirmWait)
+	if !r.lookBy.IsZero() && r.lookBy.Before(by) {
+		by = r.lookBy
+	}
+	lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
+	defer cancel()
+	pause := 200 * time.Millisecond
+	for {
+		if r.looksApplied(lctx, it, before) {
+			return true
 		}
-		// Wait fails at once when the token would come after the deadline.
-		wctx := ctx
-		if !r.cutoff.IsZero() {
-			var cancel context.CancelFunc
-			wctx, cancel = context.WithDeadline(ctx, r.cutoff)
-			defer cancel()
+		t := time.NewTimer(pause)
+		select {
+		case <-lctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
 		}
-		if err := r.e.limiter.Wait(wctx); err != nil {
-			r.deferKey(it)
-			return
-		}
-		// Re-check right before rotating, every time: another run (a
-		// duplicate EventBridge delivery, an incident) may be rotating the
-		// key now, or have rotated it since its history was read — even a
-		// moment ago, as KMS may complete a rotation within a second.
-		// Status first, then the history: a rotation in progress at the
-		// first read shows there, one that completes before the second
-		// shows in the history, and one still in progress when ours
-		// arrives gets ConflictException. The one rotation neither read
-		// can see is another run's that starts after the status read and
-		// completes before our RotateKeyOnDemand arrives: a whole rotation
-		// within about two round trips (lambda/faults documents it).
-		if err := r.status(ctx, it); err != nil {
-			r.failed(it, opGetKeyRotationStatus, err, false)
-			return
-		}
-		if err := r.history(ctx, it); err != nil {
-			r.failed(it, opListKeyRotations, err, false)
-			return
-		}
-		if d := Decide(it.facts, r.e.now(), r.e.cfg); d.Action != Rotate {
-			r.decided(it, d)
-			return
-		}
-		r.calls.add(opRotateKeyOnDemand)
-		started := r.e.now()
-		_, err := r.e.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
-			inRegion(it.region), r.e.rotateOpt)
-		if err == nil {
-			r.rotated(it, started)
-			return
-		}
-		c := classify(err, r.e.cfg)
-		if !c.ambiguous {
-			r.failed(it, opRotateKeyOnDemand, err, true)
-			return
-		}
-		// Ambiguous (5xx, timeout, connection reset, lost response): the
-		// rotation may have been applied. Look before anything else.
-		by := time.Now().Add(lookTimeout)
-		if !r.lookBy.IsZero() && r.lookBy.Before(by) {
-			by = r.lookBy
-		}
-		lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
-		applied, lerr := r.look(lctx, it)
-		cancel()
-		switch {
-		case lerr != nil:
-			it.outcome, it.reason = Failed, ReasonError
-			it.detail = fmt.Sprintf("%s: %s; whether it applied is unknown (%s failed: %v) — check ListKeyRotations before retrying",
-				opRotateKeyOnDemand, c.detail, opListKeyRotations, lerr)
-			r.finish(it)
-			return
-		case applied:
-			r.rotated(it, started)
-			return
-		case attempt >= maxAttempts || c.deadline:
-			r.failed(it, opRotateKeyOnDemand, err, true)
-			return
-		}
-		r.log.Warn("rotation failed before it applied; retrying once", "keyArn", it.arn, "error", c.detail)
-		it.facts.Status = nil
+		pause = min(2*pause, time.Second)
 	}
 }
 
-// lookTimeout bounds the check after an ambiguous failure; it may run past
-// the run's own call deadline, into the safety margin (run.lookBy).
-const lookTimeout = 5 * time.Second
-
-// look tells whether the rotation this run asked for was applied despite an
-// ambiguous failure. The status read right before RotateKeyOnDemand showed
-// no on-demand rotation in progress, so one in progress now started since:
-// it is this run's (another run's could only have started in that same
-// moment — the window lambda/faults documents). Its start date is not
-// compared with the run's start: KMS's clock is not the function's, and a
-// few milliseconds of skew would report a rotation this run spent as
-// someone else's. Otherwise, more ON_DEMAND entries than the history read
-// right before mean it has already completed.
-func (r *run) look(ctx context.Context, it *item) (applied bool, err error) {
-	before := it.facts.History
-	if err := r.status(ctx, it); err != nil {
-		return false, err
+// looksApplied is one look of confirm; a failed read is no sign either way.
+func (r *run) looksApplied(ctx context.Context, it *item, before observation) bool {
+	if err := r.status(ctx, it); err == nil && it.facts.inProgress() {
+		return true
 	}
-	if it.facts.Status.OnDemandStart != nil {
-		return true, nil
+	if h, err := r.readHistory(ctx, it); err == nil && h.OnDemand > before.onDemand {
+		return true
 	}
-	h, err := r.readHistory(ctx, it)
-	if err != nil {
-		return false, err
+	if before.material == "" {
+		return false
 	}
-	return before != nil && h.OnDemand > before.OnDemand, nil
+	r.calls.add(opDescribeKey)
+	out, err := r.e.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	if err != nil || out.KeyMetadata == nil {
+		return false
+	}
+	m := aws.ToString(out.KeyMetadata.CurrentKeyMaterialId)
+	return m != "" && m != before.material
 }
 
 // rotated records a started rotation. The entry shows the budget after it:
 // KMS lists the rotation in ListKeyRotations once it completes.
 func (r *run) rotated(it *item, at time.Time) {
 	it.outcome, it.reason, it.detail = Rotated, ReasonNone, ""
-	it.rotatedAt = &at
+	it.facts.RotatedAt = &at
 	r.finish(it)
 }
 
@@ -426,13 +469,13 @@ func (c *callCounts) snapshot() map[string]int64 {
 
 // startJitter is the random delay before a scheduled run's first rotation
 // (Config.StartJitter): only a scheduled run that rotates can meet a
-// duplicate delivery of itself (EventBridge delivers at least once); an
-// incident must not wait, and a continuation link is started by its
-// predecessor, not by a schedule. It is at most 1 % of the time left, so it
-// never costs a run a noticeable share of its keys.
+// duplicate delivery of itself (EventBridge delivers at least once, and so
+// does Lambda's asynchronous invocation that starts a continuation link); an
+// incident must not wait. It is at most 1 % of the time left, so it never
+// costs a run a noticeable share of its keys.
 func (r *run) startJitter() time.Duration {
 	j := r.e.cfg.StartJitter
-	if r.req.Mode != request.ModeScheduled || r.dry || r.req.Continuation != nil || j <= 0 {
+	if r.req.Mode != request.ModeScheduled || r.dry || j <= 0 {
 		return 0
 	}
 	if !r.cutoff.IsZero() {

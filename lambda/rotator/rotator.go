@@ -72,6 +72,8 @@ type Engine struct {
 	listLimiter *rate.Limiter
 	// lambda invokes the function itself to continue a run (continuation.go).
 	lambda LambdaAPI
+	// events publishes the result event (events.go).
+	events EventsAPI
 	// now is the clock of decisions (tests set it); deadlines use real time.
 	now func() time.Time
 	// margin is how much of the Lambda's remaining time is kept back: no key
@@ -116,27 +118,34 @@ func DeadlineMargin(remaining time.Duration) time.Duration {
 	return min(max(remaining/10, 2*time.Second), 30*time.Second)
 }
 
-// Run executes one request and returns its report. It returns an error only
-// when the candidates could not be listed at all (so Lambda's retry and
-// failure destination apply); per-key failures are entries in the report.
+// Run executes one request and returns its report. It returns an error when
+// the candidates could not be listed (so Lambda's retry and failure
+// destination apply); per-key failures are entries in the report. A sweep
+// whose listing fails part-way still writes the metrics, the per-key lines
+// and the report line of the keys it handled before returning its error.
 func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (*Report, error) {
 	r := e.newRun(ctx, req, inv)
 	defer r.cancel()
-	// Listing gets the whole invocation: without the candidates there is
-	// no report at all. Per-key work stops margin/2 before the deadline.
-	// A sweep starts on its keys while the listing pages arrive (stream.go).
-	var err error
+	// Per-key calls use the run's context, which ends margin/2 before the
+	// Lambda deadline; the listings (keys, aliases) may go on until lookBy,
+	// a quarter margin before it, since without them there is no report.
+	// No call outlives that, and each attempt is also bounded by
+	// ROTATOR_CALL_TIMEOUT (LoadAWSConfig). A sweep starts on its keys
+	// while the listing pages arrive (stream.go).
+	listCtx, cancelList := r.listContext(ctx)
+	defer cancelList()
+	var listErr error
 	if req.Mode == request.ModeIncident {
-		if err = r.selectCandidates(ctx); err == nil {
+		if listErr = r.selectCandidates(listCtx); listErr == nil {
 			r.process(r.ctx, r.items)
 		}
 	} else {
-		err = r.sweep(ctx)
+		listErr = r.sweep(listCtx)
 	}
-	if err != nil {
-		r.log.Error("listing candidates failed", "error", err.Error())
+	if listErr != nil && len(r.items) == 0 {
+		r.log.Error("listing candidates failed", "error", listErr.Error())
 		e.emitRunFailed(r)
-		return nil, fmt.Errorf("%s run: %w", req.Mode, err)
+		return nil, fmt.Errorf("%s run: %w", req.Mode, listErr)
 	}
 	// Incident mode adds the primaries of replicas as entries of their own;
 	// they are processed after the keys that named them.
@@ -147,12 +156,31 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 		r.process(r.ctx, extra)
 		r.items = append(r.items, extra...)
 	}
-	r.continueChain(ctx)
+	if listErr == nil {
+		// After a failed listing the keys past the failure are unknown:
+		// no cursor can hand them on, the next schedule lists again.
+		r.continueChain(ctx)
+	}
 	rep := r.report()
 	rep.Continuation = r.cont
-	e.emitMetrics(r, rep)
+	res := runResult{listErr: listErr, published: r.publishResult(ctx, rep)}
+	e.emitMetrics(r, rep, res)
 	r.logSummary(rep)
+	if listErr != nil {
+		r.log.Error("listing candidates failed part-way; the report covers the keys handled before", "error", listErr.Error(),
+			"handled", len(r.items))
+		return nil, fmt.Errorf("%s run: listing failed after %d keys: %w", req.Mode, len(r.items), listErr)
+	}
 	return rep, nil
+}
+
+// runResult is how a run ended, for its metrics.
+type runResult struct {
+	// listErr is set when the listing failed part-way.
+	listErr error
+	// published is nil when no result event was due, else whether it
+	// was published.
+	published *bool
 }
 
 // run is the state of one Run.
@@ -210,6 +238,14 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 		r.ctx, r.cancel = context.WithCancel(ctx)
 	}
 	return r
+}
+
+// listContext bounds the listings by lookBy (no bound without a deadline).
+func (r *run) listContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if r.lookBy.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, r.lookBy)
 }
 
 // pastCutoff reports whether the deadline is too near to start more work.

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -28,7 +27,6 @@ type item struct {
 	outcome    Outcome
 	reason     Reason
 	detail     string
-	rotatedAt  *time.Time
 	rotateNext bool // decided "rotate": hand to the rotation stage
 }
 
@@ -168,7 +166,7 @@ func (r *run) resolveKeys(home *aliasSet) []*item {
 
 // baseFacts are the facts every entry of this run starts with.
 func (r *run) baseFacts() Facts {
-	return Facts{Mode: r.req.Mode, DryRun: r.dry, IntervalDays: r.e.cfg.IntervalDays}
+	return Facts{Mode: r.req.Mode, DryRun: r.dry, Force: r.req.Force, IntervalDays: r.e.cfg.IntervalDays}
 }
 
 // applyTags records what the key's tags say: opted in, and its interval.
@@ -180,7 +178,7 @@ func (r *run) applyTags(it *item, tags map[string]string) {
 	f.IntervalDays = r.e.cfg.IntervalDays
 	f.IntervalErr = ""
 	if v, ok := tags[IntervalTagKey]; ok {
-		n, err := ParseIntervalTag(v)
+		n, err := ParseIntervalTag(v, r.e.cfg.MinIntervalDays)
 		if err != nil {
 			f.IntervalErr = err.Error()
 		} else {

@@ -1,0 +1,154 @@
+package rotator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+// The result event the function publishes on the account's default event
+// bus after every incident run and every run with failed keys, so that
+// nobody has to read the logs to learn that keys were rotated in an incident.
+const (
+	// ResultEventSource is the result event's source.
+	ResultEventSource = "kms-rotator"
+	// ResultEventDetailType is the result event's detail-type.
+	ResultEventDetailType = "KMS Rotation Run Completed"
+)
+
+// EventsAPI is the part of the EventBridge client the engine calls.
+type EventsAPI interface {
+	PutEvents(ctx context.Context, params *eventbridge.PutEventsInput, optFns ...func(*eventbridge.Options)) (*eventbridge.PutEventsOutput, error)
+}
+
+// SetEvents gives the engine the EventBridge client it publishes result
+// events with. Call it before the first Run; without it no event is sent.
+func (e *Engine) SetEvents(api EventsAPI) { e.events = api }
+
+// maxEventBytes bounds the result event: EventBridge accepts at most 256 KB
+// per PutEvents entry, counting the source, the detail-type and the detail
+// (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html).
+const maxEventBytes = 256 * 1024
+
+// ResultDetail is the detail of the result event.
+type ResultDetail struct {
+	RunID  string       `json:"runId"`
+	Mode   request.Mode `json:"mode"`
+	DryRun bool         `json:"dryRun"`
+	// Reason is the incident's reason (empty for other modes).
+	Reason    string  `json:"reason"`
+	RequestID string  `json:"requestId"`
+	Summary   Summary `json:"summary"`
+	// Keys are the report's entries that are not not-due.
+	Keys []KeyReport `json:"keys"`
+	// Truncated says that Keys leaves entries out to fit the event size
+	// limit (or that the report itself had left some out); Summary counts
+	// every key.
+	Truncated bool `json:"truncated"`
+}
+
+// publishResult sends the result event after an incident run (dry runs
+// included) and after any run with failed keys. A failed publish never fails
+// the run: it is logged and counted (ResultEventsFailed). It returns nil
+// when no event was due.
+func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
+	if r.e.events == nil || (r.req.Mode != request.ModeIncident && rep.Summary.Failed == 0) {
+		return nil
+	}
+	detail, err := r.resultDetail(rep, maxEventBytes-len(ResultEventSource)-len(ResultEventDetailType))
+	ok := false
+	if err == nil {
+		// Bounded like the continuation: it runs after the keys, inside
+		// the deadline margin, and must not hold the report past it.
+		by := time.Now().Add(r.e.cfg.CallTimeout)
+		if !r.lookBy.IsZero() && r.lookBy.Before(by) {
+			by = r.lookBy
+		}
+		pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
+		defer cancel()
+		var out *eventbridge.PutEventsOutput
+		out, err = r.e.events.PutEvents(pctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
+			Source:       aws.String(ResultEventSource),
+			DetailType:   aws.String(ResultEventDetailType),
+			Detail:       aws.String(string(detail)),
+			EventBusName: aws.String("default"),
+		}}})
+		if err == nil && out.FailedEntryCount > 0 && len(out.Entries) > 0 {
+			err = fmt.Errorf("%s: %s", aws.ToString(out.Entries[0].ErrorCode), aws.ToString(out.Entries[0].ErrorMessage))
+		}
+		if err == nil && len(out.Entries) > 0 {
+			ok = true
+			r.log.Info("result event published", "eventId", aws.ToString(out.Entries[0].EventId), "detailBytes", len(detail))
+		}
+	}
+	if !ok {
+		msg := "no entry in the PutEvents response"
+		if err != nil {
+			msg = err.Error()
+		}
+		r.log.Error("result event not published", "error", msg)
+	}
+	return &ok
+}
+
+// resultDetail encodes the event detail within limit bytes: when the
+// entries do not all fit, failed ones are kept first, then rotated and
+// would-rotate ones, then the rest, and the list stays in report order.
+func (r *run) resultDetail(rep *Report, limit int) ([]byte, error) {
+	d := ResultDetail{
+		RunID: rep.RunID, Mode: rep.Mode, DryRun: rep.DryRun, Reason: r.req.Reason,
+		RequestID: r.inv.RequestID, Summary: rep.Summary,
+		Truncated: rep.OmittedOther > 0,
+	}
+	var keys []KeyReport
+	for _, k := range rep.Keys {
+		if k.Reason != ReasonNotDue {
+			keys = append(keys, k)
+		}
+	}
+	d.Keys = keys
+	b, err := json.Marshal(d)
+	if err != nil || len(b) <= limit {
+		return b, err
+	}
+	d.Keys, d.Truncated = []KeyReport{}, true
+	base, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	size := make([]int, len(keys))
+	for i, k := range keys {
+		kb, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		size[i] = len(kb) + 1
+	}
+	keep := make([]bool, len(keys))
+	room := limit - len(base)
+	for _, pass := range []func(KeyReport) bool{
+		func(k KeyReport) bool { return k.Outcome == Failed },
+		func(k KeyReport) bool { return k.Outcome == Rotated || k.Outcome == WouldRotate },
+		func(KeyReport) bool { return true },
+	} {
+		for i, k := range keys {
+			if !keep[i] && pass(k) && size[i] <= room {
+				keep[i] = true
+				room -= size[i]
+			}
+		}
+	}
+	for i, k := range keys {
+		if keep[i] {
+			d.Keys = append(d.Keys, k)
+		}
+	}
+	return json.Marshal(d)
+}
