@@ -2,8 +2,9 @@
 // local KMS emulator seeded with events/fleet.json and the function under the
 // AWS Lambda Runtime Interface Emulator (both on 127.0.0.1 only), invokes the
 // sample payloads through the runtime emulator's invoke URL, prints each
-// report as a table, and stops everything — also on Ctrl-C. No AWS account
-// and nothing beyond Go is needed.
+// report as a table and the result event the run published on EventBridge
+// (recorded by the emulator), and stops everything — also on Ctrl-C. No AWS
+// account and nothing beyond Go is needed.
 //
 // Usage:
 //
@@ -11,12 +12,15 @@
 //
 // It exits 1 with a message naming the step when anything fails: a build,
 // a process that does not start, an invocation that answers a handler error,
-// or a report that breaks DESIGN.md "The report" (a summary that does not
-// add up, an unknown reason).
+// a report that breaks DESIGN.md "The report" (a summary that does not add
+// up, an unknown reason), or a result event that does not match its report.
+// An incident run without a result event only says so: the event is the
+// function's to publish.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +34,7 @@ import (
 	"time"
 
 	"github.com/kms-rotator/kms-rotator/lambda/harness"
+	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
 
 // defaultEvents is the DESIGN.md "Build and run" sequence: what a dry run
@@ -153,6 +158,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		env.KMS.URL, rel(root, fleet), env.Function.Addr, startTime.Round(time.Millisecond))
 
 	var failures []string
+	seen := 0 // events of earlier invocations
 	for i, name := range o.events {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -162,6 +168,12 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		evs, evErr := env.KMS.Events(ctx)
+		if evErr != nil {
+			return fmt.Errorf("read the events kmslocal recorded: %w", evErr)
+		}
+		fresh := evs[min(seen, len(evs)):]
+		seen = len(evs)
 		if err != nil {
 			fmt.Fprintf(out, "    %v\n", err)
 			failures = append(failures, fmt.Sprintf("%s: %v", name, err))
@@ -175,6 +187,9 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		// candidate once, a summary that counts the entries).
 		if problems := harness.CheckReportJSON(inv.Raw); len(problems) > 0 {
 			failures = append(failures, fmt.Sprintf("%s: report: %s", name, strings.Join(problems, "; ")))
+		}
+		if problems := writeResultEvents(out, fresh, r); len(problems) > 0 {
+			failures = append(failures, fmt.Sprintf("%s: result event: %s", name, strings.Join(problems, "; ")))
 		}
 	}
 
@@ -202,9 +217,82 @@ Left running (Ctrl-C stops everything). In another shell, from %s:
   aws lambda invoke --endpoint-url http://%s --function-name function \
       --cli-binary-format raw-in-base64-out --payload file://events/incident.json out.json && cat out.json
   curl -s -d @events/plan.json %s
+  curl -s %s/_kmslocal/events    # the result events the function published
 
 (--cli-binary-format is for AWS CLI v2; leave it out with v1.)
-`, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.Region, k.URL, k.URL, f.Addr, f.URL)
+`, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.Region, k.URL, k.URL, f.Addr, f.URL, k.URL)
+}
+
+// The result event's source and detail-type (DESIGN.md "Contracts added by
+// later issues": events).
+const (
+	resultSource     = "kms-rotator"
+	resultDetailType = "KMS Rotation Run Completed"
+)
+
+// resultDetail is what the result event's detail adds to the report's
+// runId, mode, dryRun, summary and keys (issue 9).
+type resultDetail struct {
+	Reason    string `json:"reason"`
+	RequestID string `json:"requestId"`
+	Truncated bool   `json:"truncated"`
+}
+
+// writeResultEvents prints the result events among evs, the events the
+// emulator recorded during one invocation whose report is r, and returns
+// how they disagree with r. An incident run that published none gets a
+// line saying so; other runs publish one only when keys failed.
+func writeResultEvents(out io.Writer, evs []harness.Event, r *harness.Report) []string {
+	var problems []string
+	n := 0
+	for _, ev := range evs {
+		if ev.DetailType != resultDetailType {
+			continue
+		}
+		n++
+		fmt.Fprintf(out, "result event: source %s, detail-type %q, bus %s (%s, account %s), %s\n",
+			ev.Source, ev.DetailType, ev.EventBusName, ev.Region, ev.Account, ev.Time.UTC().Format(time.RFC3339))
+		// The detail carries the report's own fields, so the report type
+		// decodes them; the rest comes separately.
+		var d harness.Report
+		var extra resultDetail
+		if err := json.Unmarshal([]byte(ev.Detail), &d); err != nil {
+			problems = append(problems, fmt.Sprintf("detail: %v", err))
+			continue
+		}
+		_ = json.Unmarshal([]byte(ev.Detail), &extra)
+		line := "  " + harness.SummaryLine(&d) + fmt.Sprintf("; %d key entries", len(d.Keys))
+		if extra.Truncated {
+			line += " (truncated)"
+		}
+		if extra.Reason != "" {
+			line += fmt.Sprintf("; reason %q", extra.Reason)
+		}
+		fmt.Fprintf(out, "%s; run %s, request %s\n", line, d.RunID, dash(extra.RequestID))
+		if ev.Source != resultSource {
+			problems = append(problems, fmt.Sprintf("source %q, want %q", ev.Source, resultSource))
+		}
+		if d.RunID != r.RunID || d.Mode != r.Mode || d.DryRun != r.DryRun {
+			problems = append(problems, fmt.Sprintf("event is run %s (%s, dry run %v), the report run %s (%s, dry run %v)",
+				d.RunID, d.Mode, d.DryRun, r.RunID, r.Mode, r.DryRun))
+		}
+		a, b := d.Summary, r.Summary
+		if a.Candidates != b.Candidates || a.Rotated != b.Rotated || a.WouldRotate != b.WouldRotate ||
+			a.Skipped != b.Skipped || a.Failed != b.Failed || a.Deferred != b.Deferred {
+			problems = append(problems, fmt.Sprintf("summary %+v, the report's %+v", a, b))
+		}
+	}
+	if n == 0 && r.Mode == request.ModeIncident {
+		fmt.Fprintln(out, "no result event (the function published none for this incident run)")
+	}
+	return problems
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // resolve makes a path given on the command line absolute: as given when it
