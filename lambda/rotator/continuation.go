@@ -102,14 +102,9 @@ func (r *run) continueChain(ctx context.Context) {
 		request.Continuation{RunID: c.RunID, After: c.Next, Chain: c.Chain + 1})
 	if err == nil {
 		// The run's own context may be over; the invocation's is not yet.
-		// Bounded like the look after a lost rotation (run.lookBy): a
-		// Lambda API that does not answer (a function in a VPC without a
+		// A Lambda API that does not answer (a function in a VPC without a
 		// Lambda endpoint) must not hold the report past the deadline.
-		by := time.Now().Add(continuationTimeout)
-		if !r.lookBy.IsZero() && r.lookBy.Before(by) {
-			by = r.lookBy
-		}
-		ictx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
+		ictx, cancel := r.afterKeys(ctx, continuationTimeout)
 		defer cancel()
 		_, err = r.e.lambda.Invoke(ictx, &lambda.InvokeInput{
 			FunctionName:   aws.String(unqualified(r.inv.FunctionARN)),

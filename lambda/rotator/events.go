@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -65,13 +64,7 @@ func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
 	detail, err := r.resultDetail(rep, maxEventBytes-len(ResultEventSource)-len(ResultEventDetailType))
 	ok := false
 	if err == nil {
-		// Bounded like the continuation: it runs after the keys, inside
-		// the deadline margin, and must not hold the report past it.
-		by := time.Now().Add(r.e.cfg.CallTimeout)
-		if !r.lookBy.IsZero() && r.lookBy.Before(by) {
-			by = r.lookBy
-		}
-		pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
+		pctx, cancel := r.afterKeys(ctx, r.e.cfg.CallTimeout)
 		defer cancel()
 		var out *eventbridge.PutEventsOutput
 		out, err = r.e.events.PutEvents(pctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{

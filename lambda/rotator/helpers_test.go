@@ -217,7 +217,9 @@ func (h *harness) snapshot(t *testing.T, regions ...string) map[string]keyState 
 	out := map[string]keyState{}
 	var mu sync.Mutex
 	for _, region := range regions {
-		c := h.emu.KMS(region)
+		// Many attempts: under the emulator's injected failures a read
+		// that gave up would count a key's rotations as 0.
+		c := kms.NewFromConfig(h.emu.Config(region), func(o *kms.Options) { o.RetryMaxAttempts = 30 })
 		var arns []string
 		p := kms.NewListKeysPaginator(c, &kms.ListKeysInput{})
 		for p.HasMorePages() {

@@ -373,11 +373,7 @@ type observation struct {
 // compared with the function's clock, which may be skewed), more ON_DEMAND
 // entries than before, or a current key material other than before.
 func (r *run) confirm(ctx context.Context, it *item, before observation) bool {
-	by := time.Now().Add(r.e.cfg.ConfirmWait)
-	if !r.lookBy.IsZero() && r.lookBy.Before(by) {
-		by = r.lookBy
-	}
-	lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
+	lctx, cancel := r.afterKeys(ctx, r.e.cfg.ConfirmWait)
 	defer cancel()
 	pause := 200 * time.Millisecond
 	for {
@@ -413,6 +409,18 @@ func (r *run) looksApplied(ctx context.Context, it *item, before observation) bo
 	}
 	m := aws.ToString(out.KeyMetadata.CurrentKeyMaterialId)
 	return m != "" && m != before.material
+}
+
+// afterKeys is the context of a call made after the run's own calls may be
+// over (the look after an ambiguous rotation, the continuation, the result
+// event): at most d, and never past lookBy, a quarter margin before the
+// Lambda deadline, so it cannot hold the report past it.
+func (r *run) afterKeys(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	by := time.Now().Add(d)
+	if !r.lookBy.IsZero() && r.lookBy.Before(by) {
+		by = r.lookBy
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), by)
 }
 
 // rotated records a started rotation. The entry shows the budget after it:
