@@ -3,6 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,8 +15,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
 )
 
@@ -60,12 +66,19 @@ func TestBadArgumentsAreErrors(t *testing.T) {
 }
 
 func TestServesTheDemoFleetAndStopsCleanly(t *testing.T) {
+	const fleet = "../../../events/fleet.json"
+	// The demo fleet grows with the product; the log must name as many keys
+	// as the emulator library loads from it.
+	lib := kmsemu.New(kmsemu.Options{})
+	if err := lib.LoadFleetFile(fleet); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stderr emutest.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-fleet", "../../../events/fleet.json", "-account", "012345678912", "-rotation-delay", "0"}, &stderr)
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-fleet", fleet, "-account", "012345678912", "-rotation-delay", "0"}, &stderr)
 	}()
 	addr := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
 	var url string
@@ -82,8 +95,8 @@ func TestServesTheDemoFleetAndStopsCleanly(t *testing.T) {
 	if url == "" {
 		t.Fatalf("never listened: %s", stderr.String())
 	}
-	c := kms.New(kms.Options{Region: "us-east-1", BaseEndpoint: aws.String(url),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")})
+	creds := credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")
+	c := kms.New(kms.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), Credentials: creds})
 	out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/payments")})
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +106,24 @@ func TestServesTheDemoFleetAndStopsCleanly(t *testing.T) {
 	}
 	if _, err := c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: out.KeyMetadata.KeyId}); err != nil {
 		t.Fatal(err)
+	}
+	// EventBridge on the same port, signed for another region; the event
+	// comes back from GET /_kmslocal/events.
+	eb := eventbridge.New(eventbridge.Options{Region: "eu-west-1", BaseEndpoint: aws.String(url), Credentials: creds})
+	put, err := eb.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []types.PutEventsRequestEntry{
+		{Source: aws.String("kms-rotator"), DetailType: aws.String("KMS Rotation Run Completed"), Detail: aws.String(`{"runId":"r-1"}`)}}})
+	if err != nil || put.FailedEntryCount != 0 {
+		t.Fatalf("PutEvents: %v %+v", err, put)
+	}
+	resp, err := http.Get(url + "/_kmslocal/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&evs)
+	resp.Body.Close()
+	if err != nil || len(evs) != 1 || evs[0]["Detail"] != `{"runId":"r-1"}` || evs[0]["EventBusName"] != "default" || evs[0]["Region"] != "eu-west-1" {
+		t.Fatalf("GET /_kmslocal/events: %v %v", evs, err)
 	}
 	cancel()
 	select {
@@ -104,7 +135,7 @@ func TestServesTheDemoFleetAndStopsCleanly(t *testing.T) {
 		t.Fatal("did not stop")
 	}
 	log := stderr.String()
-	for _, want := range []string{"26 keys from", "op=DescribeKey region=us-east-1 key=c0ffee00-5a1e-4b0b-9a7e-0000000000aa", "op=RotateKeyOnDemand", "code=OK", "shutting down"} {
+	for _, want := range []string{fmt.Sprintf("%d keys from", lib.KeyCount()), "op=PutEvents region=eu-west-1 key=- status=200 code=OK", "op=DescribeKey region=us-east-1 key=c0ffee00-5a1e-4b0b-9a7e-0000000000aa", "op=RotateKeyOnDemand", "code=OK", "shutting down"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
@@ -116,7 +147,7 @@ func TestServesTheDemoFleetAndStopsCleanly(t *testing.T) {
 			n++
 		}
 	}
-	if n != 2 {
-		t.Errorf("%d request log lines, want 2", n)
+	if n != 3 {
+		t.Errorf("%d request log lines, want 3", n)
 	}
 }

@@ -1,5 +1,6 @@
 // Package emutest starts the KMS emulator (kmsemu) for a test, on a loopback
-// port, and builds real aws-sdk-go-v2 clients pointed at it.
+// port, and builds real aws-sdk-go-v2 clients (KMS, tagging, EventBridge)
+// pointed at it.
 package emutest
 
 import (
@@ -10,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
@@ -77,6 +79,12 @@ func (e *Emu) KMS(region string) *kms.Client {
 // Tagging returns a Resource Groups Tagging API client for region.
 func (e *Emu) Tagging(region string) *resourcegroupstaggingapi.Client {
 	return resourcegroupstaggingapi.NewFromConfig(e.Config(region))
+}
+
+// EventBridge returns an EventBridge client for region; the emulator serves
+// PutEvents and records what it accepts (Server.Events).
+func (e *Emu) EventBridge(region string) *eventbridge.Client {
+	return eventbridge.NewFromConfig(e.Config(region))
 }
 
 // testLog forwards log lines to t.Log until the test's cleanup, after which
