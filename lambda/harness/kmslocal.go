@@ -18,7 +18,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 )
 
-// The identity of every local run (TEAM.md "Shared interfaces"): the
+// The identity of every local run (docs/design.md "Configuration"): the
 // Runtime Interface Emulator reports account 012345678912 in the invoked
 // function ARN, so kmslocal must mint ARNs in that account.
 const (

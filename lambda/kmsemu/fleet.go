@@ -13,7 +13,7 @@ import (
 )
 
 // FleetKey is one entry of a fleet file: a JSON array of these objects
-// (DESIGN.md "The local KMS emulator"). Omitted fields take KMS's defaults for
+// (docs/design.md "The local KMS emulator"). Omitted fields take KMS's defaults for
 // a customer managed symmetric encryption key created now in the default
 // region.
 type FleetKey struct {

@@ -141,7 +141,7 @@ func TestLoadFleetExtensionsAndDefaults(t *testing.T) {
 	})
 }
 
-// reason mirrors the decision table of DESIGN.md for scheduled mode with the
+// reason mirrors the decision table of docs/design.md for scheduled mode with the
 // function's default limit and reserve (rotator.DefaultConfig, so the fleet
 // and this check follow the one place that sets them) and a 90-day interval,
 // to check that the demo fleet reaches every reason. It is not the engine's

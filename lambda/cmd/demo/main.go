@@ -12,7 +12,7 @@
 //
 // It exits 1 with a message naming the step when anything fails: a build,
 // a process that does not start, an invocation that answers a handler error,
-// a report that breaks DESIGN.md "The report" (a summary that does not add
+// a report that breaks docs/design.md "The report" (a summary that does not add
 // up, an unknown reason), or a result event that does not match its report.
 // An incident run without a result event only says so: the event is the
 // function's to publish.
@@ -35,9 +35,10 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/harness"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
-// defaultEvents is the DESIGN.md "Build and run" sequence: what a dry run
+// defaultEvents is the docs/design.md "Build and run" sequence: what a dry run
 // would do, the sweep itself, then an incident.
 const defaultEvents = "events/plan.json,events/scheduled.json,events/incident.json"
 
@@ -183,7 +184,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(out, "(invoke %v, request %s)\n", inv.Duration.Round(time.Millisecond), inv.RequestID)
-		// The report must hold to DESIGN.md "The report" (every
+		// The report must hold to docs/design.md "The report" (every
 		// candidate once, a summary that counts the entries).
 		if problems := harness.CheckReportJSON(inv.Raw); len(problems) > 0 {
 			failures = append(failures, fmt.Sprintf("%s: report: %s", name, strings.Join(problems, "; ")))
@@ -223,22 +224,8 @@ Left running (Ctrl-C stops everything). In another shell, from %s:
 `, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.Region, k.URL, k.URL, f.Addr, f.URL, k.URL)
 }
 
-// The result event's source and detail-type (DESIGN.md "Contracts added by
-// later issues": events).
-const (
-	resultSource     = "kms-rotator"
-	resultDetailType = "KMS Rotation Run Completed"
-)
-
-// resultDetail is what the result event's detail adds to the report's
-// runId, mode, dryRun, summary and keys (issue 9).
-type resultDetail struct {
-	Reason    string `json:"reason"`
-	RequestID string `json:"requestId"`
-	Truncated bool   `json:"truncated"`
-}
-
-// writeResultEvents prints the result events among evs, the events the
+// writeResultEvents prints the result events (docs/design.md "The result
+// event") among evs, the events the
 // emulator recorded during one invocation whose report is r, and returns
 // how they disagree with r. An incident run that published none gets a
 // line saying so; other runs publish one only when keys failed.
@@ -246,31 +233,30 @@ func writeResultEvents(out io.Writer, evs []harness.Event, r *harness.Report) []
 	var problems []string
 	n := 0
 	for _, ev := range evs {
-		if ev.DetailType != resultDetailType {
+		if ev.DetailType != rotator.ResultEventDetailType {
 			continue
 		}
 		n++
 		fmt.Fprintf(out, "result event: source %s, detail-type %q, bus %s (%s, account %s), %s\n",
 			ev.Source, ev.DetailType, ev.EventBusName, ev.Region, ev.Account, ev.Time.UTC().Format(time.RFC3339))
-		// The detail carries the report's own fields, so the report type
-		// decodes them; the rest comes separately.
-		var d harness.Report
-		var extra resultDetail
+		var d rotator.ResultDetail
 		if err := json.Unmarshal([]byte(ev.Detail), &d); err != nil {
 			problems = append(problems, fmt.Sprintf("detail: %v", err))
 			continue
 		}
-		_ = json.Unmarshal([]byte(ev.Detail), &extra)
-		line := "  " + harness.SummaryLine(&d) + fmt.Sprintf("; %d key entries", len(d.Keys))
-		if extra.Truncated {
+		// SummaryLine renders a report; the detail carries the report's
+		// mode, dry-run flag and summary.
+		line := "  " + harness.SummaryLine(&harness.Report{Mode: d.Mode, DryRun: d.DryRun, Summary: d.Summary}) +
+			fmt.Sprintf("; %d key entries", len(d.Keys))
+		if d.Truncated {
 			line += " (truncated)"
 		}
-		if extra.Reason != "" {
-			line += fmt.Sprintf("; reason %q", extra.Reason)
+		if d.Reason != "" {
+			line += fmt.Sprintf("; reason %q", d.Reason)
 		}
-		fmt.Fprintf(out, "%s; run %s, request %s\n", line, d.RunID, dash(extra.RequestID))
-		if ev.Source != resultSource {
-			problems = append(problems, fmt.Sprintf("source %q, want %q", ev.Source, resultSource))
+		fmt.Fprintf(out, "%s; run %s, request %s\n", line, d.RunID, dash(d.RequestID))
+		if ev.Source != rotator.ResultEventSource {
+			problems = append(problems, fmt.Sprintf("source %q, want %q", ev.Source, rotator.ResultEventSource))
 		}
 		if d.RunID != r.RunID || d.Mode != r.Mode || d.DryRun != r.DryRun {
 			problems = append(problems, fmt.Sprintf("event is run %s (%s, dry run %v), the report run %s (%s, dry run %v)",
