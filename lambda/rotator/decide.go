@@ -70,7 +70,8 @@ const (
 	FetchHistory
 	// FetchStatus: call GetKeyRotationStatus.
 	FetchStatus
-	// Rotate: call RotateKeyOnDemand.
+	// Rotate: the key is due. The rotation stage re-reads its status and
+	// history right before calling RotateKeyOnDemand, and decides again.
 	Rotate
 )
 
@@ -287,6 +288,12 @@ func Decide(f Facts, now time.Time, cfg Config) Decision {
 		// (LimitExceededException), and a count that disagrees with KMS
 		// must not stop a responder.
 		_, remaining, _ := f.Budget(cfg.OnDemandLimit)
+		if f.Status == nil && remaining <= cfg.Reserve+1 {
+			// Near the reserve, one rotation in progress (listed only once
+			// it completes) changes the answer: read the status first, so
+			// the entry and the metrics count it like KMS does.
+			return Decision{Action: FetchStatus}
+		}
 		switch {
 		case remaining == 0:
 			return done(Skipped, ReasonBudgetExhausted)
@@ -297,6 +304,11 @@ func Decide(f Facts, now time.Time, cfg Config) Decision {
 		}
 	}
 	if f.Status == nil {
+		if !f.DryRun {
+			// Rotate: the rotation stage reads the status and the history
+			// right before RotateKeyOnDemand and decides again with them.
+			return Decision{Action: Rotate}
+		}
 		return Decision{Action: FetchStatus}
 	}
 	if f.Mode == request.ModeIncident && !f.Force && cfg.IncidentCooldown > 0 {

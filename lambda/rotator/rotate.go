@@ -80,8 +80,8 @@ func (r *run) processFeed(ctx context.Context, f *feed) {
 	rotations.Wait()
 }
 
-// evaluate fetches facts cheapest first until Decide is final, or the key is
-// due (then the rotation stage takes over).
+// evaluate fetches facts cheapest first until Decide is final, or says
+// Rotate (then the rotation stage takes over).
 func (r *run) evaluate(ctx context.Context, it *item) {
 	for {
 		d := Decide(it.facts, r.e.now(), r.e.cfg)
@@ -98,13 +98,8 @@ func (r *run) evaluate(ctx context.Context, it *item) {
 		case FetchHistory:
 			op, err = opListKeyRotations, r.history(ctx, it)
 		case FetchStatus:
-			if !it.facts.DryRun {
-				// Checked in the rotation stage right before rotating.
-				it.rotateNext = true
-				return
-			}
 			op, err = opGetKeyRotationStatus, r.status(ctx, it)
-		case Rotate: // not reached: the status is fetched in the rotation stage
+		case Rotate:
 			it.rotateNext = true
 			return
 		}
