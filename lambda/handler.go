@@ -23,7 +23,7 @@ type handler struct {
 	log    *slog.Logger
 }
 
-// Handle decodes the payload (every shape of DESIGN.md "Invocation
+// Handle decodes the payload (every shape of docs/design.md "Invocation
 // payloads"), runs the engine and returns its report. Bad input is rejected
 // before any AWS call with the request package's error, which names the
 // field; the function's own account and Region come from the invoked

@@ -26,7 +26,7 @@ func main() {
 	if err != nil {
 		log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 		// Invalid configuration stops the cold start; the message names
-		// the variable (DESIGN.md "Configuration").
+		// the variable (docs/design.md "Configuration").
 		log.Error("cold start failed", "error", err.Error())
 		os.Exit(1)
 	}

@@ -11,7 +11,7 @@ import (
 // sdkLogger routes the AWS SDK's own log lines (for example "failed to
 // discard remaining HTTP response body") through the function's slog JSON
 // handler. The SDK's default logger writes plain text to stderr, which
-// breaks DESIGN.md's "logs are JSON" contract and the Logs Insights queries
+// breaks docs/design.md's "logs are JSON" contract and the Logs Insights queries
 // of the dashboard.
 type sdkLogger struct{ log *slog.Logger }
 

@@ -18,7 +18,7 @@ const (
 	// asynchronously and from EventBridge: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html.)
 	MaxPayloadBytes = 512 << 10
 	// MaxKeys bounds keys, counted as given (before duplicates are removed);
-	// DESIGN.md "Invocation payloads".
+	// docs/design.md "Invocation payloads".
 	MaxKeys = 1000
 	// MaxReasonBytes bounds the incident reason: it is repeated on every
 	// per-key log line, so a ticket reference and a sentence are enough.
@@ -84,7 +84,7 @@ var (
 // as an event; anything else as a direct invoke. scope is where the function
 // runs (ScopeFromFunctionARN); key and alias ARNs must be in its partition
 // and account, and in its region — except key ARNs of multi-Region ("mrk-")
-// keys: DESIGN.md allows "a replica's primary", and a multi-Region key's
+// keys: docs/design.md allows "a replica's primary", and a multi-Region key's
 // primary (or a sibling replica) may live in any region of the account, so
 // any region is accepted for them and the engine resolves them. Alias ARNs
 // of another region are rejected: an alias is a regional name.

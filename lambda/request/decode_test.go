@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// testScope is where the function runs in local runs and tests (TEAM.md).
+// testScope is where the function runs in local runs and tests (docs/design.md "Configuration").
 var testScope = Scope{Partition: "aws", Account: "012345678912", Region: "us-east-1"}
 
 const (

@@ -1,5 +1,5 @@
 // Package request turns an invocation payload into a validated Request: it
-// accepts every payload shape in DESIGN.md (EventBridge Scheduled Event, the
+// accepts every payload shape in docs/design.md (EventBridge Scheduled Event, the
 // kms-rotator custom event, a direct invoke, an EventBridge Scheduler input) and
 // rejects bad input before any AWS call with an error that names the field.
 package request
@@ -7,7 +7,7 @@ package request
 // Mode says what a run does.
 type Mode string
 
-// The modes of DESIGN.md "Invocation payloads".
+// The modes of docs/design.md "Invocation payloads".
 const (
 	// ModeScheduled is the periodic sweep of every opted-in key that is due.
 	ModeScheduled Mode = "scheduled"

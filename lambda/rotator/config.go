@@ -8,7 +8,7 @@ import (
 )
 
 // Config is the function's configuration, read once at cold start from the
-// environment variables of DESIGN.md "Configuration" (the CDK stack sets them).
+// environment variables of docs/design.md "Configuration" (the CDK stack sets them).
 type Config struct {
 	// TagKey and TagValue form the opt-in tag (ROTATOR_TAG_KEY / ROTATOR_TAG_VALUE).
 	TagKey, TagValue string
@@ -69,7 +69,7 @@ type Config struct {
 	AutoRotationGraceDays int
 }
 
-// Environment variable names (DESIGN.md "Configuration").
+// Environment variable names (docs/design.md "Configuration").
 const (
 	EnvTagKey                = "ROTATOR_TAG_KEY"
 	EnvTagValue              = "ROTATOR_TAG_VALUE"

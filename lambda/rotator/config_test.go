@@ -22,7 +22,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		RotateRPS: 4, Concurrency: 16, ConcurrencyAuto: true, MetricsNamespace: "KMSRotator", ContinuationMax: 8, StartJitter: time.Second,
 		IncidentCooldown: time.Hour, ConfirmWait: 5 * time.Second, CallTimeout: 10 * time.Second, MinIntervalDays: 30, AutoRotationGraceDays: 7}
 	if got != want {
-		t.Fatalf("defaults = %+v, want DESIGN.md's %+v", got, want)
+		t.Fatalf("defaults = %+v, want docs/design.md's %+v", got, want)
 	}
 }
 

@@ -6,10 +6,10 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
 
-// Outcome is what happened to a key in a run (DESIGN.md "Decisions").
+// Outcome is what happened to a key in a run (docs/design.md "Decisions: outcomes and reasons").
 type Outcome string
 
-// The outcomes of DESIGN.md "Decisions: outcomes and reasons".
+// The outcomes of docs/design.md "Decisions: outcomes and reasons".
 const (
 	Rotated     Outcome = "rotated"
 	WouldRotate Outcome = "would-rotate"
@@ -21,7 +21,7 @@ const (
 // Reason says why a key got its outcome; empty for rotated and would-rotate.
 type Reason string
 
-// The reasons of DESIGN.md "Decisions: outcomes and reasons".
+// The reasons of docs/design.md "Decisions: outcomes and reasons".
 const (
 	ReasonNone                Reason = ""
 	ReasonNotOptedIn          Reason = "not-opted-in"
@@ -226,7 +226,7 @@ func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
 func scheduledLike(m request.Mode) bool { return m != request.ModeIncident }
 
 // Decide is the whole rotation policy, a pure function of what is known about
-// a key. It returns the first applicable row of the DESIGN.md reason table —
+// a key. It returns the first applicable row of the docs/design.md reason table —
 // in the table's order, except that what the key is (AWS managed, key spec,
 // origin, replica) comes before whether it opted in — or the next fact it
 // needs. Because facts arrive
@@ -266,7 +266,7 @@ func Decide(f Facts, now time.Time, cfg Config) Decision {
 	case !f.OptedIn:
 		return done(Skipped, ReasonNotOptedIn)
 	// KMS rotates only enabled keys; the state table is not settled for
-	// RotateKeyOnDemand, so anything else is skipped (KMS-NOTES.md).
+	// RotateKeyOnDemand, so anything else is skipped (https://docs.aws.amazon.com/kms/latest/developerguide/key-state.html).
 	case m.KeyState != "Enabled":
 		return done(Skipped, ReasonKeyNotEnabled)
 	case scheduledLike(f.Mode) && f.IntervalErr != "":

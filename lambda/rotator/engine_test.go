@@ -424,7 +424,7 @@ func TestLargeRunListsOnlyEntriesThatAreNotNotDue(t *testing.T) {
 	 {"alias":"alias/fresh","createdDaysAgo":10,"tags":{"kms-rotator":"enabled"},"count":20}]`
 	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
 	if h.engine.maxListed != 2000 {
-		t.Fatalf("the listing threshold is %d, want DESIGN.md's 2,000", h.engine.maxListed)
+		t.Fatalf("the listing threshold is %d, want docs/design.md's 2,000", h.engine.maxListed)
 	}
 	// 2,000 keys work the same way, only slower (the threshold is all that differs).
 	h.engine.maxListed = 20

@@ -34,7 +34,7 @@ const accessDeniedHint = "hint: the key may lack the opt-in tag the function's I
 	"or its key policy may not delegate to IAM " +
 	"(https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam)"
 
-// classify maps an SDK error to an outcome and reason (DESIGN.md reason table).
+// classify maps an SDK error to an outcome and reason (docs/design.md reason table).
 func classify(err error, cfg Config) classification {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return classification{outcome: Failed, reason: ReasonError, detail: err.Error(), ambiguous: true, deadline: true}
@@ -116,7 +116,7 @@ func notSent(err error) bool {
 // where a retry cannot spend a second rotation — throttling (the request was
 // refused) and connection failures before the request was sent. Everything
 // else comes back to the engine, which looks at the key before deciding
-// (DESIGN.md "Safety rules"). The retry token bucket is off: under a
+// (docs/design.md "Safety rules"). The retry token bucket is off: under a
 // throttling storm it would turn throttles into failures; pacing is the
 // limiter's job. backoff nil means the SDK's exponential backoff with jitter.
 func newRotateRetryer(maxAttempts int, backoff retry.BackoffDelayer) aws.Retryer {

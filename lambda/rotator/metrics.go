@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Metric names and units (DESIGN.md "Metrics and logs" — Contract).
+// Metric names and units (docs/design.md "Metrics and logs" — Contract).
 const (
 	MetricKeysCandidate        = "KeysCandidate"
 	MetricKeysRotated          = "KeysRotated"

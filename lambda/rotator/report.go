@@ -12,7 +12,7 @@ import (
 
 // MaxListedKeys is the number of entries beyond which the report lists only
 // the entries that are not "not-due", to stay under Lambda's 6 MB response
-// limit; the summary always counts every candidate (DESIGN.md "The report").
+// limit; the summary always counts every candidate (docs/design.md "The report").
 const MaxListedKeys = 2000
 
 // MaxReportEntries bounds Keys whatever the fleet: at about 400 bytes an
@@ -26,7 +26,7 @@ const MaxReportEntries = 10000
 const maxReportLogBytes = 200 << 10
 
 // Report is the result of a run, returned by the function and logged as the
-// last line (DESIGN.md "The report" — Contract).
+// last line (docs/design.md "The report" — Contract).
 type Report struct {
 	RunID      string       `json:"runId"`
 	Mode       request.Mode `json:"mode"`
@@ -213,7 +213,7 @@ func (r *run) report() *Report {
 	}
 	now := r.e.now()
 	trim := len(r.items) > r.e.maxListed
-	// A hard bound on top of DESIGN.md's rule, so the response stays under
+	// A hard bound on top of docs/design.md's rule, so the response stays under
 	// Lambda's 6 MB whatever the fleet: past maxEntries listed entries,
 	// skipped ones go first, then deferred ones, then the list is cut.
 	var listed, skipped, deferred int

@@ -43,7 +43,7 @@ func (it *item) sortKey() string {
 func (r *run) selectCandidates(ctx context.Context) error {
 	home := r.inv.Scope.Region
 	// The function Region's aliases load alongside the listing: one paginated
-	// ListAliases per Region per run (DESIGN.md "The report").
+	// ListAliases per Region per run (docs/design.md "The report").
 	// aliasSet lists once; later callers wait for that listing.
 	go r.aliasSet(ctx, home)
 

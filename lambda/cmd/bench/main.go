@@ -41,7 +41,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
-// The identity of local runs (TEAM.md): account and Region the Lambda
+// The identity of local runs (docs/design.md "Configuration"): account and Region the Lambda
 // Runtime Interface Emulator reports.
 const (
 	benchAccount = "012345678912"
@@ -259,7 +259,7 @@ func benchFleet(ctx context.Context, o options, cfg rotator.Config, shape fleetS
 	// The call target of issue 5: 2 per not-due key, 4 per due key, 1
 	// GetResources per 100 keys; ineligible keys stop after DescribeKey
 	// (allowed 2 like a not-due key); one ListAliases page per 100 aliases
-	// (DESIGN.md). The team decided on a 5th call per due key (the
+	// (docs/design.md). The team decided on a 5th call per due key (the
 	// ListKeyRotations re-read guarding overlapping runs), shown apart.
 	pages := int64((shape.OptedIn + 99) / 100)
 	aliasPages := int64((shape.Total() + 99) / 100)
