@@ -31,10 +31,10 @@ type EventsAPI interface {
 // events with. Call it before the first Run; without it no event is sent.
 func (e *Engine) SetEvents(api EventsAPI) { e.events = api }
 
-// maxEventBytes bounds the result event: EventBridge accepts at most 256 KB
-// per PutEvents entry, counting the source, the detail-type and the detail
+// maxEventBytes bounds the result event: an entry's size (the source, the
+// detail-type and the detail) must be less than 256 KB
 // (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html).
-const maxEventBytes = 256 * 1024
+const maxEventBytes = 256*1024 - 1
 
 // ResultDetail is the detail of the result event.
 type ResultDetail struct {
