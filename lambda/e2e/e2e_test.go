@@ -38,6 +38,9 @@ func TestEveryEventReturnsAConsistentReport(t *testing.T) {
 		{file: "incident.json", wantMode: "incident", wantRotated: 3},
 		{file: "incident-eventbridge.json", wantMode: "incident", wantRotated: 3},
 		{file: "incident-tag.json", wantMode: "incident", wantRotated: 1},
+		// alias/card-vault was rotated on demand 15 minutes before the
+		// emulator started: inside the cooldown, which force overrides.
+		{file: "incident-force.json", wantMode: "incident", wantRotated: 1},
 	}
 	// Every payload in events/ must be in the table.
 	files, err := filepath.Glob(filepath.Join(root, "events", "*.json"))
@@ -170,7 +173,9 @@ func TestBadPayloadYieldsAHandlerErrorNamingTheField(t *testing.T) {
 		{name: "empty key list names keys", payload: `{"mode":"incident","keys":[],"reason":"r"}`, want: "keys"},
 		{name: "missing incident reason names reason", payload: `{"mode":"incident","keys":["alias/payments"]}`, want: "reason"},
 		{name: "unknown mode names mode", payload: `{"mode":"rotate-everything"}`, want: "mode"},
-		{name: "unknown field names it", payload: `{"mode":"plan","force":true}`, want: "force"},
+		{name: "force outside an incident names force", payload: `{"mode":"plan","force":true}`, want: "force"},
+		{name: "force that is not a bool names force", payload: `{"mode":"incident","keys":["alias/payments"],"reason":"r","force":"yes"}`, want: "force"},
+		{name: "unknown field names it", payload: `{"mode":"plan","rotateAll":true}`, want: "rotateAll"},
 		{name: "wrong type names the field", payload: `{"mode":"incident","keys":"alias/payments","reason":"r"}`, want: "keys"},
 		{name: "another account's ARN names the account", payload: `{"mode":"incident","keys":["arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"],"reason":"r"}`, want: "111122223333"},
 		{name: "1001 keys names keys", payload: `{"mode":"incident","reason":"r","keys":[` + strings.Join(thousandAndOne, ",") + `]}`, want: "keys"},

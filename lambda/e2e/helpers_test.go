@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kms-rotator/kms-rotator/lambda/harness"
 )
@@ -31,7 +32,7 @@ func report(t *testing.T, what string, problems []string) {
 }
 
 // checkLogs asserts that the invocation's output is JSON lines, that the
-// log lines carry the request ID (DESIGN.md "Metrics and logs"), and that
+// log lines carry the request ID (docs/design.md "Metrics and logs"), and that
 // the EMF records follow the specification and agree with the report.
 func checkLogs(t *testing.T, inv *harness.Invocation, r *harness.Report) {
 	t.Helper()
@@ -62,4 +63,64 @@ func checkLogs(t *testing.T, inv *harness.Invocation, r *harness.Report) {
 		t.Fatalf("EMF: %v", err)
 	}
 	report(t, "metrics", harness.CheckMetrics(recs, r, "KMSRotator"))
+	report(t, "metrics the entries imply", harness.CheckReportMetrics(recs, inv.Raw, defaultReserve))
+}
+
+// defaultReserve is ROTATOR_RESERVE's documented default (docs/design.md
+// "Configuration").
+const defaultReserve = 2
+
+// rawEntries decodes a raw report's entries as JSON objects, by alias, key
+// ID and key ARN (the first entry wins a name), so tests can read members
+// the way a caller of the function would.
+func rawEntries(t *testing.T, raw []byte) map[string]map[string]any {
+	t.Helper()
+	var r struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	out := map[string]map[string]any{}
+	for _, k := range r.Keys {
+		for _, f := range []string{"alias", "keyId", "keyArn"} {
+			if name, _ := k[f].(string); name != "" && out[name] == nil {
+				out[name] = k
+			}
+		}
+	}
+	return out
+}
+
+// checkNextRotationWithin asserts that the entry's nextRotationDate (the
+// key's next automatic rotation) lies in (now+lo, now+hi].
+func checkNextRotationWithin(t *testing.T, name string, e map[string]any, lo, hi time.Duration) {
+	t.Helper()
+	s, _ := e["nextRotationDate"].(string)
+	next, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Errorf("%s: nextRotationDate %#v: %v", name, e["nextRotationDate"], err)
+		return
+	}
+	if in := time.Until(next); in <= lo || in > hi {
+		t.Errorf("%s: nextRotationDate %s is %v away, want between %v and %v", name, s, in.Round(time.Minute), lo, hi)
+	}
+}
+
+// checkUnconfirmedError asserts that an unconfirmed entry's error tells the
+// responder that the rotation may have been applied and how to check
+// (issue 9).
+func checkUnconfirmedError(t *testing.T, name string, e map[string]any) {
+	t.Helper()
+	msg, _ := e["error"].(string)
+	if !strings.Contains(msg, "may have") {
+		t.Errorf("%s: unconfirmed error %q does not say the rotation may have been applied", name, msg)
+	}
+	howToCheck := false
+	for _, w := range []string{"ListKeyRotations", "list-key-rotations", "GetKeyRotationStatus", "get-key-rotation-status", "CurrentKeyMaterialId"} {
+		howToCheck = howToCheck || strings.Contains(msg, w)
+	}
+	if !howToCheck {
+		t.Errorf("%s: unconfirmed error %q does not say how to check (ListKeyRotations, GetKeyRotationStatus or CurrentKeyMaterialId)", name, msg)
+	}
 }

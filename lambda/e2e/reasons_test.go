@@ -27,8 +27,30 @@ const deniedFleet = `[
  {"keyId":"dddddddd-0000-4000-8000-000000000003","alias":"alias/plain-due","createdDaysAgo":200,
   "tags":{"kms-rotator":"enabled"}}]`
 
+// imminentFleet holds an opted-in key whose automatic rotation (every 90
+// days, since its creation) begins about 7 minutes after the emulator
+// starts: KMS refuses an on-demand rotation then with ConflictException
+// (https://docs.aws.amazon.com/kms/latest/APIReference/API_RotateKeyOnDemand.html).
+const imminentFleet = `[
+ {"keyId":"aaaaaaaa-0000-4000-8000-000000000001","alias":"alias/auto-imminent","createdDaysAgo":89.995,
+  "rotationPeriodInDays":90,"tags":{"kms-rotator":"enabled"}}]`
+
+// plainFleet holds one opted-in key, due for the 90-day sweep.
+const plainFleet = `[
+ {"keyId":"bbbbbbbb-0000-4000-8000-000000000001","alias":"alias/exposed","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"}}]`
+
+// rotateAnswers500 is a proxy rule: every RotateKeyOnDemand is answered
+// KMSInternalException (HTTP 500) without reaching KMS, so the rotation
+// never happens and the function cannot tell.
+func rotateAnswers500(op string, _ int, _ []byte) step {
+	if op == "RotateKeyOnDemand" {
+		return step{answer: internalError}
+	}
+	return step{forward: true}
+}
+
 // TestEveryReasonFromTheBuiltFunction drives the built bootstrap under the
-// RIE into every outcome and reason of DESIGN.md that a healthy emulator
+// RIE into every outcome and reason of docs/design.md that a healthy emulator
 // can produce, and checks each entry named in the table, the report schema
 // and the emulator's state after every invocation.
 func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
@@ -44,7 +66,14 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 		fnEnv    map[string]string
 		timeout  time.Duration
 		payloads []string // invoked in order; the last report is judged
-		want     map[string]string
+		// proxy, when set, puts a proxy with this rule between the
+		// function and kmslocal.
+		proxy func(op string, n int, body []byte) step
+		// want maps a key name to "outcome/reason"; alternatives are
+		// separated by "|".
+		want map[string]string
+		// check looks at the last report's raw entries, by key name.
+		check func(t *testing.T, entries map[string]map[string]any)
 	}{
 		{
 			name:     "scheduled sweep skips every ineligible key for its reason and rotates the due ones",
@@ -59,6 +88,16 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 				"alias/partner-byok": "skipped/imported-key-material", "alias/hsm-vault": "skipped/custom-key-store",
 				"alias/sovereign-xks": "skipped/custom-key-store", "alias/old-analytics": "skipped/key-not-enabled",
 				"alias/retired-vendor": "skipped/key-not-enabled", "alias/global-orders": "skipped/multi-region-replica",
+				"alias/invoices": "skipped/automatic-rotation-soon", "alias/tmp-uploads": "failed/error",
+				"alias/card-vault": "skipped/not-due",
+			},
+			check: func(t *testing.T, entries map[string]map[string]any) {
+				// Its automatic rotation (90 days) was 87 days ago.
+				checkNextRotationWithin(t, "alias/invoices", entries["alias/invoices"], 3*24*time.Hour-time.Hour, 3*24*time.Hour)
+				// The 1-day tag is refused naming the tag and the floor.
+				if e, _ := entries["alias/tmp-uploads"]["error"].(string); !strings.Contains(e, "kms-rotator:interval-days") || !strings.Contains(e, "30") {
+					t.Errorf("alias/tmp-uploads: error %q does not name the tag kms-rotator:interval-days and the floor 30", e)
+				}
 			},
 		},
 		{
@@ -92,12 +131,51 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 			},
 		},
 		{
+			// The cooldown counts a rotation in progress too (issue 9);
+			// either reason keeps the second rotation from starting.
 			name:     "incident repeated while the rotations are in progress starts none",
 			emuArgs:  []string{"-rotation-delay=1h", "-quiet"},
 			payloads: []string{"@events/incident.json", "@events/incident.json"},
 			want: map[string]string{
-				"alias/orders-db": "skipped/rotation-in-progress", "alias/ledger": "skipped/rotation-in-progress",
-				"alias/payments": "skipped/rotation-in-progress",
+				"alias/orders-db": "skipped/rotation-in-progress|skipped/recently-rotated",
+				"alias/ledger":    "skipped/rotation-in-progress|skipped/recently-rotated",
+				"alias/payments":  "skipped/rotation-in-progress|skipped/recently-rotated",
+			},
+		},
+		{
+			name:     "incident repeated after the rotations completed is inside the cooldown: recently-rotated",
+			emuArgs:  completeAtOnce,
+			payloads: []string{"@events/incident.json", "@events/incident.json"},
+			want: map[string]string{
+				"alias/orders-db": "skipped/recently-rotated", "alias/ledger": "skipped/recently-rotated",
+				"alias/payments": "skipped/recently-rotated",
+			},
+		},
+		{
+			name:     "incident refused by KMS for an automatic rotation within 20 minutes says so and when",
+			fleet:    imminentFleet,
+			emuArgs:  completeAtOnce,
+			payloads: []string{`{"mode":"incident","reason":"e2e conflict","keys":["alias/auto-imminent"]}`},
+			want:     map[string]string{"alias/auto-imminent": "skipped/rotation-in-progress"},
+			check: func(t *testing.T, entries map[string]map[string]any) {
+				e := entries["alias/auto-imminent"]
+				checkNextRotationWithin(t, "alias/auto-imminent", e, 0, 20*time.Minute)
+				// KMS's message, as the emulator words it (lambda/kmsemu).
+				if msg, _ := e["error"].(string); !strings.Contains(msg, "within the next 20 minutes") {
+					t.Errorf("alias/auto-imminent: error %q does not carry KMS's message", msg)
+				}
+			},
+		},
+		{
+			name:     "incident whose RotateKeyOnDemand gets a 500 and no rotation shows is unconfirmed, never retried",
+			fleet:    plainFleet,
+			emuArgs:  completeAtOnce,
+			fnEnv:    map[string]string{"ROTATOR_CONFIRM_WAIT": "1s"},
+			proxy:    rotateAnswers500,
+			payloads: []string{`{"mode":"incident","reason":"e2e unconfirmed","keys":["alias/exposed"]}`},
+			want:     map[string]string{"alias/exposed": "failed/unconfirmed"},
+			check: func(t *testing.T, entries map[string]map[string]any) {
+				checkUnconfirmedError(t, "alias/exposed", entries["alias/exposed"])
 			},
 		},
 		{
@@ -125,7 +203,18 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 				KMSLocal: kl,
 				Function: harness.FunctionOptions{Env: tt.fnEnv, Timeout: tt.timeout},
 			})
+			fn := env.Function
+			var px *proxy
+			if tt.proxy != nil {
+				var url string
+				px, url = newProxy(t, env.KMS.URL, tt.proxy)
+				var err error
+				if fn, err = env.AddFunction(t.Context(), harness.FunctionOptions{Name: "behind-proxy", Endpoint: url}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			var r *harness.Report
+			var raw []byte
 			for _, p := range tt.payloads {
 				payload := []byte(p)
 				if file, ok := strings.CutPrefix(p, "@"); ok {
@@ -135,13 +224,18 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 					}
 				}
 				before := snapshot(t, env.KMS)
-				rep, inv, err := env.Function.InvokeReport(t.Context(), payload)
+				rep, inv, err := fn.InvokeReport(t.Context(), payload)
 				if err != nil {
 					t.Fatalf("invoke %.60s: %v", p, err)
 				}
 				report(t, "report schema", harness.CheckReportJSON(inv.Raw))
 				report(t, "emulator state", harness.CheckRotations(before, snapshot(t, env.KMS), rep))
-				r = rep
+				r, raw = rep, inv.Raw
+			}
+			if px != nil {
+				if n := px.count("RotateKeyOnDemand"); n != 1 {
+					t.Errorf("%d RotateKeyOnDemand requests through the proxy, want exactly 1 (never a second after an ambiguous failure)", n)
+				}
 			}
 			got := map[string]string{}
 			for _, k := range r.Keys {
@@ -161,9 +255,12 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 				if want == "absent" {
 					want = ""
 				}
-				if got[name] != want {
+				if !slices.Contains(strings.Split(want, "|"), got[name]) {
 					t.Errorf("%s: %q, want %q", name, got[name], want)
 				}
+			}
+			if tt.check != nil {
+				tt.check(t, rawEntries(t, raw))
 			}
 			for _, k := range r.Keys {
 				if k.Reason == "access-denied" && (!strings.Contains(k.Error, "AccessDeniedException") || !strings.Contains(k.Error, "opt-in tag") || !strings.Contains(k.Error, "key policy")) {

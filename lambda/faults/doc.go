@@ -10,12 +10,15 @@
 //
 //  1. no key gets two on-demand rotations from one intended rotation;
 //  2. every candidate appears in each report exactly once, and "rotated" in
-//     a report ⇔ a new rotation in the emulator;
-//  3. scheduled runs never spend the incident reserve, and nothing exceeds
-//     ROTATOR_ON_DEMAND_LIMIT;
+//     a report ⇔ a new rotation in the emulator ("unconfirmed" may go
+//     either way: the function could not tell);
+//  3. scheduled runs never spend the incident reserve, and no key exceeds
+//     the lifetime limit of 25 on-demand rotations;
 //  4. a run that meets its deadline returns a report with deferred keys;
-//  5. the outcomes add up to the candidates, and the EMF metrics agree with
-//     the report.
+//  5. the outcomes add up to the candidates, and the EMF metrics (counts,
+//     budgets, overdue keys, material age) agree with the report;
+//  6. no key gets a second RotateKeyOnDemand from one run after an
+//     ambiguous failure (only throttled requests are retried).
 //
 // The package has no non-test code; the fault schedules are a table in
 // faults_test.go so a new one is one line.

@@ -1,11 +1,15 @@
 package faults
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +75,9 @@ type schedule struct {
 	// responses), so two overlapping runs may both claim one rotation
 	// (see checkRuns); never two rotations.
 	ambiguous bool
+	// localLimit, when set, is the function's ROTATOR_ON_DEMAND_LIMIT,
+	// below KMS's (the emulator's) limit.
+	localLimit int
 }
 
 // overlapDelay is the emulator's rotation delay in the overlap scenarios.
@@ -109,9 +116,9 @@ var faultSchedules = []schedule{
 	{name: "throttling storm (quota-scale 0.5, 50 rotations/s asked of 2.5/s): throttled calls are retried or reported throttled, never rotated twice",
 		emu: kmsemu.Options{QuotaScale: 0.5, RotationDelay: 100 * time.Millisecond, Seed: 2}, due: 4,
 		env: map[string]string{rotator.EnvRotateRPS: "50", rotator.EnvConcurrency: "16"}},
-	{name: "5xx before any change (fail-rate 0.15): reads retried, a failed rotation looked at before one careful retry",
+	{name: "5xx before any change (fail-rate 0.15): reads retried; a failed rotation is looked at, never sent again (rotated or unconfirmed)",
 		emu: kmsemu.Options{FailRate: 0.15, RotationDelay: 100 * time.Millisecond, Seed: 3}, ambiguous: true},
-	{name: "lost responses after the rotation applied (drop-rate 0.5, rotation-delay 0): reported rotated, never retried",
+	{name: "lost responses after the rotation applied (drop-rate 0.5, rotation-delay 0): reported rotated (or unconfirmed), never sent again",
 		emu: kmsemu.Options{DropRate: 0.5, Seed: 4}, ambiguous: true},
 	{name: "lost responses while the rotation is in progress (drop-rate 0.5, rotation-delay 300ms): reported rotated",
 		emu: kmsemu.Options{DropRate: 0.5, RotationDelay: 300 * time.Millisecond, Seed: 5}, ambiguous: true},
@@ -124,6 +131,12 @@ var faultSchedules = []schedule{
 		due: 4, ambiguous: true},
 	{name: "KMS's lifetime limit lower than ROTATOR_ON_DEMAND_LIMIT: LimitExceededException is budget-exhausted",
 		emu: kmsemu.Options{OnDemandLimit: limit - reserve - 1, Seed: 8}},
+	// The function's count says exhausted (ROTATOR_ON_DEMAND_LIMIT 10, the
+	// seed's figure); KMS's limit is 25. Incidents let KMS judge: every
+	// key KMS accepts is rotated, only KMS's LimitExceededException is
+	// budget-exhausted.
+	{name: "incident with a local limit below KMS's: the local count never refuses, KMS judges",
+		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 19}, incident: true, localLimit: 10, exact: true},
 	{name: "deadline mid-sweep: keys not started in time are deferred and the report returns",
 		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 9}, due: 30,
 		env: map[string]string{rotator.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true},
@@ -181,14 +194,20 @@ func runSchedule(t *testing.T, sc schedule) {
 	if got := len(before.candidates()); got < 20 || got > 60 {
 		t.Fatalf("fleet has %d candidates; keep fleets at 20–60 keys", got)
 	}
-	cfg, err := rotator.LoadConfig(mapEnv(scheduledEnv(sc.env)))
+	fnEnv := scheduledEnv(sc.env)
+	if sc.localLimit > 0 {
+		fnEnv[rotator.EnvOnDemandLimit] = fmt.Sprint(sc.localLimit)
+	}
+	cfg, err := rotator.LoadConfig(mapEnv(fnEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
-	endpoint := emu.URL
+	// The engines reach the emulator through a counter of their
+	// RotateKeyOnDemand requests (and the interloper's gate).
+	counter, endpoint := newRotateCounter(t, emu.URL)
 	var g *gate
 	if sc.interloper {
-		g, endpoint = newGate(t, emu.URL, 0)
+		g, endpoint = newGate(t, endpoint, 0)
 	}
 	n := max(sc.sweeps, 1)
 	runs := make([]run, n)
@@ -236,6 +255,7 @@ func runSchedule(t *testing.T, sc schedule) {
 	skip.Add(int64(opts.RotationDelay)) // complete every rotation in progress
 	after := snapshot(t, obs)
 	checkRuns(t, before, after, runs, others, !sc.ambiguous)
+	counter.check(t, len(runs))
 	for _, r := range runs {
 		checkClasses(t, sc, r, cs, before)
 	}
@@ -262,6 +282,78 @@ func runSchedule(t *testing.T, sc schedule) {
 			t.Logf("%s outcomes:\n%s", r.name, outcomes(r.report, before))
 		}
 		t.Logf("emulator stats: %+v", emu.Server.Stats().Operations)
+	}
+}
+
+// rotateCounter is a reverse proxy that counts, per key, the
+// RotateKeyOnDemand requests KMS answered with anything but throttling.
+type rotateCounter struct {
+	target string
+	mu     sync.Mutex
+	perKey map[string]int
+}
+
+func newRotateCounter(t *testing.T, target string) (*rotateCounter, string) {
+	t.Helper()
+	c := &rotateCounter{target: target, perKey: map[string]int{}}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	return c, srv.URL
+}
+
+func (c *rotateCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, c.target+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".RotateKeyOnDemand") {
+		var in struct{ KeyId string }
+		var answer struct {
+			Type string `json:"__type"`
+		}
+		_ = json.Unmarshal(body, &in)
+		_ = json.Unmarshal(out, &answer)
+		if !strings.HasSuffix(answer.Type, "ThrottlingException") {
+			// By key ID, whether the caller named the key by ID or ARN.
+			c.mu.Lock()
+			c.perKey[in.KeyId[strings.LastIndex(in.KeyId, "/")+1:]]++
+			c.mu.Unlock()
+		}
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(out)
+}
+
+// check asserts that no key got more RotateKeyOnDemand requests than one
+// per run: the request has no idempotency token, so after an ambiguous
+// failure (5xx, timeout, lost response) it is never sent again (docs/design.md
+// "Safety rules"). Only throttled requests, refused before any change, may
+// be retried.
+func (c *rotateCounter) check(t *testing.T, runs int) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, n := range c.perKey {
+		if n > runs {
+			t.Errorf("invariant 6: key %s got %d RotateKeyOnDemand requests from %d run(s): a rotation was sent again", key, n, runs)
+		}
 	}
 }
 
@@ -315,9 +407,7 @@ func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
 		case request.ModeIncident:
 			want, wantReason = c.incOutcome, c.incReason
 		case request.ModePlan:
-			// A plan never calls RotateKeyOnDemand, so it cannot meet the
-			// ConflictException of the auto-soon key.
-			if want == rotator.Rotated || c.name == "auto-soon" {
+			if want == rotator.Rotated {
 				want, wantReason = rotator.WouldRotate, ""
 			}
 		}
@@ -328,9 +418,11 @@ func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
 			deferred++
 		}
 		// Another run's rotation seen: in progress, or completed (so not
-		// due, or for the last rotation a sweep may spend, now reserved).
+		// due, or for the last rotation a sweep may spend, now reserved;
+		// for an incident, inside the cooldown).
 		overlapSeen := want == rotator.Rotated && (sc.sweeps > 1 || sc.interloper) && k.Outcome == rotator.Skipped &&
-			(k.Reason == rotator.ReasonRotationInProgress || k.Reason == rotator.ReasonNotDue || k.Reason == rotator.ReasonBudgetReserved)
+			(k.Reason == rotator.ReasonRotationInProgress || k.Reason == rotator.ReasonNotDue || k.Reason == rotator.ReasonBudgetReserved ||
+				k.Reason == rotator.ReasonRecentlyRotated)
 		// KMS's own limit below ours: the last scheduled rotation meets
 		// LimitExceededException.
 		kmsLimit := sc.emu.OnDemandLimit > 0 && c.name == "due-last-scheduled" && k.Reason == rotator.ReasonBudgetExhausted

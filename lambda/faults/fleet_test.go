@@ -11,9 +11,11 @@ import (
 )
 
 // The configuration every scenario runs with (ROTATOR_* defaults except the
-// pace): a limit of 10 on-demand rotations, a reserve of 2, a 90-day interval.
+// pace): a limit of 25 on-demand rotations (KMS's current quota, and the
+// emulator's default, so the function's count and KMS's agree), a reserve
+// of 2, a 90-day interval.
 const (
-	limit   = 10
+	limit   = 25
 	reserve = 2
 )
 
@@ -58,9 +60,18 @@ func classes(due int) []class {
 		{"fresh", true, rotator.Skipped, rotator.ReasonNotDue, rotator.Rotated, "", kmsemu.FleetKey{Count: 8, CreatedDaysAgo: days(10), Tags: optIn}},
 		{"disabled", true, rotator.Skipped, rotator.ReasonKeyNotEnabled, rotator.Skipped, rotator.ReasonKeyNotEnabled, kmsemu.FleetKey{Count: 2, CreatedDaysAgo: days(200), KeyState: "Disabled", Tags: optIn}},
 		// Due by its 30-day tag, but an automatic rotation begins within
-		// 20 minutes: KMS answers ConflictException.
-		{"auto-soon", true, rotator.Skipped, rotator.ReasonRotationInProgress, rotator.Skipped, rotator.ReasonRotationInProgress, kmsemu.FleetKey{Count: 1, CreatedDaysAgo: days(89.995),
+		// 20 minutes: a sweep waits for that free rotation; an incident
+		// asks, and KMS answers ConflictException.
+		{"auto-soon", true, rotator.Skipped, rotator.ReasonAutomaticRotationSoon, rotator.Skipped, rotator.ReasonRotationInProgress, kmsemu.FleetKey{Count: 1, CreatedDaysAgo: days(89.995),
 			RotationPeriodInDays: 90, Tags: map[string]string{"kms-rotator": "enabled", rotator.IntervalTagKey: "30"}}},
+		// An interval tag under ROTATOR_MIN_INTERVAL_DAYS: sweeps refuse
+		// the key; an incident has no interval and rotates it.
+		{"tag-below-floor", true, rotator.Failed, rotator.ReasonError, rotator.Rotated, "", kmsemu.FleetKey{Count: 1, CreatedDaysAgo: days(200),
+			Tags: map[string]string{"kms-rotator": "enabled", rotator.IntervalTagKey: "1"}}},
+		// Rotated on demand 10 minutes ago: not due; an incident is inside
+		// its cooldown (ROTATOR_INCIDENT_COOLDOWN, 1 h).
+		{"recent", true, rotator.Skipped, rotator.ReasonNotDue, rotator.Skipped, rotator.ReasonRecentlyRotated, kmsemu.FleetKey{Count: 2, CreatedDaysAgo: days(200),
+			Rotations: []kmsemu.FleetRotation{{Type: "ON_DEMAND", DaysAgo: 10.0 / (24 * 60)}}, Tags: optIn}},
 		// Not candidates: a sweep must never touch them.
 		{"not-opted-in", false, "", "", "", "", kmsemu.FleetKey{Count: 3, CreatedDaysAgo: days(200)}},
 		{"opted-out", false, "", "", "", "", kmsemu.FleetKey{Count: 1, CreatedDaysAgo: days(200), Tags: map[string]string{"kms-rotator": "disabled"}}},

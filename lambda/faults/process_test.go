@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -62,17 +63,26 @@ func TestConcurrentSweepProcesses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cs := classes(12)
-			env := processEnv(t, cs, tc.sweeps, tc.kmsArgs...)
+			env := processEnv(t, cs, 1, tc.kmsArgs...)
 			obs := observer(env.KMS.Config(region))
 			before := snapshot(t, obs)
 			payload, err := env.ReadFile("events/scheduled.json")
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The sweeps reach kmslocal through a counter of their
+			// RotateKeyOnDemand requests.
+			counter, url := newRotateCounter(t, env.KMS.URL)
+			fns := make([]*harness.Function, tc.sweeps)
+			for i := range fns {
+				if fns[i], err = env.AddFunction(t.Context(), harness.FunctionOptions{Name: fmt.Sprintf("sweep-%d", i), Endpoint: url}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			runs := make([]run, tc.sweeps)
 			errs := make([]error, tc.sweeps)
 			var wg sync.WaitGroup
-			for i, f := range env.Functions {
+			for i, f := range fns {
 				wg.Go(func() { runs[i], errs[i] = invoke(t.Context(), f, payload) })
 			}
 			wg.Wait()
@@ -83,6 +93,7 @@ func TestConcurrentSweepProcesses(t *testing.T) {
 			}
 			after := snapshot(t, obs)
 			checkRuns(t, before, after, runs, nil, !tc.ambiguous)
+			counter.check(t, tc.sweeps)
 			sc := schedule{sweeps: tc.sweeps, exact: !tc.ambiguous}
 			for _, r := range runs {
 				checkClasses(t, sc, r, cs, before)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -133,7 +134,8 @@ func countOnDemand(ctx context.Context, client *kms.Client, keyID string) (int, 
 // rotations as reports say "rotated" for it (so none for the others, and a
 // lost response that did rotate must be reported rotated), no key is
 // reported rotated by two runs, and a reported budget is not below what the
-// emulator shows. Keys match by key ID: a multi-Region primary and its
+// emulator shows. A key reported failed/unconfirmed may have one new
+// rotation more: the function could not tell whether KMS applied it. Keys match by key ID: a multi-Region primary and its
 // replicas share it, and rotating the primary rotates the replicas
 // (https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-manage.html).
 func CheckRotations(before, after map[string]KeyRotations, reports ...*Report) []string {
@@ -151,6 +153,17 @@ func CheckRotations(before, after map[string]KeyRotations, reports ...*Report) [
 			problems = append(problems, fmt.Sprintf("key %s reported rotated by %d runs", id, n))
 		}
 	}
+	// unconfirmed: a failed entry whose RotateKeyOnDemand got no clear
+	// answer and whose look afterwards found no rotation (issue 9): KMS
+	// may still have applied it, so the key may show 0 or 1 new rotation.
+	unconfirmed := map[string]bool{}
+	for _, r := range reports {
+		for _, k := range r.Keys {
+			if k.Reason == "unconfirmed" {
+				unconfirmed[k.KeyID] = true
+			}
+		}
+	}
 	single := len(reports) == 1
 	for _, r := range reports {
 		for _, k := range r.Keys {
@@ -166,7 +179,7 @@ func CheckRotations(before, after map[string]KeyRotations, reports ...*Report) [
 			// also the one in progress (KMS lists a rotation only once
 			// it completes, so a run that finds one in progress may
 			// count either way).
-			if single && k.OnDemandUsed != nil && *k.OnDemandUsed != a.Started() && *k.OnDemandUsed != a.OnDemand {
+			if single && k.OnDemandUsed != nil && *k.OnDemandUsed != a.Started() && *k.OnDemandUsed != a.OnDemand && !unconfirmed[k.KeyID] {
 				problems = append(problems, fmt.Sprintf("%s: report says onDemandUsed %d, emulator has %d on-demand rotations (in progress: %v)",
 					k.KeyARN, *k.OnDemandUsed, a.Started(), a.InProgress))
 			}
@@ -175,15 +188,15 @@ func CheckRotations(before, after map[string]KeyRotations, reports ...*Report) [
 	for _, arn := range slices.Sorted(maps.Keys(after)) {
 		a := after[arn]
 		got := a.Started() - before[arn].Started()
-		if want := rotated[a.KeyID]; got != want {
+		if want := rotated[a.KeyID]; got != want && (!unconfirmed[a.KeyID] || got != want+1) {
 			problems = append(problems, fmt.Sprintf("%s: %d new on-demand rotation(s) in the emulator, %d reported", arn, got, want))
 		}
 	}
 	return problems
 }
 
-// Outcomes are DESIGN.md's outcomes, and OutcomeOfReason pairs each reason
-// with its outcome (DESIGN.md "Decisions: outcomes and reasons").
+// Outcomes are docs/design.md's outcomes, and OutcomeOfReason pairs each reason
+// with its outcome (docs/design.md "Decisions: outcomes and reasons").
 var (
 	Outcomes        = []string{"rotated", "would-rotate", "skipped", "failed", "deferred"}
 	OutcomeOfReason = map[string]string{
@@ -193,10 +206,17 @@ var (
 		"budget-reserved": "skipped", "not-due": "skipped",
 		"not-found": "failed", "access-denied": "failed", "throttled": "failed", "error": "failed",
 		"deadline": "deferred",
+		// Issues 9 and 10 (docs/design.md).
+		"recently-rotated": "skipped", "automatic-rotation-soon": "skipped", "unconfirmed": "failed",
 	}
 )
 
-// CheckReportJSON checks a raw report against DESIGN.md "The report"
+// ineligibleReasons are the reasons that say the key cannot be rotated by
+// this product at all: such an entry has no cryptoperiod to be overdue on.
+var ineligibleReasons = []string{"not-opted-in", "aws-managed", "unsupported-key-spec", "imported-key-material",
+	"custom-key-store", "multi-region-replica", "key-not-enabled", "not-found"}
+
+// CheckReportJSON checks a raw report against docs/design.md "The report"
 // without the engine's types: required members and their JSON types, the
 // outcome and reason vocabulary, every candidate once, and a summary that
 // counts the entries (when the list is complete; beyond 2,000 candidates
@@ -229,6 +249,8 @@ func CheckReportJSON(raw []byte) []string {
 			}
 		}
 	}
+	runStart, _ := time.Parse(time.RFC3339, fmt.Sprint(r["startedAt"]))
+	runEnd, _ := time.Parse(time.RFC3339, fmt.Sprint(r["finishedAt"]))
 	if str(r, "runId", "report") == "" {
 		bad("report.runId is empty")
 	}
@@ -249,7 +271,7 @@ func CheckReportJSON(raw []byte) []string {
 		return problems
 	}
 	counts := map[string]float64{}
-	for _, k := range []string{"candidates", "rotated", "wouldRotate", "skipped", "failed", "deferred"} {
+	for _, k := range []string{"candidates", "rotated", "wouldRotate", "skipped", "failed", "deferred", "overdue"} {
 		n, ok := summary[k].(float64)
 		if !ok {
 			bad("summary.%s = %#v, want a number", k, summary[k])
@@ -270,6 +292,7 @@ func CheckReportJSON(raw []byte) []string {
 	}
 	byOutcome := map[string]float64{}
 	byReason := map[string]float64{}
+	overdue := 0.0
 	seen := map[string]bool{}
 	for i, e := range keys {
 		where := fmt.Sprintf("keys[%d]", i)
@@ -301,7 +324,7 @@ func CheckReportJSON(raw []byte) []string {
 			}
 		default:
 			if want, known := OutcomeOfReason[reason]; !known || want != outcome {
-				bad("%s: outcome %q with reason %q (DESIGN.md pairs the reason with %q)", where, outcome, reason, want)
+				bad("%s: outcome %q with reason %q (docs/design.md pairs the reason with %q)", where, outcome, reason, want)
 			}
 		}
 		for _, f := range []string{"onDemandUsed", "onDemandRemaining"} {
@@ -312,12 +335,35 @@ func CheckReportJSON(raw []byte) []string {
 		}
 		timeOrNull(k, "lastRotation", where)
 		timeOrNull(k, "nextDue", where)
-		if _, has := k["error"]; has != (outcome == "failed") {
-			bad("%s: error member present %v for outcome %s", where, has, outcome)
+		// error: the AWS code and message of a failed entry; also KMS's
+		// message on a rotation-in-progress entry that a ConflictException
+		// explained (issue 9: an automatic rotation within 20 minutes).
+		switch e, has := k["error"]; {
+		case outcome == "failed" && (!has || e == ""):
+			bad("%s: failed entry without an error (%#v)", where, e)
+		case has && outcome != "failed" && reason != "rotation-in-progress":
+			bad("%s: error member present for %s/%s", where, outcome, reason)
 		}
 		if _, has := k["primaryKeyArn"]; has != (reason == "multi-region-replica") {
 			bad("%s: primaryKeyArn present %v for reason %q", where, has, reason)
 		}
+		if reason == "budget-exhausted" {
+			// One budget count (issue 10): exhausted, by the local count or by
+			// KMS's LimitExceededException, means nothing left.
+			if rem, isNum := k["onDemandRemaining"].(float64); isNum && rem != 0 {
+				bad("%s: budget-exhausted with onDemandRemaining %v", where, rem)
+			}
+		}
+		if reason == "recently-rotated" && k["lastRotation"] == nil {
+			bad("%s: recently-rotated without lastRotation (the rotation that started the cooldown)", where)
+		}
+		// nextRotationDate: the key's next automatic rotation (issues 9 and 10).
+		if v, has := k["nextRotationDate"]; has && v != nil {
+			timeOrNull(k, "nextRotationDate", where)
+		} else if reason == "automatic-rotation-soon" {
+			bad("%s: automatic-rotation-soon without nextRotationDate", where)
+		}
+		overdue += checkCryptoperiod(k, where, outcome, reason, runStart, runEnd, bad)
 	}
 	// Beyond 2,000 candidates the list may leave out not-due entries;
 	// every other count must still match the entries.
@@ -340,10 +386,64 @@ func CheckReportJSON(raw []byte) []string {
 			bad("summary.reasons lacks %s (%v entries)", reason, n)
 		}
 	}
+	// Entries left out beyond 2,000 candidates are not-due ones, never
+	// overdue; only a list cut further (omittedOther) may hide some.
+	if other, _ := r["omittedOther"].(float64); other == 0 && overdue != counts["overdue"] {
+		bad("summary.overdue = %v, entries with overdue true: %v", counts["overdue"], overdue)
+	}
 	return problems
 }
 
-// CheckMetrics checks the run's EMF records against its report (DESIGN.md
+// checkCryptoperiod checks an entry's materialAgeDays and overdue (issue
+// 10): both on every entry whose budget was read (an eligible key), never
+// overdue for a key this product cannot rotate, nor for one this run
+// rotated, would rotate or left for later on purpose (deferred, or waiting
+// for its free automatic rotation: automatic-rotation-soon); otherwise
+// overdue exactly when the material is older than the interval, i.e.
+// nextDue (material date + interval) passed before the run (a nextDue
+// inside the run may go either way). It returns 1 for an overdue entry.
+func checkCryptoperiod(k map[string]any, where, outcome, reason string, runStart, runEnd time.Time, bad func(string, ...any)) float64 {
+	age, hasAge := k["materialAgeDays"]
+	od, hasOverdue := k["overdue"]
+	if hasAge {
+		if n, ok := age.(float64); !ok || n < 0 || n != float64(int64(n)) {
+			bad("%s.materialAgeDays = %#v, want a whole number of days ≥ 0", where, age)
+		}
+	}
+	isOverdue, ok := od.(bool)
+	if hasOverdue && !ok {
+		bad("%s.overdue = %#v, want a bool", where, od)
+	}
+	if k["onDemandUsed"] != nil && (!hasAge || !hasOverdue) {
+		bad("%s: eligible entry (budget read) without materialAgeDays or overdue", where)
+	}
+	switch {
+	case !isOverdue:
+	case slices.Contains(ineligibleReasons, reason):
+		bad("%s: overdue for %s, a key this product cannot rotate", where, reason)
+	case notOverdue(outcome, reason):
+		bad("%s: overdue although %s %s", where, outcome, reason)
+	}
+	nextDue, _ := k["nextDue"].(string)
+	due, err := time.Parse(time.RFC3339, nextDue)
+	if hasOverdue && err == nil && !runStart.IsZero() && !notOverdue(outcome, reason) &&
+		(due.Before(runStart) || due.After(runEnd)) && isOverdue != due.Before(runStart) {
+		bad("%s: overdue %v, but nextDue %s is %s the run (%s)", where, isOverdue, nextDue,
+			map[bool]string{true: "before", false: "after"}[due.Before(runStart)], runStart.Format(time.RFC3339))
+	}
+	if isOverdue {
+		return 1
+	}
+	return 0
+}
+
+// notOverdue reports whether an entry is never overdue whatever its age:
+// rotated or would rotate in this run, or left for later on purpose.
+func notOverdue(outcome, reason string) bool {
+	return outcome == "rotated" || outcome == "would-rotate" || outcome == "deferred" || reason == "automatic-rotation-soon"
+}
+
+// CheckMetrics checks the run's EMF records against its report (docs/design.md
 // "Metrics and logs"): the namespace, no per-key dimension, and with
 // dimensions [Mode] KeysCandidate, KeysRotated, KeysSkipped, KeysFailed,
 // KeysDeferred equal to the summary and RunsCompleted 1.
@@ -395,6 +495,218 @@ func CheckMetrics(recs []EMF, r *Report, namespace string) []string {
 		if !found[name] {
 			bad("EMF metric %s with dimensions [Mode] missing", name)
 		}
+	}
+	return problems
+}
+
+// CheckReportMetrics checks the [Mode] EMF metrics that a report's entries
+// imply (issue 10: one budget count, cryptoperiod signals), from the raw
+// report so it judges the function from outside:
+//   - KeysBudgetLow: entries with onDemandRemaining ≤ reserve;
+//   - KeysBudgetExhausted: entries with onDemandRemaining 0;
+//   - MinOnDemandRemaining: the smallest onDemandRemaining (absent when no
+//     entry has one);
+//   - KeysOverdue: summary.overdue;
+//   - MaxMaterialAgeDays: the largest materialAgeDays (absent or 0 when no
+//     entry has one).
+//
+// A budget-exhausted entry counts as 0 remaining. The entry-derived ones
+// are compared only when the report lists every candidate.
+func CheckReportMetrics(recs []EMF, raw []byte, reserve int) []string {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	var r struct {
+		Mode    string `json:"mode"`
+		Summary struct {
+			Candidates int      `json:"candidates"`
+			Overdue    *float64 `json:"overdue"`
+		} `json:"summary"`
+		Keys []struct {
+			KeyARN            string   `json:"keyArn"`
+			Reason            string   `json:"reason"`
+			OnDemandRemaining *float64 `json:"onDemandRemaining"`
+			MaterialAgeDays   *float64 `json:"materialAgeDays"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return []string{fmt.Sprintf("report is not JSON: %v", err)}
+	}
+	var main *EMF
+	for i, rec := range recs {
+		for _, d := range rec.Directives {
+			for _, set := range d.Dimensions {
+				if slices.Equal(set, []string{"Mode"}) && rec.Dimension("Mode") == r.Mode {
+					if main != nil && main != &recs[i] {
+						bad("two EMF records with dimensions [Mode]")
+					}
+					main = &recs[i]
+				}
+			}
+		}
+	}
+	if main == nil {
+		return []string{"no EMF record with dimensions [Mode] for mode " + r.Mode}
+	}
+	declared := map[string]bool{}
+	for _, d := range main.Directives {
+		for _, m := range d.Metrics {
+			declared[m.Name] = true
+		}
+	}
+	metric := func(name string) (float64, bool) {
+		v, ok := main.Value(name)
+		return v, ok && declared[name]
+	}
+	if r.Summary.Overdue == nil {
+		bad("summary.overdue missing")
+	} else if v, ok := metric("KeysOverdue"); !ok || v != *r.Summary.Overdue {
+		bad("EMF KeysOverdue = %v (present %v), summary.overdue %v", v, ok, *r.Summary.Overdue)
+	}
+	if len(r.Keys) != r.Summary.Candidates {
+		return problems
+	}
+	low, exhausted, minRemaining, maxAge := 0.0, 0.0, -1.0, -1.0
+	for _, k := range r.Keys {
+		if k.MaterialAgeDays != nil && *k.MaterialAgeDays > maxAge {
+			maxAge = *k.MaterialAgeDays
+		}
+		rem := k.OnDemandRemaining
+		if k.Reason == "budget-exhausted" {
+			rem = new(float64)
+		}
+		if rem == nil {
+			continue
+		}
+		if *rem <= float64(reserve) {
+			low++
+		}
+		if *rem == 0 {
+			exhausted++
+		}
+		if minRemaining < 0 || *rem < minRemaining {
+			minRemaining = *rem
+		}
+	}
+	for name, want := range map[string]float64{"KeysBudgetLow": low, "KeysBudgetExhausted": exhausted} {
+		if v, ok := metric(name); !ok || v != want {
+			bad("EMF %s = %v (present %v), the report's entries say %v (reserve %d)", name, v, ok, want, reserve)
+		}
+	}
+	switch v, ok := metric("MinOnDemandRemaining"); {
+	case minRemaining < 0 && ok:
+		bad("EMF MinOnDemandRemaining = %v, but no entry has a budget", v)
+	case minRemaining >= 0 && (!ok || v != minRemaining):
+		bad("EMF MinOnDemandRemaining = %v (present %v), the report's smallest onDemandRemaining is %v", v, ok, minRemaining)
+	}
+	switch v, ok := metric("MaxMaterialAgeDays"); {
+	case maxAge < 0 && ok && v != 0:
+		bad("EMF MaxMaterialAgeDays = %v, but no entry has materialAgeDays", v)
+	case maxAge >= 0 && (!ok || v != maxAge):
+		bad("EMF MaxMaterialAgeDays = %v (present %v), the report's largest materialAgeDays is %v", v, ok, maxAge)
+	}
+	return problems
+}
+
+// The result event's source and detail-type (issue 9; docs/design.md
+// docs/design.md). Copies of the contract on purpose: a
+// checker that imported the engine's constants could not notice them change.
+const (
+	ResultEventSource     = "kms-rotator"
+	ResultEventDetailType = "KMS Rotation Run Completed"
+)
+
+// maxEventEntryBytes is EventBridge's PutEvents entry size limit the
+// result event is cut to fit (issue 9).
+const maxEventEntryBytes = 256 * 1024
+
+// CheckResultEvent checks one published result event (its source,
+// detail-type and detail text as sent) against the run's raw report, the
+// Lambda request ID and the incident reason (empty for other modes): the
+// detail carries runId, mode, dryRun, reason, requestId, the summary as
+// the report has it, and the report's entries that are not "not-due", in
+// the report's order and identical to them — all of them unless truncated
+// is true, in which case some of them; the entry stays under 256 KB.
+func CheckResultEvent(source, detailType, detail string, report []byte, requestID, reason string) []string {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if source != ResultEventSource || detailType != ResultEventDetailType {
+		bad("event source %q detail-type %q, want %q %q", source, detailType, ResultEventSource, ResultEventDetailType)
+	}
+	if len(source)+len(detailType)+len(detail) > maxEventEntryBytes {
+		bad("event entry is %d bytes, over EventBridge's %d", len(source)+len(detailType)+len(detail), maxEventEntryBytes)
+	}
+	var rep, d map[string]json.RawMessage
+	if err := json.Unmarshal(report, &rep); err != nil {
+		return append(problems, fmt.Sprintf("report is not a JSON object: %v", err))
+	}
+	if err := json.Unmarshal([]byte(detail), &d); err != nil {
+		return append(problems, fmt.Sprintf("event detail is not a JSON object: %v: %s", err, truncate(detail, 300)))
+	}
+	same := func(a, b json.RawMessage) bool {
+		var x, y any
+		return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
+	}
+	for _, f := range []string{"runId", "mode", "dryRun", "summary"} {
+		if !same(d[f], rep[f]) {
+			bad("event detail.%s = %s, report says %s", f, truncate(string(d[f]), 300), truncate(string(rep[f]), 300))
+		}
+	}
+	str := func(f string) string {
+		var s string
+		_ = json.Unmarshal(d[f], &s)
+		return s
+	}
+	if got := str("requestId"); got != requestID {
+		bad("event detail.requestId = %q, want the invocation's %q", got, requestID)
+	}
+	if got := str("reason"); got != reason {
+		bad("event detail.reason = %q, want %q", got, reason)
+	}
+	var truncated bool
+	if v, ok := d["truncated"]; ok {
+		if err := json.Unmarshal(v, &truncated); err != nil {
+			bad("event detail.truncated = %s, want a bool", v)
+		}
+	}
+	var repKeys, evKeys []json.RawMessage
+	if err := json.Unmarshal(rep["keys"], &repKeys); err != nil {
+		bad("report keys: %v", err)
+	}
+	if err := json.Unmarshal(d["keys"], &evKeys); err != nil {
+		bad("event detail.keys = %s: %v", truncate(string(d["keys"]), 200), err)
+	}
+	var want []json.RawMessage
+	for _, k := range repKeys {
+		var e struct {
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal(k, &e) == nil && e.Reason != "not-due" {
+			want = append(want, k)
+		}
+	}
+	if !truncated && len(evKeys) != len(want) {
+		bad("event detail.keys has %d entries (not truncated), the report has %d that are not not-due", len(evKeys), len(want))
+		return problems
+	}
+	if !truncated {
+		for i := range evKeys {
+			if !same(evKeys[i], want[i]) {
+				bad("event detail.keys[%d] = %s, report entry %s", i, truncate(string(evKeys[i]), 300), truncate(string(want[i]), 300))
+			}
+		}
+		return problems
+	}
+	// Truncated: some entries left out, the rest in the report's order.
+	j := 0
+	for i, k := range evKeys {
+		for j < len(want) && !same(k, want[j]) {
+			j++
+		}
+		if j == len(want) {
+			bad("event detail.keys[%d] = %s is not a report entry (in the report's order)", i, truncate(string(k), 300))
+			break
+		}
+		j++
 	}
 	return problems
 }

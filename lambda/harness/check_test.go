@@ -36,6 +36,12 @@ func TestCheckRotations(t *testing.T) {
 			after: map[string]KeyRotations{a: {KeyID: "a", OnDemand: 3}, b: before[b], replica: before[replica], primary: before[primary]}},
 		{name: "replica follows its rotated primary", reports: []*Report{{Keys: []KeyReport{{KeyID: "mrk-1", KeyARN: primary, Outcome: rotator.Rotated}}}},
 			after: map[string]KeyRotations{a: before[a], b: before[b], replica: {KeyID: "mrk-1", OnDemand: 1}, primary: {KeyID: "mrk-1", OnDemand: 1}}},
+		{name: "unconfirmed key with its rotation applied passes", reports: []*Report{{Keys: []KeyReport{{KeyID: "b", KeyARN: b, Outcome: rotator.Failed, Reason: "unconfirmed", OnDemandUsed: new(int)}}}},
+			after: map[string]KeyRotations{a: before[a], b: {KeyID: "b", OnDemand: 1}, replica: before[replica], primary: before[primary]}},
+		{name: "unconfirmed key without a rotation passes", reports: []*Report{{Keys: []KeyReport{{KeyID: "b", KeyARN: b, Outcome: rotator.Failed, Reason: "unconfirmed"}}}},
+			after: map[string]KeyRotations{a: before[a], b: before[b], replica: before[replica], primary: before[primary]}},
+		{name: "unconfirmed key rotated twice fails", reports: []*Report{{Keys: []KeyReport{{KeyID: "b", KeyARN: b, Outcome: rotator.Failed, Reason: "unconfirmed"}}}}, want: "2 new",
+			after: map[string]KeyRotations{a: before[a], b: {KeyID: "b", OnDemand: 2}, replica: before[replica], primary: before[primary]}},
 		{name: "budget that disagrees with the emulator fails", want: "onDemandUsed 1",
 			reports: []*Report{{Keys: []KeyReport{{KeyID: "a", KeyARN: a, Outcome: rotator.Skipped, Reason: rotator.ReasonNotDue, OnDemandUsed: &one}}}},
 			after:   map[string]KeyRotations{a: {KeyID: "a", OnDemand: 2, InProgress: false}, b: before[b], replica: before[replica], primary: before[primary]}},
@@ -58,9 +64,11 @@ func TestCheckRotations(t *testing.T) {
 
 func TestCheckReportJSON(t *testing.T) {
 	const valid = `{"runId":"r","mode":"scheduled","dryRun":false,"startedAt":"2026-11-26T06:00:00Z","finishedAt":"2026-11-26T06:00:01Z",
- "summary":{"candidates":2,"rotated":1,"wouldRotate":0,"skipped":1,"failed":0,"deferred":0,"reasons":{"not-due":1}},
- "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"rotated","reason":"","onDemandUsed":1,"onDemandRemaining":9,"lastRotation":"2026-11-26T06:00:00.5Z","nextDue":"2027-02-24T06:00:00Z"},
-         {"keyId":"b","keyArn":"arn:b","alias":"","outcome":"skipped","reason":"not-due","onDemandUsed":0,"onDemandRemaining":10,"lastRotation":null,"nextDue":"2027-01-01T00:00:00Z"}]}`
+ "summary":{"candidates":4,"rotated":1,"wouldRotate":0,"skipped":3,"failed":0,"deferred":0,"overdue":1,"reasons":{"not-due":1,"budget-reserved":1,"automatic-rotation-soon":1}},
+ "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"rotated","reason":"","onDemandUsed":1,"onDemandRemaining":24,"lastRotation":"2026-11-26T06:00:00.5Z","nextDue":"2027-02-24T06:00:00Z","materialAgeDays":0,"overdue":false},
+         {"keyId":"b","keyArn":"arn:b","alias":"","outcome":"skipped","reason":"not-due","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2027-01-01T00:00:00Z","materialAgeDays":59,"overdue":false},
+         {"keyId":"c","keyArn":"arn:c","alias":"alias/c","outcome":"skipped","reason":"budget-reserved","onDemandUsed":23,"onDemandRemaining":2,"lastRotation":"2026-06-01T00:00:00Z","nextDue":"2026-08-30T00:00:00Z","materialAgeDays":178,"overdue":true},
+         {"keyId":"d","keyArn":"arn:d","alias":"alias/d","outcome":"skipped","reason":"automatic-rotation-soon","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":"2026-11-26T06:00:00Z","nextDue":"2026-12-26T06:00:00Z","materialAgeDays":0,"overdue":false,"nextRotationDate":"2026-11-29T06:00:00Z"}]}`
 	tests := []struct {
 		name string
 		raw  string
@@ -73,9 +81,24 @@ func TestCheckReportJSON(t *testing.T) {
 		{name: "duplicate key fails", raw: strings.Replace(valid, `"keyArn":"arn:b"`, `"keyArn":"arn:a"`, 1), want: "listed twice"},
 		{name: "missing nextDue fails", raw: strings.Replace(valid, `,"nextDue":"2027-01-01T00:00:00Z"`, ``, 1), want: "nextDue missing"},
 		{name: "non-RFC3339 time fails", raw: strings.Replace(valid, `"lastRotation":null`, `"lastRotation":"yesterday"`, 1), want: "lastRotation"},
-		{name: "failed entry without error fails", raw: strings.Replace(valid, `"outcome":"skipped","reason":"not-due"`, `"outcome":"failed","reason":"throttled"`, 1), want: "error member"},
-		{name: "reasons not matching the entries fail", raw: strings.Replace(valid, `{"not-due":1}`, `{"not-due":1,"throttled":1}`, 1), want: "reasons[throttled]"},
+		{name: "failed entry without error fails", raw: strings.Replace(valid, `"outcome":"skipped","reason":"not-due"`, `"outcome":"failed","reason":"throttled"`, 1), want: "failed entry without an error"},
+		{name: "reasons not matching the entries fail", raw: strings.Replace(valid, `{"not-due":1,`, `{"not-due":1,"throttled":1,`, 1), want: "reasons[throttled]"},
 		{name: "not JSON fails", raw: `Task timed out`, want: "not a JSON object"},
+		{name: "missing summary.overdue fails", raw: strings.Replace(valid, `"overdue":1,`, ``, 1), want: "summary.overdue"},
+		{name: "summary.overdue not counting the entries fails", raw: strings.Replace(valid, `"overdue":1,`, `"overdue":2,`, 1), want: "summary.overdue = 2"},
+		{name: "eligible entry without materialAgeDays fails", raw: strings.Replace(valid, `"materialAgeDays":59,`, ``, 1), want: "without materialAgeDays"},
+		{name: "overdue rotated entry fails", raw: strings.Replace(strings.Replace(valid, `"materialAgeDays":0,"overdue":false},`, `"materialAgeDays":0,"overdue":true},`, 1), `"overdue":1,`, `"overdue":2,`, 1), want: "overdue although rotated"},
+		{name: "past-due key not overdue fails", raw: strings.Replace(strings.Replace(valid, `"materialAgeDays":178,"overdue":true`, `"materialAgeDays":178,"overdue":false`, 1), `"overdue":1,`, `"overdue":0,`, 1), want: "overdue false, but nextDue 2026-08-30T00:00:00Z is before"},
+		{name: "key waiting for its automatic rotation overdue fails", raw: strings.Replace(strings.Replace(valid, `"materialAgeDays":0,"overdue":false,"nextRotationDate"`, `"materialAgeDays":0,"overdue":true,"nextRotationDate"`, 1), `"overdue":1,`, `"overdue":2,`, 1), want: "overdue although skipped automatic-rotation-soon"},
+		{name: "not-yet-due key overdue fails", raw: strings.Replace(strings.Replace(valid, `"materialAgeDays":59,"overdue":false`, `"materialAgeDays":59,"overdue":true`, 1), `"overdue":1,`, `"overdue":2,`, 1), want: "overdue true, but nextDue 2027-01-01T00:00:00Z is after"},
+		{name: "automatic-rotation-soon without nextRotationDate fails", raw: strings.Replace(valid, `,"nextRotationDate":"2026-11-29T06:00:00Z"`, ``, 1), want: "without nextRotationDate"},
+		{name: "error on a rotation-in-progress entry passes", raw: strings.Replace(strings.Replace(valid,
+			`"reason":"automatic-rotation-soon"`, `"reason":"rotation-in-progress","error":"ConflictException: an automatic rotation begins within 20 minutes"`, 1),
+			`"automatic-rotation-soon":1`, `"rotation-in-progress":1`, 1)},
+		{name: "error on a not-due entry fails", raw: strings.Replace(valid, `"reason":"not-due"`, `"reason":"not-due","error":"x"`, 1), want: "error member present"},
+		{name: "budget-exhausted with budget left fails", raw: strings.Replace(strings.Replace(valid, `"reason":"budget-reserved"`, `"reason":"budget-exhausted"`, 1), `"budget-reserved":1`, `"budget-exhausted":1`, 1), want: "budget-exhausted with onDemandRemaining 2"},
+		{name: "recently-rotated without lastRotation fails", raw: strings.Replace(strings.Replace(valid, `"reason":"not-due"`, `"reason":"recently-rotated"`, 1), `"not-due":1`, `"recently-rotated":1`, 1), want: "recently-rotated without lastRotation"},
+		{name: "unconfirmed is a failure with an error", raw: strings.Replace(strings.Replace(strings.Replace(valid, `"outcome":"skipped","reason":"not-due"`, `"outcome":"failed","reason":"unconfirmed","error":"may have been applied"`, 1), `"not-due":1`, `"unconfirmed":1`, 1), `"skipped":3,"failed":0`, `"skipped":2,"failed":1`, 1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,6 +136,92 @@ func TestCheckMetrics(t *testing.T) {
 				t.Fatal(err)
 			}
 			problems := CheckMetrics(recs, r, "KMSRotator")
+			if tt.want == "" {
+				if len(problems) > 0 {
+					t.Fatalf("problems: %q", problems)
+				}
+				return
+			}
+			if !strings.Contains(strings.Join(problems, "\n"), tt.want) {
+				t.Fatalf("problems %q, want one containing %q", problems, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckReportMetrics(t *testing.T) {
+	// Remaining: 0 (exhausted by KMS), 2 (= reserve), 1 (in progress
+	// counted), 20; ages 400, 10, 120, 3; one overdue.
+	const raw = `{"mode":"scheduled","summary":{"candidates":5,"overdue":1},"keys":[
+ {"keyArn":"a","reason":"budget-exhausted","onDemandRemaining":0,"materialAgeDays":400},
+ {"keyArn":"b","reason":"budget-reserved","onDemandRemaining":2,"materialAgeDays":10},
+ {"keyArn":"c","reason":"rotation-in-progress","onDemandRemaining":1,"materialAgeDays":120},
+ {"keyArn":"d","reason":"","onDemandRemaining":20,"materialAgeDays":3},
+ {"keyArn":"e","reason":"aws-managed","onDemandRemaining":null}]}`
+	line := `{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"KMSRotator","Dimensions":[["Mode"]],"Metrics":[{"Name":"KeysBudgetLow"},{"Name":"KeysBudgetExhausted"},{"Name":"MinOnDemandRemaining"},{"Name":"KeysOverdue"},{"Name":"MaxMaterialAgeDays"}]}]},"Mode":"scheduled","KeysBudgetLow":3,"KeysBudgetExhausted":1,"MinOnDemandRemaining":0,"KeysOverdue":1,"MaxMaterialAgeDays":400}`
+	tests := []struct {
+		name string
+		line string
+		raw  string
+		want string
+	}{
+		{name: "metrics the entries imply pass", line: line, raw: raw},
+		{name: "budget-low missing the in-progress key fails", line: strings.Replace(line, `"KeysBudgetLow":3`, `"KeysBudgetLow":2`, 1), raw: raw, want: "KeysBudgetLow = 2"},
+		{name: "exhausted count off fails", line: strings.Replace(line, `"KeysBudgetExhausted":1`, `"KeysBudgetExhausted":0`, 1), raw: raw, want: "KeysBudgetExhausted = 0"},
+		{name: "minimum off fails", line: strings.Replace(line, `"MinOnDemandRemaining":0`, `"MinOnDemandRemaining":1`, 1), raw: raw, want: "MinOnDemandRemaining = 1"},
+		{name: "overdue not the summary's fails", line: strings.Replace(line, `"KeysOverdue":1`, `"KeysOverdue":0`, 1), raw: raw, want: "KeysOverdue = 0"},
+		{name: "max age off fails", line: strings.Replace(line, `"MaxMaterialAgeDays":400`, `"MaxMaterialAgeDays":900`, 1), raw: raw, want: "MaxMaterialAgeDays = 900"},
+		{name: "undeclared metric fails", line: strings.Replace(line, `{"Name":"KeysOverdue"},`, ``, 1), raw: raw, want: "KeysOverdue"},
+		{name: "budget-exhausted counts as zero left", line: line, raw: strings.Replace(raw, `"reason":"budget-exhausted","onDemandRemaining":0`, `"reason":"budget-exhausted","onDemandRemaining":null`, 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, err := ParseEMFLines([]string{tt.line})
+			if err != nil {
+				t.Fatal(err)
+			}
+			problems := CheckReportMetrics(recs, []byte(tt.raw), 2)
+			if tt.want == "" {
+				if len(problems) > 0 {
+					t.Fatalf("problems: %q", problems)
+				}
+				return
+			}
+			if !strings.Contains(strings.Join(problems, "\n"), tt.want) {
+				t.Fatalf("problems %q, want one containing %q", problems, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckResultEvent(t *testing.T) {
+	const report = `{"runId":"r1","mode":"incident","dryRun":false,"summary":{"candidates":3,"rotated":1,"skipped":2,"reasons":{"not-due":1,"recently-rotated":1}},
+ "keys":[{"keyArn":"a","outcome":"rotated","reason":""},{"keyArn":"b","outcome":"skipped","reason":"not-due"},{"keyArn":"c","outcome":"skipped","reason":"recently-rotated"}]}`
+	const detail = `{"runId":"r1","mode":"incident","dryRun":false,"reason":"INC-1","requestId":"req-1",
+ "summary":{"candidates":3,"rotated":1,"skipped":2,"reasons":{"not-due":1,"recently-rotated":1}},
+ "keys":[{"keyArn":"a","outcome":"rotated","reason":""},{"keyArn":"c","outcome":"skipped","reason":"recently-rotated"}],"truncated":false}`
+	tests := []struct {
+		name, source, detail, want string
+	}{
+		{name: "event matching the report passes", detail: detail},
+		{name: "other source fails", source: "aws.kms", detail: detail, want: "source"},
+		{name: "other run fails", detail: strings.Replace(detail, `"runId":"r1"`, `"runId":"r2"`, 1), want: "detail.runId"},
+		{name: "other request ID fails", detail: strings.Replace(detail, `"req-1"`, `"req-2"`, 1), want: "requestId"},
+		{name: "missing reason fails", detail: strings.Replace(detail, `"reason":"INC-1",`, ``, 1), want: "detail.reason"},
+		{name: "summary not the report's fails", detail: strings.Replace(detail, `"rotated":1,`, `"rotated":2,`, 1), want: "detail.summary"},
+		{name: "a not-due entry fails", detail: strings.Replace(detail, `"keys":[`, `"keys":[{"keyArn":"b","outcome":"skipped","reason":"not-due"},`, 1), want: "3 entries"},
+		{name: "an entry left out without truncated fails", detail: strings.Replace(detail, `,{"keyArn":"c","outcome":"skipped","reason":"recently-rotated"}`, ``, 1), want: "1 entries"},
+		{name: "an entry left out with truncated passes", detail: strings.Replace(strings.Replace(detail, `{"keyArn":"a","outcome":"rotated","reason":""},`, ``, 1), `"truncated":false`, `"truncated":true`, 1)},
+		{name: "a changed entry fails", detail: strings.Replace(detail, `"outcome":"rotated"`, `"outcome":"failed"`, 1), want: "keys[0]"},
+		{name: "not JSON fails", detail: `{`, want: "not a JSON object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			source := tt.source
+			if source == "" {
+				source = ResultEventSource
+			}
+			problems := CheckResultEvent(source, ResultEventDetailType, tt.detail, []byte(report), "req-1", "INC-1")
 			if tt.want == "" {
 				if len(problems) > 0 {
 					t.Fatalf("problems: %q", problems)
