@@ -276,7 +276,7 @@ type citation struct {
 
 var (
 	// A file name ending in .md, optionally with folders: README.md,
-	// docs/design.md, ../README.md.
+	// docs/design.md, docs/kmslocal.md.
 	mdNameRE = regexp.MustCompile(`(?:^|[^\w./-])((?:[\w.-]+/)*[\w.-]*\w\.md)\b`)
 	// A quoted section right after the name: docs/design.md "The report".
 	sectionRE = regexp.MustCompile(`^\s+"([^"]+)"`)
