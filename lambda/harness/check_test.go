@@ -212,6 +212,7 @@ func TestCheckResultEvent(t *testing.T) {
 		{name: "a not-due entry fails", detail: strings.Replace(detail, `"keys":[`, `"keys":[{"keyArn":"b","outcome":"skipped","reason":"not-due"},`, 1), want: "3 entries"},
 		{name: "an entry left out without truncated fails", detail: strings.Replace(detail, `,{"keyArn":"c","outcome":"skipped","reason":"recently-rotated"}`, ``, 1), want: "1 entries"},
 		{name: "an entry left out with truncated passes", detail: strings.Replace(strings.Replace(detail, `{"keyArn":"a","outcome":"rotated","reason":""},`, ``, 1), `"truncated":false`, `"truncated":true`, 1)},
+		{name: "a truncated list with an entry twice fails", detail: strings.Replace(strings.Replace(detail, `{"keyArn":"c","outcome":"skipped","reason":"recently-rotated"}`, `{"keyArn":"a","outcome":"rotated","reason":""}`, 1), `"truncated":false`, `"truncated":true`, 1), want: "listed twice"},
 		{name: "a changed entry fails", detail: strings.Replace(detail, `"outcome":"rotated"`, `"outcome":"failed"`, 1), want: "keys[0]"},
 		{name: "not JSON fails", detail: `{`, want: "not a JSON object"},
 	}

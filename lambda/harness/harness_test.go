@@ -100,14 +100,18 @@ func TestParseEMF(t *testing.T) {
 
 func TestWriteTable(t *testing.T) {
 	used, left := 3, 7
-	last, due := "2026-08-01T10:00:00Z", "2026-10-30T10:00:00Z"
+	last, due, nextAuto := "2026-08-01T10:00:00Z", "2026-10-30T10:00:00Z", "2026-11-29T06:00:00Z"
+	overdue := true
 	r := &Report{
 		RunID: "run-1", Mode: "scheduled",
 		StartedAt: "2026-11-26T06:00:00Z", FinishedAt: "2026-11-26T06:00:00.25Z",
-		Summary: Summary{Candidates: 2, Rotated: 1, Skipped: 1, Reasons: map[rotator.Reason]int{rotator.ReasonKeyNotEnabled: 1}},
+		Summary: Summary{Candidates: 4, Rotated: 1, Skipped: 3, Overdue: 1,
+			Reasons: map[rotator.Reason]int{rotator.ReasonKeyNotEnabled: 1, rotator.ReasonBudgetExhausted: 1, rotator.ReasonAutomaticRotationSoon: 1}},
 		Keys: []KeyReport{
 			{KeyID: "1234abcd-12ab-34cd-56ef-1234567890ab", Alias: "alias/payments", Outcome: "rotated", OnDemandUsed: &used, OnDemandRemaining: &left, LastRotation: &last, NextDue: &due},
 			{KeyID: "0987dcba-09fe-87dc-65ba-ab0987654321", Outcome: "skipped", Reason: "key-not-enabled", KeyState: "Disabled"},
+			{KeyID: "b0d9e700-0000-4000-8000-0000000000e1", Alias: "alias/legacy-billing", Outcome: "skipped", Reason: "budget-exhausted", Overdue: &overdue},
+			{KeyID: "5e1f0d00-0000-4000-8000-00000000d005", Alias: "alias/invoices", Outcome: "skipped", Reason: "automatic-rotation-soon", NextRotationDate: &nextAuto},
 		},
 	}
 	var b strings.Builder
@@ -123,7 +127,9 @@ func TestWriteTable(t *testing.T) {
 		{name: "header names the columns", line: 0, want: []string{"ALIAS", "KEY ID", "OUTCOME", "REASON", "USED", "LEFT", "LAST ROTATION", "NEXT DUE"}},
 		{name: "rotated row shows budget and dates", line: 1, want: []string{"alias/payments", "rotated", " 3 ", " 7 ", "2026-08-01", "2026-10-30"}},
 		{name: "skipped row shows dashes and the state", line: 2, want: []string{"0987dcba", "key-not-enabled", "state Disabled"}},
-		{name: "summary line counts and times the run", line: 3, want: []string{"scheduled: 2 candidates, 1 rotated", "1 skipped", "[key-not-enabled 1]", "in 250ms"}},
+		{name: "overdue key is marked", line: 3, want: []string{"alias/legacy-billing", "budget-exhausted", "overdue"}},
+		{name: "key waiting for its automatic rotation shows when", line: 4, want: []string{"alias/invoices", "automatic-rotation-soon", "next automatic rotation 2026-11-29"}},
+		{name: "summary line counts and times the run", line: 5, want: []string{"scheduled: 4 candidates, 1 rotated", "3 skipped", "0 deferred, 1 overdue", "key-not-enabled 1", "in 250ms"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

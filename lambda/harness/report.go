@@ -16,7 +16,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
-// Report is the function's result, DESIGN.md "The report" (Contract): the
+// Report is the function's result, docs/design.md "The report" (Contract): the
 // engine's own type, so the harness decodes exactly what the function
 // encodes.
 type Report = rotator.Report
@@ -76,7 +76,8 @@ func WriteTable(w io.Writer, r *Report) error {
 }
 
 // SummaryLine renders the summary in one line, e.g.
-// "scheduled: 5 candidates, 1 rotated, 0 would rotate, 4 skipped (not-due 4), 0 failed, 0 deferred in 84ms".
+// "scheduled: 5 candidates, 1 rotated, 0 would rotate, 4 skipped, 0 failed, 0 deferred, 1 overdue [budget-exhausted 1, not-due 3] in 84ms"
+// (overdue only when some key is).
 func SummaryLine(r *Report) string {
 	s := r.Summary
 	var b strings.Builder
@@ -86,6 +87,9 @@ func SummaryLine(r *Report) string {
 	}
 	fmt.Fprintf(&b, ": %d candidates, %d rotated, %d would rotate, %d skipped, %d failed, %d deferred",
 		s.Candidates, s.Rotated, s.WouldRotate, s.Skipped, s.Failed, s.Deferred)
+	if s.Overdue > 0 {
+		fmt.Fprintf(&b, ", %d overdue", s.Overdue)
+	}
 	if len(s.Reasons) > 0 {
 		parts := make([]string, 0, len(s.Reasons))
 		for _, reason := range slices.Sorted(maps.Keys(s.Reasons)) {
@@ -111,6 +115,12 @@ func note(k KeyReport) string {
 	}
 	if k.PrimaryKeyARN != "" {
 		parts = append(parts, "primary "+k.PrimaryKeyARN)
+	}
+	if k.Overdue != nil && *k.Overdue {
+		parts = append(parts, "overdue")
+	}
+	if k.NextRotationDate != nil {
+		parts = append(parts, "next automatic rotation "+day(k.NextRotationDate))
 	}
 	if k.Error != "" {
 		parts = append(parts, truncate(k.Error, 120))
