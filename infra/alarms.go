@@ -18,7 +18,7 @@ import (
 // modes are the values of the EMF dimension Mode (lambda/request.Mode).
 var modes = []string{"scheduled", "incident", "plan", "report"}
 
-// rotatorMetric is one EMF metric of DESIGN.md "Metrics and logs" with
+// rotatorMetric is one EMF metric of docs/design.md "Metrics and logs" with
 // dimensions [Mode].
 func rotatorMetric(s Settings, name, mode, statistic string, period time.Duration) awscloudwatch.Metric {
 	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{

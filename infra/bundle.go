@@ -16,7 +16,7 @@ import (
 )
 
 // functionPackage is the function's package main, relative to the module root
-// (DESIGN.md "Build and run").
+// (docs/design.md "Build and run").
 const functionPackage = "./lambda"
 
 // goBuildFlags build the deployable bootstrap the way `make build` does:

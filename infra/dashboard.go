@@ -23,7 +23,7 @@ type rotatorDashboardProps struct {
 }
 
 // latestRotationsQuery lists the newest per-key decisions that did something
-// or failed (the one-line-per-key logs of DESIGN.md "Metrics and logs").
+// or failed (the one-line-per-key logs of docs/design.md "Metrics and logs").
 var latestRotationsQuery = []string{
 	"fields @timestamp, keyId, alias, outcome, reason, incidentReason, mode, runId",
 	`filter ispresent(outcome) and ispresent(keyId) and outcome != "skipped"`,

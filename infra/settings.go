@@ -35,7 +35,7 @@ type Settings struct {
 	// LogRetentionDays of the function's log group (0 = never expire).
 	LogRetentionDays int
 	// Function configuration, passed as ROTATOR_* environment variables
-	// (DESIGN.md "Configuration").
+	// (docs/design.md "Configuration").
 	TagKey, TagValue string
 	IntervalDays     int
 	OnDemandLimit    int
@@ -107,7 +107,7 @@ func DefaultSettings() Settings {
 }
 
 // Environment is the function's environment: the ROTATOR_* variables of
-// DESIGN.md "Configuration" plus ROTATOR_CONTINUATION_MAX.
+// docs/design.md "Configuration" plus ROTATOR_CONTINUATION_MAX.
 func (s Settings) Environment() map[string]string {
 	return map[string]string{
 		rotator.EnvTagKey:           s.TagKey,

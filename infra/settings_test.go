@@ -148,7 +148,7 @@ func TestSettingsFromContext(t *testing.T) {
 					t.Errorf("alarm e-mail %q", s.AlarmEmail)
 				}
 			}},
-		{name: "reserve not below the limit is rejected", ctx: map[string]any{ctxReserve: 10}, wantErr: "-c reserve=10"},
+		{name: "reserve not below the limit is rejected", ctx: map[string]any{ctxReserve: 25}, wantErr: "-c reserve=25"},
 		{name: "a region typo is rejected", ctx: map[string]any{ctxRegions: "us-east1"}, wantErr: `"us-east1" is not a region`},
 		{name: "a schedule that is neither cron nor rate is rejected", ctx: map[string]any{ctxSchedule: "daily"}, wantErr: "-c schedule=daily"},
 		{name: "a five-field cron is rejected", ctx: map[string]any{ctxSchedule: "cron(0 3 * * ?)"}, wantErr: "six fields"},

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/policy"
 )
 
@@ -30,7 +31,7 @@ type RotatorStackProps struct {
 	Code awslambda.Code
 }
 
-// Incident events from SOAR tools (DESIGN.md "Invocation payloads").
+// Incident events from SOAR tools (docs/design.md "Invocation payloads").
 const (
 	incidentSource     = "kms-rotator"
 	incidentDetailType = "Rotate KMS Keys"
@@ -164,6 +165,9 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 		LogGroupName:    logGroupName,
 		FunctionName:    s.FunctionName,
 		FailureQueueARN: failureQueueARN,
+		// The result event the function announces on the default bus.
+		ResultEventSource:     rotator.ResultEventSource,
+		ResultEventDetailType: rotator.ResultEventDetailType,
 	})
 	if err != nil {
 		panic(err)

@@ -158,9 +158,9 @@ func TestFunction(t *testing.T) {
 		{"no reserved concurrency, so an incident never queues behind a sweep", fn["ReservedConcurrentExecutions"], nil},
 		{"log group is named after the function", logGroup["LogGroupName"], "/aws/lambda/kms-rotator"},
 		{"logs are kept a year", logGroup["RetentionInDays"], 365.0},
-		{"environment is DESIGN.md's configuration with its defaults", fn["Environment"], map[string]any{"Variables": map[string]any{
+		{"environment is docs/design.md's configuration with its defaults", fn["Environment"], map[string]any{"Variables": map[string]any{
 			"ROTATOR_TAG_KEY": "kms-rotator", "ROTATOR_TAG_VALUE": "enabled", "ROTATOR_INTERVAL_DAYS": "90",
-			"ROTATOR_ON_DEMAND_LIMIT": "10", "ROTATOR_RESERVE": "2", "ROTATOR_ROTATE_RPS": "4",
+			"ROTATOR_ON_DEMAND_LIMIT": "25", "ROTATOR_RESERVE": "2", "ROTATOR_ROTATE_RPS": "4",
 			"ROTATOR_CONCURRENCY": "16", "ROTATOR_DRY_RUN": "false", "ROTATOR_METRICS_NAMESPACE": "KMSRotator",
 			"ROTATOR_CONTINUATION_MAX": "8",
 		}}},
@@ -293,6 +293,10 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 		{"ContinueOwnSweep", []string{"lambda:InvokeFunction"},
 			[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator"}, ""},
 		{"SendFailedInvocationsToOwnQueue", []string{"sqs:SendMessage"}, []string{"${" + queueID + ".Arn}"}, ""},
+		{"AnnounceRunResultsOnDefaultBus", []string{"events:PutEvents"},
+			[]string{"arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"},
+			`{"ForAllValues:StringEquals":{"events:detail-type":"` + rotator.ResultEventDetailType + `","events:source":"` + rotator.ResultEventSource +
+				`"},"Null":{"events:detail-type":"false","events:source":"false"}}`},
 	}
 	tmpl.ResourceCountIs(jsii.String("AWS::IAM::Role"), jsii.Number(1))
 	t.Run("no policy beyond the role's inline policy", func(t *testing.T) {
@@ -540,10 +544,10 @@ func TestRegionsContextGivesOneStackPerRegion(t *testing.T) {
 }
 
 func TestBadContextFailsTheSynth(t *testing.T) {
-	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxReserve: "10"}})
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxReserve: "25"}})
 	err := addStacks(app, fakeCode(t))
-	if err == nil || !strings.Contains(err.Error(), "-c reserve=10") {
-		t.Fatalf("err = %v, want one naming -c reserve=10", err)
+	if err == nil || !strings.Contains(err.Error(), "-c reserve=25") {
+		t.Fatalf("err = %v, want one naming -c reserve=25", err)
 	}
 }
 

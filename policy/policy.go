@@ -3,10 +3,12 @@
 // with the parameters of one deployment: partition, account, region, the
 // opt-in tag, and the names of the function's own resources.
 //
-// The CDK app (infra/) builds the function's role from FunctionRole, and key
-// owners whose key policy does not delegate to IAM add the statements of
-// KeyStatements to that key policy. Tests render the same files, so what is
-// reviewed, deployed and simulated is one text.
+// The CDK app (infra/) builds the function's role from FunctionRole, the
+// EventBridge Scheduler role from SchedulerRole, the responders' managed
+// policy from Responder and the incident event bus's resource policy from
+// IncidentBus; key owners whose key policy does not delegate to IAM add the
+// statements of KeyStatements to that key policy. Tests render the same
+// files, so what is reviewed, deployed and simulated is one text.
 package policy
 
 import (
@@ -15,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -22,7 +25,7 @@ import (
 // The JSON files are embedded so the CDK app and the tests cannot drift from
 // the reviewed text.
 //
-//go:embed function-role.json key-policy-statement.json
+//go:embed function-role.json key-policy-statement.json scheduler-role.json responder.json incident-bus.json
 var files embed.FS
 
 // File names of the documents, relative to this package.
@@ -32,6 +35,13 @@ const (
 	// KeyPolicyStatementFile holds the statements a key owner adds to a key
 	// policy that does not delegate to IAM.
 	KeyPolicyStatementFile = "key-policy-statement.json"
+	// SchedulerRoleFile is the identity policy of the role EventBridge
+	// Scheduler assumes to start the scheduled sweep.
+	SchedulerRoleFile = "scheduler-role.json"
+	// ResponderFile is the customer managed policy for incident responders.
+	ResponderFile = "responder.json"
+	// IncidentBusFile is the resource policy of the incident event bus.
+	IncidentBusFile = "incident-bus.json"
 )
 
 // Params are the values substituted for the ${Name} placeholders of the
@@ -57,19 +67,51 @@ type Params struct {
 	FailureQueueARN string
 	// RoleARN is the function's execution role (key policy statements only).
 	RoleARN string
+	// ResultEventSource and ResultEventDetailType are the source and
+	// detail-type of the result event the function publishes on the default
+	// event bus (rotator.ResultEventSource, rotator.ResultEventDetailType).
+	ResultEventSource     string
+	ResultEventDetailType string
+	// IncidentBusName is the dedicated event bus for incident requests.
+	IncidentBusName string
+	// IncidentSource and IncidentDetailType are the source and detail-type of
+	// an incident request event (DESIGN.md "Invocation payloads").
+	IncidentSource     string
+	IncidentDetailType string
+	// IncidentPrincipals are the principals the incident bus admits: role
+	// ARNs, or the account's root ARN (the whole account, through IAM).
+	IncidentPrincipals []string
+	// IncidentPrincipalPatterns are ARN patterns (aws:PrincipalArn) outside
+	// which the incident bus denies events:PutEvents: the role ARNs, or
+	// arn:<partition>:iam::<account>:* for the whole account.
+	IncidentPrincipalPatterns []string
 }
 
 func (p Params) values() map[string]string {
 	return map[string]string{
-		"Partition":       p.Partition,
-		"Account":         p.Account,
-		"Region":          p.Region,
-		"TagKey":          p.TagKey,
-		"TagValue":        p.TagValue,
-		"LogGroupName":    p.LogGroupName,
-		"FunctionName":    p.FunctionName,
-		"FailureQueueArn": p.FailureQueueARN,
-		"RoleArn":         p.RoleARN,
+		"Partition":             p.Partition,
+		"Account":               p.Account,
+		"Region":                p.Region,
+		"TagKey":                p.TagKey,
+		"TagValue":              p.TagValue,
+		"LogGroupName":          p.LogGroupName,
+		"FunctionName":          p.FunctionName,
+		"FailureQueueArn":       p.FailureQueueARN,
+		"RoleArn":               p.RoleARN,
+		"ResultEventSource":     p.ResultEventSource,
+		"ResultEventDetailType": p.ResultEventDetailType,
+		"IncidentBusName":       p.IncidentBusName,
+		"IncidentSource":        p.IncidentSource,
+		"IncidentDetailType":    p.IncidentDetailType,
+	}
+}
+
+// lists are the placeholders that stand for a whole JSON string value and
+// are replaced by a JSON list of strings ("${Name}" → ["a","b"]).
+func (p Params) lists() map[string][]string {
+	return map[string][]string{
+		"IncidentPrincipals":        p.IncidentPrincipals,
+		"IncidentPrincipalPatterns": p.IncidentPrincipalPatterns,
 	}
 }
 
@@ -84,10 +126,37 @@ type Document struct {
 type Statement struct {
 	Sid       string                       `json:"Sid,omitempty"`
 	Effect    string                       `json:"Effect"`
-	Principal map[string]string            `json:"Principal,omitempty"`
+	Principal map[string]Values            `json:"Principal,omitempty"`
 	Action    []string                     `json:"Action"`
 	Resource  []string                     `json:"Resource"`
-	Condition map[string]map[string]string `json:"Condition,omitempty"`
+	Condition map[string]map[string]Values `json:"Condition,omitempty"`
+}
+
+// Values is a principal or condition value: one string or a list of strings
+// (IAM accepts both). It reads either form and writes one string as a string.
+type Values []string
+
+// UnmarshalJSON accepts "a" or ["a", "b"].
+func (v *Values) UnmarshalJSON(raw []byte) error {
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		*v = Values{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return fmt.Errorf("want a string or a list of strings: %w", err)
+	}
+	*v = many
+	return nil
+}
+
+// MarshalJSON writes a single value as a string, several as a list.
+func (v Values) MarshalJSON() ([]byte, error) {
+	if len(v) == 1 {
+		return json.Marshal(v[0])
+	}
+	return json.Marshal([]string(v))
 }
 
 // FunctionRole renders the identity policy of the function's execution role.
@@ -98,12 +167,15 @@ type Statement struct {
 // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-key-spec).
 // kms:ListAliases and tag:GetResources take no resource ARN, so they are
 // granted on "*" (https://docs.aws.amazon.com/kms/latest/developerguide/kms-api-permissions-reference.html).
+//
+// Its only other write is events:PutEvents of the run's result event, on the
+// default bus of its Region and with the result event's source and
+// detail-type only. events:source and events:detail-type are multivalued
+// keys (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoneventbridge.html),
+// hence ForAllValues:StringEquals, with Null so that an entry without them
+// does not pass (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html).
 func FunctionRole(p Params) (Document, error) {
-	var d Document
-	if err := render(FunctionRoleFile, p, &d); err != nil {
-		return Document{}, err
-	}
-	return d, nil
+	return renderDocument(FunctionRoleFile, p)
 }
 
 // KeyStatements renders the statements a key owner appends to the Statement
@@ -116,6 +188,40 @@ func KeyStatements(p Params) ([]Statement, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// SchedulerRole renders the identity policy of the role EventBridge Scheduler
+// assumes for the scheduled sweep: invoke this one function, and send an
+// invocation it could not deliver to the failure queue (the schedule's
+// dead-letter queue; the execution role needs sqs:SendMessage on it:
+// https://docs.aws.amazon.com/scheduler/latest/UserGuide/configuring-schedule-dlq.html).
+func SchedulerRole(p Params) (Document, error) {
+	return renderDocument(SchedulerRoleFile, p)
+}
+
+// Responder renders the customer managed policy for incident responders:
+// invoke the function, and put incident requests (source and detail-type of
+// an incident event only) on the incident bus.
+func Responder(p Params) (Document, error) {
+	return renderDocument(ResponderFile, p)
+}
+
+// IncidentBus renders the resource policy of the incident event bus: it
+// admits events:PutEvents from IncidentPrincipals and denies it to every
+// principal whose ARN matches none of IncidentPrincipalPatterns. The deny is
+// what keeps other principals of the same account out: within one account
+// an identity policy alone would otherwise suffice
+// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
+func IncidentBus(p Params) (Document, error) {
+	return renderDocument(IncidentBusFile, p)
+}
+
+func renderDocument(file string, p Params) (Document, error) {
+	var d Document
+	if err := render(file, p, &d); err != nil {
+		return Document{}, err
+	}
+	return d, nil
 }
 
 // Placeholders lists the ${Name} placeholders a document uses, sorted.
@@ -139,6 +245,16 @@ func Placeholders(file string) ([]string, error) {
 // Map returns the document as the generic JSON value that
 // awsiam.PolicyDocument_FromJson expects.
 func (d Document) Map() map[string]any {
+	return asMap(d)
+}
+
+// Map returns the statement as a generic JSON value
+// (awsiam.PolicyStatement_FromJson).
+func (s Statement) Map() map[string]any {
+	return asMap(s)
+}
+
+func asMap(d any) map[string]any {
 	raw, err := json.Marshal(d)
 	if err != nil {
 		// A Document holds only strings, lists and maps of strings.
@@ -153,18 +269,43 @@ func (d Document) Map() map[string]any {
 
 var placeholder = regexp.MustCompile(`\$\{([A-Za-z]+)\}`)
 
+// listPlaceholder is a placeholder that is a whole JSON string value.
+var listPlaceholder = regexp.MustCompile(`"\$\{([A-Za-z]+)\}"`)
+
 // render substitutes every placeholder in one pass (a value that is itself a
 // CDK token such as "${Token[AWS.Partition.9]}" is not scanned again) and
-// decodes the result strictly into v.
+// decodes the result strictly into v. A list placeholder ("${Name}" as a
+// whole string, Name in Params.lists) becomes a JSON list of strings.
 func render(file string, p Params, v any) error {
 	raw, err := files.ReadFile(file)
 	if err != nil {
 		return err
 	}
 	vals := p.values()
+	lists := p.lists()
 	var missing []string
-	out := placeholder.ReplaceAllFunc(raw, func(m []byte) []byte {
+	out := listPlaceholder.ReplaceAllFunc(raw, func(m []byte) []byte {
+		name := string(listPlaceholder.FindSubmatch(m)[1])
+		list, isList := lists[name]
+		if !isList {
+			return m
+		}
+		if len(list) == 0 || slices.Contains(list, "") {
+			missing = append(missing, name)
+			return m
+		}
+		// CDK tokens ("${Token[…]}") do not match a placeholder, so the
+		// scalar pass below leaves the list's values alone.
+		q, _ := json.Marshal(list)
+		return q
+	})
+	out = placeholder.ReplaceAllFunc(out, func(m []byte) []byte {
 		name := string(placeholder.FindSubmatch(m)[1])
+		if _, isList := lists[name]; isList {
+			// Only as a whole string value can a list stand in.
+			missing = append(missing, name+" (a list, allowed only as a whole JSON string)")
+			return m
+		}
 		val, known := vals[name]
 		if !known || val == "" {
 			missing = append(missing, name)

@@ -18,6 +18,23 @@ var testParams = Params{
 	FunctionName:    "kms-rotator",
 	FailureQueueARN: "arn:aws:sqs:us-east-1:012345678912:kms-rotator-failures",
 	RoleARN:         "arn:aws:iam::012345678912:role/kms-rotator",
+	// The infra package passes rotator.ResultEventSource and the incident
+	// event's source and detail-type (infra/stack_test.go pins them).
+	ResultEventSource:         "kms-rotator",
+	ResultEventDetailType:     "KMS Rotation Run Completed",
+	IncidentBusName:           "kms-rotator-incidents",
+	IncidentSource:            "kms-rotator",
+	IncidentDetailType:        "Rotate KMS Keys",
+	IncidentPrincipals:        []string{"arn:aws:iam::012345678912:role/soar"},
+	IncidentPrincipalPatterns: []string{"arn:aws:iam::012345678912:role/soar"},
+}
+
+// accountOnly are the incident bus parameters without incidentPrincipals:
+// the whole account, through IAM.
+func accountOnly(p Params) Params {
+	p.IncidentPrincipals = []string{"arn:aws:iam::012345678912:root"}
+	p.IncidentPrincipalPatterns = []string{"arn:aws:iam::012345678912:*"}
+	return p
 }
 
 const keyARNs = "arn:aws:kms:*:012345678912:key/*"
@@ -29,15 +46,15 @@ func TestFunctionRoleIsExactlyThis(t *testing.T) {
 		{Sid: "RotateOptedInSymmetricKeys", Effect: "Allow",
 			Action:   []string{"kms:RotateKeyOnDemand"},
 			Resource: []string{keyARNs},
-			Condition: map[string]map[string]string{"StringEquals": {
-				"aws:ResourceTag/kms-rotator": "enabled",
-				"kms:KeySpec":                 "SYMMETRIC_DEFAULT",
+			Condition: map[string]map[string]Values{"StringEquals": {
+				"aws:ResourceTag/kms-rotator": {"enabled"},
+				"kms:KeySpec":                 {"SYMMETRIC_DEFAULT"},
 			}}},
 		{Sid: "ReadRotationStateOfOptedInKeys", Effect: "Allow",
 			Action:   []string{"kms:GetKeyRotationStatus", "kms:ListKeyRotations"},
 			Resource: []string{keyARNs},
-			Condition: map[string]map[string]string{"StringEquals": {
-				"aws:ResourceTag/kms-rotator": "enabled",
+			Condition: map[string]map[string]Values{"StringEquals": {
+				"aws:ResourceTag/kms-rotator": {"enabled"},
 			}}},
 		{Sid: "DescribeAnyKeyOfTheAccount", Effect: "Allow",
 			Action:   []string{"kms:DescribeKey", "kms:ListResourceTags"},
@@ -54,6 +71,13 @@ func TestFunctionRoleIsExactlyThis(t *testing.T) {
 		{Sid: "SendFailedInvocationsToOwnQueue", Effect: "Allow",
 			Action:   []string{"sqs:SendMessage"},
 			Resource: []string{"arn:aws:sqs:us-east-1:012345678912:kms-rotator-failures"}},
+		{Sid: "AnnounceRunResultsOnDefaultBus", Effect: "Allow",
+			Action:   []string{"events:PutEvents"},
+			Resource: []string{"arn:aws:events:us-east-1:012345678912:event-bus/default"},
+			Condition: map[string]map[string]Values{
+				"ForAllValues:StringEquals": {"events:source": {"kms-rotator"}, "events:detail-type": {"KMS Rotation Run Completed"}},
+				"Null":                      {"events:source": {"false"}, "events:detail-type": {"false"}},
+			}},
 	}
 	doc, err := FunctionRole(testParams)
 	if err != nil {
@@ -83,8 +107,18 @@ func TestNoStatementGrantsAWildcardAction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range append(doc.Statement, keys...) {
-		if s.Effect != "Allow" {
+	all := append(doc.Statement, keys...)
+	for _, render := range []func(Params) (Document, error){SchedulerRole, Responder, IncidentBus} {
+		d, err := render(testParams)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, d.Statement...)
+	}
+	for _, s := range all {
+		// The incident bus's deny is the only one: it keeps principals of
+		// the account that are not listed off the bus.
+		if s.Effect != "Allow" && s.Sid != "DenyEveryoneElse" {
 			t.Errorf("%s: Effect %q, want Allow (no deny is needed)", s.Sid, s.Effect)
 		}
 		for _, a := range s.Action {
@@ -100,7 +134,7 @@ func TestKeyStatementsNameTheRoleAndTheOptInTag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	role := map[string]string{"AWS": testParams.RoleARN}
+	role := map[string]Values{"AWS": {testParams.RoleARN}}
 	want := []Statement{
 		{Sid: "KmsRotatorReadsThisKey", Effect: "Allow", Principal: role,
 			Action:   []string{"kms:DescribeKey", "kms:GetKeyRotationStatus", "kms:ListKeyRotations", "kms:ListResourceTags"},
@@ -108,8 +142,8 @@ func TestKeyStatementsNameTheRoleAndTheOptInTag(t *testing.T) {
 		{Sid: "KmsRotatorRotatesThisKeyWhileOptedIn", Effect: "Allow", Principal: role,
 			Action:   []string{"kms:RotateKeyOnDemand"},
 			Resource: []string{"*"},
-			Condition: map[string]map[string]string{"StringEquals": {
-				"aws:ResourceTag/kms-rotator": "enabled",
+			Condition: map[string]map[string]Values{"StringEquals": {
+				"aws:ResourceTag/kms-rotator": {"enabled"},
 			}}},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -144,7 +178,7 @@ func TestRender(t *testing.T) {
 			params: func(p Params) Params { p.TagValue = `a"b\c`; return p },
 			check: func(t *testing.T, d Document) {
 				t.Helper()
-				if got := d.Statement[0].Condition["StringEquals"]["aws:ResourceTag/kms-rotator"]; got != `a"b\c` {
+				if got := d.Statement[0].Condition["StringEquals"]["aws:ResourceTag/kms-rotator"]; !reflect.DeepEqual(got, Values{`a"b\c`}) {
 					t.Errorf("tag value = %q", got)
 				}
 			},
@@ -172,8 +206,11 @@ func TestPlaceholdersListWhatTheDocumentsNeed(t *testing.T) {
 		file string
 		want []string
 	}{
-		{FunctionRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "LogGroupName", "Partition", "Region", "TagKey", "TagValue"}},
+		{FunctionRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "LogGroupName", "Partition", "Region", "ResultEventDetailType", "ResultEventSource", "TagKey", "TagValue"}},
 		{KeyPolicyStatementFile, []string{"RoleArn", "TagKey", "TagValue"}},
+		{SchedulerRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "Partition", "Region"}},
+		{ResponderFile, []string{"Account", "FunctionName", "IncidentBusName", "IncidentDetailType", "IncidentSource", "Partition", "Region"}},
+		{IncidentBusFile, []string{"Account", "IncidentBusName", "IncidentPrincipalPatterns", "IncidentPrincipals", "Partition", "Region"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -201,4 +238,99 @@ func TestMapKeepsTheDocument(t *testing.T) {
 	if _, has := st[2].(map[string]any)["Condition"]; has {
 		t.Errorf("a statement without conditions must not carry an empty Condition: %v", st[2])
 	}
+}
+
+func TestSchedulerRoleInvokesOnlyTheFunctionAndFeedsOnlyTheQueue(t *testing.T) {
+	got, err := SchedulerRole(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Statement{
+		{Sid: "StartTheScheduledSweep", Effect: "Allow",
+			Action:   []string{"lambda:InvokeFunction"},
+			Resource: []string{"arn:aws:lambda:us-east-1:012345678912:function:kms-rotator"}},
+		{Sid: "SendUndeliveredSweepsToFailureQueue", Effect: "Allow",
+			Action:   []string{"sqs:SendMessage"},
+			Resource: []string{testParams.FailureQueueARN}},
+	}
+	if !reflect.DeepEqual(got.Statement, want) {
+		t.Errorf("\n got %+v\nwant %+v", got.Statement, want)
+	}
+}
+
+func TestResponderMayInvokeAndRequestIncidentsOnly(t *testing.T) {
+	got, err := Responder(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Statement{
+		{Sid: "InvokeTheRotator", Effect: "Allow",
+			Action:   []string{"lambda:InvokeFunction"},
+			Resource: []string{"arn:aws:lambda:us-east-1:012345678912:function:kms-rotator"}},
+		{Sid: "RequestIncidentRotationOnIncidentBus", Effect: "Allow",
+			Action:   []string{"events:PutEvents"},
+			Resource: []string{"arn:aws:events:us-east-1:012345678912:event-bus/kms-rotator-incidents"},
+			Condition: map[string]map[string]Values{
+				"ForAllValues:StringEquals": {"events:source": {"kms-rotator"}, "events:detail-type": {"Rotate KMS Keys"}},
+				"Null":                      {"events:source": {"false"}, "events:detail-type": {"false"}},
+			}},
+	}
+	if !reflect.DeepEqual(got.Statement, want) {
+		t.Errorf("\n got %+v\nwant %+v", got.Statement, want)
+	}
+}
+
+func TestIncidentBusAdmitsTheListedPrincipalsOrTheAccount(t *testing.T) {
+	const bus = "arn:aws:events:us-east-1:012345678912:event-bus/kms-rotator-incidents"
+	twoRoles := testParams
+	twoRoles.IncidentPrincipals = []string{"arn:aws:iam::012345678912:role/soar", "arn:aws:iam::012345678912:role/ir/oncall"}
+	twoRoles.IncidentPrincipalPatterns = twoRoles.IncidentPrincipals
+	tests := []struct {
+		name      string
+		params    Params
+		principal Values
+		patterns  Values
+	}{
+		{"listed roles only", twoRoles, Values{"arn:aws:iam::012345678912:role/soar", "arn:aws:iam::012345678912:role/ir/oncall"},
+			Values{"arn:aws:iam::012345678912:role/soar", "arn:aws:iam::012345678912:role/ir/oncall"}},
+		{"the account when no principal is listed", accountOnly(testParams), Values{"arn:aws:iam::012345678912:root"},
+			Values{"arn:aws:iam::012345678912:*"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := IncidentBus(tc.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []Statement{
+				{Sid: "AdmitIncidentRequestsFromResponders", Effect: "Allow", Principal: map[string]Values{"AWS": tc.principal},
+					Action: []string{"events:PutEvents"}, Resource: []string{bus}},
+				{Sid: "DenyEveryoneElse", Effect: "Deny", Principal: map[string]Values{"AWS": {"*"}},
+					Action: []string{"events:PutEvents"}, Resource: []string{bus},
+					Condition: map[string]map[string]Values{"ArnNotLike": {"aws:PrincipalArn": tc.patterns}}},
+			}
+			if !reflect.DeepEqual(got.Statement, want) {
+				t.Errorf("\n got %+v\nwant %+v", got.Statement, want)
+			}
+		})
+	}
+}
+
+func TestListPlaceholders(t *testing.T) {
+	t.Run("an empty list fails naming the placeholder", func(t *testing.T) {
+		p := testParams
+		p.IncidentPrincipals = nil
+		if _, err := IncidentBus(p); err == nil || !strings.Contains(err.Error(), "no value for IncidentPrincipals") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("one value renders as a string", func(t *testing.T) {
+		d, err := IncidentBus(testParams)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.Map()["Statement"].([]any)[0].(map[string]any)["Principal"]; !reflect.DeepEqual(got, map[string]any{"AWS": "arn:aws:iam::012345678912:role/soar"}) {
+			t.Errorf("principal %v", got)
+		}
+	})
 }

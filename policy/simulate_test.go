@@ -43,14 +43,14 @@ var ownerOnlyKeyPolicy = map[string]any{
 }
 
 type simCase struct {
-	Name             string            `json:"name"`
-	Principal        string            `json:"principal"`
-	Action           string            `json:"action"`
-	Resource         string            `json:"resource"`
-	Account          string            `json:"account"`
-	Context          map[string]string `json:"context"`
-	IdentityPolicies []any             `json:"identityPolicies"`
-	ResourcePolicy   any               `json:"resourcePolicy"`
+	Name             string         `json:"name"`
+	Principal        string         `json:"principal"`
+	Action           string         `json:"action"`
+	Resource         string         `json:"resource"`
+	Account          string         `json:"account"`
+	Context          map[string]any `json:"context"`
+	IdentityPolicies []any          `json:"identityPolicies"`
+	ResourcePolicy   any            `json:"resourcePolicy"`
 	want             string
 }
 
@@ -130,8 +130,8 @@ func simulate(t *testing.T, cases []simCase) {
 	}
 }
 
-func optedIn() map[string]string {
-	return map[string]string{"aws:ResourceTag/kms-rotator": "enabled", "kms:KeySpec": "SYMMETRIC_DEFAULT"}
+func optedIn() map[string]any {
+	return map[string]any{"aws:ResourceTag/kms-rotator": "enabled", "kms:KeySpec": "SYMMETRIC_DEFAULT"}
 }
 
 func TestSimulateRotation(t *testing.T) {
@@ -148,12 +148,12 @@ func TestSimulateRotation(t *testing.T) {
 		"Statement": append(ownerOnlyKeyPolicy["Statement"].([]any), statementsAsAny(t, keyStatements)...),
 	}
 	identity := []any{doc.Map()}
-	key := func(name, action, resource string, ctx map[string]string, keyPolicy any, want string) simCase {
+	key := func(name, action, resource string, ctx map[string]any, keyPolicy any, want string) simCase {
 		return simCase{Name: name, Principal: simRole, Action: action, Resource: resource, Account: simAccount,
 			Context: ctx, IdentityPolicies: identity, ResourcePolicy: keyPolicy, want: want}
 	}
-	ctx := func(tag, spec string) map[string]string {
-		m := map[string]string{"kms:KeySpec": spec}
+	ctx := func(tag, spec string) map[string]any {
+		m := map[string]any{"kms:KeySpec": spec}
 		if tag != "" {
 			m["aws:ResourceTag/kms-rotator"] = tag
 		}
@@ -202,8 +202,118 @@ func TestSimulateRotation(t *testing.T) {
 			"arn:aws:logs:us-east-1:012345678912:log-group:/aws/lambda/payments:log-stream:x", nil, nil, denied),
 		key("report a failed invocation to its queue", "sqs:SendMessage", testParams.FailureQueueARN, nil, nil, allowed),
 		key("send to another queue", "sqs:SendMessage", "arn:aws:sqs:us-east-1:012345678912:orders", nil, nil, denied),
+		// events:source and events:detail-type are evaluated per entry and
+		// are multivalued keys, hence ForAllValues + Null in the policy.
+		key("announce a run result on the default bus", "events:PutEvents", defaultBus, result("kms-rotator"), nil, allowed),
+		key("put an event with another source on the default bus", "events:PutEvents", defaultBus, result("aws.kms"), nil, denied),
+		// The result event shares its source with incident requests; the
+		// detail-type keeps the role from putting an incident request.
+		key("put an incident request on the default bus", "events:PutEvents", defaultBus, source("kms-rotator"), nil, denied),
+		key("put a batch mixing sources on the default bus", "events:PutEvents", defaultBus, result("kms-rotator", "aws.kms"), nil, denied),
+		key("put an event without source or detail-type", "events:PutEvents", defaultBus, nil, nil, denied),
+		key("put a result event on the incident bus", "events:PutEvents", incidentBus, result("kms-rotator"), nil, denied),
+		key("put a result event on another custom bus", "events:PutEvents", "arn:aws:events:us-east-1:012345678912:event-bus/payments", result("kms-rotator"), nil, denied),
+		key("put a result event on the default bus of another region", "events:PutEvents", "arn:aws:events:eu-west-1:012345678912:event-bus/default", result("kms-rotator"), nil, denied),
 	}
 	simulate(t, cases)
+}
+
+const (
+	defaultBus  = "arn:aws:events:us-east-1:012345678912:event-bus/default"
+	incidentBus = "arn:aws:events:us-east-1:012345678912:event-bus/kms-rotator-incidents"
+	thisFn      = "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator"
+	otherFn     = "arn:aws:lambda:us-east-1:012345678912:function:payments"
+)
+
+// source is the request context of a PutEvents call whose entries carry
+// these sources and the incident request's detail-type.
+func source(sources ...string) map[string]any {
+	return map[string]any{"events:source": sources, "events:detail-type": []string{"Rotate KMS Keys"}}
+}
+
+// result is the request context of a PutEvents call whose entries carry
+// these sources and the result event's detail-type.
+func result(sources ...string) map[string]any {
+	return map[string]any{"events:source": sources, "events:detail-type": []string{"KMS Rotation Run Completed"}}
+}
+
+// TestSimulateSchedulerRole: EventBridge Scheduler may start this function
+// and report an undeliverable start to the failure queue, nothing else.
+func TestSimulateSchedulerRole(t *testing.T) {
+	doc, err := SchedulerRole(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sched = "arn:aws:iam::012345678912:role/kms-rotator-scheduler"
+	c := func(name, action, resource, want string) simCase {
+		return simCase{Name: name, Principal: sched, Action: action, Resource: resource, Account: simAccount,
+			IdentityPolicies: []any{doc.Map()}, want: want}
+	}
+	simulate(t, []simCase{
+		c("invoke the function", "lambda:InvokeFunction", thisFn, "Allowed"),
+		c("invoke another function", "lambda:InvokeFunction", otherFn, "ImplicitlyDenied"),
+		c("invoke a qualified version of the function", "lambda:InvokeFunction", thisFn+":1", "ImplicitlyDenied"),
+		c("send an undelivered sweep to the failure queue", "sqs:SendMessage", testParams.FailureQueueARN, "Allowed"),
+		c("send to another queue", "sqs:SendMessage", "arn:aws:sqs:us-east-1:012345678912:orders", "ImplicitlyDenied"),
+		c("put events", "events:PutEvents", defaultBus, "ImplicitlyDenied"),
+	})
+}
+
+func TestSimulateResponder(t *testing.T) {
+	doc, err := Responder(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const responder = "arn:aws:iam::012345678912:role/responder"
+	c := func(name, action, resource string, ctx map[string]any, want string) simCase {
+		return simCase{Name: name, Principal: responder, Action: action, Resource: resource, Account: simAccount,
+			Context: ctx, IdentityPolicies: []any{doc.Map()}, want: want}
+	}
+	simulate(t, []simCase{
+		c("invoke the function", "lambda:InvokeFunction", thisFn, nil, "Allowed"),
+		c("invoke another function", "lambda:InvokeFunction", otherFn, nil, "ImplicitlyDenied"),
+		c("request an incident rotation on the incident bus", "events:PutEvents", incidentBus, source("kms-rotator"), "Allowed"),
+		c("put an event of another detail-type on the incident bus", "events:PutEvents", incidentBus,
+			map[string]any{"events:source": []string{"kms-rotator"}, "events:detail-type": []string{"KMS Rotation Run Completed"}}, "ImplicitlyDenied"),
+		c("put an event of another source on the incident bus", "events:PutEvents", incidentBus, source("com.example"), "ImplicitlyDenied"),
+		c("put an incident request on the default bus", "events:PutEvents", defaultBus, source("kms-rotator"), "ImplicitlyDenied"),
+	})
+}
+
+// TestSimulateIncidentBus evaluates the bus's resource policy together with
+// the caller's identity policy, as IAM does for a same-account request.
+func TestSimulateIncidentBus(t *testing.T) {
+	listed, err := IncidentBus(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	account, err := IncidentBus(accountOnly(testParams))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// admin may put events anywhere by its identity policy.
+	admin := []any{map[string]any{"Version": "2012-10-17", "Statement": []any{map[string]any{
+		"Effect": "Allow", "Action": "events:PutEvents", "Resource": "*"}}}}
+	c := func(name, principal string, identity []any, busPolicy Document, want string) simCase {
+		ctx := source("kms-rotator")
+		// The simulator does not derive aws:PrincipalArn from the principal.
+		ctx["aws:PrincipalArn"] = principal
+		return simCase{Name: name, Principal: principal, Action: "events:PutEvents", Resource: incidentBus, Account: simAccount,
+			Context: ctx, IdentityPolicies: identity, ResourcePolicy: busPolicy.Map(), want: want}
+	}
+	const (
+		soar    = "arn:aws:iam::012345678912:role/soar"
+		other   = "arn:aws:iam::012345678912:role/admin"
+		foreign = "arn:aws:iam::111122223333:role/soar"
+	)
+	simulate(t, []simCase{
+		c("a listed role, without an identity policy", soar, nil, listed, "Allowed"),
+		c("an unlisted role of the account, although its identity policy allows PutEvents on *", other, admin, listed, "ExplicitlyDenied"),
+		c("a role of another account with the same name", foreign, admin, listed, "ExplicitlyDenied"),
+		c("without incidentPrincipals: a role of the account allowed by its identity policy", other, admin, account, "Allowed"),
+		c("without incidentPrincipals: a role of the account without an identity policy", other, nil, account, "ImplicitlyDenied"),
+		c("without incidentPrincipals: a role of another account", foreign, admin, account, "ExplicitlyDenied"),
+	})
 }
 
 // TestSimulateEveryOtherKMSAction asks the simulator's own action list for

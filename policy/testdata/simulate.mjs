@@ -27,7 +27,7 @@ async function listActions(service) {
 
 async function simulate(c) {
   const sim = {
-    identityPolicies: c.identityPolicies.map((policy, i) => ({ name: `identity-${i}`, policy })),
+    identityPolicies: (c.identityPolicies ?? []).map((policy, i) => ({ name: `identity-${i}`, policy })),
     serviceControlPolicies: [],
     resourceControlPolicies: [],
     resourcePolicy: c.resourcePolicy ?? undefined,
