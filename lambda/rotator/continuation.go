@@ -65,7 +65,8 @@ func (r *run) continueChain(ctx context.Context) {
 	if r.req.Mode == request.ModeIncident {
 		return
 	}
-	first := slices.IndexFunc(r.items, func(it *item) bool { return it.outcome == Deferred })
+	marks := r.tally.sortedMarks()
+	first := slices.IndexFunc(marks, func(m mark) bool { return m.deferred })
 	prev := r.req.Continuation
 	if first < 0 && prev == nil {
 		return
@@ -78,8 +79,8 @@ func (r *run) continueChain(ctx context.Context) {
 	if first < 0 {
 		return
 	}
-	for _, it := range r.items[first:] {
-		if it.outcome == Deferred {
+	for _, m := range marks[first:] {
+		if m.deferred {
 			c.Deferred++
 		}
 	}
@@ -97,7 +98,7 @@ func (r *run) continueChain(ctx context.Context) {
 		c.NotStarted = "no-function-arn"
 		return
 	}
-	c.Next = r.items[first-1].arn
+	c.Next = marks[first-1].key
 	payload, err := request.ContinuationPayload(r.req.Mode, r.req.DryRun && r.req.Mode == request.ModeScheduled,
 		request.Continuation{RunID: c.RunID, After: c.Next, Chain: c.Chain + 1})
 	if err == nil {

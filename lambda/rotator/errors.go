@@ -15,8 +15,8 @@ import (
 	"github.com/aws/smithy-go"
 )
 
-// classification is an error mapped to an outcome and reason — the one place
-// where AWS errors become report entries.
+// classification is an error mapped to an outcome and reason; classify
+// makes it and item.apply puts it on an entry.
 type classification struct {
 	outcome Outcome
 	reason  Reason

@@ -91,28 +91,10 @@ func emfLine(namespace string, ts time.Time, dims [][2]string, metrics []emfMetr
 func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 	cfg := e.cfg
 	mode := string(r.req.Mode)
-	low, exhausted := 0, 0
-	minRemaining, maxAge := -1, -1
-	now := e.now()
-	for _, it := range r.items {
-		// The same count as Decide and the report entries (Facts.Budget).
-		_, rem, ok := it.facts.Budget(cfg.OnDemandLimit)
-		if !ok {
-			continue
-		}
-		if rem <= cfg.Reserve {
-			low++
-		}
-		if rem == 0 {
-			exhausted++
-		}
-		if minRemaining < 0 || rem < minRemaining {
-			minRemaining = rem
-		}
-		if m := it.facts.Material(); !m.IsZero() {
-			maxAge = max(maxAge, int(now.Sub(m)/(24*time.Hour)))
-		}
-	}
+	// The same count as Decide and the report entries (Facts.Budget),
+	// gathered from the entries as they were recorded (tally).
+	t := r.tally
+	low, exhausted, minRemaining, maxAge := t.low, t.exhausted, t.minRemaining, t.maxAge
 	s := rep.Summary
 	ms := []emfMetric{
 		{MetricKeysCandidate, unitCount, float64(s.Candidates)},
@@ -159,15 +141,7 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 		lines = append(lines, b)
 	}
 	// Per reason, in a stable order.
-	skipped, failed := map[Reason]int{}, map[Reason]int{}
-	for _, it := range r.items {
-		switch it.outcome {
-		case Skipped:
-			skipped[it.reason]++
-		case Failed:
-			failed[it.reason]++
-		}
-	}
+	skipped, failed := t.skipped, t.failed
 	for _, group := range []struct {
 		metric string
 		counts map[Reason]int

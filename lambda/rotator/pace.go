@@ -95,6 +95,7 @@ func (s *starter) take() (it *item, ok, start bool) {
 		return nil, false, false
 	}
 	it = f.items[s.next]
+	f.items[s.next] = nil // the pipelines hold it from here; the run keeps only its entry
 	s.next++
 	if !s.stopped && (s.r.pastCutoff() || s.rotationsFillTimeLeft()) {
 		s.stopped = true

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
@@ -199,69 +200,226 @@ func (it *item) overdue(now time.Time) bool {
 	return !m.IsZero() && now.Sub(m) > days(f.IntervalDays)
 }
 
-// report assembles the run's report: every candidate exactly once, sorted
-// by key ARN, the summary counting all of them.
-func (r *run) report() *Report {
-	slices.SortFunc(r.items, func(a, b *item) int { return strings.Compare(a.sortKey(), b.sortKey()) })
-	rep := &Report{
-		RunID:     r.id,
-		Mode:      r.req.Mode,
-		DryRun:    r.dry,
-		StartedAt: fmtTime(r.start),
-		Summary:   Summary{Candidates: len(r.items), Reasons: map[Reason]int{}},
-		Keys:      make([]KeyReport, 0, min(len(r.items), r.e.maxListed)),
+// tally is what a run keeps of its finished keys: the counters of the
+// summary and the metrics, the entries its response can hold, and one mark
+// per key for the continuation cursor. A key's facts are dropped once its
+// entry is recorded, so a sweep's memory does not grow with the fleet beyond
+// a few dozen bytes a key.
+type tally struct {
+	mu                    sync.Mutex
+	maxListed, maxEntries int
+
+	summary Summary
+	// per reason, for the [Mode, Reason] metrics
+	skipped, failed map[Reason]int
+	// budget and cryptoperiod metrics, from the entries (Facts.Budget);
+	// lowAt is the reserve (KeysBudgetLow counts remaining ≤ it)
+	low, exhausted, minRemaining, maxAge, lowAt int
+
+	kept []keptEntry
+	// listedOther counts the entries that are not not-due; skippedOther
+	// the skipped ones among them.
+	listedOther, skippedOther   int
+	omittedNotDue, omittedOther int
+	dropSkipped, dropDeferred   bool
+	// marks are the keys' sort keys and whether each was deferred.
+	marks []mark
+}
+
+type keptEntry struct {
+	key   string // the item's sort key
+	entry KeyReport
+}
+
+type mark struct {
+	key      string
+	deferred bool
+}
+
+func newTally(maxListed, maxEntries, reserve int) *tally {
+	return &tally{maxListed: maxListed, maxEntries: maxEntries, lowAt: reserve, minRemaining: -1, maxAge: -1,
+		summary: Summary{Reasons: map[Reason]int{}}, skipped: map[Reason]int{}, failed: map[Reason]int{}}
+}
+
+// add records one finished key: exactly once per candidate.
+func (t *tally) add(key string, k KeyReport) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := &t.summary
+	s.Candidates++
+	switch k.Outcome {
+	case Rotated:
+		s.Rotated++
+	case WouldRotate:
+		s.WouldRotate++
+	case Skipped:
+		s.Skipped++
+		t.skipped[k.Reason]++
+	case Failed:
+		s.Failed++
+		t.failed[k.Reason]++
+	case Deferred:
+		s.Deferred++
 	}
-	now := r.e.now()
-	trim := len(r.items) > r.e.maxListed
-	// A hard bound on top of docs/design.md's rule, so the response stays under
-	// Lambda's 6 MB whatever the fleet: past maxEntries listed entries,
-	// skipped ones go first, then deferred ones, then the list is cut.
-	var listed, skipped, deferred int
-	for _, it := range r.items {
-		if trim && it.reason == ReasonNotDue {
+	if k.Reason != ReasonNone {
+		s.Reasons[k.Reason]++
+	}
+	if k.Overdue != nil && *k.Overdue {
+		s.Overdue++
+	}
+	if k.OnDemandRemaining != nil {
+		rem := *k.OnDemandRemaining
+		if rem <= t.reserve() {
+			t.low++
+		}
+		if rem == 0 {
+			t.exhausted++
+		}
+		if t.minRemaining < 0 || rem < t.minRemaining {
+			t.minRemaining = rem
+		}
+	}
+	if k.MaterialAgeDays != nil {
+		t.maxAge = max(t.maxAge, *k.MaterialAgeDays)
+	}
+	t.marks = append(t.marks, mark{key, k.Outcome == Deferred})
+	t.keep(key, k)
+}
+
+func (t *tally) reserve() int { return t.lowAt }
+
+// keep applies docs/design.md "The report" while the keys arrive: beyond
+// maxListed candidates only the entries that are not not-due are listed;
+// beyond maxEntries such entries, skipped ones go first, then deferred
+// ones, then the list is cut in key order. Each rule is applied as soon as
+// it is certain, so at most about 2 × maxEntries entries are ever held.
+func (t *tally) keep(key string, k KeyReport) {
+	notDue := k.Reason == ReasonNotDue
+	if !notDue {
+		t.listedOther++
+		if k.Outcome == Skipped {
+			t.skippedOther++
+		}
+	}
+	trimming := t.summary.Candidates > t.maxListed
+	if trimming && t.keptNotDue() > 0 {
+		t.purge(func(e keptEntry) bool { return e.entry.Reason == ReasonNotDue }, &t.omittedNotDue)
+	}
+	switch {
+	case notDue && trimming:
+		t.omittedNotDue++
+		return
+	case t.dropSkipped && k.Outcome == Skipped, t.dropDeferred && k.Outcome == Deferred:
+		t.omittedOther++
+		return
+	}
+	t.kept = append(t.kept, keptEntry{key, k})
+	if !trimming {
+		return // the rules below are decided once the list is trimmed (finish decides otherwise)
+	}
+	if !t.dropSkipped && t.listedOther > t.maxEntries {
+		t.dropSkipped = true
+		t.purge(func(e keptEntry) bool { return e.entry.Outcome == Skipped }, &t.omittedOther)
+	}
+	if t.dropSkipped && !t.dropDeferred && t.listedOther-t.skippedOther > t.maxEntries {
+		t.dropDeferred = true
+		t.purge(func(e keptEntry) bool { return e.entry.Outcome == Deferred }, &t.omittedOther)
+	}
+	if t.dropDeferred && len(t.kept) > 2*t.maxEntries {
+		t.cut()
+	}
+}
+
+func (t *tally) keptNotDue() int {
+	n := 0
+	for _, e := range t.kept {
+		if e.entry.Reason == ReasonNotDue {
+			n++
+		}
+	}
+	return n
+}
+
+// purge drops the kept entries drop selects, counting them in *omitted.
+func (t *tally) purge(drop func(keptEntry) bool, omitted *int) {
+	kept := t.kept[:0]
+	for _, e := range t.kept {
+		if drop(e) {
+			*omitted++
 			continue
 		}
-		listed++
-		switch it.outcome {
-		case Skipped:
-			skipped++
-		case Deferred:
-			deferred++
+		kept = append(kept, e)
+	}
+	clear(t.kept[len(kept):])
+	t.kept = kept
+}
+
+// cut keeps the first maxEntries entries in key order: a later key cannot
+// come before them in the final list unless it sorts before them.
+func (t *tally) cut() {
+	slices.SortFunc(t.kept, func(a, b keptEntry) int { return strings.Compare(a.key, b.key) })
+	if len(t.kept) > t.maxEntries {
+		t.omittedOther += len(t.kept) - t.maxEntries
+		clear(t.kept[t.maxEntries:])
+		t.kept = t.kept[:t.maxEntries]
+	}
+}
+
+// candidates is the number of keys recorded so far.
+func (t *tally) candidates() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.summary.Candidates
+}
+
+// sortedMarks returns the keys' marks in key order.
+func (t *tally) sortedMarks() []mark {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	slices.SortFunc(t.marks, func(a, b mark) int { return strings.Compare(a.key, b.key) })
+	return t.marks
+}
+
+// finish applies the rules to what is kept, for lists that were never
+// trimmed (maxEntries below maxListed, as tests set them), and returns the
+// entries in key order.
+func (t *tally) finish() []KeyReport {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.kept) > t.maxEntries {
+		if !t.dropSkipped {
+			t.dropSkipped = true
+			t.purge(func(e keptEntry) bool { return e.entry.Outcome == Skipped }, &t.omittedOther)
+		}
+		if len(t.kept) > t.maxEntries && !t.dropDeferred {
+			t.dropDeferred = true
+			t.purge(func(e keptEntry) bool { return e.entry.Outcome == Deferred }, &t.omittedOther)
 		}
 	}
-	dropSkipped := listed > r.e.maxEntries
-	dropDeferred := dropSkipped && listed-skipped > r.e.maxEntries
-	for _, it := range r.items {
-		s := &rep.Summary
-		switch it.outcome {
-		case Rotated:
-			s.Rotated++
-		case WouldRotate:
-			s.WouldRotate++
-		case Skipped:
-			s.Skipped++
-		case Failed:
-			s.Failed++
-		case Deferred:
-			s.Deferred++
-		}
-		if it.reason != ReasonNone {
-			s.Reasons[it.reason]++
-		}
-		if it.overdue(now) {
-			s.Overdue++
-		}
-		switch {
-		case trim && it.reason == ReasonNotDue:
-			rep.OmittedNotDue++
-		case dropSkipped && it.outcome == Skipped, dropDeferred && it.outcome == Deferred, len(rep.Keys) >= r.e.maxEntries:
-			rep.OmittedOther++
-		default:
-			rep.Keys = append(rep.Keys, r.entry(it))
-		}
+	t.cut()
+	out := make([]KeyReport, len(t.kept))
+	for i, e := range t.kept {
+		out[i] = e.entry
+	}
+	return out
+}
+
+// report assembles the run's report: every candidate counted exactly once
+// in the summary, the entries the response can hold sorted by key ARN.
+func (r *run) report() *Report {
+	t := r.tally
+	keys := t.finish()
+	rep := &Report{
+		RunID:         r.id,
+		Mode:          r.req.Mode,
+		DryRun:        r.dry,
+		StartedAt:     fmtTime(r.start),
+		Summary:       t.summary,
+		OmittedNotDue: t.omittedNotDue,
+		OmittedOther:  t.omittedOther,
 	}
 	var dropped int
-	rep.Keys, dropped = fitBytes(rep.Keys, maxReportBytes)
+	rep.Keys, dropped = fitBytes(keys, maxReportBytes)
 	rep.OmittedOther += dropped
 	rep.FinishedAt = fmtTime(r.e.now())
 	return rep
@@ -310,9 +468,11 @@ func fitBytes(keys []KeyReport, maxBytes int) ([]KeyReport, int) {
 	return kept, dropped
 }
 
-// logKey writes the key's decision line.
-func (r *run) logKey(it *item) {
+// record writes the key's decision line and adds its entry to the tally;
+// the item's facts are not needed after this.
+func (r *run) record(it *item) {
 	k := r.entry(it)
+	r.tally.add(it.sortKey(), k)
 	attrs := []slog.Attr{
 		slog.String("keyId", k.KeyID),
 		slog.String("keyArn", k.KeyARN),
@@ -352,6 +512,7 @@ func (r *run) logKey(it *item) {
 		level = slog.LevelError
 	}
 	r.log.LogAttrs(r.ctx, level, "key decision", attrs...)
+	it.facts = Facts{} // drop what the entry now holds
 }
 
 // logSummary writes the summary line, then the report as the last line.

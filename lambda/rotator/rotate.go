@@ -126,6 +126,13 @@ func (r *run) failed(it *item, op string, err error, rotating bool) {
 		r.deferKey(it)
 		return
 	}
+	it.apply(op, c)
+	r.finish(it)
+}
+
+// apply makes a classified error the item's outcome: the one place where
+// AWS errors become entries.
+func (it *item) apply(op string, c classification) {
 	it.outcome, it.reason, it.detail = c.outcome, c.reason, c.detail
 	if it.detail != "" {
 		it.detail = op + ": " + it.detail
@@ -133,7 +140,6 @@ func (r *run) failed(it *item, op string, err error, rotating bool) {
 	if c.reason == ReasonBudgetExhausted {
 		it.facts.LimitReached = true
 	}
-	r.finish(it)
 }
 
 func (r *run) deferKey(it *item) {
@@ -426,12 +432,13 @@ func (r *run) rotated(it *item, at time.Time) {
 	r.finish(it)
 }
 
-// finish logs the key's line; the report is built from the items at the end.
+// finish records the key's entry and logs its line, once the Region's
+// aliases are known (stream.go).
 func (r *run) finish(it *item) {
 	if !r.label(it) {
-		return // a sweep's line waits for the aliases (stream.go)
+		return // held until the aliases are listed
 	}
-	r.logKey(it)
+	r.record(it)
 }
 
 // Operation names, for call counts and error messages.

@@ -134,15 +134,15 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	// while the listing pages arrive (stream.go).
 	listCtx, cancelList := r.listContext(ctx)
 	defer cancelList()
+	home := r.inv.Scope.Region
+	go r.aliasSet(listCtx, home) // labels the entries; per-key lines wait for it (label)
+	go r.releaseLabels(listCtx, home)
+	f := newFeed()
 	var listErr error
-	if req.Mode == request.ModeIncident {
-		if listErr = r.selectCandidates(listCtx); listErr == nil {
-			r.process(r.ctx, r.items)
-		}
-	} else {
-		listErr = r.sweep(listCtx)
-	}
-	if listErr != nil && len(r.items) == 0 {
+	go func() { listErr = r.list(listCtx, f) }()
+	r.processFeed(r.ctx, f) // returns once the feed is closed and every key is done
+	r.waitLabels()
+	if listErr != nil && r.tally.candidates() == 0 {
 		r.log.Error("listing candidates failed", "error", listErr.Error())
 		e.emitRunFailed(r)
 		return nil, fmt.Errorf("%s run: %w", req.Mode, listErr)
@@ -150,11 +150,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	// Incident mode adds the primaries of replicas as entries of their own;
 	// they are processed after the keys that named them.
 	if extra := r.takeExtras(); len(extra) > 0 {
-		for _, it := range extra {
-			it.alias = r.aliasOf(it.region, it.keyID)
-		}
 		r.process(r.ctx, extra)
-		r.items = append(r.items, extra...)
 	}
 	if listErr == nil {
 		// After a failed listing the keys past the failure are unknown:
@@ -167,9 +163,10 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	e.emitMetrics(r, rep, res)
 	r.logSummary(rep)
 	if listErr != nil {
+		n := rep.Summary.Candidates
 		r.log.Error("listing candidates failed part-way; the report covers the keys handled before", "error", listErr.Error(),
-			"handled", len(r.items))
-		return nil, fmt.Errorf("%s run: listing failed after %d keys: %w", req.Mode, len(r.items), listErr)
+			"handled", n)
+		return nil, fmt.Errorf("%s run: listing failed after %d keys: %w", req.Mode, n, listErr)
 	}
 	return rep, nil
 }
@@ -200,10 +197,11 @@ type run struct {
 	// calls' deadline, but a quarter margin before the Lambda's; zero = none.
 	lookBy time.Time
 
-	items []*item // sorted by sort key (key ARN)
+	// tally keeps what the report and the metrics need of finished keys.
+	tally *tally
 
 	mu     sync.Mutex
-	seen   map[string]bool // key ARNs of all entries, to add each primary once
+	seen   map[string]bool // an incident's key ARNs, to add each primary once
 	extras []*item
 
 	aliasMu sync.Mutex
@@ -213,7 +211,7 @@ type run struct {
 
 	// cont is the report's continuation object (continuation.go).
 	cont *ContinuationReport
-	// labels holds a sweep's per-key lines until aliases are known (stream.go).
+	// labels holds the per-key lines until aliases are known (stream.go).
 	labels labels
 }
 
@@ -226,7 +224,9 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 		start:   e.now(),
 		seen:    map[string]bool{},
 		aliases: map[string]*aliasSet{},
+		tally:   newTally(e.maxListed, e.maxEntries, e.cfg.Reserve),
 	}
+	r.labels.released = make(chan struct{})
 	r.dry = req.DryRun || e.cfg.DryRun || req.Mode == request.ModePlan || req.Mode == request.ModeReport
 	r.log = e.log.With("runId", r.id, "mode", string(req.Mode), "requestId", inv.RequestID)
 	if dl, ok := ctx.Deadline(); ok {

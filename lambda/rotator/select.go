@@ -3,13 +3,11 @@ package rotator
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-	taggingtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
@@ -37,69 +35,6 @@ func (it *item) sortKey() string {
 		return it.arn
 	}
 	return "~" + it.ref
-}
-
-// selectCandidates fills r.items, sorted by key ARN and deduplicated.
-func (r *run) selectCandidates(ctx context.Context) error {
-	home := r.inv.Scope.Region
-	// The function Region's aliases load alongside the listing: one paginated
-	// ListAliases per Region per run (docs/design.md "The report").
-	// aliasSet lists once; later callers wait for that listing.
-	go r.aliasSet(ctx, home)
-
-	var err error
-	switch {
-	case r.req.Mode == request.ModeIncident && len(r.req.Keys) > 0:
-		// Aliases that cannot be resolved become entries of their own.
-		r.items = r.resolveKeys(r.aliasSet(ctx, home))
-	case r.req.Mode == request.ModeIncident && r.req.Tag != nil:
-		r.items, err = r.listTagged(ctx, []taggingtypes.TagFilter{
-			{Key: aws.String(r.e.cfg.TagKey), Values: []string{r.e.cfg.TagValue}},
-			{Key: aws.String(r.req.Tag.Key), Values: []string{r.req.Tag.Value}},
-		})
-	case r.req.Mode == request.ModeIncident:
-		err = fmt.Errorf("incident request names neither keys nor a tag")
-	default:
-		r.items, err = r.listTagged(ctx, []taggingtypes.TagFilter{
-			{Key: aws.String(r.e.cfg.TagKey), Values: []string{r.e.cfg.TagValue}},
-		})
-	}
-	as := r.aliasSet(ctx, home)
-	if err != nil {
-		return err
-	}
-	if as.err != nil {
-		// Aliases only label the entries: report without them.
-		r.log.Warn("aliases not listed; entries carry no alias", "region", home, "error", as.err.Error())
-	}
-	slices.SortFunc(r.items, func(a, b *item) int { return strings.Compare(a.sortKey(), b.sortKey()) })
-	for _, it := range r.items {
-		if it.arn != "" {
-			r.seen[it.arn] = true
-		}
-		if it.alias == "" && it.keyID != "" {
-			// A replica and its primary share a key ID: look in the key's
-			// own Region.
-			if it.region == home {
-				it.alias = as.byKey[it.keyID]
-			} else {
-				it.alias = r.aliasOf(it.region, it.keyID)
-			}
-		}
-	}
-	return nil
-}
-
-// listTagged finds keys with all the given tags through GetResources (100 a
-// page, tags included), not ListKeys plus a ListResourceTags call per key.
-// GetResources never returns untagged resources, which is what we want here.
-func (r *run) listTagged(ctx context.Context, filters []taggingtypes.TagFilter) ([]*item, error) {
-	var items []*item
-	err := r.pageTagged(ctx, filters, func(page []*item) { items = append(items, page...) })
-	if err != nil {
-		return nil, err
-	}
-	return items, nil
 }
 
 // resolveKeys turns the incident's key identifiers into entries, one per key
@@ -139,10 +74,10 @@ func (r *run) resolveKeys(home *aliasSet) []*item {
 				it.detail = fmt.Sprintf("alias %s does not exist in %s", ref.Alias, region)
 				if as.err != nil { // could not look: say why, not "not found"
 					c := classify(as.err, r.e.cfg)
-					it.reason, it.detail = c.reason, opListAliases+": "+c.detail
 					if c.outcome != Failed {
-						it.reason = ReasonError
+						c.outcome, c.reason = Failed, ReasonError
 					}
+					it.apply(opListAliases, c)
 				}
 				items = append(items, it)
 				continue
@@ -187,6 +122,18 @@ func (r *run) applyTags(it *item, tags map[string]string) {
 	}
 }
 
+// markSeen records an incident's key ARNs, so a replica's primary is added
+// only when the request did not name it already.
+func (r *run) markSeen(items []*item) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, it := range items {
+		if it.arn != "" {
+			r.seen[it.arn] = true
+		}
+	}
+}
+
 // addPrimary adds a replica's primary as an entry of its own (incident
 // mode), unless the run already has it.
 func (r *run) addPrimary(primaryARN string) {
@@ -203,13 +150,12 @@ func (r *run) addPrimary(primaryARN string) {
 	r.extras = append(r.extras, &item{arn: primaryARN, keyID: keyID, region: region, facts: r.baseFacts()})
 }
 
-// takeExtras returns the added primaries, sorted, and forgets them.
+// takeExtras returns the added primaries and forgets them.
 func (r *run) takeExtras() []*item {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	x := r.extras
 	r.extras = nil
-	slices.SortFunc(x, func(a, b *item) int { return strings.Compare(a.arn, b.arn) })
 	return x
 }
 

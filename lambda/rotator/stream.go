@@ -3,13 +3,13 @@ package rotator
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	taggingtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
 
 // A sweep (scheduled, plan, report) starts on its keys while GetResources
@@ -56,13 +56,6 @@ func (f *feed) close() {
 	f.cond.Broadcast()
 }
 
-// all returns the complete list once the feed is closed.
-func (f *feed) all() []*item {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.items
-}
-
 // pageTagged pages through GetResources for keys with all the given tags
 // (100 a page, tags included) and hands each page's new keys to onPage.
 func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, onPage func([]*item)) error {
@@ -107,72 +100,62 @@ func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, 
 	}
 }
 
-// sweep lists the opted-in keys and processes them as the pages arrive.
-// A listing that fails returns the error (the run fails, so Lambda's retry
-// applies) after the keys already started have finished.
-func (r *run) sweep(ctx context.Context) error {
-	home := r.inv.Scope.Region
-	go r.aliasSet(ctx, home) // labels the entries; per-key lines wait for it (finish)
-	r.labels.streaming = true
-	r.labels.released = make(chan struct{})
-	go r.releaseLabels(ctx, home)
-
-	f := newFeed()
-	var listErr error
-	go func() {
-		defer f.close()
-		last, unsorted := "", false
-		after := ""
-		if c := r.req.Continuation; c != nil {
-			after = c.After
+// list feeds f with the run's candidates and closes it: the keys an
+// incident names (resolved, aliases through the Region's list), or the
+// opted-in keys (with the incident's extra tag) as GetResources pages
+// arrive. It is the one selection path of every mode.
+func (r *run) list(ctx context.Context, f *feed) error {
+	defer f.close()
+	add := f.add
+	if r.req.Mode == request.ModeIncident {
+		add = func(items []*item) {
+			r.markSeen(items)
+			f.add(items)
 		}
-		listErr = r.pageTagged(ctx, []taggingtypes.TagFilter{
-			{Key: aws.String(r.e.cfg.TagKey), Values: []string{r.e.cfg.TagValue}},
-		}, func(page []*item) {
-			keep := page[:0]
-			for _, it := range page {
-				if it.arn <= after {
-					continue // a continued chain handled it already
-				}
-				if it.arn < last && !unsorted {
-					unsorted = true
-					r.log.Warn("GetResources pages are not in key ARN order; a continuation may look at some keys twice")
-				}
-				last = max(last, it.arn)
-				keep = append(keep, it)
-			}
-			f.add(keep)
-		})
-	}()
-	r.processFeed(r.ctx, f)
-	r.items = f.all()
-	slices.SortFunc(r.items, func(a, b *item) int { return strings.Compare(a.sortKey(), b.sortKey()) })
-	r.mu.Lock()
-	for _, it := range r.items {
-		r.seen[it.arn] = true
 	}
-	r.mu.Unlock()
-	r.waitLabels()
-	return listErr
+	if len(r.req.Keys) > 0 {
+		add(r.resolveKeys(r.aliasSet(ctx, r.inv.Scope.Region)))
+		return nil
+	}
+	filters := []taggingtypes.TagFilter{{Key: aws.String(r.e.cfg.TagKey), Values: []string{r.e.cfg.TagValue}}}
+	if t := r.req.Tag; t != nil {
+		filters = append(filters, taggingtypes.TagFilter{Key: aws.String(t.Key), Values: []string{t.Value}})
+	}
+	last, unsorted := "", false
+	after := ""
+	if c := r.req.Continuation; c != nil {
+		after = c.After
+	}
+	return r.pageTagged(ctx, filters, func(page []*item) {
+		keep := page[:0]
+		for _, it := range page {
+			if it.arn <= after {
+				continue // a continued chain handled it already
+			}
+			if it.arn < last && !unsorted {
+				unsorted = true
+				r.log.Warn("GetResources pages are not in key ARN order; a continuation may look at some keys twice")
+			}
+			last = max(last, it.arn)
+			keep = append(keep, it)
+		}
+		add(keep)
+	})
 }
 
-// labels holds back the per-key log lines of a sweep until the Region's
-// aliases are listed, so every line carries the key's alias like the report.
+// labels holds back the per-key log lines until the Region's aliases are
+// listed, so every line carries the key's alias like the report.
 type labels struct {
-	streaming bool
-	mu        sync.Mutex
-	ready     bool
-	held      []*item
-	released  chan struct{}
+	mu       sync.Mutex
+	ready    bool
+	held     []*item
+	released chan struct{}
 }
 
 // label sets the key's alias, or holds its log line; it reports whether the
 // line may be written now.
 func (r *run) label(it *item) bool {
 	l := &r.labels
-	if !l.streaming {
-		return true
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.ready {
@@ -202,7 +185,7 @@ func (r *run) releaseLabels(ctx context.Context, home string) {
 	l.held = nil
 	for _, it := range held {
 		r.setAlias(it)
-		r.logKey(it)
+		r.record(it)
 	}
 	l.mu.Unlock()
 	close(l.released)
