@@ -53,10 +53,11 @@ func checkAlgorithm(alg *string) *apiError {
 	return nil
 }
 
-// usableForEncryption checks key usage, spec and state for Encrypt/Decrypt.
-func usableForEncryption(k *key) *apiError {
+// usableForEncryption checks key usage, spec and state for Encrypt/Decrypt
+// (op names the operation in KMS's message).
+func usableForEncryption(k *key, op string) *apiError {
 	if k.usage != "ENCRYPT_DECRYPT" {
-		return errf(400, "InvalidKeyUsageException", "%s has key usage %s, not ENCRYPT_DECRYPT.", k.arn, k.usage)
+		return errf(400, "InvalidKeyUsageException", "%s key usage is %s which is not valid for %s.", k.arn, k.usage, op)
 	}
 	if k.spec != "SYMMETRIC_DEFAULT" {
 		// A limitation of the emulator, not of KMS: no asymmetric cryptography here.
@@ -81,13 +82,16 @@ func (s *Server) encrypt(c *call, body []byte) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	if len(in.Plaintext) < 1 || len(in.Plaintext) > 4096 {
-		return nil, errValidation("1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and 4096")
+	if len(in.Plaintext) < 1 {
+		return nil, errValidation("1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length greater than or equal to 1")
+	}
+	if len(in.Plaintext) > 4096 {
+		return nil, errValidation("1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096")
 	}
 	if err := checkAlgorithm(in.EncryptionAlgorithm); err != nil {
 		return nil, err
 	}
-	if err := usableForEncryption(k); err != nil {
+	if err := usableForEncryption(k, c.op); err != nil {
 		return nil, err
 	}
 	mat, _ := hex.DecodeString(k.mat.current)
@@ -127,7 +131,9 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 	if err := checkAlgorithm(in.EncryptionAlgorithm); err != nil {
 		return nil, err
 	}
-	invalid := errf(400, "InvalidCiphertextException", "The ciphertext is not valid for any key in this region, was altered, or its encryption context does not match.")
+	// AWS answers InvalidCiphertextException without any message (recorded
+	// 2025-09 and 2026-02): it does not say what is wrong.
+	invalid := errf(400, "InvalidCiphertextException", "")
 	b := in.CiphertextBlob
 	if len(b) < 2 || b[0] != ciphertextVersion || len(b) < 2+int(b[1])+32+12+16 {
 		return nil, invalid
@@ -145,7 +151,7 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 			return nil, err
 		}
 		if named.id != keyID {
-			return nil, errf(400, "IncorrectKeyException", "The ciphertext was not encrypted under %s.", named.arn)
+			return nil, errf(400, "IncorrectKeyException", "The key ID in the request does not identify a CMK that can perform this operation.")
 		}
 		k = named
 	} else {
@@ -154,7 +160,7 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 			return nil, err
 		}
 	}
-	if err := usableForEncryption(k); err != nil {
+	if err := usableForEncryption(k, c.op); err != nil {
 		return nil, err
 	}
 	if !k.mat.has(hex.EncodeToString(mat)) {

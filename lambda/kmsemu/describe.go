@@ -97,7 +97,8 @@ func (s *Server) metadata(k *key) *keyMetadataJSON {
 	// CurrentKeyMaterialId is present for symmetric encryption keys outside
 	// custom key stores, the keys that rotate
 	// (https://docs.aws.amazon.com/kms/latest/APIReference/API_KeyMetadata.html).
-	if isSymmetricEncryption(k) && !inCustomKeyStore(k) && k.state != "PendingImport" {
+	// A replica being created shows none yet (recorded 2025-11).
+	if isSymmetricEncryption(k) && !inCustomKeyStore(k) && k.state != "Creating" {
 		md.CurrentKeyMaterialID = k.mat.current
 	}
 	if k.multiRegion {

@@ -112,8 +112,8 @@ func TestRotateKeyOnDemand(t *testing.T) {
 		e := start(t, opts, testFleet)
 		before := describe(t, e, keyB).KeyMetadata.CurrentKeyMaterialId
 		out := must[*kms.RotateKeyOnDemandOutput](t)(e.kms.RotateKeyOnDemand(e.ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(keyB)}))
-		if aws.ToString(out.KeyId) != keyB {
-			t.Fatalf("KeyId = %s", aws.ToString(out.KeyId))
+		if aws.ToString(out.KeyId) != arn("us-east-1", keyB) {
+			t.Fatalf("KeyId = %s, want the key ARN", aws.ToString(out.KeyId))
 		}
 		st := must[*kms.GetKeyRotationStatusOutput](t)(e.kms.GetKeyRotationStatus(e.ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(keyB)}))
 		if st.OnDemandRotationStartDate == nil || !st.OnDemandRotationStartDate.Equal(e.clock.Now()) {
@@ -189,7 +189,7 @@ func TestRotateKeyOnDemand(t *testing.T) {
 		{"replica is UnsupportedOperationException", mrk, "UnsupportedOperationException"},
 		{"HMAC key is UnsupportedOperationException", keyHMAC, "UnsupportedOperationException"},
 		{"asymmetric key is UnsupportedOperationException", keyRSA, "UnsupportedOperationException"},
-		{"imported key material is UnsupportedOperationException", keyExt, "UnsupportedOperationException"},
+		{"imported key material with nothing staged is KMSInvalidStateException", keyExt, "KMSInvalidStateException"},
 		{"CloudHSM key store is UnsupportedOperationException", keyHSM, "UnsupportedOperationException"},
 		{"external key store is UnsupportedOperationException", keyXKS, "UnsupportedOperationException"},
 		{"AWS managed key is UnsupportedOperationException", keyAWS, "UnsupportedOperationException"},

@@ -41,6 +41,10 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 	if in.KeyUsage != nil {
 		k.usage = *in.KeyUsage
 	}
+	if in.KeyUsage == nil && k.spec != "SYMMETRIC_DEFAULT" {
+		// AWS's words (recorded 2023-04).
+		return nil, errValidation("You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.")
+	}
 	if !validUsage(k.spec, k.usage) {
 		return nil, errValidation("KeyUsage %s is not compatible with KeySpec %s.", k.usage, k.spec)
 	}
@@ -80,7 +84,7 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 		}
 		k.multiRegion, k.mrType = true, "PRIMARY"
 	}
-	tags, err := checkTags(nil, in.Tags)
+	tags, err := checkTags(nil, in.Tags, true)
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +108,10 @@ type aliasInput struct {
 func checkAliasName(name *string) *apiError {
 	if name == nil {
 		return errValidation("1 validation error detected: Value null at 'aliasName' failed to satisfy constraint: Member must not be null")
+	}
+	if !strings.HasPrefix(*name, "alias/") {
+		// AWS's words (recorded 2023-04).
+		return errValidation("Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
 	}
 	if len(*name) < 1 || len(*name) > 256 || !aliasPattern.MatchString(*name) {
 		return errValidation("1 validation error detected: Value '%s' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^alias/[a-zA-Z0-9/_-]+$", *name)
@@ -133,7 +141,7 @@ func (s *Server) createAlias(c *call, body []byte) (any, *apiError) {
 	if k.manager != "CUSTOMER" {
 		return nil, errUnsupported("%s is an AWS managed key: it cannot be the target of an alias you create.", k.arn)
 	}
-	if err := checkNotPending(k); err != nil {
+	if err := checkManageable(k); err != nil {
 		return nil, err
 	}
 	rs := s.region(c.region)
@@ -270,8 +278,11 @@ func (s *Server) cancelKeyDeletion(c *call, body []byte) (any, *apiError) {
 }
 
 // ReplicateKey: https://docs.aws.amazon.com/kms/latest/APIReference/API_ReplicateKey.html
-// The replica shares the primary's key ID and key material; it is Enabled at
-// once (KMS shows Creating for a short while first).
+// The replica shares the primary's key ID and key material. It starts in the
+// Creating key state (Enabled false, no CurrentKeyMaterialId: recorded
+// 2025-11) and becomes Enabled, or PendingImport for imported key material,
+// after Options.ReplicaDelay. Its description is its own (default empty): the
+// description is not a shared property of multi-Region keys.
 func (s *Server) replicateKey(c *call, body []byte) (any, *apiError) {
 	var in struct {
 		KeyID         *string    `json:"KeyId"`
@@ -298,9 +309,9 @@ func (s *Server) replicateKey(c *call, body []byte) (any, *apiError) {
 		return nil, errUnsupported("%s is not a multi-Region key.", k.arn)
 	}
 	if k.mrType != "PRIMARY" {
-		return nil, errUnsupported("%s is a replica key: replicate its primary key.", k.arn)
+		return nil, errUnsupported("%s is not a multi-region primary key.", k.arn)
 	}
-	if err := checkNotPending(k); err != nil {
+	if err := checkManageable(k); err != nil {
 		return nil, err
 	}
 	if region == k.region {
@@ -310,21 +321,18 @@ func (s *Server) replicateKey(c *call, body []byte) (any, *apiError) {
 	if rs.keys[k.id] != nil {
 		return nil, errf(400, "AlreadyExistsException", "A replica of %s already exists in %s.", k.arn, region)
 	}
-	tags, err := checkTags(nil, in.Tags)
+	tags, err := checkTags(nil, in.Tags, true)
 	if err != nil {
 		return nil, err
 	}
 	r := &key{
 		id: k.id, arn: s.keyARN(region, k.id), region: region,
 		spec: k.spec, usage: k.usage, origin: k.origin, manager: k.manager,
-		state: "Enabled", description: k.description, created: c.now, tags: tags,
+		state: "Creating", readyAt: c.now.Add(s.opts.ReplicaDelay), created: c.now, tags: tags,
 		multiRegion: true, mrType: "REPLICA", primary: k, mat: k.mat,
 	}
 	if in.Description != nil {
 		r.description = *in.Description
-	}
-	if k.origin == "EXTERNAL" {
-		r.state = "PendingImport"
 	}
 	k.replicas = append(k.replicas, r)
 	rs.addKey(r)

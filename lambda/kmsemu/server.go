@@ -42,9 +42,16 @@ type Options struct {
 	// Region serves requests that carry no SigV4 credential scope, and is the
 	// region of fleet entries without one (default us-east-1).
 	Region string
-	// RotationDelay is how long an on-demand rotation stays in progress before
-	// its new key material becomes current; 0 completes it at once.
+	// RotationDelay is how long an on-demand rotation stays in progress
+	// (GetKeyRotationStatus.OnDemandRotationStartDate is set); 0 completes it
+	// at once.
 	RotationDelay time.Duration
+	// ReplicaDelay is how long a replica made by ReplicateKey stays in the
+	// Creating key state (Enabled false, no CurrentKeyMaterialId) before it
+	// becomes Enabled, or PendingImport for imported key material. The
+	// ReplicateKey response always shows Creating, as KMS's does; 0 makes the
+	// replica usable from the next request on.
+	ReplicaDelay time.Duration
 	// OnDemandLimit is the lifetime number of on-demand rotations per key
 	// (default 25, KMS's current quota), then LimitExceededException.
 	OnDemandLimit int
@@ -398,9 +405,12 @@ func encodeError(e *apiError, svc service) (int, []byte) {
 			code = "InternalException"
 		}
 	}
+	// Some KMS errors carry no message at all (UnsupportedOperationException
+	// for an asymmetric key given to RotateKeyOnDemand,
+	// InvalidCiphertextException): the body then has no message member.
 	out, _ := json.Marshal(struct {
 		Type    string `json:"__type"`
-		Message string `json:"message"`
+		Message string `json:"message,omitempty"`
 	}{code, e.message})
 	return e.status, out
 }

@@ -22,6 +22,7 @@ type key struct {
 	description     string
 	created         time.Time
 	deletionDate    time.Time
+	readyAt         time.Time // when a Creating replica becomes usable
 	pendingWindow   int
 	customKeyStore  string
 	tags            map[string]string
@@ -43,6 +44,10 @@ type material struct {
 
 	onDemandStart   time.Time // set while an on-demand rotation is in progress
 	onDemandPending string    // the material ID it will make current
+
+	// staged is the imported key material waiting in PENDING_ROTATION (or
+	// PENDING_MULTI_REGION_IMPORT_AND_ROTATION) for an on-demand rotation.
+	staged string
 
 	autoEnabled bool
 	period      int       // RotationPeriodInDays while autoEnabled
@@ -242,13 +247,15 @@ type lookupOpts struct {
 // settles the key (completes due rotations, removes keys past their deletion
 // date) before returning it.
 //
-// Errors follow the KMS API reference: a missing or empty KeyId is a
+// Errors follow the KMS API reference, with the messages AWS answers
+// (recorded, see conformance/testdata): a missing or empty KeyId is a
 // ValidationException; a malformed ARN an InvalidArnException; an ARN of
 // another account an AccessDeniedException (this emulator holds one account,
-// so a key elsewhere is one the caller has no permission for); an alias where
-// only key IDs and key ARNs are accepted, a malformed ID, an ARN of another
-// region (not settled: KMS looks the key up in the endpoint's region only)
-// and an unknown key or alias are NotFoundException.
+// so a key elsewhere is one the caller has no permission for). The rest are
+// NotFoundException: a malformed ID ("Invalid keyId 'fake-key-id'"), an ARN
+// of another region ("Invalid arn us-west-2": KMS looks keys up in the
+// endpoint's region only), an unknown key ("Key '<arn>' does not exist"), an
+// unknown alias, and an alias where only key IDs and key ARNs are accepted.
 func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 	if id == nil {
 		return nil, errValidation("1 validation error detected: Value null at 'keyId' failed to satisfy constraint: Member must not be null")
@@ -269,7 +276,7 @@ func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 			return nil, errf(400, "AccessDeniedException", "User is not authorized to access %s: it belongs to account %s", v, m[3])
 		}
 		if m[2] != region {
-			return nil, errNotFound("Invalid arn %s: the key is not in the region the request was sent to (%s)", v, region)
+			return nil, errNotFound("Invalid arn %s", m[2])
 		}
 		name = m[4]
 	}
@@ -277,7 +284,7 @@ func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 	var k *key
 	if strings.HasPrefix(name, "alias/") {
 		if !o.alias {
-			return nil, errNotFound("Invalid keyId %s: this operation accepts a key ID or key ARN, not an alias", v)
+			return nil, errNotFound("Invalid keyId '%s'", v)
 		}
 		a := rs.aliases[name]
 		if a == nil {
@@ -287,7 +294,7 @@ func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 	} else {
 		idPart := strings.TrimPrefix(name, "key/")
 		if !keyIDPattern.MatchString(idPart) {
-			return nil, errNotFound("Invalid keyId %s", v)
+			return nil, errNotFound("Invalid keyId '%s'", v)
 		}
 		k = rs.keys[idPart]
 		if k == nil {
@@ -319,6 +326,15 @@ func (s *Server) settle(k *key, now time.Time) bool {
 	if k.state == "PendingDeletion" && !k.deletionDate.IsZero() && !now.Before(k.deletionDate) {
 		s.deleteKey(k, now)
 		return false
+	}
+	if k.state == "Creating" && !k.readyAt.IsZero() && !now.Before(k.readyAt) {
+		// "When the replicate process completes, the replica key is in the
+		// Enabled or PendingImport state"
+		// (https://docs.aws.amazon.com/kms/latest/developerguide/key-state.html).
+		k.state, k.readyAt = "Enabled", time.Time{}
+		if k.origin == "EXTERNAL" {
+			k.state = "PendingImport"
+		}
 	}
 	m := k.mat
 	if !m.onDemandStart.IsZero() && !now.Before(m.onDemandStart.Add(s.opts.RotationDelay)) {
@@ -372,29 +388,62 @@ func (s *Server) deleteKey(k *key, now time.Time) {
 	}
 }
 
-// checkState answers the key-state errors of
-// https://docs.aws.amazon.com/kms/latest/developerguide/key-state.html for an
-// operation that needs an enabled key: DisabledException for a disabled key,
-// KMSInvalidStateException for the other states.
-func checkEnabled(k *key) *apiError {
+// stateError is KMS's answer when a key's state does not allow an operation
+// (https://docs.aws.amazon.com/kms/latest/developerguide/key-state.html):
+// DisabledException "<arn> is disabled." for a disabled key,
+// KMSInvalidStateException "<arn> is pending import." / "… is pending
+// deletion." (recorded) or the like for the others.
+func stateError(k *key) *apiError {
 	switch k.state {
-	case "Enabled":
-		return nil
 	case "Disabled":
 		return errf(400, "DisabledException", "%s is disabled.", k.arn)
+	case "PendingImport":
+		return errInvalidState("%s is pending import.", k.arn)
+	case "PendingDeletion":
+		return errInvalidState("%s is pending deletion.", k.arn)
+	case "PendingReplicaDeletion":
+		return errInvalidState("%s is pending replica deletion.", k.arn)
+	case "Unavailable":
+		return errInvalidState("%s is unavailable.", k.arn)
+	case "Creating":
+		return errInvalidState("%s is creating.", k.arn)
+	case "Updating":
+		return errInvalidState("%s is updating.", k.arn)
 	}
-	return errInvalidState("%s is %s and not usable for this operation.", k.arn, k.state)
+	return errInvalidState("%s is %s.", k.arn, k.state)
 }
 
-// checkNotPending rejects the states in which KMS allows no management
-// operation: pending deletion, pending replica deletion, pending import,
+// checkEnabled answers the key-state errors for an operation that needs an
+// enabled key (cryptographic operations, RotateKeyOnDemand, rotation settings).
+func checkEnabled(k *key) *apiError {
+	if k.state == "Enabled" {
+		return nil
+	}
+	return stateError(k)
+}
+
+// checkManageable answers for the management operations the key-state table
+// allows on enabled, disabled and PendingImport keys (and on unavailable keys
+// of a disconnected custom key store): TagResource, UntagResource,
+// CreateAlias, ReplicateKey. Pending deletion, creating and updating keys
+// refuse them.
+func checkManageable(k *key) *apiError {
+	switch k.state {
+	case "Enabled", "Disabled", "PendingImport", "Unavailable":
+		return nil
+	}
+	return stateError(k)
+}
+
+// checkNotPending rejects the states in which KMS allows neither EnableKey
+// nor DisableKey: pending deletion, pending replica deletion, pending import,
 // unavailable, creating and updating.
 func checkNotPending(k *key) *apiError {
 	switch k.state {
 	case "Enabled", "Disabled":
 		return nil
 	}
-	return errInvalidState("%s is pending deletion or otherwise not available (state %s).", k.arn, k.state)
+	return stateError(k)
 }
 
 func isSymmetricEncryption(k *key) bool {
