@@ -46,6 +46,14 @@ type Options struct {
 	// (GetKeyRotationStatus.OnDemandRotationStartDate is set); 0 completes it
 	// at once.
 	RotationDelay time.Duration
+	// MaterialDelay is how long after an on-demand rotation leaves "in
+	// progress" its new key material becomes current: DescribeKey's
+	// CurrentKeyMaterialId, the KeyMaterialState of the rotation's
+	// ListKeyRotations entry (NON_CURRENT until then, listed from the end of
+	// RotationDelay) and the material Encrypt uses. AWS clears
+	// OnDemandRotationStartDate within about 10 s but switches the material
+	// about a minute later; 0 (the default) switches both at once.
+	MaterialDelay time.Duration
 	// ReplicaDelay is how long a replica made by ReplicateKey stays in the
 	// Creating key state (Enabled false, no CurrentKeyMaterialId) before it
 	// becomes Enabled, or PendingImport for imported key material. The

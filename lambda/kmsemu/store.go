@@ -45,6 +45,11 @@ type material struct {
 	onDemandStart   time.Time // set while an on-demand rotation is in progress
 	onDemandPending string    // the material ID it will make current
 
+	// nextCurrent is the material of a completed on-demand rotation that
+	// becomes current at currentAt (Options.MaterialDelay).
+	nextCurrent string
+	currentAt   time.Time
+
 	// staged is the imported key material waiting in PENDING_ROTATION (or
 	// PENDING_MULTI_REGION_IMPORT_AND_ROTATION) for an on-demand rotation.
 	staged string
@@ -338,8 +343,16 @@ func (s *Server) settle(k *key, now time.Time) bool {
 	}
 	m := k.mat
 	if !m.onDemandStart.IsZero() && !now.Before(m.onDemandStart.Add(s.opts.RotationDelay)) {
-		s.completeRotation(m, rotation{materialID: m.onDemandPending, date: m.onDemandStart.Add(s.opts.RotationDelay), typ: "ON_DEMAND"})
+		// The rotation leaves "in progress" and is listed; its material
+		// becomes current MaterialDelay later (the two phases AWS shows).
+		done := m.onDemandStart.Add(s.opts.RotationDelay)
+		m.promote()
+		m.rotations = append(m.rotations, rotation{materialID: m.onDemandPending, date: done, typ: "ON_DEMAND"})
+		m.nextCurrent, m.currentAt = m.onDemandPending, done.Add(s.opts.MaterialDelay)
 		m.onDemandStart, m.onDemandPending = time.Time{}, ""
+	}
+	if m.nextCurrent != "" && !now.Before(m.currentAt) {
+		m.promote()
 	}
 	// Automatic rotation happens only while the key is enabled; a key that
 	// was disabled past its date rotates when it is enabled again
@@ -355,9 +368,19 @@ func (s *Server) settle(k *key, now time.Time) bool {
 	return true
 }
 
+// completeRotation adds a completed rotation whose material is current at once.
 func (s *Server) completeRotation(m *material, r rotation) {
+	m.promote()
 	m.rotations = append(m.rotations, r)
 	m.current = r.materialID
+}
+
+// promote makes the material of the last completed on-demand rotation
+// current, if it is not yet.
+func (m *material) promote() {
+	if m.nextCurrent != "" {
+		m.current, m.nextCurrent, m.currentAt = m.nextCurrent, "", time.Time{}
+	}
 }
 
 // deleteKey removes a key whose deletion waiting period has ended. A deleted

@@ -68,6 +68,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		region   = fs.String("region", "us-east-1", "default `region`: of fleet keys without one and of unsigned requests; signed requests are served for the region they are signed for")
 		delay    = fs.Duration("rotation-delay", 2*time.Second, "how long an on-demand rotation stays in progress (0 = completes at once)")
 		limit    = fs.Int("on-demand-limit", 25, "lifetime on-demand rotations per key, then LimitExceededException")
+		matDelay = fs.Duration("material-delay", 0, "how long after a rotation leaves \"in progress\" its new key material becomes current (CurrentKeyMaterialId, encryption); AWS takes about a minute")
 		replica  = fs.Duration("replica-delay", time.Second, "how long a replica made by ReplicateKey stays in the Creating key state (0 = usable from the next request)")
 		latency  = fs.Duration("latency", 0, "added to every response")
 		scale    = fs.Float64("quota-scale", 0, "request quotas: 0 = no throttling, 1 = the default per-operation quotas (KMS's; EventBridge's for PutEvents), 10 = ten times them")
@@ -96,8 +97,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *limit < 1 {
 		return fmt.Errorf("-on-demand-limit %d: must be at least 1", *limit)
 	}
-	if *delay < 0 || *latency < 0 || *replica < 0 {
-		return errors.New("-rotation-delay, -replica-delay and -latency must not be negative")
+	if *delay < 0 || *latency < 0 || *replica < 0 || *matDelay < 0 {
+		return errors.New("-rotation-delay, -material-delay, -replica-delay and -latency must not be negative")
 	}
 	host, _, err := net.SplitHostPort(*addr)
 	if err != nil {
@@ -112,7 +113,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		logw = nil
 	}
 	srv := kmsemu.New(kmsemu.Options{
-		Account: *account, Region: *region, RotationDelay: *delay, ReplicaDelay: *replica, OnDemandLimit: *limit,
+		Account: *account, Region: *region, RotationDelay: *delay, MaterialDelay: *matDelay, ReplicaDelay: *replica, OnDemandLimit: *limit,
 		Latency: *latency, QuotaScale: *scale, FailRate: *failRate, DropRate: *dropRate,
 		Seed: *seed, Log: logw,
 	})
