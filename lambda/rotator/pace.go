@@ -73,7 +73,6 @@ func (e *Engine) waitListRotations(ctx context.Context) error {
 type starter struct {
 	r       *run
 	f       *feed // the items; a sweep's grows while listing (stream.go)
-	next    int
 	stopped bool
 	// queued counts the keys that may still need a rotation slot: being
 	// read (any may turn out due), or due and not yet rotated.
@@ -88,15 +87,9 @@ func (s *starter) take() (it *item, ok, start bool) {
 	f := s.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for s.next >= len(f.items) && !f.done {
-		f.cond.Wait()
-	}
-	if s.next >= len(f.items) {
+	if it, ok = f.next(); !ok {
 		return nil, false, false
 	}
-	it = f.items[s.next]
-	f.items[s.next] = nil // the pipelines hold it from here; the run keeps only its entry
-	s.next++
 	if !s.stopped && (s.r.pastCutoff() || s.rotationsFillTimeLeft()) {
 		s.stopped = true
 	}

@@ -432,12 +432,9 @@ func (r *run) rotated(it *item, at time.Time) {
 	r.finish(it)
 }
 
-// finish records the key's entry and logs its line, once the Region's
-// aliases are known (stream.go).
+// finish labels the key with its alias, records its entry and logs its line.
 func (r *run) finish(it *item) {
-	if !r.label(it) {
-		return // held until the aliases are listed
-	}
+	r.setAlias(it)
 	r.record(it)
 }
 

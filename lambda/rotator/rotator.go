@@ -135,13 +135,16 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	listCtx, cancelList := r.listContext(ctx)
 	defer cancelList()
 	home := r.inv.Scope.Region
-	go r.aliasSet(listCtx, home) // labels the entries; per-key lines wait for it (label)
-	go r.releaseLabels(listCtx, home)
 	f := newFeed()
 	var listErr error
 	go func() { listErr = r.list(listCtx, f) }()
+	// The Region's aliases label the entries: one paginated ListAliases,
+	// listed while the first GetResources page arrives. Keys start once
+	// they are known, so no line waits in memory for them.
+	if as := r.aliasSet(listCtx, home); as.err != nil {
+		r.log.Warn("aliases not listed; entries carry no alias", "region", home, "error", as.err.Error())
+	}
 	r.processFeed(r.ctx, f) // returns once the feed is closed and every key is done
-	r.waitLabels()
 	if listErr != nil && r.tally.candidates() == 0 {
 		r.log.Error("listing candidates failed", "error", listErr.Error())
 		e.emitRunFailed(r)
@@ -206,13 +209,13 @@ type run struct {
 
 	aliasMu sync.Mutex
 	aliases map[string]*aliasSet // by Region
+	// wantAlias names the aliases an incident request names.
+	wantAlias map[string]bool
 
 	calls callCounts
 
 	// cont is the report's continuation object (continuation.go).
 	cont *ContinuationReport
-	// labels holds the per-key lines until aliases are known (stream.go).
-	labels labels
 }
 
 func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {
@@ -226,7 +229,14 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 		aliases: map[string]*aliasSet{},
 		tally:   newTally(e.maxListed, e.maxEntries, e.cfg.Reserve),
 	}
-	r.labels.released = make(chan struct{})
+	for _, k := range req.Keys {
+		if k.Alias != "" {
+			if r.wantAlias == nil {
+				r.wantAlias = map[string]bool{}
+			}
+			r.wantAlias[k.Alias] = true
+		}
+	}
 	r.dry = req.DryRun || e.cfg.DryRun || req.Mode == request.ModePlan || req.Mode == request.ModeReport
 	r.log = e.log.With("runId", r.id, "mode", string(req.Mode), "requestId", inv.RequestID)
 	if dl, ok := ctx.Deadline(); ok {

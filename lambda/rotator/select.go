@@ -163,7 +163,7 @@ func (r *run) takeExtras() []*item {
 type aliasSet struct {
 	once   sync.Once
 	byKey  map[string]string // key ID → first alias name
-	byName map[string]string // alias name → target key ID
+	byName map[string]string // alias name → target key ID, for the aliases the request names
 	err    error
 }
 
@@ -191,9 +191,14 @@ func (r *run) aliasSet(ctx context.Context, region string) *aliasSet {
 				if target == "" {
 					continue // a predefined AWS alias with no key yet
 				}
-				as.byName[name] = target
+				// Copies: a string of the response would keep its whole
+				// page in memory. byName holds only the aliases an
+				// incident names; a sweep needs key → alias alone.
+				if r.wantAlias[name] {
+					as.byName[strings.Clone(name)] = strings.Clone(target)
+				}
 				if cur, ok := as.byKey[target]; !ok || name < cur {
-					as.byKey[target] = name
+					as.byKey[strings.Clone(target)] = strings.Clone(name)
 				}
 			}
 			if !out.Truncated || aws.ToString(out.NextMarker) == "" {

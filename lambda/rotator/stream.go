@@ -3,6 +3,7 @@ package rotator
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,13 +22,19 @@ import (
 // before the first deferred one in ARN order, so the next link may look at
 // a few finished keys again (reads only) but never skips one.
 
-// feed is the candidate list of one process call, possibly still growing.
+// feed is the queue of candidates not yet started by one process call,
+// possibly still growing while the listing pages arrive.
 type feed struct {
 	mu    sync.Mutex
 	cond  *sync.Cond
-	items []*item
+	items []*item // not yet taken, in arrival order
 	done  bool
 }
+
+// maxAhead bounds how far the listing may run ahead of the pipelines: ten
+// GetResources pages. Without it a large fleet would sit in memory, listed
+// but not yet started, while the quotas pace the reads.
+const maxAhead = 1000
 
 func newFeed() *feed {
 	f := &feed{}
@@ -42,8 +49,12 @@ func closedFeed(items []*item) *feed {
 	return f
 }
 
+// add appends items, first waiting while maxAhead are already waiting.
 func (f *feed) add(items []*item) {
 	f.mu.Lock()
+	for len(f.items) >= maxAhead {
+		f.cond.Wait()
+	}
 	f.items = append(f.items, items...)
 	f.mu.Unlock()
 	f.cond.Broadcast()
@@ -54,6 +65,22 @@ func (f *feed) close() {
 	f.done = true
 	f.mu.Unlock()
 	f.cond.Broadcast()
+}
+
+// next pops the first item, waiting for one; ok is false once the feed is
+// closed and empty. The caller holds f.mu.
+func (f *feed) next() (it *item, ok bool) {
+	for len(f.items) == 0 && !f.done {
+		f.cond.Wait()
+	}
+	if len(f.items) == 0 {
+		return nil, false
+	}
+	it = f.items[0]
+	f.items[0] = nil
+	f.items = f.items[1:]
+	f.cond.Broadcast() // room for the listing
+	return it, true
 }
 
 // pageTagged pages through GetResources for keys with all the given tags
@@ -73,7 +100,8 @@ func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, 
 		}
 		page := make([]*item, 0, len(out.ResourceTagMappingList))
 		for _, m := range out.ResourceTagMappingList {
-			arn := aws.ToString(m.ResourceARN)
+			// A copy: a string of the response keeps its whole page alive.
+			arn := strings.Clone(aws.ToString(m.ResourceARN))
 			region, keyID, ok := parseKeyARN(arn)
 			if !ok || seen[arn] {
 				continue // not a key ARN (defensive), or a page repeated
@@ -143,53 +171,11 @@ func (r *run) list(ctx context.Context, f *feed) error {
 	})
 }
 
-// labels holds back the per-key log lines until the Region's aliases are
-// listed, so every line carries the key's alias like the report.
-type labels struct {
-	mu       sync.Mutex
-	ready    bool
-	held     []*item
-	released chan struct{}
-}
-
-// label sets the key's alias, or holds its log line; it reports whether the
-// line may be written now.
-func (r *run) label(it *item) bool {
-	l := &r.labels
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.ready {
-		l.held = append(l.held, it)
-		return false
-	}
-	r.setAlias(it)
-	return true
-}
-
+// setAlias labels the entry with the key's first alias in its Region. The
+// function Region's aliases are listed before any key is processed (Run),
+// so every line carries the alias the report shows, and no line waits.
 func (r *run) setAlias(it *item) {
 	if it.alias == "" && it.keyID != "" {
 		it.alias = r.aliasOf(it.region, it.keyID)
 	}
 }
-
-// releaseLabels waits for the aliases, then writes the held lines.
-func (r *run) releaseLabels(ctx context.Context, home string) {
-	as := r.aliasSet(ctx, home)
-	if as.err != nil {
-		r.log.Warn("aliases not listed; entries carry no alias", "region", home, "error", as.err.Error())
-	}
-	l := &r.labels
-	l.mu.Lock()
-	l.ready = true
-	held := l.held
-	l.held = nil
-	for _, it := range held {
-		r.setAlias(it)
-		r.record(it)
-	}
-	l.mu.Unlock()
-	close(l.released)
-}
-
-// waitLabels returns once every held line is written.
-func (r *run) waitLabels() { <-r.labels.released }

@@ -71,6 +71,7 @@ type options struct {
 	skipBuild      bool
 	dueFraction    float64
 	cpuProfile     string
+	memProfile     string
 	sweepLog       string
 }
 
@@ -86,6 +87,7 @@ func run(args []string, stdout io.Writer) error {
 		initRuns = fs.Int("init-runs", 15, "cold starts to time")
 		noBuild  = fs.Bool("skip-build", false, "skip the bootstrap size and init measurements")
 		cpuProf  = fs.String("cpuprofile", "", "write the sweep child's CPU profile to `file` (go tool pprof)")
+		memProf  = fs.String("memprofile", "", "write the sweep child's allocation profile to `file` after its run (go tool pprof)")
 		sweepLog = fs.String("sweep-log", "", "write the sweep child's log and EMF lines to `file` instead of discarding them")
 		due      = fs.Float64("due-fraction", 0.10, "fraction of the opted-in keys that are due")
 	)
@@ -93,9 +95,9 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *sweep {
-		return runSweep(*out, *cpuProf)
+		return runSweep(*out, *cpuProf, *memProf)
 	}
-	o := options{quotaScale: *scale, latency: *latency, baselineSample: *sample, initRuns: *initRuns, skipBuild: *noBuild, dueFraction: *due, cpuProfile: *cpuProf, sweepLog: *sweepLog}
+	o := options{quotaScale: *scale, latency: *latency, baselineSample: *sample, initRuns: *initRuns, skipBuild: *noBuild, dueFraction: *due, cpuProfile: *cpuProf, memProfile: *memProf, sweepLog: *sweepLog}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 20 {
@@ -233,7 +235,7 @@ func benchFleet(ctx context.Context, o options, cfg rotator.Config, shape fleetS
 		return fr, err
 	}
 	emu.srv.ResetStats()
-	res, rss, err := runChild(ctx, emu.url, rotateRate, filepath.Join(tmp, "sweep.json"), o.cpuProfile, o.sweepLog)
+	res, rss, err := runChild(ctx, emu.url, rotateRate, filepath.Join(tmp, "sweep.json"), o.cpuProfile, o.memProfile, o.sweepLog)
 	stats := emu.srv.Stats()
 	emu.close()
 	if err != nil {
@@ -332,7 +334,7 @@ func startEmulator(o options, fleet []byte) (*emulator, error) {
 
 // runChild re-executes this binary with -sweep against url and returns its
 // result and its peak RSS in MB (getrusage of the child).
-func runChild(ctx context.Context, url string, rotateRate float64, out, cpuProfile, logFile string) (sweepResult, float64, error) {
+func runChild(ctx context.Context, url string, rotateRate float64, out, cpuProfile, memProfile, logFile string) (sweepResult, float64, error) {
 	var res sweepResult
 	self, err := os.Executable()
 	if err != nil {
@@ -347,6 +349,9 @@ func runChild(ctx context.Context, url string, rotateRate float64, out, cpuProfi
 	}
 	defer devnull.Close()
 	args := []string{"-sweep", "-out", out}
+	if memProfile != "" {
+		args = append(args, "-memprofile", memProfile)
+	}
 	if cpuProfile != "" {
 		args = append(args, "-cpuprofile", cpuProfile)
 	}

@@ -30,7 +30,7 @@ type sweepResult struct {
 // 15-minute deadline like the longest Lambda run. Logs and EMF lines go to
 // stdout as in Lambda (the parent points stdout at /dev/null). The result
 // goes to the file out.
-func runSweep(out, cpuProfile string) error {
+func runSweep(out, cpuProfile, memProfile string) error {
 	ctx := context.Background()
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
@@ -62,6 +62,18 @@ func runSweep(out, cpuProfile string) error {
 	wall := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
+	}
+	if memProfile != "" {
+		f, err := os.Create(memProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		// alloc_space shows what the run allocated, inuse_space what it
+		// still holds at its end.
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return err
+		}
 	}
 	b, err := json.Marshal(sweepResult{WallSeconds: wall.Seconds(), Summary: rep.Summary})
 	if err != nil {
