@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/smithy-go/logging"
 )
 
@@ -14,6 +15,15 @@ import (
 // breaks docs/design.md's "logs are JSON" contract and the Logs Insights queries
 // of the dashboard.
 type sdkLogger struct{ log *slog.Logger }
+
+// WithContext implements logging.ContextLogger: the SDK asks for a logger
+// per call, so its lines carry the Lambda request ID like every other line.
+func (l sdkLogger) WithContext(ctx context.Context) logging.Logger {
+	if lc, ok := lambdacontext.FromContext(ctx); ok {
+		return sdkLogger{l.log.With("requestId", lc.AwsRequestID)}
+	}
+	return l
+}
 
 // Logf implements logging.Logger.
 func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {

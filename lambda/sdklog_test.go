@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"testing"
 
+	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/smithy-go/logging"
 )
 
@@ -29,5 +31,19 @@ func TestSDKLogLinesAreJSON(t *testing.T) {
 				t.Fatalf("line = %v", m)
 			}
 		})
+	}
+}
+
+func TestSDKLogLinesCarryTheRequestID(t *testing.T) {
+	var buf bytes.Buffer
+	var l logging.Logger = sdkLogger{slog.New(slog.NewJSONHandler(&buf, nil))}
+	ctx := lambdacontext.NewContext(context.Background(), &lambdacontext.LambdaContext{AwsRequestID: "req-42"})
+	logging.WithContext(ctx, l).Logf(logging.Warn, "retrying")
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+		t.Fatalf("not JSON: %q", buf.String())
+	}
+	if m["requestId"] != "req-42" {
+		t.Fatalf("line = %v, want requestId req-42", m)
 	}
 }

@@ -136,8 +136,8 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	defer cancelList()
 	home := r.inv.Scope.Region
 	f := newFeed()
-	var listErr error
-	go func() { listErr = r.list(listCtx, f) }()
+	listed := make(chan error, 1)
+	go func() { listed <- r.list(listCtx, f) }()
 	// The Region's aliases label the entries: one paginated ListAliases,
 	// listed while the first GetResources page arrives. Keys start once
 	// they are known, so no line waits in memory for them.
@@ -145,6 +145,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 		r.log.Warn("aliases not listed; entries carry no alias", "region", home, "error", as.err.Error())
 	}
 	r.processFeed(r.ctx, f) // returns once the feed is closed and every key is done
+	listErr := <-listed
 	if listErr != nil && r.tally.candidates() == 0 {
 		r.log.Error("listing candidates failed", "error", listErr.Error())
 		e.emitRunFailed(r)
