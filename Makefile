@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: all build test lint demo synth bench fuzz clean
+.PHONY: all build test lint demo synth deploy bench fuzz clean
 
 all: test
 
@@ -46,6 +46,13 @@ test: lint node_modules/.installed
 # the CLI exit 1, so this target fails on it.
 synth: node_modules/.installed
 	npx cdk synth -q
+
+# Deploys every stack (all Regions of -c regions=…) with the CDK CLI pinned
+# in package-lock.json, never one npx would download. Needs AWS credentials
+# and a bootstrapped environment (cdk bootstrap). DEPLOY_FLAGS passes CLI
+# flags and context, e.g. DEPLOY_FLAGS='-c alarmEmail=oncall@example.com'.
+deploy: node_modules/.installed
+	cdk deploy --all $(DEPLOY_FLAGS)
 
 # Fuzz each target for FUZZTIME (go test runs one fuzz target per invocation);
 # crashers land in <pkg>/testdata/fuzz/ and become regression cases. Minimizing
