@@ -104,6 +104,7 @@ func (s *Server) encrypt(c *call, body []byte) (any, *apiError) {
 	blob = append(blob, mat...)
 	blob = append(blob, nonce...)
 	blob = s.aead(k.id, mat).Seal(blob, nonce, in.Plaintext, contextAAD(in.EncryptionContext))
+	s.recordUse(c, k)
 	return struct {
 		CiphertextBlob      []byte `json:"CiphertextBlob"`
 		KeyID               string `json:"KeyId"`
@@ -170,6 +171,7 @@ func (s *Server) decrypt(c *call, body []byte) (any, *apiError) {
 	if err != nil {
 		return nil, invalid
 	}
+	s.recordUse(c, k)
 	return struct {
 		KeyID               string `json:"KeyId"`
 		Plaintext           []byte `json:"Plaintext"`

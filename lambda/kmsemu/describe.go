@@ -25,6 +25,7 @@ type keyMetadataJSON struct {
 	CustomKeyStoreID            string     `json:"CustomKeyStoreId,omitempty"`
 	CloudHsmClusterID           string     `json:"CloudHsmClusterId,omitempty"`
 	ExpirationModel             string     `json:"ExpirationModel,omitempty"`
+	ValidTo                     *float64   `json:"ValidTo,omitempty"`
 	KeyManager                  string     `json:"KeyManager"`
 	CustomerMasterKeySpec       string     `json:"CustomerMasterKeySpec"`
 	KeySpec                     string     `json:"KeySpec"`
@@ -91,14 +92,22 @@ func (s *Server) metadata(k *key) *keyMetadataJSON {
 		md.CustomKeyStoreID = k.customKeyStore
 		md.XksKeyConfiguration = &xksConfig{ID: "xks-" + k.id}
 	case "EXTERNAL":
-		md.ExpirationModel = "KEY_MATERIAL_DOES_NOT_EXPIRE"
+		// ExpirationModel (and ValidTo) describe the import of the current
+		// key material into this key: absent before the first import and
+		// after the material is deleted (recorded 2025-11).
+		if r := k.mat.record(k.mat.current, k.region); r != nil && k.state != "Creating" {
+			md.ExpirationModel = r.expirationModel()
+			if r.expires {
+				md.ValidTo = epoch(r.validTo)
+			}
+		}
 	}
 	md.EncryptionAlgorithms, md.SigningAlgorithms, md.MacAlgorithms, md.KeyAgreementAlgorithms = algorithms(k.spec, k.usage)
 	// CurrentKeyMaterialId is present for symmetric encryption keys outside
 	// custom key stores, the keys that rotate
 	// (https://docs.aws.amazon.com/kms/latest/APIReference/API_KeyMetadata.html).
 	// A replica being created shows none yet (recorded 2025-11).
-	if isSymmetricEncryption(k) && !inCustomKeyStore(k) && k.state != "Creating" {
+	if isSymmetricEncryption(k) && !inCustomKeyStore(k) && k.state != "Creating" && k.mat.current != "" {
 		md.CurrentKeyMaterialID = k.mat.current
 	}
 	if k.multiRegion {

@@ -70,6 +70,43 @@ type FleetKey struct {
 	// caller (https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html),
 	// so the function's access-denied path can be rehearsed.
 	Deny []string `json:"deny"`
+
+	// Imported key material (origin EXTERNAL); see docs/kmslocal.md.
+
+	// ImportedMaterial says whether an EXTERNAL key has key material: true
+	// (the default, unless keyState is PendingImport) imports its material,
+	// and each rotation's, into the key; false leaves it PendingImport with
+	// no material, as CreateKey does. true with keyState PendingImport is a
+	// key whose material was deleted (it keeps its CurrentKeyMaterialId). On a
+	// replica it says whether the primary's material is imported into it.
+	ImportedMaterial *bool `json:"importedMaterial"`
+	// StagedMaterial imports new key material that waits in PENDING_ROTATION
+	// for RotateKeyOnDemand (a symmetric EXTERNAL key with material; on a
+	// multi-Region key, the primary).
+	StagedMaterial bool `json:"stagedMaterial"`
+	// PendingReplicaImport leaves the staged material out of replicas, so it
+	// is PENDING_MULTI_REGION_IMPORT_AND_ROTATION and the primary cannot be
+	// rotated yet: on a REPLICA entry, that replica; on the PRIMARY, all of
+	// its replicas.
+	PendingReplicaImport bool `json:"pendingReplicaImport"`
+	// MaterialExpiresInDays makes the import of the key's current material
+	// expire (ExpirationModel KEY_MATERIAL_EXPIRES, ValidTo) this many days
+	// from now, at most 365; 0 (the default): it does not expire. When it
+	// expires the material is deleted and the key becomes PendingImport.
+	MaterialExpiresInDays float64 `json:"materialExpiresInDays"`
+
+	// Key usage (GetKeyLastUsage), any key.
+
+	// LastUsedDaysAgo is the key's last successful cryptographic operation;
+	// absent: none since tracking began. Encrypt and Decrypt calls to the
+	// emulator update it.
+	LastUsedDaysAgo *float64 `json:"lastUsedDaysAgo"`
+	// LastUsedOperation is that operation (default Encrypt).
+	LastUsedOperation string `json:"lastUsedOperation"`
+	// TrackingStartedDaysAgo sets TrackingStartDate (default: the later of
+	// 2026-04-27, when KMS began tracking, and the key's creation; moved back
+	// to lastUsedDaysAgo if that is older).
+	TrackingStartedDaysAgo *float64 `json:"trackingStartedDaysAgo"`
 }
 
 // FleetTags are a fleet key's tags. KMS tag values are strings; a number or
@@ -237,6 +274,12 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		p       pending
 		primary *key
 	}
+	primaryEntry := map[*key]*FleetKey{} // primaries of this file
+	for _, p := range keys {
+		if p.k.mrType == "PRIMARY" {
+			primaryEntry[p.k] = p.fk
+		}
+	}
 	var links []link
 	replicaIn := map[string]bool{} // primary ID/region of replicas in this file
 	for _, p := range keys {
@@ -288,6 +331,9 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		if len(p.fk.Rotations) > 0 {
 			warnings = append(warnings, p.where+": a replica shares its primary's rotations; its own are ignored")
 		}
+		if err := checkReplicaImports(p.fk, primary); err != nil {
+			return fmt.Errorf("%s: %w", p.where, err)
+		}
 		delete(seen, p.k.region+"/"+p.k.id)
 		seen[p.k.region+"/"+primary.id] = true
 		links = append(links, link{p, primary})
@@ -302,6 +348,9 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		p.k.mat = primary.mat
 		p.k.primary = primary
 		primary.replicas = append(primary.replicas, p.k)
+		if primary.origin == "EXTERNAL" {
+			fleetReplicaImports(p.k, p.fk, primaryEntry[primary], now)
+		}
 	}
 	for _, w := range warnings {
 		s.logMu.Lock()
@@ -511,6 +560,16 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time, warn func(string)) (*key, 
 		s.completeRotation(m, rotation{materialID: s.newMaterialID(), date: now.Add(-days(r.DaysAgo)), typ: r.Type})
 	}
 	k.mat = m
+	if err := s.fleetUsage(k, e, now); err != nil {
+		return nil, err
+	}
+	if k.origin == "EXTERNAL" && mrType != "REPLICA" {
+		if err := s.fleetImports(k, e, now); err != nil {
+			return nil, err
+		}
+	} else if mrType != "REPLICA" && (e.ImportedMaterial != nil || e.StagedMaterial || e.PendingReplicaImport || e.MaterialExpiresInDays != 0) {
+		return nil, errors.New("importedMaterial, stagedMaterial, pendingReplicaImport and materialExpiresInDays need origin EXTERNAL")
+	}
 
 	// Automatic rotation: AWS managed keys rotate every year
 	// (https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys.html).
@@ -551,3 +610,127 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time, warn func(string)) (*key, 
 	}
 	return k, nil
 }
+
+// fleetImports seeds the imported materials of an EXTERNAL key (single-Region
+// or primary): its first material and each rotation's, imported into its
+// Region unless it is PendingImport, and the staged one.
+func (s *Server) fleetImports(k *key, e *FleetKey, now time.Time) error {
+	m := k.mat
+	has := k.state != "PendingImport"
+	if e.ImportedMaterial != nil {
+		has = *e.ImportedMaterial
+	}
+	if e.MaterialExpiresInDays < 0 || e.MaterialExpiresInDays > 365 {
+		return errors.New("materialExpiresInDays must be within 0-365")
+	}
+	if !has {
+		if len(e.Rotations) > 0 || e.StagedMaterial || e.MaterialExpiresInDays != 0 {
+			return errors.New("rotations, stagedMaterial and materialExpiresInDays need importedMaterial")
+		}
+		m.initial, m.current = "", ""
+		if k.state == "Enabled" || k.state == "Disabled" {
+			k.state = "PendingImport"
+		}
+		return nil
+	}
+	m.imported = map[string]*importedMaterial{}
+	for _, id := range m.associated() {
+		im := &importedMaterial{id: id, in: map[string]*importRecord{}}
+		if k.state != "PendingImport" {
+			im.in[k.region] = fleetRecord(id == m.current, e.MaterialExpiresInDays, now)
+		}
+		m.imported[id] = im
+	}
+	if e.StagedMaterial {
+		if !isSymmetricEncryption(k) {
+			return errors.New("stagedMaterial needs a SYMMETRIC_DEFAULT key (only they rotate)")
+		}
+		m.staged = s.newMaterialID()
+		m.imported[m.staged] = &importedMaterial{id: m.staged, in: map[string]*importRecord{k.region: {}}}
+	} else if e.PendingReplicaImport {
+		return errors.New("pendingReplicaImport needs stagedMaterial on the primary")
+	}
+	return nil
+}
+
+func fleetRecord(current bool, expiresInDays float64, now time.Time) *importRecord {
+	if current && expiresInDays > 0 {
+		return &importRecord{expires: true, validTo: now.Add(days(expiresInDays))}
+	}
+	return &importRecord{}
+}
+
+// checkReplicaImports checks a replica entry's import fields against its primary.
+func checkReplicaImports(e *FleetKey, primary *key) error {
+	fields := e.ImportedMaterial != nil || e.StagedMaterial || e.PendingReplicaImport || e.MaterialExpiresInDays != 0
+	switch {
+	case primary.origin != "EXTERNAL" && fields:
+		return errors.New("importedMaterial, stagedMaterial, pendingReplicaImport and materialExpiresInDays need a primary with origin EXTERNAL")
+	case e.StagedMaterial:
+		return errors.New("stagedMaterial belongs on the primary: new key material is imported there first")
+	case e.PendingReplicaImport && primary.mat.staged == "":
+		return errors.New("pendingReplicaImport needs stagedMaterial on the primary")
+	case e.MaterialExpiresInDays < 0 || e.MaterialExpiresInDays > 365:
+		return errors.New("materialExpiresInDays must be within 0-365")
+	}
+	return nil
+}
+
+// fleetReplicaImports imports the primary's materials into a replica of an
+// EXTERNAL key, as its entry (and the primary's pendingReplicaImport) say.
+func fleetReplicaImports(r *key, e, primaryEntry *FleetKey, now time.Time) {
+	m := r.mat
+	has := r.state != "PendingImport" && m.initial != ""
+	if e.ImportedMaterial != nil && m.initial != "" {
+		has = *e.ImportedMaterial
+	}
+	if !has {
+		if r.state == "Enabled" || r.state == "Disabled" {
+			r.state = "PendingImport"
+		}
+	} else {
+		for _, id := range m.associated() {
+			m.imported[id].in[r.region] = fleetRecord(id == m.current, e.MaterialExpiresInDays, now)
+		}
+	}
+	pendingAll := primaryEntry != nil && primaryEntry.PendingReplicaImport
+	if m.staged != "" && has && !e.PendingReplicaImport && !pendingAll {
+		m.imported[m.staged].in[r.region] = &importRecord{}
+	}
+}
+
+// fleetUsage seeds a key's last cryptographic use and tracking start.
+func (s *Server) fleetUsage(k *key, e *FleetKey, now time.Time) error {
+	if e.TrackingStartedDaysAgo != nil {
+		if *e.TrackingStartedDaysAgo < 0 {
+			return errors.New("trackingStartedDaysAgo must not be negative")
+		}
+		k.trackingStart = now.Add(-days(*e.TrackingStartedDaysAgo))
+	}
+	if e.LastUsedDaysAgo == nil {
+		if e.LastUsedOperation != "" {
+			return errors.New("lastUsedOperation needs lastUsedDaysAgo")
+		}
+		return nil
+	}
+	if *e.LastUsedDaysAgo < 0 {
+		return errors.New("lastUsedDaysAgo must not be negative")
+	}
+	op := "Encrypt"
+	if e.LastUsedOperation != "" {
+		op = canon(e.LastUsedOperation, usageOperations...)
+		if err := oneOf("lastUsedOperation", op, usageOperations...); err != nil {
+			return err
+		}
+	}
+	k.used = &lastUse{at: now.Add(-days(*e.LastUsedDaysAgo)), op: op, requestID: uuidFrom(s.idRNG), eventID: uuidFrom(s.idRNG)}
+	if k.used.at.Before(trackingStart(k)) {
+		k.trackingStart = k.used.at
+	}
+	return nil
+}
+
+// usageOperations are GetKeyLastUsage's operations (KeyLastUsageTrackingOperation).
+var usageOperations = []string{"Decrypt", "DeriveSharedSecret", "Encrypt", "GenerateDataKey", "GenerateDataKeyPair",
+	"GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext", "GenerateMac", "ReEncrypt", "Sign",
+	"Verify", "VerifyMac", "Encapsulate", "Decapsulate"}

@@ -91,8 +91,11 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 	k.tags = tags
 	k.id = s.newKeyID(k.multiRegion)
 	k.arn = s.keyARN(k.region, k.id)
-	k.mat = &material{initial: s.newMaterialID()}
-	k.mat.current = k.mat.initial
+	k.mat = &material{}
+	if k.origin != "EXTERNAL" { // imported keys start without key material
+		k.mat.initial = s.newMaterialID()
+		k.mat.current = k.mat.initial
+	}
 	s.region(c.region).addKey(k)
 	c.key = k.id
 	return struct {
@@ -365,7 +368,8 @@ func rotatable(k *key) *apiError {
 	case inCustomKeyStore(k):
 		return errUnsupported("%s is in a custom key store: automatic rotation is not supported.", k.arn)
 	case k.origin == "EXTERNAL":
-		return errUnsupported("%s has imported key material: automatic rotation is not supported.", k.arn)
+		// The key-state table's answer for imported keys.
+		return errOrigin(k)
 	case k.mrType == "REPLICA":
 		return errUnsupported("%s is a multi-Region replica: set rotation on its primary key.", k.arn)
 	}

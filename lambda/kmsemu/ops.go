@@ -194,7 +194,7 @@ func (s *Server) getKeyRotationStatus(c *call, body []byte) (any, *apiError) {
 		return nil, errUnsupported("%s is not a symmetric encryption key with key material in KMS: rotation does not apply.", k.arn)
 	}
 	if k.state == "PendingImport" || k.state == "Unavailable" {
-		return nil, errInvalidState("%s is %s.", k.arn, k.state)
+		return nil, stateError(k)
 	}
 	out := struct {
 		KeyID                     string   `json:"KeyId"`
@@ -220,6 +220,10 @@ func (s *Server) getKeyRotationStatus(c *call, body []byte) (any, *apiError) {
 // ListKeyRotations: https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeyRotations.html
 // Completed rotations, oldest first; Limit 1–1000, default 100. A rotation in
 // progress is not listed until it completes (RotationDate is the completion).
+// With IncludeKeyMaterial ALL_KEY_MATERIAL the list also has the first key
+// material (no date or type) and, for imported keys, the staged one. Entries
+// of imported keys carry ImportState, ExpirationModel and ValidTo (of the
+// import into this Region) and KeyMaterialDescription.
 func (s *Server) listKeyRotations(c *call, body []byte) (any, *apiError) {
 	var in struct {
 		listInput
@@ -242,12 +246,18 @@ func (s *Server) listKeyRotations(c *call, body []byte) (any, *apiError) {
 	if !isSymmetricEncryption(k) || inCustomKeyStore(k) {
 		return nil, errUnsupported("%s is not a symmetric encryption key with key material in KMS: it has no rotations.", k.arn)
 	}
-	// With ALL_KEY_MATERIAL the list starts with the original key material
-	// (no rotation date or type): "KMS adds the first key material"
-	// (https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeyRotations.html).
-	rot := k.mat.rotations
-	if in.IncludeKeyMaterial != nil && *in.IncludeKeyMaterial == "ALL_KEY_MATERIAL" {
-		rot = append([]rotation{{materialID: k.mat.initial}}, rot...)
+	m := k.mat
+	all := in.IncludeKeyMaterial != nil && *in.IncludeKeyMaterial == "ALL_KEY_MATERIAL"
+	rot := m.rotations
+	if all {
+		rot = nil
+		if m.initial != "" {
+			rot = append(rot, rotation{materialID: m.initial})
+		}
+		rot = append(rot, m.rotations...)
+		if m.staged != "" {
+			rot = append(rot, rotation{materialID: m.staged})
+		}
 	}
 	start := 0
 	if in.Marker != nil {
@@ -265,11 +275,15 @@ func (s *Server) listKeyRotations(c *call, body []byte) (any, *apiError) {
 		start = i + 1
 	}
 	type entry struct {
-		KeyID            string   `json:"KeyId"`
-		KeyMaterialID    string   `json:"KeyMaterialId"`
-		KeyMaterialState string   `json:"KeyMaterialState"`
-		RotationDate     *float64 `json:"RotationDate,omitempty"`
-		RotationType     string   `json:"RotationType,omitempty"`
+		KeyID                  string   `json:"KeyId"`
+		KeyMaterialID          string   `json:"KeyMaterialId"`
+		KeyMaterialState       string   `json:"KeyMaterialState"`
+		KeyMaterialDescription string   `json:"KeyMaterialDescription,omitempty"`
+		ImportState            string   `json:"ImportState,omitempty"`
+		ExpirationModel        string   `json:"ExpirationModel,omitempty"`
+		ValidTo                *float64 `json:"ValidTo,omitempty"`
+		RotationDate           *float64 `json:"RotationDate,omitempty"`
+		RotationType           string   `json:"RotationType,omitempty"`
 	}
 	out := struct {
 		Rotations  []entry `json:"Rotations"`
@@ -282,11 +296,27 @@ func (s *Server) listKeyRotations(c *call, body []byte) (any, *apiError) {
 			out.NextMarker = marker("rotations:"+k.id, rot[i-1].materialID)
 			break
 		}
-		state := "NON_CURRENT"
-		if rot[i].materialID == k.mat.current {
-			state = "CURRENT"
+		id := rot[i].materialID
+		e := entry{KeyID: k.arn, KeyMaterialID: id, KeyMaterialState: "NON_CURRENT", RotationDate: epoch(rot[i].date), RotationType: rot[i].typ}
+		switch id {
+		case m.current:
+			e.KeyMaterialState = "CURRENT"
+		case m.staged:
+			e.KeyMaterialState, _ = stagedState(k)
 		}
-		out.Rotations = append(out.Rotations, entry{k.arn, rot[i].materialID, state, epoch(rot[i].date), rot[i].typ})
+		if k.origin == "EXTERNAL" {
+			e.ImportState = "PENDING_IMPORT"
+			if im := m.imported[id]; im != nil {
+				e.KeyMaterialDescription = im.description
+				if r := im.in[k.region]; r != nil {
+					e.ImportState, e.ExpirationModel = "IMPORTED", r.expirationModel()
+					if r.expires {
+						e.ValidTo = epoch(r.validTo)
+					}
+				}
+			}
+		}
+		out.Rotations = append(out.Rotations, e)
 	}
 	return out, nil
 }
@@ -330,8 +360,19 @@ func (s *Server) rotateKeyOnDemand(c *call, body []byte) (any, *apiError) {
 		return nil, errUnsupported("%s is a multi-Region replica key: rotate %s instead.", k.arn, primary)
 	}
 	m := k.mat
-	if k.origin == "EXTERNAL" && m.staged == "" {
-		return nil, errInvalidState("No available key material pending rotation for the key: %s.", k.arn)
+	next := ""
+	if k.origin == "EXTERNAL" {
+		// Imported keys rotate to new material imported beforehand, staged
+		// in PENDING_ROTATION in every key of the set
+		// (https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys-on-demand.html).
+		if m.staged == "" {
+			// AWS's words (recorded 2025-11).
+			return nil, errInvalidState("No available key material pending rotation for the key: %s.", k.arn)
+		}
+		if st, missing := stagedState(k); st != "PENDING_ROTATION" {
+			return nil, errInvalidState("Key material (id: %s) of %s is pending import into the replica keys in %s: import it into every replica before rotating.", m.staged, k.arn, sortedRegions(missing))
+		}
+		next = m.staged
 	}
 	if !m.onDemandStart.IsZero() {
 		// Not settled which error a second call returns while an on-demand
@@ -345,8 +386,11 @@ func (s *Server) rotateKeyOnDemand(c *call, body []byte) (any, *apiError) {
 	if m.onDemandUsed() >= s.opts.OnDemandLimit {
 		return nil, errf(400, "LimitExceededException", "The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations can be performed for this key: %s", k.arn)
 	}
+	if next == "" {
+		next = s.newMaterialID()
+	}
 	m.onDemandStart = c.now
-	m.onDemandPending = s.newMaterialID()
+	m.onDemandPending = next
 	s.settle(k, c.now) // completes at once when RotationDelay is 0
 	return keyIDOutput{k.arn}, nil
 }

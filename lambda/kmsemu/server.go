@@ -8,9 +8,13 @@
 // It models what kms-rotator depends on, as KMS documents it: key IDs and
 // ARNs, aliases, key specs, origins, managers and states, multi-Region
 // primaries and replicas, tags, pagination markers, rotation history,
-// on-demand rotations that stay in progress for a while, the lifetime limit
-// on on-demand rotations, per-operation request quotas and injectable faults
-// (latency, internal errors, responses lost after the change was applied).
+// on-demand rotations that stay in progress for a while and switch key
+// material a while later, the lifetime limit on on-demand rotations, imported
+// key material (GetParametersForImport, ImportKeyMaterial,
+// DeleteImportedKeyMaterial; imports.go) and its rotation, GetKeyLastUsage
+// fed by its own Encrypt and Decrypt, per-operation request quotas and
+// injectable faults (latency, internal errors, responses lost after the
+// change was applied).
 // PutEvents validates entries as EventBridge documents and records every
 // accepted one, so tests can read back the events a run published
 // (Server.Events, GET /_kmslocal/events).
@@ -177,11 +181,12 @@ func errUnsupported(format string, args ...any) *apiError {
 
 // call is one request being served.
 type call struct {
-	op     string
-	region string
-	now    time.Time
-	key    string // key identifier for the log line
-	note   string // appended to the log line when not empty
+	op        string
+	region    string
+	requestID string // X-Amzn-RequestId of the answer
+	now       time.Time
+	key       string // key identifier for the log line
+	note      string // appended to the log line when not empty
 }
 
 type handler func(s *Server, c *call, body []byte) (any, *apiError)
@@ -229,6 +234,7 @@ func init() {
 	add("CreateAlias", 5, (*Server).createAlias)
 	add("CreateKey", 50, (*Server).createKey)
 	add("DeleteAlias", 5, (*Server).deleteAlias)
+	add("DeleteImportedKeyMaterial", 5, (*Server).deleteImportedKeyMaterial)
 	add("DescribeKey", 2000, (*Server).describeKey)
 	add("DisableKey", 5, (*Server).disableKey)
 	add("DisableKeyRotation", 5, (*Server).disableKeyRotation)
@@ -236,7 +242,10 @@ func init() {
 	add("EnableKeyRotation", 5, (*Server).enableKeyRotation)
 	add("Encrypt", cryptoQuota, (*Server).encrypt)
 	add("Decrypt", cryptoQuota, (*Server).decrypt)
+	add("GetKeyLastUsage", 100, (*Server).getKeyLastUsage)
 	add("GetKeyRotationStatus", 1000, (*Server).getKeyRotationStatus)
+	add("GetParametersForImport", 5, (*Server).getParametersForImport)
+	add("ImportKeyMaterial", 5, (*Server).importKeyMaterial)
 	add("ListAliases", 500, (*Server).listAliases)
 	add("ListKeyRotations", 100, (*Server).listKeyRotations)
 	add("ListKeys", 500, (*Server).listKeys)
@@ -307,7 +316,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	target := r.Header.Get("X-Amz-Target")
 	op, known := operations[target]
-	c := &call{op: op.name, region: s.regionOf(r)}
+	c := &call{op: op.name, region: s.regionOf(r), requestID: s.requestID()}
 	if !known {
 		c.op = "Unknown"
 	}
@@ -339,7 +348,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.Header().Set("X-Amzn-RequestId", s.requestID())
+	w.Header().Set("X-Amzn-RequestId", c.requestID)
 	w.WriteHeader(status)
 	_, _ = w.Write(out)
 	s.logLine(c, status, out, time.Since(start))

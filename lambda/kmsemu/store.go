@@ -23,6 +23,8 @@ type key struct {
 	created         time.Time
 	deletionDate    time.Time
 	readyAt         time.Time // when a Creating replica becomes usable
+	used            *lastUse  // last cryptographic use (GetKeyLastUsage)
+	trackingStart   time.Time // TrackingStartDate when set (fleet); see trackingStart
 	pendingWindow   int
 	customKeyStore  string
 	tags            map[string]string
@@ -50,9 +52,12 @@ type material struct {
 	nextCurrent string
 	currentAt   time.Time
 
-	// staged is the imported key material waiting in PENDING_ROTATION (or
-	// PENDING_MULTI_REGION_IMPORT_AND_ROTATION) for an on-demand rotation.
-	staged string
+	// imported holds the materials of a key with imported key material
+	// (Origin EXTERNAL), by material ID; staged is the one waiting in
+	// PENDING_ROTATION (or PENDING_MULTI_REGION_IMPORT_AND_ROTATION) for an
+	// on-demand rotation. See imports.go.
+	imported map[string]*importedMaterial
+	staged   string
 
 	autoEnabled bool
 	period      int       // RotationPeriodInDays while autoEnabled
@@ -348,12 +353,16 @@ func (s *Server) settle(k *key, now time.Time) bool {
 		done := m.onDemandStart.Add(s.opts.RotationDelay)
 		m.promote()
 		m.rotations = append(m.rotations, rotation{materialID: m.onDemandPending, date: done, typ: "ON_DEMAND"})
+		if m.staged == m.onDemandPending {
+			m.staged = "" // the imported material is now associated with the key
+		}
 		m.nextCurrent, m.currentAt = m.onDemandPending, done.Add(s.opts.MaterialDelay)
 		m.onDemandStart, m.onDemandPending = time.Time{}, ""
 	}
 	if m.nextCurrent != "" && !now.Before(m.currentAt) {
 		m.promote()
 	}
+	expireImports(k, now)
 	// Automatic rotation happens only while the key is enabled; a key that
 	// was disabled past its date rotates when it is enabled again
 	// (https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys.html#rotate-keys-how-it-works).

@@ -42,6 +42,11 @@ at it:
   AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=secret \
     aws kms list-keys
 
+Imported key material works as in KMS: create a key with --origin EXTERNAL,
+get-parameters-for-import, wrap the material (openssl or any SDK), then
+import-key-material; new material staged with --import-type NEW_KEY_MATERIAL
+rotates in with rotate-key-on-demand.
+
 Requests are served for the region in their SigV4 signature. One log line
 per request goes to stderr. GET /_kmslocal/stats shows per-operation
 counters; POST /_kmslocal/stats/reset zeroes them. GET /_kmslocal/events
