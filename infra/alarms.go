@@ -9,14 +9,22 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
-// modes are the values of the EMF dimension Mode (lambda/request.Mode).
-var modes = []string{"scheduled", "incident", "plan", "report"}
+// modes are the values of the EMF dimension Mode.
+var modes = []string{string(request.ModeScheduled), string(request.ModeIncident), string(request.ModePlan), string(request.ModeReport)}
+
+// scheduled is the Mode of the scheduled sweep (and of its continuations).
+var scheduled = string(request.ModeScheduled)
 
 // rotatorMetric is one EMF metric of docs/design.md "Metrics and logs" with
 // dimensions [Mode].
@@ -24,7 +32,7 @@ func rotatorMetric(s Settings, name, mode, statistic string, period time.Duratio
 	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 		Namespace:     jsii.String(s.MetricsNamespace),
 		MetricName:    jsii.String(name),
-		DimensionsMap: &map[string]*string{"Mode": jsii.String(mode)},
+		DimensionsMap: &map[string]*string{rotator.DimMode: jsii.String(mode)},
 		Statistic:     jsii.String(statistic),
 		Period:        awscdk.Duration_Seconds(jsii.Number(period.Seconds())),
 		Label:         jsii.String(mode),
@@ -48,37 +56,145 @@ func sumOverModes(s Settings, name string, ms []string, period time.Duration, la
 }
 
 type alarmsProps struct {
-	Function awslambda.Function
-	Settings Settings
+	Function      awslambda.Function
+	FailureQueue  awssqs.Queue
+	ScheduleGroup awsscheduler.ScheduleGroup
+	Settings      Settings
 }
 
-// rotatorAlarms are the alarms of issue 4, all notifying Topic.
+// rotatorAlarms are the alarms of the stack, all notifying Topic when they
+// go into ALARM and when they are OK again.
 type rotatorAlarms struct {
-	Topic           awssns.Topic
-	KeysFailed      awscloudwatch.Alarm
-	Silence         awscloudwatch.Alarm
-	BudgetExhausted awscloudwatch.Alarm
-	FunctionErrors  awscloudwatch.Alarm
-	All             []awscloudwatch.IAlarm
+	Topic              awssns.Topic
+	KeysFailed         awscloudwatch.Alarm
+	Silence            awscloudwatch.Alarm
+	BudgetExhausted    awscloudwatch.Alarm
+	FunctionErrors     awscloudwatch.Alarm
+	KeysOverdue        awscloudwatch.Alarm
+	FailureQueue       awscloudwatch.Alarm
+	AsyncEventsDropped awscloudwatch.Alarm
+	ResultEventsFailed awscloudwatch.Alarm
+	All                []awscloudwatch.IAlarm
 }
 
-// silencePeriod is the alarm period of the silence alarm, which alarms when
-// two consecutive periods have no completed scheduled run. CloudWatch allows
-// at most 7 days of evaluation (1 day for periods under an hour), see
-// https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html,
-// so slower schedules are watched over 2 × 3.5 days.
-func silencePeriod(schedule time.Duration) time.Duration {
-	p := time.Duration(math.Ceil(schedule.Minutes())) * time.Minute
-	if p < time.Minute {
-		p = time.Minute
+// CloudWatch evaluates an alarm over at most seven days of data, one day
+// when its period is under an hour
+// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html,
+// Period and EvaluationPeriods).
+const (
+	silenceBucket     = time.Hour
+	maxEvaluatedRange = 7 * 24 * time.Hour
+)
+
+// silencePlan is how the silence alarm watches a schedule. It watches
+// hourly buckets of two metrics: RunsCompleted of Mode=scheduled (a plan,
+// report or incident run does not count) and the Scheduler's
+// InvocationAttemptCount of the stack's schedule group, the record that a
+// sweep was due. Two checks, either of which alarms:
+//
+//   - missed: the Scheduler fired and no scheduled run completed within
+//     MissedAfter. It needs only MissedAfter of history, so it works for any
+//     schedule, weekly and monthly ones included; before the first firing
+//     after a deploy it has nothing to say, so a fresh stack does not page.
+//   - stale: no scheduled run completed within StaleAfter (the longest gap
+//     between two firings plus the slack). It also sees a schedule that was
+//     disabled or deleted, which the missed check cannot. It needs the last
+//     run inside the evaluated range, so it exists only when StaleAfter fits
+//     in CloudWatch's seven days (not for a weekly schedule).
+//
+// Both are rounded up to whole buckets plus one: a bucket is stamped with
+// the start of its hour, so a bucket age understates the real age by up to
+// an hour.
+type silencePlan struct {
+	Stale       bool
+	StaleAfter  time.Duration
+	MissedAfter time.Duration
+	// Periods is the number of hourly buckets evaluated: enough to see the
+	// bucket of the last run (stale) or the last firing (missed) when the
+	// check crosses its threshold.
+	Periods int
+}
+
+func planSilence(sil Silence) silencePlan {
+	roundUp := func(d time.Duration) time.Duration {
+		return time.Duration(math.Ceil(float64(d)/float64(silenceBucket)))*silenceBucket + silenceBucket
 	}
-	if p < time.Hour && 2*p > 24*time.Hour {
-		p = 12 * time.Hour
-	}
-	if max := 84 * time.Hour; p > max {
-		p = max
+	p := silencePlan{StaleAfter: roundUp(sil.Window()), MissedAfter: roundUp(sil.Slack)}
+	p.Periods = int(p.MissedAfter/silenceBucket) + 2
+	if stale := int(p.StaleAfter/silenceBucket) + 2; time.Duration(stale)*silenceBucket <= maxEvaluatedRange {
+		p.Stale, p.Periods = true, max(p.Periods, stale)
 	}
 	return p
+}
+
+// silenceExpressions are the metric math of the silence alarm, by ID; the
+// alarm watches "silent" (1 = silent, 0 = fine, no value = no evidence
+// either way, which keeps the alarm's state).
+//
+// Functions (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html):
+// EPOCH gives each bucket's timestamp and has a value in every bucket; IF
+// without a false branch drops the bucket; FILL(x, REPEAT) carries the last
+// value forward; arithmetic and comparisons of two series treat a missing
+// value as 0.
+func silenceExpressions(p silencePlan) map[string]string {
+	e := map[string]string{
+		// The start of the newest hour with a completed scheduled run, and
+		// with a firing of the schedule, at or before each bucket.
+		"lastRun": "FILL(IF(runs > 0, EPOCH(runs)), REPEAT)",
+		"lastDue": "FILL(IF(attempts > 0, EPOCH(attempts)), REPEAT)",
+		// The schedule fired, no scheduled run completed since, and that
+		// was MissedAfter ago.
+		"missed": fmt.Sprintf("IF(lastDue > 0, IF(lastDue > FILL(lastRun, 0), IF(EPOCH(attempts) - lastDue >= %d, 1, 0), 0))",
+			int(p.MissedAfter.Seconds())),
+		"silent": "IF(missed >= 1, 1, 0)",
+	}
+	if p.Stale {
+		e["stale"] = fmt.Sprintf("IF(lastRun > 0, IF(EPOCH(runs) - lastRun >= %d, 1, 0))", int(p.StaleAfter.Seconds()))
+		e["silent"] = "IF(stale + missed >= 1, 1, 0)"
+	}
+	return e
+}
+
+// silenceMetric builds the silence alarm's math over runs and attempts.
+func silenceMetric(runs, attempts awscloudwatch.IMetric, p silencePlan, label string) awscloudwatch.MathExpression {
+	exprs := silenceExpressions(p)
+	built := map[string]awscloudwatch.IMetric{"runs": runs, "attempts": attempts}
+	// Each expression may use the metrics and the expressions built before it.
+	for _, id := range []string{"lastRun", "lastDue", "missed", "stale", "silent"} {
+		expr, ok := exprs[id]
+		if !ok {
+			continue
+		}
+		using := map[string]awscloudwatch.IMetric{}
+		for k, v := range built {
+			if containsIdent(expr, k) {
+				using[k] = v
+			}
+		}
+		props := &awscloudwatch.MathExpressionProps{
+			Expression:   jsii.String(expr),
+			UsingMetrics: &using,
+			Period:       awscdk.Duration_Seconds(jsii.Number(silenceBucket.Seconds())),
+		}
+		if id == "silent" {
+			props.Label = jsii.String(label)
+		}
+		built[id] = awscloudwatch.NewMathExpression(props)
+	}
+	return built["silent"].(awscloudwatch.MathExpression)
+}
+
+// containsIdent says whether an expression uses the identifier id.
+func containsIdent(expr, id string) bool {
+	isIdent := func(c byte) bool {
+		return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	for i := 0; i+len(id) <= len(expr); i++ {
+		if expr[i:i+len(id)] == id && (i == 0 || !isIdent(expr[i-1])) && (i+len(id) == len(expr) || !isIdent(expr[i+len(id)])) {
+			return true
+		}
+	}
+	return false
 }
 
 func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotatorAlarms {
@@ -88,45 +204,102 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 		DisplayName: jsii.String("kms-rotator alarms"),
 		EnforceSSL:  jsii.Bool(true),
 	})
-	// Not encrypted with KMS: the topic carries only alarm state changes, and
-	// CloudWatch alarms cannot publish to a topic encrypted with the AWS
-	// managed key aws/sns. (cdk-nag's AwsSolutions pack has no rule on it.)
+	// Not encrypted with KMS: the topic carries only alarm state changes and
+	// run summaries, and CloudWatch alarms cannot publish to a topic
+	// encrypted with the AWS managed key aws/sns. (cdk-nag's AwsSolutions
+	// pack has no rule on it.)
 	if s.AlarmEmail != "" {
 		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(s.AlarmEmail), nil))
 	}
 	action := awscloudwatchactions.NewSnsAction(topic)
 	a := &rotatorAlarms{Topic: topic}
-	alarm := func(id, name, desc string, metric awscloudwatch.IMetric, op awscloudwatch.ComparisonOperator, threshold, periods float64, missing awscloudwatch.TreatMissingData) awscloudwatch.Alarm {
+	type spec struct {
+		name, desc          string
+		metric              awscloudwatch.IMetric
+		op                  awscloudwatch.ComparisonOperator
+		threshold           float64
+		periods, datapoints float64
+		missing             awscloudwatch.TreatMissingData
+	}
+	alarm := func(id string, sp spec) awscloudwatch.Alarm {
+		if sp.datapoints == 0 {
+			sp.datapoints = sp.periods
+		}
 		al := awscloudwatch.NewAlarm(c, jsii.String(id), &awscloudwatch.AlarmProps{
-			AlarmName:          jsii.String(s.FunctionName + "-" + name),
-			AlarmDescription:   jsii.String(desc),
-			Metric:             metric,
-			ComparisonOperator: op,
-			Threshold:          jsii.Number(threshold),
-			EvaluationPeriods:  jsii.Number(periods),
-			DatapointsToAlarm:  jsii.Number(periods),
-			TreatMissingData:   missing,
+			AlarmName:          jsii.String(s.FunctionName + "-" + sp.name),
+			AlarmDescription:   jsii.String(sp.desc),
+			Metric:             sp.metric,
+			ComparisonOperator: sp.op,
+			Threshold:          jsii.Number(sp.threshold),
+			EvaluationPeriods:  jsii.Number(sp.periods),
+			DatapointsToAlarm:  jsii.Number(sp.datapoints),
+			TreatMissingData:   sp.missing,
 		})
+		// OK actions too: the on-call learns that a problem went away, and
+		// an alarm that flaps shows as such in the topic.
 		al.AddAlarmAction(action)
+		al.AddOkAction(action)
 		a.All = append(a.All, al)
 		return al
 	}
-	a.KeysFailed = alarm("KeysFailed", "keys-failed",
-		"A run reported failed keys (any mode). The function's report and log lines name each key and its reason (access-denied, not-found, throttled, error).",
-		sumOverModes(s, "KeysFailed", modes, 5*time.Minute, "failed keys"),
-		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, 1, awscloudwatch.TreatMissingData_NOT_BREACHING)
-	period := silencePeriod(s.SchedulePeriod)
-	a.Silence = alarm("Silence", "silence",
-		fmt.Sprintf("No scheduled run completed in two schedule periods (%s each, schedule %s): the schedule, the function or its permissions are broken.", period, s.Schedule),
-		sumOverModes(s, "RunsCompleted", []string{"scheduled", "plan"}, period, "runs completed"),
-		awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD, 1, 2, awscloudwatch.TreatMissingData_BREACHING)
-	a.BudgetExhausted = alarm("BudgetExhausted", "budget-exhausted",
-		"A key has used up its lifetime on-demand rotations: it can no longer be rotated on demand, not even in an incident. Plan its replacement.",
-		sumOverModes(s, "KeysBudgetExhausted", modes, time.Hour, "keys with exhausted budget"),
-		awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD, 0, 1, awscloudwatch.TreatMissingData_NOT_BREACHING)
-	a.FunctionErrors = alarm("FunctionErrors", "function-errors",
-		"The function failed (invalid configuration, keys could not be listed, crash or timeout). Failed asynchronous events are in the failure queue.",
-		props.Function.MetricErrors(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
-		awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD, 1, 1, awscloudwatch.TreatMissingData_NOT_BREACHING)
+	const gte = awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+	fiveMin := 5 * time.Minute
+	a.KeysFailed = alarm("KeysFailed", spec{name: "keys-failed",
+		desc:   "A run reported failed keys (any mode). The function's report and log lines name each key and its reason (access-denied, not-found, throttled, unconfirmed, error).",
+		metric: sumOverModes(s, rotator.MetricKeysFailed, modes, fiveMin, "failed keys"),
+		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+
+	plan := planSilence(s.Silence)
+	desc := fmt.Sprintf("No scheduled sweep completed on time (schedule %s, %s; longest gap between firings %s): either the Scheduler fired and no run with Mode=scheduled completed within %s",
+		s.Schedule, s.ScheduleTimezone, s.Silence.Gap, plan.MissedAfter)
+	if plan.Stale {
+		desc += fmt.Sprintf(", or none completed for %s (the gap plus %s of slack)", plan.StaleAfter, s.Silence.Slack)
+	}
+	desc += ". Check the schedule, the failure queue and the function's errors. Returns to OK once the silent hours have left the evaluated range."
+	runs := rotatorMetric(s, rotator.MetricRunsCompleted, scheduled, "Sum", silenceBucket)
+	attempts := props.ScheduleGroup.MetricAttempts(&awscloudwatch.MetricOptions{
+		Period: awscdk.Duration_Seconds(jsii.Number(silenceBucket.Seconds())), Statistic: jsii.String("Sum"),
+	})
+	a.Silence = alarm("Silence", spec{name: "silence", desc: desc,
+		metric: silenceMetric(runs, attempts, plan, "silent (1) or not (0)"),
+		op:     gte, threshold: 1, periods: float64(plan.Periods), datapoints: 1,
+		// No evidence either way (no firing and no run in the range): keep
+		// the state. A fresh stack stays quiet until its first firing; a
+		// silence that lasts longer than the range stays in ALARM.
+		missing: awscloudwatch.TreatMissingData_IGNORE})
+
+	a.BudgetExhausted = alarm("BudgetExhausted", spec{name: "budget-exhausted",
+		desc:   "A key has used up its lifetime on-demand rotations: it can no longer be rotated on demand, not even in an incident. Plan its replacement.",
+		metric: sumOverModes(s, rotator.MetricKeysBudgetExhausted, modes, time.Hour, "keys with exhausted budget"),
+		op:     awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD, threshold: 0, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	a.FunctionErrors = alarm("FunctionErrors", spec{name: "function-errors",
+		desc:   "The function failed (invalid configuration, keys could not be listed, crash or timeout). Failed asynchronous events are in the failure queue.",
+		metric: props.Function.MetricErrors(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
+		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	a.KeysOverdue = alarm("KeysOverdue", spec{name: "keys-overdue",
+		desc: "The last scheduled sweep left keys whose material is older than their interval (budget reserved or exhausted, automatic rotation pending, failures): " +
+			"they are past their cryptoperiod. The sweep's report lists them with overdue=true.",
+		metric: rotatorMetric(s, rotator.MetricKeysOverdue, scheduled, "Sum", time.Hour),
+		op:     gte, threshold: 1, periods: 1,
+		// A sweep reports once per run: between sweeps the state is the
+		// last sweep's verdict.
+		missing: awscloudwatch.TreatMissingData_IGNORE})
+	a.FailureQueue = alarm("FailureQueue", spec{name: "failure-queue",
+		desc: "Messages wait in the failure queue: a scheduled sweep the Scheduler could not deliver, an asynchronous run that failed, or an event EventBridge could not deliver. " +
+			"They expire after 14 days; read them, fix the cause, then purge the queue.",
+		metric: props.FailureQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
+			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}),
+		op: gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	a.AsyncEventsDropped = alarm("AsyncEventsDropped", spec{name: "async-events-dropped",
+		desc: "Lambda dropped asynchronous invocations of the function (a sweep, continuation or incident event) without running them, e.g. after throttling past the maximum event age. " +
+			"See https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html.",
+		metric: props.Function.Metric(jsii.String("AsyncEventsDropped"), &awscloudwatch.MetricOptions{
+			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
+		op: gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	a.ResultEventsFailed = alarm("ResultEventsFailed", spec{name: "result-events-failed",
+		desc: "The function could not publish a run's result event on the default event bus: an incident or a run with failed keys was not announced on the topic. " +
+			"The run itself is in the function's logs.",
+		metric: sumOverModes(s, rotator.MetricResultEventsFailed, modes, fiveMin, "result events not published"),
+		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	return a
 }

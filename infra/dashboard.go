@@ -11,12 +11,15 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/interfaces/interfacesawscloudwatch"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
 type rotatorDashboardProps struct {
 	Function awslambda.Function
-	// LogGroupName is the function's log group, as a literal name (a token
-	// would hide it from the dashboard's source).
+	// LogGroupName is the function's log group (a token: its name ends with
+	// the stack's ID).
 	LogGroupName string
 	Settings     Settings
 	Alarms       []awscloudwatch.IAlarm
@@ -55,8 +58,8 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 		}
 		return awscloudwatch.NewGraphWidget(p)
 	}
-	byMode := []string{"Mode"}
-	byReason := []string{"Mode", "Reason"}
+	byMode := []string{rotator.DimMode}
+	byReason := []string{rotator.DimMode, rotator.DimReason}
 	fn := props.Function
 	fiveMin := &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}
 	hourly := time.Hour
@@ -66,44 +69,56 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 		DefaultInterval: awscdk.Duration_Days(jsii.Number(14)),
 	})
 	d.AddWidgets(awscloudwatch.NewTextWidget(&awscloudwatch.TextWidgetProps{
-		Markdown: jsii.String(fmt.Sprintf("# kms-rotator\nOpt-in tag `%s=%s` · schedule `%s` · interval %d days · on-demand limit %d, reserve %d · dry run %t · namespace `%s`",
-			s.TagKey, s.TagValue, s.Schedule, s.IntervalDays, s.OnDemandLimit, s.Reserve, s.DryRun, s.MetricsNamespace)),
+		Markdown: jsii.String(fmt.Sprintf("# kms-rotator\nOpt-in tag `%s=%s` · schedule `%s` (%s) · interval %d days (floor %d) · on-demand limit %d, reserve %d · dry run %t · namespace `%s` · incident bus `%s`",
+			s.TagKey, s.TagValue, s.Schedule, s.ScheduleTimezone, s.IntervalDays, s.MinIntervalDays, s.OnDemandLimit, s.Reserve, s.DryRun, s.MetricsNamespace, s.IncidentBusName)),
 		Width: jsii.Number(24), Height: jsii.Number(2),
 	}))
 	d.AddWidgets(
 		graph("Keys rotated (would rotate in dry runs) per run, by mode", []awscloudwatch.IMetric{
-			search(s, "KeysRotated", byMode, "Sum", "rotated"),
-			search(s, "KeysWouldRotate", byMode, "Sum", "would rotate"),
+			search(s, rotator.MetricKeysRotated, byMode, "Sum", "rotated"),
+			search(s, rotator.MetricKeysWouldRotate, byMode, "Sum", "would rotate"),
 		}, []awscloudwatch.IMetric{
-			search(s, "KeysCandidate", byMode, "Sum", "candidates"),
+			search(s, rotator.MetricKeysCandidate, byMode, "Sum", "candidates"),
 		}),
 		graph("Keys failed and deferred (by mode)", []awscloudwatch.IMetric{
-			search(s, "KeysFailed", byMode, "Sum", "failed"),
-			search(s, "KeysDeferred", byMode, "Sum", "deferred"),
+			search(s, rotator.MetricKeysFailed, byMode, "Sum", "failed"),
+			search(s, rotator.MetricKeysDeferred, byMode, "Sum", "deferred"),
 		}, nil),
 	)
 	d.AddWidgets(
-		graph("Keys skipped by reason", []awscloudwatch.IMetric{search(s, "KeysSkipped", byReason, "Sum", "skipped")}, nil),
-		graph("Keys failed by reason", []awscloudwatch.IMetric{search(s, "KeysFailed", byReason, "Sum", "failed")}, nil),
+		graph("Keys skipped by reason", []awscloudwatch.IMetric{search(s, rotator.MetricKeysSkipped, byReason, "Sum", "skipped")}, nil),
+		graph("Keys failed by reason", []awscloudwatch.IMetric{search(s, rotator.MetricKeysFailed, byReason, "Sum", "failed")}, nil),
 	)
 	d.AddWidgets(
 		graph("Budget health: lowest on-demand rotations left", []awscloudwatch.IMetric{
-			rotatorMetric(s, "MinOnDemandRemaining", "scheduled", "Minimum", hourly),
-			rotatorMetric(s, "MinOnDemandRemaining", "report", "Minimum", hourly),
-			rotatorMetric(s, "MinOnDemandRemaining", "incident", "Minimum", hourly),
+			rotatorMetric(s, rotator.MetricMinOnDemandRemaining, scheduled, "Minimum", hourly),
+			rotatorMetric(s, rotator.MetricMinOnDemandRemaining, string(request.ModeReport), "Minimum", hourly),
+			rotatorMetric(s, rotator.MetricMinOnDemandRemaining, string(request.ModeIncident), "Minimum", hourly),
 		}, nil),
 		graph("Budget health: keys low / exhausted", []awscloudwatch.IMetric{
-			search(s, "KeysBudgetLow", byMode, "Maximum", "budget low"),
-			search(s, "KeysBudgetExhausted", byMode, "Maximum", "budget exhausted"),
+			search(s, rotator.MetricKeysBudgetLow, byMode, "Maximum", "budget low"),
+			search(s, rotator.MetricKeysBudgetExhausted, byMode, "Maximum", "budget exhausted"),
 		}, nil),
 	)
 	d.AddWidgets(
-		graph("Run duration; runs completed, failed and continued", []awscloudwatch.IMetric{
-			search(s, "RunDuration", byMode, "Maximum", "duration ms"),
+		graph("Cryptoperiod: keys past their interval, oldest key material (days)", []awscloudwatch.IMetric{
+			search(s, rotator.MetricKeysOverdue, byMode, "Maximum", "overdue keys"),
 		}, []awscloudwatch.IMetric{
-			search(s, "RunsCompleted", byMode, "Sum", "runs"),
-			search(s, "RunsFailed", byMode, "Sum", "failed runs"),
-			search(s, "Continuations", byMode, "Sum", "continuations"),
+			search(s, rotator.MetricMaxMaterialAgeDays, byMode, "Maximum", "oldest material, days"),
+		}),
+		graph("Result events not published (incidents and failures not announced)", []awscloudwatch.IMetric{
+			search(s, rotator.MetricResultEventsFailed, byMode, "Sum", "result events failed"),
+		}, []awscloudwatch.IMetric{
+			fn.Metric(jsii.String("AsyncEventsDropped"), fiveMin),
+		}),
+	)
+	d.AddWidgets(
+		graph("Run duration; runs completed, failed and continued", []awscloudwatch.IMetric{
+			search(s, rotator.MetricRunDuration, byMode, "Maximum", "duration ms"),
+		}, []awscloudwatch.IMetric{
+			search(s, rotator.MetricRunsCompleted, byMode, "Sum", "runs"),
+			search(s, rotator.MetricRunsFailed, byMode, "Sum", "failed runs"),
+			search(s, rotator.MetricContinuations, byMode, "Sum", "continuations"),
 		}),
 		graph("Lambda invocations, errors, throttles", []awscloudwatch.IMetric{
 			fn.MetricInvocations(fiveMin), fn.MetricErrors(fiveMin), fn.MetricThrottles(fiveMin),

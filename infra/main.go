@@ -6,6 +6,9 @@ package main
 import (
 	"fmt"
 	"os"
+	// The IANA time zone database, built in: scheduleTimezone is checked
+	// (and the schedule's gaps computed) the same way on every machine.
+	_ "time/tzdata"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
@@ -40,10 +43,20 @@ func addStacks(app awscdk.App, newCode func() awslambda.Code) error {
 	if err != nil {
 		return err
 	}
-	for _, st := range stackEnvs(settings.Regions, os.Getenv("CDK_DEFAULT_ACCOUNT"), os.Getenv("CDK_DEFAULT_REGION")) {
+	envs := stackEnvs(settings.Regions, os.Getenv("CDK_DEFAULT_ACCOUNT"), os.Getenv("CDK_DEFAULT_REGION"))
+	if acct := principalAccount(settings.IncidentPrincipals); acct != "" {
+		for _, st := range envs {
+			if st.env != nil && st.env.Account != nil && *st.env.Account != acct {
+				return fmt.Errorf("invalid CDK context:\n  -c %s: the roles are of account %s, the stack deploys to %s; the incident rule matches only the stack's account",
+					ctxIncidentPrincipals, acct, *st.env.Account)
+			}
+		}
+	}
+	for _, st := range envs {
 		NewRotatorStack(app, st.id, &RotatorStackProps{
 			StackProps: awscdk.StackProps{
 				Env:         st.env,
+				StackName:   jsii.String(stackName),
 				Description: jsii.String("kms-rotator: on-demand rotation of opted-in KMS keys (scheduled sweep, incident rotation, dashboard, alarms)"),
 			},
 			Settings:  settings,
@@ -54,6 +67,14 @@ func addStacks(app awscdk.App, newCode func() awslambda.Code) error {
 	awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
 	return nil
 }
+
+// stackName is the CloudFormation stack name in every Region. The construct
+// IDs differ (KmsRotator, or KmsRotator-<region> with -c regions=…) because
+// an app's stacks need distinct IDs, but the deployed stack keeps its name,
+// and its resources their logical IDs, either way: switching between the
+// single-Region form and regions=… updates the stack in place instead of
+// creating a second one next to it.
+const stackName = "KmsRotator"
 
 // stackEnvs names one stack per region. Without regions the single stack
 // takes the CLI's account and region when it has them, and is otherwise
@@ -66,16 +87,16 @@ func stackEnvs(regions []string, account, defaultRegion string) []stackEnv {
 	}
 	if len(regions) == 0 {
 		if defaultRegion == "" && acct == nil {
-			return append(envs, stackEnv{id: "KmsRotator"})
+			return append(envs, stackEnv{id: stackName})
 		}
 		env := &awscdk.Environment{Account: acct}
 		if defaultRegion != "" {
 			env.Region = jsii.String(defaultRegion)
 		}
-		return append(envs, stackEnv{id: "KmsRotator", env: env})
+		return append(envs, stackEnv{id: stackName, env: env})
 	}
 	for _, r := range regions {
-		envs = append(envs, stackEnv{id: "KmsRotator-" + r, env: &awscdk.Environment{Account: acct, Region: jsii.String(r)}})
+		envs = append(envs, stackEnv{id: stackName + "-" + r, env: &awscdk.Environment{Account: acct, Region: jsii.String(r)}})
 	}
 	return envs
 }

@@ -61,13 +61,17 @@ func TestCDKJSONHoldsEveryDefault(t *testing.T) {
 // what the stack sets, so the two sides cannot drift.
 func TestFunctionAcceptsTheEnvironment(t *testing.T) {
 	custom := DefaultSettings()
-	custom.TagKey, custom.TagValue, custom.IntervalDays, custom.OnDemandLimit = "security:rotate", "yes", 30, 25
+	custom.TagKey, custom.TagValue, custom.IntervalDays, custom.OnDemandLimit = "security:rotate", "yes", 60, 20
 	custom.Reserve, custom.RotateRPS, custom.Concurrency, custom.DryRun, custom.MetricsNamespace = 5, 2.5, 8, true, "Sec/KMS"
 	custom.ContinuationMax = 3
+	custom.IncidentCooldown, custom.ConfirmWait, custom.CallTimeout = 90*time.Minute, 2*time.Second, 30*time.Second
+	custom.MinIntervalDays, custom.AutoRotationGraceDays = 45, 0
 	want := rotator.DefaultConfig()
-	want.TagKey, want.TagValue, want.IntervalDays, want.OnDemandLimit = "security:rotate", "yes", 30, 25
+	want.TagKey, want.TagValue, want.IntervalDays, want.OnDemandLimit = "security:rotate", "yes", 60, 20
 	want.Reserve, want.RotateRPS, want.Concurrency, want.DryRun, want.MetricsNamespace = 5, 2.5, 8, true, "Sec/KMS"
 	want.ContinuationMax = 3
+	want.IncidentCooldown, want.ConfirmWait, want.CallTimeout = 90*time.Minute, 2*time.Second, 30*time.Second
+	want.MinIntervalDays, want.AutoRotationGraceDays = 45, 0
 	// The stack always sets ROTATOR_CONCURRENCY (from context), so the
 	// function uses it exactly rather than growing it with the pace.
 	want.ConcurrencyAuto = false
@@ -118,20 +122,62 @@ func TestSettingsFromContext(t *testing.T) {
 					t.Errorf("regions %v", s.Regions)
 				}
 			}},
-		{name: "a rate schedule sets the silence period",
-			ctx: map[string]any{ctxSchedule: "rate(6 hours)", ctxSchedulePeriodHours: 24},
+		{name: "a rate schedule's gap is its rate",
+			ctx: map[string]any{ctxSchedule: "rate(6 hours)"},
 			check: func(t *testing.T, s Settings) {
 				t.Helper()
-				if s.SchedulePeriod != 6*time.Hour {
-					t.Errorf("period %v, want 6h", s.SchedulePeriod)
+				if s.Silence.Gap != 6*time.Hour || s.Silence.Window() != 6*time.Hour+time.Hour+10*time.Minute {
+					t.Errorf("silence %+v, window %v", s.Silence, s.Silence.Window())
 				}
 			}},
-		{name: "a cron schedule takes schedulePeriodHours",
-			ctx: map[string]any{ctxSchedule: "cron(0 3 ? * MON *)", ctxSchedulePeriodHours: "168"},
+		{name: "a weekly cron in a time zone with daylight saving time: the autumn week has 169 hours; the slack follows the timeout",
+			ctx: map[string]any{ctxSchedule: "cron(0 3 ? * MON *)", ctxScheduleTimezone: "Europe/Berlin", ctxTimeoutMinutes: 15},
 			check: func(t *testing.T, s Settings) {
 				t.Helper()
-				if s.SchedulePeriod != 168*time.Hour {
-					t.Errorf("period %v, want 168h", s.SchedulePeriod)
+				if s.Silence.Gap != 7*24*time.Hour+time.Hour || s.Silence.Slack != time.Hour+15*time.Minute || s.ScheduleTimezone != "Europe/Berlin" {
+					t.Errorf("silence %+v in %s", s.Silence, s.ScheduleTimezone)
+				}
+			}},
+		{name: "function durations are Go durations",
+			ctx: map[string]any{ctxIncidentCooldown: "90m", ctxConfirmWait: "0", ctxCallTimeout: "30s"},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				env := s.Environment()
+				if env[rotator.EnvIncidentCooldown] != "1h30m" || env[rotator.EnvConfirmWait] != "0s" || env[rotator.EnvCallTimeout] != "30s" {
+					t.Errorf("environment %v", env)
+				}
+			}},
+		{name: "incident principals are comma-separated",
+			ctx: map[string]any{ctxIncidentPrincipals: "arn:aws:iam::111122223333:role/soar, arn:aws:iam::111122223333:role/ir/oncall"},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				want := []string{"arn:aws:iam::111122223333:role/soar", "arn:aws:iam::111122223333:role/ir/oncall"}
+				if !reflect.DeepEqual(s.IncidentPrincipals, want) {
+					t.Errorf("principals %v", s.IncidentPrincipals)
+				}
+			}},
+		{name: "incident principals may be a JSON list, in cdk.json or in a string",
+			ctx: map[string]any{ctxIncidentPrincipals: `["arn:aws:iam::111122223333:role/soar"]`},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				if !reflect.DeepEqual(s.IncidentPrincipals, []string{"arn:aws:iam::111122223333:role/soar"}) {
+					t.Errorf("principals %v", s.IncidentPrincipals)
+				}
+			}},
+		{name: "incident principals from a cdk.json list",
+			ctx: map[string]any{ctxIncidentPrincipals: []any{"arn:aws:iam::111122223333:role/soar"}},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				if len(s.IncidentPrincipals) != 1 {
+					t.Errorf("principals %v", s.IncidentPrincipals)
+				}
+			}},
+		{name: "reserved concurrency is unset by default and set when given",
+			ctx: map[string]any{ctxReservedConcurrency: "5"},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				if s.ReservedConcurrency != 5 || DefaultSettings().ReservedConcurrency != 0 {
+					t.Errorf("reserved concurrency %d", s.ReservedConcurrency)
 				}
 			}},
 		{name: "log retention 0 never expires", ctx: map[string]any{ctxLogRetentionDays: 0},
@@ -151,7 +197,24 @@ func TestSettingsFromContext(t *testing.T) {
 		{name: "reserve not below the limit is rejected", ctx: map[string]any{ctxReserve: 25}, wantErr: "-c reserve=25"},
 		{name: "a region typo is rejected", ctx: map[string]any{ctxRegions: "us-east1"}, wantErr: `"us-east1" is not a region`},
 		{name: "a schedule that is neither cron nor rate is rejected", ctx: map[string]any{ctxSchedule: "daily"}, wantErr: "-c schedule=daily"},
-		{name: "a five-field cron is rejected", ctx: map[string]any{ctxSchedule: "cron(0 3 * * ?)"}, wantErr: "six fields"},
+		{name: "a five-field cron is rejected", ctx: map[string]any{ctxSchedule: "cron(0 3 * * ?)"}, wantErr: "-c schedule=cron(0 3 * * ?): a cron expression has six fields"},
+		{name: "an unknown time zone is rejected", ctx: map[string]any{ctxScheduleTimezone: "Mars/Olympus"}, wantErr: "-c scheduleTimezone=Mars/Olympus"},
+		{name: "an interval below the floor is rejected by the function's own loader, naming the key",
+			ctx: map[string]any{ctxIntervalDays: 20}, wantErr: "-c intervalDays=20: ROTATOR_INTERVAL_DAYS=20: below ROTATOR_MIN_INTERVAL_DAYS (30)"},
+		{name: "a cooldown past the function's bound is rejected naming the key", ctx: map[string]any{ctxIncidentCooldown: "200h"},
+			wantErr: "-c incidentCooldown=200h: ROTATOR_INCIDENT_COOLDOWN="},
+		{name: "a duration that is not Go's is rejected", ctx: map[string]any{ctxConfirmWait: "5 seconds"}, wantErr: "-c confirmWait=5 seconds: not a Go duration"},
+		{name: "a grace above the function's bound is rejected", ctx: map[string]any{ctxAutoRotationGraceDays: 1000}, wantErr: "-c autoRotationGraceDays=1000"},
+		{name: "several function settings are reported together",
+			ctx: map[string]any{ctxConcurrency: 0, ctxRotateRPS: 0}, wantErr: "-c concurrency=0"},
+		{name: "reserved concurrency below 3 is rejected", ctx: map[string]any{ctxReservedConcurrency: 1}, wantErr: "-c reservedConcurrency=1: at least 3"},
+		{name: "the default bus is not an incident bus", ctx: map[string]any{ctxIncidentBusName: "default"}, wantErr: "-c incidentBusName=default"},
+		{name: "a bus name with a slash is rejected", ctx: map[string]any{ctxIncidentBusName: "a/b"}, wantErr: "-c incidentBusName=a/b"},
+		{name: "an incident principal that is not a role ARN is rejected", ctx: map[string]any{ctxIncidentPrincipals: "arn:aws:iam::111122223333:user/bob"},
+			wantErr: "-c incidentPrincipals=arn:aws:iam::111122223333:user/bob: not an IAM role ARN"},
+		{name: "incident principals of two accounts are rejected",
+			ctx:     map[string]any{ctxIncidentPrincipals: "arn:aws:iam::111122223333:role/a,arn:aws:iam::444455556666:role/b"},
+			wantErr: "must all be of one account"},
 		{name: "memory above Lambda's maximum is rejected", ctx: map[string]any{ctxMemorySize: 20000}, wantErr: "-c memorySize=20000"},
 		{name: "a timeout above 15 minutes is rejected", ctx: map[string]any{ctxTimeoutMinutes: 16}, wantErr: "-c timeoutMinutes=16"},
 		{name: "a fractional integer is rejected", ctx: map[string]any{ctxConcurrency: 1.5}, wantErr: "-c concurrency=1.5: not a whole number"},
@@ -164,6 +227,8 @@ func TestSettingsFromContext(t *testing.T) {
 		{name: "an AWS/ namespace is rejected", ctx: map[string]any{ctxMetricsNamespace: "AWS/KMS"}, wantErr: "-c metricsNamespace=AWS/KMS"},
 		{name: "an alarm e-mail with a display name is rejected", ctx: map[string]any{ctxAlarmEmail: "Sec <sec@example.com>"}, wantErr: "-c alarmEmail="},
 		{name: "every bad value is reported at once", ctx: map[string]any{ctxMemorySize: 1, ctxIntervalDays: 0}, wantErr: "memorySize=1: must be between 128 and 10240\n  -c intervalDays=0"},
+		{name: "a cross-field error names the key the loader names", ctx: map[string]any{ctxOnDemandLimit: 10, ctxReserve: 10},
+			wantErr: "-c reserve=10: ROTATOR_RESERVE=10: must be less than ROTATOR_ON_DEMAND_LIMIT (10)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,27 +243,6 @@ func TestSettingsFromContext(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.check(t, s)
-		})
-	}
-}
-
-func TestSilencePeriod(t *testing.T) {
-	tests := []struct {
-		name     string
-		schedule time.Duration
-		want     time.Duration
-	}{
-		{"daily schedules are watched per day", 24 * time.Hour, 24 * time.Hour},
-		{"hourly schedules are watched per hour", time.Hour, time.Hour},
-		{"sub-minute periods round up to a minute", 10 * time.Second, time.Minute},
-		{"odd periods round up to whole minutes", 90 * time.Second, 2 * time.Minute},
-		{"weekly schedules are capped at 3.5 days (7 days of evaluation)", 7 * 24 * time.Hour, 84 * time.Hour},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := silencePeriod(tc.schedule); got != tc.want {
-				t.Errorf("silencePeriod(%v) = %v, want %v", tc.schedule, got, tc.want)
-			}
 		})
 	}
 }

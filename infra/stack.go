@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"regexp"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
@@ -10,11 +12,14 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdadestinations"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
+	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/policy"
 )
@@ -31,22 +36,37 @@ type RotatorStackProps struct {
 	Code awslambda.Code
 }
 
-// Incident events from SOAR tools (docs/design.md "Invocation payloads").
-const (
-	incidentSource     = "kms-rotator"
-	incidentDetailType = "Rotate KMS Keys"
-)
+// incidentDetailType is the detail-type of an incident request on the
+// incident bus (docs/design.md "Invocation payloads"; the function's
+// decoder accepts it from source request.SourceCustomEvent, and
+// stack_test.go pins it to events/incident-eventbridge.json).
+const incidentDetailType = "Rotate KMS Keys"
+
+// scheduledInput is the EventBridge Scheduler target input of the sweep.
+// Scheduler delivers the Input alone, without an event envelope, which the
+// function decodes as a direct invocation of mode scheduled
+// (lambda/request/decode.go).
+func scheduledInput() string {
+	raw, err := json.Marshal(map[string]string{"mode": string(request.ModeScheduled)})
+	if err != nil {
+		panic(err)
+	}
+	return string(raw)
+}
 
 // NewRotatorStack defines the function, its role (rendered from policy/),
-// the schedule, the incident rule, the failure queue, the dashboard and the alarms.
+// the Scheduler schedule, the incident bus and its rule, the result
+// notification, the failure queue, the responder policy, the dashboard and
+// the alarms.
 func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackProps) awscdk.Stack {
 	stack := awscdk.NewStack(scope, &id, &props.StackProps)
 	s := props.Settings
 
-	// Failed asynchronous invocations (after Lambda's retries, and events
-	// EventBridge could not deliver) land here. SQS-managed encryption,
-	// because EventBridge cannot send to a queue encrypted with the AWS
-	// managed KMS key (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html).
+	// Failed asynchronous invocations (Lambda does not retry them), sweeps
+	// the Scheduler could not deliver and events EventBridge could not
+	// deliver land here. SQS-managed encryption, because EventBridge cannot
+	// send to a queue encrypted with the AWS managed KMS key
+	// (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html).
 	failures := awssqs.NewQueue(stack, jsii.String("FailureQueue"), &awssqs.QueueProps{
 		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
 		EnforceSSL:      jsii.Bool(true),
@@ -54,20 +74,25 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	})
 	cdknag.NagSuppressions_AddResourceSuppressions(failures, &[]*cdknag.NagPackSuppression{{
 		Id:     jsii.String("AwsSolutions-SQS3"),
-		Reason: jsii.String("This queue is itself the dead-letter destination of the function's failed asynchronous invocations and of undeliverable EventBridge events; a DLQ of a DLQ adds nothing."),
+		Reason: jsii.String("This queue is itself the dead-letter destination of the function's failed asynchronous invocations, of the Scheduler's undeliverable sweeps and of undeliverable EventBridge events; a DLQ of a DLQ adds nothing."),
 	}}, jsii.Bool(false))
 
-	// The log group is named explicitly so the role's policy can name it
-	// without referring to the function (which would be circular). Retained
-	// on stack deletion: it is the per-key evidence of every rotation.
-	logGroupName := "/aws/lambda/" + s.FunctionName
+	// The log group is retained on stack deletion: it is the per-key
+	// evidence of every rotation. A retained resource with a fixed name
+	// would make the next deployment fail (the name exists), so the name
+	// ends with the stack's own ID, new for every stack created: after
+	// `cdk destroy`, `cdk deploy` makes a new group next to the kept one.
+	logGroupName := awscdk.Fn_Join(jsii.String(""), &[]*string{
+		jsii.String(logGroupPrefix(s)),
+		awscdk.Fn_Select(jsii.Number(2), awscdk.Fn_Split(jsii.String("/"), awscdk.Aws_STACK_ID(), nil)),
+	})
 	logGroup := awslogs.NewLogGroup(stack, jsii.String("LogGroup"), &awslogs.LogGroupProps{
-		LogGroupName:  jsii.String(logGroupName),
+		LogGroupName:  logGroupName,
 		Retention:     retention(s.LogRetentionDays),
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
 	})
 
-	role := newFunctionRole(stack, s, logGroupName, *failures.QueueArn())
+	role := newFunctionRole(stack, s, *logGroupName, *failures.QueueArn())
 
 	code := props.Code
 	if code == nil {
@@ -77,7 +102,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	for k, v := range s.Environment() {
 		env[k] = jsii.String(v)
 	}
-	fn := awslambda.NewFunction(stack, jsii.String("Function"), &awslambda.FunctionProps{
+	fnProps := &awslambda.FunctionProps{
 		FunctionName:  jsii.String(s.FunctionName),
 		Description:   jsii.String("kms-rotator: rotates the key material of opted-in KMS keys on demand (scheduled sweep and incident response)"),
 		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
@@ -102,39 +127,31 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 		// A continuation chain is bounded by ROTATOR_CONTINUATION_MAX (≤ 15);
 		// Lambda's own loop detection stays on as a second stop.
 		RecursiveLoop: awslambda.RecursiveLoop_TERMINATE,
-		// No reserved concurrency: an incident invocation must never queue
-		// behind a running sweep. Overlapping runs are safe because every
-		// rotation is preceded by GetKeyRotationStatus (in progress → skip).
-	})
+	}
+	// No reserved concurrency by default: an incident invocation must never
+	// queue behind a running sweep, and overlapping runs are safe because
+	// every rotation is preceded by GetKeyRotationStatus (in progress →
+	// skip). When set, it both guarantees and caps the function's
+	// concurrency (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+	if s.ReservedConcurrency > 0 {
+		fnProps.ReservedConcurrentExecutions = jsii.Number(float64(s.ReservedConcurrency))
+	}
+	fn := awslambda.NewFunction(stack, jsii.String("Function"), fnProps)
 
 	// The function refers to the role by GetAtt, which orders them already;
 	// the DependsOn CDK adds for a role of its own making only draws cfn-lint
 	// warning W3005. The role has no separate policy resource to wait for.
 	fn.Node().DefaultChild().(awscdk.CfnResource).AddDeletionOverride(jsii.String("DependsOn"))
 
-	target := func() awsevents.IRuleTarget {
-		return awseventstargets.NewLambdaFunction(fn, &awseventstargets.LambdaFunctionProps{
-			DeadLetterQueue: failures,
-		})
-	}
-	awsevents.NewRule(stack, jsii.String("Schedule"), &awsevents.RuleProps{
-		Description: jsii.String("kms-rotator scheduled sweep of opted-in keys"),
-		Schedule:    awsevents.Schedule_Expression(jsii.String(s.Schedule)),
-		Targets:     &[]awsevents.IRuleTarget{target()},
-	})
-	awsevents.NewRule(stack, jsii.String("IncidentRule"), &awsevents.RuleProps{
-		Description: jsii.String("kms-rotator incident requests from SOAR tools on the default event bus"),
-		EventPattern: &awsevents.EventPattern{
-			Source:     jsii.Strings(incidentSource),
-			DetailType: jsii.Strings(incidentDetailType),
-		},
-		Targets: &[]awsevents.IRuleTarget{target()},
-	})
+	scheduleGroup := newSchedule(stack, s, fn, failures)
+	bus := newIncidentChannel(stack, s, fn, failures)
 
-	alarms := newAlarms(stack, "Alarms", &alarmsProps{Function: fn, Settings: s})
+	alarms := newAlarms(stack, "Alarms", &alarmsProps{Function: fn, FailureQueue: failures, ScheduleGroup: scheduleGroup, Settings: s})
+	newResultNotification(stack, alarms.Topic, failures)
 	newRotatorDashboard(stack, "Dashboard", &rotatorDashboardProps{
-		Function: fn, LogGroupName: logGroupName, Settings: s, Alarms: alarms.All,
+		Function: fn, LogGroupName: *logGroupName, Settings: s, Alarms: alarms.All,
 	})
+	responder := newResponderPolicy(stack, s, bus)
 
 	keyStatements, err := policy.KeyStatements(policy.Params{RoleARN: *role.RoleArn(), TagKey: s.TagKey, TagValue: s.TagValue})
 	if err != nil {
@@ -146,11 +163,205 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	out("FunctionName", "Invoke this function for plan, report and incident runs", fn.FunctionName())
 	out("FunctionArn", "The function's ARN", fn.FunctionArn())
 	out("RoleArn", "The function's execution role", role.RoleArn())
-	out("FailureQueueUrl", "Failed asynchronous invocations", failures.QueueUrl())
-	out("AlarmTopicArn", "Alarm notifications; subscribe your on-call here", alarms.Topic.TopicArn())
+	out("LogGroupName", "The function's log group (kept when the stack is deleted)", logGroup.LogGroupName())
+	out("FailureQueueUrl", "Failed asynchronous invocations and undeliverable sweeps and events", failures.QueueUrl())
+	out("AlarmTopicArn", "Alarm notifications and incident results; subscribe your on-call here", alarms.Topic.TopicArn())
+	out("IncidentBusName", "Put incident requests (source kms-rotator, detail-type Rotate KMS Keys) on this event bus", bus.EventBusName())
+	out("ResponderPolicyArn", "Attach to incident responders' roles: invoke the function, request incidents on the incident bus", responder.ManagedPolicyArn())
 	out("KeyPolicyStatements", "Append to the Statement list of a key policy that does not delegate to IAM (policy/key-policy-statement.json)",
 		stack.ToJsonString(statementsAsAny(keyStatements), nil))
 	return stack
+}
+
+// logGroupPrefix is the function's log group name without the stack's
+// unique suffix.
+func logGroupPrefix(s Settings) string { return "/aws/lambda/" + s.FunctionName + "/" }
+
+// newSchedule starts the sweep with EventBridge Scheduler, the successor of
+// scheduled EventBridge rules, which also takes a time zone
+// (https://docs.aws.amazon.com/scheduler/latest/UserGuide/what-is-scheduler.html).
+// The schedule lives in a group of its own, so the group's metrics are this
+// schedule's (the silence alarm reads its invocation attempts).
+func newSchedule(stack awscdk.Stack, s Settings, fn awslambda.Function, failures awssqs.Queue) awsscheduler.ScheduleGroup {
+	group := awsscheduler.NewScheduleGroup(stack, jsii.String("ScheduleGroup"), &awsscheduler.ScheduleGroupProps{
+		ScheduleGroupName: jsii.String(s.FunctionName),
+		// Deleted with the stack: a kept group with a fixed name would make
+		// the next deployment fail, and it holds nothing worth keeping.
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	doc, err := policy.SchedulerRole(policy.Params{
+		Partition:       *awscdk.Aws_PARTITION(),
+		Account:         *awscdk.Aws_ACCOUNT_ID(),
+		Region:          *awscdk.Aws_REGION(),
+		FunctionName:    s.FunctionName,
+		FailureQueueARN: *failures.QueueArn(),
+	})
+	if err != nil {
+		panic(err)
+	}
+	// Only the Scheduler of this account may assume the role (confused
+	// deputy prevention: https://docs.aws.amazon.com/scheduler/latest/UserGuide/setting-up.html#setting-up-execution-role).
+	role := awsiam.NewRole(stack, jsii.String("SchedulerRole"), &awsiam.RoleProps{
+		AssumedBy: awsiam.NewServicePrincipal(jsii.String("scheduler.amazonaws.com"), &awsiam.ServicePrincipalOpts{
+			Conditions: &map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()}},
+		}),
+		Description: jsii.String("kms-rotator schedule: start the sweep, nothing else (policy/scheduler-role.json)"),
+		InlinePolicies: &map[string]awsiam.PolicyDocument{
+			"kms-rotator-schedule": awsiam.PolicyDocument_FromJson(doc.Map()),
+		},
+	})
+	awsscheduler.NewCfnSchedule(stack, jsii.String("Schedule"), &awsscheduler.CfnScheduleProps{
+		Description:                jsii.String("kms-rotator scheduled sweep of opted-in keys"),
+		GroupName:                  group.ScheduleGroupName(),
+		ScheduleExpression:         jsii.String(s.Schedule),
+		ScheduleExpressionTimezone: jsii.String(s.ScheduleTimezone),
+		// Off: the sweep runs at the time written, which the silence alarm
+		// and the operators expect.
+		FlexibleTimeWindow: &awsscheduler.CfnSchedule_FlexibleTimeWindowProperty{Mode: jsii.String("OFF")},
+		State:              jsii.String("ENABLED"),
+		Target: &awsscheduler.CfnSchedule_TargetProperty{
+			Arn:     fn.FunctionArn(),
+			RoleArn: role.RoleArn(),
+			Input:   jsii.String(scheduledInput()),
+			// No retry: the Scheduler invokes asynchronously, and a
+			// delivery that failed goes to the failure queue (alarmed);
+			// the next firing sweeps again anyway.
+			RetryPolicy: &awsscheduler.CfnSchedule_RetryPolicyProperty{
+				MaximumRetryAttempts:     jsii.Number(0),
+				MaximumEventAgeInSeconds: jsii.Number(3600),
+			},
+			DeadLetterConfig: &awsscheduler.CfnSchedule_DeadLetterConfigProperty{Arn: failures.QueueArn()},
+		},
+	})
+	return group
+}
+
+// newIncidentChannel is the protected way in for SOAR tools: a bus of its
+// own whose resource policy admits only the incident principals (or the
+// account), and the one rule that turns its incident requests into runs.
+// No rule on the default bus matches incident requests: anyone allowed
+// events:PutEvents there — the function's own role included — must not be
+// able to start rotations.
+func newIncidentChannel(stack awscdk.Stack, s Settings, fn awslambda.Function, failures awssqs.Queue) awsevents.EventBus {
+	bus := awsevents.NewEventBus(stack, jsii.String("IncidentBus"), &awsevents.EventBusProps{
+		EventBusName: jsii.String(s.IncidentBusName),
+		Description:  jsii.String("kms-rotator incident requests (source kms-rotator, detail-type Rotate KMS Keys) from responders and SOAR tools"),
+	})
+	principals, patterns := incidentPrincipals(s)
+	doc, err := policy.IncidentBus(policy.Params{
+		Partition:                 *awscdk.Aws_PARTITION(),
+		Account:                   *awscdk.Aws_ACCOUNT_ID(),
+		Region:                    *awscdk.Aws_REGION(),
+		IncidentBusName:           s.IncidentBusName,
+		IncidentPrincipals:        principals,
+		IncidentPrincipalPatterns: patterns,
+	})
+	if err != nil {
+		panic(err)
+	}
+	// One policy document on the bus itself (AWS::Events::EventBus
+	// Policy), so the allow and the deny arrive together.
+	bus.Node().DefaultChild().(awsevents.CfnEventBus).SetPolicy(doc.Map())
+
+	rule := awsevents.NewRule(stack, jsii.String("IncidentRule"), &awsevents.RuleProps{
+		Description: jsii.String("kms-rotator incident requests on the incident bus, from this account only"),
+		EventBus:    bus,
+		EventPattern: &awsevents.EventPattern{
+			Source:     jsii.Strings(request.SourceCustomEvent),
+			DetailType: jsii.Strings(incidentDetailType),
+			// The account the event was put from: the bus policy keeps
+			// other accounts out, and the rule does not trust that alone.
+			Account: &[]*string{awscdk.Aws_ACCOUNT_ID()},
+		},
+		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, &awseventstargets.LambdaFunctionProps{
+			DeadLetterQueue: failures,
+		})},
+	})
+	// The target's Lambda permission takes its logical ID from the stack's
+	// construct ID, which differs between the single-Region form and
+	// regions=…; a fixed one keeps the stack identical in both.
+	for _, c := range *rule.Node().FindAll(constructs.ConstructOrder_PREORDER) {
+		if p, ok := c.(awslambda.CfnPermission); ok {
+			p.OverrideLogicalId(jsii.String("IncidentRuleInvokesFunction"))
+		}
+	}
+	return bus
+}
+
+// incidentPrincipals are the principals the incident bus admits and the
+// ARN patterns outside which it denies: the listed roles, or every
+// principal of the stack's account (which its IAM policies then decide).
+func incidentPrincipals(s Settings) (principals, patterns []string) {
+	if len(s.IncidentPrincipals) > 0 {
+		return s.IncidentPrincipals, s.IncidentPrincipals
+	}
+	account := "arn:" + *awscdk.Aws_PARTITION() + ":iam::" + *awscdk.Aws_ACCOUNT_ID() + ":"
+	return []string{account + "root"}, []string{account + "*"}
+}
+
+// newResultNotification sends the function's result events — published
+// after every incident run and every run with failed keys — to the alarm
+// topic as a one-line summary. The pattern repeats the publisher's rule
+// ($or in detail: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-pattern-operators.html),
+// so a result event of another kind never pages anyone.
+func newResultNotification(stack awscdk.Stack, topic awssns.Topic, failures awssqs.Queue) {
+	field := func(path string) string { return *awsevents.EventField_FromPath(jsii.String(path)) }
+	msg := fmt.Sprintf("kms-rotator %s run %s in %s %s (dry run: %s): rotated %s, would rotate %s, skipped %s, failed %s, deferred %s, overdue %s of %s keys; reasons %s. "+
+		"Incident reason: %s. Lambda request %s. Entries cut to fit: %s. Per-key results: the event's detail.keys and the function's log group.",
+		field("$.detail.mode"), field("$.detail.runId"), field("$.account"), field("$.region"), field("$.detail.dryRun"),
+		field("$.detail.summary.rotated"), field("$.detail.summary.wouldRotate"), field("$.detail.summary.skipped"),
+		field("$.detail.summary.failed"), field("$.detail.summary.deferred"), field("$.detail.summary.overdue"),
+		field("$.detail.summary.candidates"), field("$.detail.summary.reasons"),
+		field("$.detail.reason"), field("$.detail.requestId"), field("$.detail.truncated"))
+	rule := awsevents.NewRule(stack, jsii.String("ResultNotificationRule"), &awsevents.RuleProps{
+		Description: jsii.String("kms-rotator run results of incidents and of runs with failed keys, to the alarm topic"),
+		EventPattern: &awsevents.EventPattern{
+			Source:     jsii.Strings(rotator.ResultEventSource),
+			DetailType: jsii.Strings(rotator.ResultEventDetailType),
+			Account:    &[]*string{awscdk.Aws_ACCOUNT_ID()},
+			Detail: &map[string]any{"$or": []any{
+				map[string]any{"mode": []any{string(request.ModeIncident)}},
+				map[string]any{"summary": map[string]any{"failed": []any{map[string]any{"numeric": []any{">", 0}}}}},
+			}},
+		},
+		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewSnsTopic(topic, &awseventstargets.SnsTopicProps{
+			Message:         awsevents.RuleTargetInput_FromText(jsii.String(msg)),
+			DeadLetterQueue: failures,
+		})},
+	})
+	// The target lets the EventBridge service publish to the topic, from
+	// any rule of any account; only this rule may (confused deputy:
+	// https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html).
+	topic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("OnlyTheResultNotificationRule"),
+		Effect:     awsiam.Effect_DENY,
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("sns:Publish"),
+		Resources:  &[]*string{topic.TopicArn()},
+		Conditions: &map[string]any{"ArnNotEquals": map[string]any{"aws:SourceArn": rule.RuleArn()}},
+	}))
+}
+
+// newResponderPolicy is the customer managed policy for incident responders
+// (policy/responder.json). Unnamed: IAM names are global, and one stack per
+// Region would collide on a fixed name.
+func newResponderPolicy(stack awscdk.Stack, s Settings, bus awsevents.EventBus) awsiam.ManagedPolicy {
+	doc, err := policy.Responder(policy.Params{
+		Partition:          *awscdk.Aws_PARTITION(),
+		Account:            *awscdk.Aws_ACCOUNT_ID(),
+		Region:             *awscdk.Aws_REGION(),
+		FunctionName:       s.FunctionName,
+		IncidentBusName:    *bus.EventBusName(),
+		IncidentSource:     request.SourceCustomEvent,
+		IncidentDetailType: incidentDetailType,
+	})
+	if err != nil {
+		panic(err)
+	}
+	return awsiam.NewManagedPolicy(stack, jsii.String("ResponderPolicy"), &awsiam.ManagedPolicyProps{
+		Description: jsii.String("kms-rotator incident responders: invoke the function and put incident requests on the incident bus (policy/responder.json)"),
+		Document:    awsiam.PolicyDocument_FromJson(doc.Map()),
+	})
 }
 
 // newFunctionRole creates the execution role with exactly the inline policy
@@ -192,9 +403,11 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 			"https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsresourcegroupstaggingapi.html): Resource must be *. Both are read-only listings."),
 		AppliesTo: &[]interface{}{"Resource::*"},
 	}, {
-		Id:        jsii.String("AwsSolutions-IAM5"),
-		Reason:    jsii.String("Log streams are created by Lambda with generated names inside the function's own log group; the policy names that group and only its streams."),
-		AppliesTo: &[]interface{}{fmt.Sprintf("Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:%s:*", logGroupName)},
+		Id:     jsii.String("AwsSolutions-IAM5"),
+		Reason: jsii.String("Log streams are created by Lambda with generated names inside the function's own log group; the policy names that group and only its streams."),
+		// The group's name ends with the stack's ID (see NewRotatorStack).
+		AppliesTo: &[]interface{}{map[string]any{"regex": fmt.Sprintf("/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:%s.*:\\*$/",
+			regexp.QuoteMeta(logGroupPrefix(s)))}},
 	}}, jsii.Bool(true))
 	return role
 }

@@ -3,19 +3,23 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 )
 
@@ -120,6 +124,14 @@ func flat(v any) string {
 			}
 			return strings.Join(parts, a[0].(string))
 		}
+		if sel, ok := v["Fn::Select"]; ok {
+			a := sel.([]any)
+			return fmt.Sprintf("${Select %v %s}", a[0], flat(a[1]))
+		}
+		if sp, ok := v["Fn::Split"]; ok {
+			a := sp.([]any)
+			return fmt.Sprintf("Split(%s, %s)", a[0], flat(a[1]))
+		}
 	}
 	return fmt.Sprint(v)
 }
@@ -135,12 +147,20 @@ func flatList(v any) []string {
 	return []string{flat(v)}
 }
 
+// logGroupName is the function's log group name as flat renders it: the
+// prefix and the stack's UUID (the last part of AWS::StackId).
+const logGroupName = `/aws/lambda/kms-rotator/${Select 2 Split(/, ${AWS::StackId})}`
+
 func TestFunction(t *testing.T) {
 	_, tmpl, j := synth(t)
 	_, logGroup := only(t, j, "AWS::Logs::LogGroup")
 	logGroupID, _ := only(t, j, "AWS::Logs::LogGroup")
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
 	_, fn := only(t, j, "AWS::Lambda::Function")
+	env := map[string]any{}
+	for k, v := range DefaultSettings().Environment() {
+		env[k] = v
+	}
 	tests := []struct {
 		name string
 		got  any
@@ -156,14 +176,18 @@ func TestFunction(t *testing.T) {
 			"LogFormat": "JSON", "LogGroup": map[string]any{"Ref": logGroupID}}},
 		{"recursive loops are terminated", fn["RecursiveLoop"], "Terminate"},
 		{"no reserved concurrency, so an incident never queues behind a sweep", fn["ReservedConcurrentExecutions"], nil},
-		{"log group is named after the function", logGroup["LogGroupName"], "/aws/lambda/kms-rotator"},
+		// A retained group with a fixed name would make `cdk deploy` after
+		// `cdk destroy` fail: the name ends with the stack's own ID.
+		{"log group is named after the function and the stack's ID", flat(logGroup["LogGroupName"]), logGroupName},
 		{"logs are kept a year", logGroup["RetentionInDays"], 365.0},
-		{"environment is docs/design.md's configuration with its defaults", fn["Environment"], map[string]any{"Variables": map[string]any{
+		{"environment is every ROTATOR_* setting with its default", fn["Environment"], map[string]any{"Variables": env}},
+		{"environment spells the defaults of docs/design.md", fmt.Sprint(env), fmt.Sprint(map[string]any{
 			"ROTATOR_TAG_KEY": "kms-rotator", "ROTATOR_TAG_VALUE": "enabled", "ROTATOR_INTERVAL_DAYS": "90",
 			"ROTATOR_ON_DEMAND_LIMIT": "25", "ROTATOR_RESERVE": "2", "ROTATOR_ROTATE_RPS": "4",
 			"ROTATOR_CONCURRENCY": "16", "ROTATOR_DRY_RUN": "false", "ROTATOR_METRICS_NAMESPACE": "KMSRotator",
-			"ROTATOR_CONTINUATION_MAX": "8",
-		}}},
+			"ROTATOR_CONTINUATION_MAX": "8", "ROTATOR_INCIDENT_COOLDOWN": "1h", "ROTATOR_CONFIRM_WAIT": "5s",
+			"ROTATOR_CALL_TIMEOUT": "10s", "ROTATOR_MIN_INTERVAL_DAYS": "30", "ROTATOR_AUTO_ROTATION_GRACE_DAYS": "7",
+		})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,65 +230,320 @@ func TestFailureQueue(t *testing.T) {
 	})
 }
 
-func TestRules(t *testing.T) {
+func TestSchedule(t *testing.T) {
 	_, _, j := synth(t)
 	fnID, _ := only(t, j, "AWS::Lambda::Function")
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
-	rules := resources(t, j, "AWS::Events::Rule")
-	var schedule, incident map[string]any
-	for _, r := range rules {
+	groupID, _ := only(t, j, "AWS::Scheduler::ScheduleGroup")
+	group := resources(t, j, "AWS::Scheduler::ScheduleGroup")[groupID]
+	_, sched := only(t, j, "AWS::Scheduler::Schedule")
+	target := sched["Target"].(map[string]any)
+	roleID := ""
+	for id, r := range resources(t, j, "AWS::IAM::Role") {
+		if strings.Contains(fmt.Sprint(r["Properties"].(map[string]any)["AssumeRolePolicyDocument"]), "scheduler.amazonaws.com") {
+			roleID = id
+		}
+	}
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"schedule is daily at 03:00", sched["ScheduleExpression"], "cron(0 3 * * ? *)"},
+		{"in UTC by default (scheduleTimezone)", sched["ScheduleExpressionTimezone"], "UTC"},
+		{"flexible time window is off", sched["FlexibleTimeWindow"], map[string]any{"Mode": "OFF"}},
+		{"enabled", sched["State"], "ENABLED"},
+		{"in the stack's own schedule group (its metrics are the schedule's)", flat(sched["GroupName"]), "kms-rotator"},
+		{"the group is deleted with the stack (a kept group would block the next deploy)", group["DeletionPolicy"], "Delete"},
+		{"targets the function", flat(target["Arn"]), "${" + fnID + ".Arn}"},
+		{"with the scheduler role", flat(target["RoleArn"]), "${" + roleID + ".Arn}"},
+		{"no retries", target["RetryPolicy"].(map[string]any)["MaximumRetryAttempts"], 0.0},
+		{"the failure queue is its dead-letter queue", flat(target["DeadLetterConfig"].(map[string]any)["Arn"]), "${" + queueID + ".Arn}"},
+	}
+	_ = groupID
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !reflect.DeepEqual(tc.got, tc.want) {
+				t.Errorf("got %#v, want %#v", tc.got, tc.want)
+			}
+		})
+	}
+	t.Run("the input is a payload the function decodes as a scheduled sweep", func(t *testing.T) {
+		scope, err := request.ScopeFromFunctionARN("arn:aws:lambda:us-east-1:012345678912:function:kms-rotator")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := request.Decode([]byte(target["Input"].(string)), scope)
+		if err != nil {
+			t.Fatalf("the function rejects the schedule's input %s: %v", target["Input"], err)
+		}
+		if req.Mode != request.ModeScheduled || req.DryRun {
+			t.Errorf("input %s decodes to mode %s (dry run %t), want a scheduled sweep", target["Input"], req.Mode, req.DryRun)
+		}
+	})
+	t.Run("no legacy EventBridge schedule rule", func(t *testing.T) {
+		for id, r := range resources(t, j, "AWS::Events::Rule") {
+			if _, ok := r["Properties"].(map[string]any)["ScheduleExpression"]; ok {
+				t.Errorf("rule %s has a ScheduleExpression", id)
+			}
+		}
+	})
+	t.Run("only the Scheduler of this account assumes the scheduler role", func(t *testing.T) {
+		role := resources(t, j, "AWS::IAM::Role")[roleID]["Properties"].(map[string]any)
+		want := `{"Statement":[{"Action":"sts:AssumeRole","Condition":{"StringEquals":{"aws:SourceAccount":{"Ref":"AWS::AccountId"}}},"Effect":"Allow","Principal":{"Service":"scheduler.amazonaws.com"}}],"Version":"2012-10-17"}`
+		if got := string(mustJSON(role["AssumeRolePolicyDocument"])); got != want {
+			t.Errorf("trust policy %s", got)
+		}
+		got := statements(t, role)
+		wantStatements := []statement{
+			{"SendUndeliveredSweepsToFailureQueue", []string{"sqs:SendMessage"}, []string{"${" + queueID + ".Arn}"}, ""},
+			{"StartTheScheduledSweep", []string{"lambda:InvokeFunction"},
+				[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator"}, ""},
+		}
+		if !reflect.DeepEqual(got, wantStatements) {
+			t.Errorf("\n got %+v\nwant %+v", got, wantStatements)
+		}
+	})
+}
+
+func TestIncidentChannel(t *testing.T) {
+	_, _, j := synth(t)
+	fnID, _ := only(t, j, "AWS::Lambda::Function")
+	queueID, _ := only(t, j, "AWS::SQS::Queue")
+	busID, bus := only(t, j, "AWS::Events::EventBus")
+	var incident map[string]any
+	for _, r := range resources(t, j, "AWS::Events::Rule") {
 		p := r["Properties"].(map[string]any)
-		if _, ok := p["ScheduleExpression"]; ok {
-			schedule = p
-		} else {
+		if flat(p["EventBusName"]) == "${"+busID+"}" {
+			if incident != nil {
+				t.Fatal("two rules on the incident bus")
+			}
 			incident = p
 		}
 	}
-	if len(rules) != 2 || schedule == nil || incident == nil {
-		t.Fatalf("want one schedule rule and one event-pattern rule, got %v", rules)
+	if incident == nil {
+		t.Fatal("no rule on the incident bus")
 	}
-	wantTarget := func(t *testing.T, p map[string]any) {
-		t.Helper()
-		targets := p["Targets"].([]any)
-		if len(targets) != 1 {
-			t.Fatalf("%d targets", len(targets))
+	t.Run("the bus is named by incidentBusName", func(t *testing.T) {
+		if bus["Name"] != "kms-rotator-incidents" {
+			t.Errorf("name %v", bus["Name"])
 		}
-		tg := targets[0].(map[string]any)
-		if got := flat(tg["Arn"]); got != "${"+fnID+".Arn}" {
-			t.Errorf("target %s, want the function", got)
-		}
-		if got := flat(tg["DeadLetterConfig"].(map[string]any)["Arn"]); got != "${"+queueID+".Arn}" {
-			t.Errorf("dead-letter queue %s, want the failure queue", got)
-		}
-	}
-	t.Run("schedule is daily at 03:00 UTC and targets the function", func(t *testing.T) {
-		if schedule["ScheduleExpression"] != "cron(0 3 * * ? *)" || schedule["State"] != "ENABLED" {
-			t.Errorf("schedule %v", schedule)
-		}
-		wantTarget(t, schedule)
 	})
-	t.Run("incident rule matches SOAR events on the default bus and targets the function", func(t *testing.T) {
-		want := map[string]any{"source": []any{"kms-rotator"}, "detail-type": []any{"Rotate KMS Keys"}}
+	t.Run("the bus admits the account and denies every principal outside it", func(t *testing.T) {
+		doc := bus["Policy"].(map[string]any)
+		var got []string
+		for _, st := range doc["Statement"].([]any) {
+			st := st.(map[string]any)
+			got = append(got, fmt.Sprintf("%s %s %s %s %s", st["Effect"], flat(st["Principal"].(map[string]any)["AWS"]), flatList(st["Action"]),
+				flatList(st["Resource"]), flat(mustString(st["Condition"]))))
+		}
+		const busARN = "[arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/kms-rotator-incidents]"
+		want := []string{
+			"Allow arn:${AWS::Partition}:iam::${AWS::AccountId}:root [events:PutEvents] " + busARN + " null",
+			"Deny * [events:PutEvents] " + busARN + ` {"ArnNotLike":{"aws:PrincipalArn":{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},":iam::",{"Ref":"AWS::AccountId"},":*"]]}}}`,
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("\n got %q\nwant %q", got, want)
+		}
+	})
+	t.Run("the incident rule matches incident requests of the stack's account and targets the function", func(t *testing.T) {
+		raw, _ := os.ReadFile("../events/incident-eventbridge.json")
+		var sample map[string]any
+		if err := json.Unmarshal(raw, &sample); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]any{
+			"source": []any{sample["source"]}, "detail-type": []any{sample["detail-type"]},
+			"account": []any{map[string]any{"Ref": "AWS::AccountId"}},
+		}
 		if !reflect.DeepEqual(incident["EventPattern"], want) {
 			t.Errorf("pattern %v, want %v", incident["EventPattern"], want)
 		}
-		if _, ok := incident["EventBusName"]; ok {
-			t.Errorf("rule on bus %v, want the default bus", incident["EventBusName"])
+		targets := incident["Targets"].([]any)
+		if len(targets) != 1 || flat(targets[0].(map[string]any)["Arn"]) != "${"+fnID+".Arn}" ||
+			flat(targets[0].(map[string]any)["DeadLetterConfig"].(map[string]any)["Arn"]) != "${"+queueID+".Arn}" {
+			t.Errorf("targets %v", targets)
 		}
-		wantTarget(t, incident)
 	})
-	t.Run("EventBridge may invoke the function from both rules only", func(t *testing.T) {
+	t.Run("no rule on the default bus matches incident requests", func(t *testing.T) {
+		for id, r := range resources(t, j, "AWS::Events::Rule") {
+			p := r["Properties"].(map[string]any)
+			if _, custom := p["EventBusName"]; custom {
+				continue
+			}
+			pattern, _ := p["EventPattern"].(map[string]any)
+			if pattern == nil || slices.Contains(pattern["detail-type"].([]any), any(incidentDetailType)) {
+				t.Errorf("rule %s on the default bus: %v", id, p)
+			}
+		}
+	})
+	t.Run("EventBridge may invoke the function from the incident rule only", func(t *testing.T) {
 		perms := resources(t, j, "AWS::Lambda::Permission")
-		if len(perms) != 2 {
-			t.Fatalf("%d Lambda permissions, want 2", len(perms))
+		if len(perms) != 1 {
+			t.Fatalf("%d Lambda permissions, want 1", len(perms))
 		}
 		for _, p := range perms {
 			p := p["Properties"].(map[string]any)
-			if p["Principal"] != "events.amazonaws.com" || p["Action"] != "lambda:InvokeFunction" || p["SourceArn"] == nil {
+			if p["Principal"] != "events.amazonaws.com" || p["Action"] != "lambda:InvokeFunction" || !strings.Contains(flat(p["SourceArn"]), "IncidentRule") {
 				t.Errorf("permission %v", p)
 			}
 		}
 	})
+	t.Run("the responder policy may invoke the function and request incidents on the bus, and is an output", func(t *testing.T) {
+		policyID, mp := only(t, j, "AWS::IAM::ManagedPolicy")
+		if _, named := mp["ManagedPolicyName"]; named {
+			t.Errorf("the managed policy has a name (IAM names are global: one stack per Region would collide)")
+		}
+		got := statements(t, map[string]any{"Policies": []any{map[string]any{"PolicyDocument": mp["PolicyDocument"]}}})
+		want := []statement{
+			{"InvokeTheRotator", []string{"lambda:InvokeFunction"}, []string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator"}, ""},
+			{"RequestIncidentRotationOnIncidentBus", []string{"events:PutEvents"},
+				[]string{"arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${" + busID + "}"},
+				`{"ForAllValues:StringEquals":{"events:detail-type":"Rotate KMS Keys","events:source":"kms-rotator"},"Null":{"events:detail-type":"false","events:source":"false"}}`},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("\n got %+v\nwant %+v", got, want)
+		}
+		out := j["Outputs"].(map[string]any)["ResponderPolicyArn"].(map[string]any)
+		if flat(out["Value"]) != "${"+policyID+"}" {
+			t.Errorf("output %v", out)
+		}
+	})
+}
+
+func TestIncidentPrincipalsRestrictTheBus(t *testing.T) {
+	const soar, oncall = "arn:aws:iam::012345678912:role/soar", "arn:aws:iam::012345678912:role/ir/oncall"
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxIncidentPrincipals: soar + "," + oncall, ctxIncidentBusName: "sec-incidents"}})
+	if err := addStacks(app, fakeCode(t)); err != nil {
+		t.Fatal(err)
+	}
+	var j map[string]any
+	stack := app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack)
+	if err := json.Unmarshal(mustJSON(assertions.Template_FromStack(stack, nil).ToJSON()), &j); err != nil {
+		t.Fatal(err)
+	}
+	_, bus := only(t, j, "AWS::Events::EventBus")
+	st := bus["Policy"].(map[string]any)["Statement"].([]any)
+	roles := []any{soar, oncall}
+	if got := st[0].(map[string]any)["Principal"]; !reflect.DeepEqual(got, map[string]any{"AWS": roles}) {
+		t.Errorf("allowed principals %v", got)
+	}
+	if got := st[1].(map[string]any)["Condition"]; !reflect.DeepEqual(got, map[string]any{"ArnNotLike": map[string]any{"aws:PrincipalArn": roles}}) {
+		t.Errorf("deny condition %v", got)
+	}
+	if bus["Name"] != "sec-incidents" {
+		t.Errorf("bus name %v", bus["Name"])
+	}
+}
+
+func TestIncidentPrincipalsOfAnotherAccountFailTheSynth(t *testing.T) {
+	t.Setenv("CDK_DEFAULT_ACCOUNT", "111122223333")
+	t.Setenv("CDK_DEFAULT_REGION", "eu-west-1")
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxIncidentPrincipals: "arn:aws:iam::444455556666:role/soar"}})
+	err := addStacks(app, fakeCode(t))
+	if err == nil || !strings.Contains(err.Error(), "-c incidentPrincipals") || !strings.Contains(err.Error(), "111122223333") {
+		t.Fatalf("err = %v, want one naming incidentPrincipals and the stack's account", err)
+	}
+}
+
+func TestResultNotification(t *testing.T) {
+	_, tmpl, j := synth(t)
+	topicID, _ := only(t, j, "AWS::SNS::Topic")
+	queueID, _ := only(t, j, "AWS::SQS::Queue")
+	var ruleID string
+	var rule map[string]any
+	for id, r := range resources(t, j, "AWS::Events::Rule") {
+		p := r["Properties"].(map[string]any)
+		if strings.Contains(fmt.Sprint(p["EventPattern"]), rotator.ResultEventDetailType) {
+			ruleID, rule = id, p
+		}
+	}
+	if rule == nil {
+		t.Fatal("no rule for result events")
+	}
+	t.Run("is on the default bus and matches result events of incidents and of runs with failures", func(t *testing.T) {
+		if _, ok := rule["EventBusName"]; ok {
+			t.Errorf("on bus %v", rule["EventBusName"])
+		}
+		want := map[string]any{
+			"source": []any{rotator.ResultEventSource}, "detail-type": []any{rotator.ResultEventDetailType},
+			"account": []any{map[string]any{"Ref": "AWS::AccountId"}},
+			"detail": map[string]any{"$or": []any{
+				map[string]any{"mode": []any{"incident"}},
+				map[string]any{"summary": map[string]any{"failed": []any{map[string]any{"numeric": []any{">", 0.0}}}}},
+			}},
+		}
+		if !reflect.DeepEqual(rule["EventPattern"], want) {
+			t.Errorf("pattern %v\nwant %v", rule["EventPattern"], want)
+		}
+	})
+	target := rule["Targets"].([]any)[0].(map[string]any)
+	t.Run("sends a readable message to the alarm topic, undeliverable ones to the failure queue", func(t *testing.T) {
+		if flat(target["Arn"]) != "${"+topicID+"}" || flat(target["DeadLetterConfig"].(map[string]any)["Arn"]) != "${"+queueID+".Arn}" {
+			t.Errorf("target %v", target)
+		}
+		tr := target["InputTransformer"].(map[string]any)
+		tpl := tr["InputTemplate"].(string)
+		for _, want := range []string{"<detail-mode>", "<detail-runId>", "<detail-summary-rotated>", "<detail-summary-failed>", "<detail-reason>", "<detail-requestId>", "<detail-truncated>"} {
+			if !strings.Contains(tpl, want) {
+				t.Errorf("message %s lacks %s", tpl, want)
+			}
+		}
+		paths := tr["InputPathsMap"].(map[string]any)
+		for name, path := range map[string]string{"detail-mode": "$.detail.mode", "detail-summary-failed": "$.detail.summary.failed", "detail-reason": "$.detail.reason"} {
+			if paths[name] != path {
+				t.Errorf("input path %s = %v, want %s", name, paths[name], path)
+			}
+		}
+	})
+	t.Run("the topic admits EventBridge publishes from this rule only", func(t *testing.T) {
+		tmpl.HasResourceProperties(jsii.String("AWS::SNS::TopicPolicy"), map[string]any{
+			"PolicyDocument": map[string]any{"Statement": assertions.Match_ArrayWith(&[]any{
+				assertions.Match_ObjectLike(&map[string]any{"Effect": "Allow", "Action": "sns:Publish",
+					"Principal": map[string]any{"Service": "events.amazonaws.com"}}),
+				assertions.Match_ObjectLike(&map[string]any{"Effect": "Deny", "Action": "sns:Publish",
+					"Principal": map[string]any{"Service": "events.amazonaws.com"},
+					"Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:SourceArn": map[string]any{"Fn::GetAtt": []any{ruleID, "Arn"}}}}}),
+			})},
+		})
+	})
+}
+
+func mustString(v any) string {
+	if v == nil {
+		return "null"
+	}
+	return string(mustJSON(v))
+}
+
+// statements flattens the statements of a role's (single) inline policy,
+// sorted by Sid.
+func statements(t *testing.T, role map[string]any) []statement {
+	t.Helper()
+	policies := role["Policies"].([]any)
+	if len(policies) != 1 {
+		t.Fatalf("%d inline policies, want 1", len(policies))
+	}
+	var got []statement
+	for _, s := range policies[0].(map[string]any)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+		s := s.(map[string]any)
+		if s["Effect"] != "Allow" {
+			t.Errorf("statement %v: Effect %v", s["Sid"], s["Effect"])
+		}
+		st := statement{Sid: fmt.Sprint(s["Sid"]), Actions: flatList(s["Action"]), Resources: flatList(s["Resource"])}
+		if c, ok := s["Condition"]; ok {
+			st.Condition = string(mustJSON(c))
+		}
+		sort.Strings(st.Actions)
+		for _, a := range st.Actions {
+			if strings.Contains(a, "*") {
+				t.Errorf("wildcard action %s", a)
+			}
+		}
+		got = append(got, st)
+	}
+	sort.Slice(got, func(a, b int) bool { return got[a].Sid < got[b].Sid })
+	return got
 }
 
 // statement is one IAM statement in the flattened form of the template.
@@ -282,28 +561,36 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
 	const keys = "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"
 	want := []statement{
-		{"RotateOptedInSymmetricKeys", []string{"kms:RotateKeyOnDemand"}, []string{keys},
-			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled","kms:KeySpec":"SYMMETRIC_DEFAULT"}}`},
-		{"ReadRotationStateOfOptedInKeys", []string{"kms:GetKeyRotationStatus", "kms:ListKeyRotations"}, []string{keys},
-			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled"}}`},
-		{"DescribeAnyKeyOfTheAccount", []string{"kms:DescribeKey", "kms:ListResourceTags"}, []string{keys}, ""},
-		{"ListAliasesAndTaggedKeys", []string{"kms:ListAliases", "tag:GetResources"}, []string{"*"}, ""},
-		{"WriteOwnLogGroup", []string{"logs:CreateLogStream", "logs:PutLogEvents"},
-			[]string{"arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/kms-rotator:*"}, ""},
-		{"ContinueOwnSweep", []string{"lambda:InvokeFunction"},
-			[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator"}, ""},
-		{"SendFailedInvocationsToOwnQueue", []string{"sqs:SendMessage"}, []string{"${" + queueID + ".Arn}"}, ""},
 		{"AnnounceRunResultsOnDefaultBus", []string{"events:PutEvents"},
 			[]string{"arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"},
 			`{"ForAllValues:StringEquals":{"events:detail-type":"` + rotator.ResultEventDetailType + `","events:source":"` + rotator.ResultEventSource +
 				`"},"Null":{"events:detail-type":"false","events:source":"false"}}`},
+		{"ContinueOwnSweep", []string{"lambda:InvokeFunction"},
+			[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator"}, ""},
+		{"DescribeAnyKeyOfTheAccount", []string{"kms:DescribeKey", "kms:ListResourceTags"}, []string{keys}, ""},
+		{"ListAliasesAndTaggedKeys", []string{"kms:ListAliases", "tag:GetResources"}, []string{"*"}, ""},
+		{"ReadRotationStateOfOptedInKeys", []string{"kms:GetKeyRotationStatus", "kms:ListKeyRotations"}, []string{keys},
+			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled"}}`},
+		{"RotateOptedInSymmetricKeys", []string{"kms:RotateKeyOnDemand"}, []string{keys},
+			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled","kms:KeySpec":"SYMMETRIC_DEFAULT"}}`},
+		{"SendFailedInvocationsToOwnQueue", []string{"sqs:SendMessage"}, []string{"${" + queueID + ".Arn}"}, ""},
+		{"WriteOwnLogGroup", []string{"logs:CreateLogStream", "logs:PutLogEvents"},
+			[]string{"arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:" + logGroupName + ":*"}, ""},
 	}
-	tmpl.ResourceCountIs(jsii.String("AWS::IAM::Role"), jsii.Number(1))
-	t.Run("no policy beyond the role's inline policy", func(t *testing.T) {
+	// The function's role, the scheduler's role and the responders'
+	// managed policy; no policy CDK would have added.
+	tmpl.ResourceCountIs(jsii.String("AWS::IAM::Role"), jsii.Number(2))
+	t.Run("no policy beyond the roles' inline policies and the responder policy", func(t *testing.T) {
 		tmpl.ResourceCountIs(jsii.String("AWS::IAM::Policy"), jsii.Number(0))
-		tmpl.ResourceCountIs(jsii.String("AWS::IAM::ManagedPolicy"), jsii.Number(0))
+		tmpl.ResourceCountIs(jsii.String("AWS::IAM::ManagedPolicy"), jsii.Number(1))
 	})
-	_, role := only(t, j, "AWS::IAM::Role")
+	var role map[string]any
+	for _, r := range resources(t, j, "AWS::IAM::Role") {
+		p := r["Properties"].(map[string]any)
+		if strings.Contains(fmt.Sprint(p["AssumeRolePolicyDocument"]), "lambda.amazonaws.com") {
+			role = p
+		}
+	}
 	t.Run("only Lambda assumes the role", func(t *testing.T) {
 		want := `{"Statement":[{"Action":"sts:AssumeRole","Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"}}],"Version":"2012-10-17"}`
 		if got := string(mustJSON(role["AssumeRolePolicyDocument"])); got != want {
@@ -313,25 +600,7 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 			t.Errorf("managed policies %v", role["ManagedPolicyArns"])
 		}
 	})
-	policies := role["Policies"].([]any)
-	if len(policies) != 1 {
-		t.Fatalf("%d inline policies, want 1", len(policies))
-	}
-	var got []statement
-	for _, s := range policies[0].(map[string]any)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
-		s := s.(map[string]any)
-		if s["Effect"] != "Allow" {
-			t.Errorf("statement %v: Effect %v", s["Sid"], s["Effect"])
-		}
-		st := statement{Sid: fmt.Sprint(s["Sid"]), Actions: flatList(s["Action"]), Resources: flatList(s["Resource"])}
-		if c, ok := s["Condition"]; ok {
-			st.Condition = string(mustJSON(c))
-		}
-		sort.Strings(st.Actions)
-		got = append(got, st)
-	}
-	sort.Slice(got, func(a, b int) bool { return got[a].Sid < got[b].Sid })
-	sort.Slice(want, func(a, b int) bool { return want[a].Sid < want[b].Sid })
+	got := statements(t, role)
 	if len(got) != len(want) {
 		t.Fatalf("%d statements, want %d:\n%+v", len(got), len(want), got)
 	}
@@ -340,18 +609,18 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 			if !reflect.DeepEqual(got[i], want[i]) {
 				t.Errorf("\n got %+v\nwant %+v", got[i], want[i])
 			}
-			for _, a := range got[i].Actions {
-				if strings.Contains(a, "*") {
-					t.Errorf("wildcard action %s", a)
-				}
-			}
 		})
 	}
 }
 
 func TestKeyPolicyStatementsOutputNameTheRole(t *testing.T) {
 	_, _, j := synth(t)
-	roleID, _ := only(t, j, "AWS::IAM::Role")
+	var roleID string
+	for id, r := range resources(t, j, "AWS::IAM::Role") {
+		if strings.Contains(fmt.Sprint(r["Properties"].(map[string]any)["AssumeRolePolicyDocument"]), "lambda.amazonaws.com") {
+			roleID = id
+		}
+	}
 	out := flat(j["Outputs"].(map[string]any)["KeyPolicyStatements"].(map[string]any)["Value"])
 	for _, want := range []string{`"AWS":"${` + roleID + `.Arn}"`, `"kms:RotateKeyOnDemand"`, `"aws:ResourceTag/kms-rotator":"enabled"`} {
 		if !strings.Contains(out, want) {
@@ -364,11 +633,27 @@ func TestAlarms(t *testing.T) {
 	_, tmpl, j := synth(t)
 	topicID, _ := only(t, j, "AWS::SNS::Topic")
 	fnID, _ := only(t, j, "AWS::Lambda::Function")
+	queueID, _ := only(t, j, "AWS::SQS::Queue")
 	alarms := map[string]map[string]any{}
 	for _, r := range resources(t, j, "AWS::CloudWatch::Alarm") {
 		p := r["Properties"].(map[string]any)
 		alarms[p["AlarmName"].(string)] = p
 	}
+	names := slices.Sorted(maps.Keys(alarms))
+	wantNames := []string{"kms-rotator-async-events-dropped", "kms-rotator-budget-exhausted", "kms-rotator-failure-queue", "kms-rotator-function-errors",
+		"kms-rotator-keys-failed", "kms-rotator-keys-overdue", "kms-rotator-result-events-failed", "kms-rotator-silence"}
+	if !reflect.DeepEqual(names, wantNames) {
+		t.Fatalf("alarms %v, want %v", names, wantNames)
+	}
+	t.Run("every alarm notifies the topic when it fires and when it is OK again", func(t *testing.T) {
+		for name, a := range alarms {
+			for _, key := range []string{"AlarmActions", "OKActions"} {
+				if got := flatList(a[key]); !reflect.DeepEqual(got, []string{"${" + topicID + "}"}) {
+					t.Errorf("%s %s %v", name, key, got)
+				}
+			}
+		}
+	})
 	// mathAlarm describes an alarm on SUM(METRICS()) of one EMF metric over modes.
 	type mathAlarm struct {
 		metric, op, missing string
@@ -378,19 +663,13 @@ func TestAlarms(t *testing.T) {
 	}
 	all := []string{"incident", "plan", "report", "scheduled"}
 	tests := map[string]mathAlarm{
-		"kms-rotator-keys-failed":      {"KeysFailed", "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
-		"kms-rotator-silence":          {"RunsCompleted", "LessThanThreshold", "breaching", 1, 2, 86400, []string{"plan", "scheduled"}},
-		"kms-rotator-budget-exhausted": {"KeysBudgetExhausted", "GreaterThanThreshold", "notBreaching", 0, 1, 3600, all},
-	}
-	if len(alarms) != 4 {
-		t.Fatalf("%d alarms, want 4: %v", len(alarms), alarms)
+		"kms-rotator-keys-failed":          {rotator.MetricKeysFailed, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
+		"kms-rotator-budget-exhausted":     {rotator.MetricKeysBudgetExhausted, "GreaterThanThreshold", "notBreaching", 0, 1, 3600, all},
+		"kms-rotator-result-events-failed": {rotator.MetricResultEventsFailed, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
 	}
 	for name, w := range tests {
 		t.Run(name+" sums "+w.metric+" over modes", func(t *testing.T) {
 			a := alarms[name]
-			if a == nil {
-				t.Fatalf("no alarm %s", name)
-			}
 			if a["ComparisonOperator"] != w.op || a["Threshold"] != w.threshold || a["EvaluationPeriods"] != w.periods ||
 				a["DatapointsToAlarm"] != w.periods || a["TreatMissingData"] != w.missing {
 				t.Errorf("alarm %v", a)
@@ -417,21 +696,68 @@ func TestAlarms(t *testing.T) {
 			}
 		})
 	}
-	t.Run("function errors alarm on the Lambda Errors metric", func(t *testing.T) {
-		a := alarms["kms-rotator-function-errors"]
-		if a == nil || a["MetricName"] != "Errors" || a["Namespace"] != "AWS/Lambda" || a["Threshold"] != 1.0 ||
-			a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["Statistic"] != "Sum" {
-			t.Fatalf("alarm %v", a)
-		}
-		if got := flat(a["Dimensions"].([]any)[0].(map[string]any)["Value"]); got != "${"+fnID+"}" {
-			t.Errorf("dimension %s, want the function", got)
+	t.Run("keys-overdue watches KeysOverdue of scheduled sweeps and keeps the last sweep's verdict between sweeps", func(t *testing.T) {
+		a := alarms["kms-rotator-keys-overdue"]
+		m := a["Metrics"].([]any)[0].(map[string]any)["MetricStat"].(map[string]any)
+		metric := m["Metric"].(map[string]any)
+		if metric["MetricName"] != rotator.MetricKeysOverdue || fmt.Sprint(metric["Dimensions"]) != "[map[Name:Mode Value:scheduled]]" ||
+			a["Threshold"] != 1.0 || a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["TreatMissingData"] != "ignore" {
+			t.Errorf("alarm %v", a)
 		}
 	})
-	t.Run("every alarm notifies the topic", func(t *testing.T) {
-		for name, a := range alarms {
-			if got := flatList(a["AlarmActions"]); !reflect.DeepEqual(got, []string{"${" + topicID + "}"}) {
-				t.Errorf("%s actions %v", name, got)
+	t.Run("failure-queue watches the messages visible in the failure queue", func(t *testing.T) {
+		a := alarms["kms-rotator-failure-queue"]
+		if a["Namespace"] != "AWS/SQS" || a["MetricName"] != "ApproximateNumberOfMessagesVisible" || a["Threshold"] != 1.0 ||
+			a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" ||
+			flat(a["Dimensions"].([]any)[0].(map[string]any)["Value"]) != "${"+queueID+".QueueName}" {
+			t.Errorf("alarm %v", a)
+		}
+	})
+	for name, metric := range map[string]string{"kms-rotator-function-errors": "Errors", "kms-rotator-async-events-dropped": "AsyncEventsDropped"} {
+		t.Run(name+" watches the function's "+metric, func(t *testing.T) {
+			a := alarms[name]
+			if a["MetricName"] != metric || a["Namespace"] != "AWS/Lambda" || a["Threshold"] != 1.0 ||
+				a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["Statistic"] != "Sum" {
+				t.Fatalf("alarm %v", a)
 			}
+			if got := flat(a["Dimensions"].([]any)[0].(map[string]any)["Value"]); got != "${"+fnID+"}" {
+				t.Errorf("dimension %s, want the function", got)
+			}
+		})
+	}
+	t.Run("silence: scheduled runs against the schedule's firings, with the window of a daily schedule", func(t *testing.T) {
+		a := alarms["kms-rotator-silence"]
+		plan := planSilence(DefaultSettings().Silence)
+		// Daily at 03:00: gap 24h + slack 1h10m = 25h10m → 27h in hourly
+		// buckets; a firing not followed by a run within 3h.
+		if plan.StaleAfter != 27*time.Hour || plan.MissedAfter != 3*time.Hour || !plan.Stale {
+			t.Fatalf("plan %+v", plan)
+		}
+		if a["EvaluationPeriods"] != float64(plan.Periods) || a["DatapointsToAlarm"] != 1.0 || a["TreatMissingData"] != "ignore" ||
+			a["Threshold"] != 1.0 || a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" {
+			t.Errorf("alarm %v", a)
+		}
+		got := map[string]string{}
+		for _, m := range a["Metrics"].([]any) {
+			m := m.(map[string]any)
+			if e, ok := m["Expression"]; ok {
+				got[m["Id"].(string)] = e.(string)
+				continue
+			}
+			st := m["MetricStat"].(map[string]any)
+			metric := st["Metric"].(map[string]any)
+			got[m["Id"].(string)] = fmt.Sprintf("%s/%s %v %s %v", metric["Namespace"], metric["MetricName"], metric["Dimensions"], st["Stat"], st["Period"])
+		}
+		want := silenceExpressions(plan)
+		want["expr_1"] = want["silent"] // the alarm's own expression gets CDK's ID
+		delete(want, "silent")
+		want["runs"] = "KMSRotator/RunsCompleted [map[Name:Mode Value:scheduled]] Sum 3600"
+		want["attempts"] = "AWS/Scheduler/InvocationAttemptCount [map[Name:ScheduleGroup Value:kms-rotator]] Sum 3600"
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("\n got %q\nwant %q", got, want)
+		}
+		if !strings.Contains(want["stale"], ">= 97200") || !strings.Contains(want["missed"], ">= 10800") {
+			t.Errorf("thresholds: %q", want)
 		}
 	})
 	t.Run("the alarm e-mail is subscribed", func(t *testing.T) {
@@ -447,6 +773,55 @@ func TestAlarms(t *testing.T) {
 			})},
 		})
 	})
+}
+
+func TestSilenceAlarmFollowsTheSchedule(t *testing.T) {
+	tests := []struct {
+		name     string
+		ctx      map[string]any
+		periods  float64
+		hasStale bool
+		stale    string
+	}{
+		{"hourly cron", map[string]any{ctxSchedule: "cron(0 * * * ? *)"}, 6, true, ">= 14400"},
+		{"weekly cron in Berlin: only the missed-run check fits", map[string]any{ctxSchedule: "cron(0 3 ? * MON *)", ctxScheduleTimezone: "Europe/Berlin"}, 5, false, ""},
+		{"rate(7 days): only the missed-run check fits", map[string]any{ctxSchedule: "rate(7 days)"}, 5, false, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			app := awscdk.NewApp(&awscdk.AppProps{Context: &tc.ctx})
+			if err := addStacks(app, fakeCode(t)); err != nil {
+				t.Fatal(err)
+			}
+			tmpl := assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil)
+			var j map[string]any
+			if err := json.Unmarshal(mustJSON(tmpl.ToJSON()), &j); err != nil {
+				t.Fatal(err)
+			}
+			_, sched := only(t, j, "AWS::Scheduler::Schedule")
+			if sched["ScheduleExpression"] != tc.ctx[ctxSchedule] {
+				t.Errorf("schedule %v", sched["ScheduleExpression"])
+			}
+			for _, r := range resources(t, j, "AWS::CloudWatch::Alarm") {
+				a := r["Properties"].(map[string]any)
+				if a["AlarmName"] != "kms-rotator-silence" {
+					continue
+				}
+				if a["EvaluationPeriods"] != tc.periods {
+					t.Errorf("%v evaluation periods, want %v", a["EvaluationPeriods"], tc.periods)
+				}
+				var stale string
+				for _, m := range a["Metrics"].([]any) {
+					if m.(map[string]any)["Id"] == "stale" {
+						stale = m.(map[string]any)["Expression"].(string)
+					}
+				}
+				if (stale != "") != tc.hasStale || !strings.Contains(stale, tc.stale) {
+					t.Errorf("stale check %q, want one with %q: %t", stale, tc.stale, tc.hasStale)
+				}
+			}
+		})
+	}
 }
 
 func TestDashboard(t *testing.T) {
@@ -470,6 +845,10 @@ func TestDashboard(t *testing.T) {
 		`SEARCH('{KMSRotator,Mode} MetricName=\"KeysBudgetExhausted\"', 'Maximum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"RunDuration\"', 'Maximum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"RunsCompleted\"', 'Sum', 3600)`,
+		`SEARCH('{KMSRotator,Mode} MetricName=\"KeysOverdue\"', 'Maximum', 3600)`,
+		`SEARCH('{KMSRotator,Mode} MetricName=\"MaxMaterialAgeDays\"', 'Maximum', 3600)`,
+		`SEARCH('{KMSRotator,Mode} MetricName=\"ResultEventsFailed\"', 'Sum', 3600)`,
+		`["AWS/Lambda","AsyncEventsDropped","FunctionName"`,
 		`["KMSRotator","MinOnDemandRemaining","Mode","scheduled"`,
 		`["AWS/Lambda","Errors","FunctionName"`,
 		`["AWS/Lambda","Throttles","FunctionName"`,
@@ -487,7 +866,8 @@ func TestDashboard(t *testing.T) {
 	for _, name := range []string{rotator.MetricKeysCandidate, rotator.MetricKeysRotated, rotator.MetricKeysWouldRotate,
 		rotator.MetricKeysSkipped, rotator.MetricKeysFailed, rotator.MetricKeysDeferred, rotator.MetricKeysBudgetLow,
 		rotator.MetricKeysBudgetExhausted, rotator.MetricMinOnDemandRemaining, rotator.MetricRunDuration,
-		rotator.MetricRunsCompleted, rotator.MetricRunsFailed, rotator.MetricContinuations} {
+		rotator.MetricRunsCompleted, rotator.MetricRunsFailed, rotator.MetricContinuations,
+		rotator.MetricKeysOverdue, rotator.MetricMaxMaterialAgeDays, rotator.MetricResultEventsFailed} {
 		t.Run("shows the function's metric "+name, func(t *testing.T) {
 			if !strings.Contains(body, `\"`+name+`\"`) && !strings.Contains(body, `"`+name+`"`) {
 				t.Errorf("dashboard lacks %s", name)
@@ -498,11 +878,11 @@ func TestDashboard(t *testing.T) {
 		var found bool
 		for _, w := range widgets.Widgets {
 			if w["type"] == "log" {
-				found = strings.Contains(fmt.Sprint(w["properties"]), "SOURCE '/aws/lambda/kms-rotator'")
+				found = strings.Contains(fmt.Sprint(w["properties"]), "SOURCE '"+logGroupName+"'")
 			}
 		}
 		if !found {
-			t.Errorf("no log widget on /aws/lambda/kms-rotator in %s", body)
+			t.Errorf("no log widget on %s in %s", logGroupName, body)
 		}
 	})
 }
@@ -534,13 +914,101 @@ func TestRegionsContextGivesOneStackPerRegion(t *testing.T) {
 	var got []string
 	for _, c := range *app.Node().Children() {
 		if s, ok := c.(awscdk.Stack); ok {
-			got = append(got, *s.StackName()+"@"+*s.Region())
+			got = append(got, *s.Node().Id()+"="+*s.StackName()+"@"+*s.Region())
 		}
 	}
-	want := []string{"KmsRotator-us-east-1@us-east-1", "KmsRotator-eu-west-1@eu-west-1"}
+	// One CloudFormation stack name in every Region: switching between
+	// the single-Region form and regions=… updates the same stack.
+	want := []string{"KmsRotator-us-east-1=KmsRotator@us-east-1", "KmsRotator-eu-west-1=KmsRotator@eu-west-1"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("stacks %v, want %v", got, want)
 	}
+}
+
+// TestSwitchingToRegionsKeepsTheStack compares the single-Region stack with
+// the same Region's stack under regions=…: same stack name, same logical IDs
+// and the same explicit names, so CloudFormation updates the stack in place
+// (a renamed stack would be a second one, colliding on every fixed name).
+func TestSwitchingToRegionsKeepsTheStack(t *testing.T) {
+	template := func(t *testing.T, ctx map[string]any, id string) (string, map[string]any) {
+		t.Helper()
+		t.Setenv("CDK_DEFAULT_REGION", "eu-west-1")
+		t.Setenv("CDK_DEFAULT_ACCOUNT", "")
+		app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx})
+		if err := addStacks(app, fakeCode(t)); err != nil {
+			t.Fatal(err)
+		}
+		stack := app.Node().FindChild(jsii.String(id)).(awscdk.Stack)
+		var j map[string]any
+		if err := json.Unmarshal(mustJSON(assertions.Template_FromStack(stack, nil).ToJSON()), &j); err != nil {
+			t.Fatal(err)
+		}
+		return *stack.StackName(), j
+	}
+	single, one := template(t, map[string]any{}, stackName)
+	multi, many := template(t, map[string]any{ctxRegions: "eu-west-1,us-east-1"}, stackName+"-eu-west-1")
+	if single != multi {
+		t.Errorf("stack name %s alone, %s with regions", single, multi)
+	}
+	ids := func(j map[string]any) []string { return slices.Sorted(maps.Keys(j["Resources"].(map[string]any))) }
+	if !reflect.DeepEqual(ids(one), ids(many)) {
+		t.Errorf("logical IDs differ:\n alone   %v\n regions %v", ids(one), ids(many))
+	}
+	// Explicit names of resources, compared as rendered.
+	names := func(j map[string]any) map[string]string {
+		out := map[string]string{}
+		for id, r := range j["Resources"].(map[string]any) {
+			p, _ := r.(map[string]any)["Properties"].(map[string]any)
+			for _, key := range []string{"Name", "FunctionName", "LogGroupName", "AlarmName", "DashboardName"} {
+				if v, ok := p[key]; ok && r.(map[string]any)["Type"] != "AWS::Lambda::Permission" {
+					out[id+"."+key] = flat(v)
+				}
+			}
+		}
+		return out
+	}
+	if !reflect.DeepEqual(names(one), names(many)) {
+		t.Errorf("names differ:\n alone   %v\n regions %v", names(one), names(many))
+	}
+}
+
+// TestRetainedResourcesHaveNamesThatCannotCollide: after `cdk destroy`, a
+// retained resource stays; `cdk deploy` must not try to create one with the
+// same name. Every retained resource with an explicit name must make it
+// unique to the stack (AWS::StackId), and IAM names (global, one stack per
+// Region) must be left to CloudFormation.
+func TestRetainedResourcesHaveNamesThatCannotCollide(t *testing.T) {
+	_, _, j := synth(t)
+	for id, r := range j["Resources"].(map[string]any) {
+		r := r.(map[string]any)
+		p, _ := r["Properties"].(map[string]any)
+		if r["DeletionPolicy"] == "Retain" {
+			for key, v := range p {
+				if strings.HasSuffix(key, "Name") && !strings.Contains(flat(v), "${AWS::StackId}") {
+					t.Errorf("retained %s %s has the fixed name %s = %s", r["Type"], id, key, flat(v))
+				}
+			}
+		}
+		if strings.HasPrefix(r["Type"].(string), "AWS::IAM::") {
+			for _, key := range []string{"RoleName", "ManagedPolicyName", "PolicyName"} {
+				if _, named := p[key]; named && r["Type"] != "AWS::IAM::Role" {
+					t.Errorf("%s %s has an explicit IAM name %s", r["Type"], id, key)
+				}
+			}
+			if _, named := p["RoleName"]; named {
+				t.Errorf("role %s has an explicit name", id)
+			}
+		}
+	}
+}
+
+func TestReservedConcurrencyIsSetWhenGiven(t *testing.T) {
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxReservedConcurrency: 5}})
+	if err := addStacks(app, fakeCode(t)); err != nil {
+		t.Fatal(err)
+	}
+	assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil).
+		HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{"ReservedConcurrentExecutions": 5})
 }
 
 func TestBadContextFailsTheSynth(t *testing.T) {
@@ -573,7 +1041,7 @@ func TestNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 	want := []string{
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:kms:*:<AWS::AccountId>:key/*]",
-		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/kms-rotator:*]",
+		"AWS::IAM::Role AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/kms-rotator/.*:\\*$/]]",
 		"AWS::SQS::Queue AwsSolutions-SQS3 <nil>",
 	}
 	if !reflect.DeepEqual(got, want) {
