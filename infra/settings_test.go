@@ -206,7 +206,7 @@ func TestSettingsFromContext(t *testing.T) {
 		{name: "a duration that is not Go's is rejected", ctx: map[string]any{ctxConfirmWait: "5 seconds"}, wantErr: "-c confirmWait=5 seconds: not a Go duration"},
 		{name: "a grace above the function's bound is rejected", ctx: map[string]any{ctxAutoRotationGraceDays: 1000}, wantErr: "-c autoRotationGraceDays=1000"},
 		{name: "several function settings are reported together",
-			ctx: map[string]any{ctxConcurrency: 0, ctxRotateRPS: 0}, wantErr: "-c concurrency=0"},
+			ctx: map[string]any{ctxConcurrency: 0, ctxRotateRPS: 0}, wantErr: "-c concurrency=0: ROTATOR_CONCURRENCY=0: must be between 1 and 256\n  -c rotateRps=0: ROTATOR_ROTATE_RPS=0"},
 		{name: "reserved concurrency below 3 is rejected", ctx: map[string]any{ctxReservedConcurrency: 1}, wantErr: "-c reservedConcurrency=1: at least 3"},
 		{name: "the default bus is not an incident bus", ctx: map[string]any{ctxIncidentBusName: "default"}, wantErr: "-c incidentBusName=default"},
 		{name: "a bus name with a slash is rejected", ctx: map[string]any{ctxIncidentBusName: "a/b"}, wantErr: "-c incidentBusName=a/b"},

@@ -200,7 +200,7 @@ func newSchedule(stack awscdk.Stack, s Settings, fn awslambda.Function, failures
 		panic(err)
 	}
 	// Only the Scheduler of this account may assume the role (confused
-	// deputy prevention: https://docs.aws.amazon.com/scheduler/latest/UserGuide/setting-up.html#setting-up-execution-role).
+	// deputy prevention: https://docs.aws.amazon.com/scheduler/latest/UserGuide/cross-service-confused-deputy-prevention.html).
 	role := awsiam.NewRole(stack, jsii.String("SchedulerRole"), &awsiam.RoleProps{
 		AssumedBy: awsiam.NewServicePrincipal(jsii.String("scheduler.amazonaws.com"), &awsiam.ServicePrincipalOpts{
 			Conditions: &map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()}},
@@ -302,8 +302,11 @@ func incidentPrincipals(s Settings) (principals, patterns []string) {
 // newResultNotification sends the function's result events — published
 // after every incident run and every run with failed keys — to the alarm
 // topic as a one-line summary. The pattern repeats the publisher's rule
-// ($or in detail: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-pattern-operators.html),
-// so a result event of another kind never pages anyone.
+// ($or in detail: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html),
+// so a result event of another kind never pages anyone. The message is an
+// input transformer (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html);
+// fields a run may lack (the reason of a sweep, truncated when nothing was
+// cut) are placed where an empty or null value still reads.
 func newResultNotification(stack awscdk.Stack, topic awssns.Topic, failures awssqs.Queue) {
 	field := func(path string) string { return *awsevents.EventField_FromPath(jsii.String(path)) }
 	msg := fmt.Sprintf("kms-rotator %s run %s in %s %s (dry run: %s): rotated %s, would rotate %s, skipped %s, failed %s, deferred %s, overdue %s of %s keys; reasons %s. "+

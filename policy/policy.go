@@ -75,7 +75,7 @@ type Params struct {
 	// IncidentBusName is the dedicated event bus for incident requests.
 	IncidentBusName string
 	// IncidentSource and IncidentDetailType are the source and detail-type of
-	// an incident request event (DESIGN.md "Invocation payloads").
+	// an incident request event (docs/design.md "Invocation payloads").
 	IncidentSource     string
 	IncidentDetailType string
 	// IncidentPrincipals are the principals the incident bus admits: role
