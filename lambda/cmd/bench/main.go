@@ -371,16 +371,19 @@ func runChild(ctx context.Context, url string, rotateRate float64, out, cpuProfi
 	if err := cmd.Run(); err != nil {
 		return res, 0, fmt.Errorf("sweep child: %w\n%s", err, stderr.String())
 	}
-	rss := 0.0
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = float64(ru.Maxrss) / 1024 // Linux reports kilobytes
-	}
 	res.CPUSeconds = cmd.ProcessState.UserTime().Seconds() + cmd.ProcessState.SystemTime().Seconds()
 	b, err := os.ReadFile(out)
 	if err != nil {
 		return res, 0, err
 	}
-	return res, rss, json.Unmarshal(b, &res)
+	if err := json.Unmarshal(b, &res); err != nil {
+		return res, 0, err
+	}
+	rss := res.PeakRSSMB
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && rss == 0 {
+		rss = float64(ru.Maxrss) / 1024 // Linux reports kilobytes; an upper bound (see peakRSSMB)
+	}
+	return res, rss, nil
 }
 
 // kmsClient is a plain SDK client (default retryer) for the baseline.

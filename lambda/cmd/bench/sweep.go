@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -20,6 +22,8 @@ import (
 type sweepResult struct {
 	WallSeconds float64         `json:"wallSeconds"`
 	Summary     rotator.Summary `json:"summary"`
+	// PeakRSSMB is the child's own VmHWM (Linux), read at its end.
+	PeakRSSMB float64 `json:"peakRSSMB"`
 	// CPUSeconds is filled in by the parent from the child's rusage.
 	CPUSeconds float64 `json:"-"`
 }
@@ -75,9 +79,30 @@ func runSweep(out, cpuProfile, memProfile string) error {
 			return err
 		}
 	}
-	b, err := json.Marshal(sweepResult{WallSeconds: wall.Seconds(), Summary: rep.Summary})
+	b, err := json.Marshal(sweepResult{WallSeconds: wall.Seconds(), Summary: rep.Summary, PeakRSSMB: peakRSSMB()})
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(out, b, 0o600)
+}
+
+// peakRSSMB is this process's peak resident set (VmHWM in /proc/self/status),
+// 0 where that file does not exist. The child's rusage is no measure: Go
+// starts children with vfork semantics, and Linux carries the parent's
+// high-water mark (the emulator holding the whole fleet) into the child's
+// ru_maxrss at exec.
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			if err == nil {
+				return kb / 1024
+			}
+		}
+	}
+	return 0
 }
