@@ -2,6 +2,7 @@ package kmsemu
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -35,11 +36,14 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 	if in.KeySpec != nil {
 		k.spec = *in.KeySpec
 		if _, ok := keySpecUsages[k.spec]; !ok {
-			return nil, errValidation("1 validation error detected: Value '%s' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set", k.spec)
+			return nil, errValidation("1 validation error detected: Value '%s' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [%s]", k.spec, strings.Join(specNames, ", "))
 		}
 	}
 	if in.KeyUsage != nil {
 		k.usage = *in.KeyUsage
+		if !slices.Contains(usageNames, k.usage) {
+			return nil, errValidation("1 validation error detected: Value '%s' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: [%s]", k.usage, strings.Join(usageNames, ", "))
+		}
 	}
 	if in.KeyUsage == nil && k.spec != "SYMMETRIC_DEFAULT" {
 		// AWS's words (recorded 2023-04).
