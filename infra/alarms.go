@@ -17,7 +17,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // modes are the values of the EMF dimension Mode.
@@ -32,7 +32,7 @@ func rotatorMetric(s Settings, name, mode, statistic string, period time.Duratio
 	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 		Namespace:     jsii.String(s.MetricsNamespace),
 		MetricName:    jsii.String(name),
-		DimensionsMap: &map[string]*string{rotator.DimMode: jsii.String(mode)},
+		DimensionsMap: &map[string]*string{settings.DimMode: jsii.String(mode)},
 		Statistic:     jsii.String(statistic),
 		Period:        awscdk.Duration_Seconds(jsii.Number(period.Seconds())),
 		Label:         jsii.String(mode),
@@ -246,7 +246,7 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 	fiveMin := 5 * time.Minute
 	a.KeysFailed = alarm("KeysFailed", spec{name: "keys-failed",
 		desc:   "A run reported failed keys (any mode). The function's report and log lines name each key and its reason (access-denied, not-found, throttled, unconfirmed, error).",
-		metric: sumOverModes(s, rotator.MetricKeysFailed, modes, fiveMin, "failed keys"),
+		metric: sumOverModes(s, settings.MetricKeysFailed, modes, fiveMin, "failed keys"),
 		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 
 	plan := planSilence(s.Silence)
@@ -256,7 +256,7 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 		desc += fmt.Sprintf(", or none completed for %s (the gap plus %s of slack)", plan.StaleAfter, s.Silence.Slack)
 	}
 	desc += ". Check the schedule, the failure queue and the function's errors. Returns to OK once the silent hours have left the evaluated range."
-	runs := rotatorMetric(s, rotator.MetricRunsCompleted, scheduled, "Sum", silenceBucket)
+	runs := rotatorMetric(s, settings.MetricRunsCompleted, scheduled, "Sum", silenceBucket)
 	attempts := props.ScheduleGroup.MetricAttempts(&awscloudwatch.MetricOptions{
 		Period: awscdk.Duration_Seconds(jsii.Number(silenceBucket.Seconds())), Statistic: jsii.String("Sum"),
 	})
@@ -270,7 +270,7 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 
 	a.BudgetExhausted = alarm("BudgetExhausted", spec{name: "budget-exhausted",
 		desc:   "A key has used up its lifetime on-demand rotations: it can no longer be rotated on demand, not even in an incident. Plan its replacement.",
-		metric: sumOverModes(s, rotator.MetricKeysBudgetExhausted, modes, time.Hour, "keys with exhausted budget"),
+		metric: sumOverModes(s, settings.MetricKeysBudgetExhausted, modes, time.Hour, "keys with exhausted budget"),
 		op:     awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD, threshold: 0, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	a.FunctionErrors = alarm("FunctionErrors", spec{name: "function-errors",
 		desc:   "The function failed (invalid configuration, keys could not be listed, crash or timeout). Failed asynchronous events are in the failure queue.",
@@ -279,7 +279,7 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 	a.KeysOverdue = alarm("KeysOverdue", spec{name: "keys-overdue",
 		desc: "The last scheduled sweep left keys whose material is older than their interval (budget reserved or exhausted, automatic rotation pending, failures): " +
 			"they are past their cryptoperiod. The sweep's report lists them with overdue=true.",
-		metric: rotatorMetric(s, rotator.MetricKeysOverdue, scheduled, "Sum", time.Hour),
+		metric: rotatorMetric(s, settings.MetricKeysOverdue, scheduled, "Sum", time.Hour),
 		op:     gte, threshold: 1, periods: 1,
 		// A sweep reports once per run: between sweeps the state is the
 		// last sweep's verdict.
@@ -299,7 +299,7 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 	a.ResultEventsFailed = alarm("ResultEventsFailed", spec{name: "result-events-failed",
 		desc: "The function could not publish a run's result event on the default event bus: an incident or a run with failed keys was not announced on the topic. " +
 			"The run itself is in the function's logs.",
-		metric: sumOverModes(s, rotator.MetricResultEventsFailed, modes, fiveMin, "result events not published"),
+		metric: sumOverModes(s, settings.MetricResultEventsFailed, modes, fiveMin, "result events not published"),
 		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	return a
 }

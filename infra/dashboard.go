@@ -13,7 +13,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 type rotatorDashboardProps struct {
@@ -58,8 +58,8 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 		}
 		return awscloudwatch.NewGraphWidget(p)
 	}
-	byMode := []string{rotator.DimMode}
-	byReason := []string{rotator.DimMode, rotator.DimReason}
+	byMode := []string{settings.DimMode}
+	byReason := []string{settings.DimMode, settings.DimReason}
 	fn := props.Function
 	fiveMin := &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}
 	hourly := time.Hour
@@ -75,50 +75,50 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 	}))
 	d.AddWidgets(
 		graph("Keys rotated (would rotate in dry runs) per run, by mode", []awscloudwatch.IMetric{
-			search(s, rotator.MetricKeysRotated, byMode, "Sum", "rotated"),
-			search(s, rotator.MetricKeysWouldRotate, byMode, "Sum", "would rotate"),
+			search(s, settings.MetricKeysRotated, byMode, "Sum", "rotated"),
+			search(s, settings.MetricKeysWouldRotate, byMode, "Sum", "would rotate"),
 		}, []awscloudwatch.IMetric{
-			search(s, rotator.MetricKeysCandidate, byMode, "Sum", "candidates"),
+			search(s, settings.MetricKeysCandidate, byMode, "Sum", "candidates"),
 		}),
 		graph("Keys failed and deferred (by mode)", []awscloudwatch.IMetric{
-			search(s, rotator.MetricKeysFailed, byMode, "Sum", "failed"),
-			search(s, rotator.MetricKeysDeferred, byMode, "Sum", "deferred"),
+			search(s, settings.MetricKeysFailed, byMode, "Sum", "failed"),
+			search(s, settings.MetricKeysDeferred, byMode, "Sum", "deferred"),
 		}, nil),
 	)
 	d.AddWidgets(
-		graph("Keys skipped by reason", []awscloudwatch.IMetric{search(s, rotator.MetricKeysSkipped, byReason, "Sum", "skipped")}, nil),
-		graph("Keys failed by reason", []awscloudwatch.IMetric{search(s, rotator.MetricKeysFailed, byReason, "Sum", "failed")}, nil),
+		graph("Keys skipped by reason", []awscloudwatch.IMetric{search(s, settings.MetricKeysSkipped, byReason, "Sum", "skipped")}, nil),
+		graph("Keys failed by reason", []awscloudwatch.IMetric{search(s, settings.MetricKeysFailed, byReason, "Sum", "failed")}, nil),
 	)
 	d.AddWidgets(
 		graph("Budget health: lowest on-demand rotations left", []awscloudwatch.IMetric{
-			rotatorMetric(s, rotator.MetricMinOnDemandRemaining, scheduled, "Minimum", hourly),
-			rotatorMetric(s, rotator.MetricMinOnDemandRemaining, string(request.ModeReport), "Minimum", hourly),
-			rotatorMetric(s, rotator.MetricMinOnDemandRemaining, string(request.ModeIncident), "Minimum", hourly),
+			rotatorMetric(s, settings.MetricMinOnDemandRemaining, scheduled, "Minimum", hourly),
+			rotatorMetric(s, settings.MetricMinOnDemandRemaining, string(request.ModeReport), "Minimum", hourly),
+			rotatorMetric(s, settings.MetricMinOnDemandRemaining, string(request.ModeIncident), "Minimum", hourly),
 		}, nil),
 		graph("Budget health: keys low / exhausted", []awscloudwatch.IMetric{
-			search(s, rotator.MetricKeysBudgetLow, byMode, "Maximum", "budget low"),
-			search(s, rotator.MetricKeysBudgetExhausted, byMode, "Maximum", "budget exhausted"),
+			search(s, settings.MetricKeysBudgetLow, byMode, "Maximum", "budget low"),
+			search(s, settings.MetricKeysBudgetExhausted, byMode, "Maximum", "budget exhausted"),
 		}, nil),
 	)
 	d.AddWidgets(
 		graph("Cryptoperiod: keys past their interval, oldest key material (days)", []awscloudwatch.IMetric{
-			search(s, rotator.MetricKeysOverdue, byMode, "Maximum", "overdue keys"),
+			search(s, settings.MetricKeysOverdue, byMode, "Maximum", "overdue keys"),
 		}, []awscloudwatch.IMetric{
-			search(s, rotator.MetricMaxMaterialAgeDays, byMode, "Maximum", "oldest material, days"),
+			search(s, settings.MetricMaxMaterialAgeDays, byMode, "Maximum", "oldest material, days"),
 		}),
 		graph("Result events not published (incidents and failures not announced)", []awscloudwatch.IMetric{
-			search(s, rotator.MetricResultEventsFailed, byMode, "Sum", "result events failed"),
+			search(s, settings.MetricResultEventsFailed, byMode, "Sum", "result events failed"),
 		}, []awscloudwatch.IMetric{
 			fn.Metric(jsii.String("AsyncEventsDropped"), fiveMin),
 		}),
 	)
 	d.AddWidgets(
 		graph("Run duration; runs completed, failed and continued", []awscloudwatch.IMetric{
-			search(s, rotator.MetricRunDuration, byMode, "Maximum", "duration ms"),
+			search(s, settings.MetricRunDuration, byMode, "Maximum", "duration ms"),
 		}, []awscloudwatch.IMetric{
-			search(s, rotator.MetricRunsCompleted, byMode, "Sum", "runs"),
-			search(s, rotator.MetricRunsFailed, byMode, "Sum", "failed runs"),
-			search(s, rotator.MetricContinuations, byMode, "Sum", "continuations"),
+			search(s, settings.MetricRunsCompleted, byMode, "Sum", "runs"),
+			search(s, settings.MetricRunsFailed, byMode, "Sum", "failed runs"),
+			search(s, settings.MetricContinuations, byMode, "Sum", "continuations"),
 		}),
 		graph("Lambda invocations, errors, throttles", []awscloudwatch.IMetric{
 			fn.MetricInvocations(fiveMin), fn.MetricErrors(fiveMin), fn.MetricThrottles(fiveMin),

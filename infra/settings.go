@@ -11,12 +11,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // Settings are the deployment's choices, read from CDK context (cdk.json holds
 // the defaults; `-c key=value` overrides one). The function's settings are
-// validated by the function's own loader (rotator.LoadConfig) on the
+// validated by the function's own loader (settings.LoadConfig) on the
 // environment the stack would set, so the stack and the function cannot
 // disagree on a bound; the few bounds that only the stack knows (Lambda,
 // CloudWatch, EventBridge limits) are checked here, each with its reason.
@@ -123,28 +123,28 @@ var ContextKeys = []string{
 // envContext maps each ROTATOR_* variable the stack sets to the context key
 // it comes from, so an error of the function's loader names the key.
 var envContext = map[string]string{
-	rotator.EnvTagKey:                ctxTagKey,
-	rotator.EnvTagValue:              ctxTagValue,
-	rotator.EnvIntervalDays:          ctxIntervalDays,
-	rotator.EnvOnDemandLimit:         ctxOnDemandLimit,
-	rotator.EnvReserve:               ctxReserve,
-	rotator.EnvRotateRPS:             ctxRotateRPS,
-	rotator.EnvConcurrency:           ctxConcurrency,
-	rotator.EnvDryRun:                ctxDryRun,
-	rotator.EnvMetricsNamespace:      ctxMetricsNamespace,
-	rotator.EnvContinuationMax:       ctxContinuationMax,
-	rotator.EnvIncidentCooldown:      ctxIncidentCooldown,
-	rotator.EnvConfirmWait:           ctxConfirmWait,
-	rotator.EnvCallTimeout:           ctxCallTimeout,
-	rotator.EnvMinIntervalDays:       ctxMinIntervalDays,
-	rotator.EnvAutoRotationGraceDays: ctxAutoRotationGraceDays,
+	settings.EnvTagKey:                ctxTagKey,
+	settings.EnvTagValue:              ctxTagValue,
+	settings.EnvIntervalDays:          ctxIntervalDays,
+	settings.EnvOnDemandLimit:         ctxOnDemandLimit,
+	settings.EnvReserve:               ctxReserve,
+	settings.EnvRotateRPS:             ctxRotateRPS,
+	settings.EnvConcurrency:           ctxConcurrency,
+	settings.EnvDryRun:                ctxDryRun,
+	settings.EnvMetricsNamespace:      ctxMetricsNamespace,
+	settings.EnvContinuationMax:       ctxContinuationMax,
+	settings.EnvIncidentCooldown:      ctxIncidentCooldown,
+	settings.EnvConfirmWait:           ctxConfirmWait,
+	settings.EnvCallTimeout:           ctxCallTimeout,
+	settings.EnvMinIntervalDays:       ctxMinIntervalDays,
+	settings.EnvAutoRotationGraceDays: ctxAutoRotationGraceDays,
 }
 
 // DefaultSettings are the values cdk.json ships with. The function-side
-// ones come from rotator.DefaultConfig, so the stack and the function share
+// ones come from settings.DefaultConfig, so the stack and the function share
 // one set of defaults.
 func DefaultSettings() Settings {
-	f := rotator.DefaultConfig()
+	f := settings.DefaultConfig()
 	s := Settings{
 		FunctionName:          "kms-rotator",
 		Schedule:              "cron(0 3 * * ? *)",
@@ -186,21 +186,21 @@ func silenceSlack(timeout time.Duration) time.Duration { return time.Hour + time
 // exactly what the stack says).
 func (s Settings) Environment() map[string]string {
 	return map[string]string{
-		rotator.EnvTagKey:                s.TagKey,
-		rotator.EnvTagValue:              s.TagValue,
-		rotator.EnvIntervalDays:          strconv.Itoa(s.IntervalDays),
-		rotator.EnvOnDemandLimit:         strconv.Itoa(s.OnDemandLimit),
-		rotator.EnvReserve:               strconv.Itoa(s.Reserve),
-		rotator.EnvRotateRPS:             strconv.FormatFloat(s.RotateRPS, 'f', -1, 64),
-		rotator.EnvConcurrency:           strconv.Itoa(s.Concurrency),
-		rotator.EnvDryRun:                strconv.FormatBool(s.DryRun),
-		rotator.EnvMetricsNamespace:      s.MetricsNamespace,
-		rotator.EnvContinuationMax:       strconv.Itoa(s.ContinuationMax),
-		rotator.EnvIncidentCooldown:      formatDuration(s.IncidentCooldown),
-		rotator.EnvConfirmWait:           formatDuration(s.ConfirmWait),
-		rotator.EnvCallTimeout:           formatDuration(s.CallTimeout),
-		rotator.EnvMinIntervalDays:       strconv.Itoa(s.MinIntervalDays),
-		rotator.EnvAutoRotationGraceDays: strconv.Itoa(s.AutoRotationGraceDays),
+		settings.EnvTagKey:                s.TagKey,
+		settings.EnvTagValue:              s.TagValue,
+		settings.EnvIntervalDays:          strconv.Itoa(s.IntervalDays),
+		settings.EnvOnDemandLimit:         strconv.Itoa(s.OnDemandLimit),
+		settings.EnvReserve:               strconv.Itoa(s.Reserve),
+		settings.EnvRotateRPS:             strconv.FormatFloat(s.RotateRPS, 'f', -1, 64),
+		settings.EnvConcurrency:           strconv.Itoa(s.Concurrency),
+		settings.EnvDryRun:                strconv.FormatBool(s.DryRun),
+		settings.EnvMetricsNamespace:      s.MetricsNamespace,
+		settings.EnvContinuationMax:       strconv.Itoa(s.ContinuationMax),
+		settings.EnvIncidentCooldown:      formatDuration(s.IncidentCooldown),
+		settings.EnvConfirmWait:           formatDuration(s.ConfirmWait),
+		settings.EnvCallTimeout:           formatDuration(s.CallTimeout),
+		settings.EnvMinIntervalDays:       strconv.Itoa(s.MinIntervalDays),
+		settings.EnvAutoRotationGraceDays: strconv.Itoa(s.AutoRotationGraceDays),
 	}
 }
 
@@ -342,7 +342,7 @@ func (r *ctxReader) functionConfig(s Settings) {
 		}
 	}
 	for range envContext {
-		_, err := rotator.LoadConfig(func(k string) string { return env[k] })
+		_, err := settings.LoadConfig(func(k string) string { return env[k] })
 		if err == nil {
 			return
 		}
@@ -359,7 +359,7 @@ func (r *ctxReader) functionConfig(s Settings) {
 	}
 }
 
-// envName is the ROTATOR_* variable an error of rotator.LoadConfig starts with.
+// envName is the ROTATOR_* variable an error of settings.LoadConfig starts with.
 func envName(msg string) string {
 	end := strings.IndexAny(msg, "=: ")
 	if end < 0 {

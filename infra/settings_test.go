@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 func cdkJSONContext(t *testing.T) map[string]any {
@@ -66,7 +66,7 @@ func TestFunctionAcceptsTheEnvironment(t *testing.T) {
 	custom.ContinuationMax = 3
 	custom.IncidentCooldown, custom.ConfirmWait, custom.CallTimeout = 90*time.Minute, 2*time.Second, 30*time.Second
 	custom.MinIntervalDays, custom.AutoRotationGraceDays = 45, 0
-	want := rotator.DefaultConfig()
+	want := settings.DefaultConfig()
 	want.TagKey, want.TagValue, want.IntervalDays, want.OnDemandLimit = "security:rotate", "yes", 60, 20
 	want.Reserve, want.RotateRPS, want.Concurrency, want.DryRun, want.MetricsNamespace = 5, 2.5, 8, true, "Sec/KMS"
 	want.ContinuationMax = 3
@@ -75,12 +75,12 @@ func TestFunctionAcceptsTheEnvironment(t *testing.T) {
 	// The stack always sets ROTATOR_CONCURRENCY (from context), so the
 	// function uses it exactly rather than growing it with the pace.
 	want.ConcurrencyAuto = false
-	defaults := rotator.DefaultConfig()
+	defaults := settings.DefaultConfig()
 	defaults.ConcurrencyAuto = false
 	tests := []struct {
 		name string
 		s    Settings
-		want rotator.Config
+		want settings.Config
 	}{
 		{"defaults give the function's defaults", DefaultSettings(), defaults},
 		{"every setting reaches the function", custom, want},
@@ -88,7 +88,7 @@ func TestFunctionAcceptsTheEnvironment(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			env := tc.s.Environment()
-			got, err := rotator.LoadConfig(func(k string) string { return env[k] })
+			got, err := settings.LoadConfig(func(k string) string { return env[k] })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,7 +143,7 @@ func TestSettingsFromContext(t *testing.T) {
 			check: func(t *testing.T, s Settings) {
 				t.Helper()
 				env := s.Environment()
-				if env[rotator.EnvIncidentCooldown] != "1h30m" || env[rotator.EnvConfirmWait] != "0s" || env[rotator.EnvCallTimeout] != "30s" {
+				if env[settings.EnvIncidentCooldown] != "1h30m" || env[settings.EnvConfirmWait] != "0s" || env[settings.EnvCallTimeout] != "30s" {
 					t.Errorf("environment %v", env)
 				}
 			}},

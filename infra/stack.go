@@ -20,7 +20,7 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/policy"
 )
 
@@ -319,8 +319,8 @@ func newResultNotification(stack awscdk.Stack, topic awssns.Topic, failures awss
 	rule := awsevents.NewRule(stack, jsii.String("ResultNotificationRule"), &awsevents.RuleProps{
 		Description: jsii.String("kms-rotator run results of incidents and of runs with failed keys, to the alarm topic"),
 		EventPattern: &awsevents.EventPattern{
-			Source:     jsii.Strings(rotator.ResultEventSource),
-			DetailType: jsii.Strings(rotator.ResultEventDetailType),
+			Source:     jsii.Strings(settings.ResultEventSource),
+			DetailType: jsii.Strings(settings.ResultEventDetailType),
 			Account:    &[]*string{awscdk.Aws_ACCOUNT_ID()},
 			Detail: &map[string]any{"$or": []any{
 				map[string]any{"mode": []any{string(request.ModeIncident)}},
@@ -380,8 +380,8 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 		FunctionName:    s.FunctionName,
 		FailureQueueARN: failureQueueARN,
 		// The result event the function announces on the default bus.
-		ResultEventSource:     rotator.ResultEventSource,
-		ResultEventDetailType: rotator.ResultEventDetailType,
+		ResultEventSource:     settings.ResultEventSource,
+		ResultEventDetailType: settings.ResultEventDetailType,
 	})
 	if err != nil {
 		panic(err)

@@ -20,7 +20,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // The stack is synthesized once and shared by every test: starting jsii and
@@ -454,7 +454,7 @@ func TestResultNotification(t *testing.T) {
 	var rule map[string]any
 	for id, r := range resources(t, j, "AWS::Events::Rule") {
 		p := r["Properties"].(map[string]any)
-		if strings.Contains(fmt.Sprint(p["EventPattern"]), rotator.ResultEventDetailType) {
+		if strings.Contains(fmt.Sprint(p["EventPattern"]), settings.ResultEventDetailType) {
 			ruleID, rule = id, p
 		}
 	}
@@ -466,7 +466,7 @@ func TestResultNotification(t *testing.T) {
 			t.Errorf("on bus %v", rule["EventBusName"])
 		}
 		want := map[string]any{
-			"source": []any{rotator.ResultEventSource}, "detail-type": []any{rotator.ResultEventDetailType},
+			"source": []any{settings.ResultEventSource}, "detail-type": []any{settings.ResultEventDetailType},
 			"account": []any{map[string]any{"Ref": "AWS::AccountId"}},
 			"detail": map[string]any{"$or": []any{
 				map[string]any{"mode": []any{"incident"}},
@@ -563,7 +563,7 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 	want := []statement{
 		{"AnnounceRunResultsOnDefaultBus", []string{"events:PutEvents"},
 			[]string{"arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"},
-			`{"ForAllValues:StringEquals":{"events:detail-type":"` + rotator.ResultEventDetailType + `","events:source":"` + rotator.ResultEventSource +
+			`{"ForAllValues:StringEquals":{"events:detail-type":"` + settings.ResultEventDetailType + `","events:source":"` + settings.ResultEventSource +
 				`"},"Null":{"events:detail-type":"false","events:source":"false"}}`},
 		{"ContinueOwnSweep", []string{"lambda:InvokeFunction"},
 			[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator"}, ""},
@@ -663,9 +663,9 @@ func TestAlarms(t *testing.T) {
 	}
 	all := []string{"incident", "plan", "report", "scheduled"}
 	tests := map[string]mathAlarm{
-		"kms-rotator-keys-failed":          {rotator.MetricKeysFailed, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
-		"kms-rotator-budget-exhausted":     {rotator.MetricKeysBudgetExhausted, "GreaterThanThreshold", "notBreaching", 0, 1, 3600, all},
-		"kms-rotator-result-events-failed": {rotator.MetricResultEventsFailed, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
+		"kms-rotator-keys-failed":          {settings.MetricKeysFailed, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
+		"kms-rotator-budget-exhausted":     {settings.MetricKeysBudgetExhausted, "GreaterThanThreshold", "notBreaching", 0, 1, 3600, all},
+		"kms-rotator-result-events-failed": {settings.MetricResultEventsFailed, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
 	}
 	for name, w := range tests {
 		t.Run(name+" sums "+w.metric+" over modes", func(t *testing.T) {
@@ -700,7 +700,7 @@ func TestAlarms(t *testing.T) {
 		a := alarms["kms-rotator-keys-overdue"]
 		m := a["Metrics"].([]any)[0].(map[string]any)["MetricStat"].(map[string]any)
 		metric := m["Metric"].(map[string]any)
-		if metric["MetricName"] != rotator.MetricKeysOverdue || fmt.Sprint(metric["Dimensions"]) != "[map[Name:Mode Value:scheduled]]" ||
+		if metric["MetricName"] != settings.MetricKeysOverdue || fmt.Sprint(metric["Dimensions"]) != "[map[Name:Mode Value:scheduled]]" ||
 			a["Threshold"] != 1.0 || a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["TreatMissingData"] != "ignore" {
 			t.Errorf("alarm %v", a)
 		}
@@ -863,11 +863,11 @@ func TestDashboard(t *testing.T) {
 	}
 	// The function's own metric names (lambda/rotator), so a renamed or new
 	// metric cannot be missing from the dashboard unnoticed.
-	for _, name := range []string{rotator.MetricKeysCandidate, rotator.MetricKeysRotated, rotator.MetricKeysWouldRotate,
-		rotator.MetricKeysSkipped, rotator.MetricKeysFailed, rotator.MetricKeysDeferred, rotator.MetricKeysBudgetLow,
-		rotator.MetricKeysBudgetExhausted, rotator.MetricMinOnDemandRemaining, rotator.MetricRunDuration,
-		rotator.MetricRunsCompleted, rotator.MetricRunsFailed, rotator.MetricContinuations,
-		rotator.MetricKeysOverdue, rotator.MetricMaxMaterialAgeDays, rotator.MetricResultEventsFailed} {
+	for _, name := range []string{settings.MetricKeysCandidate, settings.MetricKeysRotated, settings.MetricKeysWouldRotate,
+		settings.MetricKeysSkipped, settings.MetricKeysFailed, settings.MetricKeysDeferred, settings.MetricKeysBudgetLow,
+		settings.MetricKeysBudgetExhausted, settings.MetricMinOnDemandRemaining, settings.MetricRunDuration,
+		settings.MetricRunsCompleted, settings.MetricRunsFailed, settings.MetricContinuations,
+		settings.MetricKeysOverdue, settings.MetricMaxMaterialAgeDays, settings.MetricResultEventsFailed} {
 		t.Run("shows the function's metric "+name, func(t *testing.T) {
 			if !strings.Contains(body, `\"`+name+`\"`) && !strings.Contains(body, `"`+name+`"`) {
 				t.Errorf("dashboard lacks %s", name)

@@ -16,7 +16,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // lambdaCall is one request the function sent to the Lambda API.
@@ -57,7 +57,7 @@ func TestSweepPastItsDeadlineInvokesItself(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	env := map[string]string{rotator.EnvRotateRPS: "10"} // 60 due keys need 6 s
+	env := map[string]string{settings.EnvRotateRPS: "10"} // 60 due keys need 6 s
 	h, err := newHandler(context.Background(), func(k string) string { return env[k] }, &emutest.Buffer{})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 const functionARN = "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator"
@@ -39,7 +40,7 @@ func startFunction(t *testing.T, env map[string]string) (*handler, *emutest.Emu,
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	out := &emutest.Buffer{}
-	env[rotator.EnvRotateRPS] = "100"
+	env[settings.EnvRotateRPS] = "100"
 	h, err := newHandler(context.Background(), func(k string) string { return env[k] }, out)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +143,7 @@ func TestHandlerNeedsTheLambdaContext(t *testing.T) {
 
 func TestInvalidConfigurationFailsTheColdStart(t *testing.T) {
 	_, err := newHandler(context.Background(), func(k string) string {
-		return map[string]string{rotator.EnvReserve: "25"}[k]
+		return map[string]string{settings.EnvReserve: "25"}[k]
 	}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "ROTATOR_RESERVE") {
 		t.Fatalf("newHandler error = %v, want one naming ROTATOR_RESERVE", err)

@@ -19,6 +19,7 @@ import (
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 func main() {
@@ -39,7 +40,7 @@ func main() {
 // SDK's standard configuration (AWS_REGION, AWS_ENDPOINT_URL,
 // AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API, …).
 func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) (*handler, error) {
-	cfg, err := rotator.LoadConfig(getenv)
+	cfg, err := settings.LoadConfig(getenv)
 	if err != nil {
 		return nil, err
 	}

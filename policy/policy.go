@@ -69,7 +69,7 @@ type Params struct {
 	RoleARN string
 	// ResultEventSource and ResultEventDetailType are the source and
 	// detail-type of the result event the function publishes on the default
-	// event bus (rotator.ResultEventSource, rotator.ResultEventDetailType).
+	// event bus (settings.ResultEventSource, settings.ResultEventDetailType).
 	ResultEventSource     string
 	ResultEventDetailType string
 	// IncidentBusName is the dedicated event bus for incident requests.

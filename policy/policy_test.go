@@ -18,7 +18,7 @@ var testParams = Params{
 	FunctionName:    "kms-rotator",
 	FailureQueueARN: "arn:aws:sqs:us-east-1:012345678912:kms-rotator-failures",
 	RoleARN:         "arn:aws:iam::012345678912:role/kms-rotator",
-	// The infra package passes rotator.ResultEventSource and the incident
+	// The infra package passes settings.ResultEventSource and the incident
 	// event's source and detail-type (infra/stack_test.go pins them).
 	ResultEventSource:         "kms-rotator",
 	ResultEventDetailType:     "KMS Rotation Run Completed",

@@ -22,6 +22,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/harness"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // keyState is what the emulator says about one key, read through the SDK.
@@ -289,12 +290,12 @@ func checkMetrics(t *testing.T, r run, count map[rotator.Outcome]int, skippedBy,
 	t.Helper()
 	mode := string(r.report.Mode)
 	var main *harness.EMF
-	perReason := map[string]map[rotator.Reason]float64{rotator.MetricKeysSkipped: {}, rotator.MetricKeysFailed: {}}
+	perReason := map[string]map[rotator.Reason]float64{settings.MetricKeysSkipped: {}, settings.MetricKeysFailed: {}}
 	for i, e := range r.emf {
-		if e.Dimension(rotator.DimMode) != mode {
-			t.Errorf("%s: EMF line with Mode %q, want %q", r.name, e.Dimension(rotator.DimMode), mode)
+		if e.Dimension(settings.DimMode) != mode {
+			t.Errorf("%s: EMF line with Mode %q, want %q", r.name, e.Dimension(settings.DimMode), mode)
 		}
-		rsn := e.Dimension(rotator.DimReason)
+		rsn := e.Dimension(settings.DimReason)
 		if rsn == "" {
 			if main != nil {
 				t.Errorf("%s: two EMF lines with dimensions [Mode]", r.name)
@@ -313,20 +314,20 @@ func checkMetrics(t *testing.T, r run, count map[rotator.Outcome]int, skippedBy,
 		return
 	}
 	for name, want := range map[string]int{
-		rotator.MetricKeysCandidate:   len(r.report.Keys),
-		rotator.MetricKeysRotated:     count[rotator.Rotated],
-		rotator.MetricKeysWouldRotate: count[rotator.WouldRotate],
-		rotator.MetricKeysSkipped:     count[rotator.Skipped],
-		rotator.MetricKeysFailed:      count[rotator.Failed],
-		rotator.MetricKeysDeferred:    count[rotator.Deferred],
-		rotator.MetricRunsCompleted:   1,
+		settings.MetricKeysCandidate:   len(r.report.Keys),
+		settings.MetricKeysRotated:     count[rotator.Rotated],
+		settings.MetricKeysWouldRotate: count[rotator.WouldRotate],
+		settings.MetricKeysSkipped:     count[rotator.Skipped],
+		settings.MetricKeysFailed:      count[rotator.Failed],
+		settings.MetricKeysDeferred:    count[rotator.Deferred],
+		settings.MetricRunsCompleted:   1,
 	} {
 		if v, ok := main.Value(name); !ok || v != float64(want) {
 			t.Errorf("%s: invariant 5: metric %s = %v (present %v), report says %d", r.name, name, v, ok, want)
 		}
 	}
 	for name, want := range map[string]map[rotator.Reason]int{
-		rotator.MetricKeysSkipped: skippedBy, rotator.MetricKeysFailed: failedBy} {
+		settings.MetricKeysSkipped: skippedBy, settings.MetricKeysFailed: failedBy} {
 		got := perReason[name]
 		if len(got) != len(want) {
 			t.Errorf("%s: invariant 5: %s per reason %v, report %v", r.name, name, got, want)

@@ -28,6 +28,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 const region = "us-east-1"
@@ -115,7 +116,7 @@ var faultSchedules = []schedule{
 		emu: kmsemu.Options{Seed: 1}, exact: true},
 	{name: "throttling storm (quota-scale 0.5, 50 rotations/s asked of 2.5/s): throttled calls are retried or reported throttled, never rotated twice",
 		emu: kmsemu.Options{QuotaScale: 0.5, RotationDelay: 100 * time.Millisecond, Seed: 2}, due: 4,
-		env: map[string]string{rotator.EnvRotateRPS: "50", rotator.EnvConcurrency: "16"}},
+		env: map[string]string{settings.EnvRotateRPS: "50", settings.EnvConcurrency: "16"}},
 	{name: "5xx before any change (fail-rate 0.15): reads retried; a failed rotation is looked at, never sent again (rotated or unconfirmed)",
 		emu: kmsemu.Options{FailRate: 0.15, RotationDelay: 100 * time.Millisecond, Seed: 3}, ambiguous: true},
 	{name: "lost responses after the rotation applied (drop-rate 0.5, rotation-delay 0): reported rotated (or unconfirmed), never sent again",
@@ -139,13 +140,13 @@ var faultSchedules = []schedule{
 		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 19}, incident: true, localLimit: 10, exact: true},
 	{name: "deadline mid-sweep: keys not started in time are deferred and the report returns",
 		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 9}, due: 30,
-		env: map[string]string{rotator.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true},
+		env: map[string]string{settings.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true},
 	{name: "deadline mid-sweep with lost responses: an in-flight rotation is looked at, never left unknown",
 		emu: kmsemu.Options{DropRate: 0.5, Latency: 20 * time.Millisecond, Seed: 10}, due: 30,
-		env: map[string]string{rotator.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true, ambiguous: true},
+		env: map[string]string{settings.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true, ambiguous: true},
 	{name: "deadline mid-sweep while the Lambda API hangs: the continuation gives up in time and the report returns",
 		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 16}, due: 30,
-		env: map[string]string{rotator.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true, hangingLambda: true},
+		env: map[string]string{settings.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true, hangingLambda: true},
 	{name: "two sweeps at once: each due key rotated by exactly one of them",
 		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 11}, sweeps: 2},
 	{name: "three sweeps at once with 5xx and lost responses: never a second rotation",
@@ -162,7 +163,7 @@ var faultSchedules = []schedule{
 	// a gate holds the sweep while the other rotations start and complete.
 	{name: "another run rotates keys the sweep already found due: the sweep sees them rotated, never rotates again",
 		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 13}, interloper: true,
-		env: map[string]string{rotator.EnvConcurrency: "1"}},
+		env: map[string]string{settings.EnvConcurrency: "1"}},
 }
 
 func TestFaultSchedules(t *testing.T) {
@@ -196,9 +197,9 @@ func runSchedule(t *testing.T, sc schedule) {
 	}
 	fnEnv := scheduledEnv(sc.env)
 	if sc.localLimit > 0 {
-		fnEnv[rotator.EnvOnDemandLimit] = fmt.Sprint(sc.localLimit)
+		fnEnv[settings.EnvOnDemandLimit] = fmt.Sprint(sc.localLimit)
 	}
-	cfg, err := rotator.LoadConfig(mapEnv(fnEnv))
+	cfg, err := settings.LoadConfig(mapEnv(fnEnv))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +441,7 @@ func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
 // runEngine runs one request through a fresh Engine wired like the Lambda
 // function (lambda/main.go): real SDK clients, adaptive retry for reads,
 // against the emulator at endpoint.
-func runEngine(ctx context.Context, endpoint string, cfg rotator.Config, req request.Request, name string, hangingLambda bool) (run, error) {
+func runEngine(ctx context.Context, endpoint string, cfg settings.Config, req request.Request, name string, hangingLambda bool) (run, error) {
 	awsCfg := aws.Config{
 		Region:       region,
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),

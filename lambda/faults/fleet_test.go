@@ -8,6 +8,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // The configuration every scenario runs with (ROTATOR_* defaults except the
@@ -63,11 +64,11 @@ func classes(due int) []class {
 		// 20 minutes: a sweep waits for that free rotation; an incident
 		// asks, and KMS answers ConflictException.
 		{"auto-soon", true, rotator.Skipped, rotator.ReasonAutomaticRotationSoon, rotator.Skipped, rotator.ReasonRotationInProgress, kmsemu.FleetKey{Count: 1, CreatedDaysAgo: days(89.995),
-			RotationPeriodInDays: 90, Tags: map[string]string{"kms-rotator": "enabled", rotator.IntervalTagKey: "30"}}},
+			RotationPeriodInDays: 90, Tags: map[string]string{"kms-rotator": "enabled", settings.IntervalTagKey: "30"}}},
 		// An interval tag under ROTATOR_MIN_INTERVAL_DAYS: sweeps refuse
 		// the key; an incident has no interval and rotates it.
 		{"tag-below-floor", true, rotator.Failed, rotator.ReasonError, rotator.Rotated, "", kmsemu.FleetKey{Count: 1, CreatedDaysAgo: days(200),
-			Tags: map[string]string{"kms-rotator": "enabled", rotator.IntervalTagKey: "1"}}},
+			Tags: map[string]string{"kms-rotator": "enabled", settings.IntervalTagKey: "1"}}},
 		// Rotated on demand 10 minutes ago: not due; an incident is inside
 		// its cooldown (ROTATOR_INCIDENT_COOLDOWN, 1 h).
 		{"recent", true, rotator.Skipped, rotator.ReasonNotDue, rotator.Skipped, rotator.ReasonRecentlyRotated, kmsemu.FleetKey{Count: 2, CreatedDaysAgo: days(200),
@@ -112,11 +113,11 @@ func classOf(cs []class, alias string) (class, bool) {
 // a pace and concurrency that keep runs short.
 func scheduledEnv(extra map[string]string) map[string]string {
 	env := map[string]string{
-		rotator.EnvOnDemandLimit: fmt.Sprint(limit),
-		rotator.EnvReserve:       fmt.Sprint(reserve),
-		rotator.EnvIntervalDays:  "90",
-		rotator.EnvRotateRPS:     "20",
-		rotator.EnvConcurrency:   "8",
+		settings.EnvOnDemandLimit: fmt.Sprint(limit),
+		settings.EnvReserve:       fmt.Sprint(reserve),
+		settings.EnvIntervalDays:  "90",
+		settings.EnvRotateRPS:     "20",
+		settings.EnvConcurrency:   "8",
 	}
 	for k, v := range extra {
 		env[k] = v

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/harness"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // These scenarios run the built bootstrap under the Lambda Runtime Interface
@@ -196,7 +197,7 @@ func TestIncidentDuringSweep(t *testing.T) {
 	// One rotation pipeline: held at its third rotation, the sweep is
 	// blocked as a whole, and it has not reached the incident's key.
 	sweepFn, err := env.AddFunction(t.Context(), harness.FunctionOptions{Name: "sweep", Endpoint: gateURL,
-		Env: map[string]string{rotator.EnvConcurrency: "1"}})
+		Env: map[string]string{settings.EnvConcurrency: "1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestSweepRetriedAfterACrash(t *testing.T) {
 	// One rotation pipeline, so the crash point is exact: two rotations
 	// answered, the third applied and unanswered, nothing else in flight.
 	crashing, err := env.AddFunction(t.Context(), harness.FunctionOptions{Name: "crashing", Endpoint: gateURL,
-		Env: map[string]string{rotator.EnvConcurrency: "1"}})
+		Env: map[string]string{settings.EnvConcurrency: "1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +368,7 @@ func TestDeadlineUnderTheRuntimeEmulator(t *testing.T) {
 	obs := observer(env.KMS.Config(region))
 	before := snapshot(t, obs)
 	f, err := env.AddFunction(t.Context(), harness.FunctionOptions{Name: "short", Timeout: 3 * time.Second,
-		Env: map[string]string{rotator.EnvRotateRPS: "4"}})
+		Env: map[string]string{settings.EnvRotateRPS: "4"}})
 	if err != nil {
 		t.Fatal(err)
 	}

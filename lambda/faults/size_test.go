@@ -17,6 +17,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // lambdaResponseLimit is the synchronous invocation response limit, 6 MB
@@ -76,7 +77,7 @@ func (f *deniedFleet) GetResources(_ context.Context, in *tagging.GetResourcesIn
 func TestReportFitsTheLambdaResponseLimit(t *testing.T) {
 	const n = 5600 // about 6.4 MB of entries
 	f := &deniedFleet{n: n}
-	cfg, err := rotator.LoadConfig(mapEnv(scheduledEnv(nil)))
+	cfg, err := settings.LoadConfig(mapEnv(scheduledEnv(nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

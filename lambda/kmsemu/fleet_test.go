@@ -15,7 +15,7 @@ import (
 	tagtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 func TestLoadFleetRejectsBadEntries(t *testing.T) {
@@ -142,7 +142,7 @@ func TestLoadFleetExtensionsAndDefaults(t *testing.T) {
 }
 
 // reason mirrors the decision table of docs/design.md for scheduled mode with the
-// function's default limit and reserve (rotator.DefaultConfig, so the fleet
+// function's default limit and reserve (settings.DefaultConfig, so the fleet
 // and this check follow the one place that sets them) and a 90-day interval,
 // to check that the demo fleet reaches every reason. It is not the engine's
 // code.
@@ -156,8 +156,8 @@ func reason(t *testing.T, e *env, c *kms.Client, keyARN string, tags map[string]
 		return "aws-managed"
 	case md.KeySpec != types.KeySpecSymmetricDefault || md.KeyUsage != types.KeyUsageTypeEncryptDecrypt:
 		return "unsupported-key-spec"
-	case md.Origin == types.OriginTypeExternal:
-		return "imported-key-material"
+	case md.Origin == types.OriginTypeExternal && importedReason(t, e, c, keyARN) != "":
+		return importedReason(t, e, c, keyARN)
 	case md.Origin == types.OriginTypeAwsCloudhsm || md.Origin == types.OriginTypeExternalKeyStore:
 		return "custom-key-store"
 	case md.MultiRegionConfiguration != nil && md.MultiRegionConfiguration.MultiRegionKeyType == types.MultiRegionKeyTypeReplica:
@@ -179,7 +179,7 @@ func reason(t *testing.T, e *env, c *kms.Client, keyARN string, tags map[string]
 	if v, ok := tags["kms-rotator:interval-days"]; ok {
 		interval, _ = strconv.Atoi(v)
 	}
-	def := rotator.DefaultConfig()
+	def := settings.DefaultConfig()
 	switch {
 	case used >= def.OnDemandLimit:
 		return "budget-exhausted"
@@ -189,6 +189,24 @@ func reason(t *testing.T, e *env, c *kms.Client, keyARN string, tags map[string]
 		return "not-due"
 	}
 	return "due"
+}
+
+// importedReason is the reason of an imported key without new key material
+// ready for a rotation (issue 12: material-not-staged, or
+// material-pending-replica-import while a replica lacks it); "" when material
+// waits in PENDING_ROTATION and the key is decided like any other.
+func importedReason(t *testing.T, e *env, c *kms.Client, keyARN string) string {
+	t.Helper()
+	l := must[*kms.ListKeyRotationsOutput](t)(c.ListKeyRotations(e.ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(keyARN), IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})).Rotations
+	for _, r := range l {
+		switch r.KeyMaterialState {
+		case types.KeyMaterialStatePendingRotation:
+			return ""
+		case types.KeyMaterialStatePendingMultiRegionImportAndRotation:
+			return "material-pending-replica-import"
+		}
+	}
+	return "material-not-staged"
 }
 
 func TestDemoFleet(t *testing.T) {
@@ -220,7 +238,7 @@ func TestDemoFleet(t *testing.T) {
 		}
 	})
 	t.Run("every decision reason a fleet can reach is reached", func(t *testing.T) {
-		for _, r := range []string{"not-opted-in", "aws-managed", "unsupported-key-spec", "imported-key-material", "custom-key-store",
+		for _, r := range []string{"not-opted-in", "aws-managed", "unsupported-key-spec", "material-not-staged", "custom-key-store",
 			"multi-region-replica", "key-not-enabled", "budget-exhausted", "budget-reserved", "not-due", "due"} {
 			if len(reasons[r]) == 0 {
 				t.Errorf("no key for %s (have %v)", r, reasons)

@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // LoadAWSConfig loads the SDK configuration the function runs with, from
@@ -22,7 +24,7 @@ import (
 //     every extra request would open (and TLS-handshake) a new connection.
 //
 // The bench's sweep process uses it too, so it measures what Lambda runs.
-func LoadAWSConfig(ctx context.Context, cfg Config, optFns ...func(*config.LoadOptions) error) (aws.Config, error) {
+func LoadAWSConfig(ctx context.Context, cfg settings.Config, optFns ...func(*config.LoadOptions) error) (aws.Config, error) {
 	conns := readPipelines(cfg) + cfg.Concurrency + 8 // + listing, aliases, the look after a failure
 	// The client's timeout bounds each attempt (each HTTP request) of every
 	// call: a hung RotateKeyOnDemand or ListAliases must not hold a run

@@ -14,6 +14,8 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 const testFunctionARN = "arn:aws:lambda:us-east-1:" + testAccount + ":function:kms-rotator"
@@ -101,7 +103,7 @@ func handled(reps []*Report) map[string]int {
 }
 
 func TestContinuationCompletesAFleetTooBigForOneRun(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := settings.DefaultConfig()
 	cfg.RotateRPS = 20 // about 16 rotations in each link's 0.8 s
 	cfg.ContinuationMax = 30
 	const due, fresh = 40, 40
@@ -164,7 +166,7 @@ func TestContinuationCompletesAFleetTooBigForOneRun(t *testing.T) {
 }
 
 func TestContinuationStopsAtTheChainBound(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := settings.DefaultConfig()
 	cfg.RotateRPS = 20
 	cfg.ContinuationMax = 1
 	const due = 80
@@ -235,7 +237,7 @@ func TestContinuationNotStarted(t *testing.T) {
 		{"ROTATOR_CONTINUATION_MAX=0 disables continuing", true, 0, "disabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultConfig()
+			cfg := settings.DefaultConfig()
 			cfg.RotateRPS = 20
 			cfg.ContinuationMax = tc.max
 			h := newHarness(t, kmsemu.Options{}, chainFleet(60, 0), cfg)
@@ -251,7 +253,7 @@ func TestContinuationNotStarted(t *testing.T) {
 		})
 	}
 	t.Run("incident runs never continue", func(t *testing.T) {
-		cfg := DefaultConfig()
+		cfg := settings.DefaultConfig()
 		cfg.RotateRPS = 20
 		h := newHarness(t, kmsemu.Options{}, chainFleet(60, 0), cfg)
 		f := &fakeLambda{}

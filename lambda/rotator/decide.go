@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // Outcome is what happened to a key in a run (docs/design.md "Decisions: outcomes and reasons").
@@ -232,7 +234,7 @@ func scheduledLike(m request.Mode) bool { return m != request.ModeIncident }
 // needs. Because facts arrive
 // cheapest first (DescribeKey, ListKeyRotations, GetKeyRotationStatus), a key
 // that is not due stops after two calls.
-func Decide(f Facts, now time.Time, cfg Config) Decision {
+func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 	done := func(o Outcome, r Reason) Decision { return Decision{Action: Done, Outcome: o, Reason: r} }
 	if f.Meta == nil {
 		return Decision{Action: FetchMetadata}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 var now = time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)
@@ -19,8 +21,8 @@ func eligible() *Metadata {
 }
 
 func TestDecide(t *testing.T) {
-	cfg := DefaultConfig() // interval 90, reserve 2, cooldown 1 h, grace 7 days
-	cfg.OnDemandLimit = 10 // small numbers read better below
+	cfg := settings.DefaultConfig() // interval 90, reserve 2, cooldown 1 h, grace 7 days
+	cfg.OnDemandLimit = 10          // small numbers read better below
 	with := func(f func(m *Metadata)) *Metadata { m := eligible(); f(m); return m }
 	notInProgress := &Status{}
 	started := ago(0)
@@ -242,7 +244,7 @@ func TestDecide(t *testing.T) {
 }
 
 func TestDecideReserveZero(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := settings.DefaultConfig()
 	cfg.OnDemandLimit, cfg.Reserve = 10, 0
 	f := Facts{Mode: request.ModeScheduled, TagsKnown: true, OptedIn: true, IntervalDays: 90, Meta: eligible(),
 		History: &History{OnDemand: 9, Newest: ago(100)}, Status: &Status{}}

@@ -13,6 +13,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // classification is an error mapped to an outcome and reason; classify
@@ -35,7 +37,7 @@ const accessDeniedHint = "hint: the key may lack the opt-in tag the function's I
 	"(https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam)"
 
 // classify maps an SDK error to an outcome and reason (docs/design.md reason table).
-func classify(err error, cfg Config) classification {
+func classify(err error, cfg settings.Config) classification {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return classification{outcome: Failed, reason: ReasonError, detail: err.Error(), ambiguous: true, deadline: true}
 	}

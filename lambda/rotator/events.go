@@ -10,16 +10,8 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-)
 
-// The result event the function publishes on the account's default event
-// bus after every incident run and every run with failed keys, so that
-// nobody has to read the logs to learn that keys were rotated in an incident.
-const (
-	// ResultEventSource is the result event's source.
-	ResultEventSource = "kms-rotator"
-	// ResultEventDetailType is the result event's detail-type.
-	ResultEventDetailType = "KMS Rotation Run Completed"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // EventsAPI is the part of the EventBridge client the engine calls.
@@ -61,15 +53,15 @@ func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
 	if r.e.events == nil || (r.req.Mode != request.ModeIncident && rep.Summary.Failed == 0) {
 		return nil
 	}
-	detail, err := r.resultDetail(rep, maxEventBytes-len(ResultEventSource)-len(ResultEventDetailType))
+	detail, err := r.resultDetail(rep, maxEventBytes-len(settings.ResultEventSource)-len(settings.ResultEventDetailType))
 	ok := false
 	if err == nil {
 		pctx, cancel := r.afterKeys(ctx, r.e.cfg.CallTimeout)
 		defer cancel()
 		var out *eventbridge.PutEventsOutput
 		out, err = r.e.events.PutEvents(pctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
-			Source:       aws.String(ResultEventSource),
-			DetailType:   aws.String(ResultEventDetailType),
+			Source:       aws.String(settings.ResultEventSource),
+			DetailType:   aws.String(settings.ResultEventDetailType),
 			Detail:       aws.String(string(detail)),
 			EventBusName: aws.String("default"),
 		}}})

@@ -21,6 +21,8 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // hookKMS is the real emulator client with some calls replaced: a fake of
@@ -58,7 +60,7 @@ func apiErr(code string, fault smithy.ErrorFault) error {
 }
 
 func TestClassify(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := settings.DefaultConfig()
 	dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
 	reset := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 	for _, tc := range []struct {
@@ -420,10 +422,10 @@ func TestIntervalTag(t *testing.T) {
 		"alias/short": {Failed, ReasonError}, // below ROTATOR_MIN_INTERVAL_DAYS: tagging is not a right to rotate daily
 		"alias/month": {Rotated, ReasonNone},
 	})
-	if e := byAlias(rep)["alias/short"].Error; !strings.Contains(e, IntervalTagKey) || !strings.Contains(e, "floor of 30 days") {
+	if e := byAlias(rep)["alias/short"].Error; !strings.Contains(e, settings.IntervalTagKey) || !strings.Contains(e, "floor of 30 days") {
 		t.Errorf("error %q does not name the tag and the floor", e)
 	}
-	if e := byAlias(rep)["alias/bad"].Error; !strings.Contains(e, IntervalTagKey) {
+	if e := byAlias(rep)["alias/bad"].Error; !strings.Contains(e, settings.IntervalTagKey) {
 		t.Errorf("error %q does not name the tag", e)
 	}
 	checkAgainstEmulator(t, rep, before, h.snapshot(t, testRegion))

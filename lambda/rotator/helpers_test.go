@@ -19,6 +19,8 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 const (
@@ -59,15 +61,15 @@ type harness struct {
 }
 
 // fastConfig is the default configuration with a pace fast enough for tests.
-func fastConfig() Config {
-	c := DefaultConfig()
+func fastConfig() settings.Config {
+	c := settings.DefaultConfig()
 	c.RotateRPS = 500
 	c.StartJitter = 0 // tests that need it set it
 	c.ConfirmWait = 500 * time.Millisecond
 	return c
 }
 
-func newHarness(t *testing.T, opts kmsemu.Options, fleet string, cfg Config) *harness {
+func newHarness(t *testing.T, opts kmsemu.Options, fleet string, cfg settings.Config) *harness {
 	t.Helper()
 	if opts.Log == nil {
 		opts.Log = io.Discard // the emulator's request log; switch to os.Stderr to debug

@@ -21,6 +21,8 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // onDemandRotations is a fleet rotation list of n ON_DEMAND rotations.
@@ -164,8 +166,8 @@ func checkBudgetMetrics(t *testing.T, rep *Report, m map[string]float64, reserve
 		t.Errorf("summary.overdue %d, entries say %d", rep.Summary.Overdue, overdue)
 	}
 	for name, want := range map[string]int{
-		MetricKeysBudgetLow: low, MetricKeysBudgetExhausted: exhausted, MetricMinOnDemandRemaining: minRem,
-		MetricKeysOverdue: overdue, MetricMaxMaterialAgeDays: maxAge,
+		settings.MetricKeysBudgetLow: low, settings.MetricKeysBudgetExhausted: exhausted, settings.MetricMinOnDemandRemaining: minRem,
+		settings.MetricKeysOverdue: overdue, settings.MetricMaxMaterialAgeDays: maxAge,
 	} {
 		if got, ok := m[name]; !ok || got != float64(want) {
 			t.Errorf("%s = %v (present %v), the report says %d", name, got, ok, want)
@@ -233,7 +235,7 @@ func TestResultEvent(t *testing.T) {
 			t.Fatalf("%d PutEvents calls, want 1 with 1 entry", len(ev.inputs))
 		}
 		e := ev.inputs[0].Entries[0]
-		if aws.ToString(e.Source) != ResultEventSource || aws.ToString(e.DetailType) != ResultEventDetailType || aws.ToString(e.EventBusName) != "default" {
+		if aws.ToString(e.Source) != settings.ResultEventSource || aws.ToString(e.DetailType) != settings.ResultEventDetailType || aws.ToString(e.EventBusName) != "default" {
 			t.Errorf("entry %s / %s on %s", aws.ToString(e.Source), aws.ToString(e.DetailType), aws.ToString(e.EventBusName))
 		}
 		var d ResultDetail
@@ -249,8 +251,8 @@ func TestResultEvent(t *testing.T) {
 		if len(d.Keys) != len(rep.Keys) {
 			t.Errorf("%d keys in the event, %d in the report (an incident has no not-due entries)", len(d.Keys), len(rep.Keys))
 		}
-		if m := emfValues(t, h); m[MetricResultEventsFailed] != 0 {
-			t.Errorf("ResultEventsFailed = %v, want 0", m[MetricResultEventsFailed])
+		if m := emfValues(t, h); m[settings.MetricResultEventsFailed] != 0 {
+			t.Errorf("ResultEventsFailed = %v, want 0", m[settings.MetricResultEventsFailed])
 		}
 	})
 	t.Run("scheduled run without failures → no event, no metric", func(t *testing.T) {
@@ -261,7 +263,7 @@ func TestResultEvent(t *testing.T) {
 		if len(ev.inputs) != 0 {
 			t.Errorf("%d PutEvents calls, want 0", len(ev.inputs))
 		}
-		if _, ok := emfValues(t, h)[MetricResultEventsFailed]; ok {
+		if _, ok := emfValues(t, h)[settings.MetricResultEventsFailed]; ok {
 			t.Error("ResultEventsFailed emitted for a run that published nothing")
 		}
 	})
@@ -298,8 +300,8 @@ func TestResultEvent(t *testing.T) {
 			if rep.Keys[0].Outcome != Rotated {
 				t.Errorf("%s/%s, want rotated", rep.Keys[0].Outcome, rep.Keys[0].Reason)
 			}
-			if m := emfValues(t, h); m[MetricResultEventsFailed] != 1 {
-				t.Errorf("ResultEventsFailed = %v, want 1", m[MetricResultEventsFailed])
+			if m := emfValues(t, h); m[settings.MetricResultEventsFailed] != 1 {
+				t.Errorf("ResultEventsFailed = %v, want 1", m[settings.MetricResultEventsFailed])
 			}
 			if !strings.Contains(h.logs.String(), "result event not published") {
 				t.Error("the failed publish is not logged")
@@ -373,8 +375,8 @@ func TestListingFailurePartWayStillReportsWhatItDid(t *testing.T) {
 		t.Fatalf("Run error = %v, want the listing failure after the first page's 100 keys", err)
 	}
 	m := emfValues(t, h)
-	if m[MetricKeysRotated] != 100 || m[MetricRunsFailed] != 1 || m[MetricRunsCompleted] != 0 {
-		t.Errorf("KeysRotated %v RunsFailed %v RunsCompleted %v, want 100, 1, 0", m[MetricKeysRotated], m[MetricRunsFailed], m[MetricRunsCompleted])
+	if m[settings.MetricKeysRotated] != 100 || m[settings.MetricRunsFailed] != 1 || m[settings.MetricRunsCompleted] != 0 {
+		t.Errorf("KeysRotated %v RunsFailed %v RunsCompleted %v, want 100, 1, 0", m[settings.MetricKeysRotated], m[settings.MetricRunsFailed], m[settings.MetricRunsCompleted])
 	}
 	lines := h.logs.lines(t)
 	var rep *Report
@@ -393,7 +395,7 @@ func TestListingFailurePartWayStillReportsWhatItDid(t *testing.T) {
 }
 
 func TestEveryCallHasAPerAttemptTimeout(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := settings.DefaultConfig()
 	cfg.CallTimeout = 3 * time.Second
 	awsCfg, err := LoadAWSConfig(context.Background(), cfg, config.WithRegion(testRegion),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKID", "SECRET", "")))

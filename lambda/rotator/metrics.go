@@ -4,42 +4,13 @@ import (
 	"encoding/json"
 	"slices"
 	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
-// Metric names and units (docs/design.md "Metrics and logs" — Contract).
 const (
-	MetricKeysCandidate        = "KeysCandidate"
-	MetricKeysRotated          = "KeysRotated"
-	MetricKeysWouldRotate      = "KeysWouldRotate"
-	MetricKeysSkipped          = "KeysSkipped"
-	MetricKeysFailed           = "KeysFailed"
-	MetricKeysDeferred         = "KeysDeferred"
-	MetricKeysBudgetLow        = "KeysBudgetLow"
-	MetricKeysBudgetExhausted  = "KeysBudgetExhausted"
-	MetricMinOnDemandRemaining = "MinOnDemandRemaining"
-	MetricRunDuration          = "RunDuration"
-	MetricRunsCompleted        = "RunsCompleted"
-	MetricRunsFailed           = "RunsFailed"
-	// MetricContinuations is 1 when the run handed its deferred keys to a
-	// continuation (the function invoking itself), else 0.
-	MetricContinuations = "Continuations"
-	// MetricKeysOverdue counts eligible keys whose material is older than
-	// their interval and that this run neither rotated nor would rotate.
-	MetricKeysOverdue = "KeysOverdue"
-	// MetricMaxMaterialAgeDays is the oldest material age among eligible keys.
-	MetricMaxMaterialAgeDays = "MaxMaterialAgeDays"
-	// MetricResultEventsFailed is 1 when the run's result event could not
-	// be published on EventBridge (0 when it was; absent when none was due).
-	MetricResultEventsFailed = "ResultEventsFailed"
-
 	unitCount        = "Count"
 	unitMilliseconds = "Milliseconds"
-)
-
-// Dimension names.
-const (
-	DimMode   = "Mode"
-	DimReason = "Reason"
 )
 
 // emfMetric is one metric of an EMF directive and its value at the root.
@@ -97,22 +68,22 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 	low, exhausted, minRemaining, maxAge := t.low, t.exhausted, t.minRemaining, t.maxAge
 	s := rep.Summary
 	ms := []emfMetric{
-		{MetricKeysCandidate, unitCount, float64(s.Candidates)},
-		{MetricKeysRotated, unitCount, float64(s.Rotated)},
-		{MetricKeysWouldRotate, unitCount, float64(s.WouldRotate)},
-		{MetricKeysSkipped, unitCount, float64(s.Skipped)},
-		{MetricKeysFailed, unitCount, float64(s.Failed)},
-		{MetricKeysDeferred, unitCount, float64(s.Deferred)},
-		{MetricKeysBudgetLow, unitCount, float64(low)},
-		{MetricKeysBudgetExhausted, unitCount, float64(exhausted)},
-		{MetricKeysOverdue, unitCount, float64(s.Overdue)},
+		{settings.MetricKeysCandidate, unitCount, float64(s.Candidates)},
+		{settings.MetricKeysRotated, unitCount, float64(s.Rotated)},
+		{settings.MetricKeysWouldRotate, unitCount, float64(s.WouldRotate)},
+		{settings.MetricKeysSkipped, unitCount, float64(s.Skipped)},
+		{settings.MetricKeysFailed, unitCount, float64(s.Failed)},
+		{settings.MetricKeysDeferred, unitCount, float64(s.Deferred)},
+		{settings.MetricKeysBudgetLow, unitCount, float64(low)},
+		{settings.MetricKeysBudgetExhausted, unitCount, float64(exhausted)},
+		{settings.MetricKeysOverdue, unitCount, float64(s.Overdue)},
 	}
 	// No key's budget or age known: no value rather than a made-up one.
 	if minRemaining >= 0 {
-		ms = append(ms, emfMetric{MetricMinOnDemandRemaining, unitCount, float64(minRemaining)})
+		ms = append(ms, emfMetric{settings.MetricMinOnDemandRemaining, unitCount, float64(minRemaining)})
 	}
 	if maxAge >= 0 {
-		ms = append(ms, emfMetric{MetricMaxMaterialAgeDays, unitCount, float64(maxAge)})
+		ms = append(ms, emfMetric{settings.MetricMaxMaterialAgeDays, unitCount, float64(maxAge)})
 	}
 	completed, failedRun := 1.0, 0.0
 	if res.listErr != nil {
@@ -121,23 +92,23 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 		completed, failedRun = 0, 1
 	}
 	ms = append(ms,
-		emfMetric{MetricRunDuration, unitMilliseconds, float64(e.now().Sub(r.start).Milliseconds())},
-		emfMetric{MetricRunsCompleted, unitCount, completed},
-		emfMetric{MetricContinuations, unitCount, r.continuationCount()},
+		emfMetric{settings.MetricRunDuration, unitMilliseconds, float64(e.now().Sub(r.start).Milliseconds())},
+		emfMetric{settings.MetricRunsCompleted, unitCount, completed},
+		emfMetric{settings.MetricContinuations, unitCount, r.continuationCount()},
 	)
 	if failedRun > 0 {
-		ms = append(ms, emfMetric{MetricRunsFailed, unitCount, failedRun})
+		ms = append(ms, emfMetric{settings.MetricRunsFailed, unitCount, failedRun})
 	}
 	if res.published != nil {
 		failedPub := 0.0
 		if !*res.published {
 			failedPub = 1
 		}
-		ms = append(ms, emfMetric{MetricResultEventsFailed, unitCount, failedPub})
+		ms = append(ms, emfMetric{settings.MetricResultEventsFailed, unitCount, failedPub})
 	}
 	ts := e.now()
 	lines := [][]byte{}
-	if b, err := emfLine(cfg.MetricsNamespace, ts, [][2]string{{DimMode, mode}}, ms); err == nil {
+	if b, err := emfLine(cfg.MetricsNamespace, ts, [][2]string{{settings.DimMode, mode}}, ms); err == nil {
 		lines = append(lines, b)
 	}
 	// Per reason, in a stable order.
@@ -145,14 +116,14 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 	for _, group := range []struct {
 		metric string
 		counts map[Reason]int
-	}{{MetricKeysSkipped, skipped}, {MetricKeysFailed, failed}} {
+	}{{settings.MetricKeysSkipped, skipped}, {settings.MetricKeysFailed, failed}} {
 		reasons := make([]Reason, 0, len(group.counts))
 		for rsn := range group.counts {
 			reasons = append(reasons, rsn)
 		}
 		slices.Sort(reasons)
 		for _, rsn := range reasons {
-			b, err := emfLine(cfg.MetricsNamespace, ts, [][2]string{{DimMode, mode}, {DimReason, string(rsn)}},
+			b, err := emfLine(cfg.MetricsNamespace, ts, [][2]string{{settings.DimMode, mode}, {settings.DimReason, string(rsn)}},
 				[]emfMetric{{group.metric, unitCount, float64(group.counts[rsn])}})
 			if err == nil {
 				lines = append(lines, b)
@@ -164,8 +135,8 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 
 // emitRunFailed records a run whose candidates could not be listed.
 func (e *Engine) emitRunFailed(r *run) {
-	b, err := emfLine(e.cfg.MetricsNamespace, e.now(), [][2]string{{DimMode, string(r.req.Mode)}},
-		[]emfMetric{{MetricRunsFailed, unitCount, 1}})
+	b, err := emfLine(e.cfg.MetricsNamespace, e.now(), [][2]string{{settings.DimMode, string(r.req.Mode)}},
+		[]emfMetric{{settings.MetricRunsFailed, unitCount, 1}})
 	if err == nil {
 		e.writeMetrics([][]byte{b})
 	}

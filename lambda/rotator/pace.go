@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // KMS's default request quotas per account and Region
@@ -22,7 +24,7 @@ const listRotationsPerRotate = 100.0 / 5.0
 // 20 × that (80 of 100). Pacing it on the client keeps reads from being
 // throttled at all, so the adaptive retryer — shared by every read of the
 // client — never slows the status checks in front of the rotations.
-func listRotationsRPS(cfg Config) float64 {
+func listRotationsRPS(cfg settings.Config) float64 {
 	return cfg.RotateRPS * listRotationsPerRotate
 }
 
@@ -31,13 +33,13 @@ func listRotationsRPS(cfg Config) float64 {
 // the rotation stage to catch up after a stall (a busy host, a slow
 // response) instead of losing that time for good, and far inside KMS's
 // per-second quota.
-func newRotateLimiter(cfg Config) *rate.Limiter {
+func newRotateLimiter(cfg settings.Config) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(cfg.RotateRPS), max(1, int(cfg.RotateRPS/5)))
 }
 
 // newListLimiter paces ListKeyRotations; its burst is a tenth of a second
 // of calls, well inside KMS's per-second bucket.
-func newListLimiter(cfg Config) *rate.Limiter {
+func newListLimiter(cfg settings.Config) *rate.Limiter {
 	r := listRotationsRPS(cfg)
 	return rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r/10))))
 }
@@ -49,7 +51,7 @@ func newListLimiter(cfg Config) *rate.Limiter {
 // 50 ms per call (100 ms per key: a distant Region, a busy account)
 // reaching the pace takes rate/10 pipelines. Idle pipelines cost a
 // goroutine each; the limiter, not the pipeline count, sets the read rate.
-func readPipelines(cfg Config) int {
+func readPipelines(cfg settings.Config) int {
 	if !cfg.ConcurrencyAuto {
 		return cfg.Concurrency
 	}

@@ -5,10 +5,12 @@ import (
 	"time"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 func TestEntry(t *testing.T) {
-	cfg := DefaultConfig() // interval 90, reserve 2
+	cfg := settings.DefaultConfig() // interval 90, reserve 2
 	cfg.OnDemandLimit = 10
 	e := &Engine{cfg: cfg, now: func() time.Time { return now }}
 	ts := func(s *string) string {

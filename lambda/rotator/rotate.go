@@ -15,6 +15,8 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // process decides and, where due, rotates items. Two stages run side by
@@ -199,7 +201,7 @@ func (r *run) listTags(ctx context.Context, it *item) error {
 		}
 		for _, t := range out.Tags {
 			k := aws.ToString(t.TagKey)
-			if k == r.e.cfg.TagKey || k == IntervalTagKey {
+			if k == r.e.cfg.TagKey || k == settings.IntervalTagKey {
 				tags[k] = aws.ToString(t.TagValue)
 			}
 		}

@@ -24,6 +24,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // KMSAPI is the part of *kms.Client the engine calls. optFns carry the
@@ -59,7 +61,7 @@ type Invocation struct {
 // Engine runs rotation requests. Build it once per process with New; Run is
 // safe for concurrent use (each run keeps its own state).
 type Engine struct {
-	cfg        Config
+	cfg        settings.Config
 	kms        KMSAPI
 	tagging    TaggingAPI
 	log        *slog.Logger
@@ -87,7 +89,7 @@ type Engine struct {
 
 // New returns an Engine. log receives JSON lines (one per key, a summary and
 // the report); metricsOut receives the EMF lines (stdout in Lambda).
-func New(cfg Config, kmsClient KMSAPI, taggingClient TaggingAPI, log *slog.Logger, metricsOut io.Writer) *Engine {
+func New(cfg settings.Config, kmsClient KMSAPI, taggingClient TaggingAPI, log *slog.Logger, metricsOut io.Writer) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

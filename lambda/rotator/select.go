@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // item is one candidate key of a run and, once decided, its report entry.
@@ -112,8 +114,8 @@ func (r *run) applyTags(it *item, tags map[string]string) {
 	f.OptedIn = ok && v == r.e.cfg.TagValue
 	f.IntervalDays = r.e.cfg.IntervalDays
 	f.IntervalErr = ""
-	if v, ok := tags[IntervalTagKey]; ok {
-		n, err := ParseIntervalTag(v, r.e.cfg.MinIntervalDays)
+	if v, ok := tags[settings.IntervalTagKey]; ok {
+		n, err := settings.ParseIntervalTag(v, r.e.cfg.MinIntervalDays)
 		if err != nil {
 			f.IntervalErr = err.Error()
 		} else {

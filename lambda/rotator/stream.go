@@ -11,6 +11,8 @@ import (
 	taggingtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // A sweep (scheduled, plan, report) starts on its keys while GetResources
@@ -112,7 +114,7 @@ func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, 
 			tags := make(map[string]string, 2)
 			for _, t := range m.Tags {
 				k := aws.ToString(t.Key)
-				if k == r.e.cfg.TagKey || k == IntervalTagKey {
+				if k == r.e.cfg.TagKey || k == settings.IntervalTagKey {
 					tags[k] = aws.ToString(t.Value)
 				}
 			}

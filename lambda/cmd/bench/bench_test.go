@@ -6,7 +6,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 func TestShapeOf(t *testing.T) {
@@ -37,7 +37,7 @@ func TestShapeOf(t *testing.T) {
 // and a sampled run must say so and extrapolate.
 func TestFleetAndBaseline(t *testing.T) {
 	shape := shapeOf(80, 0.10)
-	cfg := rotator.DefaultConfig()
+	cfg := settings.DefaultConfig()
 	for _, tc := range []struct {
 		name        string
 		sample      int

@@ -38,7 +38,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // The identity of local runs (docs/design.md "Configuration"): account and Region the Lambda
@@ -152,7 +152,7 @@ type summary struct {
 func bench(ctx context.Context, o options, w io.Writer) error {
 	rotateRate := quotaRotateKeyOnDemand * o.quotaScale
 	listRate := quotaListKeyRotations * o.quotaScale
-	cfg, err := rotator.LoadConfig(os.Getenv)
+	cfg, err := settings.LoadConfig(os.Getenv)
 	if err != nil {
 		return err
 	}
@@ -223,7 +223,7 @@ func bench(ctx context.Context, o options, w io.Writer) error {
 
 // benchFleet runs the engine sweep (child process) and the baseline, each
 // on its own fresh emulator seeded with the same fleet.
-func benchFleet(ctx context.Context, o options, cfg rotator.Config, shape fleetShape, tmp string, w io.Writer) (fleetResult, error) {
+func benchFleet(ctx context.Context, o options, cfg settings.Config, shape fleetShape, tmp string, w io.Writer) (fleetResult, error) {
 	fleet := fleetJSON(shape)
 	fr := fleetResult{Keys: shape.OptedIn, Due: shape.Due, Ineligible: shape.Ineligible, NotOptedIn: shape.NotOptedIn}
 	rotateRate := quotaRotateKeyOnDemand * o.quotaScale
@@ -364,7 +364,7 @@ func runChild(ctx context.Context, url string, rotateRate float64, out, cpuProfi
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE="+os.DevNull,
 		"AWS_SHARED_CREDENTIALS_FILE="+os.DevNull,
-		rotator.EnvRotateRPS+"="+strconv.FormatFloat(rotateRate, 'f', -1, 64),
+		settings.EnvRotateRPS+"="+strconv.FormatFloat(rotateRate, 'f', -1, 64),
 	)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = devnull, &stderr

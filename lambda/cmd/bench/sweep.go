@@ -16,6 +16,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // sweepResult is what the -sweep child hands back to the parent.
@@ -47,7 +48,7 @@ func runSweep(out, cpuProfile, memProfile string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	cfg, err := rotator.LoadConfig(os.Getenv)
+	cfg, err := settings.LoadConfig(os.Getenv)
 	if err != nil {
 		return err
 	}

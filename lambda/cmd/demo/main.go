@@ -36,6 +36,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/harness"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // defaultEvents is the docs/design.md "Build and run" sequence: what a dry run
@@ -233,7 +234,7 @@ func writeResultEvents(out io.Writer, evs []harness.Event, r *harness.Report) []
 	var problems []string
 	n := 0
 	for _, ev := range evs {
-		if ev.DetailType != rotator.ResultEventDetailType {
+		if ev.DetailType != settings.ResultEventDetailType {
 			continue
 		}
 		n++
@@ -255,8 +256,8 @@ func writeResultEvents(out io.Writer, evs []harness.Event, r *harness.Report) []
 			line += fmt.Sprintf("; reason %q", d.Reason)
 		}
 		fmt.Fprintf(out, "%s; run %s, request %s\n", line, d.RunID, dash(d.RequestID))
-		if ev.Source != rotator.ResultEventSource {
-			problems = append(problems, fmt.Sprintf("source %q, want %q", ev.Source, rotator.ResultEventSource))
+		if ev.Source != settings.ResultEventSource {
+			problems = append(problems, fmt.Sprintf("source %q, want %q", ev.Source, settings.ResultEventSource))
 		}
 		if d.RunID != r.RunID || d.Mode != r.Mode || d.DryRun != r.DryRun {
 			problems = append(problems, fmt.Sprintf("event is run %s (%s, dry run %v), the report run %s (%s, dry run %v)",

@@ -1,4 +1,9 @@
-package rotator
+// Package settings holds the function's settings in one place, for the
+// function and the CDK app alike: the environment variables with their
+// defaults and bounds (LoadConfig), the per-key interval tag, and the names
+// the function emits (metrics, dimensions, the result event). It depends on
+// the standard library only, so infra/ reads it without building the engine.
+package settings
 
 import (
 	"fmt"
@@ -8,7 +13,8 @@ import (
 )
 
 // Config is the function's configuration, read once at cold start from the
-// environment variables of docs/design.md "Configuration" (the CDK stack sets them).
+// environment variables of docs/design.md "Configuration" (the CDK stack
+// sets them from its context and validates them with LoadConfig at synth).
 type Config struct {
 	// TagKey and TagValue form the opt-in tag (ROTATOR_TAG_KEY / ROTATOR_TAG_VALUE).
 	TagKey, TagValue string

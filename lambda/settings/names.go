@@ -1,0 +1,44 @@
+package settings
+
+// Metric names and units (docs/design.md "Metrics and logs"), for the function and the stack's alarms and dashboard.
+const (
+	MetricKeysCandidate        = "KeysCandidate"
+	MetricKeysRotated          = "KeysRotated"
+	MetricKeysWouldRotate      = "KeysWouldRotate"
+	MetricKeysSkipped          = "KeysSkipped"
+	MetricKeysFailed           = "KeysFailed"
+	MetricKeysDeferred         = "KeysDeferred"
+	MetricKeysBudgetLow        = "KeysBudgetLow"
+	MetricKeysBudgetExhausted  = "KeysBudgetExhausted"
+	MetricMinOnDemandRemaining = "MinOnDemandRemaining"
+	MetricRunDuration          = "RunDuration"
+	MetricRunsCompleted        = "RunsCompleted"
+	MetricRunsFailed           = "RunsFailed"
+	// MetricContinuations is 1 when the run handed its deferred keys to a
+	// continuation (the function invoking itself), else 0.
+	MetricContinuations = "Continuations"
+	// MetricKeysOverdue counts eligible keys whose material is older than
+	// their interval and that this run neither rotated nor would rotate.
+	MetricKeysOverdue = "KeysOverdue"
+	// MetricMaxMaterialAgeDays is the oldest material age among eligible keys.
+	MetricMaxMaterialAgeDays = "MaxMaterialAgeDays"
+	// MetricResultEventsFailed is 1 when the run's result event could not
+	// be published on EventBridge (0 when it was; absent when none was due).
+	MetricResultEventsFailed = "ResultEventsFailed"
+)
+
+// Dimension names.
+const (
+	DimMode   = "Mode"
+	DimReason = "Reason"
+)
+
+// The result event the function publishes on the account's default event
+// bus after every incident run and every run with failed keys, so that
+// nobody has to read the logs to learn that keys were rotated in an incident.
+const (
+	// ResultEventSource is the result event's source.
+	ResultEventSource = "kms-rotator"
+	// ResultEventDetailType is the result event's detail-type.
+	ResultEventDetailType = "KMS Rotation Run Completed"
+)
