@@ -690,12 +690,14 @@ func fleetReplicaImports(r *key, e, primaryEntry *FleetKey, now time.Time) {
 		}
 	} else {
 		for _, id := range m.associated() {
-			m.imported[id].in[r.region] = fleetRecord(id == m.current, e.MaterialExpiresInDays, now)
+			if im := m.imported[id]; im != nil {
+				im.in[r.region] = fleetRecord(id == m.current, e.MaterialExpiresInDays, now)
+			}
 		}
 	}
 	pendingAll := primaryEntry != nil && primaryEntry.PendingReplicaImport
-	if m.staged != "" && has && !e.PendingReplicaImport && !pendingAll {
-		m.imported[m.staged].in[r.region] = &importRecord{}
+	if im := m.imported[m.staged]; im != nil && has && !e.PendingReplicaImport && !pendingAll {
+		im.in[r.region] = &importRecord{}
 	}
 }
 

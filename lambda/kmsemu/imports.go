@@ -550,7 +550,9 @@ func (s *Server) deleteImportedKeyMaterial(c *call, body []byte) (any, *apiError
 		m.staged = ""
 		return output{k.arn, id}, nil
 	}
-	delete(m.imported[id].in, k.region)
+	if im := m.imported[id]; im != nil {
+		delete(im.in, k.region)
+	}
 	if id != m.staged && k.state != "PendingDeletion" {
 		// DeleteImportedKeyMaterial: "Otherwise, it changes the KMS key's
 		// state to PendingImport."
