@@ -65,12 +65,12 @@ func (r *run) continueChain(ctx context.Context) {
 	if r.req.Mode == request.ModeIncident {
 		return
 	}
-	marks := r.tally.sortedMarks()
-	first := slices.IndexFunc(marks, func(m mark) bool { return m.deferred })
 	prev := r.req.Continuation
-	if first < 0 && prev == nil {
+	if r.tally.summary.Deferred == 0 && prev == nil {
 		return
 	}
+	marks := r.tally.sortedMarks()
+	first := slices.IndexFunc(marks, func(m mark) bool { return m.deferred })
 	c := &ContinuationReport{RunID: r.id}
 	if prev != nil {
 		c.RunID, c.Chain, c.After = prev.RunID, prev.Chain, prev.After

@@ -222,8 +222,17 @@ type tally struct {
 	listedOther, skippedOther   int
 	omittedNotDue, omittedOther int
 	dropSkipped, dropDeferred   bool
-	// marks are the keys' sort keys and whether each was deferred.
-	marks []mark
+	// The continuation cursor needs every key's place and whether it was
+	// deferred: packed key IDs under prefix (the sweep's ARN prefix),
+	// other sort keys as strings. Not kept for incidents (no continuation).
+	prefix string
+	packed []packedMark
+	marks  []mark
+}
+
+type packedMark struct {
+	id       packedID
+	deferred bool
 }
 
 type keptEntry struct {
@@ -236,8 +245,10 @@ type mark struct {
 	deferred bool
 }
 
-func newTally(maxListed, maxEntries, reserve int) *tally {
-	return &tally{maxListed: maxListed, maxEntries: maxEntries, lowAt: reserve, minRemaining: -1, maxAge: -1,
+// newTally makes the tally of one run; prefix is the ARN prefix of the
+// sweep's keys ("" for an incident: its keys need no marks).
+func newTally(maxListed, maxEntries, reserve int, prefix string) *tally {
+	return &tally{maxListed: maxListed, maxEntries: maxEntries, lowAt: reserve, minRemaining: -1, maxAge: -1, prefix: prefix,
 		summary: Summary{Reasons: map[Reason]int{}}, skipped: map[Reason]int{}, failed: map[Reason]int{}}
 }
 
@@ -282,7 +293,18 @@ func (t *tally) add(key string, k KeyReport) {
 	if k.MaterialAgeDays != nil {
 		t.maxAge = max(t.maxAge, *k.MaterialAgeDays)
 	}
-	t.marks = append(t.marks, mark{key, k.Outcome == Deferred})
+	if t.prefix != "" {
+		deferred := k.Outcome == Deferred
+		if id, ok := strings.CutPrefix(key, t.prefix); ok {
+			if p, ok := packID(id); ok {
+				t.packed = append(t.packed, packedMark{p, deferred})
+			} else {
+				t.marks = append(t.marks, mark{key, deferred})
+			}
+		} else {
+			t.marks = append(t.marks, mark{key, deferred})
+		}
+	}
 	t.keep(key, k)
 }
 
@@ -372,12 +394,18 @@ func (t *tally) candidates() int {
 	return t.summary.Candidates
 }
 
-// sortedMarks returns the keys' marks in key order.
+// sortedMarks returns the keys' marks in key order (built when a
+// continuation needs them).
 func (t *tally) sortedMarks() []mark {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	slices.SortFunc(t.marks, func(a, b mark) int { return strings.Compare(a.key, b.key) })
-	return t.marks
+	all := make([]mark, 0, len(t.packed)+len(t.marks))
+	for _, p := range t.packed {
+		all = append(all, mark{t.prefix + p.id.String(), p.deferred})
+	}
+	all = append(all, t.marks...)
+	slices.SortFunc(all, func(a, b mark) int { return strings.Compare(a.key, b.key) })
+	return all
 }
 
 // finish applies the rules to what is kept, for lists that were never

@@ -230,7 +230,7 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 		start:   e.now(),
 		seen:    map[string]bool{},
 		aliases: map[string]*aliasSet{},
-		tally:   newTally(e.maxListed, e.maxEntries, e.cfg.Reserve),
+		tally:   newTally(e.maxListed, e.maxEntries, e.cfg.Reserve, sweepPrefix(req, inv.Scope)),
 	}
 	for _, k := range req.Keys {
 		if k.Alias != "" {
@@ -251,6 +251,15 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 		r.ctx, r.cancel = context.WithCancel(ctx)
 	}
 	return r
+}
+
+// sweepPrefix is the ARN prefix of a sweep's keys: GetResources lists the
+// function's own Region and account. Incidents keep no marks.
+func sweepPrefix(req request.Request, sc request.Scope) string {
+	if req.Mode == request.ModeIncident {
+		return ""
+	}
+	return keyARN(sc.Partition, sc.Region, sc.Account, "")
 }
 
 // listContext bounds the listings by lookBy (no bound without a deadline).

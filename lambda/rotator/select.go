@@ -164,7 +164,7 @@ func (r *run) takeExtras() []*item {
 // aliasSet is one Region's aliases, listed once per run.
 type aliasSet struct {
 	once   sync.Once
-	byKey  map[string]string // key ID → first alias name
+	byKey  idMap             // key ID → first alias name
 	byName map[string]string // alias name → target key ID, for the aliases the request names
 	err    error
 }
@@ -179,7 +179,7 @@ func (r *run) aliasSet(ctx context.Context, region string) *aliasSet {
 	}
 	r.aliasMu.Unlock()
 	as.once.Do(func() {
-		as.byKey, as.byName = map[string]string{}, map[string]string{}
+		as.byKey, as.byName = newIDMap(), map[string]string{}
 		in := &kms.ListAliasesInput{Limit: aws.Int32(100)}
 		for {
 			r.calls.add(opListAliases)
@@ -199,8 +199,8 @@ func (r *run) aliasSet(ctx context.Context, region string) *aliasSet {
 				if r.wantAlias[name] {
 					as.byName[strings.Clone(name)] = strings.Clone(target)
 				}
-				if cur, ok := as.byKey[target]; !ok || name < cur {
-					as.byKey[strings.Clone(target)] = strings.Clone(name)
+				if cur, ok := as.byKey.get(target); !ok || name < cur {
+					as.byKey.set(target, strings.Clone(name))
 				}
 			}
 			if !out.Truncated || aws.ToString(out.NextMarker) == "" {
@@ -218,7 +218,8 @@ func (r *run) aliasOf(region, keyID string) string {
 	if as.err != nil {
 		return ""
 	}
-	return as.byKey[keyID]
+	alias, _ := as.byKey.get(keyID)
+	return alias
 }
 
 // inRegion sends one call to region: KMS keys are regional, and a

@@ -93,7 +93,10 @@ func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, 
 		TagFilters:          filters,
 		ResourcesPerPage:    aws.Int32(100),
 	}
-	seen := map[string]bool{}
+	// A repeated page (a paging bug, a retried request) is skipped by
+	// comparing with this page and the one before: a set of every ARN
+	// would grow with the fleet.
+	var prev map[string]bool
 	for {
 		r.calls.add(opGetResources)
 		out, err := r.e.tagging.GetResources(ctx, in)
@@ -101,11 +104,12 @@ func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, 
 			return fmt.Errorf("get resources tagged %s=%s: %w", r.e.cfg.TagKey, r.e.cfg.TagValue, err)
 		}
 		page := make([]*item, 0, len(out.ResourceTagMappingList))
+		seen := make(map[string]bool, len(out.ResourceTagMappingList))
 		for _, m := range out.ResourceTagMappingList {
 			// A copy: a string of the response keeps its whole page alive.
 			arn := strings.Clone(aws.ToString(m.ResourceARN))
 			region, keyID, ok := parseKeyARN(arn)
-			if !ok || seen[arn] {
+			if !ok || seen[arn] || prev[arn] {
 				continue // not a key ARN (defensive), or a page repeated
 			}
 			seen[arn] = true
@@ -121,6 +125,7 @@ func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, 
 			r.applyTags(it, tags)
 			page = append(page, it)
 		}
+		prev = seen
 		onPage(page)
 		tok := aws.ToString(out.PaginationToken)
 		if tok == "" {
