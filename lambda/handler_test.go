@@ -71,9 +71,9 @@ func TestHandlerRunsEverySamplePayload(t *testing.T) {
 		rotated  int
 		wouldRot int
 	}{
-		{"plan.json", "plan", 0, 4},
-		{"report.json", "report", 0, 4},
-		{"scheduled.json", "scheduled", 4, 0},
+		{"plan.json", "plan", 0, 5},
+		{"report.json", "report", 0, 5},
+		{"scheduled.json", "scheduled", 5, 0},
 		{"incident.json", "incident", 3, 0},
 		{"incident-eventbridge.json", "incident", 3, 0},
 		{"incident-tag.json", "incident", 6, 0},

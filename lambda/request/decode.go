@@ -62,7 +62,7 @@ var (
 	modes = []string{string(ModeScheduled), string(ModePlan), string(ModeIncident), string(ModeReport)}
 	// requestFields are the fields of a direct invoke, a Scheduler input and
 	// a kms-rotator event's detail.
-	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "continuation"}
+	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "continuation"}
 	// envelopeFields are the top-level fields of an EventBridge event
 	// (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html);
 	// replay-name is set on events replayed from an archive.
@@ -228,7 +228,7 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 	}
 
 	// Which fields each mode takes.
-	for _, name := range []string{"keys", "tag", "reason", "force"} {
+	for _, name := range []string{"keys", "tag", "reason", "force", "wait"} {
 		if _, ok := find(fs, name); ok && req.Mode != ModeIncident {
 			return Request{}, invalid(prefix+name, "not accepted in mode %s (only incident takes %s)", req.Mode, name)
 		}
@@ -283,6 +283,13 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 		if req.Force, err = readBool(raw, prefix+"force"); err != nil {
 			return Request{}, err
 		}
+	}
+	if raw, ok := find(fs, "wait"); ok {
+		var wait bool
+		if wait, err = readBool(raw, prefix+"wait"); err != nil {
+			return Request{}, err
+		}
+		req.NoWait = !wait
 	}
 	if raw, ok := find(fs, "continuation"); ok {
 		if req.Continuation, err = decodeContinuation(raw, prefix+"continuation", scope); err != nil {

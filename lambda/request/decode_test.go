@@ -18,7 +18,7 @@ const (
 	arn2     = "arn:aws:kms:us-east-1:012345678912:key/" + id2
 	mrkID    = "mrk-1234abcd12ab34cd56ef1234567890ab"
 	modeList = "(modes: scheduled, plan, incident, report)"
-	fieldSet = "(fields: mode, keys, tag, reason, dryRun, force, continuation)"
+	fieldSet = "(fields: mode, keys, tag, reason, dryRun, force, wait, continuation)"
 	keyShape = "(a key ID is 8-4-4-4-12 lowercase hex digits or mrk- and 32 lowercase hex digits)"
 )
 
@@ -130,6 +130,12 @@ func TestDecodeAccepts(t *testing.T) {
 		{"forced incident keeps force", `{"mode":"incident","keys":["alias/a"],"reason":"INC-1","force":true}`, func(t *testing.T) Request {
 			return Request{Mode: ModeIncident, Source: SourceDirect, Reason: "INC-1", Force: true, Keys: []KeyRef{mustRef(t, "alias/a")}}
 		}},
+		{"incident with wait false does not wait", `{"mode":"incident","keys":["alias/a"],"reason":"INC-1","wait":false}`, func(t *testing.T) Request {
+			return Request{Mode: ModeIncident, Source: SourceDirect, Reason: "INC-1", NoWait: true, Keys: []KeyRef{mustRef(t, "alias/a")}}
+		}},
+		{"incident with wait true waits", `{"mode":"incident","keys":["alias/a"],"reason":"INC-1","wait":true}`, func(t *testing.T) Request {
+			return Request{Mode: ModeIncident, Source: SourceDirect, Reason: "INC-1", Keys: []KeyRef{mustRef(t, "alias/a")}}
+		}},
 		{"forced incident from EventBridge keeps force", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"incident","keys":["alias/a"],"reason":"INC-1","force":true}}`, func(t *testing.T) Request {
 			return Request{Mode: ModeIncident, Source: SourceCustomEvent, Reason: "INC-1", Force: true, Keys: []KeyRef{mustRef(t, "alias/a")}}
 		}},
@@ -230,6 +236,8 @@ var badPayloads = []struct {
 	{"unknown field", `{"mode":"plan","forced":true}`, `forced: unknown field; did you mean "force"? ` + fieldSet},
 	{"force in plan mode", `{"mode":"plan","force":true}`, `force: not accepted in mode plan (only incident takes force)`},
 	{"force in scheduled mode", `{"mode":"scheduled","force":false}`, `force: not accepted in mode scheduled (only incident takes force)`},
+	{"wait in report mode", `{"mode":"report","wait":false}`, `wait: not accepted in mode report (only incident takes wait)`},
+	{"wait as a string", `{"mode":"incident","keys":["alias/a"],"reason":"x","wait":"no"}`, `wait: want a boolean, got string`},
 	{"force as a string", `{"mode":"incident","keys":["alias/a"],"reason":"x","force":"yes"}`, `force: want a boolean, got string`},
 	{"field in wrong case", `{"Mode":"plan"}`, `Mode: unknown field; did you mean "mode"? ` + fieldSet},
 	{"dryrun misspelt", `{"mode":"scheduled","dry_run":true}`, `dry_run: unknown field; did you mean "dryRun"? ` + fieldSet},

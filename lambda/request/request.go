@@ -42,6 +42,10 @@ type Request struct {
 	// Force (incident only) rotates keys inside ROTATOR_INCIDENT_COOLDOWN
 	// of their newest on-demand rotation; it never bypasses the budget.
 	Force bool
+	// NoWait (incident only, payload "wait": false) returns once the
+	// rotations are accepted instead of waiting for the new key material
+	// to become current (ROTATOR_INCIDENT_WAIT).
+	NoWait bool
 	// Continuation is set when the run continues an earlier run of a
 	// chain (scheduled, plan and report only); see Continuation.
 	Continuation *Continuation

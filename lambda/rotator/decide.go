@@ -25,23 +25,22 @@ type Reason string
 
 // The reasons of docs/design.md "Decisions: outcomes and reasons".
 const (
-	ReasonNone                Reason = ""
-	ReasonNotOptedIn          Reason = "not-opted-in"
-	ReasonAWSManaged          Reason = "aws-managed"
-	ReasonUnsupportedKeySpec  Reason = "unsupported-key-spec"
-	ReasonImportedKeyMaterial Reason = "imported-key-material"
-	ReasonCustomKeyStore      Reason = "custom-key-store"
-	ReasonMultiRegionReplica  Reason = "multi-region-replica"
-	ReasonKeyNotEnabled       Reason = "key-not-enabled"
-	ReasonRotationInProgress  Reason = "rotation-in-progress"
-	ReasonBudgetExhausted     Reason = "budget-exhausted"
-	ReasonBudgetReserved      Reason = "budget-reserved"
-	ReasonNotDue              Reason = "not-due"
-	ReasonNotFound            Reason = "not-found"
-	ReasonAccessDenied        Reason = "access-denied"
-	ReasonThrottled           Reason = "throttled"
-	ReasonError               Reason = "error"
-	ReasonDeadline            Reason = "deadline"
+	ReasonNone               Reason = ""
+	ReasonNotOptedIn         Reason = "not-opted-in"
+	ReasonAWSManaged         Reason = "aws-managed"
+	ReasonUnsupportedKeySpec Reason = "unsupported-key-spec"
+	ReasonCustomKeyStore     Reason = "custom-key-store"
+	ReasonMultiRegionReplica Reason = "multi-region-replica"
+	ReasonKeyNotEnabled      Reason = "key-not-enabled"
+	ReasonRotationInProgress Reason = "rotation-in-progress"
+	ReasonBudgetExhausted    Reason = "budget-exhausted"
+	ReasonBudgetReserved     Reason = "budget-reserved"
+	ReasonNotDue             Reason = "not-due"
+	ReasonNotFound           Reason = "not-found"
+	ReasonAccessDenied       Reason = "access-denied"
+	ReasonThrottled          Reason = "throttled"
+	ReasonError              Reason = "error"
+	ReasonDeadline           Reason = "deadline"
 	// ReasonRecentlyRotated: an incident met a key whose newest on-demand
 	// rotation (completed or in progress) is younger than
 	// ROTATOR_INCIDENT_COOLDOWN, and the request did not say force.
@@ -54,6 +53,17 @@ const (
 	// rotation comes within ROTATOR_AUTO_ROTATION_GRACE_DAYS: that one is
 	// free, an on-demand one spends the lifetime budget.
 	ReasonAutomaticRotationSoon Reason = "automatic-rotation-soon"
+	// ReasonMaterialNotStaged: an imported key (Origin EXTERNAL) has no new
+	// material waiting in PENDING_ROTATION: KMS rotates such a key on
+	// demand only to material imported for it beforehand.
+	ReasonMaterialNotStaged Reason = "material-not-staged"
+	// ReasonMaterialPendingReplicaImport: a multi-Region imported key's new
+	// material is not yet imported into every replica
+	// (PENDING_MULTI_REGION_IMPORT_AND_ROTATION).
+	ReasonMaterialPendingReplicaImport Reason = "material-pending-replica-import"
+	// ReasonIdle: with ROTATOR_SKIP_IDLE, a due key (sweeps) with no
+	// cryptographic use since its newest rotation.
+	ReasonIdle Reason = "idle"
 )
 
 // Action is the next step the engine takes for a key: fetch one more fact
@@ -72,6 +82,8 @@ const (
 	FetchHistory
 	// FetchStatus: call GetKeyRotationStatus.
 	FetchStatus
+	// FetchUsage: call GetKeyLastUsage.
+	FetchUsage
 	// Rotate: the key is due. The rotation stage re-reads its status and
 	// history right before calling RotateKeyOnDemand, and decides again.
 	Rotate
@@ -101,9 +113,25 @@ type History struct {
 	Newest time.Time
 	// NewestOnDemand is the newest ON_DEMAND rotation; zero when none.
 	NewestOnDemand time.Time
-	// MaterialID is the key material of the newest entry (the current
-	// material once a rotation completed); empty when never rotated.
-	MaterialID string
+	// CurrentMaterial is the material listed CURRENT (empty when no entry
+	// says so), and CurrentValidTo when that imported material expires.
+	CurrentMaterial string
+	CurrentValidTo  *time.Time
+	// Staged is an imported key's new material waiting in
+	// PENDING_ROTATION: what RotateKeyOnDemand would make current.
+	Staged string
+	// PendingReplicaImport: an imported multi-Region key's new material
+	// still waits for its replicas (PENDING_MULTI_REGION_IMPORT_AND_ROTATION).
+	PendingReplicaImport bool
+}
+
+// Usage is what GetKeyLastUsage says.
+type Usage struct {
+	// LastUsed is the last successful cryptographic operation; nil when
+	// none since TrackingStart.
+	LastUsed *time.Time
+	// TrackingStart is when KMS began recording the key's use.
+	TrackingStart time.Time
 }
 
 // Status is what the decision needs from GetKeyRotationStatus.
@@ -140,6 +168,16 @@ type Facts struct {
 	// LimitReached is set when KMS answered LimitExceededException: the
 	// lifetime limit is KMS's to judge, whatever our count says.
 	LimitReached bool
+	// Usage is GetKeyLastUsage's answer (sweeps with ROTATOR_SKIP_IDLE,
+	// and report mode).
+	Usage *Usage
+	// MaterialBefore is the current material right before this run's
+	// RotateKeyOnDemand; MaterialAfter the new one once it is current, at
+	// CompletedAt (an incident waits for it).
+	MaterialBefore, MaterialAfter string
+	CompletedAt                   *time.Time
+	// Waited says the run waited for the completion (incidents).
+	Waited bool
 }
 
 // Decision is Decide's answer.
@@ -185,6 +223,25 @@ func (f *Facts) Material() time.Time {
 		return *f.Status.OnDemandStart
 	}
 	return f.Age()
+}
+
+// idle says whether the key has had no cryptographic use since its current
+// material dates (newest rotation, or creation). Only when KMS was already
+// tracking the key's use then, and only once that date is more than a day
+// old: GetKeyLastUsage may report a use up to a day late
+// (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyLastUsage.html).
+func (f *Facts) idle(now time.Time) bool {
+	u, since := f.Usage, f.Age()
+	if u == nil || since.IsZero() || u.TrackingStart.After(since) || now.Sub(since) < 24*time.Hour {
+		return false
+	}
+	return u.LastUsed == nil || u.LastUsed.Before(since)
+}
+
+// stuck says whether an on-demand rotation has been in progress longer
+// than after.
+func (f *Facts) stuck(now time.Time, after time.Duration) bool {
+	return f.inProgress() && now.Sub(*f.Status.OnDemandStart) > after
 }
 
 // newestOnDemand is the newest on-demand rotation, completed or in progress.
@@ -251,9 +308,7 @@ func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 		return done(Skipped, ReasonAWSManaged)
 	case m.KeySpec != "SYMMETRIC_DEFAULT" || m.KeyUsage != "ENCRYPT_DECRYPT":
 		return done(Skipped, ReasonUnsupportedKeySpec)
-	case m.Origin == "EXTERNAL":
-		return done(Skipped, ReasonImportedKeyMaterial)
-	case m.Origin != "AWS_KMS":
+	case m.Origin != "AWS_KMS" && m.Origin != "EXTERNAL":
 		return done(Skipped, ReasonCustomKeyStore)
 	// Rotating a multi-Region primary rotates its replicas; replicas cannot
 	// be rotated themselves
@@ -279,11 +334,24 @@ func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 	if f.History == nil {
 		return Decision{Action: FetchHistory}
 	}
+	// Imported material is rotated on demand only to new material staged
+	// for it (https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys-on-demand.html,
+	// https://docs.aws.amazon.com/kms/latest/developerguide/importing-keys-rotate.html).
+	if m.Origin == "EXTERNAL" && f.History.Staged == "" {
+		if f.History.PendingReplicaImport {
+			return done(Skipped, ReasonMaterialPendingReplicaImport)
+		}
+		return done(Skipped, ReasonMaterialNotStaged)
+	}
 	if scheduledLike(f.Mode) {
 		if f.Mode == request.ModeReport && f.Status == nil {
 			// The inventory reads every eligible key's rotation status (a
 			// cheap call: 1,000/s) so its budgets count a rotation in progress.
 			return Decision{Action: FetchStatus}
+		}
+		if f.Mode == request.ModeReport && f.Usage == nil {
+			// The inventory shows when each key was last used.
+			return Decision{Action: FetchUsage}
 		}
 		// Scheduled runs keep the reserve for incidents. Incidents never
 		// refuse on this count alone: KMS judges the lifetime limit
@@ -303,6 +371,14 @@ func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 			return done(Skipped, ReasonBudgetReserved)
 		case now.Before(f.NextDue()):
 			return done(Skipped, ReasonNotDue)
+		}
+		if cfg.SkipIdle {
+			if f.Usage == nil {
+				return Decision{Action: FetchUsage}
+			}
+			if f.idle(now) {
+				return done(Skipped, ReasonIdle)
+			}
 		}
 	}
 	if f.Status == nil {

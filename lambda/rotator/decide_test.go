@@ -58,7 +58,15 @@ func TestDecide(t *testing.T) {
 			tc{m + "symmetric but not ENCRYPT_DECRYPT → skipped unsupported-key-spec", set(b, func(f *Facts) {
 				f.Meta = with(func(m *Metadata) { m.KeyUsage = "GENERATE_VERIFY_MAC" })
 			}), final(Skipped, ReasonUnsupportedKeySpec)},
-			tc{m + "imported material → skipped imported-key-material", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.Origin = "EXTERNAL" }) }), final(Skipped, ReasonImportedKeyMaterial)},
+			tc{m + "imported material, history unknown → fetch ListKeyRotations (with all key material)", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.Origin = "EXTERNAL" }) }), Decision{Action: FetchHistory}},
+			tc{m + "imported material, nothing staged → skipped material-not-staged", set(b, func(f *Facts) {
+				f.Meta = with(func(m *Metadata) { m.Origin = "EXTERNAL" })
+				f.History = &History{Newest: ago(200), CurrentMaterial: "m1"}
+			}), final(Skipped, ReasonMaterialNotStaged)},
+			tc{m + "imported multi-Region material waiting for a replica → skipped material-pending-replica-import", set(b, func(f *Facts) {
+				f.Meta = with(func(m *Metadata) { m.Origin = "EXTERNAL" })
+				f.History = &History{Newest: ago(200), PendingReplicaImport: true}
+			}), final(Skipped, ReasonMaterialPendingReplicaImport)},
 			tc{m + "CloudHSM store → skipped custom-key-store", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.Origin = "AWS_CLOUDHSM" }) }), final(Skipped, ReasonCustomKeyStore)},
 			tc{m + "external key store → skipped custom-key-store", set(b, func(f *Facts) { f.Meta = with(func(m *Metadata) { m.Origin = "EXTERNAL_KEY_STORE" }) }), final(Skipped, ReasonCustomKeyStore)},
 			tc{m + "replica → skipped multi-region-replica", set(b, func(f *Facts) {
@@ -149,6 +157,15 @@ func TestDecide(t *testing.T) {
 				f.History = &History{Newest: ago(100)}
 				f.Status = inProgress
 			}), final(Skipped, ReasonRotationInProgress)},
+			tc{m + "imported material staged, due → decided like any other key", set(b, func(f *Facts) {
+				f.Meta = with(func(m *Metadata) { m.Origin = "EXTERNAL" })
+				f.History = &History{OnDemand: 1, Newest: ago(100), Staged: "m2"}
+				f.Status = notInProgress
+			}), due},
+			tc{m + "imported material staged, not due → skipped not-due", set(b, func(f *Facts) {
+				f.Meta = with(func(m *Metadata) { m.Origin = "EXTERNAL" })
+				f.History = &History{OnDemand: 1, Newest: ago(10), Staged: "m2"}
+			}), final(Skipped, ReasonNotDue)},
 			tc{m + "due, nothing in progress → rotate (or would-rotate)", set(b, func(f *Facts) {
 				f.History = &History{OnDemand: 7, Newest: ago(100)}
 				f.Status = notInProgress
@@ -221,12 +238,20 @@ func TestDecide(t *testing.T) {
 	r := set(base(request.ModeReport), func(f *Facts) { f.DryRun = true })
 	cases = append(cases,
 		tc{"report/history read, status unknown → fetch status first", set(r, func(f *Facts) { f.History = &History{OnDemand: 1, Newest: ago(10)} }), Decision{Action: FetchStatus}},
+		tc{"report/history read, status read, usage unknown → fetch GetKeyLastUsage", set(r, func(f *Facts) {
+			f.History = &History{OnDemand: 1, Newest: ago(10)}
+			f.Status = notInProgress
+		}), Decision{Action: FetchUsage}},
 		tc{"report/9 used + 1 in progress → skipped budget-exhausted", set(r, func(f *Facts) {
 			f.History = &History{OnDemand: 9, Newest: ago(200)}
 			f.Status = inProgress
 		}), final(Skipped, ReasonBudgetExhausted)},
 	)
 	for _, c := range cases {
+		if c.f.Mode == request.ModeReport && c.f.History != nil && c.f.Usage == nil && !strings.HasPrefix(c.name, "report/history read") && !strings.Contains(c.name, "status unknown") {
+			// The inventory also reads when each key was last used.
+			c.f.Usage = &Usage{TrackingStart: ago(1000)}
+		}
 		if c.f.Mode == request.ModeReport && c.f.History != nil && c.f.Status == nil && !strings.HasPrefix(c.name, "report/history read") && !strings.Contains(c.name, "status unknown") {
 			// The shared rows above describe a key with nothing in progress.
 			c.f.Status = notInProgress
@@ -242,6 +267,46 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestDecideIdle(t *testing.T) {
+	cfg := DefaultConfigForTest()
+	cfg.SkipIdle = true
+	at := func(d time.Duration) *time.Time { t := now.Add(-d); return &t }
+	day := 24 * time.Hour
+	base := Facts{Mode: request.ModeScheduled, TagsKnown: true, OptedIn: true, IntervalDays: 90, Meta: eligible(),
+		History: &History{OnDemand: 1, Newest: ago(100), NewestOnDemand: ago(100)}, Status: &Status{}}
+	for _, tc := range []struct {
+		name  string
+		usage *Usage
+		mode  request.Mode
+		want  Decision
+	}{
+		{"usage unknown → fetch GetKeyLastUsage", nil, request.ModeScheduled, Decision{Action: FetchUsage}},
+		{"never used since the rotation → skipped idle", &Usage{TrackingStart: ago(300)}, request.ModeScheduled, Decision{Action: Done, Outcome: Skipped, Reason: ReasonIdle}},
+		{"last used before the rotation → skipped idle", &Usage{LastUsed: at(150 * day), TrackingStart: ago(300)}, request.ModeScheduled, Decision{Action: Done, Outcome: Skipped, Reason: ReasonIdle}},
+		{"used since the rotation → rotate", &Usage{LastUsed: at(2 * day), TrackingStart: ago(300)}, request.ModeScheduled, Decision{Action: Rotate}},
+		{"tracking began after the rotation → rotate (use unknown)", &Usage{TrackingStart: ago(50)}, request.ModeScheduled, Decision{Action: Rotate}},
+		{"incident → rotate whatever the use", &Usage{TrackingStart: ago(300)}, request.ModeIncident, Decision{Action: Rotate}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := base
+			f.Mode, f.Usage = tc.mode, tc.usage
+			if got := Decide(f, now, cfg); got != tc.want {
+				t.Fatalf("Decide = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	t.Run("rotated less than a day ago → not idle (KMS reports use up to a day late)", func(t *testing.T) {
+		f := base
+		f.Usage = &Usage{TrackingStart: ago(300)}
+		f.History = &History{OnDemand: 1, Newest: now.Add(-20 * time.Hour)}
+		if f.idle(now) {
+			t.Fatal("idle within a day of the rotation")
+		}
+	})
+}
+
+func DefaultConfigForTest() settings.Config { return settings.DefaultConfig() }
 
 func TestDecideReserveZero(t *testing.T) {
 	cfg := settings.DefaultConfig()

@@ -99,6 +99,27 @@ type KeyReport struct {
 	MaterialAgeDays *int  `json:"materialAgeDays,omitempty"`
 	Overdue         *bool `json:"overdue,omitempty"`
 
+	// KeyMaterialIDBefore is the current key material right before this
+	// run's rotation (rotated entries).
+	KeyMaterialIDBefore string `json:"keyMaterialIdBefore,omitempty"`
+	// KeyMaterialID is the current key material: of an imported key, or
+	// the new one once a rotation this run waited for completed.
+	KeyMaterialID string `json:"keyMaterialId,omitempty"`
+	// CompletedAt is when the run saw the new material current; Completion
+	// is "complete" or "pending" when an incident waited for it.
+	CompletedAt *string `json:"completedAt,omitempty"`
+	Completion  string  `json:"completion,omitempty"`
+	// Stuck flags an on-demand rotation in progress for longer than
+	// ROTATOR_STUCK_AFTER.
+	Stuck bool `json:"stuck,omitempty"`
+	// StagedKeyMaterialID is an imported key's material waiting in
+	// PENDING_ROTATION; MaterialExpiresAt when its current material expires.
+	StagedKeyMaterialID string  `json:"stagedKeyMaterialId,omitempty"`
+	MaterialExpiresAt   *string `json:"materialExpiresAt,omitempty"`
+	// LastUsedAt is the key's last cryptographic use (GetKeyLastUsage;
+	// null when none since tracking began, absent when not read).
+	LastUsedAt json.RawMessage `json:"lastUsedAt,omitempty"`
+
 	// Report mode only (absent in other modes and when unknown).
 
 	// IntervalDays is the key's effective interval (tag override or default).
@@ -145,6 +166,33 @@ func (r *run) entry(it *item) KeyReport {
 	}
 	if s := f.Status; s != nil && s.NextAutomatic != nil {
 		k.NextRotationDate = timePtr(*s.NextAutomatic)
+	}
+	if f.RotatedAt != nil {
+		k.KeyMaterialIDBefore = f.MaterialBefore
+	}
+	if f.MaterialAfter != "" {
+		k.KeyMaterialID = f.MaterialAfter
+	} else if h := f.History; h != nil && f.Meta != nil && f.Meta.Origin == "EXTERNAL" {
+		k.KeyMaterialID = h.CurrentMaterial
+	}
+	if f.Waited {
+		k.Completion = "pending"
+		if f.CompletedAt != nil {
+			k.Completion, k.CompletedAt = "complete", timePtr(*f.CompletedAt)
+		}
+	}
+	k.Stuck = f.stuck(r.e.now(), cfg.StuckAfter)
+	if h := f.History; h != nil {
+		k.StagedKeyMaterialID = h.Staged
+		if h.CurrentValidTo != nil {
+			k.MaterialExpiresAt = timePtr(*h.CurrentValidTo)
+		}
+	}
+	if u := f.Usage; u != nil {
+		k.LastUsedAt = json.RawMessage("null")
+		if u.LastUsed != nil {
+			k.LastUsedAt, _ = json.Marshal(fmtTime(*u.LastUsed))
+		}
 	}
 	used, remaining, known := f.Budget(cfg.OnDemandLimit)
 	if !known {
@@ -215,6 +263,7 @@ type tally struct {
 	// budget and cryptoperiod metrics, from the entries (Facts.Budget);
 	// lowAt is the reserve (KeysBudgetLow counts remaining ≤ it)
 	low, exhausted, minRemaining, maxAge, lowAt int
+	stuck                                       int
 
 	kept []keptEntry
 	// listedOther counts the entries that are not not-due; skippedOther
@@ -277,6 +326,9 @@ func (t *tally) add(key string, k KeyReport) {
 	}
 	if k.Overdue != nil && *k.Overdue {
 		s.Overdue++
+	}
+	if k.Stuck {
+		t.stuck++
 	}
 	if k.OnDemandRemaining != nil {
 		rem := *k.OnDemandRemaining

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,8 @@ func (r *run) evaluate(ctx context.Context, it *item) {
 			op, err = opListKeyRotations, r.history(ctx, it)
 		case FetchStatus:
 			op, err = opGetKeyRotationStatus, r.status(ctx, it)
+		case FetchUsage:
+			op, err = opGetKeyLastUsage, r.usage(ctx, it)
 		case Rotate:
 			it.rotateNext = true
 			return
@@ -230,6 +233,10 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 	h := &History{}
 	// 1,000 entries a page (the maximum) so one call covers any real key.
 	in := &kms.ListKeyRotationsInput{KeyId: aws.String(it.arn), Limit: aws.Int32(1000)}
+	if m := it.facts.Meta; m != nil && m.Origin == "EXTERNAL" {
+		// Imported keys list their staged material too (PENDING_ROTATION).
+		in.IncludeKeyMaterial = kmstypes.IncludeKeyMaterialAllKeyMaterial
+	}
 	for {
 		if err := r.e.waitListRotations(ctx); err != nil {
 			return nil, err
@@ -240,6 +247,18 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 			return nil, err
 		}
 		for _, e := range out.Rotations {
+			id := aws.ToString(e.KeyMaterialId)
+			switch e.KeyMaterialState {
+			case kmstypes.KeyMaterialStateCurrent:
+				h.CurrentMaterial, h.CurrentValidTo = strings.Clone(id), e.ValidTo
+			case kmstypes.KeyMaterialStatePendingRotation:
+				h.Staged = strings.Clone(id)
+			case kmstypes.KeyMaterialStatePendingMultiRegionImportAndRotation:
+				h.PendingReplicaImport = true
+			}
+			if e.RotationType == "" || e.RotationDate == nil {
+				continue // a material that no rotation made current (the first, a staged one)
+			}
 			d := aws.ToTime(e.RotationDate)
 			if e.RotationType == kmstypes.RotationTypeOnDemand {
 				h.OnDemand++
@@ -249,7 +268,6 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 			}
 			if d.After(h.Newest) {
 				h.Newest = d
-				h.MaterialID = aws.ToString(e.KeyMaterialId)
 			}
 		}
 		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
@@ -257,6 +275,23 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 		}
 		in.Marker = out.NextMarker
 	}
+}
+
+// usage reads GetKeyLastUsage: the last successful cryptographic operation
+// since KMS began tracking the key
+// (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyLastUsage.html).
+func (r *run) usage(ctx context.Context, it *item) error {
+	r.calls.add(opGetKeyLastUsage)
+	out, err := r.e.kms.GetKeyLastUsage(ctx, &kms.GetKeyLastUsageInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	if err != nil {
+		return err
+	}
+	u := &Usage{TrackingStart: aws.ToTime(out.TrackingStartDate)}
+	if l := out.KeyLastUsage; l != nil && l.Timestamp != nil {
+		u.LastUsed = l.Timestamp
+	}
+	it.facts.Usage = u
+	return nil
 }
 
 // status reads GetKeyRotationStatus: OnDemandRotationStartDate is present only
@@ -319,10 +354,11 @@ func (r *run) rotate(ctx context.Context, it *item) {
 		r.decided(it, d)
 		return
 	}
-	before := observation{onDemand: it.facts.History.OnDemand, material: it.facts.History.MaterialID}
+	before := observation{onDemand: it.facts.History.OnDemand, material: it.facts.History.CurrentMaterial}
 	if before.material == "" && it.facts.Meta != nil {
-		before.material = it.facts.Meta.MaterialID // never rotated: the material since creation
+		before.material = it.facts.Meta.MaterialID // DescribeKey's CurrentKeyMaterialId
 	}
+	it.facts.MaterialBefore = before.material
 	r.calls.add(opRotateKeyOnDemand)
 	started := r.e.now()
 	_, err := r.e.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
@@ -427,10 +463,17 @@ func (r *run) afterKeys(ctx context.Context, d time.Duration) (context.Context, 
 }
 
 // rotated records a started rotation. The entry shows the budget after it:
-// KMS lists the rotation in ListKeyRotations once it completes.
+// KMS lists the rotation in ListKeyRotations once it completes. An incident
+// that waits for completion holds the entry until awaitCompletion.
 func (r *run) rotated(it *item, at time.Time) {
 	it.outcome, it.reason, it.detail = Rotated, ReasonNone, ""
 	it.facts.RotatedAt = &at
+	if r.waits() {
+		r.mu.Lock()
+		r.waiting = append(r.waiting, it)
+		r.mu.Unlock()
+		return
+	}
 	r.finish(it)
 }
 
@@ -449,14 +492,15 @@ const (
 	opListKeyRotations     = "ListKeyRotations"
 	opGetKeyRotationStatus = "GetKeyRotationStatus"
 	opRotateKeyOnDemand    = "RotateKeyOnDemand"
+	opGetKeyLastUsage      = "GetKeyLastUsage"
 )
 
-var opNames = []string{opGetResources, opListAliases, opDescribeKey, opListResourceTags,
-	opListKeyRotations, opGetKeyRotationStatus, opRotateKeyOnDemand}
+var opNames = [...]string{opGetResources, opListAliases, opDescribeKey, opListResourceTags,
+	opListKeyRotations, opGetKeyRotationStatus, opRotateKeyOnDemand, opGetKeyLastUsage}
 
 // callCounts counts API calls per operation (one per SDK operation call,
 // retries inside the SDK not included).
-type callCounts struct{ n [7]atomic.Int64 }
+type callCounts struct{ n [len(opNames)]atomic.Int64 }
 
 func (c *callCounts) add(op string) {
 	for i, name := range opNames {

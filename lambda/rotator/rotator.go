@@ -38,6 +38,7 @@ type KMSAPI interface {
 	RotateKeyOnDemand(ctx context.Context, params *kms.RotateKeyOnDemandInput, optFns ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error)
 	ListAliases(ctx context.Context, params *kms.ListAliasesInput, optFns ...func(*kms.Options)) (*kms.ListAliasesOutput, error)
 	ListResourceTags(ctx context.Context, params *kms.ListResourceTagsInput, optFns ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error)
+	GetKeyLastUsage(ctx context.Context, params *kms.GetKeyLastUsageInput, optFns ...func(*kms.Options)) (*kms.GetKeyLastUsageOutput, error)
 }
 
 // TaggingAPI is the part of the Resource Groups Tagging API client the engine
@@ -158,6 +159,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	if extra := r.takeExtras(); len(extra) > 0 {
 		r.process(r.ctx, extra)
 	}
+	r.awaitCompletion(ctx)
 	if listErr == nil {
 		// After a failed listing the keys past the failure are unknown:
 		// no cursor can hand them on, the next schedule lists again.
@@ -209,6 +211,9 @@ type run struct {
 	mu     sync.Mutex
 	seen   map[string]bool // an incident's key ARNs, to add each primary once
 	extras []*item
+	// waiting holds an incident's rotated keys until their new material is
+	// current (awaitCompletion).
+	waiting []*item
 
 	aliasMu sync.Mutex
 	aliases map[string]*aliasSet // by Region

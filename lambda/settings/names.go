@@ -25,6 +25,9 @@ const (
 	// MetricResultEventsFailed is 1 when the run's result event could not
 	// be published on EventBridge (0 when it was; absent when none was due).
 	MetricResultEventsFailed = "ResultEventsFailed"
+	// MetricRotationsStuck counts the keys whose on-demand rotation has
+	// been in progress longer than ROTATOR_STUCK_AFTER.
+	MetricRotationsStuck = "RotationsStuck"
 )
 
 // Dimension names.

@@ -73,6 +73,17 @@ type Config struct {
 	// on-demand one from the lifetime budget
 	// (ROTATOR_AUTO_ROTATION_GRACE_DAYS; 0 = off).
 	AutoRotationGraceDays int
+	// IncidentWait bounds how long an incident waits for its rotations to
+	// complete, that is for the new key material to become current
+	// (ROTATOR_INCIDENT_WAIT; 0 = do not wait). On AWS the status clears
+	// within seconds but the material changes about a minute later.
+	IncidentWait time.Duration
+	// StuckAfter flags an on-demand rotation still in progress after this
+	// long (ROTATOR_STUCK_AFTER).
+	StuckAfter time.Duration
+	// SkipIdle skips due keys with no cryptographic use since their newest
+	// rotation: new material protects nothing new (ROTATOR_SKIP_IDLE).
+	SkipIdle bool
 }
 
 // Environment variable names (docs/design.md "Configuration").
@@ -92,6 +103,9 @@ const (
 	EnvCallTimeout           = "ROTATOR_CALL_TIMEOUT"
 	EnvMinIntervalDays       = "ROTATOR_MIN_INTERVAL_DAYS"
 	EnvAutoRotationGraceDays = "ROTATOR_AUTO_ROTATION_GRACE_DAYS"
+	EnvIncidentWait          = "ROTATOR_INCIDENT_WAIT"
+	EnvStuckAfter            = "ROTATOR_STUCK_AFTER"
+	EnvSkipIdle              = "ROTATOR_SKIP_IDLE"
 )
 
 // IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.
@@ -117,6 +131,9 @@ const (
 	maxCallTimeout      = 15 * time.Minute
 	maxConfirmWait      = 15 * time.Minute
 	maxIncidentCooldown = 7 * 24 * time.Hour
+	maxIncidentWait     = 15 * time.Minute
+	minStuckAfter       = time.Minute
+	maxStuckAfter       = 30 * 24 * time.Hour
 )
 
 // DefaultConfig returns the documented defaults.
@@ -139,6 +156,8 @@ func DefaultConfig() Config {
 		CallTimeout:           10 * time.Second,
 		MinIntervalDays:       30,
 		AutoRotationGraceDays: 7,
+		IncidentWait:          90 * time.Second,
+		StuckAfter:            24 * time.Hour,
 	}
 }
 
@@ -212,6 +231,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	duration(EnvIncidentCooldown, &c.IncidentCooldown, 0, maxIncidentCooldown)
 	duration(EnvConfirmWait, &c.ConfirmWait, 0, maxConfirmWait)
 	duration(EnvCallTimeout, &c.CallTimeout, time.Second, maxCallTimeout)
+	duration(EnvIncidentWait, &c.IncidentWait, 0, maxIncidentWait)
+	duration(EnvStuckAfter, &c.StuckAfter, minStuckAfter, maxStuckAfter)
 	if err != nil {
 		return Config{}, err
 	}
@@ -229,12 +250,18 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 		c.RotateRPS = f
 	}
-	if v := getenv(EnvDryRun); v != "" {
-		b, perr := strconv.ParseBool(v)
-		if perr != nil {
-			return Config{}, fmt.Errorf("%s=%q: not a boolean (true or false)", EnvDryRun, v)
+	for _, b := range []struct {
+		name string
+		dst  *bool
+	}{{EnvDryRun, &c.DryRun}, {EnvSkipIdle, &c.SkipIdle}} {
+		name, dst := b.name, b.dst
+		if v := getenv(name); v != "" {
+			b, perr := strconv.ParseBool(v)
+			if perr != nil {
+				return Config{}, fmt.Errorf("%s=%q: not a boolean (true or false)", name, v)
+			}
+			*dst = b
 		}
-		c.DryRun = b
 	}
 	if c.Reserve >= c.OnDemandLimit {
 		return Config{}, fmt.Errorf("%s=%d: must be less than %s (%d), or scheduled runs could never rotate",

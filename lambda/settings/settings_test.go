@@ -18,7 +18,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := Config{TagKey: "kms-rotator", TagValue: "enabled", IntervalDays: 90, OnDemandLimit: 25, Reserve: 2,
 		RotateRPS: 4, Concurrency: 16, ConcurrencyAuto: true, MetricsNamespace: "KMSRotator", ContinuationMax: 8, StartJitter: time.Second,
-		IncidentCooldown: time.Hour, ConfirmWait: 5 * time.Second, CallTimeout: 10 * time.Second, MinIntervalDays: 30, AutoRotationGraceDays: 7}
+		IncidentCooldown: time.Hour, ConfirmWait: 5 * time.Second, CallTimeout: 10 * time.Second, MinIntervalDays: 30, AutoRotationGraceDays: 7,
+		IncidentWait: 90 * time.Second, StuckAfter: 24 * time.Hour}
 	if got != want {
 		t.Fatalf("defaults = %+v, want docs/design.md's %+v", got, want)
 	}
@@ -29,14 +30,15 @@ func TestLoadConfigAccepts(t *testing.T) {
 		EnvTagKey: "rotate", EnvTagValue: "yes", EnvIntervalDays: "30", EnvOnDemandLimit: "25",
 		EnvReserve: "0", EnvRotateRPS: "2.5", EnvConcurrency: "64", EnvDryRun: "true", EnvMetricsNamespace: "Sec/KMS",
 		EnvContinuationMax: "0", EnvIncidentCooldown: "0", EnvConfirmWait: "30s", EnvCallTimeout: "2s",
-		EnvMinIntervalDays: "7", EnvAutoRotationGraceDays: "0",
+		EnvMinIntervalDays: "7", EnvAutoRotationGraceDays: "0", EnvIncidentWait: "0", EnvStuckAfter: "2h", EnvSkipIdle: "true",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{TagKey: "rotate", TagValue: "yes", IntervalDays: 30, OnDemandLimit: 25, Reserve: 0,
 		RotateRPS: 2.5, Concurrency: 64, DryRun: true, MetricsNamespace: "Sec/KMS", ContinuationMax: 0, StartJitter: time.Second,
-		IncidentCooldown: 0, ConfirmWait: 30 * time.Second, CallTimeout: 2 * time.Second, MinIntervalDays: 7, AutoRotationGraceDays: 0}
+		IncidentCooldown: 0, ConfirmWait: 30 * time.Second, CallTimeout: 2 * time.Second, MinIntervalDays: 7, AutoRotationGraceDays: 0,
+		IncidentWait: 0, StuckAfter: 2 * time.Hour, SkipIdle: true}
 	if got != want {
 		t.Fatalf("LoadConfig = %+v, want %+v", got, want)
 	}
@@ -57,6 +59,9 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"cooldown negative", map[string]string{EnvIncidentCooldown: "-1h"}, "ROTATOR_INCIDENT_COOLDOWN=-1h: must be between 0s and 168h0m0s"},
 		{"confirm wait beyond a run", map[string]string{EnvConfirmWait: "16m"}, "ROTATOR_CONFIRM_WAIT=16m: must be between 0s and 15m0s"},
 		{"call timeout zero", map[string]string{EnvCallTimeout: "0s"}, "ROTATOR_CALL_TIMEOUT=0s: must be between 1s and 15m0s"},
+		{"incident wait beyond a run", map[string]string{EnvIncidentWait: "20m"}, "ROTATOR_INCIDENT_WAIT=20m: must be between 0s and 15m0s"},
+		{"stuck after too short", map[string]string{EnvStuckAfter: "30s"}, "ROTATOR_STUCK_AFTER=30s: must be between 1m0s and 720h0m0s"},
+		{"skip idle typo", map[string]string{EnvSkipIdle: "yes"}, `ROTATOR_SKIP_IDLE="yes": not a boolean`},
 		{"grace negative", map[string]string{EnvAutoRotationGraceDays: "-1"}, "ROTATOR_AUTO_ROTATION_GRACE_DAYS=-1: must be between 0 and 365"},
 		{"interval too long", map[string]string{EnvIntervalDays: "3651"}, "ROTATOR_INTERVAL_DAYS=3651: must be between 1 and 3650"},
 		{"limit zero", map[string]string{EnvOnDemandLimit: "0"}, "ROTATOR_ON_DEMAND_LIMIT=0"},

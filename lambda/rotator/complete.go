@@ -1,0 +1,113 @@
+package rotator
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+// waits says whether this run waits for its rotations to complete: an
+// incident that rotates, unless the request says "wait": false or
+// ROTATOR_INCIDENT_WAIT is 0. Sweeps never wait: the next run sees the
+// result, and waiting would cost them the rotation quota's time.
+func (r *run) waits() bool {
+	return r.req.Mode == request.ModeIncident && !r.dry && !r.req.NoWait && r.e.cfg.IncidentWait > 0
+}
+
+// awaitCompletion polls the incident's rotated keys until their new key
+// material is current, up to ROTATOR_INCIDENT_WAIT and never past the
+// run's cutoff (the report and the result event need the margin). A
+// rotation completes in two steps on AWS: OnDemandRotationStartDate
+// disappears within seconds, and CurrentKeyMaterialId changes about a
+// minute later; only the second means that new encryptions use new
+// material, so that is what "complete" means here.
+func (r *run) awaitCompletion(ctx context.Context) {
+	r.mu.Lock()
+	pending := r.waiting
+	r.waiting = nil
+	r.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	by := time.Now().Add(r.e.cfg.IncidentWait)
+	if !r.cutoff.IsZero() && r.cutoff.Before(by) {
+		by = r.cutoff
+	}
+	wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
+	defer cancel()
+	// Two reads a key a round; a round at most every second, and slower
+	// for many keys, so polling stays far inside the DescribeKey and
+	// GetKeyRotationStatus quotas the sweeps share.
+	pause := max(time.Second, time.Duration(len(pending))*time.Second/200)
+	for len(pending) > 0 {
+		pending = r.pollCompletion(wctx, pending)
+		if len(pending) == 0 {
+			break
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-wctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		if wctx.Err() != nil {
+			break
+		}
+	}
+	for _, it := range pending {
+		it.facts.Waited = true
+		r.finish(it)
+	}
+}
+
+// pollCompletion reads each key once, finishes the completed ones and
+// returns the others.
+func (r *run) pollCompletion(ctx context.Context, items []*item) []*item {
+	var (
+		mu   sync.Mutex
+		left []*item
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, 8)
+	for _, it := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if r.completed(ctx, it) {
+				it.facts.Waited = true
+				r.finish(it)
+				return
+			}
+			mu.Lock()
+			left = append(left, it)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return left
+}
+
+// completed reads the key's status and its current material: the rotation
+// is complete once none is in progress and the material is a new one.
+func (r *run) completed(ctx context.Context, it *item) bool {
+	if err := r.status(ctx, it); err != nil || it.facts.inProgress() {
+		return false
+	}
+	r.calls.add(opDescribeKey)
+	out, err := r.e.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	if err != nil || out.KeyMetadata == nil {
+		return false
+	}
+	m := aws.ToString(out.KeyMetadata.CurrentKeyMaterialId)
+	if m == "" || m == it.facts.MaterialBefore {
+		return false
+	}
+	now := r.e.now()
+	it.facts.MaterialAfter, it.facts.CompletedAt = m, &now
+	return true
+}

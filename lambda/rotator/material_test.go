@@ -1,0 +1,133 @@
+package rotator
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+func currentMaterial(t *testing.T, h *harness, keyID string) string {
+	t.Helper()
+	out, err := h.kms.DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: aws.String(keyID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(out.KeyMetadata.CurrentKeyMaterialId)
+}
+
+func TestImportedKeys(t *testing.T) {
+	const staged, bare = "e0000000-0000-4000-8000-0000000000e1", "e0000000-0000-4000-8000-0000000000e2"
+	fleet := `[
+	 {"keyId":"` + staged + `","alias":"alias/byok-staged","origin":"EXTERNAL","stagedMaterial":true,"createdDaysAgo":200,"tags":{"kms-rotator":"enabled"}},
+	 {"keyId":"` + bare + `","alias":"alias/byok-bare","origin":"EXTERNAL","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"}}]`
+	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	before := currentMaterial(t, h, staged)
+	rep := h.run(t, request.Request{Mode: request.ModePlan})
+	stagedEntry := byAlias(rep)["alias/byok-staged"]
+	if stagedEntry.StagedKeyMaterialID == "" || stagedEntry.KeyMaterialID != before {
+		t.Fatalf("plan entry staged %q current %q, want the staged material and the current %q", stagedEntry.StagedKeyMaterialID, stagedEntry.KeyMaterialID, before)
+	}
+	stagedID := stagedEntry.StagedKeyMaterialID
+
+	rep = h.run(t, request.Request{Mode: request.ModeScheduled})
+	checkEntries(t, rep, map[string]want{
+		"alias/byok-staged": {Rotated, ReasonNone},
+		"alias/byok-bare":   {Skipped, ReasonMaterialNotStaged},
+	})
+	k := byAlias(rep)["alias/byok-staged"]
+	if k.KeyMaterialIDBefore != before {
+		t.Errorf("keyMaterialIdBefore %q, want %q", k.KeyMaterialIDBefore, before)
+	}
+	if got := currentMaterial(t, h, staged); got != stagedID {
+		t.Errorf("CurrentKeyMaterialId after the sweep %q, want the staged %q", got, stagedID)
+	}
+	if k.Completion != "" {
+		t.Errorf("a sweep waited for completion (%q); sweeps never wait", k.Completion)
+	}
+}
+
+func TestIncidentWaitsForTheNewMaterial(t *testing.T) {
+	const id = "f0000000-0000-4000-8000-0000000000f1"
+	fleet := `[{"keyId":"` + id + `","alias":"alias/k","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"}}]`
+	for _, tc := range []struct {
+		name       string
+		wait       time.Duration
+		noWait     bool
+		completion string
+	}{
+		{"status clears first, material later → complete with the new material", 10 * time.Second, false, "complete"},
+		{"wait shorter than the material's delay → pending", 300 * time.Millisecond, false, "pending"},
+		{`"wait": false → no waiting at all`, 10 * time.Second, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fastConfig()
+			cfg.IncidentWait = tc.wait
+			h := newHarness(t, kmsemu.Options{RotationDelay: 200 * time.Millisecond, MaterialDelay: time.Second}, fleet, cfg)
+			before := currentMaterial(t, h, id)
+			req := incidentFor(t, false, "alias/k")
+			req.NoWait = tc.noWait
+			k := h.run(t, req).Keys[0]
+			if k.Outcome != Rotated || k.KeyMaterialIDBefore != before || k.Completion != tc.completion {
+				t.Fatalf("%s/%s before %q completion %q, want rotated, %q, %q", k.Outcome, k.Reason, k.KeyMaterialIDBefore, k.Completion, before, tc.completion)
+			}
+			switch tc.completion {
+			case "complete":
+				now := currentMaterial(t, h, id)
+				if k.KeyMaterialID != now || now == before || k.CompletedAt == nil {
+					t.Errorf("keyMaterialId %q completedAt %v; KMS's current material %q (was %q)", k.KeyMaterialID, k.CompletedAt, now, before)
+				}
+			default:
+				if k.CompletedAt != nil || k.KeyMaterialID != "" {
+					t.Errorf("completedAt %v keyMaterialId %q without a completed wait", k.CompletedAt, k.KeyMaterialID)
+				}
+			}
+		})
+	}
+}
+
+func TestStuckRotationsAreFlaggedAndCounted(t *testing.T) {
+	const id = "f0000000-0000-4000-8000-0000000000f2"
+	fleet := `[{"keyId":"` + id + `","alias":"alias/k","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"}}]`
+	cfg := fastConfig()
+	cfg.StuckAfter = time.Millisecond // a rotation older than this is stuck
+	h := newHarness(t, kmsemu.Options{RotationDelay: time.Hour}, fleet, cfg)
+	if _, err := h.kms.RotateKeyOnDemand(context.Background(), &kms.RotateKeyOnDemandInput{KeyId: aws.String(id)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	rep := h.run(t, request.Request{Mode: request.ModeReport})
+	if k := rep.Keys[0]; !k.Stuck {
+		t.Fatalf("entry %+v, want stuck", k)
+	}
+	if m := emfValues(t, h); m["RotationsStuck"] != 1 {
+		t.Errorf("RotationsStuck = %v, want 1", m["RotationsStuck"])
+	}
+}
+
+func TestSkipIdle(t *testing.T) {
+	fleet := `[
+	 {"alias":"alias/unused","createdDaysAgo":400,"trackingStartedDaysAgo":400,"tags":{"kms-rotator":"enabled"},"rotations":[{"type":"ON_DEMAND","daysAgo":100}]},
+	 {"alias":"alias/used","createdDaysAgo":400,"trackingStartedDaysAgo":400,"lastUsedDaysAgo":1,"tags":{"kms-rotator":"enabled"},"rotations":[{"type":"ON_DEMAND","daysAgo":100}]}]`
+	cfg := fastConfig()
+	cfg.SkipIdle = true
+	h := newHarness(t, kmsemu.Options{}, fleet, cfg)
+	rep := h.run(t, request.Request{Mode: request.ModeScheduled})
+	checkEntries(t, rep, map[string]want{"alias/unused": {Skipped, ReasonIdle}, "alias/used": {Rotated, ReasonNone}})
+	if raw := byAlias(rep)["alias/unused"].LastUsedAt; string(raw) != "null" {
+		t.Errorf("idle entry lastUsedAt %s, want null (never used)", raw)
+	}
+	// Report mode shows lastUsedAt whatever ROTATOR_SKIP_IDLE says.
+	h2 := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	inv := h2.run(t, request.Request{Mode: request.ModeReport})
+	var used string
+	if err := json.Unmarshal(byAlias(inv)["alias/used"].LastUsedAt, &used); err != nil || used == "" {
+		t.Errorf("report lastUsedAt %s, want the date", byAlias(inv)["alias/used"].LastUsedAt)
+	}
+}
