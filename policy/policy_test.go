@@ -51,7 +51,7 @@ func TestFunctionRoleIsExactlyThis(t *testing.T) {
 				"kms:KeySpec":                 {"SYMMETRIC_DEFAULT"},
 			}}},
 		{Sid: "ReadRotationStateOfOptedInKeys", Effect: "Allow",
-			Action:   []string{"kms:GetKeyRotationStatus", "kms:ListKeyRotations"},
+			Action:   []string{"kms:GetKeyRotationStatus", "kms:ListKeyRotations", "kms:GetKeyLastUsage"},
 			Resource: []string{keyARNs},
 			Condition: map[string]map[string]Values{"StringEquals": {
 				"aws:ResourceTag/kms-rotator": {"enabled"},
@@ -137,7 +137,7 @@ func TestKeyStatementsNameTheRoleAndTheOptInTag(t *testing.T) {
 	role := map[string]Values{"AWS": {testParams.RoleARN}}
 	want := []Statement{
 		{Sid: "KmsRotatorReadsThisKey", Effect: "Allow", Principal: role,
-			Action:   []string{"kms:DescribeKey", "kms:GetKeyRotationStatus", "kms:ListKeyRotations", "kms:ListResourceTags"},
+			Action:   []string{"kms:DescribeKey", "kms:GetKeyRotationStatus", "kms:ListKeyRotations", "kms:ListResourceTags", "kms:GetKeyLastUsage"},
 			Resource: []string{"*"}},
 		{Sid: "KmsRotatorRotatesThisKeyWhileOptedIn", Effect: "Allow", Principal: role,
 			Action:   []string{"kms:RotateKeyOnDemand"},

@@ -184,6 +184,8 @@ func TestSimulateRotation(t *testing.T) {
 		key("list rotations of a key that is not opted in", "kms:ListKeyRotations", simKey, ctx("", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, denied),
 		key("rotation status of an opted-in key", "kms:GetKeyRotationStatus", simKey, optedIn(), defaultKeyPolicy, allowed),
 		key("rotation status of a key that is not opted in", "kms:GetKeyRotationStatus", simKey, ctx("", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, denied),
+		key("last usage of an opted-in key", "kms:GetKeyLastUsage", simKey, optedIn(), defaultKeyPolicy, allowed),
+		key("last usage of a key that is not opted in", "kms:GetKeyLastUsage", simKey, ctx("", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, denied),
 		key("describe a key that is not opted in (so incidents say not-opted-in)", "kms:DescribeKey", simKey, ctx("", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, allowed),
 		key("tags of a key that is not opted in", "kms:ListResourceTags", simKey, ctx("", "SYMMETRIC_DEFAULT"), defaultKeyPolicy, allowed),
 		key("describe a key whose key policy does not delegate to IAM", "kms:DescribeKey", simKey, optedIn(), ownerOnlyKeyPolicy, denied),
@@ -325,6 +327,7 @@ func TestSimulateEveryOtherKMSAction(t *testing.T) {
 	allowedActions := map[string]bool{
 		"kms:RotateKeyOnDemand": true, "kms:DescribeKey": true, "kms:GetKeyRotationStatus": true,
 		"kms:ListKeyRotations": true, "kms:ListResourceTags": true, "kms:ListAliases": true,
+		"kms:GetKeyLastUsage": true,
 	}
 	var actions []struct {
 		Action        string   `json:"action"`
