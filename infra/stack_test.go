@@ -569,7 +569,7 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 			[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator"}, ""},
 		{"DescribeAnyKeyOfTheAccount", []string{"kms:DescribeKey", "kms:ListResourceTags"}, []string{keys}, ""},
 		{"ListAliasesAndTaggedKeys", []string{"kms:ListAliases", "tag:GetResources"}, []string{"*"}, ""},
-		{"ReadRotationStateOfOptedInKeys", []string{"kms:GetKeyRotationStatus", "kms:ListKeyRotations"}, []string{keys},
+		{"ReadRotationStateOfOptedInKeys", []string{"kms:GetKeyRotationStatus", "kms:ListKeyRotations", "kms:GetKeyLastUsage"}, []string{keys},
 			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled"}}`},
 		{"RotateOptedInSymmetricKeys", []string{"kms:RotateKeyOnDemand"}, []string{keys},
 			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled","kms:KeySpec":"SYMMETRIC_DEFAULT"}}`},
