@@ -291,3 +291,32 @@ func ParseIntervalTag(v string, floor int) (int, error) {
 	}
 	return n, nil
 }
+
+// Environment is the inverse of LoadConfig: the ROTATOR_* variables that
+// make LoadConfig return c. The CDK stack sets exactly these on the
+// function, so every setting has one name, one default and one bound, here.
+// (StartJitter and ConcurrencyAuto have no variable: the jitter is fixed,
+// and a set ROTATOR_CONCURRENCY is used exactly.)
+func Environment(c Config) map[string]string {
+	dur := func(d time.Duration) string { return d.String() }
+	return map[string]string{
+		EnvTagKey:                c.TagKey,
+		EnvTagValue:              c.TagValue,
+		EnvIntervalDays:          strconv.Itoa(c.IntervalDays),
+		EnvOnDemandLimit:         strconv.Itoa(c.OnDemandLimit),
+		EnvReserve:               strconv.Itoa(c.Reserve),
+		EnvRotateRPS:             strconv.FormatFloat(c.RotateRPS, 'f', -1, 64),
+		EnvConcurrency:           strconv.Itoa(c.Concurrency),
+		EnvDryRun:                strconv.FormatBool(c.DryRun),
+		EnvMetricsNamespace:      c.MetricsNamespace,
+		EnvContinuationMax:       strconv.Itoa(c.ContinuationMax),
+		EnvIncidentCooldown:      dur(c.IncidentCooldown),
+		EnvConfirmWait:           dur(c.ConfirmWait),
+		EnvCallTimeout:           dur(c.CallTimeout),
+		EnvMinIntervalDays:       strconv.Itoa(c.MinIntervalDays),
+		EnvAutoRotationGraceDays: strconv.Itoa(c.AutoRotationGraceDays),
+		EnvIncidentWait:          dur(c.IncidentWait),
+		EnvStuckAfter:            dur(c.StuckAfter),
+		EnvSkipIdle:              strconv.FormatBool(c.SkipIdle),
+	}
+}

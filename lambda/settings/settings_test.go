@@ -1,6 +1,7 @@
 package settings
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +114,33 @@ func TestParseIntervalTagBelowTheFloorNamesTagAndFloor(t *testing.T) {
 	want := `tag kms-rotator:interval-days="1": below the floor of 30 days (ROTATOR_MIN_INTERVAL_DAYS)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("ParseIntervalTag(1, 30) error = %v, want %q", err, want)
+	}
+}
+
+func TestEnvironmentRoundTrips(t *testing.T) {
+	c := DefaultConfig()
+	c.TagKey, c.IntervalDays, c.RotateRPS, c.IncidentWait, c.SkipIdle, c.StuckAfter = "rotate", 45, 2.5, 0, true, 90*time.Minute
+	env := Environment(c)
+	got, err := LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ConcurrencyAuto = false // a set ROTATOR_CONCURRENCY is used exactly
+	if got != c {
+		t.Fatalf("LoadConfig(Environment(c)) = %+v, want %+v", got, c)
+	}
+	// One variable per field (StartJitter and ConcurrencyAuto have none):
+	// a new setting cannot be forgotten by the stack.
+	if n := reflect.TypeOf(Config{}).NumField() - 2; len(env) != n {
+		t.Errorf("Environment sets %d variables for %d settings", len(env), n)
+	}
+	// Every variable the loader reads is set, so nothing falls back to a
+	// default the stack did not choose.
+	for _, name := range []string{EnvTagKey, EnvTagValue, EnvIntervalDays, EnvOnDemandLimit, EnvReserve, EnvRotateRPS,
+		EnvConcurrency, EnvDryRun, EnvMetricsNamespace, EnvContinuationMax, EnvIncidentCooldown, EnvConfirmWait,
+		EnvCallTimeout, EnvMinIntervalDays, EnvAutoRotationGraceDays, EnvIncidentWait, EnvStuckAfter, EnvSkipIdle} {
+		if env[name] == "" && name != EnvTagValue {
+			t.Errorf("%s not set", name)
+		}
 	}
 }
