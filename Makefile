@@ -20,7 +20,9 @@ demo: ## the real bootstrap under the Lambda Runtime Interface Emulator against 
 	$(GO) run ./lambda/cmd/demo
 
 # The scale benchmark (issue 5): the engine against the emulator at 10x KMS's
-# quotas, 5 ms latency, for 1,000 and 10,000 keys; last line is one JSON object.
+# quotas, 5 ms latency, for 1,000, 10,000 and 100,000 keys (about 5 minutes;
+# BENCHFLAGS='-sizes 1000,10000' for a quick run); the sweep's peak RSS is
+# printed per fleet; last line is one JSON object.
 # BENCHFLAGS passes more flags (e.g. -due-fraction 0.05, -cpuprofile cpu.out).
 bench:
 	$(GO) build -o bin/bench ./lambda/cmd/bench

@@ -23,6 +23,7 @@ import (
 )
 
 func main() {
+	rotator.ConfigureRuntime(os.Getenv)
 	h, err := newHandler(context.Background(), os.Getenv, os.Stdout)
 	if err != nil {
 		log := slog.New(slog.NewJSONHandler(os.Stdout, nil))

@@ -1,6 +1,7 @@
 // Command bench is the scale benchmark of kms-rotator (`make bench`). For
-// fleets of 1,000 and 10,000 opted-in keys it runs one scheduled sweep of
-// the engine against the KMS emulator with scaled KMS request quotas,
+// fleets of 1,000, 10,000 and 100,000 (KMS's per-Region maximum) opted-in
+// keys it runs one scheduled sweep of the engine against the KMS emulator
+// with scaled KMS request quotas,
 // latency and instant rotations, and compares the wall time with the floor
 // the quotas allow, max(due / RotateKeyOnDemand rate, keys /
 // ListKeyRotations rate). It also runs a naive sweep (ListKeys, then four
@@ -80,7 +81,7 @@ func run(args []string, stdout io.Writer) error {
 	var (
 		sweep    = fs.Bool("sweep", false, "internal: run one sweep as the child process")
 		out      = fs.String("out", "", "internal: where the -sweep child writes its result")
-		sizes    = fs.String("sizes", "1000,10000", "comma-separated fleet sizes (opted-in keys)")
+		sizes    = fs.String("sizes", "1000,10000,100000", "comma-separated fleet sizes (opted-in keys)")
 		scale    = fs.Float64("quota-scale", 10, "emulator request quotas as a multiple of KMS's defaults")
 		latency  = fs.Duration("latency", 5*time.Millisecond, "emulator latency added to every response")
 		sample   = fs.Int("baseline-sample", 1200, "keys the naive baseline walks; larger fleets are extrapolated from this sample")

@@ -48,6 +48,7 @@ func runSweep(out, cpuProfile, memProfile string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	rotator.ConfigureRuntime(os.Getenv) // as lambda/main.go does
 	cfg, err := settings.LoadConfig(os.Getenv)
 	if err != nil {
 		return err
