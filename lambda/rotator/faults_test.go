@@ -21,7 +21,6 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 

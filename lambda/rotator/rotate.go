@@ -16,7 +16,6 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 

@@ -5,8 +5,10 @@
 // slog lines, CloudWatch EMF metrics). It has no Lambda imports; the handler
 // in package main is a thin adapter around Engine.Run.
 //
-// The flow of a run reads top to bottom across the files: select.go →
-// decide.go → rotate.go → report.go (+ metrics.go).
+// The flow of a run reads top to bottom across the files: stream.go (list:
+// one selection path for every mode) and select.go (the candidates, their
+// aliases) → decide.go → rotate.go (+ complete.go, an incident's wait for
+// the new material) → report.go (+ metrics.go, events.go).
 package rotator
 
 import (
@@ -24,7 +26,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 

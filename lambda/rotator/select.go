@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 

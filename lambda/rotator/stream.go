@@ -11,7 +11,6 @@ import (
 	taggingtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
