@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,36 +20,32 @@ const functionPackage = "./lambda"
 
 // goBuildFlags build the deployable bootstrap the way `make build` does:
 // static, without the RPC shim that provided.al2023 does not need, trimmed.
-var goBuildFlags = []string{"build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o"}
-
-// dockerGoImage is the fallback builder for machines without Go; the
-// function's go.mod asks for Go 1.26.
-const dockerGoImage = "public.ecr.aws/docker/library/golang:1.26"
+// -buildvcs=false keeps the git revision, commit time and dirty flag out of
+// the binary: the asset hash is the binary's (AssetHashType_OUTPUT), so with
+// them every commit, even one touching only docs, would redeploy the
+// function. The flag on the command line wins over any GOFLAGS.
+var goBuildFlags = []string{"build", "-buildvcs=false", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o"}
 
 // goBundler builds the function's bootstrap on the machine that runs the
-// synth (CDK "local bundling"), so a fresh clone deploys with only Go and
-// Node installed. It must be passed to CDK as a pointer: jsii calls TryBundle
-// through reflection and a value receiver panics there.
+// synth (CDK "local bundling"). The app itself runs with `go run ./infra`, so
+// Go is always there; there is no Docker fallback. It must be passed to CDK
+// as a pointer: jsii calls TryBundle through reflection and a value receiver
+// panics there.
 type goBundler struct {
 	// moduleDir holds go.mod; pkg is built relative to it.
 	moduleDir string
 	pkg       string
 }
 
-// errNoGo means there is no Go toolchain here, so CDK should try Docker.
-var errNoGo = errors.New("no go toolchain on PATH")
-
-// TryBundle implements awscdk.ILocalBundling. It returns false only when Go
-// is missing (CDK then bundles in Docker); a failed build panics with the
-// compiler's output, so the synth stops loudly instead of deploying an old
-// or empty asset.
+// TryBundle implements awscdk.ILocalBundling. It never returns false, as
+// false would make CDK run the bundling options' Docker image: a failed or
+// impossible build panics with the reason (the compiler's output), which
+// stops the synth instead of deploying an old or empty asset.
 func (b *goBundler) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool {
-	err := b.build(*outputDir)
-	if errors.Is(err, errNoGo) {
-		fmt.Fprintln(os.Stderr, "kms-rotator: Go is not on PATH; building the function in Docker instead")
-		return jsii.Bool(false)
-	}
-	if err != nil {
+	if err := b.build(*outputDir); err != nil {
+		// jsii turns the panic into CDK's "Failed to bundle asset" error, and
+		// the JavaScript runtime's own noise may come first: say it here too.
+		fmt.Fprintln(os.Stderr, "kms-rotator:", err)
 		panic(err)
 	}
 	return jsii.Bool(true)
@@ -60,7 +55,7 @@ func (b *goBundler) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *boo
 func (b *goBundler) build(outputDir string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return errNoGo
+		return fmt.Errorf("building the function needs Go (the version in go.mod) on PATH, and there is no Docker fallback: %w", err)
 	}
 	out := filepath.Join(outputDir, "bootstrap")
 	cmd := exec.Command(goBin, append(append([]string{}, goBuildFlags...), out, b.pkg)...)
@@ -75,45 +70,28 @@ func (b *goBundler) build(outputDir string) error {
 	return nil
 }
 
-// assetExclude keeps the big and generated folders out of the source folder
-// the Docker fallback mounts. CDK applies the same patterns when it
-// fingerprints the bundle's output (AssetHashType_OUTPUT), so a pattern that
-// matched "bootstrap" would freeze the asset hash and a changed function
-// would never be uploaded.
-var assetExclude = []string{"node_modules", "cdk.out", ".git"}
+// unusedImage fills BundlingOptions.Image, which CDK requires even with a
+// Local bundler. CDK runs the image only when TryBundle returns false
+// (aws-cdk-lib AssetStaging.bundle; "If false is returned, docker bundling
+// will be done" in the BundlingOptions.local doc), and goBundler never does,
+// so it is never pulled or run. The name is not a valid image reference (it
+// has spaces), so if it ever were used Docker would refuse it rather than
+// pull whatever someone published under a plausible name.
+const unusedImage = "none: kms-rotator builds the function with local Go only"
 
-// functionCode is the Lambda asset: bootstrap built from moduleDir, locally
-// with Go or else in Docker. The asset hash is taken from the built binary, so
-// an unchanged function does not re-upload.
+// functionCode is the Lambda asset: bootstrap built from moduleDir by
+// goBundler. The asset hash is the built binary's, so a commit that leaves
+// the function's code alone does not re-upload or redeploy it. moduleDir is
+// named as the asset's source only because CDK wants one: local bundling
+// neither copies nor fingerprints it.
 func functionCode(moduleDir string) awslambda.Code {
-	shell := fmt.Sprintf("GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go %s /asset-output/bootstrap %s",
-		strings.Join(quoteAll(goBuildFlags), " "), functionPackage)
 	return awslambda.Code_FromAsset(jsii.String(moduleDir), &awss3assets.AssetOptions{
 		AssetHashType: awscdk.AssetHashType_OUTPUT,
-		Exclude:       jsii.Strings(assetExclude...),
 		Bundling: &awscdk.BundlingOptions{
-			Local:   &goBundler{moduleDir: moduleDir, pkg: functionPackage},
-			Image:   awscdk.DockerImage_FromRegistry(jsii.String(dockerGoImage)),
-			Command: jsii.Strings("bash", "-c", shell),
-			// The image's GOPATH is root-owned; CDK runs the container as the
-			// calling user.
-			Environment: &map[string]*string{
-				"GOCACHE":    jsii.String("/tmp/go-cache"),
-				"GOMODCACHE": jsii.String("/tmp/go-mod"),
-			},
+			Local: &goBundler{moduleDir: moduleDir, pkg: functionPackage},
+			Image: awscdk.DockerImage_FromRegistry(jsii.String(unusedImage)),
 		},
 	})
-}
-
-func quoteAll(args []string) []string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		if strings.ContainsAny(a, " '") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		out[i] = a
-	}
-	return out
 }
 
 // findModuleRoot walks up from dir to the folder holding go.mod: `cdk synth`

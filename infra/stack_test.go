@@ -27,6 +27,7 @@ import (
 // synthesizing cost seconds, reading the template costs nothing.
 var synthOnce struct {
 	sync.Once
+	app      awscdk.App
 	stack    awscdk.Stack
 	template assertions.Template
 	json     map[string]any
@@ -34,6 +35,15 @@ var synthOnce struct {
 }
 
 const testAlarmEmail = "secops@example.com"
+
+// newApp is the app `cdk synth` runs: cdk.json's context (the settings'
+// defaults and the feature flags) with ctx over it.
+func newApp(t *testing.T, ctx map[string]any) awscdk.App {
+	t.Helper()
+	merged := cdkJSONContext(t)
+	maps.Copy(merged, ctx)
+	return awscdk.NewApp(&awscdk.AppProps{Context: &merged})
+}
 
 // fakeCode stands in for the Go build of ./lambda (covered by bundle_test.go
 // and by `make synth`), so the tests do not compile the function.
@@ -51,9 +61,8 @@ func fakeCode(t *testing.T) func() awslambda.Code {
 func synth(t *testing.T) (awscdk.Stack, assertions.Template, map[string]any) {
 	t.Helper()
 	synthOnce.Do(func() {
-		app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{
-			ctxAlarmEmail: testAlarmEmail,
-		}})
+		app := newApp(t, map[string]any{ctxAlarmEmail: testAlarmEmail})
+		synthOnce.app = app
 		if synthOnce.err = addStacks(app, fakeCode(t)); synthOnce.err != nil {
 			return
 		}
@@ -413,7 +422,7 @@ func TestIncidentChannel(t *testing.T) {
 
 func TestIncidentPrincipalsRestrictTheBus(t *testing.T) {
 	const soar, oncall = "arn:aws:iam::012345678912:role/soar", "arn:aws:iam::012345678912:role/ir/oncall"
-	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxIncidentPrincipals: soar + "," + oncall, ctxIncidentBusName: "sec-incidents"}})
+	app := newApp(t, map[string]any{ctxIncidentPrincipals: soar + "," + oncall, ctxIncidentBusName: "sec-incidents"})
 	if err := addStacks(app, fakeCode(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +448,7 @@ func TestIncidentPrincipalsRestrictTheBus(t *testing.T) {
 func TestIncidentPrincipalsOfAnotherAccountFailTheSynth(t *testing.T) {
 	t.Setenv("CDK_DEFAULT_ACCOUNT", "111122223333")
 	t.Setenv("CDK_DEFAULT_REGION", "eu-west-1")
-	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxIncidentPrincipals: "arn:aws:iam::444455556666:role/soar"}})
+	app := newApp(t, map[string]any{ctxIncidentPrincipals: "arn:aws:iam::444455556666:role/soar"})
 	err := addStacks(app, fakeCode(t))
 	if err == nil || !strings.Contains(err.Error(), "-c incidentPrincipals") || !strings.Contains(err.Error(), "111122223333") {
 		t.Fatalf("err = %v, want one naming incidentPrincipals and the stack's account", err)
@@ -569,7 +578,7 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 			[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator"}, ""},
 		{"DescribeAnyKeyOfTheAccount", []string{"kms:DescribeKey", "kms:ListResourceTags"}, []string{keys}, ""},
 		{"ListAliasesAndTaggedKeys", []string{"kms:ListAliases", "tag:GetResources"}, []string{"*"}, ""},
-		{"ReadRotationStateOfOptedInKeys", []string{"kms:GetKeyRotationStatus", "kms:ListKeyRotations", "kms:GetKeyLastUsage"}, []string{keys},
+		{"ReadRotationStateOfOptedInKeys", []string{"kms:GetKeyLastUsage", "kms:GetKeyRotationStatus", "kms:ListKeyRotations"}, []string{keys},
 			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled"}}`},
 		{"RotateOptedInSymmetricKeys", []string{"kms:RotateKeyOnDemand"}, []string{keys},
 			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled","kms:KeySpec":"SYMMETRIC_DEFAULT"}}`},
@@ -789,7 +798,7 @@ func TestSilenceAlarmFollowsTheSchedule(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			app := awscdk.NewApp(&awscdk.AppProps{Context: &tc.ctx})
+			app := newApp(t, tc.ctx)
 			if err := addStacks(app, fakeCode(t)); err != nil {
 				t.Fatal(err)
 			}
@@ -906,8 +915,60 @@ func TestNagReportsNoError(t *testing.T) {
 	}
 }
 
+// TestCDKJSONSetsTheRecommendedFeatureFlags reads the feature-flag report
+// the synth writes (what `cdk flags` shows): every flag of the pinned
+// aws-cdk-lib whose unset behaviour differs from its recommended value is set
+// in cdk.json, so the CLI has nothing to warn about, and each flag cdk.json
+// sets has the recommended value.
+func TestCDKJSONSetsTheRecommendedFeatureFlags(t *testing.T) {
+	synth(t)
+	raw, err := os.ReadFile(filepath.Join(*synthOnce.app.Synth(nil).Directory(), "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest struct {
+		Artifacts map[string]struct {
+			Type       string `json:"type"`
+			Properties struct {
+				Flags map[string]struct {
+					UserValue               any `json:"userValue"`
+					RecommendedValue        any `json:"recommendedValue"`
+					UnconfiguredBehavesLike struct {
+						V2 any `json:"v2"`
+					} `json:"unconfiguredBehavesLike"`
+				} `json:"flags"`
+			} `json:"properties"`
+		} `json:"artifacts"`
+	}
+	if err := json.Unmarshal(raw, &manifest); err != nil {
+		t.Fatal(err)
+	}
+	reports := 0
+	for _, a := range manifest.Artifacts {
+		if a.Type != "cdk:feature-flag-report" {
+			continue
+		}
+		reports++
+		for name, f := range a.Properties.Flags {
+			unset := f.UnconfiguredBehavesLike.V2
+			if unset == nil {
+				unset = false
+			}
+			switch {
+			case f.UserValue == nil && !reflect.DeepEqual(unset, f.RecommendedValue):
+				t.Errorf("%s is not in cdk.json: it behaves like %v, the recommended value is %v", name, unset, f.RecommendedValue)
+			case f.UserValue != nil && !reflect.DeepEqual(f.UserValue, f.RecommendedValue):
+				t.Errorf("cdk.json sets %s to %v, the recommended value is %v", name, f.UserValue, f.RecommendedValue)
+			}
+		}
+	}
+	if reports != 1 {
+		t.Errorf("%d feature-flag reports in the cloud assembly, want 1", reports)
+	}
+}
+
 func TestRegionsContextGivesOneStackPerRegion(t *testing.T) {
-	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxRegions: "us-east-1, eu-west-1"}})
+	app := newApp(t, map[string]any{ctxRegions: "us-east-1, eu-west-1"})
 	if err := addStacks(app, fakeCode(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -934,7 +995,7 @@ func TestSwitchingToRegionsKeepsTheStack(t *testing.T) {
 		t.Helper()
 		t.Setenv("CDK_DEFAULT_REGION", "eu-west-1")
 		t.Setenv("CDK_DEFAULT_ACCOUNT", "")
-		app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx})
+		app := newApp(t, ctx)
 		if err := addStacks(app, fakeCode(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -1003,7 +1064,7 @@ func TestRetainedResourcesHaveNamesThatCannotCollide(t *testing.T) {
 }
 
 func TestReservedConcurrencyIsSetWhenGiven(t *testing.T) {
-	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxReservedConcurrency: 5}})
+	app := newApp(t, map[string]any{ctxReservedConcurrency: 5})
 	if err := addStacks(app, fakeCode(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -1012,7 +1073,7 @@ func TestReservedConcurrencyIsSetWhenGiven(t *testing.T) {
 }
 
 func TestBadContextFailsTheSynth(t *testing.T) {
-	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxReserve: "25"}})
+	app := newApp(t, map[string]any{ctxReserve: "25"})
 	err := addStacks(app, fakeCode(t))
 	if err == nil || !strings.Contains(err.Error(), "-c reserve=25") {
 		t.Fatalf("err = %v, want one naming -c reserve=25", err)
