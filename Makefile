@@ -12,9 +12,10 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 all: test
 
-# The deployable function: linux/arm64, no RPC shim, static and trimmed.
+# The deployable function: linux/arm64, no RPC shim, static and trimmed, no
+# VCS stamp (the same binary as the CDK bundling, whatever the commit).
 build:
-	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./lambda
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -buildvcs=false -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./lambda
 
 demo: ## the real bootstrap under the Lambda Runtime Interface Emulator against kmslocal
 	$(GO) run ./lambda/cmd/demo
