@@ -61,7 +61,7 @@ type tagJSON struct {
 
 func (s *Server) metadata(k *key) *keyMetadataJSON {
 	md := &keyMetadataJSON{
-		AWSAccountID:          s.opts.Account,
+		AWSAccountID:          k.account,
 		KeyID:                 k.id,
 		Arn:                   k.arn,
 		CreationDate:          epoch(k.created),

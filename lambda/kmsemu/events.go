@@ -160,7 +160,7 @@ func (s *Server) putEvent(c *call, e putEventsEntry) putEventsResult {
 	if d := strings.TrimLeft(*e.Detail, " \t\r\n"); !strings.HasPrefix(d, "{") || !json.Valid([]byte(d)) {
 		return fail("MalformedDetail", "Detail is malformed: it must be a JSON object.")
 	}
-	bus, busARN, ok := s.eventBus(c.region, e.EventBusName)
+	bus, busARN, ok := s.eventBus(c.account, c.region, e.EventBusName)
 	if !ok {
 		return fail("ResourceNotFoundException", "Event bus %s does not exist.", *e.EventBusName)
 	}
@@ -175,7 +175,7 @@ func (s *Server) putEvent(c *call, e putEventsEntry) putEventsResult {
 	ev := Event{
 		EventID: uuidFrom(s.idRNG), Source: *e.Source, DetailType: *e.DetailType, Detail: *e.Detail,
 		EventBusName: bus, EventBusARN: busARN, Resources: resources,
-		Time: t.UTC(), Account: s.opts.Account, Region: c.region,
+		Time: t.UTC(), Account: c.account, Region: c.region,
 	}
 	s.events = append(s.events, ev)
 	return putEventsResult{EventID: ev.EventID}
@@ -184,8 +184,8 @@ func (s *Server) putEvent(c *call, e putEventsEntry) putEventsResult {
 // eventBus resolves an entry's EventBusName (absent, empty, a name or an
 // ARN) in region to the bus's name and ARN; ok is false for a bus the
 // emulator does not have: anything but the region's default bus.
-func (s *Server) eventBus(region string, nameOrARN *string) (name, arn string, ok bool) {
-	arn = fmt.Sprintf("arn:%s:events:%s:%s:event-bus/%s", partition(region), region, s.opts.Account, defaultBus)
+func (s *Server) eventBus(account, region string, nameOrARN *string) (name, arn string, ok bool) {
+	arn = fmt.Sprintf("arn:%s:events:%s:%s:event-bus/%s", partition(region), region, account, defaultBus)
 	switch {
 	case nameOrARN == nil || *nameOrARN == "" || *nameOrARN == defaultBus || *nameOrARN == arn:
 		return defaultBus, arn, true

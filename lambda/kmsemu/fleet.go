@@ -24,6 +24,11 @@ type FleetKey struct {
 	Alias string `json:"alias"`
 	// Region is the key's region (default Options.Region).
 	Region string `json:"region"`
+	// Account is the 12-digit ID of the account that owns the key (default
+	// Options.Account). Requests signed with credentials AssumeRole issued
+	// for a role of that account see it (sts.go); a replica is in its
+	// primary's account.
+	Account string `json:"account"`
 	// KeySpec (default SYMMETRIC_DEFAULT).
 	KeySpec string `json:"keySpec"`
 	// KeyUsage (default: the first usage valid for the spec, ENCRYPT_DECRYPT
@@ -234,15 +239,15 @@ func (s *Server) LoadFleet(r io.Reader) error {
 			if al != "" && !aliasPattern.MatchString(al) {
 				return fmt.Errorf("%s: alias %q must look like alias/name (letters, digits, / _ -)", where, al)
 			}
-			if seen[k.region+"/"+k.id] || s.region(k.region).keys[k.id] != nil {
-				return fmt.Errorf("%s: key %s already exists in %s", where, k.id, k.region)
+			if seen[k.place()+"/"+k.id] || s.region(k.account, k.region).keys[k.id] != nil {
+				return fmt.Errorf("%s: key %s already exists in %s", where, k.id, k.placeName(s))
 			}
-			seen[k.region+"/"+k.id] = true
+			seen[k.place()+"/"+k.id] = true
 			if al != "" {
-				if seen[k.region+"/"+al] || s.region(k.region).aliases[al] != nil {
-					return fmt.Errorf("%s: alias %s already exists in %s", where, al, k.region)
+				if seen[k.place()+"/"+al] || s.region(k.account, k.region).aliases[al] != nil {
+					return fmt.Errorf("%s: alias %s already exists in %s", where, al, k.placeName(s))
 				}
-				seen[k.region+"/"+al] = true
+				seen[k.place()+"/"+al] = true
 			}
 			cp := 0
 			if e.Count > 1 {
@@ -301,11 +306,21 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		} else {
 			return fmt.Errorf("%s: a REPLICA needs primaryAlias (or primaryKeyId)", p.where)
 		}
-		var primary *key
+		var primary, elsewhere *key
 		for _, c := range cands {
-			if c.mrType == "PRIMARY" {
-				primary = c
+			if c.mrType != "PRIMARY" {
+				continue
 			}
+			if c.account == p.k.account {
+				primary = c
+			} else {
+				elsewhere = c
+			}
+		}
+		if primary == nil && elsewhere != nil {
+			// Replicas are in the primary's account
+			// (https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-overview.html).
+			return fmt.Errorf("%s: a replica must be in the account of its primary %s (%s), not %s", p.where, ref, elsewhere.account, p.k.account)
 		}
 		if primary == nil {
 			return fmt.Errorf("%s: no multi-Region PRIMARY key named %s", p.where, ref)
@@ -318,14 +333,14 @@ func (s *Server) LoadFleet(r io.Reader) error {
 				return fmt.Errorf("%s: the primary already has a replica in %s", p.where, p.k.region)
 			}
 		}
-		if replicaIn[primary.id+"/"+p.k.region] {
+		if replicaIn[primary.account+"/"+primary.id+"/"+p.k.region] {
 			return fmt.Errorf("%s: the primary already has a replica in %s", p.where, p.k.region)
 		}
-		replicaIn[primary.id+"/"+p.k.region] = true
+		replicaIn[primary.account+"/"+primary.id+"/"+p.k.region] = true
 		if p.fk.KeyID != "" && p.fk.KeyID != primary.id {
 			return fmt.Errorf("%s: a replica has its primary's key ID %s, not %s", p.where, primary.id, p.fk.KeyID)
 		}
-		if seen[p.k.region+"/"+primary.id] && p.k.id != primary.id {
+		if seen[p.k.place()+"/"+primary.id] && p.k.id != primary.id {
 			return fmt.Errorf("%s: key %s already exists in %s", p.where, primary.id, p.k.region)
 		}
 		if len(p.fk.Rotations) > 0 {
@@ -334,8 +349,8 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		if err := checkReplicaImports(p.fk, primary); err != nil {
 			return fmt.Errorf("%s: %w", p.where, err)
 		}
-		delete(seen, p.k.region+"/"+p.k.id)
-		seen[p.k.region+"/"+primary.id] = true
+		delete(seen, p.k.place()+"/"+p.k.id)
+		seen[p.k.place()+"/"+primary.id] = true
 		links = append(links, link{p, primary})
 	}
 	for _, l := range links {
@@ -343,7 +358,7 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		// A replica shares its primary's key ID, key material, key spec,
 		// origin and rotation settings.
 		p.k.id = primary.id
-		p.k.arn = s.keyARN(p.k.region, primary.id)
+		p.k.arn = keyARN(p.k.account, p.k.region, primary.id)
 		p.k.spec, p.k.usage, p.k.origin, p.k.manager = primary.spec, primary.usage, primary.origin, primary.manager
 		p.k.mat = primary.mat
 		p.k.primary = primary
@@ -358,8 +373,9 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		s.logMu.Unlock()
 	}
 	for _, p := range keys {
-		rs := s.region(p.k.region)
+		rs := s.region(p.k.account, p.k.region)
 		rs.addKey(p.k)
+		s.fleetAccounts[p.k.account] = true
 		if p.alias != "" {
 			rs.addAlias(&alias{name: p.alias, target: p.k, created: p.k.created, updated: p.k.created})
 		}
@@ -429,6 +445,12 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time, warn func(string)) (*key, 
 	}
 	if k.region == "" {
 		k.region = s.opts.Region
+	}
+	k.account = e.Account
+	if k.account == "" {
+		k.account = s.opts.Account
+	} else if !accountPattern.MatchString(k.account) {
+		return nil, fmt.Errorf("account %q is not an account ID (12 digits)", k.account)
 	}
 	if !validRegion.MatchString(k.region) {
 		return nil, fmt.Errorf("region %q is not a region name like us-east-1", k.region)
@@ -509,7 +531,7 @@ func (s *Server) fleetKey(e *FleetKey, now time.Time, warn func(string)) (*key, 
 	} else if k.multiRegion != strings.HasPrefix(k.id, "mrk-") {
 		return nil, fmt.Errorf("keyId %q: multi-Region keys and only they have mrk- key IDs", k.id)
 	}
-	k.arn = s.keyARN(k.region, k.id)
+	k.arn = keyARN(k.account, k.region, k.id)
 	for tk, v := range e.Tags {
 		if tk == "" || len(tk) > 128 || len(v) > 256 {
 			return nil, fmt.Errorf("tag %q: keys are 1-128 characters, values 0-256", tk)

@@ -26,7 +26,7 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	k := &key{region: c.region, spec: "SYMMETRIC_DEFAULT", usage: "ENCRYPT_DECRYPT", origin: "AWS_KMS", manager: "CUSTOMER", state: "Enabled", created: c.now}
+	k := &key{account: c.account, region: c.region, spec: "SYMMETRIC_DEFAULT", usage: "ENCRYPT_DECRYPT", origin: "AWS_KMS", manager: "CUSTOMER", state: "Enabled", created: c.now}
 	if in.KeySpec != nil && in.CustomerMasterKeySpec != nil {
 		return nil, errValidation("KeySpec and CustomerMasterKeySpec cannot both be specified.")
 	}
@@ -94,13 +94,13 @@ func (s *Server) createKey(c *call, body []byte) (any, *apiError) {
 	}
 	k.tags = tags
 	k.id = s.newKeyID(k.multiRegion)
-	k.arn = s.keyARN(k.region, k.id)
+	k.arn = keyARN(k.account, k.region, k.id)
 	k.mat = &material{}
 	if k.origin != "EXTERNAL" { // imported keys start without key material
 		k.mat.initial = s.newMaterialID()
 		k.mat.current = k.mat.initial
 	}
-	s.region(c.region).addKey(k)
+	s.region(c.account, c.region).addKey(k)
 	c.key = k.id
 	return struct {
 		KeyMetadata *keyMetadataJSON `json:"KeyMetadata"`
@@ -151,9 +151,9 @@ func (s *Server) createAlias(c *call, body []byte) (any, *apiError) {
 	if err := checkManageable(k); err != nil {
 		return nil, err
 	}
-	rs := s.region(c.region)
+	rs := s.region(c.account, c.region)
 	if rs.aliases[name] != nil {
-		return nil, errf(400, "AlreadyExistsException", "An alias with the name %s already exists", s.aliasARN(c.region, name))
+		return nil, errf(400, "AlreadyExistsException", "An alias with the name %s already exists", aliasARN(c.account, c.region, name))
 	}
 	rs.addAlias(&alias{name: name, target: k, created: c.now, updated: c.now})
 	return struct{}{}, nil
@@ -172,9 +172,9 @@ func (s *Server) deleteAlias(c *call, body []byte) (any, *apiError) {
 	if strings.HasPrefix(*in.AliasName, "alias/aws/") {
 		return nil, errf(400, "AccessDeniedException", "Aliases of AWS managed keys cannot be deleted.")
 	}
-	rs := s.region(c.region)
+	rs := s.region(c.account, c.region)
 	if rs.aliases[*in.AliasName] == nil {
-		return nil, errNotFound("Alias %s is not found.", s.aliasARN(c.region, *in.AliasName))
+		return nil, errNotFound("Alias %s is not found.", aliasARN(c.account, c.region, *in.AliasName))
 	}
 	delete(rs.aliases, *in.AliasName)
 	rs.aliasDirty = true
@@ -324,7 +324,7 @@ func (s *Server) replicateKey(c *call, body []byte) (any, *apiError) {
 	if region == k.region {
 		return nil, errValidation("The replica region %s is the primary key's region.", region)
 	}
-	rs := s.region(region)
+	rs := s.region(k.account, region)
 	if rs.keys[k.id] != nil {
 		return nil, errf(400, "AlreadyExistsException", "A replica of %s already exists in %s.", k.arn, region)
 	}
@@ -333,7 +333,7 @@ func (s *Server) replicateKey(c *call, body []byte) (any, *apiError) {
 		return nil, err
 	}
 	r := &key{
-		id: k.id, arn: s.keyARN(region, k.id), region: region,
+		id: k.id, arn: keyARN(k.account, region, k.id), region: region, account: k.account,
 		spec: k.spec, usage: k.usage, origin: k.origin, manager: k.manager,
 		state: "Creating", readyAt: c.now.Add(s.opts.ReplicaDelay), created: c.now, tags: tags,
 		multiRegion: true, mrType: "REPLICA", primary: k, mat: k.mat,
@@ -347,7 +347,7 @@ func (s *Server) replicateKey(c *call, body []byte) (any, *apiError) {
 		ReplicaKeyMetadata *keyMetadataJSON `json:"ReplicaKeyMetadata"`
 		ReplicaPolicy      string           `json:"ReplicaPolicy"`
 		ReplicaTags        []tagJSON        `json:"ReplicaTags"`
-	}{ReplicaKeyMetadata: s.metadata(r), ReplicaPolicy: defaultPolicy(s.opts.Account), ReplicaTags: []tagJSON{}}
+	}{ReplicaKeyMetadata: s.metadata(r), ReplicaPolicy: defaultPolicy(k.account), ReplicaTags: []tagJSON{}}
 	if in.Policy != nil {
 		out.ReplicaPolicy = *in.Policy
 	}

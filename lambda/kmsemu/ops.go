@@ -51,7 +51,7 @@ func (s *Server) listKeys(c *call, body []byte) (any, *apiError) {
 	if !ok {
 		return nil, errMarker()
 	}
-	rs := s.region(c.region)
+	rs := s.region(c.account, c.region)
 	keys := rs.sortedKeys()
 	i := 0
 	if in.Marker != nil {
@@ -118,7 +118,7 @@ func (s *Server) listAliases(c *call, body []byte) (any, *apiError) {
 		NextMarker string  `json:"NextMarker,omitempty"`
 		Truncated  bool    `json:"Truncated"`
 	}{Aliases: []entry{}}
-	rs := s.region(c.region)
+	rs := s.region(c.account, c.region)
 	aliases := rs.sortedAliases()
 	i := 0
 	if in.Marker != nil {
@@ -134,7 +134,7 @@ func (s *Server) listAliases(c *call, body []byte) (any, *apiError) {
 			out.NextMarker = marker("aliases", out.Aliases[n-1].AliasName)
 			break
 		}
-		out.Aliases = append(out.Aliases, entry{a.name, s.aliasARN(c.region, a.name), a.target.id, epoch(a.created), epoch(a.updated)})
+		out.Aliases = append(out.Aliases, entry{a.name, aliasARN(c.account, c.region, a.name), a.target.id, epoch(a.created), epoch(a.updated)})
 	}
 	return out, nil
 }

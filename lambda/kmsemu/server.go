@@ -78,6 +78,10 @@ type Options struct {
 	// DropRate is the fraction of RotateKeyOnDemand requests that are applied
 	// and then answered with HTTP 500: the lost-response case.
 	DropRate float64
+	// Roles are the IAM role ARNs STS AssumeRole accepts (sts.go); the
+	// credentials it issues act in the role's account. nil: DefaultMemberRole
+	// in every account that has keys in a loaded fleet.
+	Roles []string
 	// Seed seeds the fault dice and the generated IDs, so a run can be replayed.
 	Seed int64
 	// Log receives one line per request; nil discards them.
@@ -99,6 +103,12 @@ type Server struct {
 	secret  [32]byte   // derives the emulated key material
 	stats   map[string]*OpStats
 	events  []Event // accepted PutEvents entries, in arrival order
+
+	// sessions are the credentials AssumeRole issued, by access key ID.
+	sessions map[string]*session
+	// fleetAccounts are the accounts that have keys from a fleet: their
+	// DefaultMemberRole is assumable when Options.Roles is nil.
+	fleetAccounts map[string]bool
 
 	logMu sync.Mutex
 }
@@ -129,6 +139,9 @@ func New(opts Options) *Server {
 		rng:     rand.New(rand.NewPCG(seed, 0x6b6d73656d75)),
 		idRNG:   rand.New(rand.NewPCG(seed, 0x6b6579696473)),
 		stats:   map[string]*OpStats{},
+
+		sessions:      map[string]*session{},
+		fleetAccounts: map[string]bool{},
 	}
 	for i := range s.secret {
 		s.secret[i] = byte(s.idRNG.Uint32())
@@ -183,6 +196,7 @@ func errUnsupported(format string, args ...any) *apiError {
 type call struct {
 	op        string
 	region    string
+	account   string // the account of the signing credentials (sts.go)
 	requestID string // X-Amzn-RequestId of the answer
 	now       time.Time
 	key       string // key identifier for the log line
@@ -313,10 +327,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveAdmin(w, r)
 		return
 	}
+	if isQueryRequest(r) {
+		s.serveSTS(w, r)
+		return
+	}
 	start := time.Now()
 	target := r.Header.Get("X-Amz-Target")
 	op, known := operations[target]
-	c := &call{op: op.name, region: s.regionOf(r), requestID: s.requestID()}
+	c := &call{op: op.name, region: s.regionOf(r), account: s.accountOf(r), requestID: s.requestID()}
 	if !known {
 		c.op = "Unknown"
 	}
@@ -369,7 +387,7 @@ func (s *Server) serveOp(c *call, op operation, body []byte) (status int, out []
 	c.now = s.opts.Now()
 	st := s.statsFor(op.name)
 	st.Calls++
-	if !s.allow(c.region, op, c.now) {
+	if !s.allow(c.account, c.region, op, c.now) {
 		st.Throttled++
 		st.Errors++
 		if op.svc == taggingService {
@@ -453,6 +471,15 @@ func (s *Server) logLine(c *call, status int, out []byte, d time.Duration) {
 		_ = json.Unmarshal(out, &e)
 		code = e.Type
 	}
+	s.writeLogLine(c, status, code, d)
+}
+
+// writeLogLine writes the line of a request answered with status and code;
+// a request in another account than Options.Account ends with account=ID.
+func (s *Server) writeLogLine(c *call, status int, code string, d time.Duration) {
+	if s.opts.Log == io.Discard {
+		return
+	}
 	key := c.key
 	if key == "" {
 		key = "-"
@@ -466,6 +493,9 @@ func (s *Server) logLine(c *call, status int, out []byte, d time.Duration) {
 		time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), c.op, c.region, key, status, code, d.Round(time.Microsecond))
 	if c.note != "" {
 		line += " " + c.note
+	}
+	if c.account != s.opts.Account && c.account != "" && c.op != "AssumeRole" {
+		line += " account=" + c.account
 	}
 	line += "\n"
 	s.logMu.Lock()

@@ -16,6 +16,7 @@ import (
 // primary: https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-overview.html.
 type key struct {
 	id, arn, region string
+	account         string // the account that owns the key (Options.Account unless the fleet says)
 	spec, usage     string
 	origin, manager string
 	state           string
@@ -102,7 +103,10 @@ type alias struct {
 	updated time.Time
 }
 
+// regionStore holds the keys and aliases of one account in one region, and
+// the request quotas, which KMS counts per account and region.
 type regionStore struct {
+	account    string
 	name       string
 	keys       map[string]*key
 	keyOrder   []*key // sorted by key ID, rebuilt when dirty
@@ -113,13 +117,28 @@ type regionStore struct {
 	limiters   map[string]*rate.Limiter
 }
 
-func (s *Server) region(name string) *regionStore {
-	rs := s.regions[name]
+// region returns the store of an account in a region, made on first use.
+func (s *Server) region(account, name string) *regionStore {
+	id := account + "/" + name
+	rs := s.regions[id]
 	if rs == nil {
-		rs = &regionStore{name: name, keys: map[string]*key{}, aliases: map[string]*alias{}, limiters: map[string]*rate.Limiter{}}
-		s.regions[name] = rs
+		rs = &regionStore{account: account, name: name, keys: map[string]*key{}, aliases: map[string]*alias{}, limiters: map[string]*rate.Limiter{}}
+		s.regions[id] = rs
 	}
 	return rs
+}
+
+// place is where a key lives, account/region: key IDs and alias names are
+// unique there.
+func (k *key) place() string { return k.account + "/" + k.region }
+
+// placeName names the key's region in a message, and its account when that
+// is not the default one (so single-account messages read as before).
+func (k *key) placeName(s *Server) string {
+	if k.account == s.opts.Account {
+		return k.region
+	}
+	return k.region + " of account " + k.account
 }
 
 func (rs *regionStore) sortedKeys() []*key {
@@ -167,13 +186,13 @@ func (rs *regionStore) addAlias(a *alias) {
 	rs.aliasDirty = true
 }
 
-// allow takes a token from the bucket of (region, operation). Buckets hold one
-// second's worth of requests, as KMS's quotas are per second.
-func (s *Server) allow(region string, op operation, now time.Time) bool {
+// allow takes a token from the bucket of (account, region, operation).
+// Buckets hold one second's worth of requests, as KMS's quotas are per second.
+func (s *Server) allow(account, region string, op operation, now time.Time) bool {
 	if s.opts.QuotaScale <= 0 {
 		return true
 	}
-	rs := s.region(region)
+	rs := s.region(account, region)
 	name := op.name
 	base := op.quota
 	switch base {
@@ -206,12 +225,12 @@ func partition(region string) string {
 	return "aws"
 }
 
-func (s *Server) keyARN(region, id string) string {
-	return fmt.Sprintf("arn:%s:kms:%s:%s:key/%s", partition(region), region, s.opts.Account, id)
+func keyARN(account, region, id string) string {
+	return fmt.Sprintf("arn:%s:kms:%s:%s:key/%s", partition(region), region, account, id)
 }
 
-func (s *Server) aliasARN(region, name string) string {
-	return fmt.Sprintf("arn:%s:kms:%s:%s:%s", partition(region), region, s.opts.Account, name)
+func aliasARN(account, region, name string) string {
+	return fmt.Sprintf("arn:%s:kms:%s:%s:%s", partition(region), region, account, name)
 }
 
 func uuidFrom(r *rand.Rand) string {
@@ -260,8 +279,9 @@ type lookupOpts struct {
 // Errors follow the KMS API reference, with the messages AWS answers
 // (recorded, see conformance/testdata): a missing or empty KeyId is a
 // ValidationException; a malformed ARN an InvalidArnException; an ARN of
-// another account an AccessDeniedException (this emulator holds one account,
-// so a key elsewhere is one the caller has no permission for). The rest are
+// another account than the caller's an AccessDeniedException (the emulator
+// has no key policies, so a key in another account is one the caller has no
+// permission for). The rest are
 // NotFoundException: a malformed ID ("Invalid keyId 'fake-key-id'"), an ARN
 // of another region ("Invalid arn us-west-2": KMS looks keys up in the
 // endpoint's region only), an unknown key ("Key '<arn>' does not exist"), an
@@ -282,7 +302,7 @@ func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 		if m == nil {
 			return nil, errf(400, "InvalidArnException", "Invalid arn %s", v)
 		}
-		if m[3] != s.opts.Account {
+		if m[3] != c.account {
 			return nil, errf(400, "AccessDeniedException", "User is not authorized to access %s: it belongs to account %s", v, m[3])
 		}
 		if m[2] != region {
@@ -290,7 +310,7 @@ func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 		}
 		name = m[4]
 	}
-	rs := s.region(region)
+	rs := s.region(c.account, region)
 	var k *key
 	if strings.HasPrefix(name, "alias/") {
 		if !o.alias {
@@ -298,7 +318,7 @@ func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 		}
 		a := rs.aliases[name]
 		if a == nil {
-			return nil, errNotFound("Alias %s is not found.", s.aliasARN(region, name))
+			return nil, errNotFound("Alias %s is not found.", aliasARN(c.account, region, name))
 		}
 		k = a.target
 	} else {
@@ -308,7 +328,7 @@ func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 		}
 		k = rs.keys[idPart]
 		if k == nil {
-			return nil, errNotFound("Key '%s' does not exist", s.keyARN(region, idPart))
+			return nil, errNotFound("Key '%s' does not exist", keyARN(c.account, region, idPart))
 		}
 	}
 	if !s.settle(k, c.now) {
@@ -319,7 +339,7 @@ func (s *Server) resolve(c *call, id *string, o lookupOpts) (*key, *apiError) {
 		// KMS's wording when neither IAM nor the key policy allows the call.
 		return nil, errf(400, "AccessDeniedException",
 			"User: arn:aws:sts::%s:assumed-role/kms-rotator/caller is not authorized to perform: kms:%s on resource: %s because no resource-based policy allows the kms:%s action",
-			s.opts.Account, c.op, k.arn, c.op)
+			k.account, c.op, k.arn, c.op)
 	}
 	return k, nil
 }
@@ -397,7 +417,7 @@ func (m *material) promote() {
 // PendingReplicaDeletion starts its own waiting period once its last replica
 // is gone (https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-delete.html).
 func (s *Server) deleteKey(k *key, now time.Time) {
-	s.region(k.region).removeKey(k)
+	s.region(k.account, k.region).removeKey(k)
 	if k.primary != nil {
 		p := k.primary
 		for i, r := range p.replicas {

@@ -95,7 +95,7 @@ func (s *Server) getResources(c *call, body []byte) (any, *apiError) {
 	if !kmsKeys {
 		return out, nil
 	}
-	keys := s.region(c.region).sortedKeys()
+	keys := s.region(c.account, c.region).sortedKeys()
 	i := sort.Search(len(keys), func(i int) bool { return keys[i].id > last })
 	var gone []*key
 	for ; i < len(keys); i++ {

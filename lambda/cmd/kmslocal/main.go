@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,7 +48,11 @@ get-parameters-for-import, wrap the material (openssl or any SDK), then
 import-key-material; new material staged with --import-type NEW_KEY_MATERIAL
 rotates in with rotate-key-on-demand.
 
-Requests are served for the region in their SigV4 signature. One log line
+Requests are served for the region in their SigV4 signature, and for the
+account of their credentials: STS AssumeRole (same port) issues credentials
+for the roles of -roles, which then act in the role's account; any other
+credentials act in the -account account. Fleet entries name their account
+with "account". One log line
 per request goes to stderr. GET /_kmslocal/stats shows per-operation
 counters; POST /_kmslocal/stats/reset zeroes them. GET /_kmslocal/events
 lists the events PutEvents accepted (Source, DetailType, Detail as sent,
@@ -79,6 +84,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		scale    = fs.Float64("quota-scale", 0, "request quotas: 0 = no throttling, 1 = the default per-operation quotas (KMS's; EventBridge's for PutEvents), 10 = ten times them")
 		failRate = fs.Float64("fail-rate", 0, "`fraction` of requests answered HTTP 500 before any change (KMSInternalException; the tagging API's and EventBridge's internal errors for theirs)")
 		dropRate = fs.Float64("drop-rate", 0, "`fraction` of RotateKeyOnDemand requests applied and then answered HTTP 500 (lost response)")
+		roles    = fs.String("roles", "", "comma-separated IAM role `ARNs` STS AssumeRole accepts; its credentials act in the role's account (default: role/"+kmsemu.DefaultMemberRole+" in every account with fleet keys)")
 		seed     = fs.Int64("seed", 1, "seed for the fault dice and generated IDs, to replay a run")
 		quiet    = fs.Bool("quiet", false, "no per-request log lines")
 	)
@@ -105,6 +111,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *delay < 0 || *latency < 0 || *replica < 0 || *matDelay < 0 {
 		return errors.New("-rotation-delay, -material-delay, -replica-delay and -latency must not be negative")
 	}
+	var roleARNs []string // nil: the default member roles
+	if strings.TrimSpace(*roles) != "" {
+		for _, r := range strings.Split(*roles, ",") {
+			r = strings.TrimSpace(r)
+			if err := kmsemu.CheckRoleARN(r); err != nil {
+				return fmt.Errorf("-roles: %w", err)
+			}
+			roleARNs = append(roleARNs, r)
+		}
+	}
 	host, _, err := net.SplitHostPort(*addr)
 	if err != nil {
 		return fmt.Errorf("-addr %q: %w", *addr, err)
@@ -120,7 +136,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := kmsemu.New(kmsemu.Options{
 		Account: *account, Region: *region, RotationDelay: *delay, MaterialDelay: *matDelay, ReplicaDelay: *replica, OnDemandLimit: *limit,
 		Latency: *latency, QuotaScale: *scale, FailRate: *failRate, DropRate: *dropRate,
-		Seed: *seed, Log: logw,
+		Roles: roleARNs, Seed: *seed, Log: logw,
 	})
 	if *fleet != "" {
 		if err := srv.LoadFleetFile(*fleet); err != nil {

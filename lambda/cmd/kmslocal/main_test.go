@@ -28,7 +28,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, &out); err != nil {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, f := range []string{"-addr", "-fleet", "-account", "-region", "-rotation-delay", "-material-delay", "-replica-delay", "-on-demand-limit", "-latency", "-quota-scale", "-fail-rate", "-drop-rate", "-seed", "-quiet", "AWS_ENDPOINT_URL"} {
+	for _, f := range []string{"-addr", "-fleet", "-account", "-region", "-rotation-delay", "-material-delay", "-replica-delay", "-on-demand-limit", "-latency", "-quota-scale", "-fail-rate", "-drop-rate", "-seed", "-quiet", "-roles", "AWS_ENDPOINT_URL"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("-h does not mention %s", f)
 		}

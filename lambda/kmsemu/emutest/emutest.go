@@ -1,9 +1,10 @@
 // Package emutest starts the KMS emulator (kmsemu) for a test, on a loopback
-// port, and builds real aws-sdk-go-v2 clients (KMS, tagging, EventBridge)
-// pointed at it.
+// port, and builds real aws-sdk-go-v2 clients (KMS, tagging, EventBridge,
+// STS) pointed at it.
 package emutest
 
 import (
+	"context"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 )
@@ -85,6 +87,36 @@ func (e *Emu) Tagging(region string) *resourcegroupstaggingapi.Client {
 // PutEvents and records what it accepts (Server.Events).
 func (e *Emu) EventBridge(region string) *eventbridge.Client {
 	return eventbridge.NewFromConfig(e.Config(region))
+}
+
+// STS returns an STS client for region; the emulator serves AssumeRole for
+// the roles of Options.Roles (by default kmsemu.DefaultMemberRole in every
+// account with fleet keys).
+func (e *Emu) STS(region string) *sts.Client {
+	return sts.NewFromConfig(e.Config(region))
+}
+
+// AssumeRole assumes roleARN (session name "emutest") and returns an
+// aws.Config for region signed with the temporary credentials, so clients
+// built from it act in the role's account. The test fails if the emulator
+// refuses the role.
+func (e *Emu) AssumeRole(t testing.TB, region, roleARN string) aws.Config {
+	t.Helper()
+	out, err := e.STS(region).AssumeRole(context.Background(), &sts.AssumeRoleInput{
+		RoleArn: aws.String(roleARN), RoleSessionName: aws.String("emutest"),
+	})
+	if err != nil {
+		t.Fatalf("emutest: assume role %s: %v", roleARN, err)
+	}
+	cfg := e.Config(region)
+	c := out.Credentials
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
+	return cfg
+}
+
+// MemberRole is the ARN of kmsemu.DefaultMemberRole in account.
+func MemberRole(account string) string {
+	return "arn:aws:iam::" + account + ":role/" + kmsemu.DefaultMemberRole
 }
 
 // testLog forwards log lines to t.Log until the test's cleanup, after which
