@@ -28,8 +28,9 @@ type Event struct {
 	// Time is the entry's Time, or the time of the PutEvents call when the
 	// entry has none, as EventBridge sets it; RFC 3339 in JSON.
 	Time time.Time `json:"Time"`
-	// Account is the emulator's account and Region the region the request
-	// was signed for: where the event bus lives.
+	// Account is the account of the request's credentials (the emulator's
+	// account unless AssumeRole issued them) and Region the region the
+	// request was signed for: where the event bus lives.
 	Account string `json:"Account"`
 	Region  string `json:"Region"`
 }

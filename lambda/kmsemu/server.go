@@ -20,7 +20,10 @@
 // (Server.Events, GET /_kmslocal/events).
 //
 // The region of a request is taken from the credential scope of its SigV4
-// Authorization header, so keys of several regions live in one Server.
+// Authorization header, so keys of several regions live in one Server. Keys
+// also belong to accounts: STS AssumeRole (sts.go) issues credentials for
+// the roles of Options.Roles, and a request signed with them is served for
+// the role's account; any other credentials act in Options.Account.
 package kmsemu
 
 import (
@@ -357,6 +360,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status, out = s.serveOp(c, op, body)
 	}
 
+	s.delay(r)
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.Header().Set("X-Amzn-RequestId", c.requestID)
+	w.WriteHeader(status)
+	_, _ = w.Write(out)
+	s.logLine(c, status, out, time.Since(start))
+}
+
+// delay waits Options.Latency, or until the client gives up.
+func (s *Server) delay(r *http.Request) {
 	if s.opts.Latency > 0 {
 		t := time.NewTimer(s.opts.Latency)
 		select {
@@ -365,11 +378,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			t.Stop()
 		}
 	}
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.Header().Set("X-Amzn-RequestId", c.requestID)
-	w.WriteHeader(status)
-	_, _ = w.Write(out)
-	s.logLine(c, status, out, time.Since(start))
 }
 
 // serveOp runs op under the lock: quota, fault dice, the handler, the drop

@@ -159,6 +159,7 @@ func (s *Server) serveSTS(w http.ResponseWriter, r *http.Request) {
 		e.Error.Type, e.Error.Code, e.Error.Message, e.RequestID = typ, serr.code, serr.message, c.requestID
 		out, _ = xml.Marshal(e)
 	}
+	s.delay(r)
 	w.Header().Set("Content-Type", "text/xml")
 	w.Header().Set("X-Amzn-RequestId", c.requestID)
 	w.WriteHeader(status)

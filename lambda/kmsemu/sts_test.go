@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -125,6 +127,17 @@ func TestAssumedRoleActsInTheRolesAccount(t *testing.T) {
 		}
 		if home.OnDemandRotationStartDate != nil {
 			t.Fatal("the default account's key rotates too")
+		}
+	})
+	t.Run("PutEvents records the role's account", func(t *testing.T) {
+		_, err := eventbridge.NewFromConfig(cfgA).PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{
+			{Source: aws.String("kms-rotator"), DetailType: aws.String("Test"), Detail: aws.String("{}")}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := e.Server.Events()
+		if len(evs) != 1 || evs[0].Account != memberA || !strings.Contains(evs[0].EventBusARN, ":"+memberA+":") {
+			t.Fatalf("events %+v", evs)
 		}
 	})
 	t.Run("a second role's credentials act in its own account", func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
@@ -53,6 +54,7 @@ func TestBadArgumentsAreErrors(t *testing.T) {
 		{"invalid fleet names the entry", []string{"-fleet", bad}, "fleet entry 0"},
 		{"stray argument is refused", []string{"extra"}, "unexpected arguments"},
 		{"unknown flag is refused", []string{"-nope"}, "not defined"},
+		{"a role that is not a role ARN is refused", []string{"-roles", "arn:aws:iam::222233334444:role/a,kms-rotator-member"}, `-roles: "kms-rotator-member" is not an IAM role ARN`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -149,5 +151,87 @@ func TestServesTheDemoFleetAndStopsCleanly(t *testing.T) {
 	}
 	if n != 3 {
 		t.Errorf("%d request log lines, want 3", n)
+	}
+}
+
+// startCommand runs kmslocal with args on a free loopback port until the
+// test ends and returns its URL.
+func startCommand(t *testing.T, args ...string) (string, *emutest.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr emutest.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("did not stop")
+		}
+	})
+	addr := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(stderr.String()); m != nil {
+			return m[1], &stderr
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("exited early: %v\n%s", err, stderr.String())
+		default:
+		}
+	}
+	t.Fatalf("never listened: %s", stderr.String())
+	return "", nil
+}
+
+func TestRolesFlagServesMemberAccounts(t *testing.T) {
+	const member = "222233334444"
+	fleet := filepath.Join(t.TempDir(), "fleet.json")
+	if err := os.WriteFile(fleet, []byte(`[
+	  {"alias": "alias/home"},
+	  {"alias": "alias/member", "account": "`+member+`"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	role := "arn:aws:iam::" + member + ":role/org/rotator"
+	url, stderr := startCommand(t, "-fleet", fleet, "-account", "012345678912", "-roles", role)
+	ctx := context.Background()
+	creds := credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")
+	stsc := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), Credentials: creds})
+
+	if _, err := stsc.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(emutest.MemberRole(member)), RoleSessionName: aws.String("run-1")}); err == nil || !strings.Contains(err.Error(), "AccessDenied") {
+		t.Fatalf("the default member role with -roles set: %v", err)
+	}
+	out, err := stsc.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(role), RoleSessionName: aws.String("run-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := aws.ToString(out.AssumedRoleUser.Arn); got != "arn:aws:sts::"+member+":assumed-role/rotator/run-1" {
+		t.Fatalf("assumed role ARN %s", got)
+	}
+	c := out.Credentials
+	memberCreds := credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
+	for _, tc := range []struct {
+		name  string
+		creds aws.CredentialsProvider
+		alias string
+		arn   string
+	}{
+		{"assumed credentials act in the member account", memberCreds, "alias/member", "arn:aws:kms:us-east-1:" + member + ":key/"},
+		{"other credentials act in the -account account", creds, "alias/home", "arn:aws:kms:us-east-1:012345678912:key/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := kms.New(kms.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), Credentials: tc.creds})
+			d, err := k.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(tc.alias)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := aws.ToString(d.KeyMetadata.Arn); !strings.HasPrefix(got, tc.arn) {
+				t.Fatalf("ARN %s, want %s…", got, tc.arn)
+			}
+		})
+	}
+	if log := stderr.String(); !strings.Contains(log, "op=AssumeRole") || !strings.Contains(log, "account="+member) {
+		t.Errorf("log lacks the AssumeRole and member-account lines:\n%s", log)
 	}
 }
