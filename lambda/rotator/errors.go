@@ -31,8 +31,12 @@ type classification struct {
 	deadline bool
 }
 
-// accessDeniedHint is appended to access-denied entries: the two usual causes.
-const accessDeniedHint = "hint: the key may lack the opt-in tag the function's IAM policy requires, " +
+// accessDeniedHint is appended to access-denied entries: the usual causes.
+// A tag just added authorises only after up to five minutes, as KMS's ABAC
+// evaluation is eventually consistent
+// (https://docs.aws.amazon.com/kms/latest/developerguide/abac.html).
+const accessDeniedHint = "hint: the key may lack the opt-in tag the function's IAM policy requires " +
+	"(a tag added in the last five minutes may not authorise yet), " +
 	"or its key policy may not delegate to IAM " +
 	"(https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam)"
 
