@@ -65,6 +65,13 @@ func stsValidation(format string, args ...any) *stsError {
 	return &stsError{400, "ValidationError", fmt.Sprintf(format, args...)}
 }
 
+// constraint is the ValidationError of one parameter constraint, e.g. "1
+// validation error detected: Value 'x' at 'roleSessionName' failed to
+// satisfy constraint: Member must have length greater than or equal to 2".
+func constraint(value, member, must string) *stsError {
+	return stsValidation("1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: Member must %s", value, member, must)
+}
+
 // isQueryRequest tells an AWS Query protocol request (STS) from the JSON
 // protocol ones: it has no X-Amz-Target and a form-encoded body.
 func isQueryRequest(r *http.Request) bool {
@@ -94,6 +101,17 @@ func (s *Server) accountOf(r *http.Request) string {
 		}
 	}
 	return s.opts.Account
+}
+
+// callerOf names the caller in AccessDenied messages: the assumed-role ARN
+// of credentials AssumeRole issued, else a user of the -account account.
+func (s *Server) callerOf(r *http.Request) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess := s.sessions[accessKeyID(r)]; sess != nil {
+		return sess.arn
+	}
+	return fmt.Sprintf("arn:aws:iam::%s:user/kmslocal", s.opts.Account)
 }
 
 // Roles returns the role ARNs AssumeRole accepts, sorted: Options.Roles, or
@@ -137,7 +155,7 @@ func (s *Server) serveSTS(w http.ResponseWriter, r *http.Request) {
 		serr = &stsError{400, "InvalidAction", fmt.Sprintf("Could not find operation %s for version %s", form.Get("Action"), form.Get("Version"))}
 	default:
 		var res *assumeRoleResult
-		res, serr = s.assumeRole(c, form)
+		res, serr = s.assumeRole(c, form, s.callerOf(r))
 		if serr == nil {
 			out, _ = xml.Marshal(assumeRoleResponse{Result: *res, RequestID: c.requestID})
 		}
@@ -175,7 +193,7 @@ func (s *Server) serveSTS(w http.ResponseWriter, r *http.Request) {
 // assumeRole validates the request as STS does, then issues credentials for
 // a role of Options.Roles (or the default member roles); any other role is
 // AccessDenied, as when a role does not exist or does not trust the caller.
-func (s *Server) assumeRole(c *call, form url.Values) (*assumeRoleResult, *stsError) {
+func (s *Server) assumeRole(c *call, form url.Values, caller string) (*assumeRoleResult, *stsError) {
 	roleARN, name := form.Get("RoleArn"), form.Get("RoleSessionName")
 	c.key = roleARN
 	if !form.Has("RoleArn") {
@@ -184,23 +202,34 @@ func (s *Server) assumeRole(c *call, form url.Values) (*assumeRoleResult, *stsEr
 	if !form.Has("RoleSessionName") {
 		return nil, stsValidation("1 validation error detected: Value null at 'roleSessionName' failed to satisfy constraint: Member must not be null")
 	}
-	if n := len(roleARN); n < 20 || n > 2048 {
-		return nil, stsValidation("1 validation error detected: Value '%s' at 'roleArn' failed to satisfy constraint: Member must have length between 20 and 2048", roleARN)
+	// The messages are STS's (as clients have reported them), in the AWS
+	// validation wording: one constraint at a time.
+	switch n := len(roleARN); {
+	case n < 20:
+		return nil, constraint(roleARN, "roleArn", "have length greater than or equal to 20")
+	case n > 2048:
+		return nil, constraint(roleARN, "roleArn", "have length less than or equal to 2048")
 	}
-	if n := len(name); n < 2 || n > 64 {
-		return nil, stsValidation("1 validation error detected: Value '%s' at 'roleSessionName' failed to satisfy constraint: Member must have length between 2 and 64", name)
-	}
-	if !sessionNamePattern.MatchString(name) {
-		return nil, stsValidation("1 validation error detected: Value '%s' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*", name)
+	switch n := len(name); {
+	case n < 2:
+		return nil, constraint(name, "roleSessionName", "have length greater than or equal to 2")
+	case n > 64:
+		return nil, constraint(name, "roleSessionName", "have length less than or equal to 64")
+	case !sessionNamePattern.MatchString(name):
+		return nil, constraint(name, "roleSessionName", `satisfy regular expression pattern: [\w+=,.@-]*`)
 	}
 	duration := 3600
 	if form.Has("DurationSeconds") {
-		d, err := strconv.Atoi(form.Get("DurationSeconds"))
-		if err != nil {
-			return nil, stsValidation("DurationSeconds %q is not an integer", form.Get("DurationSeconds"))
-		}
-		if d < 900 || d > 43200 {
-			return nil, stsValidation("1 validation error detected: Value '%d' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200", d)
+		v := form.Get("DurationSeconds")
+		d, err := strconv.Atoi(v)
+		switch {
+		case err != nil:
+			return nil, stsValidation("Value '%s' for parameter DurationSeconds is not a valid integer", v)
+		case d < 900:
+			return nil, constraint(v, "durationSeconds", "have value greater than or equal to 900")
+		case d > 43200:
+			// Every emulated role has the largest MaxSessionDuration, 12 hours.
+			return nil, stsValidation("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
 		}
 		duration = d
 	}
@@ -218,7 +247,6 @@ func (s *Server) assumeRole(c *call, form url.Values) (*assumeRoleResult, *stsEr
 			allowed = true
 		}
 	}
-	caller := fmt.Sprintf("arn:aws:iam::%s:user/kmslocal", c.account)
 	if !allowed {
 		return nil, &stsError{403, "AccessDenied", fmt.Sprintf("User: %s is not authorized to perform: sts:AssumeRole on resource: %s", caller, roleARN)}
 	}

@@ -199,22 +199,27 @@ func TestAssumeRole(t *testing.T) {
 	cases := []struct {
 		name, role, session string
 		duration            *int32
-		want                string
+		want, message       string
 	}{
-		{"a role not listed is AccessDenied", "arn:aws:iam::" + memberA + ":role/other", "s1", nil, "AccessDenied"},
-		{"the member role of an account without fleet keys is AccessDenied", emutest.MemberRole("999988887777"), "s1", nil, "AccessDenied"},
-		{"a one-character session name is a ValidationError", emutest.MemberRole(memberA), "x", nil, "ValidationError"},
-		{"a 65-character session name is a ValidationError", emutest.MemberRole(memberA), strings.Repeat("s", 65), nil, "ValidationError"},
-		{"a session name with a space is a ValidationError", emutest.MemberRole(memberA), "run 42", nil, "ValidationError"},
-		{"a duration under 900 s is a ValidationError", emutest.MemberRole(memberA), "s1", aws.Int32(899), "ValidationError"},
-		{"a duration over 12 h is a ValidationError", emutest.MemberRole(memberA), "s1", aws.Int32(43201), "ValidationError"},
-		{"a malformed role ARN is a ValidationError", "arn:aws:iam::1:role/kms-rotator-member", "s1", nil, "ValidationError"},
+		{"a role not listed is AccessDenied", "arn:aws:iam::" + memberA + ":role/other", "s1", nil, "AccessDenied",
+			"User: arn:aws:iam::" + emutest.Account + ":user/kmslocal is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::" + memberA + ":role/other"},
+		{"the member role of an account without fleet keys is AccessDenied", emutest.MemberRole("999988887777"), "s1", nil, "AccessDenied", ""},
+		{"a one-character session name is a ValidationError", emutest.MemberRole(memberA), "x", nil, "ValidationError", ""},
+		{"a 65-character session name is a ValidationError", emutest.MemberRole(memberA), strings.Repeat("s", 65), nil, "ValidationError",
+			"1 validation error detected: Value '" + strings.Repeat("s", 65) + "' at 'roleSessionName' failed to satisfy constraint: Member must have length less than or equal to 64"},
+		{"a session name with a space is a ValidationError", emutest.MemberRole(memberA), "run 42", nil, "ValidationError", `Member must satisfy regular expression pattern: [\w+=,.@-]*`},
+		{"a duration under 900 s is a ValidationError", emutest.MemberRole(memberA), "s1", aws.Int32(899), "ValidationError", ""},
+		{"a duration over 12 h is a ValidationError", emutest.MemberRole(memberA), "s1", aws.Int32(43201), "ValidationError", "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."},
+		{"a malformed role ARN is a ValidationError", "arn:aws:iam::1:role/kms-rotator-member", "s1", nil, "ValidationError", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(tc.role), RoleSessionName: aws.String(tc.session), DurationSeconds: tc.duration})
 			if got := code(t, err); got != tc.want {
 				t.Fatalf("got %s (%v), want %s", got, err, tc.want)
+			}
+			if tc.message != "" && !strings.Contains(err.Error(), tc.message) {
+				t.Fatalf("message %v, want %q", err, tc.message)
 			}
 		})
 	}
