@@ -105,7 +105,9 @@ type Server struct {
 	idRNG   *rand.Rand // key IDs, key material IDs
 	secret  [32]byte   // derives the emulated key material
 	stats   map[string]*OpStats
-	events  []Event // accepted PutEvents entries, in arrival order
+	// acctStats are the same counters by account, then operation.
+	acctStats map[string]map[string]*OpStats
+	events    []Event // accepted PutEvents entries, in arrival order
 
 	// sessions are the credentials AssumeRole issued, by access key ID.
 	sessions map[string]*session
@@ -142,6 +144,8 @@ func New(opts Options) *Server {
 		rng:     rand.New(rand.NewPCG(seed, 0x6b6d73656d75)),
 		idRNG:   rand.New(rand.NewPCG(seed, 0x6b6579696473)),
 		stats:   map[string]*OpStats{},
+
+		acctStats: map[string]map[string]*OpStats{},
 
 		sessions:      map[string]*session{},
 		fleetAccounts: map[string]bool{},
@@ -386,14 +390,18 @@ func (s *Server) delay(r *http.Request) {
 func (s *Server) serveOp(c *call, op operation, body []byte) (status int, out []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var st OpStats // this request's counts, added to the operation's and the account's
+	defer func() {
+		s.statsFor(op.name).add(st)
+		s.accountStatsFor(c.account, op.name).add(st)
+	}()
 	defer func() {
 		if p := recover(); p != nil {
-			s.statsFor(op.name).Errors++
+			st.Errors++
 			status, out = encodeError(errf(500, "KMSInternalException", "emulator bug: %v", p), op.svc)
 		}
 	}()
 	c.now = s.opts.Now()
-	st := s.statsFor(op.name)
 	st.Calls++
 	if !s.allow(c.account, c.region, op, c.now) {
 		st.Throttled++
@@ -540,6 +548,17 @@ type Stats struct {
 	Operations map[string]OpStats `json:"operations"`
 	// Total sums all operations.
 	Total OpStats `json:"total"`
+	// Accounts splits the counters of the operations served (not the
+	// unknown ones) by the account the request acted in, then operation.
+	Accounts map[string]map[string]OpStats `json:"accounts,omitempty"`
+}
+
+func (o *OpStats) add(d OpStats) {
+	o.Calls += d.Calls
+	o.Throttled += d.Throttled
+	o.Failed += d.Failed
+	o.Dropped += d.Dropped
+	o.Errors += d.Errors
 }
 
 // Op returns the counters of one operation (zero when it was never called).
@@ -550,6 +569,20 @@ func (s *Server) statsFor(op string) *OpStats {
 	if st == nil {
 		st = &OpStats{}
 		s.stats[op] = st
+	}
+	return st
+}
+
+func (s *Server) accountStatsFor(account, op string) *OpStats {
+	m := s.acctStats[account]
+	if m == nil {
+		m = map[string]*OpStats{}
+		s.acctStats[account] = m
+	}
+	st := m[op]
+	if st == nil {
+		st = &OpStats{}
+		m[op] = st
 	}
 	return st
 }
@@ -567,11 +600,17 @@ func (s *Server) Stats() Stats {
 	out := Stats{Operations: make(map[string]OpStats, len(s.stats))}
 	for name, st := range s.stats {
 		out.Operations[name] = *st
-		out.Total.Calls += st.Calls
-		out.Total.Throttled += st.Throttled
-		out.Total.Failed += st.Failed
-		out.Total.Dropped += st.Dropped
-		out.Total.Errors += st.Errors
+		out.Total.add(*st)
+	}
+	if len(s.acctStats) > 0 {
+		out.Accounts = make(map[string]map[string]OpStats, len(s.acctStats))
+		for acct, ops := range s.acctStats {
+			m := make(map[string]OpStats, len(ops))
+			for name, st := range ops {
+				m[name] = *st
+			}
+			out.Accounts[acct] = m
+		}
 	}
 	return out
 }
@@ -581,6 +620,7 @@ func (s *Server) ResetStats() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats = map[string]*OpStats{}
+	s.acctStats = map[string]map[string]*OpStats{}
 }
 
 // serveAdmin serves GET /_kmslocal/stats, POST /_kmslocal/stats/reset,

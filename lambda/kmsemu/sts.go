@@ -160,11 +160,14 @@ func (s *Server) serveSTS(w http.ResponseWriter, r *http.Request) {
 			out, _ = xml.Marshal(assumeRoleResponse{Result: *res, RequestID: c.requestID})
 		}
 	}
-	s.mu.Lock()
-	st := s.statsFor(c.op)
-	st.Calls++
+	st := OpStats{Calls: 1}
 	if serr != nil {
 		st.Errors++
+	}
+	s.mu.Lock()
+	s.statsFor(c.op).add(st)
+	if c.op == "AssumeRole" {
+		s.accountStatsFor(c.account, c.op).add(st)
 	}
 	s.mu.Unlock()
 	if serr != nil {

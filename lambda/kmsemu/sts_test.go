@@ -150,6 +150,18 @@ func TestAssumedRoleActsInTheRolesAccount(t *testing.T) {
 			t.Fatalf("member B lists %s", got)
 		}
 	})
+	t.Run("stats count requests by account", func(t *testing.T) {
+		st := e.Server.Stats()
+		if got := st.Accounts[memberA]["RotateKeyOnDemand"].Calls; got != 1 {
+			t.Fatalf("member A RotateKeyOnDemand calls %d (%+v)", got, st.Accounts)
+		}
+		if got := st.Accounts[emutest.Account]["AssumeRole"].Calls; got < 1 {
+			t.Fatalf("AssumeRole calls by the default account %d", got)
+		}
+		if _, ok := st.Accounts[emutest.Account]["RotateKeyOnDemand"]; ok {
+			t.Fatal("the default account rotated")
+		}
+	})
 	t.Run("unknown credentials act in the -account account", func(t *testing.T) {
 		cfg := e.Config("us-east-1")
 		cfg.Credentials = aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
