@@ -353,3 +353,19 @@ func TestFleetAccounts(t *testing.T) {
 		})
 	}
 }
+
+func TestRequestQuotasArePerAccount(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	// ListKeys: 500/s × 0.002 = one request per second per account and region.
+	e := emutest.Start(t, kmsemu.Options{QuotaScale: 0.002, Now: func() time.Time { return now }}, twoAccountFleet)
+	noRetry := func(o *kms.Options) { o.RetryMaxAttempts = 1 }
+	member := kms.NewFromConfig(e.AssumeRole(t, "us-east-1", emutest.MemberRole(memberA)), noRetry)
+	home := kms.NewFromConfig(e.Config("us-east-1"), noRetry)
+	ctx := context.Background()
+	_, err := member.ListKeys(ctx, &kms.ListKeysInput{})
+	wantCode(t, err, "")
+	_, err = member.ListKeys(ctx, &kms.ListKeysInput{})
+	wantCode(t, err, "ThrottlingException")
+	_, err = home.ListKeys(ctx, &kms.ListKeysInput{})
+	wantCode(t, err, "")
+}
