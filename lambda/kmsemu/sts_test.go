@@ -369,3 +369,37 @@ func TestRequestQuotasArePerAccount(t *testing.T) {
 	_, err = home.ListKeys(ctx, &kms.ListKeysInput{})
 	wantCode(t, err, "")
 }
+
+// FuzzAssumeRole checks that any form-encoded body gets an STS answer: 200
+// with credentials or an XML ErrorResponse, never a panic or another shape.
+func FuzzAssumeRole(f *testing.F) {
+	f.Add("Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A" + memberA + "%3Arole%2Fkms-rotator-member&RoleSessionName=s1")
+	f.Add("Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fx&RoleSessionName=a%20b&DurationSeconds=12")
+	f.Add("Action=GetCallerIdentity")
+	f.Add("%zz")
+	e := emutest.Start(f, kmsemu.Options{Log: io.Discard}, twoAccountFleet)
+	f.Fuzz(func(t *testing.T, body string) {
+		req, _ := http.NewRequest(http.MethodPost, e.URL+"/", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var out struct {
+			XMLName xml.Name
+			Key     string `xml:"AssumeRoleResult>Credentials>AccessKeyId"`
+			Code    string `xml:"Error>Code"`
+		}
+		if err := xml.Unmarshal(b, &out); err != nil {
+			t.Fatalf("status %d, not XML: %q", resp.StatusCode, b)
+		}
+		switch {
+		case resp.StatusCode == 200 && out.XMLName.Local == "AssumeRoleResponse" && out.Key != "":
+		case (resp.StatusCode == 400 || resp.StatusCode == 403) && out.XMLName.Local == "ErrorResponse" && out.Code != "":
+		default:
+			t.Fatalf("status %d: %s", resp.StatusCode, b)
+		}
+	})
+}
