@@ -21,6 +21,9 @@ import (
 type handler struct {
 	engine *rotator.Engine
 	log    *slog.Logger
+	// organization: ROTATOR_MEMBER_ROLE_NAME is set, so requests may name
+	// member accounts.
+	organization bool
 }
 
 // Handle decodes the payload (every shape of docs/design.md "Invocation
@@ -39,6 +42,7 @@ func (h *handler) Handle(ctx context.Context, payload []byte) (*rotator.Report, 
 		log.Error("invalid invoked function ARN", "error", err.Error())
 		return nil, err
 	}
+	scope.Organization = h.organization
 	req, err := request.Decode(payload, scope)
 	if err != nil {
 		log.Error("invalid request", "error", err.Error())

@@ -149,3 +149,18 @@ func TestInvalidConfigurationFailsTheColdStart(t *testing.T) {
 		t.Fatalf("newHandler error = %v, want one naming ROTATOR_RESERVE", err)
 	}
 }
+
+func TestMemberRoleNameTurnsOnOrganizationMode(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want bool
+	}{{nil, false}, {map[string]string{settings.EnvMemberRoleName: "kms-rotator-member"}, true}} {
+		h, err := newHandler(context.Background(), func(k string) string { return tc.env[k] }, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.organization != tc.want {
+			t.Errorf("env %v: organization %v, want %v", tc.env, h.organization, tc.want)
+		}
+	}
+}

@@ -59,5 +59,9 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	// Incident runs and runs with failed keys announce their result on the
 	// default event bus (source kms-rotator).
 	engine.SetEvents(eventbridge.NewFromConfig(awsCfg))
-	return &handler{engine: engine, log: log}, nil
+	if cfg.MemberRoleName != "" {
+		// Organization mode: member accounts through their member role.
+		engine.SetMembers(rotator.AssumeMemberRole(awsCfg, cfg.MemberRoleName))
+	}
+	return &handler{engine: engine, log: log, organization: cfg.MemberRoleName != ""}, nil
 }

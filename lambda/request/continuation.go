@@ -73,6 +73,9 @@ func decodeContinuation(raw json.RawMessage, path string, scope Scope) (*Continu
 	if p := inScope(ref, scope); p != "" {
 		return nil, invalid(join(path, "after"), "%s", p)
 	}
+	if ref.Account != scope.Account {
+		return nil, invalid(join(path, "after"), "%s is in account %s, the run works in %s", quote(c.After), ref.Account, scope.Account)
+	}
 	if ref.Region != scope.Region {
 		return nil, invalid(join(path, "after"), "%s is in region %s, the function runs in %s", quote(c.After), ref.Region, scope.Region)
 	}
@@ -91,17 +94,18 @@ func decodeContinuation(raw json.RawMessage, path string, scope Scope) (*Continu
 // ContinuationPayload is the payload a run sends to continue itself: a
 // direct invoke of mode with the cursor (dryRun carried for scheduled dry
 // runs). Decode accepts exactly this shape.
-func ContinuationPayload(mode Mode, dryRun bool, c Continuation) ([]byte, error) {
+func ContinuationPayload(mode Mode, dryRun bool, target *Target, c Continuation) ([]byte, error) {
 	type cont struct {
 		RunID string `json:"runId"`
 		After string `json:"after"`
 		Chain int    `json:"chain"`
 	}
 	p := struct {
-		Mode         Mode  `json:"mode"`
-		DryRun       *bool `json:"dryRun,omitempty"`
-		Continuation cont  `json:"continuation"`
-	}{Mode: mode, Continuation: cont(c)}
+		Mode         Mode    `json:"mode"`
+		DryRun       *bool   `json:"dryRun,omitempty"`
+		Target       *Target `json:"target,omitempty"`
+		Continuation cont    `json:"continuation"`
+	}{Mode: mode, Target: target, Continuation: cont(c)}
 	if mode == ModeIncident {
 		return nil, fmt.Errorf("mode incident does not continue")
 	}

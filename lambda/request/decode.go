@@ -62,7 +62,8 @@ var (
 	modes = []string{string(ModeScheduled), string(ModePlan), string(ModeIncident), string(ModeReport)}
 	// requestFields are the fields of a direct invoke, a Scheduler input and
 	// a kms-rotator event's detail.
-	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "continuation"}
+	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "target", "continuation"}
+	targetFields  = []string{"account", "region"}
 	// envelopeFields are the top-level fields of an EventBridge event
 	// (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html);
 	// replay-name is set on events replayed from an archive.
@@ -88,6 +89,11 @@ var (
 // primary (or a sibling replica) may live in any region of the account, so
 // any region is accepted for them and the engine resolves them. Alias ARNs
 // of another region are rejected: an alias is a regional name.
+//
+// In organization mode (scope.Organization) a request may name a target,
+// whose account and Region then bound its keys and cursor, and an incident
+// may name key ARNs of any account and Region of the partition: the engine
+// works in them through the member role.
 //
 // Textual duplicates in keys (the same string twice) are removed, keeping
 // the first; different spellings of one key (ID and ARN, alias and ID) are
@@ -244,6 +250,17 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 			return Request{}, invalid(prefix+"dryRun", "not accepted in mode report (report never rotates)")
 		}
 	}
+	// A target moves the run into a member account: keys and the cursor
+	// are then checked against it.
+	if raw, ok := find(fs, "target"); ok {
+		if !scope.Organization {
+			return Request{}, invalid(prefix+"target", "accepted only in organization mode (ROTATOR_MEMBER_ROLE_NAME set)")
+		}
+		if req.Target, err = decodeTarget(raw, prefix+"target", scope); err != nil {
+			return Request{}, err
+		}
+		scope = scope.In(req.Target)
+	}
 	keysRaw, hasKeys := find(fs, "keys")
 	tagRaw, hasTag := find(fs, "tag")
 	if req.Mode == ModeIncident {
@@ -351,12 +368,49 @@ func inScope(ref KeyRef, sc Scope) string {
 	switch {
 	case ref.Partition != sc.Partition:
 		return fmt.Sprintf("%s is in partition %s, the function runs in %s", quote(ref.Raw), ref.Partition, sc.Partition)
-	case ref.Account != sc.Account:
+	case ref.Account != sc.Account && !(sc.Organization && ref.Kind == KeyARN):
 		return fmt.Sprintf("%s is in account %s, the function runs in %s", quote(ref.Raw), ref.Account, sc.Account)
-	case ref.Region != sc.Region && !(ref.Kind == KeyARN && ref.MultiRegion()):
+	case ref.Region != sc.Region && !(ref.Kind == KeyARN && (ref.MultiRegion() || sc.Organization)):
 		return fmt.Sprintf("%s is in region %s, the function runs in %s", quote(ref.Raw), ref.Region, sc.Region)
 	}
 	return ""
+}
+
+// decodeTarget reads {"account": 12 digits, "region": a Region of the
+// function's partition}.
+func decodeTarget(raw json.RawMessage, path string, scope Scope) (*Target, error) {
+	fs, err := readObject(raw, path, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNames(fs, path+".", targetFields, "unknown field"); err != nil {
+		return nil, err
+	}
+	var t Target
+	for _, name := range targetFields {
+		v, ok := find(fs, name)
+		if !ok {
+			return nil, invalid(join(path, name), "required")
+		}
+		s, err := readString(v, join(path, name))
+		if err != nil {
+			return nil, err
+		}
+		if name == "account" {
+			t.Account = s
+		} else {
+			t.Region = s
+		}
+	}
+	switch {
+	case !validAccount(t.Account):
+		return nil, invalid(join(path, "account"), "%s is not an account ID (12 digits)", quote(t.Account))
+	case !validRegion(t.Region):
+		return nil, invalid(join(path, "region"), "%s is not a Region name such as us-east-1", quote(t.Region))
+	case partitionOfRegion(t.Region) != scope.Partition:
+		return nil, invalid(join(path, "region"), "%s is not in partition %s, where the function runs", quote(t.Region), scope.Partition)
+	}
+	return &t, nil
 }
 
 // decodeTag reads the incident tag selector.

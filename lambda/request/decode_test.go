@@ -18,7 +18,7 @@ const (
 	arn2     = "arn:aws:kms:us-east-1:012345678912:key/" + id2
 	mrkID    = "mrk-1234abcd12ab34cd56ef1234567890ab"
 	modeList = "(modes: scheduled, plan, incident, report)"
-	fieldSet = "(fields: mode, keys, tag, reason, dryRun, force, wait, continuation)"
+	fieldSet = "(fields: mode, keys, tag, reason, dryRun, force, wait, target, continuation)"
 	keyShape = "(a key ID is 8-4-4-4-12 lowercase hex digits or mrk- and 32 lowercase hex digits)"
 )
 
@@ -364,4 +364,64 @@ func TestDecodeRejectsBadScope(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestDecodeTarget(t *testing.T) {
+	org := testScope
+	org.Organization = true
+	const member = "210987654321"
+	memberKey := "arn:aws:kms:eu-west-1:" + member + ":key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	ok := []struct {
+		name    string
+		payload string
+		want    Request
+	}{
+		{"scheduled sweep of a member account", `{"mode":"scheduled","target":{"account":"` + member + `","region":"eu-west-1"}}`,
+			Request{Mode: ModeScheduled, Source: SourceDirect, Target: &Target{Account: member, Region: "eu-west-1"}}},
+		{"report of a member account", `{"mode":"report","target":{"account":"` + member + `","region":"us-east-1"}}`,
+			Request{Mode: ModeReport, Source: SourceDirect, Target: &Target{Account: member, Region: "us-east-1"}}},
+		{"continuation of a member sweep, cursor in the member account", `{"mode":"scheduled","target":{"account":"` + member + `","region":"eu-west-1"},"continuation":{"runId":"r","after":"` + memberKey + `","chain":1}}`,
+			Request{Mode: ModeScheduled, Source: SourceDirect, Target: &Target{Account: member, Region: "eu-west-1"}, Continuation: &Continuation{RunID: "r", After: memberKey, Chain: 1}}},
+	}
+	for _, tc := range ok {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Decode([]byte(tc.payload), org)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("Decode = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	t.Run("an incident may name a member account's key ARN", func(t *testing.T) {
+		got, err := Decode([]byte(`{"mode":"incident","reason":"INC","keys":["`+memberKey+`"]}`), org)
+		if err != nil || len(got.Keys) != 1 || got.Keys[0].Account != member {
+			t.Fatalf("Decode = %+v, %v", got, err)
+		}
+	})
+	bad := []struct{ name, payload, want string }{
+		{"target outside organization mode", `{"mode":"scheduled","target":{"account":"` + member + `","region":"eu-west-1"}}`, "target: accepted only in organization mode (ROTATOR_MEMBER_ROLE_NAME set)"},
+		{"malformed account", `{"mode":"scheduled","target":{"account":"12","region":"eu-west-1"}}`, `target.account: "12" is not an account ID (12 digits)`},
+		{"region of another partition", `{"mode":"scheduled","target":{"account":"` + member + `","region":"cn-north-1"}}`, `target.region: "cn-north-1" is not in partition aws, where the function runs`},
+		{"missing region", `{"mode":"scheduled","target":{"account":"` + member + `"}}`, `target.region: required`},
+		{"cursor in another account than the target", `{"mode":"scheduled","target":{"account":"` + member + `","region":"eu-west-1"},"continuation":{"runId":"r","after":"arn:aws:kms:eu-west-1:012345678912:key/1234abcd-12ab-34cd-56ef-1234567890ab","chain":1}}`, `continuation.after: "arn:aws:kms:eu-west-1:012345678912:key/1234abcd-12ab-34cd-56ef-1234567890ab" is in account 012345678912, the run works in ` + member},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name+" is rejected", func(t *testing.T) {
+			sc := org
+			if strings.HasPrefix(tc.name, "target outside") {
+				sc = testScope
+			}
+			_, err := Decode([]byte(tc.payload), sc)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("Decode error = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("outside organization mode a member key ARN is still rejected", func(t *testing.T) {
+		if _, err := Decode([]byte(`{"mode":"incident","reason":"INC","keys":["`+memberKey+`"]}`), testScope); err == nil {
+			t.Fatal("accepted")
+		}
+	})
 }

@@ -49,6 +49,9 @@ type Request struct {
 	// Continuation is set when the run continues an earlier run of a
 	// chain (scheduled, plan and report only); see Continuation.
 	Continuation *Continuation
+	// Target names the member account and Region the run works in
+	// (organization mode only); nil means the function's own.
+	Target *Target
 	// Source names the payload shape that carried the request:
 	// "aws.events" (Scheduled Event), "kms-rotator" (custom EventBridge
 	// event), "direct" (direct invoke or EventBridge Scheduler input).
@@ -70,6 +73,25 @@ type Scope struct {
 	Partition string // "aws", "aws-cn", "aws-us-gov", …
 	Account   string
 	Region    string
+	// Organization is set when the function may work in member accounts
+	// (ROTATOR_MEMBER_ROLE_NAME): a request may then name a target, and an
+	// incident key ARNs of any account of the partition.
+	Organization bool
+}
+
+// Target is a member account and Region of an organization.
+type Target struct {
+	Account string `json:"account"`
+	Region  string `json:"region"`
+}
+
+// In returns the scope of the target: its account and Region.
+func (sc Scope) In(t *Target) Scope {
+	if t == nil {
+		return sc
+	}
+	sc.Account, sc.Region = t.Account, t.Region
+	return sc
 }
 
 // RefKind says which of the four KMS key identifier forms a KeyRef is.

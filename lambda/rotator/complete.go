@@ -99,7 +99,7 @@ func (r *run) completed(ctx context.Context, it *item) bool {
 		return false
 	}
 	r.calls.add(opDescribeKey)
-	out, err := r.e.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil || out.KeyMetadata == nil {
 		return false
 	}

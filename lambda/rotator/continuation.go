@@ -99,7 +99,7 @@ func (r *run) continueChain(ctx context.Context) {
 		return
 	}
 	c.Next = marks[first-1].key
-	payload, err := request.ContinuationPayload(r.req.Mode, r.req.DryRun && r.req.Mode == request.ModeScheduled,
+	payload, err := request.ContinuationPayload(r.req.Mode, r.req.DryRun && r.req.Mode == request.ModeScheduled, r.req.Target,
 		request.Continuation{RunID: c.RunID, After: c.Next, Chain: c.Chain + 1})
 	if err == nil {
 		// The run's own context may be over; the invocation's is not yet.

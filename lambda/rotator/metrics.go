@@ -23,7 +23,10 @@ type emfMetric struct {
 // directive with one dimension set, dimension values and metric values as
 // members of the root
 // (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
-func emfLine(namespace string, ts time.Time, dims [][2]string, metrics []emfMetric) ([]byte, error) {
+//
+// extra, when set, is one more dimension (name, value) the metrics are also
+// published under, as a second dimension set: [dims…, extra].
+func emfLine(namespace string, ts time.Time, dims [][2]string, metrics []emfMetric, extra ...[2]string) ([]byte, error) {
 	type metricDef struct {
 		Name string `json:"Name"`
 		Unit string `json:"Unit"`
@@ -39,6 +42,11 @@ func emfLine(namespace string, ts time.Time, dims [][2]string, metrics []emfMetr
 		dimNames = append(dimNames, d[0])
 		root[d[0]] = d[1]
 	}
+	sets := [][]string{dimNames}
+	for _, x := range extra {
+		root[x[0]] = x[1]
+		sets = append(sets, append(slices.Clone(dimNames), x[0]))
+	}
 	defs := make([]metricDef, 0, len(metrics))
 	for _, m := range metrics {
 		defs = append(defs, metricDef{Name: m.name, Unit: m.unit})
@@ -48,7 +56,7 @@ func emfLine(namespace string, ts time.Time, dims [][2]string, metrics []emfMetr
 		"Timestamp": ts.UnixMilli(),
 		"CloudWatchMetrics": []directive{{
 			Namespace:  namespace,
-			Dimensions: [][]string{dimNames},
+			Dimensions: sets,
 			Metrics:    defs,
 		}},
 	}
@@ -109,7 +117,13 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 	}
 	ts := e.now()
 	lines := [][]byte{}
-	if b, err := emfLine(cfg.MetricsNamespace, ts, [][2]string{{settings.DimMode, mode}}, ms); err == nil {
+	// Organization mode also publishes the run's figures per account
+	// ([Mode, Account]): one dimension value per member account.
+	var account [][2]string
+	if e.organization() {
+		account = [][2]string{{settings.DimAccount, r.scope.Account}}
+	}
+	if b, err := emfLine(cfg.MetricsNamespace, ts, [][2]string{{settings.DimMode, mode}}, ms, account...); err == nil {
 		lines = append(lines, b)
 	}
 	// Per reason, in a stable order.

@@ -29,13 +29,15 @@ const maxReportLogBytes = 200 << 10
 // Report is the result of a run, returned by the function and logged as the
 // last line (docs/design.md "The report" — Contract).
 type Report struct {
-	RunID      string       `json:"runId"`
-	Mode       request.Mode `json:"mode"`
-	DryRun     bool         `json:"dryRun"`
-	StartedAt  string       `json:"startedAt"`
-	FinishedAt string       `json:"finishedAt"`
-	Summary    Summary      `json:"summary"`
-	Keys       []KeyReport  `json:"keys"`
+	RunID string       `json:"runId"`
+	Mode  request.Mode `json:"mode"`
+	// Account is the account the run worked in (organization mode only).
+	Account    string      `json:"account,omitempty"`
+	DryRun     bool        `json:"dryRun"`
+	StartedAt  string      `json:"startedAt"`
+	FinishedAt string      `json:"finishedAt"`
+	Summary    Summary     `json:"summary"`
+	Keys       []KeyReport `json:"keys"`
 	// OmittedNotDue counts the not-due entries left out of Keys because
 	// the run had more than MaxListedKeys candidates (absent when none).
 	OmittedNotDue int `json:"omittedNotDue,omitempty"`
@@ -65,8 +67,10 @@ type Summary struct {
 // KeyReport is one candidate's entry. Times are RFC 3339 in UTC; a nil
 // pointer is JSON null (unknown or not applicable).
 type KeyReport struct {
-	KeyID   string  `json:"keyId"`
-	KeyARN  string  `json:"keyArn"`
+	KeyID  string `json:"keyId"`
+	KeyARN string `json:"keyArn"`
+	// Account is the key's account (organization mode only).
+	Account string  `json:"account,omitempty"`
 	Alias   string  `json:"alias"`
 	Outcome Outcome `json:"outcome"`
 	Reason  Reason  `json:"reason"`
@@ -156,6 +160,9 @@ func (r *run) entry(it *item) KeyReport {
 		Outcome: it.outcome,
 		Reason:  it.reason,
 		Error:   it.detail,
+	}
+	if r.e.organization() {
+		k.Account = accountOf(it.arn)
 	}
 	f := &it.facts
 	if m := f.Meta; m != nil {
@@ -484,6 +491,14 @@ func (t *tally) finish() []KeyReport {
 	return out
 }
 
+// reportAccount is the report's account: set in organization mode only.
+func (r *run) reportAccount() string {
+	if r.e.organization() {
+		return r.scope.Account
+	}
+	return ""
+}
+
 // report assembles the run's report: every candidate counted exactly once
 // in the summary, the entries the response can hold sorted by key ARN.
 func (r *run) report() *Report {
@@ -492,6 +507,7 @@ func (r *run) report() *Report {
 	rep := &Report{
 		RunID:         r.id,
 		Mode:          r.req.Mode,
+		Account:       r.reportAccount(),
 		DryRun:        r.dry,
 		StartedAt:     fmtTime(r.start),
 		Summary:       t.summary,
@@ -565,6 +581,9 @@ func (r *run) record(it *item) {
 	if it.ref != "" {
 		attrs = append(attrs, slog.String("requestedAs", it.ref))
 	}
+	if k.Account != "" {
+		attrs = append(attrs, slog.String("account", k.Account))
+	}
 	if k.KeyState != "" {
 		attrs = append(attrs, slog.String("keyState", k.KeyState))
 	}
@@ -598,6 +617,7 @@ func (r *run) record(it *item) {
 // logSummary writes the summary line, then the report as the last line.
 func (r *run) logSummary(rep *Report) {
 	r.log.Info("run summary",
+		"account", rep.Account,
 		"dryRun", rep.DryRun,
 		"candidates", rep.Summary.Candidates,
 		"rotated", rep.Summary.Rotated,

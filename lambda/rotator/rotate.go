@@ -153,7 +153,7 @@ func (r *run) deferKey(it *item) {
 
 func (r *run) describe(ctx context.Context, it *item) error {
 	r.calls.add(opDescribeKey)
-	out, err := r.e.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (r *run) listTags(ctx context.Context, it *item) error {
 	in := &kms.ListResourceTagsInput{KeyId: aws.String(it.arn)}
 	for {
 		r.calls.add(opListResourceTags)
-		out, err := r.e.kms.ListResourceTags(ctx, in, inRegion(it.region))
+		out, err := r.kmsOf(it).ListResourceTags(ctx, in, inRegion(it.region))
 		if err != nil {
 			return err
 		}
@@ -241,7 +241,7 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 			return nil, err
 		}
 		r.calls.add(opListKeyRotations)
-		out, err := r.e.kms.ListKeyRotations(ctx, in, inRegion(it.region))
+		out, err := r.kmsOf(it).ListKeyRotations(ctx, in, inRegion(it.region))
 		if err != nil {
 			return nil, err
 		}
@@ -281,7 +281,7 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 // (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyLastUsage.html).
 func (r *run) usage(ctx context.Context, it *item) error {
 	r.calls.add(opGetKeyLastUsage)
-	out, err := r.e.kms.GetKeyLastUsage(ctx, &kms.GetKeyLastUsageInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	out, err := r.kmsOf(it).GetKeyLastUsage(ctx, &kms.GetKeyLastUsageInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil {
 		return err
 	}
@@ -299,7 +299,7 @@ func (r *run) usage(ctx context.Context, it *item) error {
 // (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyRotationStatus.html).
 func (r *run) status(ctx context.Context, it *item) error {
 	r.calls.add(opGetKeyRotationStatus)
-	out, err := r.e.kms.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	out, err := r.kmsOf(it).GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil {
 		return err
 	}
@@ -360,7 +360,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 	it.facts.MaterialBefore = before.material
 	r.calls.add(opRotateKeyOnDemand)
 	started := r.e.now()
-	_, err := r.e.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
+	_, err := r.kmsOf(it).RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
 		inRegion(it.region), r.e.rotateOpt)
 	if err == nil {
 		r.rotated(it, started)
@@ -441,7 +441,7 @@ func (r *run) looksApplied(ctx context.Context, it *item, before observation) bo
 		return false
 	}
 	r.calls.add(opDescribeKey)
-	out, err := r.e.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil || out.KeyMetadata == nil {
 		return false
 	}

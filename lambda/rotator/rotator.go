@@ -78,6 +78,9 @@ type Engine struct {
 	lambda LambdaAPI
 	// events publishes the result event (events.go).
 	events EventsAPI
+	// members gives the clients of member accounts (members.go); nil
+	// outside organization mode.
+	members MemberClients
 	// now is the clock of decisions (tests set it); deadlines use real time.
 	now func() time.Time
 	// margin is how much of the Lambda's remaining time is kept back: no key
@@ -130,6 +133,11 @@ func DeadlineMargin(remaining time.Duration) time.Duration {
 func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (*Report, error) {
 	r := e.newRun(ctx, req, inv)
 	defer r.cancel()
+	if err := r.connect(r.ctx); err != nil {
+		r.log.Error("member account not reachable; nothing was touched", "error", err.Error())
+		e.emitRunFailed(r)
+		return nil, fmt.Errorf("%s run: %w", req.Mode, err)
+	}
 	// Per-key calls use the run's context, which ends margin/2 before the
 	// Lambda deadline; the listings (keys, aliases) may go on until lookBy,
 	// a quarter margin before it, since without them there is no report.
@@ -138,7 +146,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	// while the listing pages arrive (stream.go).
 	listCtx, cancelList := r.listContext(ctx)
 	defer cancelList()
-	home := r.inv.Scope.Region
+	home := r.scope.Region
 	f := newFeed()
 	listed := make(chan error, 1)
 	go func() { listed <- r.list(listCtx, f) }()
@@ -206,6 +214,10 @@ type run struct {
 	// calls' deadline, but a quarter margin before the Lambda's; zero = none.
 	lookBy time.Time
 
+	// scope is where the run works: the function's account and Region, or
+	// the request's target; accounts holds the member accounts' clients.
+	scope    request.Scope
+	accounts map[string]accountClients
 	// tally keeps what the report and the metrics need of finished keys.
 	tally *tally
 
@@ -236,7 +248,8 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 		start:   e.now(),
 		seen:    map[string]bool{},
 		aliases: map[string]*aliasSet{},
-		tally:   newTally(e.maxListed, e.maxEntries, e.cfg.Reserve, sweepPrefix(req, inv.Scope)),
+		scope:   inv.Scope.In(req.Target),
+		tally:   newTally(e.maxListed, e.maxEntries, e.cfg.Reserve, sweepPrefix(req, inv.Scope.In(req.Target))),
 	}
 	for _, k := range req.Keys {
 		if k.Alias != "" {

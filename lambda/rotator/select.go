@@ -42,7 +42,7 @@ func (it *item) sortKey() string {
 // ARN: key IDs and key ARNs directly, aliases through the Region's alias list.
 // An alias that does not exist becomes a not-found entry of its own.
 func (r *run) resolveKeys(home *aliasSet) []*item {
-	sc := r.inv.Scope
+	sc := r.scope
 	var items []*item
 	byARN := map[string]bool{}
 	byAlias := map[string]bool{}
@@ -182,7 +182,7 @@ func (r *run) aliasSet(ctx context.Context, region string) *aliasSet {
 		in := &kms.ListAliasesInput{Limit: aws.Int32(100)}
 		for {
 			r.calls.add(opListAliases)
-			out, err := r.e.kms.ListAliases(ctx, in, inRegion(region))
+			out, err := r.kmsFor(r.scope.Account).ListAliases(ctx, in, inRegion(region))
 			if err != nil {
 				as.err = err
 				return

@@ -98,7 +98,7 @@ func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, 
 	var prev map[string]bool
 	for {
 		r.calls.add(opGetResources)
-		out, err := r.e.tagging.GetResources(ctx, in)
+		out, err := r.taggingFor(r.scope.Account).GetResources(ctx, in, func(o *tagging.Options) { o.Region = r.scope.Region })
 		if err != nil {
 			return fmt.Errorf("get resources tagged %s=%s: %w", r.e.cfg.TagKey, r.e.cfg.TagValue, err)
 		}
@@ -148,7 +148,7 @@ func (r *run) list(ctx context.Context, f *feed) error {
 		}
 	}
 	if len(r.req.Keys) > 0 {
-		add(r.resolveKeys(r.aliasSet(ctx, r.inv.Scope.Region)))
+		add(r.resolveKeys(r.aliasSet(ctx, r.scope.Region)))
 		return nil
 	}
 	filters := []taggingtypes.TagFilter{{Key: aws.String(r.e.cfg.TagKey), Values: []string{r.e.cfg.TagValue}}}

@@ -34,6 +34,8 @@ const (
 const (
 	DimMode   = "Mode"
 	DimReason = "Reason"
+	// DimAccount is the account a run worked in (organization mode).
+	DimAccount = "Account"
 )
 
 // The result event the function publishes on the account's default event

@@ -84,6 +84,10 @@ type Config struct {
 	// SkipIdle skips due keys with no cryptographic use since their newest
 	// rotation: new material protects nothing new (ROTATOR_SKIP_IDLE).
 	SkipIdle bool
+	// MemberRoleName turns on organization mode: the role the function
+	// assumes in a member account (arn:PARTITION:iam::ACCOUNT:role/NAME)
+	// to work there (ROTATOR_MEMBER_ROLE_NAME; empty = own account only).
+	MemberRoleName string
 }
 
 // Environment variable names (docs/design.md "Configuration").
@@ -106,6 +110,7 @@ const (
 	EnvIncidentWait          = "ROTATOR_INCIDENT_WAIT"
 	EnvStuckAfter            = "ROTATOR_STUCK_AFTER"
 	EnvSkipIdle              = "ROTATOR_SKIP_IDLE"
+	EnvMemberRoleName        = "ROTATOR_MEMBER_ROLE_NAME"
 )
 
 // IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.
@@ -212,6 +217,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	integer(EnvMinIntervalDays, &c.MinIntervalDays, minIntervalDays, maxIntervalDays)
 	integer(EnvAutoRotationGraceDays, &c.AutoRotationGraceDays, 0, maxGraceDays)
 	str(EnvMetricsNamespace, &c.MetricsNamespace, 255)
+	str(EnvMemberRoleName, &c.MemberRoleName, 64)
 	duration := func(name string, dst *time.Duration, lo, hi time.Duration) {
 		v := getenv(name)
 		if err != nil || v == "" {
@@ -235,6 +241,13 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	duration(EnvStuckAfter, &c.StuckAfter, minStuckAfter, maxStuckAfter)
 	if err != nil {
 		return Config{}, err
+	}
+	// IAM role names: 1–64 of letters, digits and + = , . @ _ -
+	// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html).
+	if c.MemberRoleName != "" && strings.ContainsFunc(c.MemberRoleName, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("+=,.@_-", r))
+	}) {
+		return Config{}, fmt.Errorf("%s=%q: not an IAM role name (letters, digits and + = , . @ _ -)", EnvMemberRoleName, c.MemberRoleName)
 	}
 	if c.IntervalDays < c.MinIntervalDays {
 		return Config{}, fmt.Errorf("%s=%d: below %s (%d); a shorter interval spends the lifetime on-demand budget in a few sweeps",
@@ -318,5 +331,6 @@ func Environment(c Config) map[string]string {
 		EnvIncidentWait:          dur(c.IncidentWait),
 		EnvStuckAfter:            dur(c.StuckAfter),
 		EnvSkipIdle:              strconv.FormatBool(c.SkipIdle),
+		EnvMemberRoleName:        c.MemberRoleName,
 	}
 }

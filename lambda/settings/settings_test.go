@@ -62,6 +62,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"call timeout zero", map[string]string{EnvCallTimeout: "0s"}, "ROTATOR_CALL_TIMEOUT=0s: must be between 1s and 15m0s"},
 		{"incident wait beyond a run", map[string]string{EnvIncidentWait: "20m"}, "ROTATOR_INCIDENT_WAIT=20m: must be between 0s and 15m0s"},
 		{"stuck after too short", map[string]string{EnvStuckAfter: "30s"}, "ROTATOR_STUCK_AFTER=30s: must be between 1m0s and 720h0m0s"},
+		{"member role with a slash", map[string]string{EnvMemberRoleName: "path/role"}, `ROTATOR_MEMBER_ROLE_NAME="path/role": not an IAM role name`},
 		{"skip idle typo", map[string]string{EnvSkipIdle: "yes"}, `ROTATOR_SKIP_IDLE="yes": not a boolean`},
 		{"grace negative", map[string]string{EnvAutoRotationGraceDays: "-1"}, "ROTATOR_AUTO_ROTATION_GRACE_DAYS=-1: must be between 0 and 365"},
 		{"interval too long", map[string]string{EnvIntervalDays: "3651"}, "ROTATOR_INTERVAL_DAYS=3651: must be between 1 and 3650"},
@@ -120,6 +121,7 @@ func TestParseIntervalTagBelowTheFloorNamesTagAndFloor(t *testing.T) {
 func TestEnvironmentRoundTrips(t *testing.T) {
 	c := DefaultConfig()
 	c.TagKey, c.IntervalDays, c.RotateRPS, c.IncidentWait, c.SkipIdle, c.StuckAfter = "rotate", 45, 2.5, 0, true, 90*time.Minute
+	c.MemberRoleName = "kms-rotator-member"
 	env := Environment(c)
 	got, err := LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
@@ -139,7 +141,7 @@ func TestEnvironmentRoundTrips(t *testing.T) {
 	for _, name := range []string{EnvTagKey, EnvTagValue, EnvIntervalDays, EnvOnDemandLimit, EnvReserve, EnvRotateRPS,
 		EnvConcurrency, EnvDryRun, EnvMetricsNamespace, EnvContinuationMax, EnvIncidentCooldown, EnvConfirmWait,
 		EnvCallTimeout, EnvMinIntervalDays, EnvAutoRotationGraceDays, EnvIncidentWait, EnvStuckAfter, EnvSkipIdle} {
-		if env[name] == "" && name != EnvTagValue {
+		if env[name] == "" {
 			t.Errorf("%s not set", name)
 		}
 	}

@@ -1,0 +1,134 @@
+package rotator
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+)
+
+// MemberClients returns the KMS and tagging clients of a member account of
+// the organization, acting through its member role (organization mode).
+// region is where the role is assumed (STS's regional endpoint); session
+// names the run in the member account's CloudTrail.
+type MemberClients func(ctx context.Context, partition, account, region, session string) (KMSAPI, TaggingAPI, error)
+
+// SetMembers turns on organization mode: requests may then name a target
+// account, and incidents key ARNs of member accounts. Call it before the
+// first Run.
+func (e *Engine) SetMembers(f MemberClients) { e.members = f }
+
+// AssumeMemberRole is the production MemberClients: it assumes
+// arn:PARTITION:iam::ACCOUNT:role/ROLENAME through STS in the target's
+// Region and builds clients on those credentials, refreshed by the SDK's
+// cache as they near expiry
+// (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html).
+// The first credentials are fetched at once, so a role that cannot be
+// assumed fails the run before any KMS call.
+func AssumeMemberRole(base aws.Config, roleName string) MemberClients {
+	return func(ctx context.Context, partition, account, region, session string) (KMSAPI, TaggingAPI, error) {
+		roleARN := "arn:" + partition + ":iam::" + account + ":role/" + roleName
+		stsCfg := base.Copy()
+		stsCfg.Region = region
+		creds := aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(stsCfg), roleARN,
+			func(o *stscreds.AssumeRoleOptions) { o.RoleSessionName = session }))
+		if _, err := creds.Retrieve(ctx); err != nil {
+			return nil, nil, fmt.Errorf("assume role %s: %w", roleARN, err)
+		}
+		cfg := base.Copy()
+		cfg.Credentials = creds
+		return kms.NewFromConfig(cfg), tagging.NewFromConfig(cfg), nil
+	}
+}
+
+// accountClients are one account's clients, made once per run.
+type accountClients struct {
+	kms     KMSAPI
+	tagging TaggingAPI
+}
+
+// organization reports whether the engine works across accounts.
+func (e *Engine) organization() bool { return e.members != nil }
+
+// connect makes the clients of every account the request works in other
+// than the function's own — the target's, or those of an incident's key
+// ARNs — before any KMS call: a role that cannot be assumed fails the run
+// and touches nothing. Credentials are cached per account for the run.
+func (r *run) connect(ctx context.Context) error {
+	own := r.inv.Scope.Account
+	regions := map[string]string{} // account → Region to assume the role in
+	if r.scope.Account != own {
+		regions[r.scope.Account] = r.scope.Region
+	}
+	for _, k := range r.req.Keys {
+		if k.IsARN() && k.Account != own {
+			if _, ok := regions[k.Account]; !ok {
+				regions[k.Account] = k.Region
+			}
+		}
+	}
+	if len(regions) == 0 {
+		return nil
+	}
+	if r.e.members == nil {
+		return fmt.Errorf("the request names account(s) other than %s, and organization mode is off", own)
+	}
+	accounts := make([]string, 0, len(regions))
+	for a := range regions {
+		accounts = append(accounts, a)
+	}
+	sort.Strings(accounts)
+	session := "kms-rotator-" + r.id // run IDs use only characters a session name allows
+	r.accounts = map[string]accountClients{}
+	for _, a := range accounts {
+		k, t, err := r.e.members(ctx, r.inv.Scope.Partition, a, regions[a], session)
+		if err != nil {
+			return err
+		}
+		r.accounts[a] = accountClients{k, t}
+	}
+	return nil
+}
+
+// kmsFor is the KMS client of account (the function's own when not a member).
+func (r *run) kmsFor(account string) KMSAPI {
+	if c, ok := r.accounts[account]; ok {
+		return c.kms
+	}
+	return r.e.kms
+}
+
+// taggingFor is the tagging client of account.
+func (r *run) taggingFor(account string) TaggingAPI {
+	if c, ok := r.accounts[account]; ok {
+		return c.tagging
+	}
+	return r.e.tagging
+}
+
+// kmsOf is the KMS client of the item's account.
+func (r *run) kmsOf(it *item) KMSAPI { return r.kmsFor(accountOf(it.arn)) }
+
+// accountOf returns the account of a key ARN ("" when not an ARN).
+func accountOf(arn string) string {
+	var n int
+	start := -1
+	for i := 0; i < len(arn); i++ {
+		if arn[i] != ':' {
+			continue
+		}
+		n++
+		switch n {
+		case 4:
+			start = i + 1
+		case 5:
+			return arn[start:i]
+		}
+	}
+	return ""
+}
