@@ -30,7 +30,7 @@ var scheduled = string(request.ModeScheduled)
 // dimensions [Mode].
 func rotatorMetric(s Settings, name, mode, statistic string, period time.Duration) awscloudwatch.Metric {
 	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
-		Namespace:     jsii.String(s.MetricsNamespace),
+		Namespace:     jsii.String(s.Function.MetricsNamespace),
 		MetricName:    jsii.String(name),
 		DimensionsMap: &map[string]*string{settings.DimMode: jsii.String(mode)},
 		Statistic:     jsii.String(statistic),
@@ -74,6 +74,7 @@ type rotatorAlarms struct {
 	FailureQueue       awscloudwatch.Alarm
 	AsyncEventsDropped awscloudwatch.Alarm
 	ResultEventsFailed awscloudwatch.Alarm
+	RotationsStuck     awscloudwatch.Alarm
 	All                []awscloudwatch.IAlarm
 }
 
@@ -300,6 +301,17 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 		desc: "The function could not publish a run's result event on the default event bus: an incident or a run with failed keys was not announced on the topic. " +
 			"The run itself is in the function's logs.",
 		metric: sumOverModes(s, settings.MetricResultEventsFailed, modes, fiveMin, "result events not published"),
+		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	a.RotationsStuck = alarm("RotationsStuck", spec{name: "rotations-stuck",
+		desc: fmt.Sprintf("A key's on-demand rotation has been in progress for more than %s (stuckAfter, ROTATOR_STUCK_AFTER), where KMS normally completes one within minutes. "+
+			"The run's report marks the key with stuck=true; every run skips the key (rotation-in-progress), incidents included. "+
+			"Check the key with GetKeyRotationStatus and ListKeyRotations, and ask AWS Support if it stays so. "+
+			"Fires after each run that sees such a key and returns to OK an hour later; the next sweep fires it again while the rotation stays stuck.",
+			s.Function.StuckAfter),
+		// Every run counts the stuck keys among those it read (an incident
+		// only its own keys), so the alarm takes any run's count in the
+		// hour rather than the last run's verdict, as budget-exhausted does.
+		metric: sumOverModes(s, settings.MetricRotationsStuck, modes, time.Hour, "stuck rotations"),
 		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	return a
 }

@@ -38,7 +38,7 @@ var latestRotationsQuery = []string{
 // given dimension names, one line per dimension value (per Mode, per Reason),
 // so new reasons show without changing the dashboard.
 func search(s Settings, metric string, dims []string, stat string, label string) awscloudwatch.MathExpression {
-	schema := strings.Join(append([]string{s.MetricsNamespace}, dims...), ",")
+	schema := strings.Join(append([]string{s.Function.MetricsNamespace}, dims...), ",")
 	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
 		Expression: jsii.String(fmt.Sprintf(`SEARCH('{%s} MetricName="%s"', '%s', 3600)`, schema, metric, stat)),
 		Label:      jsii.String(label),
@@ -51,6 +51,7 @@ func search(s Settings, metric string, dims []string, stat string, label string)
 func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDashboardProps) awscloudwatch.Dashboard {
 	c := constructs.NewConstruct(scope, &id)
 	s := props.Settings
+	f := s.Function
 	graph := func(title string, left []awscloudwatch.IMetric, right []awscloudwatch.IMetric) awscloudwatch.IWidget {
 		p := &awscloudwatch.GraphWidgetProps{Title: jsii.String(title), Left: &left, Width: jsii.Number(12), Height: jsii.Number(6)}
 		if len(right) > 0 {
@@ -70,7 +71,7 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 	})
 	d.AddWidgets(awscloudwatch.NewTextWidget(&awscloudwatch.TextWidgetProps{
 		Markdown: jsii.String(fmt.Sprintf("# kms-rotator\nOpt-in tag `%s=%s` · schedule `%s` (%s) · interval %d days (floor %d) · on-demand limit %d, reserve %d · dry run %t · namespace `%s` · incident bus `%s`",
-			s.TagKey, s.TagValue, s.Schedule, s.ScheduleTimezone, s.IntervalDays, s.MinIntervalDays, s.OnDemandLimit, s.Reserve, s.DryRun, s.MetricsNamespace, s.IncidentBusName)),
+			f.TagKey, f.TagValue, s.Schedule, s.ScheduleTimezone, f.IntervalDays, f.MinIntervalDays, f.OnDemandLimit, f.Reserve, f.DryRun, f.MetricsNamespace, s.IncidentBusName)),
 		Width: jsii.Number(24), Height: jsii.Number(2),
 	}))
 	d.AddWidgets(
@@ -80,10 +81,14 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 		}, []awscloudwatch.IMetric{
 			search(s, settings.MetricKeysCandidate, byMode, "Sum", "candidates"),
 		}),
-		graph("Keys failed and deferred (by mode)", []awscloudwatch.IMetric{
+		graph("Keys failed and deferred; rotations stuck in progress (by mode)", []awscloudwatch.IMetric{
 			search(s, settings.MetricKeysFailed, byMode, "Sum", "failed"),
 			search(s, settings.MetricKeysDeferred, byMode, "Sum", "deferred"),
-		}, nil),
+		}, []awscloudwatch.IMetric{
+			// Each run counts every stuck rotation it reads: the largest
+			// count in the hour, not the sum of runs that saw the same key.
+			search(s, settings.MetricRotationsStuck, byMode, "Maximum", "stuck rotations"),
+		}),
 	)
 	d.AddWidgets(
 		graph("Keys skipped by reason", []awscloudwatch.IMetric{search(s, settings.MetricKeysSkipped, byReason, "Sum", "skipped")}, nil),

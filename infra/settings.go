@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/mail"
 	"regexp"
@@ -16,10 +17,11 @@ import (
 
 // Settings are the deployment's choices, read from CDK context (cdk.json holds
 // the defaults; `-c key=value` overrides one). The function's settings are
-// validated by the function's own loader (settings.LoadConfig) on the
-// environment the stack would set, so the stack and the function cannot
-// disagree on a bound; the few bounds that only the stack knows (Lambda,
-// CloudWatch, EventBridge limits) are checked here, each with its reason.
+// one settings.Config, read and validated by the function's own loader
+// (settings.LoadConfig) on the environment the stack sets, so the stack and
+// the function cannot disagree on a name, a default or a bound; the few
+// bounds that only the stack knows (Lambda, CloudWatch, KMS tag limits) are
+// checked here, each with its reason.
 type Settings struct {
 	// Regions gets one stack each; empty means the CLI's default region.
 	Regions []string
@@ -39,24 +41,10 @@ type Settings struct {
 	LogRetentionDays int
 	// ReservedConcurrency of the function; 0 = none (the default).
 	ReservedConcurrency int
-	// Function configuration, passed as ROTATOR_* environment variables
-	// (docs/design.md "Configuration").
-	TagKey, TagValue      string
-	IntervalDays          int
-	OnDemandLimit         int
-	Reserve               int
-	RotateRPS             float64
-	Concurrency           int
-	DryRun                bool
-	MetricsNamespace      string
-	IncidentCooldown      time.Duration
-	ConfirmWait           time.Duration
-	CallTimeout           time.Duration
-	MinIntervalDays       int
-	AutoRotationGraceDays int
-	// ContinuationMax bounds the chain of self-invocations that finish a
-	// sweep which did not fit in one run (ROTATOR_CONTINUATION_MAX).
-	ContinuationMax int
+	// Function is the function's configuration (docs/design.md
+	// "Configuration"), exactly as the function will load it: the stack
+	// sets settings.Environment(Function), every ROTATOR_* variable.
+	Function settings.Config
 	// AlarmEmail, when set, subscribes this address to the alarm topic.
 	AlarmEmail string
 	// IncidentBusName is the dedicated event bus for incident requests.
@@ -81,16 +69,25 @@ type Silence struct {
 // still normal: the longest gap plus the slack.
 func (s Silence) Window() time.Duration { return s.Gap + s.Slack }
 
-// Context keys. cdk.json lists each with its default.
+// Context keys of the stack's own settings. cdk.json lists each with its
+// default.
 const (
-	ctxRegions               = "regions"
-	ctxFunctionName          = "functionName"
-	ctxSchedule              = "schedule"
-	ctxScheduleTimezone      = "scheduleTimezone"
-	ctxMemorySize            = "memorySize"
-	ctxTimeoutMinutes        = "timeoutMinutes"
-	ctxLogRetentionDays      = "logRetentionDays"
-	ctxReservedConcurrency   = "reservedConcurrency"
+	ctxRegions             = "regions"
+	ctxFunctionName        = "functionName"
+	ctxSchedule            = "schedule"
+	ctxScheduleTimezone    = "scheduleTimezone"
+	ctxMemorySize          = "memorySize"
+	ctxTimeoutMinutes      = "timeoutMinutes"
+	ctxLogRetentionDays    = "logRetentionDays"
+	ctxReservedConcurrency = "reservedConcurrency"
+	ctxAlarmEmail          = "alarmEmail"
+	ctxIncidentBusName     = "incidentBusName"
+	ctxIncidentPrincipals  = "incidentPrincipals"
+)
+
+// Context keys of the function's settings, one per ROTATOR_* variable
+// (functionKeys).
+const (
 	ctxTagKey                = "tagKey"
 	ctxTagValue              = "tagValue"
 	ctxIntervalDays          = "intervalDays"
@@ -106,68 +103,82 @@ const (
 	ctxCallTimeout           = "callTimeout"
 	ctxMinIntervalDays       = "minIntervalDays"
 	ctxAutoRotationGraceDays = "autoRotationGraceDays"
-	ctxAlarmEmail            = "alarmEmail"
-	ctxIncidentBusName       = "incidentBusName"
-	ctxIncidentPrincipals    = "incidentPrincipals"
+	ctxIncidentWait          = "incidentWait"
+	ctxStuckAfter            = "stuckAfter"
+	ctxSkipIdle              = "skipIdle"
 )
 
+// functionKeys maps each context key of a function setting to the variable
+// it sets: the value goes into the function's environment as written, and
+// the function's loader parses it, so a context key accepts exactly what the
+// variable accepts. A variable without a key here is still set, at the
+// function's default (settings.Environment sets every one).
+var functionKeys = []struct{ key, env string }{
+	{ctxTagKey, settings.EnvTagKey},
+	{ctxTagValue, settings.EnvTagValue},
+	{ctxIntervalDays, settings.EnvIntervalDays},
+	{ctxOnDemandLimit, settings.EnvOnDemandLimit},
+	{ctxReserve, settings.EnvReserve},
+	{ctxRotateRPS, settings.EnvRotateRPS},
+	{ctxConcurrency, settings.EnvConcurrency},
+	{ctxDryRun, settings.EnvDryRun},
+	{ctxMetricsNamespace, settings.EnvMetricsNamespace},
+	{ctxContinuationMax, settings.EnvContinuationMax},
+	{ctxIncidentCooldown, settings.EnvIncidentCooldown},
+	{ctxConfirmWait, settings.EnvConfirmWait},
+	{ctxCallTimeout, settings.EnvCallTimeout},
+	{ctxMinIntervalDays, settings.EnvMinIntervalDays},
+	{ctxAutoRotationGraceDays, settings.EnvAutoRotationGraceDays},
+	{ctxIncidentWait, settings.EnvIncidentWait},
+	{ctxStuckAfter, settings.EnvStuckAfter},
+	{ctxSkipIdle, settings.EnvSkipIdle},
+}
+
 // ContextKeys lists every context key the app reads.
-var ContextKeys = []string{
-	ctxRegions, ctxFunctionName, ctxSchedule, ctxScheduleTimezone, ctxMemorySize,
-	ctxTimeoutMinutes, ctxLogRetentionDays, ctxReservedConcurrency, ctxTagKey, ctxTagValue,
-	ctxIntervalDays, ctxOnDemandLimit, ctxReserve, ctxRotateRPS, ctxConcurrency, ctxDryRun,
-	ctxMetricsNamespace, ctxContinuationMax, ctxIncidentCooldown, ctxConfirmWait, ctxCallTimeout,
-	ctxMinIntervalDays, ctxAutoRotationGraceDays, ctxAlarmEmail, ctxIncidentBusName, ctxIncidentPrincipals,
+var ContextKeys = func() []string {
+	keys := []string{
+		ctxRegions, ctxFunctionName, ctxSchedule, ctxScheduleTimezone, ctxMemorySize, ctxTimeoutMinutes,
+		ctxLogRetentionDays, ctxReservedConcurrency, ctxAlarmEmail, ctxIncidentBusName, ctxIncidentPrincipals,
+	}
+	for _, fk := range functionKeys {
+		keys = append(keys, fk.key)
+	}
+	return keys
+}()
+
+// maxStackContinuation is the stack's bound on continuationMax, below the
+// function's (100): Lambda's recursive loop detection stops a chain after
+// about 16 invocations
+// (https://docs.aws.amazon.com/lambda/latest/dg/invocation-recursion.html),
+// so a longer chain would be cut by Lambda, not by the function.
+const maxStackContinuation = 15
+
+// functionDefaults is the function's configuration when the stack sets
+// every variable at its default: settings.DefaultConfig as LoadConfig reads
+// it back from settings.Environment. (A set ROTATOR_CONCURRENCY is used
+// exactly, so ConcurrencyAuto is false.)
+func functionDefaults() settings.Config {
+	env := settings.Environment(settings.DefaultConfig())
+	c, err := settings.LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		panic("settings: the defaults do not load: " + err.Error()) // settings' own tests pin the round trip
+	}
+	return c
 }
 
-// envContext maps each ROTATOR_* variable the stack sets to the context key
-// it comes from, so an error of the function's loader names the key.
-var envContext = map[string]string{
-	settings.EnvTagKey:                ctxTagKey,
-	settings.EnvTagValue:              ctxTagValue,
-	settings.EnvIntervalDays:          ctxIntervalDays,
-	settings.EnvOnDemandLimit:         ctxOnDemandLimit,
-	settings.EnvReserve:               ctxReserve,
-	settings.EnvRotateRPS:             ctxRotateRPS,
-	settings.EnvConcurrency:           ctxConcurrency,
-	settings.EnvDryRun:                ctxDryRun,
-	settings.EnvMetricsNamespace:      ctxMetricsNamespace,
-	settings.EnvContinuationMax:       ctxContinuationMax,
-	settings.EnvIncidentCooldown:      ctxIncidentCooldown,
-	settings.EnvConfirmWait:           ctxConfirmWait,
-	settings.EnvCallTimeout:           ctxCallTimeout,
-	settings.EnvMinIntervalDays:       ctxMinIntervalDays,
-	settings.EnvAutoRotationGraceDays: ctxAutoRotationGraceDays,
-}
-
-// DefaultSettings are the values cdk.json ships with. The function-side
-// ones come from settings.DefaultConfig, so the stack and the function share
-// one set of defaults.
+// DefaultSettings are the values cdk.json ships with. The function's come
+// from settings.DefaultConfig, so the stack and the function share one set
+// of defaults.
 func DefaultSettings() Settings {
-	f := settings.DefaultConfig()
 	s := Settings{
-		FunctionName:          "kms-rotator",
-		Schedule:              "cron(0 3 * * ? *)",
-		ScheduleTimezone:      "UTC",
-		MemorySize:            256,
-		Timeout:               10 * time.Minute,
-		LogRetentionDays:      365,
-		TagKey:                f.TagKey,
-		TagValue:              f.TagValue,
-		IntervalDays:          f.IntervalDays,
-		OnDemandLimit:         f.OnDemandLimit,
-		Reserve:               f.Reserve,
-		RotateRPS:             f.RotateRPS,
-		Concurrency:           f.Concurrency,
-		DryRun:                f.DryRun,
-		MetricsNamespace:      f.MetricsNamespace,
-		ContinuationMax:       f.ContinuationMax,
-		IncidentCooldown:      f.IncidentCooldown,
-		ConfirmWait:           f.ConfirmWait,
-		CallTimeout:           f.CallTimeout,
-		MinIntervalDays:       f.MinIntervalDays,
-		AutoRotationGraceDays: f.AutoRotationGraceDays,
-		IncidentBusName:       "kms-rotator-incidents",
+		FunctionName:     "kms-rotator",
+		Schedule:         "cron(0 3 * * ? *)",
+		ScheduleTimezone: "UTC",
+		MemorySize:       256,
+		Timeout:          10 * time.Minute,
+		LogRetentionDays: 365,
+		Function:         functionDefaults(),
+		IncidentBusName:  "kms-rotator-incidents",
 	}
 	// A daily cron in UTC: 24 hours between sweeps.
 	s.Silence = Silence{Gap: 24 * time.Hour, Slack: silenceSlack(s.Timeout)}
@@ -180,41 +191,6 @@ func DefaultSettings() Settings {
 // and the run completes within the function's timeout; an hour covers the
 // delivery and a daylight-saving hour that a local time may shift by.
 func silenceSlack(timeout time.Duration) time.Duration { return time.Hour + timeout }
-
-// Environment is the function's environment: the ROTATOR_* variables of
-// docs/design.md "Configuration", every one set (so the function uses
-// exactly what the stack says).
-func (s Settings) Environment() map[string]string {
-	return map[string]string{
-		settings.EnvTagKey:                s.TagKey,
-		settings.EnvTagValue:              s.TagValue,
-		settings.EnvIntervalDays:          strconv.Itoa(s.IntervalDays),
-		settings.EnvOnDemandLimit:         strconv.Itoa(s.OnDemandLimit),
-		settings.EnvReserve:               strconv.Itoa(s.Reserve),
-		settings.EnvRotateRPS:             strconv.FormatFloat(s.RotateRPS, 'f', -1, 64),
-		settings.EnvConcurrency:           strconv.Itoa(s.Concurrency),
-		settings.EnvDryRun:                strconv.FormatBool(s.DryRun),
-		settings.EnvMetricsNamespace:      s.MetricsNamespace,
-		settings.EnvContinuationMax:       strconv.Itoa(s.ContinuationMax),
-		settings.EnvIncidentCooldown:      formatDuration(s.IncidentCooldown),
-		settings.EnvConfirmWait:           formatDuration(s.ConfirmWait),
-		settings.EnvCallTimeout:           formatDuration(s.CallTimeout),
-		settings.EnvMinIntervalDays:       strconv.Itoa(s.MinIntervalDays),
-		settings.EnvAutoRotationGraceDays: strconv.Itoa(s.AutoRotationGraceDays),
-	}
-}
-
-// formatDuration writes a Go duration without zero tails: 1h, 1h30m, 5s.
-func formatDuration(d time.Duration) string {
-	out := d.String()
-	if strings.HasSuffix(out, "m0s") {
-		out = strings.TrimSuffix(out, "0s")
-	}
-	if strings.HasSuffix(out, "h0m") {
-		out = strings.TrimSuffix(out, "0m")
-	}
-	return out
-}
 
 var (
 	// https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html (FunctionName)
@@ -279,39 +255,10 @@ func SettingsFromContext(get func(key string) any) (Settings, error) {
 				"at least %d (a sweep, the continuation it starts and an incident must run at once), or empty for none", minReservedConcurrency)
 		}
 	}
-	r.setStr(ctxTagKey, &s.TagKey)
-	r.setStr(ctxTagValue, &s.TagValue)
-	// The tag goes into the role's and the key policies' conditions: a key or
-	// value KMS cannot hold would make conditions that match no key. The
-	// function checks only lengths; KMS's character set is the stack's to check.
-	if !tagRE.MatchString(s.TagKey) || strings.HasPrefix(strings.ToLower(s.TagKey), "aws:") {
-		r.fail(ctxTagKey, s.TagKey, "a tag key: letters, digits, spaces or _ . : / = + - @, not starting with aws:")
+	if c, ok := r.functionConfig(); ok {
+		s.Function = c
+		r.stackBounds(c)
 	}
-	if !tagRE.MatchString(s.TagValue) {
-		r.fail(ctxTagValue, s.TagValue, "a tag value: letters, digits, spaces or _ . : / = + - @")
-	}
-	s.IntervalDays = r.whole(ctxIntervalDays, s.IntervalDays)
-	s.OnDemandLimit = r.whole(ctxOnDemandLimit, s.OnDemandLimit)
-	s.Reserve = r.whole(ctxReserve, s.Reserve)
-	s.RotateRPS = r.number(ctxRotateRPS, s.RotateRPS, math.Inf(-1), math.Inf(1))
-	s.Concurrency = r.whole(ctxConcurrency, s.Concurrency)
-	s.DryRun = r.boolean(ctxDryRun, s.DryRun)
-	r.setStr(ctxMetricsNamespace, &s.MetricsNamespace)
-	// CloudWatch reserves the AWS/ namespaces for AWS services
-	// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html):
-	// the function would write metrics nobody can read.
-	if strings.HasPrefix(s.MetricsNamespace, "AWS/") {
-		r.fail(ctxMetricsNamespace, s.MetricsNamespace, "the AWS/ namespaces are reserved for AWS services")
-	}
-	// Lambda's recursive loop detection stops a chain after about 16
-	// invocations (https://docs.aws.amazon.com/lambda/latest/dg/invocation-recursion.html),
-	// so the stack keeps the bound below it; the function accepts more.
-	s.ContinuationMax = r.integer(ctxContinuationMax, s.ContinuationMax, math.MinInt32, 15)
-	s.IncidentCooldown = r.duration(ctxIncidentCooldown, s.IncidentCooldown)
-	s.ConfirmWait = r.duration(ctxConfirmWait, s.ConfirmWait)
-	s.CallTimeout = r.duration(ctxCallTimeout, s.CallTimeout)
-	s.MinIntervalDays = r.whole(ctxMinIntervalDays, s.MinIntervalDays)
-	s.AutoRotationGraceDays = r.whole(ctxAutoRotationGraceDays, s.AutoRotationGraceDays)
 	r.setStr(ctxAlarmEmail, &s.AlarmEmail)
 	if s.AlarmEmail != "" {
 		if a, err := mail.ParseAddress(s.AlarmEmail); err != nil || a.Address != s.AlarmEmail {
@@ -323,39 +270,71 @@ func SettingsFromContext(get func(key string) any) (Settings, error) {
 		r.fail(ctxIncidentBusName, s.IncidentBusName, "a custom event bus name: 1–256 letters, digits, . - or _, not default")
 	}
 	s.IncidentPrincipals = r.roleARNs(ctxIncidentPrincipals)
-	r.functionConfig(s)
 	if len(r.errs) > 0 {
 		return Settings{}, fmt.Errorf("invalid CDK context:\n  %s", strings.Join(r.errs, "\n  "))
 	}
 	return s, nil
 }
 
-// functionConfig runs the function's own configuration loader on the
-// environment the stack would set. The loader stops at the first bad
-// variable, so each one it names is put back to its default and the loader
-// runs again: one synth reports every bad setting.
-func (r *ctxReader) functionConfig(s Settings) {
-	env := s.Environment()
-	for name, key := range envContext {
-		if r.failed[key] {
-			delete(env, name) // reported already, by the stack's own check
+// functionConfig writes each function setting's context value into the
+// environment the stack sets (the defaults, settings.Environment) and runs
+// the function's own loader on it. The loader stops at the first bad
+// variable, so each one it names is reported under its context key, put
+// back to its default, and the loader runs again: one synth reports every
+// bad setting. It returns false when the configuration could not be loaded.
+func (r *ctxReader) functionConfig() (settings.Config, bool) {
+	defaults := settings.Environment(functionDefaults())
+	env := maps.Clone(defaults)
+	keyOf := map[string]string{}
+	for _, fk := range functionKeys {
+		keyOf[fk.env] = fk.key
+		if v, set := r.scalar(fk.key); set {
+			env[fk.env] = v
 		}
 	}
-	for range envContext {
-		_, err := settings.LoadConfig(func(k string) string { return env[k] })
+	for range len(functionKeys) + 1 {
+		c, err := settings.LoadConfig(func(k string) string { return env[k] })
 		if err == nil {
-			return
+			return c, true
 		}
 		name := envName(err.Error())
-		key, ok := envContext[name]
-		if _, set := env[name]; !ok || !set {
-			// Not a variable the stack sets, or one already put back to
-			// its default: report the loader's words as they are.
+		key, known := keyOf[name]
+		if !known {
 			r.errs = append(r.errs, "the function's configuration: "+err.Error())
-			return
+			return settings.Config{}, false
 		}
 		r.fail(key, r.raw(key, env[name]), "%v", err)
-		delete(env, name)
+		if env[name] == defaults[name] {
+			// The default is refused because of another setting (a
+			// cross-field rule): nothing to put back.
+			return settings.Config{}, false
+		}
+		env[name] = defaults[name]
+	}
+	return settings.Config{}, false
+}
+
+// stackBounds checks what only the stack knows about the function's
+// settings, on the configuration the function will load.
+func (r *ctxReader) stackBounds(c settings.Config) {
+	// The tag goes into the role's and the key policies' conditions: a key or
+	// value KMS cannot hold would make conditions that match no key. The
+	// function checks only lengths; KMS's character set is the stack's to check.
+	if !r.failed[ctxTagKey] && (!tagRE.MatchString(c.TagKey) || strings.HasPrefix(strings.ToLower(c.TagKey), "aws:")) {
+		r.fail(ctxTagKey, c.TagKey, "a tag key: letters, digits, spaces or _ . : / = + - @, not starting with aws:")
+	}
+	if !r.failed[ctxTagValue] && !tagRE.MatchString(c.TagValue) {
+		r.fail(ctxTagValue, c.TagValue, "a tag value: letters, digits, spaces or _ . : / = + - @")
+	}
+	// CloudWatch reserves the AWS/ namespaces for AWS services
+	// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html):
+	// the function would write metrics nobody can read.
+	if !r.failed[ctxMetricsNamespace] && strings.HasPrefix(c.MetricsNamespace, "AWS/") {
+		r.fail(ctxMetricsNamespace, c.MetricsNamespace, "the AWS/ namespaces are reserved for AWS services")
+	}
+	if !r.failed[ctxContinuationMax] && c.ContinuationMax > maxStackContinuation {
+		r.fail(ctxContinuationMax, strconv.Itoa(c.ContinuationMax),
+			"at most %d: Lambda's recursive loop detection stops a chain of about 16 invocations (the function itself accepts more)", maxStackContinuation)
 	}
 }
 
@@ -391,24 +370,26 @@ func (r *ctxReader) raw(key, def string) string {
 	return def
 }
 
-// whole reads a whole number whose bounds the function's loader checks.
-func (r *ctxReader) whole(key string, def int) int {
-	return r.integer(key, def, math.MinInt32, math.MaxInt32)
-}
-
-// duration reads a Go duration (1h, 90s) whose bounds the function's
-// loader checks.
-func (r *ctxReader) duration(key string, def time.Duration) time.Duration {
-	v := r.str(key)
-	if v == "" {
-		return def
+// scalar is the context value of key as the text of an environment
+// variable: a string trimmed, a number or boolean of cdk.json spelled as Go
+// does. set is false when the key is unset or empty (the default applies).
+func (r *ctxReader) scalar(key string) (v string, set bool) {
+	switch x := r.get(key).(type) {
+	case nil:
+		return "", false
+	case string:
+		v = strings.TrimSpace(x)
+	case float64:
+		v = strconv.FormatFloat(x, 'f', -1, 64)
+	case int:
+		v = strconv.Itoa(x)
+	case bool:
+		v = strconv.FormatBool(x)
+	default:
+		r.fail(key, fmt.Sprint(x), "a string, number or boolean")
+		return "", false
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		r.fail(key, v, "not a Go duration such as 90s, 10m or 1h")
-		return def
-	}
-	return d
+	return v, v != ""
 }
 
 // silence parses the schedule and its time zone and derives the silence
@@ -557,26 +538,4 @@ func (r *ctxReader) integer(key string, def, lo, hi int) int {
 		return def
 	}
 	return n
-}
-
-func (r *ctxReader) boolean(key string, def bool) bool {
-	switch v := r.get(key).(type) {
-	case nil:
-		return def
-	case bool:
-		return v
-	case string:
-		if strings.TrimSpace(v) == "" {
-			return def
-		}
-		b, err := strconv.ParseBool(strings.TrimSpace(v))
-		if err != nil {
-			r.fail(key, v, "not true or false")
-			return def
-		}
-		return b
-	default:
-		r.fail(key, fmt.Sprint(v), "not true or false")
-		return def
-	}
 }

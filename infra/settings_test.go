@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,43 +60,121 @@ func TestCDKJSONHoldsEveryDefault(t *testing.T) {
 	})
 }
 
-// TestFunctionAcceptsTheEnvironment runs the function's own config loader on
-// what the stack sets, so the two sides cannot drift.
-func TestFunctionAcceptsTheEnvironment(t *testing.T) {
-	custom := DefaultSettings()
-	custom.TagKey, custom.TagValue, custom.IntervalDays, custom.OnDemandLimit = "security:rotate", "yes", 60, 20
-	custom.Reserve, custom.RotateRPS, custom.Concurrency, custom.DryRun, custom.MetricsNamespace = 5, 2.5, 8, true, "Sec/KMS"
-	custom.ContinuationMax = 3
-	custom.IncidentCooldown, custom.ConfirmWait, custom.CallTimeout = 90*time.Minute, 2*time.Second, 30*time.Second
-	custom.MinIntervalDays, custom.AutoRotationGraceDays = 45, 0
-	want := settings.DefaultConfig()
+// nonDefault is a valid value other than the default for each function
+// setting's context key, as `-c key=value` gives it.
+var nonDefault = map[string]string{
+	ctxTagKey: "security:rotate", ctxTagValue: "yes", ctxIntervalDays: "60", ctxOnDemandLimit: "20", ctxReserve: "5",
+	ctxRotateRPS: "2.5", ctxConcurrency: "8", ctxDryRun: "true", ctxMetricsNamespace: "Sec/KMS", ctxContinuationMax: "3",
+	ctxIncidentCooldown: "90m", ctxConfirmWait: "2s", ctxCallTimeout: "30s", ctxMinIntervalDays: "45",
+	ctxAutoRotationGraceDays: "0", ctxIncidentWait: "0", ctxStuckAfter: "6h", ctxSkipIdle: "true",
+}
+
+func TestFunctionKeys(t *testing.T) {
+	defaults := settings.Environment(settings.DefaultConfig())
+	keys, envs := map[string]bool{}, map[string]bool{}
+	for _, fk := range functionKeys {
+		if keys[fk.key] || envs[fk.env] {
+			t.Errorf("%s → %s: a key or variable listed twice", fk.key, fk.env)
+		}
+		keys[fk.key], envs[fk.env] = true, true
+		if _, ok := defaults[fk.env]; !ok {
+			t.Errorf("%s sets %s, which is not one of the function's variables", fk.key, fk.env)
+		}
+	}
+}
+
+// TestEachFunctionKeySetsItsVariable sets one context key at a time: the
+// function's configuration is what the function loads with that one
+// variable changed, and exactly one of its fields differs from the defaults.
+func TestEachFunctionKeySetsItsVariable(t *testing.T) {
+	defaults := DefaultSettings().Function
+	for _, fk := range functionKeys {
+		t.Run(fk.key+" sets "+fk.env, func(t *testing.T) {
+			v, ok := nonDefault[fk.key]
+			if !ok {
+				t.Fatalf("nonDefault has no value for %s", fk.key)
+			}
+			s, err := SettingsFromContext(func(k string) any {
+				if k == fk.key {
+					return v
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := settings.Environment(settings.DefaultConfig())
+			env[fk.env] = v
+			want, err := settings.LoadConfig(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Function != want {
+				t.Errorf("\n got %+v\nwant %+v", s.Function, want)
+			}
+			got, def := reflect.ValueOf(s.Function), reflect.ValueOf(defaults)
+			var changed []string
+			for i := range got.NumField() {
+				if !reflect.DeepEqual(got.Field(i).Interface(), def.Field(i).Interface()) {
+					changed = append(changed, got.Type().Field(i).Name)
+				}
+			}
+			if len(changed) != 1 {
+				t.Errorf("fields changed: %v, want exactly one", changed)
+			}
+		})
+	}
+}
+
+// TestEveryFunctionSettingReachesTheFunction: every key at once, as -c
+// strings and as cdk.json's JSON values, gives the configuration the
+// function then loads from the stack's environment.
+func TestEveryFunctionSettingReachesTheFunction(t *testing.T) {
+	want := DefaultSettings().Function
 	want.TagKey, want.TagValue, want.IntervalDays, want.OnDemandLimit = "security:rotate", "yes", 60, 20
 	want.Reserve, want.RotateRPS, want.Concurrency, want.DryRun, want.MetricsNamespace = 5, 2.5, 8, true, "Sec/KMS"
 	want.ContinuationMax = 3
 	want.IncidentCooldown, want.ConfirmWait, want.CallTimeout = 90*time.Minute, 2*time.Second, 30*time.Second
 	want.MinIntervalDays, want.AutoRotationGraceDays = 45, 0
-	// The stack always sets ROTATOR_CONCURRENCY (from context), so the
-	// function uses it exactly rather than growing it with the pace.
-	want.ConcurrencyAuto = false
-	defaults := settings.DefaultConfig()
-	defaults.ConcurrencyAuto = false
-	tests := []struct {
-		name string
-		s    Settings
-		want settings.Config
-	}{
-		{"defaults give the function's defaults", DefaultSettings(), defaults},
-		{"every setting reaches the function", custom, want},
+	want.IncidentWait, want.StuckAfter, want.SkipIdle = 0, 6*time.Hour, true
+	// The stack always sets ROTATOR_CONCURRENCY, so the function uses it
+	// exactly rather than growing it with the pace.
+	if want.ConcurrencyAuto {
+		t.Errorf("ConcurrencyAuto is true, want false: the stack sets every variable")
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			env := tc.s.Environment()
-			got, err := settings.LoadConfig(func(k string) string { return env[k] })
+	typed := map[string]any{}
+	for k, v := range nonDefault {
+		switch {
+		case v == "true":
+			typed[k] = true
+		default:
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				typed[k] = f
+			} else {
+				typed[k] = v
+			}
+		}
+	}
+	asStrings := map[string]any{}
+	for k, v := range nonDefault {
+		asStrings[k] = v
+	}
+	for name, ctx := range map[string]map[string]any{"-c strings": asStrings, "cdk.json values": typed} {
+		t.Run(name, func(t *testing.T) {
+			s, err := SettingsFromContext(func(k string) any { return ctx[k] })
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("\n got %+v\nwant %+v", got, tc.want)
+			if s.Function != want {
+				t.Errorf("\n got %+v\nwant %+v", s.Function, want)
+			}
+			env := settings.Environment(s.Function)
+			loaded, err := settings.LoadConfig(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if loaded != s.Function {
+				t.Errorf("the function loads\n %+v\nthe stack holds\n %+v", loaded, s.Function)
 			}
 		})
 	}
@@ -112,7 +191,7 @@ func TestSettingsFromContext(t *testing.T) {
 			ctx: map[string]any{ctxMemorySize: "512", ctxDryRun: "true", ctxRotateRPS: "2.5", ctxTimeoutMinutes: "15"},
 			check: func(t *testing.T, s Settings) {
 				t.Helper()
-				if s.MemorySize != 512 || !s.DryRun || s.RotateRPS != 2.5 || s.Timeout != 15*time.Minute {
+				if s.MemorySize != 512 || !s.Function.DryRun || s.Function.RotateRPS != 2.5 || s.Timeout != 15*time.Minute {
 					t.Errorf("%+v", s)
 				}
 			}},
@@ -141,12 +220,21 @@ func TestSettingsFromContext(t *testing.T) {
 				}
 			}},
 		{name: "function durations are Go durations",
-			ctx: map[string]any{ctxIncidentCooldown: "90m", ctxConfirmWait: "0", ctxCallTimeout: "30s"},
+			ctx: map[string]any{ctxIncidentCooldown: "90m", ctxConfirmWait: "0", ctxCallTimeout: "30s", ctxIncidentWait: "2m", ctxStuckAfter: "48h"},
 			check: func(t *testing.T, s Settings) {
 				t.Helper()
-				env := s.Environment()
-				if env[settings.EnvIncidentCooldown] != "1h30m" || env[settings.EnvConfirmWait] != "0s" || env[settings.EnvCallTimeout] != "30s" {
+				env := settings.Environment(s.Function)
+				if env[settings.EnvIncidentCooldown] != "1h30m0s" || env[settings.EnvConfirmWait] != "0s" || env[settings.EnvCallTimeout] != "30s" ||
+					env[settings.EnvIncidentWait] != "2m0s" || env[settings.EnvStuckAfter] != "48h0m0s" {
 					t.Errorf("environment %v", env)
+				}
+			}},
+		{name: "an empty function setting takes the function's default",
+			ctx: map[string]any{ctxIncidentWait: "", ctxTagKey: " ", ctxSkipIdle: ""},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				if s.Function != DefaultSettings().Function {
+					t.Errorf("%+v", s.Function)
 				}
 			}},
 		{name: "incident principals are comma-separated",
@@ -205,7 +293,14 @@ func TestSettingsFromContext(t *testing.T) {
 			ctx: map[string]any{ctxIntervalDays: 20}, wantErr: "-c intervalDays=20: ROTATOR_INTERVAL_DAYS=20: below ROTATOR_MIN_INTERVAL_DAYS (30)"},
 		{name: "a cooldown past the function's bound is rejected naming the key", ctx: map[string]any{ctxIncidentCooldown: "200h"},
 			wantErr: "-c incidentCooldown=200h: ROTATOR_INCIDENT_COOLDOWN="},
-		{name: "a duration that is not Go's is rejected", ctx: map[string]any{ctxConfirmWait: "5 seconds"}, wantErr: "-c confirmWait=5 seconds: not a Go duration"},
+		{name: "a duration that is not Go's is rejected", ctx: map[string]any{ctxConfirmWait: "5 seconds"},
+			wantErr: `-c confirmWait=5 seconds: ROTATOR_CONFIRM_WAIT="5 seconds": not a Go duration`},
+		{name: "an incident wait past the function's bound is rejected naming the key", ctx: map[string]any{ctxIncidentWait: "20m"},
+			wantErr: "-c incidentWait=20m: ROTATOR_INCIDENT_WAIT=20m: must be between 0s and 15m0s"},
+		{name: "a stuck threshold under the function's bound is rejected naming the key", ctx: map[string]any{ctxStuckAfter: "30s"},
+			wantErr: "-c stuckAfter=30s: ROTATOR_STUCK_AFTER=30s: must be between 1m0s and 720h0m0s"},
+		{name: "skipIdle must be a boolean", ctx: map[string]any{ctxSkipIdle: "maybe"}, wantErr: `-c skipIdle=maybe: ROTATOR_SKIP_IDLE="maybe": not a boolean`},
+		{name: "a function setting given as a list is rejected", ctx: map[string]any{ctxTagKey: []any{"a"}}, wantErr: "-c tagKey=[a]: a string, number or boolean"},
 		{name: "a grace above the function's bound is rejected", ctx: map[string]any{ctxAutoRotationGraceDays: 1000}, wantErr: "-c autoRotationGraceDays=1000"},
 		{name: "several function settings are reported together",
 			ctx: map[string]any{ctxConcurrency: 0, ctxRotateRPS: 0}, wantErr: "-c concurrency=0: ROTATOR_CONCURRENCY=0: must be between 1 and 256\n  -c rotateRps=0: ROTATOR_ROTATE_RPS=0"},
@@ -219,12 +314,15 @@ func TestSettingsFromContext(t *testing.T) {
 			wantErr: "must all be of one account"},
 		{name: "memory above Lambda's maximum is rejected", ctx: map[string]any{ctxMemorySize: 20000}, wantErr: "-c memorySize=20000"},
 		{name: "a timeout above 15 minutes is rejected", ctx: map[string]any{ctxTimeoutMinutes: 16}, wantErr: "-c timeoutMinutes=16"},
-		{name: "a fractional integer is rejected", ctx: map[string]any{ctxConcurrency: 1.5}, wantErr: "-c concurrency=1.5: not a whole number"},
+		{name: "a fractional integer is rejected", ctx: map[string]any{ctxConcurrency: 1.5}, wantErr: `-c concurrency=1.5: ROTATOR_CONCURRENCY="1.5": not an integer`},
 		{name: "a retention CloudWatch does not offer is rejected", ctx: map[string]any{ctxLogRetentionDays: 100}, wantErr: "-c logRetentionDays=100"},
 		{name: "an aws: tag key is rejected", ctx: map[string]any{ctxTagKey: "aws:rotate"}, wantErr: "-c tagKey=aws:rotate"},
 		{name: "a quote in the tag value is rejected", ctx: map[string]any{ctxTagValue: `a"b`}, wantErr: "-c tagValue="},
 		{name: "a function name with a dot is rejected", ctx: map[string]any{ctxFunctionName: "kms.rotator"}, wantErr: "-c functionName=kms.rotator"},
-		{name: "a continuation bound past Lambda's loop detection is rejected", ctx: map[string]any{ctxContinuationMax: 16}, wantErr: "-c continuationMax=16"},
+		{name: "a continuation bound past Lambda's loop detection is rejected", ctx: map[string]any{ctxContinuationMax: 16},
+			wantErr: "-c continuationMax=16: at most 15: Lambda's recursive loop detection"},
+		{name: "a continuation bound past the function's own is rejected by the function's loader", ctx: map[string]any{ctxContinuationMax: 101},
+			wantErr: "-c continuationMax=101: ROTATOR_CONTINUATION_MAX=101: must be between 0 and 100"},
 		{name: "dryRun must be a boolean", ctx: map[string]any{ctxDryRun: "yes please"}, wantErr: "-c dryRun=yes please"},
 		{name: "an AWS/ namespace is rejected", ctx: map[string]any{ctxMetricsNamespace: "AWS/KMS"}, wantErr: "-c metricsNamespace=AWS/KMS"},
 		{name: "an alarm e-mail with a display name is rejected", ctx: map[string]any{ctxAlarmEmail: "Sec <sec@example.com>"}, wantErr: "-c alarmEmail="},
@@ -246,6 +344,22 @@ func TestSettingsFromContext(t *testing.T) {
 			}
 			tc.check(t, s)
 		})
+	}
+}
+
+// TestAFunctionDefaultRefusedByAnotherKeyIsReportedOnce: a cross-field rule
+// of the function's loader may refuse a default because of another key's
+// value; the error names the key of the refused variable, once.
+func TestAFunctionDefaultRefusedByAnotherKeyIsReportedOnce(t *testing.T) {
+	_, err := SettingsFromContext(func(k string) any {
+		if k == ctxMinIntervalDays {
+			return 120.0
+		}
+		return nil
+	})
+	want := "invalid CDK context:\n  -c intervalDays=90: ROTATOR_INTERVAL_DAYS=90: below ROTATOR_MIN_INTERVAL_DAYS (120)"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "\n") != 1 {
+		t.Errorf("err = %v, want one line starting %q", err, want)
 	}
 }
 

@@ -99,7 +99,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 		code = functionCode(props.ModuleDir)
 	}
 	env := map[string]*string{}
-	for k, v := range s.Environment() {
+	for k, v := range settings.Environment(s.Function) {
 		env[k] = jsii.String(v)
 	}
 	fnProps := &awslambda.FunctionProps{
@@ -124,8 +124,9 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 		// rotation on a key whose first one had started.
 		RetryAttempts: jsii.Number(0),
 		OnFailure:     awslambdadestinations.NewSqsDestination(failures),
-		// A continuation chain is bounded by ROTATOR_CONTINUATION_MAX (≤ 15);
-		// Lambda's own loop detection stays on as a second stop.
+		// A continuation chain is bounded by ROTATOR_CONTINUATION_MAX (at
+		// most maxStackContinuation); Lambda's own loop detection stays on
+		// as a second stop.
 		RecursiveLoop: awslambda.RecursiveLoop_TERMINATE,
 	}
 	// No reserved concurrency by default: an incident invocation must never
@@ -153,7 +154,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	})
 	responder := newResponderPolicy(stack, s, bus)
 
-	keyStatements, err := policy.KeyStatements(policy.Params{RoleARN: *role.RoleArn(), TagKey: s.TagKey, TagValue: s.TagValue})
+	keyStatements, err := policy.KeyStatements(policy.Params{RoleARN: *role.RoleArn(), TagKey: s.Function.TagKey, TagValue: s.Function.TagValue})
 	if err != nil {
 		panic(err)
 	}
@@ -374,8 +375,8 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 		Partition:       *awscdk.Aws_PARTITION(),
 		Account:         *awscdk.Aws_ACCOUNT_ID(),
 		Region:          *awscdk.Aws_REGION(),
-		TagKey:          s.TagKey,
-		TagValue:        s.TagValue,
+		TagKey:          s.Function.TagKey,
+		TagValue:        s.Function.TagValue,
 		LogGroupName:    logGroupName,
 		FunctionName:    s.FunctionName,
 		FailureQueueARN: failureQueueARN,

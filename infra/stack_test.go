@@ -167,7 +167,7 @@ func TestFunction(t *testing.T) {
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
 	_, fn := only(t, j, "AWS::Lambda::Function")
 	env := map[string]any{}
-	for k, v := range DefaultSettings().Environment() {
+	for k, v := range settings.Environment(DefaultSettings().Function) {
 		env[k] = v
 	}
 	tests := []struct {
@@ -190,13 +190,6 @@ func TestFunction(t *testing.T) {
 		{"log group is named after the function and the stack's ID", flat(logGroup["LogGroupName"]), logGroupName},
 		{"logs are kept a year", logGroup["RetentionInDays"], 365.0},
 		{"environment is every ROTATOR_* setting with its default", fn["Environment"], map[string]any{"Variables": env}},
-		{"environment spells the defaults of docs/design.md", fmt.Sprint(env), fmt.Sprint(map[string]any{
-			"ROTATOR_TAG_KEY": "kms-rotator", "ROTATOR_TAG_VALUE": "enabled", "ROTATOR_INTERVAL_DAYS": "90",
-			"ROTATOR_ON_DEMAND_LIMIT": "25", "ROTATOR_RESERVE": "2", "ROTATOR_ROTATE_RPS": "4",
-			"ROTATOR_CONCURRENCY": "16", "ROTATOR_DRY_RUN": "false", "ROTATOR_METRICS_NAMESPACE": "KMSRotator",
-			"ROTATOR_CONTINUATION_MAX": "8", "ROTATOR_INCIDENT_COOLDOWN": "1h", "ROTATOR_CONFIRM_WAIT": "5s",
-			"ROTATOR_CALL_TIMEOUT": "10s", "ROTATOR_MIN_INTERVAL_DAYS": "30", "ROTATOR_AUTO_ROTATION_GRACE_DAYS": "7",
-		})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -205,6 +198,30 @@ func TestFunction(t *testing.T) {
 			}
 		})
 	}
+	// The defaults of docs/design.md "Configuration" as the deployed function
+	// sees them (a variable without a context key is set at its default too,
+	// so this lists the stack's keys, not every variable).
+	t.Run("environment spells the defaults of docs/design.md", func(t *testing.T) {
+		for k, v := range map[string]string{
+			"ROTATOR_TAG_KEY": "kms-rotator", "ROTATOR_TAG_VALUE": "enabled", "ROTATOR_INTERVAL_DAYS": "90",
+			"ROTATOR_ON_DEMAND_LIMIT": "25", "ROTATOR_RESERVE": "2", "ROTATOR_ROTATE_RPS": "4",
+			"ROTATOR_CONCURRENCY": "16", "ROTATOR_DRY_RUN": "false", "ROTATOR_METRICS_NAMESPACE": "KMSRotator",
+			"ROTATOR_CONTINUATION_MAX": "8", "ROTATOR_INCIDENT_COOLDOWN": "1h0m0s", "ROTATOR_CONFIRM_WAIT": "5s",
+			"ROTATOR_CALL_TIMEOUT": "10s", "ROTATOR_MIN_INTERVAL_DAYS": "30", "ROTATOR_AUTO_ROTATION_GRACE_DAYS": "7",
+			"ROTATOR_INCIDENT_WAIT": "1m30s", "ROTATOR_STUCK_AFTER": "24h0m0s", "ROTATOR_SKIP_IDLE": "false",
+		} {
+			if env[k] != v {
+				t.Errorf("%s = %v, want %s", k, env[k], v)
+			}
+		}
+	})
+	t.Run("the function waits for an incident's new material, flags stuck rotations after a day and rotates idle keys", func(t *testing.T) {
+		tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+			"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
+				"ROTATOR_INCIDENT_WAIT": "1m30s", "ROTATOR_STUCK_AFTER": "24h0m0s", "ROTATOR_SKIP_IDLE": "false",
+			})},
+		})
+	})
 	t.Run("log group survives stack deletion", func(t *testing.T) {
 		tmpl.HasResource(jsii.String("AWS::Logs::LogGroup"), map[string]any{"DeletionPolicy": "Retain"})
 	})
@@ -650,7 +667,7 @@ func TestAlarms(t *testing.T) {
 	}
 	names := slices.Sorted(maps.Keys(alarms))
 	wantNames := []string{"kms-rotator-async-events-dropped", "kms-rotator-budget-exhausted", "kms-rotator-failure-queue", "kms-rotator-function-errors",
-		"kms-rotator-keys-failed", "kms-rotator-keys-overdue", "kms-rotator-result-events-failed", "kms-rotator-silence"}
+		"kms-rotator-keys-failed", "kms-rotator-keys-overdue", "kms-rotator-result-events-failed", "kms-rotator-rotations-stuck", "kms-rotator-silence"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Fatalf("alarms %v, want %v", names, wantNames)
 	}
@@ -675,6 +692,7 @@ func TestAlarms(t *testing.T) {
 		"kms-rotator-keys-failed":          {settings.MetricKeysFailed, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
 		"kms-rotator-budget-exhausted":     {settings.MetricKeysBudgetExhausted, "GreaterThanThreshold", "notBreaching", 0, 1, 3600, all},
 		"kms-rotator-result-events-failed": {settings.MetricResultEventsFailed, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
+		"kms-rotator-rotations-stuck":      {settings.MetricRotationsStuck, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 3600, all},
 	}
 	for name, w := range tests {
 		t.Run(name+" sums "+w.metric+" over modes", func(t *testing.T) {
@@ -857,6 +875,7 @@ func TestDashboard(t *testing.T) {
 		`SEARCH('{KMSRotator,Mode} MetricName=\"KeysOverdue\"', 'Maximum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"MaxMaterialAgeDays\"', 'Maximum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"ResultEventsFailed\"', 'Sum', 3600)`,
+		`SEARCH('{KMSRotator,Mode} MetricName=\"RotationsStuck\"', 'Maximum', 3600)`,
 		`["AWS/Lambda","AsyncEventsDropped","FunctionName"`,
 		`["KMSRotator","MinOnDemandRemaining","Mode","scheduled"`,
 		`["AWS/Lambda","Errors","FunctionName"`,
@@ -876,7 +895,8 @@ func TestDashboard(t *testing.T) {
 		settings.MetricKeysSkipped, settings.MetricKeysFailed, settings.MetricKeysDeferred, settings.MetricKeysBudgetLow,
 		settings.MetricKeysBudgetExhausted, settings.MetricMinOnDemandRemaining, settings.MetricRunDuration,
 		settings.MetricRunsCompleted, settings.MetricRunsFailed, settings.MetricContinuations,
-		settings.MetricKeysOverdue, settings.MetricMaxMaterialAgeDays, settings.MetricResultEventsFailed} {
+		settings.MetricKeysOverdue, settings.MetricMaxMaterialAgeDays, settings.MetricResultEventsFailed,
+		settings.MetricRotationsStuck} {
 		t.Run("shows the function's metric "+name, func(t *testing.T) {
 			if !strings.Contains(body, `\"`+name+`\"`) && !strings.Contains(body, `"`+name+`"`) {
 				t.Errorf("dashboard lacks %s", name)
@@ -1070,6 +1090,22 @@ func TestReservedConcurrencyIsSetWhenGiven(t *testing.T) {
 	}
 	assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil).
 		HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{"ReservedConcurrentExecutions": 5})
+}
+
+// TestFunctionContextReachesTheFunction: function settings given with -c
+// are the deployed function's variables, spelled as the function's
+// settings.Environment spells them.
+func TestFunctionContextReachesTheFunction(t *testing.T) {
+	app := newApp(t, map[string]any{ctxSkipIdle: "true", ctxIncidentWait: "2m", ctxStuckAfter: "12h", ctxRotateRPS: "2.5"})
+	if err := addStacks(app, fakeCode(t)); err != nil {
+		t.Fatal(err)
+	}
+	assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil).
+		HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+			"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
+				"ROTATOR_SKIP_IDLE": "true", "ROTATOR_INCIDENT_WAIT": "2m0s", "ROTATOR_STUCK_AFTER": "12h0m0s", "ROTATOR_ROTATE_RPS": "2.5",
+			})},
+		})
 }
 
 func TestBadContextFailsTheSynth(t *testing.T) {
