@@ -74,6 +74,9 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 		// rotations it adds.
 		wantForced      string
 		forcedRotations int
+		// noWait sends "wait": false: with rotations that take an hour the
+		// wait for completion would last until the deadline.
+		noWait bool
 	}{
 		{name: "rotation completed at once: repeats are recently-rotated, force rotates again",
 			emuArgs: completeAtOnce, wantRepeat: []string{"skipped/recently-rotated"},
@@ -83,13 +86,17 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 		// cannot start a second rotation KMS would refuse anyway.
 		{name: "rotation still in progress: repeats start nothing, force neither",
 			emuArgs: []string{"-rotation-delay=1h", "-quiet"}, wantRepeat: []string{"skipped/recently-rotated", "skipped/rotation-in-progress"},
-			wantForced: "skipped/rotation-in-progress", forcedRotations: 0},
+			wantForced: "skipped/rotation-in-progress", forcedRotations: 0, noWait: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := harness.StartTB(t, harness.Options{KMSLocal: harness.KMSLocalOptions{FleetJSON: plainFleet, Args: tt.emuArgs}})
 			start := snapshot(t, env.KMS)
 			payload := incidentFor("INC-9001 key in a public repository", false, "alias/exposed")
+			forcedPayload := incidentFor("INC-9001 key in a public repository", true, "alias/exposed")
+			if tt.noWait {
+				payload, forcedPayload = noWait(t, payload), noWait(t, forcedPayload)
+			}
 			var reports []*harness.Report
 			for i := range 3 {
 				r, inv, err := env.Function.InvokeReport(t.Context(), payload)
@@ -115,7 +122,7 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 				t.Errorf("%d RotateKeyOnDemand calls for three identical incidents, want 1", n)
 			}
 
-			forced, inv, err := env.Function.InvokeReport(t.Context(), incidentFor("INC-9001 key in a public repository", true, "alias/exposed"))
+			forced, inv, err := env.Function.InvokeReport(t.Context(), forcedPayload)
 			if err != nil {
 				t.Fatalf("forced incident: %v", err)
 			}
@@ -143,7 +150,8 @@ func TestConcurrentIdenticalIncidentsSpendOneRotation(t *testing.T) {
 		Functions: 3,
 	})
 	start := snapshot(t, env.KMS)
-	payload := incidentFor("INC-9002 duplicate deliveries", false, "alias/exposed")
+	// Without the wait for completion: the winner would wait the 30 s out.
+	payload := noWait(t, incidentFor("INC-9002 duplicate deliveries", false, "alias/exposed"))
 	reports := make([]*harness.Report, len(env.Functions))
 	errs := make([]error, len(env.Functions))
 	var wg sync.WaitGroup
@@ -276,9 +284,12 @@ func TestAmbiguousRotateIsNeverSentTwice(t *testing.T) {
 		emuArgs []string
 		fnEnv   map[string]string
 		hold    bool
+		// noWait sends "wait": false, so a rotation that takes an hour is
+		// not waited for until the deadline.
+		noWait bool
 	}{
 		{name: "lost response, rotation completed at once", emuArgs: []string{"-drop-rate=1", "-rotation-delay=0", "-quiet"}},
-		{name: "lost response, rotation in progress", emuArgs: []string{"-drop-rate=1", "-rotation-delay=1h", "-quiet"}},
+		{name: "lost response, rotation in progress", emuArgs: []string{"-drop-rate=1", "-rotation-delay=1h", "-quiet"}, noWait: true},
 		{name: "response held past ROTATOR_CALL_TIMEOUT", emuArgs: completeAtOnce, hold: true,
 			fnEnv: map[string]string{"ROTATOR_CALL_TIMEOUT": "1s"}},
 	}
@@ -304,7 +315,11 @@ func TestAmbiguousRotateIsNeverSentTwice(t *testing.T) {
 				}
 			}
 			start := snapshot(t, env.KMS)
-			r, inv, err := fn.InvokeReport(t.Context(), incidentFor("INC-9004 lost answer", false, "alias/exposed"))
+			payload := incidentFor("INC-9004 lost answer", false, "alias/exposed")
+			if tt.noWait {
+				payload = noWait(t, payload)
+			}
+			r, inv, err := fn.InvokeReport(t.Context(), payload)
 			if err != nil {
 				t.Fatal(err)
 			}

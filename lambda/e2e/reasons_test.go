@@ -35,6 +35,11 @@ const imminentFleet = `[
  {"keyId":"aaaaaaaa-0000-4000-8000-000000000001","alias":"alias/auto-imminent","createdDaysAgo":89.995,
   "rotationPeriodInDays":90,"tags":{"kms-rotator":"enabled"}}]`
 
+// incidentNoWait is events/incident.json with "wait": false.
+const incidentNoWait = `{"mode":"incident","keys":["1234abcd-12ab-34cd-56ef-1234567890ab",
+ "arn:aws:kms:us-east-1:012345678912:key/0987dcba-09fe-87dc-65ba-ab0987654321","alias/payments"],
+ "reason":"INC-4711 suspected exposure","dryRun":false,"wait":false}`
+
 // plainFleet holds one opted-in key, due for the 90-day sweep.
 const plainFleet = `[
  {"keyId":"bbbbbbbb-0000-4000-8000-000000000001","alias":"alias/exposed","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"}}]`
@@ -85,7 +90,8 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 				"alias/legacy-billing": "skipped/budget-exhausted", "alias/fraud-model": "skipped/budget-reserved",
 				"alias/ml-features": "skipped/budget-reserved", "alias/aws/ebs": "skipped/aws-managed",
 				"alias/code-signing": "skipped/unsupported-key-spec", "alias/webhook-hmac": "skipped/unsupported-key-spec",
-				"alias/partner-byok": "skipped/imported-key-material", "alias/hsm-vault": "skipped/custom-key-store",
+				"alias/partner-byok": "skipped/material-not-staged", "alias/partner-byok-staged": "rotated",
+				"alias/partner-global": "skipped/material-pending-replica-import", "alias/hsm-vault": "skipped/custom-key-store",
 				"alias/sovereign-xks": "skipped/custom-key-store", "alias/old-analytics": "skipped/key-not-enabled",
 				"alias/retired-vendor": "skipped/key-not-enabled", "alias/global-orders": "skipped/multi-region-replica",
 				"alias/invoices": "skipped/automatic-rotation-soon", "alias/tmp-uploads": "failed/error",
@@ -97,6 +103,38 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 				// The 1-day tag is refused naming the tag and the floor.
 				if e, _ := entries["alias/tmp-uploads"]["error"].(string); !strings.Contains(e, "kms-rotator:interval-days") || !strings.Contains(e, "30") {
 					t.Errorf("alias/tmp-uploads: error %q does not name the tag kms-rotator:interval-days and the floor 30", e)
+				}
+				// Imported keys (issue 12): the partner's current material
+				// expires in 180 days; the multi-Region key names the
+				// material its replica still has to import.
+				if exp, ok := entryTime(entries["alias/partner-byok"], "materialExpiresAt"); !ok || time.Until(exp) < 179*24*time.Hour || time.Until(exp) > 180*24*time.Hour {
+					t.Errorf("alias/partner-byok: materialExpiresAt %#v, want 180 days from now", entries["alias/partner-byok"]["materialExpiresAt"])
+				}
+				for _, name := range []string{"alias/partner-byok", "alias/partner-global"} {
+					if str(entries[name], "keyMaterialId") == "" {
+						t.Errorf("%s: no keyMaterialId (the imported key's current material)", name)
+					}
+				}
+				if str(entries["alias/partner-global"], "stagedKeyMaterialId") == "" {
+					t.Error("alias/partner-global: no stagedKeyMaterialId (the material waiting for the replica)")
+				}
+			},
+		},
+		{
+			// alias/backups was last used (Decrypt) 130 days ago, before
+			// its rotation 120 days ago; the other due keys were used since,
+			// or their usage tracking began after their last rotation.
+			name:     "scheduled sweep with ROTATOR_SKIP_IDLE skips a due key unused since its rotation (idle)",
+			emuArgs:  completeAtOnce,
+			fnEnv:    map[string]string{"ROTATOR_SKIP_IDLE": "true"},
+			payloads: []string{"@events/scheduled.json"},
+			want: map[string]string{
+				"alias/backups": "skipped/idle", "alias/customer-pii": "rotated", "alias/session-tokens": "rotated",
+				"alias/audit-logs": "rotated", "alias/partner-byok-staged": "rotated", "alias/orders-db": "skipped/not-due",
+			},
+			check: func(t *testing.T, entries map[string]map[string]any) {
+				if at, ok := entryTime(entries["alias/backups"], "lastUsedAt"); !ok || time.Since(at) < 130*24*time.Hour-time.Hour || time.Since(at) > 130*24*time.Hour+time.Hour {
+					t.Errorf("alias/backups: lastUsedAt %#v, want 130 days ago", entries["alias/backups"]["lastUsedAt"])
 				}
 			},
 		},
@@ -133,9 +171,11 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 		{
 			// The cooldown counts a rotation in progress too (issue 9);
 			// either reason keeps the second rotation from starting.
-			name:     "incident repeated while the rotations are in progress starts none",
-			emuArgs:  []string{"-rotation-delay=1h", "-quiet"},
-			payloads: []string{"@events/incident.json", "@events/incident.json"},
+			name:    "incident repeated while the rotations are in progress starts none",
+			emuArgs: []string{"-rotation-delay=1h", "-quiet"},
+			// events/incident.json without the wait for completion, which
+			// would last until the deadline with rotations taking an hour.
+			payloads: []string{incidentNoWait, incidentNoWait},
 			want: map[string]string{
 				"alias/orders-db": "skipped/rotation-in-progress|skipped/recently-rotated",
 				"alias/ledger":    "skipped/rotation-in-progress|skipped/recently-rotated",
@@ -228,8 +268,10 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 				if err != nil {
 					t.Fatalf("invoke %.60s: %v", p, err)
 				}
+				after := snapshot(t, env.KMS)
 				report(t, "report schema", harness.CheckReportJSON(inv.Raw))
-				report(t, "emulator state", harness.CheckRotations(before, snapshot(t, env.KMS), rep))
+				report(t, "emulator state", harness.CheckRotations(before, after, rep))
+				report(t, "key material", harness.CheckMaterial(before, after, inv.Raw))
 				r, raw = rep, inv.Raw
 			}
 			if px != nil {

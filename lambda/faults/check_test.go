@@ -420,3 +420,27 @@ func inProgress(ctx context.Context, c *kms.Client, arn *string) (bool, error) {
 	}
 	return status.OnDemandRotationStartDate != nil, nil
 }
+
+// checkMaterial checks issue 12's confirmation under faults: every rotated
+// entry names the material it replaced (keyMaterialIdBefore); an incident
+// that waited reports each of its rotations complete, with the new
+// material and when it was seen (the rows' rotations complete in well under
+// a second, far inside ROTATOR_INCIDENT_WAIT, and reads are retried through
+// the faults); nothing else claims a completion (sweeps never wait).
+func checkMaterial(t *testing.T, r run, waited bool) {
+	t.Helper()
+	for _, k := range r.report.Keys {
+		if k.Outcome == rotator.Rotated && k.KeyMaterialIDBefore == "" {
+			t.Errorf("%s: %s rotated without keyMaterialIdBefore", r.name, k.KeyARN)
+		}
+		switch {
+		case waited && k.Outcome == rotator.Rotated:
+			if k.Completion != "complete" || k.CompletedAt == nil || k.KeyMaterialID == "" || k.KeyMaterialID == k.KeyMaterialIDBefore {
+				t.Errorf("%s: %s rotated, completion %q completedAt %v keyMaterialId %q (before %q); want complete with the new material",
+					r.name, k.KeyARN, k.Completion, k.CompletedAt, k.KeyMaterialID, k.KeyMaterialIDBefore)
+			}
+		case k.Completion != "" || k.CompletedAt != nil:
+			t.Errorf("%s: %s %s/%s with completion %q: only an incident that waited reports one", r.name, k.KeyARN, k.Outcome, k.Reason, k.Completion)
+		}
+	}
+}

@@ -18,7 +18,10 @@
 //  5. the outcomes add up to the candidates, and the EMF metrics (counts,
 //     budgets, overdue keys, material age) agree with the report;
 //  6. no key gets a second RotateKeyOnDemand from one run after an
-//     ambiguous failure (only throttled requests are retried).
+//     ambiguous failure (only throttled requests are retried);
+//  7. every rotated entry names the key material it replaced, and an
+//     incident that waited reports each rotation complete with its new
+//     material; sweeps never report a completion.
 //
 // The package has no non-test code; the fault schedules are a table in
 // faults_test.go so a new one is one line.

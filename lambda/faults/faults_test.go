@@ -52,6 +52,11 @@ type schedule struct {
 	// incident: the first run is an incident selecting every opted-in key
 	// by tag (no interval; the reserve may be spent), the others sweeps.
 	incident bool
+	// noWait: the incident does not wait for its rotations to complete
+	// ("wait": false). Rows whose emulator clock completes rotations only
+	// after every run returned need it: the wait would last
+	// ROTATOR_INCIDENT_WAIT.
+	noWait bool
 	// plan: the first run is a plan (a dry run of the sweep): it must
 	// never rotate, whatever the faults.
 	plan bool
@@ -156,7 +161,7 @@ var faultSchedules = []schedule{
 	{name: "plan under every fault at once: decides, never rotates",
 		emu: kmsemu.Options{FailRate: 0.1, DropRate: 0.5, QuotaScale: 1, Latency: 10 * time.Millisecond, Seed: 17}, plan: true},
 	{name: "an incident by tag while two sweeps run: one rotation per key, the sweeps never touch the reserve",
-		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 15}, incident: true, sweeps: 3},
+		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 15}, incident: true, noWait: true, sweeps: 3},
 	// Without the history re-read right before rotating, the sweep rotates
 	// again every key whose history it had read before the other rotation
 	// completed (its queue holds about a second of due keys). No timing:
@@ -229,7 +234,7 @@ func runSchedule(t *testing.T, sc schedule) {
 			}
 			if sc.incident && i == 0 {
 				req = request.Request{Mode: request.ModeIncident, Tag: &request.Tag{Key: "kms-rotator", Value: "enabled"},
-					Reason: "INC-7 fault suite"}
+					Reason: "INC-7 fault suite", NoWait: sc.noWait}
 				name = "incident"
 			}
 			runs[i], errs[i] = runEngine(ctx, endpoint, cfg, req, name, sc.hangingLambda)
@@ -257,8 +262,9 @@ func runSchedule(t *testing.T, sc schedule) {
 	after := snapshot(t, obs)
 	checkRuns(t, before, after, runs, others, !sc.ambiguous)
 	counter.check(t, len(runs))
-	for _, r := range runs {
+	for i, r := range runs {
 		checkClasses(t, sc, r, cs, before)
+		checkMaterial(t, r, sc.incident && i == 0 && !sc.noWait)
 	}
 	for _, r := range runs {
 		if c := r.report.Continuation; sc.hangingLambda && (c == nil || c.Started || !strings.HasPrefix(c.NotStarted, "invoke-failed")) {

@@ -216,9 +216,10 @@ func TestIncidentDuringSweep(t *testing.T) {
 	slices.Sort(due)
 	slices.Sort(fresh)
 	target, freshARN := due[len(due)-1], fresh[0]
-	// By key ARN and by alias, with a reason that tries to break a log line.
+	// By key ARN and by alias, with a reason that tries to break a log line;
+	// without the wait for completion, which would take the emulator's 30 s.
 	incident, _ := json.Marshal(map[string]any{"mode": "incident", "keys": []string{target, before[freshARN].alias},
-		"reason": "INC-42 \"quoted\" reason\nwith a newline"})
+		"reason": "INC-42 \"quoted\" reason\nwith a newline", "wait": false})
 
 	scheduled, err := env.ReadFile("events/scheduled.json")
 	if err != nil {

@@ -32,6 +32,15 @@ type KeyRotations struct {
 	// InProgress is GetKeyRotationStatus.OnDemandRotationStartDate != nil:
 	// KMS lists a rotation only once it completes.
 	InProgress bool
+	// Material is DescribeKey's CurrentKeyMaterialId (empty for keys
+	// without one).
+	Material string
+	// Staged is the key material of an imported (EXTERNAL) key that waits
+	// for RotateKeyOnDemand: ListKeyRotations with ALL_KEY_MATERIAL lists it
+	// PENDING_ROTATION, or PENDING_MULTI_REGION_IMPORT_AND_ROTATION while a
+	// replica lacks it (then PendingReplicas is true).
+	Staged          string
+	PendingReplicas bool
 }
 
 // Started counts the on-demand rotations started, completed or not.
@@ -43,8 +52,9 @@ func (s KeyRotations) Started() int {
 }
 
 // Rotations reads every key of each region (ListKeys, then per key
-// ListKeyRotations and GetKeyRotationStatus, 16 keys at a time), keyed by
-// key ARN; no regions means the emulator's default region.
+// DescribeKey, ListKeyRotations — twice for imported keys, the second time
+// with their key materials — and GetKeyRotationStatus, 16 keys at a time),
+// keyed by key ARN; no regions means the emulator's default region.
 func (k *KMSLocal) Rotations(ctx context.Context, regions ...string) (map[string]KeyRotations, error) {
 	if len(regions) == 0 {
 		regions = []string{k.Region}
@@ -89,7 +99,16 @@ func (k *KMSLocal) Rotations(ctx context.Context, regions ...string) (map[string
 }
 
 func readRotations(ctx context.Context, client *kms.Client, s *KeyRotations) error {
-	var err error
+	d, err := client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(s.KeyID)})
+	if err != nil {
+		return fmt.Errorf("DescribeKey %s: %w", s.KeyARN, err)
+	}
+	s.Material = aws.ToString(d.KeyMetadata.CurrentKeyMaterialId)
+	if d.KeyMetadata.Origin == types.OriginTypeExternal {
+		if err := readStaged(ctx, client, s); err != nil && !noRotations(err) {
+			return fmt.Errorf("ListKeyRotations ALL_KEY_MATERIAL %s: %w", s.KeyARN, err)
+		}
+	}
 	if s.OnDemand, err = countOnDemand(ctx, client, s.KeyID); err != nil && !noRotations(err) {
 		return fmt.Errorf("ListKeyRotations %s: %w", s.KeyARN, err)
 	}
@@ -103,13 +122,34 @@ func readRotations(ctx context.Context, client *kms.Client, s *KeyRotations) err
 
 // noRotations reports whether err is how KMS answers a rotation call for a
 // key without rotations to show: rotation unsupported (asymmetric, HMAC,
-// AWS managed, imported, custom key store) or the key's state (disabled,
-// pending deletion)
+// AWS managed, custom key store) or the key's state (disabled, pending
+// deletion, an imported key pending import)
 // (https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeyRotations.html).
 func noRotations(err error) bool {
 	var unsupported *types.UnsupportedOperationException
 	var state *types.KMSInvalidStateException
 	return errors.As(err, &unsupported) || errors.As(err, &state)
+}
+
+// readStaged finds an imported key's staged material
+// (https://docs.aws.amazon.com/kms/latest/developerguide/importing-keys-rotate.html).
+func readStaged(ctx context.Context, client *kms.Client, s *KeyRotations) error {
+	p := kms.NewListKeyRotationsPaginator(client, &kms.ListKeyRotationsInput{KeyId: aws.String(s.KeyID), IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range page.Rotations {
+			switch r.KeyMaterialState {
+			case types.KeyMaterialStatePendingRotation:
+				s.Staged = aws.ToString(r.KeyMaterialId)
+			case types.KeyMaterialStatePendingMultiRegionImportAndRotation:
+				s.Staged, s.PendingReplicas = aws.ToString(r.KeyMaterialId), true
+			}
+		}
+	}
+	return nil
 }
 
 func countOnDemand(ctx context.Context, client *kms.Client, keyID string) (int, error) {
@@ -195,25 +235,76 @@ func CheckRotations(before, after map[string]KeyRotations, reports ...*Report) [
 	return problems
 }
 
+// CheckMaterial compares the key material a raw report names (issue 12)
+// with the emulator's before and after the run (Rotations snapshots, by key
+// ARN): a rotated entry's keyMaterialIdBefore is the key's material before
+// the run; a completed one's keyMaterialId is the material after it (and,
+// for an imported key, the material that was staged); stagedKeyMaterialId
+// is the staged material the emulator shows; any other keyMaterialId is the
+// key's material before or after the run.
+func CheckMaterial(before, after map[string]KeyRotations, raw []byte) []string {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	var r struct {
+		Keys []struct {
+			KeyARN              string `json:"keyArn"`
+			Outcome             string `json:"outcome"`
+			Completion          string `json:"completion"`
+			KeyMaterialIDBefore string `json:"keyMaterialIdBefore"`
+			KeyMaterialID       string `json:"keyMaterialId"`
+			StagedKeyMaterialID string `json:"stagedKeyMaterialId"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return []string{fmt.Sprintf("report is not JSON: %v", err)}
+	}
+	for _, k := range r.Keys {
+		b, a := before[k.KeyARN], after[k.KeyARN]
+		if a.KeyARN == "" {
+			continue
+		}
+		if k.Outcome == "rotated" && k.KeyMaterialIDBefore != "" && k.KeyMaterialIDBefore != b.Material {
+			bad("%s: keyMaterialIdBefore %s, the emulator's CurrentKeyMaterialId before the run was %s", k.KeyARN, k.KeyMaterialIDBefore, b.Material)
+		}
+		switch {
+		case k.Completion == "complete":
+			if k.KeyMaterialID != a.Material {
+				bad("%s: completed with keyMaterialId %s, the emulator's CurrentKeyMaterialId after the run is %s", k.KeyARN, k.KeyMaterialID, a.Material)
+			}
+			if b.Staged != "" && k.KeyMaterialID != b.Staged {
+				bad("%s: completed with keyMaterialId %s, but the material staged before the run was %s", k.KeyARN, k.KeyMaterialID, b.Staged)
+			}
+		case k.KeyMaterialID != "" && k.Outcome != "rotated" && k.KeyMaterialID != b.Material && k.KeyMaterialID != a.Material:
+			bad("%s (%s): keyMaterialId %s is neither the material before (%s) nor after the run (%s)", k.KeyARN, k.Outcome, k.KeyMaterialID, b.Material, a.Material)
+		}
+		if k.StagedKeyMaterialID != "" && k.StagedKeyMaterialID != b.Staged {
+			bad("%s: stagedKeyMaterialId %s, the emulator had %q staged before the run", k.KeyARN, k.StagedKeyMaterialID, b.Staged)
+		}
+	}
+	return problems
+}
+
 // Outcomes are docs/design.md's outcomes, and OutcomeOfReason pairs each reason
 // with its outcome (docs/design.md "Decisions: outcomes and reasons").
 var (
 	Outcomes        = []string{"rotated", "would-rotate", "skipped", "failed", "deferred"}
 	OutcomeOfReason = map[string]string{
 		"not-opted-in": "skipped", "aws-managed": "skipped", "unsupported-key-spec": "skipped",
-		"imported-key-material": "skipped", "custom-key-store": "skipped", "multi-region-replica": "skipped",
+		"custom-key-store": "skipped", "multi-region-replica": "skipped",
 		"key-not-enabled": "skipped", "rotation-in-progress": "skipped", "budget-exhausted": "skipped",
 		"budget-reserved": "skipped", "not-due": "skipped",
 		"not-found": "failed", "access-denied": "failed", "throttled": "failed", "error": "failed",
 		"deadline": "deferred",
 		// Added by issues 9 and 10.
 		"recently-rotated": "skipped", "automatic-rotation-soon": "skipped", "unconfirmed": "failed",
+		// Added by issue 12 (they replace imported-key-material).
+		"material-not-staged": "skipped", "material-pending-replica-import": "skipped", "idle": "skipped",
 	}
 )
 
 // ineligibleReasons are the reasons that say the key cannot be rotated by
 // this product at all: such an entry has no cryptoperiod to be overdue on.
-var ineligibleReasons = []string{"not-opted-in", "aws-managed", "unsupported-key-spec", "imported-key-material",
+var ineligibleReasons = []string{"not-opted-in", "aws-managed", "unsupported-key-spec",
 	"custom-key-store", "multi-region-replica", "key-not-enabled", "not-found"}
 
 // CheckReportJSON checks a raw report against docs/design.md "The report"
@@ -364,6 +455,7 @@ func CheckReportJSON(raw []byte) []string {
 			bad("%s: automatic-rotation-soon without nextRotationDate", where)
 		}
 		overdue += checkCryptoperiod(k, where, outcome, reason, runStart, runEnd, bad)
+		checkKeyMaterial(k, where, fmt.Sprint(r["mode"]), outcome, reason, runStart, runEnd, bad)
 	}
 	// Beyond 2,000 candidates the list may leave out not-due entries;
 	// every other count must still match the entries.
@@ -426,7 +518,10 @@ func checkCryptoperiod(k map[string]any, where, outcome, reason string, runStart
 	}
 	nextDue, _ := k["nextDue"].(string)
 	due, err := time.Parse(time.RFC3339, nextDue)
-	if hasOverdue && err == nil && !runStart.IsZero() && !notOverdue(outcome, reason) &&
+	// An idle key (issue 12) is skipped on purpose, like one waiting for
+	// its automatic rotation, but whether its age still counts as overdue
+	// is the engine's call: either answer passes here.
+	if hasOverdue && err == nil && !runStart.IsZero() && !notOverdue(outcome, reason) && reason != "idle" &&
 		(due.Before(runStart) || due.After(runEnd)) && isOverdue != due.Before(runStart) {
 		bad("%s: overdue %v, but nextDue %s is %s the run (%s)", where, isOverdue, nextDue,
 			map[bool]string{true: "before", false: "after"}[due.Before(runStart)], runStart.Format(time.RFC3339))
@@ -435,6 +530,110 @@ func checkCryptoperiod(k map[string]any, where, outcome, reason string, runStart
 		return 1
 	}
 	return 0
+}
+
+// checkKeyMaterial checks the key-material members of an entry (issue 12):
+//   - keyMaterialIdBefore (the current material before the rotation) on
+//     every rotated entry; keyMaterialId (current, or the new one once a
+//     rotation completed) and stagedKeyMaterialId (new material waiting in
+//     PENDING_ROTATION) are non-empty strings when present;
+//   - an imported key skipped for its material names its current material,
+//     and material-not-staged has none staged;
+//   - completion ("complete" or "pending") only on rotated incident entries
+//     (sweeps do not wait); "complete" ⇔ completedAt, a time inside the run
+//     and not before the rotation started, with keyMaterialId the new
+//     material (not keyMaterialIdBefore);
+//   - stuck is a bool, true only on a key this run did not rotate;
+//   - materialExpiresAt and completedAt are RFC 3339, lastUsedAt RFC 3339
+//     or null; lastUsedAt is present on idle entries and, in report mode, on
+//     every entry whose history was read.
+func checkKeyMaterial(k map[string]any, where, mode, outcome, reason string, runStart, runEnd time.Time, bad func(string, ...any)) {
+	ids := map[string]string{}
+	for _, f := range []string{"keyMaterialIdBefore", "keyMaterialId", "stagedKeyMaterialId"} {
+		v, has := k[f]
+		if !has {
+			continue
+		}
+		if s, ok := v.(string); !ok || s == "" {
+			bad("%s.%s = %#v, want a key material ID", where, f, v)
+			continue
+		}
+		ids[f] = v.(string)
+	}
+	if outcome == "rotated" && ids["keyMaterialIdBefore"] == "" {
+		bad("%s: rotated entry without keyMaterialIdBefore", where)
+	}
+	switch reason {
+	case "material-not-staged":
+		if _, has := k["stagedKeyMaterialId"]; has {
+			bad("%s: material-not-staged with stagedKeyMaterialId %#v", where, k["stagedKeyMaterialId"])
+		}
+		fallthrough
+	case "material-pending-replica-import":
+		if ids["keyMaterialId"] == "" {
+			bad("%s: %s without keyMaterialId (the imported key's current material)", where, reason)
+		}
+	}
+	if outcome != "rotated" && ids["stagedKeyMaterialId"] != "" && ids["stagedKeyMaterialId"] == ids["keyMaterialId"] {
+		bad("%s: stagedKeyMaterialId %s is the current material (keyMaterialId)", where, ids["stagedKeyMaterialId"])
+	}
+	parse := func(f string, nullable bool) (time.Time, bool) {
+		v, has := k[f]
+		if !has || (nullable && v == nil) {
+			return time.Time{}, false
+		}
+		s, ok := v.(string)
+		t, err := time.Parse(time.RFC3339, s)
+		if !ok || err != nil {
+			bad("%s.%s = %#v, want RFC 3339%s", where, f, v, map[bool]string{true: " or null", false: ""}[nullable])
+			return time.Time{}, false
+		}
+		return t, true
+	}
+	parse("materialExpiresAt", false)
+	if _, has := k["lastUsedAt"]; has {
+		parse("lastUsedAt", true)
+	} else if reason == "idle" || (mode == "report" && k["onDemandUsed"] != nil) {
+		bad("%s: no lastUsedAt (RFC 3339 or null) on a %s entry", where, map[bool]string{true: "idle", false: "report-mode"}[reason == "idle"])
+	}
+	if v, has := k["stuck"]; has {
+		if stuck, ok := v.(bool); !ok {
+			bad("%s.stuck = %#v, want a bool", where, v)
+		} else if stuck && (outcome == "rotated" || outcome == "would-rotate") {
+			bad("%s: stuck (another rotation in progress too long) yet %s", where, outcome)
+		}
+	}
+	completedAt, hasCompletedAt := parse("completedAt", false)
+	c, hasCompletion := k["completion"]
+	if !hasCompletion {
+		if hasCompletedAt {
+			bad("%s: completedAt without completion", where)
+		}
+		return
+	}
+	switch {
+	case c != "complete" && c != "pending":
+		bad("%s.completion = %#v, want \"complete\" or \"pending\"", where, c)
+	case outcome != "rotated":
+		bad("%s: completion %v on a %s entry", where, c, outcome)
+	case mode != "incident":
+		bad("%s: completion %v in a %s run (only incidents wait for a rotation)", where, c, mode)
+	}
+	if (c == "complete") != hasCompletedAt {
+		bad("%s: completion %v with completedAt %#v", where, c, k["completedAt"])
+	}
+	if c == "complete" && ids["keyMaterialId"] == ids["keyMaterialIdBefore"] {
+		bad("%s: completion complete, but keyMaterialId %q is the material before the rotation", where, ids["keyMaterialId"])
+	}
+	if !hasCompletedAt || runStart.IsZero() {
+		return
+	}
+	if completedAt.Before(runStart) || completedAt.After(runEnd) {
+		bad("%s: completedAt %s outside the run (%s to %s)", where, k["completedAt"], runStart.Format(time.RFC3339Nano), runEnd.Format(time.RFC3339Nano))
+	}
+	if last, ok := parse("lastRotation", true); ok && completedAt.Before(last) {
+		bad("%s: completedAt %s before the rotation started (lastRotation %s)", where, k["completedAt"], k["lastRotation"])
+	}
 }
 
 // notOverdue reports whether an entry is never overdue whatever its age:
@@ -508,7 +707,8 @@ func CheckMetrics(recs []EMF, r *Report, namespace string) []string {
 //     entry has one);
 //   - KeysOverdue: summary.overdue;
 //   - MaxMaterialAgeDays: the largest materialAgeDays (absent or 0 when no
-//     entry has one).
+//     entry has one);
+//   - RotationsStuck: entries with stuck true (absent allowed when none).
 //
 // A budget-exhausted entry counts as 0 remaining. The entry-derived ones
 // are compared only when the report lists every candidate.
@@ -526,6 +726,7 @@ func CheckReportMetrics(recs []EMF, raw []byte, reserve int) []string {
 			Reason            string   `json:"reason"`
 			OnDemandRemaining *float64 `json:"onDemandRemaining"`
 			MaterialAgeDays   *float64 `json:"materialAgeDays"`
+			Stuck             bool     `json:"stuck"`
 		} `json:"keys"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
@@ -565,8 +766,11 @@ func CheckReportMetrics(recs []EMF, raw []byte, reserve int) []string {
 	if len(r.Keys) != r.Summary.Candidates {
 		return problems
 	}
-	low, exhausted, minRemaining, maxAge := 0.0, 0.0, -1.0, -1.0
+	low, exhausted, minRemaining, maxAge, stuck := 0.0, 0.0, -1.0, -1.0, 0.0
 	for _, k := range r.Keys {
+		if k.Stuck {
+			stuck++
+		}
 		if k.MaterialAgeDays != nil && *k.MaterialAgeDays > maxAge {
 			maxAge = *k.MaterialAgeDays
 		}
@@ -597,6 +801,10 @@ func CheckReportMetrics(recs []EMF, raw []byte, reserve int) []string {
 		bad("EMF MinOnDemandRemaining = %v, but no entry has a budget", v)
 	case minRemaining >= 0 && (!ok || v != minRemaining):
 		bad("EMF MinOnDemandRemaining = %v (present %v), the report's smallest onDemandRemaining is %v", v, ok, minRemaining)
+	}
+	// RotationsStuck (issue 12) may be left out of a run with none.
+	if v, ok := metric("RotationsStuck"); (ok || stuck > 0) && v != stuck {
+		bad("EMF RotationsStuck = %v (present %v), the report has %v stuck entries", v, ok, stuck)
 	}
 	switch v, ok := metric("MaxMaterialAgeDays"); {
 	case maxAge < 0 && ok && v != 0:

@@ -65,7 +65,7 @@ func TestCheckRotations(t *testing.T) {
 func TestCheckReportJSON(t *testing.T) {
 	const valid = `{"runId":"r","mode":"scheduled","dryRun":false,"startedAt":"2026-11-26T06:00:00Z","finishedAt":"2026-11-26T06:00:01Z",
  "summary":{"candidates":4,"rotated":1,"wouldRotate":0,"skipped":3,"failed":0,"deferred":0,"overdue":1,"reasons":{"not-due":1,"budget-reserved":1,"automatic-rotation-soon":1}},
- "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"rotated","reason":"","onDemandUsed":1,"onDemandRemaining":24,"lastRotation":"2026-11-26T06:00:00.5Z","nextDue":"2027-02-24T06:00:00Z","materialAgeDays":0,"overdue":false},
+ "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"rotated","reason":"","onDemandUsed":1,"onDemandRemaining":24,"lastRotation":"2026-11-26T06:00:00.5Z","nextDue":"2027-02-24T06:00:00Z","materialAgeDays":0,"overdue":false,"keyMaterialIdBefore":"m-a"},
          {"keyId":"b","keyArn":"arn:b","alias":"","outcome":"skipped","reason":"not-due","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2027-01-01T00:00:00Z","materialAgeDays":59,"overdue":false},
          {"keyId":"c","keyArn":"arn:c","alias":"alias/c","outcome":"skipped","reason":"budget-reserved","onDemandUsed":23,"onDemandRemaining":2,"lastRotation":"2026-06-01T00:00:00Z","nextDue":"2026-08-30T00:00:00Z","materialAgeDays":178,"overdue":true},
          {"keyId":"d","keyArn":"arn:d","alias":"alias/d","outcome":"skipped","reason":"automatic-rotation-soon","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":"2026-11-26T06:00:00Z","nextDue":"2026-12-26T06:00:00Z","materialAgeDays":0,"overdue":false,"nextRotationDate":"2026-11-29T06:00:00Z"}]}`
@@ -87,7 +87,7 @@ func TestCheckReportJSON(t *testing.T) {
 		{name: "missing summary.overdue fails", raw: strings.Replace(valid, `"overdue":1,`, ``, 1), want: "summary.overdue"},
 		{name: "summary.overdue not counting the entries fails", raw: strings.Replace(valid, `"overdue":1,`, `"overdue":2,`, 1), want: "summary.overdue = 2"},
 		{name: "eligible entry without materialAgeDays fails", raw: strings.Replace(valid, `"materialAgeDays":59,`, ``, 1), want: "without materialAgeDays"},
-		{name: "overdue rotated entry fails", raw: strings.Replace(strings.Replace(valid, `"materialAgeDays":0,"overdue":false},`, `"materialAgeDays":0,"overdue":true},`, 1), `"overdue":1,`, `"overdue":2,`, 1), want: "overdue although rotated"},
+		{name: "overdue rotated entry fails", raw: strings.Replace(strings.Replace(valid, `"materialAgeDays":0,"overdue":false,"keyMaterialIdBefore"`, `"materialAgeDays":0,"overdue":true,"keyMaterialIdBefore"`, 1), `"overdue":1,`, `"overdue":2,`, 1), want: "overdue although rotated"},
 		{name: "past-due key not overdue fails", raw: strings.Replace(strings.Replace(valid, `"materialAgeDays":178,"overdue":true`, `"materialAgeDays":178,"overdue":false`, 1), `"overdue":1,`, `"overdue":0,`, 1), want: "overdue false, but nextDue 2026-08-30T00:00:00Z is before"},
 		{name: "key waiting for its automatic rotation overdue fails", raw: strings.Replace(strings.Replace(valid, `"materialAgeDays":0,"overdue":false,"nextRotationDate"`, `"materialAgeDays":0,"overdue":true,"nextRotationDate"`, 1), `"overdue":1,`, `"overdue":2,`, 1), want: "overdue although skipped automatic-rotation-soon"},
 		{name: "not-yet-due key overdue fails", raw: strings.Replace(strings.Replace(valid, `"materialAgeDays":59,"overdue":false`, `"materialAgeDays":59,"overdue":true`, 1), `"overdue":1,`, `"overdue":2,`, 1), want: "overdue true, but nextDue 2027-01-01T00:00:00Z is after"},
@@ -103,6 +103,104 @@ func TestCheckReportJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			problems := CheckReportJSON([]byte(tt.raw))
+			if tt.want == "" {
+				if len(problems) > 0 {
+					t.Fatalf("problems: %q", problems)
+				}
+				return
+			}
+			if !strings.Contains(strings.Join(problems, "\n"), tt.want) {
+				t.Fatalf("problems %q, want one containing %q", problems, tt.want)
+			}
+		})
+	}
+}
+
+// TestCheckReportJSONKeyMaterial covers the members issue 12 added: the
+// material before and after a rotation, an incident's wait for completion,
+// staged and expiring material, stuck rotations and the last use.
+func TestCheckReportJSONKeyMaterial(t *testing.T) {
+	const valid = `{"runId":"r","mode":"incident","dryRun":false,"startedAt":"2026-11-26T06:00:00Z","finishedAt":"2026-11-26T06:01:00Z",
+ "summary":{"candidates":4,"rotated":2,"wouldRotate":0,"skipped":2,"failed":0,"deferred":0,"overdue":0,"reasons":{"material-not-staged":1,"rotation-in-progress":1}},
+ "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"rotated","reason":"","onDemandUsed":1,"onDemandRemaining":24,"lastRotation":"2026-11-26T06:00:01Z","nextDue":"2027-02-24T06:00:01Z","materialAgeDays":0,"overdue":false,"keyMaterialIdBefore":"m0","keyMaterialId":"m1","completion":"complete","completedAt":"2026-11-26T06:00:40Z"},
+         {"keyId":"b","keyArn":"arn:b","alias":"alias/b","outcome":"rotated","reason":"","onDemandUsed":1,"onDemandRemaining":24,"lastRotation":"2026-11-26T06:00:01Z","nextDue":"2027-02-24T06:00:01Z","materialAgeDays":0,"overdue":false,"keyMaterialIdBefore":"n0","completion":"pending"},
+         {"keyId":"c","keyArn":"arn:c","alias":"alias/c","outcome":"skipped","reason":"material-not-staged","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2027-01-01T00:00:00Z","materialAgeDays":10,"overdue":false,"keyMaterialId":"p0","materialExpiresAt":"2027-05-01T00:00:00Z"},
+         {"keyId":"d","keyArn":"arn:d","alias":"alias/d","outcome":"skipped","reason":"rotation-in-progress","onDemandUsed":3,"onDemandRemaining":22,"lastRotation":"2026-11-20T00:00:00Z","nextDue":"2027-02-18T00:00:00Z","materialAgeDays":6,"overdue":false,"stuck":true}]}`
+	tests := []struct {
+		name string
+		raw  string
+		want string // in a problem; "" = valid
+	}{
+		{name: "valid incident report passes", raw: valid},
+		{name: "rotated entry without keyMaterialIdBefore fails", raw: strings.Replace(valid, `"keyMaterialIdBefore":"n0",`, ``, 1), want: "without keyMaterialIdBefore"},
+		{name: "empty keyMaterialId fails", raw: strings.Replace(valid, `"keyMaterialId":"p0"`, `"keyMaterialId":""`, 1), want: "want a key material ID"},
+		{name: "complete without completedAt fails", raw: strings.Replace(valid, `,"completedAt":"2026-11-26T06:00:40Z"`, ``, 1), want: "completion complete with completedAt"},
+		{name: "pending with completedAt fails", raw: strings.Replace(valid, `"completion":"pending"`, `"completion":"pending","completedAt":"2026-11-26T06:00:40Z"`, 1), want: "completion pending with completedAt"},
+		{name: "completedAt after the run fails", raw: strings.Replace(valid, `"completedAt":"2026-11-26T06:00:40Z"`, `"completedAt":"2026-11-26T06:02:00Z"`, 1), want: "outside the run"},
+		{name: "completedAt before the rotation fails", raw: strings.Replace(valid, `"completedAt":"2026-11-26T06:00:40Z"`, `"completedAt":"2026-11-26T06:00:00.5Z"`, 1), want: "before the rotation started"},
+		{name: "complete with the old material fails", raw: strings.Replace(valid, `"keyMaterialId":"m1"`, `"keyMaterialId":"m0"`, 1), want: "is the material before the rotation"},
+		{name: "unknown completion fails", raw: strings.Replace(valid, `"completion":"pending"`, `"completion":"maybe"`, 1), want: "want \"complete\" or \"pending\""},
+		{name: "completion in a sweep fails", raw: strings.Replace(valid, `"mode":"incident"`, `"mode":"scheduled"`, 1), want: "only incidents wait"},
+		{name: "completion on a skipped entry fails", raw: strings.Replace(valid, `"keyMaterialId":"p0",`, `"keyMaterialId":"p0","completion":"pending",`, 1), want: "completion pending on a skipped entry"},
+		{name: "material-not-staged with staged material fails", raw: strings.Replace(valid, `"keyMaterialId":"p0",`, `"keyMaterialId":"p0","stagedKeyMaterialId":"p1",`, 1), want: "material-not-staged with stagedKeyMaterialId"},
+		{name: "material-not-staged without its material fails", raw: strings.Replace(valid, `"keyMaterialId":"p0",`, ``, 1), want: "material-not-staged without keyMaterialId"},
+		{name: "staged material equal to the current fails", raw: strings.Replace(strings.Replace(valid, `"keyMaterialId":"p0",`, `"keyMaterialId":"p0","stagedKeyMaterialId":"p0",`, 1), `material-not-staged`, `material-pending-replica-import`, 2), want: "is the current material"},
+		{name: "bad materialExpiresAt fails", raw: strings.Replace(valid, `"materialExpiresAt":"2027-05-01T00:00:00Z"`, `"materialExpiresAt":"soon"`, 1), want: "materialExpiresAt"},
+		{name: "stuck that is not a bool fails", raw: strings.Replace(valid, `"stuck":true`, `"stuck":"yes"`, 1), want: "want a bool"},
+		{name: "stuck on a rotated entry fails", raw: strings.Replace(valid, `"completion":"pending"`, `"completion":"pending","stuck":true`, 1), want: "yet rotated"},
+		{name: "imported-key-material is no longer a reason", raw: strings.Replace(strings.Replace(valid, `"reason":"material-not-staged"`, `"reason":"imported-key-material"`, 1), `"material-not-staged":1`, `"imported-key-material":1`, 1), want: "pairs the reason"},
+		{name: "idle with lastUsedAt null passes", raw: strings.Replace(strings.Replace(valid, `"reason":"material-not-staged","onDemandUsed":0`, `"reason":"idle","lastUsedAt":null,"onDemandUsed":0`, 1), `"material-not-staged":1`, `"idle":1`, 1)},
+		{name: "idle with a lastUsedAt time passes", raw: strings.Replace(strings.Replace(valid, `"reason":"material-not-staged","onDemandUsed":0`, `"reason":"idle","lastUsedAt":"2026-06-01T00:00:00Z","onDemandUsed":0`, 1), `"material-not-staged":1`, `"idle":1`, 1)},
+		{name: "idle without lastUsedAt fails", raw: strings.Replace(strings.Replace(valid, `"reason":"material-not-staged"`, `"reason":"idle"`, 1), `"material-not-staged":1`, `"idle":1`, 1), want: "no lastUsedAt"},
+		{name: "bad lastUsedAt fails", raw: strings.Replace(strings.Replace(valid, `"reason":"material-not-staged","onDemandUsed":0`, `"reason":"idle","lastUsedAt":"June","onDemandUsed":0`, 1), `"material-not-staged":1`, `"idle":1`, 1), want: "lastUsedAt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			problems := CheckReportJSON([]byte(tt.raw))
+			if tt.want == "" {
+				if len(problems) > 0 {
+					t.Fatalf("problems: %q", problems)
+				}
+				return
+			}
+			if !strings.Contains(strings.Join(problems, "\n"), tt.want) {
+				t.Fatalf("problems %q, want one containing %q", problems, tt.want)
+			}
+		})
+	}
+	t.Run("report mode without lastUsedAt on an eligible entry fails", func(t *testing.T) {
+		const report = `{"runId":"r","mode":"report","dryRun":true,"startedAt":"2026-11-26T06:00:00Z","finishedAt":"2026-11-26T06:00:01Z",
+ "summary":{"candidates":2,"rotated":0,"wouldRotate":1,"skipped":1,"failed":0,"deferred":0,"overdue":0,"reasons":{"aws-managed":1}},
+ "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"would-rotate","reason":"","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2026-11-01T00:00:00Z","materialAgeDays":120,"overdue":false},
+         {"keyId":"b","keyArn":"arn:b","alias":"alias/aws/b","outcome":"skipped","reason":"aws-managed","onDemandUsed":null,"onDemandRemaining":null,"lastRotation":null,"nextDue":null}]}`
+		if p := CheckReportJSON([]byte(report)); len(p) != 1 || !strings.Contains(p[0], "keys[0]: no lastUsedAt") {
+			t.Fatalf("problems %q, want one about keys[0]'s lastUsedAt", p)
+		}
+		withLastUse := strings.Replace(report, `"overdue":false}`, `"overdue":false,"lastUsedAt":null}`, 1)
+		if p := CheckReportJSON([]byte(withLastUse)); len(p) > 0 {
+			t.Fatalf("problems: %q", p)
+		}
+	})
+}
+
+func TestCheckMaterial(t *testing.T) {
+	const a, b = "arn:a", "arn:b"
+	before := map[string]KeyRotations{a: {KeyARN: a, Material: "m0", Staged: "m1"}, b: {KeyARN: b, Material: "n0"}}
+	after := map[string]KeyRotations{a: {KeyARN: a, Material: "m1"}, b: {KeyARN: b, Material: "n0"}}
+	const raw = `{"keys":[{"keyArn":"arn:a","outcome":"rotated","keyMaterialIdBefore":"m0","keyMaterialId":"m1","completion":"complete"},
+ {"keyArn":"arn:b","outcome":"skipped","keyMaterialId":"n0"}]}`
+	tests := []struct {
+		name, raw, want string
+	}{
+		{name: "materials the emulator shows pass", raw: raw},
+		{name: "wrong material before fails", raw: strings.Replace(raw, `"keyMaterialIdBefore":"m0"`, `"keyMaterialIdBefore":"x"`, 1), want: "keyMaterialIdBefore x"},
+		{name: "completed with a material the key does not use fails", raw: strings.Replace(raw, `"keyMaterialId":"m1"`, `"keyMaterialId":"x"`, 1), want: "CurrentKeyMaterialId after the run is m1"},
+		{name: "a skipped key's unknown material fails", raw: strings.Replace(raw, `"keyMaterialId":"n0"`, `"keyMaterialId":"x"`, 1), want: "neither the material before"},
+		{name: "a staged material the emulator does not have fails", raw: strings.Replace(raw, `"keyMaterialId":"n0"`, `"keyMaterialId":"n0","stagedKeyMaterialId":"n1"`, 1), want: "stagedKeyMaterialId n1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			problems := CheckMaterial(before, after, []byte(tt.raw))
 			if tt.want == "" {
 				if len(problems) > 0 {
 					t.Fatalf("problems: %q", problems)
@@ -173,6 +271,11 @@ func TestCheckReportMetrics(t *testing.T) {
 		{name: "max age off fails", line: strings.Replace(line, `"MaxMaterialAgeDays":400`, `"MaxMaterialAgeDays":900`, 1), raw: raw, want: "MaxMaterialAgeDays = 900"},
 		{name: "undeclared metric fails", line: strings.Replace(line, `{"Name":"KeysOverdue"},`, ``, 1), raw: raw, want: "KeysOverdue"},
 		{name: "budget-exhausted counts as zero left", line: line, raw: strings.Replace(raw, `"reason":"budget-exhausted","onDemandRemaining":0`, `"reason":"budget-exhausted","onDemandRemaining":null`, 1)},
+		{name: "a stuck rotation counted passes", raw: strings.Replace(raw, `"reason":"rotation-in-progress",`, `"reason":"rotation-in-progress","stuck":true,`, 1),
+			line: strings.Replace(strings.Replace(line, `{"Name":"KeysOverdue"}`, `{"Name":"KeysOverdue"},{"Name":"RotationsStuck"}`, 1), `"KeysOverdue":1`, `"KeysOverdue":1,"RotationsStuck":1`, 1)},
+		{name: "a stuck rotation not counted fails", line: line, raw: strings.Replace(raw, `"reason":"rotation-in-progress",`, `"reason":"rotation-in-progress","stuck":true,`, 1), want: "RotationsStuck = 0"},
+		{name: "RotationsStuck without a stuck entry fails", raw: raw,
+			line: strings.Replace(strings.Replace(line, `{"Name":"KeysOverdue"}`, `{"Name":"KeysOverdue"},{"Name":"RotationsStuck"}`, 1), `"KeysOverdue":1`, `"KeysOverdue":1,"RotationsStuck":1`, 1), want: "RotationsStuck = 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

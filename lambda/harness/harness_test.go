@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -102,6 +103,7 @@ func TestWriteTable(t *testing.T) {
 	used, left := 3, 7
 	last, due, nextAuto := "2026-08-01T10:00:00Z", "2026-10-30T10:00:00Z", "2026-11-29T06:00:00Z"
 	overdue := true
+	expires, completed := "2027-05-29T04:00:00Z", "2026-11-26T06:01:02.5Z"
 	r := &Report{
 		RunID: "run-1", Mode: "scheduled",
 		StartedAt: "2026-11-26T06:00:00Z", FinishedAt: "2026-11-26T06:00:00.25Z",
@@ -112,6 +114,13 @@ func TestWriteTable(t *testing.T) {
 			{KeyID: "0987dcba-09fe-87dc-65ba-ab0987654321", Outcome: "skipped", Reason: "key-not-enabled", KeyState: "Disabled"},
 			{KeyID: "b0d9e700-0000-4000-8000-0000000000e1", Alias: "alias/legacy-billing", Outcome: "skipped", Reason: "budget-exhausted", Overdue: &overdue},
 			{KeyID: "5e1f0d00-0000-4000-8000-00000000d005", Alias: "alias/invoices", Outcome: "skipped", Reason: "automatic-rotation-soon", NextRotationDate: &nextAuto},
+			{KeyID: "b7e00000-0000-4000-8000-0000000000c2", Alias: "alias/partner-byok", Outcome: "skipped", Reason: "material-not-staged",
+				KeyMaterialID: "f450b0cabcde5a5aa16263c4c77c3c184c70d2d29d00b18af52035864e1c9e23", MaterialExpiresAt: &expires, LastUsedAt: json.RawMessage(`"2026-11-20T00:00:00Z"`)},
+			{KeyID: "b7e00000-0000-4000-8000-0000000000c3", Alias: "alias/partner-global", Outcome: "skipped", Reason: "material-pending-replica-import",
+				StagedKeyMaterialID: "ebdab98afedcf80c9c331ea0a533241048852d7b52ce51c050440e9e71b6fab4", LastUsedAt: json.RawMessage(`null`)},
+			{KeyID: "c0ffee00-5a1e-4b0b-9a7e-0000000000aa", Alias: "alias/exposed", Outcome: "rotated", Completion: "complete", CompletedAt: &completed},
+			{KeyID: "c0ffee00-5a1e-4b0b-9a7e-0000000000bb", Alias: "alias/slow", Outcome: "rotated", Completion: "pending"},
+			{KeyID: "c0ffee00-5a1e-4b0b-9a7e-0000000000cc", Alias: "alias/busy", Outcome: "skipped", Reason: "rotation-in-progress", Stuck: true},
 		},
 	}
 	var b strings.Builder
@@ -129,7 +138,12 @@ func TestWriteTable(t *testing.T) {
 		{name: "skipped row shows dashes and the state", line: 2, want: []string{"0987dcba", "key-not-enabled", "state Disabled"}},
 		{name: "overdue key is marked", line: 3, want: []string{"alias/legacy-billing", "budget-exhausted", "overdue"}},
 		{name: "key waiting for its automatic rotation shows when", line: 4, want: []string{"alias/invoices", "automatic-rotation-soon", "next automatic rotation 2026-11-29"}},
-		{name: "summary line counts and times the run", line: 5, want: []string{"scheduled: 4 candidates, 1 rotated", "3 skipped", "0 deferred, 1 overdue", "key-not-enabled 1", "in 250ms"}},
+		{name: "imported key shows when its material expires and its last use", line: 5, want: []string{"alias/partner-byok", "material expires 2027-05-29", "last used 2026-11-20"}},
+		{name: "key waiting for its replicas shows the staged material", line: 6, want: []string{"alias/partner-global", "material staged ebdab98afedc…", "never used"}},
+		{name: "incident rotation seen complete shows when", line: 7, want: []string{"alias/exposed", "new material current 06:01:02"}},
+		{name: "incident rotation not yet complete says so", line: 8, want: []string{"alias/slow", "new material pending"}},
+		{name: "stuck rotation is marked", line: 9, want: []string{"alias/busy", "stuck"}},
+		{name: "summary line counts and times the run", line: 10, want: []string{"scheduled: 4 candidates, 1 rotated", "3 skipped", "0 deferred, 1 overdue", "key-not-enabled 1", "in 250ms"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -122,6 +122,34 @@ func note(k KeyReport) string {
 	if k.NextRotationDate != nil {
 		parts = append(parts, "next automatic rotation "+day(k.NextRotationDate))
 	}
+	// Key material (issue 12): whether an incident saw the new material
+	// take over, what an imported key has staged or when its material
+	// expires, a rotation in progress for too long, the last use.
+	switch k.Completion {
+	case "complete":
+		parts = append(parts, "new material current "+clock(k.CompletedAt))
+	case "pending":
+		parts = append(parts, "new material pending")
+	}
+	if k.Stuck {
+		parts = append(parts, "stuck")
+	}
+	if k.StagedKeyMaterialID != "" && k.Outcome != "rotated" {
+		parts = append(parts, "material staged "+short(k.StagedKeyMaterialID))
+	}
+	if k.MaterialExpiresAt != nil {
+		parts = append(parts, "material expires "+day(k.MaterialExpiresAt))
+	}
+	if len(k.LastUsedAt) > 0 {
+		var at *string
+		if json.Unmarshal(k.LastUsedAt, &at) == nil {
+			if at == nil {
+				parts = append(parts, "never used")
+			} else {
+				parts = append(parts, "last used "+day(at))
+			}
+		}
+	}
 	if k.Error != "" {
 		parts = append(parts, truncate(k.Error, 120))
 	}
@@ -138,6 +166,26 @@ func day(s *string) string {
 		return *s
 	}
 	return t.UTC().Format(time.DateOnly)
+}
+
+// clock shortens an RFC 3339 time to its UTC time of day.
+func clock(s *string) string {
+	if s == nil || *s == "" {
+		return "-"
+	}
+	t, err := time.Parse(time.RFC3339, *s)
+	if err != nil {
+		return *s
+	}
+	return t.UTC().Format(time.TimeOnly)
+}
+
+// short abbreviates a 64-digit key material ID.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12] + "…"
+	}
+	return id
 }
 
 func num(n *int) string {
