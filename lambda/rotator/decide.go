@@ -120,8 +120,11 @@ type History struct {
 	// PENDING_ROTATION: what RotateKeyOnDemand would make current.
 	Staged string
 	// PendingReplicaImport: an imported multi-Region key's new material
-	// still waits for its replicas (PENDING_MULTI_REGION_IMPORT_AND_ROTATION).
+	// (StagedForReplicas) still waits for its replicas
+	// (PENDING_MULTI_REGION_IMPORT_AND_ROTATION): the material to import
+	// into them.
 	PendingReplicaImport bool
+	StagedForReplicas    string
 }
 
 // Usage is what GetKeyLastUsage says.
@@ -333,6 +336,17 @@ func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 	if f.History == nil {
 		return Decision{Action: FetchHistory}
 	}
+	if f.Mode == request.ModeReport {
+		// The inventory reads every eligible key's rotation status (a
+		// cheap call: 1,000/s) so its budgets count a rotation in
+		// progress, and shows when each key was last used.
+		if f.Status == nil {
+			return Decision{Action: FetchStatus}
+		}
+		if f.Usage == nil {
+			return Decision{Action: FetchUsage}
+		}
+	}
 	// Imported material is rotated on demand only to new material staged
 	// for it (https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys-on-demand.html,
 	// https://docs.aws.amazon.com/kms/latest/developerguide/importing-keys-rotate.html).
@@ -343,15 +357,6 @@ func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 		return done(Skipped, ReasonMaterialNotStaged)
 	}
 	if scheduledLike(f.Mode) {
-		if f.Mode == request.ModeReport && f.Status == nil {
-			// The inventory reads every eligible key's rotation status (a
-			// cheap call: 1,000/s) so its budgets count a rotation in progress.
-			return Decision{Action: FetchStatus}
-		}
-		if f.Mode == request.ModeReport && f.Usage == nil {
-			// The inventory shows when each key was last used.
-			return Decision{Action: FetchUsage}
-		}
 		// Scheduled runs keep the reserve for incidents. Incidents never
 		// refuse on this count alone: KMS judges the lifetime limit
 		// (LimitExceededException), and a count that disagrees with KMS

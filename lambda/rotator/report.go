@@ -191,6 +191,9 @@ func (r *run) entry(it *item) KeyReport {
 	k.Stuck = f.stuck(r.e.now(), cfg.StuckAfter)
 	if h := f.History; h != nil {
 		k.StagedKeyMaterialID = h.Staged
+		if k.StagedKeyMaterialID == "" {
+			k.StagedKeyMaterialID = h.StagedForReplicas
+		}
 		if h.CurrentValidTo != nil {
 			k.MaterialExpiresAt = timePtr(*h.CurrentValidTo)
 		}

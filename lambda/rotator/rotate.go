@@ -253,7 +253,7 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 			case kmstypes.KeyMaterialStatePendingRotation:
 				h.Staged = strings.Clone(id)
 			case kmstypes.KeyMaterialStatePendingMultiRegionImportAndRotation:
-				h.PendingReplicaImport = true
+				h.PendingReplicaImport, h.StagedForReplicas = true, strings.Clone(id)
 			}
 			if e.RotationType == "" || e.RotationDate == nil {
 				continue // a material that no rotation made current (the first, a staged one)
