@@ -18,7 +18,7 @@ build:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -buildvcs=false -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./lambda
 
 demo: ## the real bootstrap under the Lambda Runtime Interface Emulator against kmslocal
-	$(GO) run ./lambda/cmd/demo
+	$(GO) run ./lambda/tools/demo
 
 # The scale benchmark (issue 5): the engine against the emulator at 10x KMS's
 # quotas, 5 ms latency, for 1,000, 10,000 and 100,000 keys (about 5 minutes;
@@ -26,7 +26,7 @@ demo: ## the real bootstrap under the Lambda Runtime Interface Emulator against 
 # printed per fleet; last line is one JSON object.
 # BENCHFLAGS passes more flags (e.g. -due-fraction 0.05, -cpuprofile cpu.out).
 bench:
-	$(GO) build -o bin/bench ./lambda/cmd/bench
+	$(GO) build -o bin/bench ./lambda/tools/bench
 	GO=$(GO) ./bin/bench $(BENCHFLAGS)
 
 # npm packages (CDK CLI, Node 22, IAM simulator) pinned by package-lock.json.
@@ -65,7 +65,7 @@ FUZZFLAGS ?= -fuzzminimizetime 5s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/request/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKeyRef$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/request/
-	$(GO) test -run '^$$' -fuzz '^FuzzServeHTTP$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/kmsemu/
+	$(GO) test -run '^$$' -fuzz '^FuzzServeHTTP$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/tools/kmsemu/
 
 clean:
 	rm -rf bootstrap bin cdk.out .cache/harness

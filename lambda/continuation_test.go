@@ -13,10 +13,10 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
-	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
-	"github.com/kms-rotator/kms-rotator/lambda/kmsemu/emutest"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu/emutest"
 )
 
 // lambdaCall is one request the function sent to the Lambda API.

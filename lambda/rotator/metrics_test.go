@@ -3,8 +3,8 @@ package rotator
 import (
 	"testing"
 
-	"github.com/kms-rotator/kms-rotator/lambda/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
 )
 
 // cloudWatchUnits are the units EMF accepts (CloudWatch MetricDatum.Unit).

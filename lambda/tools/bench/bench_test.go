@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu/emutest"
+)
+
+func TestShapeOf(t *testing.T) {
+	for _, tc := range []struct {
+		n                                 int
+		due                               float64
+		wantDue, wantInel, wantNotOptedIn int
+	}{
+		{1000, 0.10, 100, 50, 100},
+		{10000, 0.10, 1000, 500, 1000},
+		{10000, 0.01, 100, 500, 1000},
+		{37, 0.10, 3, 1, 3},
+	} {
+		t.Run("the parts of the fleet add up", func(t *testing.T) {
+			s := shapeOf(tc.n, tc.due)
+			if s.Due != tc.wantDue || s.Ineligible != tc.wantInel || s.NotOptedIn != tc.wantNotOptedIn {
+				t.Fatalf("shapeOf(%d, %g) = %+v", tc.n, tc.due, s)
+			}
+			if s.Due+s.Ineligible+s.NotDue != s.OptedIn || s.Total() != tc.n+tc.wantNotOptedIn {
+				t.Fatalf("shapeOf(%d, %g) = %+v does not add up", tc.n, tc.due, s)
+			}
+		})
+	}
+}
+
+// TestFleetAndBaseline loads a small bench fleet into the emulator and runs
+// the naive baseline on it: it must find and rotate exactly the due keys,
+// and a sampled run must say so and extrapolate.
+func TestFleetAndBaseline(t *testing.T) {
+	shape := shapeOf(80, 0.10)
+	cfg := settings.DefaultConfig()
+	for _, tc := range []struct {
+		name        string
+		sample      int
+		wantChecked int
+		wantRotated int
+		wantSampled bool
+	}{
+		{"the whole fleet rotates every due key", 0, shape.Total(), shape.Due, false},
+		{"a sample is marked and extrapolated", 10, 10, -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			emu := emutest.Start(t, kmsemu.Options{}, string(fleetJSON(shape)))
+			res, err := runBaseline(context.Background(), emu.KMS("us-east-1"), cfg.TagKey, cfg.TagValue,
+				cfg.IntervalDays, cfg.OnDemandLimit, cfg.Reserve, tc.sample)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Keys != shape.Total() || res.Checked != tc.wantChecked || res.Sampled != tc.wantSampled {
+				t.Fatalf("baseline %+v, want %d keys, %d checked, sampled %v", res, shape.Total(), tc.wantChecked, tc.wantSampled)
+			}
+			if tc.wantRotated >= 0 && res.Rotated != tc.wantRotated {
+				t.Fatalf("baseline rotated %d keys, want the %d due", res.Rotated, tc.wantRotated)
+			}
+			if res.Sampled && res.EstimatedSeconds <= res.WallSeconds {
+				t.Fatalf("extrapolated %gs for %d keys from %gs for %d", res.EstimatedSeconds, res.Keys, res.WallSeconds, res.Checked)
+			}
+			if got := emu.Server.Stats().Op("RotateKeyOnDemand").Calls; int(got) != res.Rotated {
+				t.Fatalf("emulator saw %d rotations, baseline reports %d", got, res.Rotated)
+			}
+		})
+	}
+}

@@ -1,0 +1,332 @@
+// Command demo is `make demo`: it builds the host-arch bootstrap, starts the
+// local KMS emulator seeded with events/fleet.json and the function under the
+// AWS Lambda Runtime Interface Emulator (both on 127.0.0.1 only), invokes the
+// sample payloads through the runtime emulator's invoke URL, prints each
+// report as a table and the result event the run published on EventBridge
+// (recorded by the emulator), and stops everything — also on Ctrl-C. No AWS
+// account and nothing beyond Go is needed.
+//
+// Usage:
+//
+//	go run ./lambda/tools/demo [-fleet events/fleet.json] [-events a.json,b.json] [-keep] [-v]
+//
+// It exits 1 with a message naming the step when anything fails: a build,
+// a process that does not start, an invocation that answers a handler error,
+// a report that breaks docs/design.md "The report" (a summary that does not add
+// up, an unknown reason), or a result event that does not match its report.
+// An incident run without a result event only says so: the event is the
+// function's to publish.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
+)
+
+// defaultEvents is the docs/design.md "Build and run" sequence: what a dry run
+// would do, the sweep itself, then an incident.
+const defaultEvents = "events/plan.json,events/scheduled.json,events/incident.json"
+
+func main() {
+	// run handles SIGINT/SIGTERM itself (and exits 130); the harness
+	// only stops the processes. Set here, not in run, so tests of run
+	// keep the harness's default.
+	harness.CallerHandlesSignals()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	fleet    string
+	events   []string
+	keep     bool
+	verbose  bool
+	emuFlags []string
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	var events, emuFlags string
+	fs.StringVar(&o.fleet, "fleet", "events/fleet.json", "fleet file seeding the KMS emulator")
+	fs.StringVar(&events, "events", defaultEvents, "comma-separated payload files to invoke, in order")
+	fs.BoolVar(&o.keep, "keep", false, "leave kmslocal and the function running and print how to reach them (Ctrl-C stops them)")
+	fs.BoolVar(&o.verbose, "v", false, "stream the emulator's and the function's output")
+	fs.StringVar(&emuFlags, "emu-flags", "", `extra kmslocal flags, e.g. "-rotation-delay=0 -latency=20ms"`)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, e := range strings.Split(events, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			o.events = append(o.events, e)
+		}
+	}
+	if len(o.events) == 0 && !o.keep {
+		return o, errors.New("-events: no payload files")
+	}
+	o.emuFlags = strings.Fields(emuFlags)
+	return o, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "demo:", err)
+		return 2
+	}
+	// Ctrl-C ends the demo early (and ends -keep). The harness stops every
+	// process it started on the same signal (they live in their own
+	// process groups, out of reach of the terminal's Ctrl-C); the demo
+	// then reports and exits itself.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = demo(ctx, o, stdout)
+	switch {
+	case o.keep && err == nil:
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "demo: interrupted; stopped every process it started")
+		return 130
+	case err != nil:
+		fmt.Fprintln(stderr, "demo: FAILED:", err)
+		return 1
+	}
+	return 0
+}
+
+func demo(ctx context.Context, o options, out io.Writer) error {
+	begin := time.Now()
+	root, err := harness.FindRoot("")
+	if err != nil {
+		return fmt.Errorf("find the repository: %w", err)
+	}
+	payloads := make([][]byte, len(o.events))
+	for i, e := range o.events {
+		if payloads[i], err = os.ReadFile(resolve(root, e)); err != nil {
+			return fmt.Errorf("read payload: %w", err)
+		}
+	}
+	fleet := resolve(root, o.fleet)
+	if _, err := os.Stat(fleet); err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+
+	fmt.Fprintf(out, "building bootstrap (host arch, -tags lambda.norpc), kmslocal and aws-lambda-rie … ")
+	bins, err := harness.Build(ctx, harness.BuildOptions{Root: root})
+	if err != nil {
+		fmt.Fprintln(out)
+		return fmt.Errorf("build: %w", err)
+	}
+	buildTime := time.Since(begin)
+	fmt.Fprintf(out, "%v\n", buildTime.Round(10*time.Millisecond))
+
+	var logw io.Writer
+	if o.verbose {
+		logw = &prefixWriter{w: os.Stderr}
+	}
+	startBegin := time.Now()
+	env, err := harness.Start(ctx, harness.Options{
+		Binaries: bins,
+		KMSLocal: harness.KMSLocalOptions{Fleet: fleet, Args: o.emuFlags, Log: logw},
+		Function: harness.FunctionOptions{Name: "kms-rotator", Log: logw},
+	})
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	defer env.Close()
+	startTime := time.Since(startBegin)
+	fmt.Fprintf(out, "started kmslocal %s (fleet %s) and the function at http://%s in %v\n",
+		env.KMS.URL, rel(root, fleet), env.Function.Addr, startTime.Round(time.Millisecond))
+
+	var failures []string
+	seen := 0 // events of earlier invocations
+	for i, name := range o.events {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Fprintf(out, "\n=== %s\n", rel(root, resolve(root, name)))
+		r, inv, err := env.Function.InvokeReport(ctx, payloads[i])
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		evs, evErr := env.KMS.Events(ctx)
+		if evErr != nil {
+			return fmt.Errorf("read the events kmslocal recorded: %w", evErr)
+		}
+		fresh := evs[min(seen, len(evs)):]
+		seen = len(evs)
+		if err != nil {
+			fmt.Fprintf(out, "    %v\n", err)
+			failures = append(failures, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		if err := harness.WriteTable(out, r); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "(invoke %v, request %s)\n", inv.Duration.Round(time.Millisecond), inv.RequestID)
+		// The report must hold to docs/design.md "The report" (every
+		// candidate once, a summary that counts the entries).
+		if problems := harness.CheckReportJSON(inv.Raw); len(problems) > 0 {
+			failures = append(failures, fmt.Sprintf("%s: report: %s", name, strings.Join(problems, "; ")))
+		}
+		if problems := writeResultEvents(out, fresh, r); len(problems) > 0 {
+			failures = append(failures, fmt.Sprintf("%s: result event: %s", name, strings.Join(problems, "; ")))
+		}
+	}
+
+	fmt.Fprintf(out, "\ndemo: %d invocation(s), %d failed, in %v (build %v, start %v)\n",
+		len(o.events), len(failures), time.Since(begin).Round(10*time.Millisecond),
+		buildTime.Round(10*time.Millisecond), startTime.Round(time.Millisecond))
+	if o.keep {
+		printEndpoints(out, root, env)
+		<-ctx.Done()
+	}
+	if len(failures) > 0 {
+		return errors.New(strings.Join(failures, "; "))
+	}
+	return nil
+}
+
+func printEndpoints(out io.Writer, root string, env *harness.Env) {
+	k, f := env.KMS, env.Function
+	fmt.Fprintf(out, `
+Left running (Ctrl-C stops everything). In another shell, from %s:
+
+  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s AWS_DEFAULT_REGION=%s
+  aws kms list-aliases --endpoint-url %s
+  aws kms list-key-rotations --endpoint-url %s --key-id 1234abcd-12ab-34cd-56ef-1234567890ab
+  aws lambda invoke --endpoint-url http://%s --function-name function \
+      --cli-binary-format raw-in-base64-out --payload file://events/incident.json out.json && cat out.json
+  curl -s -d @events/plan.json %s
+  curl -s %s/_kmslocal/events    # the result events the function published
+
+(--cli-binary-format is for AWS CLI v2; leave it out with v1.)
+`, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.Region, k.URL, k.URL, f.Addr, f.URL, k.URL)
+}
+
+// writeResultEvents prints the result events (docs/design.md "The result
+// event") among evs, the events the
+// emulator recorded during one invocation whose report is r, and returns
+// how they disagree with r. An incident run that published none gets a
+// line saying so; other runs publish one only when keys failed.
+func writeResultEvents(out io.Writer, evs []harness.Event, r *harness.Report) []string {
+	var problems []string
+	n := 0
+	for _, ev := range evs {
+		if ev.DetailType != settings.ResultEventDetailType {
+			continue
+		}
+		n++
+		fmt.Fprintf(out, "result event: source %s, detail-type %q, bus %s (%s, account %s), %s\n",
+			ev.Source, ev.DetailType, ev.EventBusName, ev.Region, ev.Account, ev.Time.UTC().Format(time.RFC3339))
+		var d rotator.ResultDetail
+		if err := json.Unmarshal([]byte(ev.Detail), &d); err != nil {
+			problems = append(problems, fmt.Sprintf("detail: %v", err))
+			continue
+		}
+		// SummaryLine renders a report; the detail carries the report's
+		// mode, dry-run flag and summary.
+		line := "  " + harness.SummaryLine(&harness.Report{Mode: d.Mode, DryRun: d.DryRun, Summary: d.Summary}) +
+			fmt.Sprintf("; %d key entries", len(d.Keys))
+		if d.Truncated {
+			line += " (truncated)"
+		}
+		if d.Reason != "" {
+			line += fmt.Sprintf("; reason %q", d.Reason)
+		}
+		fmt.Fprintf(out, "%s; run %s, request %s\n", line, d.RunID, dash(d.RequestID))
+		if ev.Source != settings.ResultEventSource {
+			problems = append(problems, fmt.Sprintf("source %q, want %q", ev.Source, settings.ResultEventSource))
+		}
+		if d.RunID != r.RunID || d.Mode != r.Mode || d.DryRun != r.DryRun {
+			problems = append(problems, fmt.Sprintf("event is run %s (%s, dry run %v), the report run %s (%s, dry run %v)",
+				d.RunID, d.Mode, d.DryRun, r.RunID, r.Mode, r.DryRun))
+		}
+		a, b := d.Summary, r.Summary
+		if a.Candidates != b.Candidates || a.Rotated != b.Rotated || a.WouldRotate != b.WouldRotate ||
+			a.Skipped != b.Skipped || a.Failed != b.Failed || a.Deferred != b.Deferred {
+			problems = append(problems, fmt.Sprintf("summary %+v, the report's %+v", a, b))
+		}
+	}
+	if n == 0 && r.Mode == request.ModeIncident {
+		fmt.Fprintln(out, "no result event (the function published none for this incident run)")
+	}
+	return problems
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// resolve makes a path given on the command line absolute: as given when it
+// exists relative to the working directory, otherwise relative to the
+// repository root (so the defaults work from any directory).
+func resolve(root, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	if _, err := os.Stat(p); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	return filepath.Join(root, p)
+}
+
+func rel(root, p string) string {
+	if r, err := filepath.Rel(root, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
+
+// prefixWriter marks streamed process output so it stands apart from the
+// tables. Several processes write to it; it prefixes each line once even
+// when a line arrives in several writes.
+type prefixWriter struct {
+	mu        sync.Mutex
+	w         io.Writer
+	midOfLine bool
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		if l == "" {
+			continue
+		}
+		if !p.midOfLine {
+			l = "  | " + l
+		}
+		if _, err := io.WriteString(p.w, l); err != nil {
+			return 0, err
+		}
+		p.midOfLine = !strings.HasSuffix(l, "\n")
+	}
+	return len(b), nil
+}

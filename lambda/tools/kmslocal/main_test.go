@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu/emutest"
+)
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	var out strings.Builder
+	if err := run(context.Background(), []string{"-h"}, &out); err != nil {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, f := range []string{"-addr", "-fleet", "-account", "-region", "-rotation-delay", "-material-delay", "-replica-delay", "-on-demand-limit", "-latency", "-quota-scale", "-fail-rate", "-drop-rate", "-seed", "-quiet", "-roles", "AWS_ENDPOINT_URL"} {
+		if !strings.Contains(out.String(), f) {
+			t.Errorf("-h does not mention %s", f)
+		}
+	}
+}
+
+func TestBadArgumentsAreErrors(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`[{"keySpec":"NOPE"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"non-loopback address is refused", []string{"-addr", "0.0.0.0:4599"}, "loopback only"},
+		{"fail rate above 1 is refused", []string{"-fail-rate", "2"}, "between 0 and 1"},
+		{"negative quota scale is refused", []string{"-quota-scale", "-1"}, "must not be negative"},
+		{"zero on-demand limit is refused", []string{"-on-demand-limit", "0"}, "at least 1"},
+		{"missing fleet file is an error", []string{"-fleet", "/nonexistent/fleet.json"}, "no such file"},
+		{"invalid fleet names the entry", []string{"-fleet", bad}, "fleet entry 0"},
+		{"stray argument is refused", []string{"extra"}, "unexpected arguments"},
+		{"unknown flag is refused", []string{"-nope"}, "not defined"},
+		{"a role that is not a role ARN is refused", []string{"-roles", "arn:aws:iam::222233334444:role/a,kms-rotator-member"}, `-roles: "kms-rotator-member" is not an IAM role ARN`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out strings.Builder
+			err := run(context.Background(), c.args, &out)
+			if err == nil || !strings.Contains(err.Error()+out.String(), c.want) {
+				t.Fatalf("error %v (output %q), want %q", err, out.String(), c.want)
+			}
+		})
+	}
+}
+
+func TestServesTheDemoFleetAndStopsCleanly(t *testing.T) {
+	const fleet = "../../../events/fleet.json"
+	// The demo fleet grows with the product; the log must name as many keys
+	// as the emulator library loads from it.
+	lib := kmsemu.New(kmsemu.Options{})
+	if err := lib.LoadFleetFile(fleet); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr emutest.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-fleet", fleet, "-account", "012345678912", "-rotation-delay", "0"}, &stderr)
+	}()
+	addr := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
+	var url string
+	for deadline := time.Now().Add(30 * time.Second); url == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(stderr.String()); m != nil {
+			url = m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("exited early: %v\n%s", err, stderr.String())
+		default:
+		}
+	}
+	if url == "" {
+		t.Fatalf("never listened: %s", stderr.String())
+	}
+	creds := credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")
+	c := kms.New(kms.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), Credentials: creds})
+	out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/payments")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := aws.ToString(out.KeyMetadata.Arn); !strings.HasPrefix(got, "arn:aws:kms:us-east-1:012345678912:key/") {
+		t.Fatalf("ARN %s", got)
+	}
+	if _, err := c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: out.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	// EventBridge on the same port, signed for another region; the event
+	// comes back from GET /_kmslocal/events.
+	eb := eventbridge.New(eventbridge.Options{Region: "eu-west-1", BaseEndpoint: aws.String(url), Credentials: creds})
+	put, err := eb.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []types.PutEventsRequestEntry{
+		{Source: aws.String("kms-rotator"), DetailType: aws.String("KMS Rotation Run Completed"), Detail: aws.String(`{"runId":"r-1"}`)}}})
+	if err != nil || put.FailedEntryCount != 0 {
+		t.Fatalf("PutEvents: %v %+v", err, put)
+	}
+	resp, err := http.Get(url + "/_kmslocal/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&evs)
+	resp.Body.Close()
+	if err != nil || len(evs) != 1 || evs[0]["Detail"] != `{"runId":"r-1"}` || evs[0]["EventBusName"] != "default" || evs[0]["Region"] != "eu-west-1" {
+		t.Fatalf("GET /_kmslocal/events: %v %v", evs, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop")
+	}
+	log := stderr.String()
+	for _, want := range []string{fmt.Sprintf("%d keys from", lib.KeyCount()), "op=PutEvents region=eu-west-1 key=- status=200 code=OK", "op=DescribeKey region=us-east-1 key=c0ffee00-5a1e-4b0b-9a7e-0000000000aa", "op=RotateKeyOnDemand", "code=OK", "shutting down"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	sc := bufio.NewScanner(strings.NewReader(log))
+	n := 0
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), " op=") {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d request log lines, want 3", n)
+	}
+}
+
+// startCommand runs kmslocal with args on a free loopback port until the
+// test ends and returns its URL.
+func startCommand(t *testing.T, args ...string) (string, *emutest.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr emutest.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("did not stop")
+		}
+	})
+	addr := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(stderr.String()); m != nil {
+			return m[1], &stderr
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("exited early: %v\n%s", err, stderr.String())
+		default:
+		}
+	}
+	t.Fatalf("never listened: %s", stderr.String())
+	return "", nil
+}
+
+func TestRolesFlagServesMemberAccounts(t *testing.T) {
+	const member = "222233334444"
+	fleet := filepath.Join(t.TempDir(), "fleet.json")
+	if err := os.WriteFile(fleet, []byte(`[
+	  {"alias": "alias/home"},
+	  {"alias": "alias/member", "account": "`+member+`"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	role := "arn:aws:iam::" + member + ":role/org/rotator"
+	url, stderr := startCommand(t, "-fleet", fleet, "-account", "012345678912", "-roles", role)
+	ctx := context.Background()
+	creds := credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")
+	stsc := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), Credentials: creds})
+
+	if _, err := stsc.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(emutest.MemberRole(member)), RoleSessionName: aws.String("run-1")}); err == nil || !strings.Contains(err.Error(), "AccessDenied") {
+		t.Fatalf("the default member role with -roles set: %v", err)
+	}
+	out, err := stsc.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(role), RoleSessionName: aws.String("run-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := aws.ToString(out.AssumedRoleUser.Arn); got != "arn:aws:sts::"+member+":assumed-role/rotator/run-1" {
+		t.Fatalf("assumed role ARN %s", got)
+	}
+	c := out.Credentials
+	memberCreds := credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
+	for _, tc := range []struct {
+		name  string
+		creds aws.CredentialsProvider
+		alias string
+		arn   string
+	}{
+		{"assumed credentials act in the member account", memberCreds, "alias/member", "arn:aws:kms:us-east-1:" + member + ":key/"},
+		{"other credentials act in the -account account", creds, "alias/home", "arn:aws:kms:us-east-1:012345678912:key/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := kms.New(kms.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), Credentials: tc.creds})
+			d, err := k.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(tc.alias)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := aws.ToString(d.KeyMetadata.Arn); !strings.HasPrefix(got, tc.arn) {
+				t.Fatalf("ARN %s, want %s…", got, tc.arn)
+			}
+		})
+	}
+	if log := stderr.String(); !strings.Contains(log, "op=AssumeRole") || !strings.Contains(log, "account="+member) {
+		t.Errorf("log lacks the AssumeRole and member-account lines:\n%s", log)
+	}
+}
