@@ -3,7 +3,9 @@
 // with the parameters of one deployment: partition, account, region, the
 // opt-in tag, and the names of the function's own resources.
 //
-// The CDK app (infra/) builds the function's role from FunctionRole, the
+// The CDK app (infra/) builds the function's role from FunctionRole (plus
+// AssumeMemberRole in organization mode), the member accounts' role from
+// MemberRole (the same statements of function-role.json), the
 // EventBridge Scheduler role from SchedulerRole, the responders' managed
 // policy from Responder and the incident event bus's resource policy from
 // IncidentBus; key owners whose key policy does not delegate to IAM add the
@@ -25,7 +27,7 @@ import (
 // The JSON files are embedded so the CDK app and the tests cannot drift from
 // the reviewed text.
 //
-//go:embed function-role.json key-policy-statement.json scheduler-role.json responder.json incident-bus.json
+//go:embed function-role.json key-policy-statement.json scheduler-role.json responder.json incident-bus.json assume-member-role.json
 var files embed.FS
 
 // File names of the documents, relative to this package.
@@ -42,6 +44,9 @@ const (
 	ResponderFile = "responder.json"
 	// IncidentBusFile is the resource policy of the incident event bus.
 	IncidentBusFile = "incident-bus.json"
+	// AssumeMemberRoleFile is the statement the function's role gains in
+	// organization mode: assume the member role of another account.
+	AssumeMemberRoleFile = "assume-member-role.json"
 )
 
 // Params are the values substituted for the ${Name} placeholders of the
@@ -85,6 +90,12 @@ type Params struct {
 	// which the incident bus denies events:PutEvents: the role ARNs, or
 	// arn:<partition>:iam::<account>:* for the whole account.
 	IncidentPrincipalPatterns []string
+	// MemberRoleName is the role the function assumes in member accounts
+	// (organization mode, ROTATOR_MEMBER_ROLE_NAME).
+	MemberRoleName string
+	// OrgID is the organization (o-…) the member roles must belong to;
+	// empty leaves the condition out (AssumeMemberRole).
+	OrgID string
 }
 
 func (p Params) values() map[string]string {
@@ -103,6 +114,8 @@ func (p Params) values() map[string]string {
 		"IncidentBusName":       p.IncidentBusName,
 		"IncidentSource":        p.IncidentSource,
 		"IncidentDetailType":    p.IncidentDetailType,
+		"MemberRoleName":        p.MemberRoleName,
+		"OrgId":                 p.OrgID,
 	}
 }
 
@@ -216,6 +229,99 @@ func IncidentBus(p Params) (Document, error) {
 	return renderDocument(IncidentBusFile, p)
 }
 
+// MemberRoleSids are the statements of function-role.json that the member
+// role of an organization's account holds: the KMS and tagging permissions,
+// without the function's own logs, queue, bus and invocation, which live in
+// the central account.
+var MemberRoleSids = []string{
+	"RotateOptedInSymmetricKeys",
+	"ReadRotationStateOfOptedInKeys",
+	"DescribeAnyKeyOfTheAccount",
+	"ListAliasesAndTaggedKeys",
+}
+
+// MemberRole renders the identity policy of the member role that the
+// function assumes in a member account (organization mode): exactly the
+// MemberRoleSids statements of function-role.json, from the same text, so
+// the role's only write stays kms:RotateKeyOnDemand on opted-in symmetric
+// keys. It uses Partition, Account, TagKey and TagValue only; Account is the
+// member account (the StackSet's template passes ${AWS::AccountId}).
+func MemberRole(p Params) (Document, error) {
+	raw, err := files.ReadFile(FunctionRoleFile)
+	if err != nil {
+		return Document{}, err
+	}
+	var whole struct {
+		Version   string
+		Statement []json.RawMessage
+	}
+	if err := json.Unmarshal(raw, &whole); err != nil {
+		return Document{}, fmt.Errorf("policy %s: %w", FunctionRoleFile, err)
+	}
+	bySid := map[string]json.RawMessage{}
+	for _, st := range whole.Statement {
+		var head struct{ Sid string }
+		if err := json.Unmarshal(st, &head); err != nil {
+			return Document{}, fmt.Errorf("policy %s: %w", FunctionRoleFile, err)
+		}
+		bySid[head.Sid] = st
+	}
+	picked := struct {
+		Version   string            `json:"Version"`
+		Statement []json.RawMessage `json:"Statement"`
+	}{Version: whole.Version}
+	for _, sid := range MemberRoleSids {
+		st, ok := bySid[sid]
+		if !ok {
+			return Document{}, fmt.Errorf("policy %s: no statement %s for the member role", FunctionRoleFile, sid)
+		}
+		picked.Statement = append(picked.Statement, st)
+	}
+	text, err := json.Marshal(picked)
+	if err != nil {
+		return Document{}, err
+	}
+	var d Document
+	if err := renderBytes(FunctionRoleFile+" (member role)", text, p, &d); err != nil {
+		return Document{}, err
+	}
+	return d, nil
+}
+
+// AssumeMemberRole renders the statement the function's role gains in
+// organization mode: sts:AssumeRole on the member role's name in any
+// account, and with OrgID set only on roles of that organization
+// (aws:ResourceOrgID, the organization of the account that owns the role:
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-resourceorgid).
+// Without OrgID the condition is left out and the role name alone limits it.
+func AssumeMemberRole(p Params) (Statement, error) {
+	raw, err := files.ReadFile(AssumeMemberRoleFile)
+	if err != nil {
+		return Statement{}, err
+	}
+	if p.OrgID == "" {
+		// Drop the condition before rendering, so ${OrgId} needs no value.
+		var d map[string]any
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return Statement{}, fmt.Errorf("policy %s: %w", AssumeMemberRoleFile, err)
+		}
+		for _, st := range d["Statement"].([]any) {
+			delete(st.(map[string]any), "Condition")
+		}
+		if raw, err = json.Marshal(d); err != nil {
+			return Statement{}, err
+		}
+	}
+	var d Document
+	if err := renderBytes(AssumeMemberRoleFile, raw, p, &d); err != nil {
+		return Statement{}, err
+	}
+	if len(d.Statement) != 1 {
+		return Statement{}, fmt.Errorf("policy %s: %d statements, want 1", AssumeMemberRoleFile, len(d.Statement))
+	}
+	return d.Statement[0], nil
+}
+
 func renderDocument(file string, p Params) (Document, error) {
 	var d Document
 	if err := render(file, p, &d); err != nil {
@@ -281,6 +387,11 @@ func render(file string, p Params, v any) error {
 	if err != nil {
 		return err
 	}
+	return renderBytes(file, raw, p, v)
+}
+
+// renderBytes is render on a document's text; file names it in errors.
+func renderBytes(file string, raw []byte, p Params, v any) error {
 	vals := p.values()
 	lists := p.lists()
 	var missing []string

@@ -211,6 +211,7 @@ func TestPlaceholdersListWhatTheDocumentsNeed(t *testing.T) {
 		{SchedulerRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "Partition", "Region"}},
 		{ResponderFile, []string{"Account", "FunctionName", "IncidentBusName", "IncidentDetailType", "IncidentSource", "Partition", "Region"}},
 		{IncidentBusFile, []string{"Account", "IncidentBusName", "IncidentPrincipalPatterns", "IncidentPrincipals", "Partition", "Region"}},
+		{AssumeMemberRoleFile, []string{"MemberRoleName", "OrgId", "Partition"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
