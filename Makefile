@@ -22,7 +22,8 @@ demo: ## the real bootstrap under the Lambda Runtime Interface Emulator against 
 
 # The scale benchmark (issue 5): the engine against the emulator at 10x KMS's
 # quotas, 5 ms latency, for 1,000, 10,000 and 100,000 keys (about 5 minutes;
-# BENCHFLAGS='-sizes 1000,10000' for a quick run); the sweep's peak RSS is
+# BENCHFLAGS='-sizes 1000,10000' for a quick run), then an organization of 4
+# member accounts × 5,000 keys swept side by side; the sweep's peak RSS is
 # printed per fleet; last line is one JSON object.
 # BENCHFLAGS passes more flags (e.g. -due-fraction 0.05, -cpuprofile cpu.out).
 bench:

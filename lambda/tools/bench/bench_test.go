@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
@@ -68,5 +69,29 @@ func TestFleetAndBaseline(t *testing.T) {
 				t.Fatalf("emulator saw %d rotations, baseline reports %d", got, res.Rotated)
 			}
 		})
+	}
+}
+
+func TestOrgFleetRepeatsTheShapeInEveryMemberAccount(t *testing.T) {
+	shape := shapeOf(100, 0.1)
+	b, err := orgFleetJSON(shape, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []kmsemu.FleetKey
+	if err := json.Unmarshal(b, &keys); err != nil {
+		t.Fatal(err)
+	}
+	perAccount := map[string]int{}
+	for _, k := range keys {
+		perAccount[k.Account] += max(k.Count, 1)
+	}
+	if len(perAccount) != 3 {
+		t.Fatalf("accounts %v, want 3", perAccount)
+	}
+	for i := range 3 {
+		if n := perAccount[orgAccount(i)]; n != shape.Total() {
+			t.Errorf("account %s has %d keys, want %d", orgAccount(i), n, shape.Total())
+		}
 	}
 }

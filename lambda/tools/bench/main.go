@@ -74,6 +74,9 @@ type options struct {
 	cpuProfile     string
 	memProfile     string
 	sweepLog       string
+	// orgTargets member accounts of orgKeys keys each, swept side by side
+	// (0 = no organization figure).
+	orgTargets, orgKeys int
 }
 
 func run(args []string, stdout io.Writer) error {
@@ -91,14 +94,18 @@ func run(args []string, stdout io.Writer) error {
 		memProf  = fs.String("memprofile", "", "write the sweep child's allocation profile to `file` after its run (go tool pprof)")
 		sweepLog = fs.String("sweep-log", "", "write the sweep child's log and EMF lines to `file` instead of discarding them")
 		due      = fs.Float64("due-fraction", 0.10, "fraction of the opted-in keys that are due")
+		target   = fs.String("target", "", "internal: the member account the -sweep child works in")
+		orgN     = fs.Int("org-targets", 4, "member accounts of the organization figure, swept side by side (0 = none)")
+		orgKeys  = fs.Int("org-keys", 5000, "opted-in keys in each member account of the organization figure")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *sweep {
-		return runSweep(*out, *cpuProf, *memProf)
+		return runSweep(*out, *cpuProf, *memProf, *target)
 	}
-	o := options{quotaScale: *scale, latency: *latency, baselineSample: *sample, initRuns: *initRuns, skipBuild: *noBuild, dueFraction: *due, cpuProfile: *cpuProf, memProfile: *memProf, sweepLog: *sweepLog}
+	o := options{quotaScale: *scale, latency: *latency, baselineSample: *sample, initRuns: *initRuns, skipBuild: *noBuild, dueFraction: *due, cpuProfile: *cpuProf, memProfile: *memProf, sweepLog: *sweepLog,
+		orgTargets: *orgN, orgKeys: *orgKeys}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 20 {
@@ -148,6 +155,7 @@ type summary struct {
 	InitMsMax   float64                `json:"initMsMax,omitempty"`
 	BootstrapMB float64                `json:"bootstrapMB,omitempty"`
 	Settings    map[string]any         `json:"settings"`
+	Org         *orgResult             `json:"org,omitempty"`
 }
 
 func bench(ctx context.Context, o options, w io.Writer) error {
@@ -181,6 +189,14 @@ func bench(ctx context.Context, o options, w io.Writer) error {
 			return fmt.Errorf("fleet %d: %w", n, err)
 		}
 		sum.Fleets[strconv.Itoa(n)] = fr
+	}
+
+	if o.orgTargets > 0 {
+		or, err := benchOrg(ctx, o, tmp, w)
+		if err != nil {
+			return fmt.Errorf("organization: %w", err)
+		}
+		sum.Org = &or
 	}
 
 	if !o.skipBuild {
@@ -236,7 +252,7 @@ func benchFleet(ctx context.Context, o options, cfg settings.Config, shape fleet
 		return fr, err
 	}
 	emu.srv.ResetStats()
-	res, rss, err := runChild(ctx, emu.url, rotateRate, filepath.Join(tmp, "sweep.json"), o.cpuProfile, o.memProfile, o.sweepLog)
+	res, rss, err := runChild(ctx, emu.url, rotateRate, filepath.Join(tmp, "sweep.json"), "", o.cpuProfile, o.memProfile, o.sweepLog)
 	stats := emu.srv.Stats()
 	emu.close()
 	if err != nil {
@@ -335,7 +351,7 @@ func startEmulator(o options, fleet []byte) (*emulator, error) {
 
 // runChild re-executes this binary with -sweep against url and returns its
 // result and its peak RSS in MB (getrusage of the child).
-func runChild(ctx context.Context, url string, rotateRate float64, out, cpuProfile, memProfile, logFile string) (sweepResult, float64, error) {
+func runChild(ctx context.Context, url string, rotateRate float64, out, target, cpuProfile, memProfile, logFile string) (sweepResult, float64, error) {
 	var res sweepResult
 	self, err := os.Executable()
 	if err != nil {
@@ -350,6 +366,9 @@ func runChild(ctx context.Context, url string, rotateRate float64, out, cpuProfi
 	}
 	defer devnull.Close()
 	args := []string{"-sweep", "-out", out}
+	if target != "" {
+		args = append(args, "-target", target)
+	}
 	if memProfile != "" {
 		args = append(args, "-memprofile", memProfile)
 	}

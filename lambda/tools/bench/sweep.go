@@ -35,7 +35,7 @@ type sweepResult struct {
 // 15-minute deadline like the longest Lambda run. Logs and EMF lines go to
 // stdout as in Lambda (the parent points stdout at /dev/null). The result
 // goes to the file out.
-func runSweep(out, cpuProfile, memProfile string) error {
+func runSweep(out, cpuProfile, memProfile, target string) error {
 	ctx := context.Background()
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
@@ -60,11 +60,18 @@ func runSweep(out, cpuProfile, memProfile string) error {
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	engine := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, os.Stdout)
 	inv := rotator.Invocation{RequestID: "bench", Scope: request.Scope{Partition: "aws", Account: benchAccount, Region: benchRegion}}
+	req := request.Request{Mode: request.ModeScheduled, Source: request.SourceScheduledEvent}
+	if target != "" {
+		// Organization mode, as the state machine invokes it: one member
+		// account per function invocation, through its member role.
+		engine.SetMembers(rotator.AssumeMemberRole(awsCfg, orgMemberRole))
+		req.Target = &request.Target{Account: target, Region: benchRegion}
+	}
 
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
 	start := time.Now()
-	rep, err := engine.Run(rctx, request.Request{Mode: request.ModeScheduled, Source: request.SourceScheduledEvent}, inv)
+	rep, err := engine.Run(rctx, req, inv)
 	wall := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
