@@ -5,9 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
-
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
 
@@ -98,12 +95,7 @@ func (r *run) completed(ctx context.Context, it *item) bool {
 	if err := r.status(ctx, it); err != nil || it.facts.inProgress() {
 		return false
 	}
-	r.calls.add(opDescribeKey)
-	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
-	if err != nil || out.KeyMetadata == nil {
-		return false
-	}
-	m := aws.ToString(out.KeyMetadata.CurrentKeyMaterialId)
+	m := r.currentMaterial(ctx, it)
 	if m == "" || m == it.facts.MaterialBefore {
 		return false
 	}

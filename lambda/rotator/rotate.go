@@ -440,13 +440,19 @@ func (r *run) looksApplied(ctx context.Context, it *item, before observation) bo
 	if before.material == "" {
 		return false
 	}
+	m := r.currentMaterial(ctx, it)
+	return m != "" && m != before.material
+}
+
+// currentMaterial reads DescribeKey's CurrentKeyMaterialId ("" when the
+// call fails: no sign either way).
+func (r *run) currentMaterial(ctx context.Context, it *item) string {
 	r.calls.add(opDescribeKey)
 	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil || out.KeyMetadata == nil {
-		return false
+		return ""
 	}
-	m := aws.ToString(out.KeyMetadata.CurrentKeyMaterialId)
-	return m != "" && m != before.material
+	return aws.ToString(out.KeyMetadata.CurrentKeyMaterialId)
 }
 
 // afterKeys is the context of a call made after the run's own calls may be
