@@ -49,6 +49,9 @@ type Report struct {
 	// Continuation shows the run's place in a chain of continuations and
 	// whether it started the next link (absent when not applicable).
 	Continuation *ContinuationReport `json:"continuation,omitempty"`
+
+	// keysBytes is the encoded size of Keys (fitBytes).
+	keysBytes int
 }
 
 // Summary counts every candidate of the run by outcome and by reason.
@@ -518,7 +521,7 @@ func (r *run) report() *Report {
 		OmittedOther:  t.omittedOther,
 	}
 	var dropped int
-	rep.Keys, dropped = fitBytes(keys, maxReportBytes)
+	rep.Keys, dropped, rep.keysBytes = fitBytes(keys, maxReportBytes)
 	rep.OmittedOther += dropped
 	rep.FinishedAt = fmtTime(r.e.now())
 	return rep
@@ -532,20 +535,20 @@ const maxReportBytes = 5 << 20
 
 // fitBytes drops entries until the encoded list fits maxBytes — skipped
 // ones first, then deferred ones, then from the end — and returns the list
-// kept and how many entries it dropped.
-func fitBytes(keys []KeyReport, maxBytes int) ([]KeyReport, int) {
+// kept, how many entries it dropped and the encoded size of those kept.
+func fitBytes(keys []KeyReport, maxBytes int) ([]KeyReport, int, int) {
 	size := make([]int, len(keys))
 	total := 0
 	for i, k := range keys {
 		b, err := json.Marshal(k)
 		if err != nil {
-			return keys, 0 // not reached: KeyReport always encodes
+			return keys, 0, 0 // not reached: KeyReport always encodes
 		}
 		size[i] = len(b) + 1 // and its comma
 		total += size[i]
 	}
 	if total <= maxBytes {
-		return keys, 0
+		return keys, 0, total
 	}
 	drop := make([]bool, len(keys))
 	dropped := 0
@@ -564,7 +567,7 @@ func fitBytes(keys []KeyReport, maxBytes int) ([]KeyReport, int) {
 			kept = append(kept, k)
 		}
 	}
-	return kept, dropped
+	return kept, dropped, total
 }
 
 // record writes the key's decision line and adds its entry to the tally;
@@ -633,16 +636,23 @@ func (r *run) logSummary(rep *Report) {
 		"durationMs", r.e.now().Sub(r.start).Milliseconds(),
 		"incidentReason", r.req.Reason,
 	)
-	b, err := json.Marshal(rep)
-	if err == nil && len(b) > maxReportLogBytes {
-		// The per-key lines above carry every entry; keep this line
-		// within one CloudWatch Logs event.
+	// The per-key lines above carry every entry; a report too big for one
+	// CloudWatch Logs event is logged without them (its size known from
+	// fitBytes, rather than by encoding megabytes only to measure them).
+	withoutKeys := func() ([]byte, error) {
 		short := *rep
 		short.Keys = nil
-		b, err = json.Marshal(struct {
+		return json.Marshal(struct {
 			*Report
 			KeysInLog bool `json:"keysInLog"`
 		}{&short, false})
+	}
+	var b []byte
+	var err error
+	if rep.keysBytes > maxReportLogBytes {
+		b, err = withoutKeys()
+	} else if b, err = json.Marshal(rep); err == nil && len(b) > maxReportLogBytes {
+		b, err = withoutKeys()
 	}
 	if err != nil {
 		r.log.Error("report not logged", "error", err.Error())
