@@ -53,6 +53,8 @@ type Settings struct {
 	// incident bus; empty = any principal of the stack's own account that
 	// its IAM policies allow.
 	IncidentPrincipals []string
+	// Org is organization mode (infra/org.go); off unless orgTargets is set.
+	Org OrgSettings
 }
 
 // Silence is the silence alarm's view of the schedule.
@@ -140,6 +142,7 @@ var ContextKeys = func() []string {
 		ctxRegions, ctxFunctionName, ctxSchedule, ctxScheduleTimezone, ctxMemorySize, ctxTimeoutMinutes,
 		ctxLogRetentionDays, ctxReservedConcurrency, ctxAlarmEmail, ctxIncidentBusName, ctxIncidentPrincipals,
 	}
+	keys = append(keys, orgContextKeys...)
 	for _, fk := range functionKeys {
 		keys = append(keys, fk.key)
 	}
@@ -179,6 +182,7 @@ func DefaultSettings() Settings {
 		LogRetentionDays: 365,
 		Function:         functionDefaults(),
 		IncidentBusName:  "kms-rotator-incidents",
+		Org:              defaultOrgSettings(),
 	}
 	// A daily cron in UTC: 24 hours between sweeps.
 	s.Silence = Silence{Gap: 24 * time.Hour, Slack: silenceSlack(s.Timeout)}
@@ -270,6 +274,7 @@ func SettingsFromContext(get func(key string) any) (Settings, error) {
 		r.fail(ctxIncidentBusName, s.IncidentBusName, "a custom event bus name: 1–256 letters, digits, . - or _, not default")
 	}
 	s.IncidentPrincipals = r.roleARNs(ctxIncidentPrincipals)
+	r.org(&s)
 	if len(r.errs) > 0 {
 		return Settings{}, fmt.Errorf("invalid CDK context:\n  %s", strings.Join(r.errs, "\n  "))
 	}

@@ -153,6 +153,9 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 		Function: fn, LogGroupName: *logGroupName, Settings: s, Alarms: alarms.All,
 	})
 	responder := newResponderPolicy(stack, s, bus)
+	if s.Org.Enabled() {
+		newMemberStackSet(stack, s, role)
+	}
 
 	keyStatements, err := policy.KeyStatements(policy.Params{RoleARN: *role.RoleArn(), TagKey: s.Function.TagKey, TagValue: s.Function.TagValue})
 	if err != nil {
@@ -387,6 +390,15 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 	if err != nil {
 		panic(err)
 	}
+	if s.Org.Enabled() {
+		assume, err := policy.AssumeMemberRole(policy.Params{
+			Partition: *awscdk.Aws_PARTITION(), MemberRoleName: s.Org.MemberRoleName, OrgID: s.Org.OrgID,
+		})
+		if err != nil {
+			panic(err)
+		}
+		doc.Statement = append(doc.Statement, assume)
+	}
 	role := awsiam.NewRole(stack, jsii.String("FunctionRole"), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 		Description: jsii.String("kms-rotator function: rotate opted-in keys on demand, nothing else (policy/function-role.json)"),
@@ -413,6 +425,14 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 		AppliesTo: &[]interface{}{map[string]any{"regex": fmt.Sprintf("/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:%s.*:\\*$/",
 			regexp.QuoteMeta(logGroupPrefix(s)))}},
 	}}, jsii.Bool(true))
+	if s.Org.Enabled() {
+		cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{
+			Id: jsii.String("AwsSolutions-IAM5"),
+			Reason: jsii.String("Organization mode: the function assumes the member role, whose name is fixed, in each target account; the accounts of the target OUs " +
+				"are found at run time and change as accounts join, so the account is a wildcard (limited by aws:ResourceOrgID when -c orgId is set)."),
+			AppliesTo: &[]interface{}{"Resource::arn:<AWS::Partition>:iam::*:role/" + s.Org.MemberRoleName},
+		}}, jsii.Bool(true))
+	}
 	return role
 }
 

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudformation"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
+	"github.com/kms-rotator/kms-rotator/policy"
+)
+
+// Organization mode (docs/deploy.md): one central stack rotates the keys of
+// member accounts by assuming a member role there, which a service-managed
+// StackSet of the central stack deploys into every target account.
+
+// Context keys of organization mode. cdk.json lists each with its default;
+// an empty orgTargets leaves organization mode off.
+const (
+	ctxOrgTargets        = "orgTargets"
+	ctxOrgRegions        = "orgRegions"
+	ctxMemberRoleName    = "memberRoleName"
+	ctxOrgMaxConcurrency = "orgMaxConcurrency"
+	ctxOrgID             = "orgId"
+	ctxOrgRootID         = "orgRootId"
+)
+
+// orgContextKeys are the context keys of organization mode (ContextKeys).
+var orgContextKeys = []string{ctxOrgTargets, ctxOrgRegions, ctxMemberRoleName, ctxOrgMaxConcurrency, ctxOrgID, ctxOrgRootID}
+
+// OrgSettings are organization mode's settings; Enabled tells whether it is on.
+type OrgSettings struct {
+	// Accounts are the target account IDs, used as given.
+	Accounts []string
+	// OUs are the target organizational units and roots (ou-…, r-…): the
+	// StackSet deploys to their accounts, and to accounts that join later.
+	OUs []string
+	// Regions are the target Regions of the partition. The member role is
+	// global (IAM), so it is deployed from the first one only.
+	Regions []string
+	// MemberRoleName is the fixed name of the member role, the function's
+	// ROTATOR_MEMBER_ROLE_NAME.
+	MemberRoleName string
+	// MaxConcurrency is how many targets are swept at once.
+	MaxConcurrency int
+	// OrgID (o-…), when known, limits the function's sts:AssumeRole to roles
+	// of accounts of this organization (aws:ResourceOrgID).
+	OrgID string
+	// RootID (r-…) is the organization's root: a StackSet can reach single
+	// accounts only through an OU that holds them (AccountFilterType
+	// INTERSECTION), so account targets need it.
+	RootID string
+}
+
+// Enabled is true when the deployment spans the organization.
+func (o OrgSettings) Enabled() bool { return len(o.Accounts)+len(o.OUs) > 0 }
+
+// defaultOrgSettings are cdk.json's: organization mode off.
+func defaultOrgSettings() OrgSettings {
+	return OrgSettings{MemberRoleName: "kms-rotator-member", MaxConcurrency: 10}
+}
+
+// maxOrgConcurrency: the sweep's Map state runs inline, which allows at most
+// 40 concurrent iterations
+// (https://docs.aws.amazon.com/step-functions/latest/dg/state-map-inline.html).
+const maxOrgConcurrency = 40
+
+var (
+	// https://docs.aws.amazon.com/organizations/latest/APIReference/API_OrganizationalUnit.html
+	// https://docs.aws.amazon.com/organizations/latest/APIReference/API_Root.html
+	// https://docs.aws.amazon.com/organizations/latest/APIReference/API_Organization.html
+	accountIDRE = regexp.MustCompile(`^\d{12}$`)
+	ouIDRE      = regexp.MustCompile(`^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$`)
+	rootIDRE    = regexp.MustCompile(`^r-[0-9a-z]{4,32}$`)
+	orgIDRE     = regexp.MustCompile(`^o-[a-z0-9]{10,32}$`)
+)
+
+// regionPartition is the partition a Region name belongs to.
+func regionPartition(region string) string {
+	for _, p := range []struct{ prefix, partition string }{
+		{"cn-", "aws-cn"}, {"us-gov-", "aws-us-gov"}, {"us-isob-", "aws-iso-b"}, {"us-iso-", "aws-iso"},
+		{"eu-isoe-", "aws-iso-e"}, {"us-isof-", "aws-iso-f"},
+	} {
+		if strings.HasPrefix(region, p.prefix) {
+			return p.partition
+		}
+	}
+	return "aws"
+}
+
+// org reads organization mode's settings into s. The member role name is
+// checked by the function's own loader in either mode; in organization mode
+// it becomes the function's MemberRoleName.
+func (r *ctxReader) org(s *Settings) {
+	o := defaultOrgSettings()
+	for _, t := range r.list(ctxOrgTargets) {
+		switch {
+		case accountIDRE.MatchString(t):
+			if !slices.Contains(o.Accounts, t) {
+				o.Accounts = append(o.Accounts, t)
+			}
+		case ouIDRE.MatchString(t), rootIDRE.MatchString(t):
+			if !slices.Contains(o.OUs, t) {
+				o.OUs = append(o.OUs, t)
+			}
+		default:
+			r.fail(ctxOrgTargets, t, "not an account ID (12 digits), an OU ID (ou-xxxx-yyyyyyyy) or a root ID (r-xxxx)")
+		}
+	}
+	for _, region := range r.list(ctxOrgRegions) {
+		if !regionRE.MatchString(region) {
+			r.fail(ctxOrgRegions, region, "not a region name such as us-east-1")
+			continue
+		}
+		if !slices.Contains(o.Regions, region) {
+			o.Regions = append(o.Regions, region)
+		}
+	}
+	r.setStr(ctxMemberRoleName, &o.MemberRoleName)
+	env := settings.Environment(functionDefaults())
+	env[settings.EnvMemberRoleName] = o.MemberRoleName
+	if _, err := settings.LoadConfig(func(k string) string { return env[k] }); err != nil {
+		r.fail(ctxMemberRoleName, o.MemberRoleName, "%v", err)
+	}
+	o.MaxConcurrency = r.integer(ctxOrgMaxConcurrency, o.MaxConcurrency, 1, maxOrgConcurrency)
+	r.setStr(ctxOrgID, &o.OrgID)
+	if o.OrgID != "" && !orgIDRE.MatchString(o.OrgID) {
+		r.fail(ctxOrgID, o.OrgID, "not an organization ID (o- and 10–32 lowercase letters or digits)")
+	}
+	r.setStr(ctxOrgRootID, &o.RootID)
+	if o.RootID != "" && !rootIDRE.MatchString(o.RootID) {
+		r.fail(ctxOrgRootID, o.RootID, "not a root ID (r- and 4–32 lowercase letters or digits)")
+	}
+	s.Org = o
+	if !o.Enabled() || r.failed[ctxOrgTargets] {
+		return
+	}
+	if len(o.Regions) == 0 && !r.failed[ctxOrgRegions] {
+		r.fail(ctxOrgRegions, "", "organization mode (orgTargets is set) needs the Regions to sweep")
+	}
+	partitions := map[string]bool{}
+	for _, region := range append(slices.Clone(o.Regions), s.Regions...) {
+		partitions[regionPartition(region)] = true
+	}
+	if len(partitions) > 1 {
+		r.fail(ctxOrgRegions, strings.Join(o.Regions, ","), "the Regions (and the stack's, -c regions) must be of one partition: roles and STS do not cross partitions")
+	}
+	if len(s.Regions) > 1 {
+		r.fail(ctxRegions, strings.Join(s.Regions, ","),
+			"organization mode has one central stack: the member role trusts one function role, and its fixed name can be deployed once per account")
+	}
+	if len(o.Accounts) > 0 && o.RootID == "" {
+		r.fail(ctxOrgRootID, "", "account targets (%s) need the organization's root ID: a StackSet reaches single accounts only through an OU that holds them (AccountFilterType INTERSECTION)",
+			strings.Join(o.Accounts, ","))
+	}
+	if !r.failed[ctxMemberRoleName] {
+		s.Function.MemberRoleName = o.MemberRoleName
+	}
+}
+
+// list reads a comma-separated string or a JSON list (in cdk.json, or as a
+// string with -c), trimmed, without empty entries.
+func (r *ctxReader) list(key string) []string {
+	var raw []string
+	switch v := r.get(key).(type) {
+	case nil:
+		return nil
+	case []any:
+		for _, x := range v {
+			s, ok := x.(string)
+			if !ok {
+				r.fail(key, fmt.Sprint(v), "a list of strings")
+				return nil
+			}
+			raw = append(raw, s)
+		}
+	case string:
+		v = strings.TrimSpace(v)
+		if strings.HasPrefix(v, "[") {
+			if err := json.Unmarshal([]byte(v), &raw); err != nil {
+				r.fail(key, v, "not a JSON list of strings: %v", err)
+				return nil
+			}
+		} else {
+			raw = strings.Split(v, ",")
+		}
+	default:
+		r.fail(key, fmt.Sprint(v), "a comma-separated string or a list")
+		return nil
+	}
+	var out []string
+	for _, s := range raw {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// memberRoleParameter is the member template's parameter holding the
+// central function role's ARN, the only principal the member role trusts.
+const memberRoleParameter = "CentralFunctionRoleArn"
+
+// memberTemplate is the StackSet's template: a plain CloudFormation JSON
+// template holding only the member role, with no assets and nothing of CDK's
+// bootstrap, so a member account needs no bootstrapping. Its permissions
+// are policy.MemberRole, the function role's own KMS and tagging
+// statements rendered for the member account (${AWS::AccountId} through
+// Fn::Sub).
+func memberTemplate(s Settings) (string, error) {
+	doc, err := policy.MemberRole(policy.Params{
+		Partition: "${AWS::Partition}",
+		Account:   "${AWS::AccountId}",
+		TagKey:    s.Function.TagKey,
+		TagValue:  s.Function.TagValue,
+	})
+	if err != nil {
+		return "", err
+	}
+	m := doc.Map()
+	for _, st := range m["Statement"].([]any) {
+		st := st.(map[string]any)
+		res := st["Resource"].([]any)
+		for i, v := range res {
+			if strings.Contains(v.(string), "${AWS::") {
+				res[i] = map[string]any{"Fn::Sub": v}
+			}
+		}
+	}
+	tmpl := map[string]any{
+		"AWSTemplateFormatVersion": "2010-09-09",
+		"Description":              "kms-rotator member role: the central kms-rotator function assumes it to rotate this account's opted-in KMS keys on demand",
+		"Parameters": map[string]any{
+			memberRoleParameter: map[string]any{
+				"Type":           "String",
+				"Description":    "The central kms-rotator function's execution role, the only principal that may assume the member role",
+				"AllowedPattern": `^arn:aws[a-z-]*:iam::\d{12}:role/.+$`,
+			},
+		},
+		"Resources": map[string]any{
+			"MemberRole": map[string]any{
+				"Type": "AWS::IAM::Role",
+				"Properties": map[string]any{
+					"RoleName":    s.Org.MemberRoleName,
+					"Description": "kms-rotator member role: rotate this account's opted-in keys on demand, nothing else (policy/function-role.json)",
+					"AssumeRolePolicyDocument": map[string]any{
+						"Version": "2012-10-17",
+						"Statement": []any{map[string]any{
+							"Effect":    "Allow",
+							"Principal": map[string]any{"AWS": map[string]any{"Ref": memberRoleParameter}},
+							"Action":    "sts:AssumeRole",
+						}},
+					},
+					"Policies": []any{map[string]any{"PolicyName": "kms-rotator-member", "PolicyDocument": m}},
+				},
+			},
+		},
+		"Outputs": map[string]any{
+			"MemberRoleArn": map[string]any{"Description": "The member role", "Value": map[string]any{"Fn::GetAtt": []any{"MemberRole", "Arn"}}},
+		},
+	}
+	raw, err := json.Marshal(tmpl)
+	return string(raw), err
+}
+
+// newMemberStackSet deploys the member role into the target accounts with a
+// service-managed StackSet, called as the organization's delegated
+// administrator (the central account), and into accounts that join a target
+// OU later (automatic deployment); an account that leaves loses the role.
+func newMemberStackSet(stack awscdk.Stack, s Settings, role awsiam.IRole) awscloudformation.CfnStackSet {
+	body, err := memberTemplate(s)
+	if err != nil {
+		panic(err)
+	}
+	// IAM is global: the role is deployed from one Region per account, or
+	// the second Region's stack would collide on the fixed role name.
+	regions := jsii.Strings(s.Org.Regions[0])
+	var groups []any
+	if len(s.Org.OUs) > 0 {
+		groups = append(groups, &awscloudformation.CfnStackSet_StackInstancesProperty{
+			DeploymentTargets: &awscloudformation.CfnStackSet_DeploymentTargetsProperty{
+				OrganizationalUnitIds: jsii.Strings(s.Org.OUs...),
+			},
+			Regions: regions,
+		})
+	}
+	if len(s.Org.Accounts) > 0 {
+		// UNION is refused when the StackSet resource is created; the
+		// accounts are reached through the root instead.
+		groups = append(groups, &awscloudformation.CfnStackSet_StackInstancesProperty{
+			DeploymentTargets: &awscloudformation.CfnStackSet_DeploymentTargetsProperty{
+				OrganizationalUnitIds: jsii.Strings(s.Org.RootID),
+				Accounts:              jsii.Strings(s.Org.Accounts...),
+				AccountFilterType:     jsii.String("INTERSECTION"),
+			},
+			Regions: regions,
+		})
+	}
+	return awscloudformation.NewCfnStackSet(stack, jsii.String("MemberRoleStackSet"), &awscloudformation.CfnStackSetProps{
+		StackSetName:    jsii.String(s.FunctionName + "-member-role"),
+		Description:     jsii.String("kms-rotator member role in every target account (assumed by the central function only)"),
+		PermissionModel: jsii.String("SERVICE_MANAGED"),
+		CallAs:          jsii.String("DELEGATED_ADMIN"),
+		AutoDeployment: &awscloudformation.CfnStackSet_AutoDeploymentProperty{
+			Enabled:                      jsii.Bool(true),
+			RetainStacksOnAccountRemoval: jsii.Bool(false),
+		},
+		// A fixed role name needs CAPABILITY_NAMED_IAM.
+		Capabilities: jsii.Strings("CAPABILITY_NAMED_IAM"),
+		// ManagedExecution is a plain JSON object to CDK (its type is any).
+		ManagedExecution: map[string]any{"Active": true},
+		// All accounts at once; up to a tenth may fail (a name already
+		// taken, a suspended account) before the operation stops, and the
+		// concurrency does not shrink with the failures.
+		OperationPreferences: &awscloudformation.CfnStackSet_OperationPreferencesProperty{
+			ConcurrencyMode:            jsii.String("SOFT_FAILURE_TOLERANCE"),
+			MaxConcurrentPercentage:    jsii.Number(100),
+			FailureTolerancePercentage: jsii.Number(10),
+		},
+		Parameters: []any{&awscloudformation.CfnStackSet_ParameterProperty{
+			ParameterKey:   jsii.String(memberRoleParameter),
+			ParameterValue: role.RoleArn(),
+		}},
+		StackInstancesGroup: groups,
+		TemplateBody:        jsii.String(body),
+	})
+}

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
+	"github.com/kms-rotator/kms-rotator/policy"
+)
+
+// orgContext is an organization-mode deployment: two OUs, a root-reached
+// account, two Regions, a custom member role name and the organization ID.
+var orgContext = map[string]any{
+	ctxOrgTargets:        "ou-ab12-cdefghij, 111122223333,ou-ab12-klmnopqr",
+	ctxOrgRegions:        []any{"eu-west-1", "us-east-1"},
+	ctxMemberRoleName:    "sec-kms-rotator",
+	ctxOrgMaxConcurrency: "25",
+	ctxOrgID:             "o-a1b2c3d4e5",
+	ctxOrgRootID:         "r-ab12",
+}
+
+var orgSynthOnce struct {
+	sync.Once
+	stack    awscdk.Stack
+	template assertions.Template
+	json     map[string]any
+	err      error
+}
+
+// orgSynth synthesizes the central stack in organization mode once.
+func orgSynth(t *testing.T) (awscdk.Stack, assertions.Template, map[string]any) {
+	t.Helper()
+	orgSynthOnce.Do(func() {
+		app := newApp(t, orgContext)
+		if orgSynthOnce.err = addStacks(app, fakeCode(t)); orgSynthOnce.err != nil {
+			return
+		}
+		orgSynthOnce.stack = app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack)
+		orgSynthOnce.template = assertions.Template_FromStack(orgSynthOnce.stack, nil)
+		orgSynthOnce.err = json.Unmarshal(mustJSON(orgSynthOnce.template.ToJSON()), &orgSynthOnce.json)
+	})
+	if orgSynthOnce.err != nil {
+		t.Fatal(orgSynthOnce.err)
+	}
+	return orgSynthOnce.stack, orgSynthOnce.template, orgSynthOnce.json
+}
+
+func TestOrgSettingsFromContext(t *testing.T) {
+	t.Run("the organization context reads as given", func(t *testing.T) {
+		s, err := SettingsFromContext(func(k string) any { return orgContext[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := OrgSettings{
+			Accounts: []string{"111122223333"}, OUs: []string{"ou-ab12-cdefghij", "ou-ab12-klmnopqr"},
+			Regions: []string{"eu-west-1", "us-east-1"}, MemberRoleName: "sec-kms-rotator", MaxConcurrency: 25,
+			OrgID: "o-a1b2c3d4e5", RootID: "r-ab12",
+		}
+		if !reflect.DeepEqual(s.Org, want) {
+			t.Errorf("\n got %+v\nwant %+v", s.Org, want)
+		}
+		if s.Function.MemberRoleName != "sec-kms-rotator" {
+			t.Errorf("the function's MemberRoleName = %q, want sec-kms-rotator", s.Function.MemberRoleName)
+		}
+	})
+	t.Run("without orgTargets organization mode is off and the function has no member role", func(t *testing.T) {
+		s, err := SettingsFromContext(func(k string) any {
+			if k == ctxMemberRoleName {
+				return "custom"
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Org.Enabled() || s.Function.MemberRoleName != "" {
+			t.Errorf("org %+v, function member role %q", s.Org, s.Function.MemberRoleName)
+		}
+	})
+	t.Run("a JSON list in a string, a root as a target", func(t *testing.T) {
+		s, err := SettingsFromContext(func(k string) any {
+			return map[string]any{ctxOrgTargets: `["r-ab12"]`, ctxOrgRegions: "cn-north-1,cn-northwest-1"}[k]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s.Org.OUs, []string{"r-ab12"}) || s.Org.MaxConcurrency != 10 || s.Org.MemberRoleName != "kms-rotator-member" {
+			t.Errorf("org %+v", s.Org)
+		}
+	})
+	base := map[string]any{ctxOrgTargets: "ou-ab12-cdefghij", ctxOrgRegions: "us-east-1"}
+	for _, tc := range []struct {
+		name string
+		ctx  map[string]any
+		want string
+	}{
+		{"a target that is neither account, OU nor root", map[string]any{ctxOrgTargets: "ou-ab12-cdefghij,12345"}, "-c orgTargets=12345: not an account ID"},
+		{"an OU ID of the wrong shape", map[string]any{ctxOrgTargets: "ou-AB12-cdefghij"}, "-c orgTargets=ou-AB12-cdefghij"},
+		{"no Regions", map[string]any{ctxOrgRegions: ""}, "-c orgRegions=: organization mode"},
+		{"a bad Region", map[string]any{ctxOrgRegions: "us-east-1,mars-1"}, "-c orgRegions=mars-1"},
+		{"Regions of two partitions", map[string]any{ctxOrgRegions: "us-east-1,cn-north-1"}, "must be of one partition"},
+		{"a stack Region of another partition", map[string]any{ctxRegions: "us-gov-west-1"}, "must be of one partition"},
+		{"several central stacks", map[string]any{ctxRegions: "us-east-1,eu-west-1"}, "-c regions=us-east-1,eu-west-1: organization mode has one central stack"},
+		{"a concurrency of 0", map[string]any{ctxOrgMaxConcurrency: "0"}, "-c orgMaxConcurrency=0: must be between 1 and 40"},
+		{"a concurrency above the inline Map's 40", map[string]any{ctxOrgMaxConcurrency: 41.0}, "-c orgMaxConcurrency=41: must be between 1 and 40"},
+		{"a member role name with a path", map[string]any{ctxMemberRoleName: "path/role"}, "-c memberRoleName=path/role: ROTATOR_MEMBER_ROLE_NAME"},
+		{"a member role name too long", map[string]any{ctxMemberRoleName: strings.Repeat("r", 65)}, "-c memberRoleName=" + strings.Repeat("r", 65)},
+		{"a bad organization ID", map[string]any{ctxOrgID: "org-1"}, "-c orgId=org-1: not an organization ID"},
+		{"account targets without the root", map[string]any{ctxOrgTargets: "111122223333"}, "-c orgRootId=: account targets (111122223333) need the organization's root ID"},
+		{"a bad root ID", map[string]any{ctxOrgRootID: "root"}, "-c orgRootId=root: not a root ID"},
+	} {
+		t.Run(tc.name+" fails naming the key", func(t *testing.T) {
+			ctx := map[string]any{}
+			for k, v := range base {
+				ctx[k] = v
+			}
+			for k, v := range tc.ctx {
+				ctx[k] = v
+			}
+			_, err := SettingsFromContext(func(k string) any { return ctx[k] })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestOrgStackSet(t *testing.T) {
+	_, tmpl, j := orgSynth(t)
+	roleID := functionRoleID(t, j)
+	tmpl.HasResourceProperties(jsii.String("AWS::CloudFormation::StackSet"), map[string]any{
+		"StackSetName":    "kms-rotator-member-role",
+		"PermissionModel": "SERVICE_MANAGED",
+		"CallAs":          "DELEGATED_ADMIN",
+		"AutoDeployment":  map[string]any{"Enabled": true, "RetainStacksOnAccountRemoval": false},
+		"Capabilities":    []any{"CAPABILITY_NAMED_IAM"},
+		"Parameters": []any{map[string]any{
+			"ParameterKey": memberRoleParameter, "ParameterValue": map[string]any{"Fn::GetAtt": []any{roleID, "Arn"}},
+		}},
+		"StackInstancesGroup": []any{
+			map[string]any{
+				"DeploymentTargets": map[string]any{"OrganizationalUnitIds": []any{"ou-ab12-cdefghij", "ou-ab12-klmnopqr"}},
+				// IAM is global: one Region per account.
+				"Regions": []any{"eu-west-1"},
+			},
+			map[string]any{
+				"DeploymentTargets": map[string]any{
+					"OrganizationalUnitIds": []any{"r-ab12"}, "Accounts": []any{"111122223333"}, "AccountFilterType": "INTERSECTION",
+				},
+				"Regions": []any{"eu-west-1"},
+			},
+		},
+	})
+	_, props := only(t, j, "AWS::CloudFormation::StackSet")
+	if _, url := props["TemplateURL"]; url {
+		t.Errorf("the StackSet has a TemplateURL: the template must be inline, with no asset")
+	}
+	t.Run("the central stack has no asset beyond the function's code", func(t *testing.T) {
+		if strings.Contains(mustString(props), "cdk-hnb659fds") || strings.Contains(mustString(props), "AssetParameters") {
+			t.Errorf("the StackSet refers to CDK bootstrap resources: %s", mustString(props))
+		}
+	})
+}
+
+// unsub replaces each {"Fn::Sub": text} (the member template's ARNs) by its
+// text, so the member role's statements read like the central stack's.
+func unsub(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		if sub, ok := v["Fn::Sub"].(string); ok && len(v) == 1 {
+			return sub
+		}
+		out := map[string]any{}
+		for k, x := range v {
+			out[k] = unsub(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = unsub(x)
+		}
+		return out
+	}
+	return v
+}
+
+// functionRoleID is the logical ID of the function's execution role.
+func functionRoleID(t *testing.T, j map[string]any) string {
+	t.Helper()
+	for id, r := range resources(t, j, "AWS::IAM::Role") {
+		if strings.Contains(fmt.Sprint(r["Properties"].(map[string]any)["AssumeRolePolicyDocument"]), "lambda.amazonaws.com") {
+			return id
+		}
+	}
+	t.Fatal("no function role")
+	return ""
+}
+
+func TestOrgMemberTemplate(t *testing.T) {
+	_, _, j := orgSynth(t)
+	_, props := only(t, j, "AWS::CloudFormation::StackSet")
+	body, ok := props["TemplateBody"].(string)
+	if !ok {
+		t.Fatalf("TemplateBody is %T, want a plain JSON string", props["TemplateBody"])
+	}
+	var member map[string]any
+	if err := json.Unmarshal([]byte(body), &member); err != nil {
+		t.Fatalf("TemplateBody is not JSON: %v", err)
+	}
+	rs := member["Resources"].(map[string]any)
+	if len(rs) != 1 {
+		t.Fatalf("%d resources, want only the member role: %v", len(rs), rs)
+	}
+	_, role := only(t, member, "AWS::IAM::Role")
+	role = unsub(role).(map[string]any)
+	t.Run("every ARN with a pseudo parameter is substituted (Fn::Sub)", func(t *testing.T) {
+		if n, subs := strings.Count(body, "${AWS::"), strings.Count(body, `{"Fn::Sub":"arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"}`); n == 0 || n != 2*subs {
+			t.Errorf("%d pseudo parameters, %d substituted key ARNs:\n%s", n, subs, body)
+		}
+	})
+	t.Run("the role has the fixed member role name", func(t *testing.T) {
+		if role["RoleName"] != "sec-kms-rotator" {
+			t.Errorf("RoleName = %v", role["RoleName"])
+		}
+	})
+	t.Run("only the central function role may assume it", func(t *testing.T) {
+		want := `{"Statement":[{"Action":"sts:AssumeRole","Effect":"Allow","Principal":{"AWS":{"Ref":"` + memberRoleParameter + `"}}}],"Version":"2012-10-17"}`
+		if got := string(mustJSON(role["AssumeRolePolicyDocument"])); got != want {
+			t.Errorf("trust policy\n got %s\nwant %s", got, want)
+		}
+		if p := member["Parameters"].(map[string]any); len(p) != 1 || p[memberRoleParameter] == nil {
+			t.Errorf("parameters %v, want only %s", p, memberRoleParameter)
+		}
+		if role["ManagedPolicyArns"] != nil || role["PermissionsBoundary"] != nil {
+			t.Errorf("managed policies %v, boundary %v", role["ManagedPolicyArns"], role["PermissionsBoundary"])
+		}
+	})
+	t.Run("exactly the function role's KMS and tagging statements", func(t *testing.T) {
+		got := statements(t, role)
+		doc, err := policy.MemberRole(policy.Params{Partition: "${AWS::Partition}", Account: "${AWS::AccountId}", TagKey: "kms-rotator", TagValue: "enabled"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []statement
+		for _, st := range doc.Statement {
+			w := statement{Sid: st.Sid, Actions: st.Action, Resources: st.Resource}
+			if st.Condition != nil {
+				w.Condition = string(mustJSON(st.Condition))
+			}
+			sort.Strings(w.Actions)
+			want = append(want, w)
+		}
+		sort.Slice(want, func(a, b int) bool { return want[a].Sid < want[b].Sid })
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("\n got %+v\nwant %+v", got, want)
+		}
+		var sids []string
+		for _, s := range got {
+			sids = append(sids, s.Sid)
+		}
+		wantSids := []string{"DescribeAnyKeyOfTheAccount", "ListAliasesAndTaggedKeys", "ReadRotationStateOfOptedInKeys", "RotateOptedInSymmetricKeys"}
+		if !reflect.DeepEqual(sids, wantSids) {
+			t.Errorf("Sids %v, want %v", sids, wantSids)
+		}
+		// The central stack's own role holds the same statements.
+		_, _, cj := orgSynth(t)
+		central := map[string]statement{}
+		for _, s := range statements(t, resources(t, cj, "AWS::IAM::Role")[functionRoleID(t, cj)]["Properties"].(map[string]any)) {
+			central[s.Sid] = s
+		}
+		for _, s := range got {
+			if !reflect.DeepEqual(central[s.Sid], s) {
+				t.Errorf("%s differs from the function role's\n member  %+v\n central %+v", s.Sid, s, central[s.Sid])
+			}
+		}
+	})
+}
+
+func TestOrgFunctionAssumesOnlyMemberRoles(t *testing.T) {
+	_, tmpl, j := orgSynth(t)
+	tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+		"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{settings.EnvMemberRoleName: "sec-kms-rotator"})},
+	})
+	role := resources(t, j, "AWS::IAM::Role")[functionRoleID(t, j)]["Properties"].(map[string]any)
+	var assume []statement
+	for _, s := range statements(t, role) {
+		for _, a := range s.Actions {
+			if strings.HasPrefix(a, "sts:") {
+				assume = append(assume, s)
+			}
+		}
+	}
+	want := []statement{{"AssumeMemberRoles", []string{"sts:AssumeRole"}, []string{"arn:${AWS::Partition}:iam::*:role/sec-kms-rotator"},
+		`{"StringEquals":{"aws:ResourceOrgID":"o-a1b2c3d4e5"}}`}}
+	if !reflect.DeepEqual(assume, want) {
+		t.Errorf("\n got %+v\nwant %+v", assume, want)
+	}
+	t.Run("without orgId the role name alone limits it", func(t *testing.T) {
+		ctx := map[string]any{}
+		for k, v := range orgContext {
+			ctx[k] = v
+		}
+		ctx[ctxOrgID] = ""
+		app := newApp(t, ctx)
+		if err := addStacks(app, fakeCode(t)); err != nil {
+			t.Fatal(err)
+		}
+		var nj map[string]any
+		if err := json.Unmarshal(mustJSON(assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil).ToJSON()), &nj); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range statements(t, resources(t, nj, "AWS::IAM::Role")[functionRoleID(t, nj)]["Properties"].(map[string]any)) {
+			if s.Sid == "AssumeMemberRoles" && s.Condition != "" {
+				t.Errorf("condition %s without orgId", s.Condition)
+			}
+		}
+	})
+}
+
+func TestSingleAccountModeHasNoOrganizationResources(t *testing.T) {
+	_, tmpl, j := synth(t)
+	tmpl.ResourceCountIs(jsii.String("AWS::CloudFormation::StackSet"), jsii.Number(0))
+	_, fn := only(t, j, "AWS::Lambda::Function")
+	if v := fn["Environment"].(map[string]any)["Variables"].(map[string]any)[settings.EnvMemberRoleName]; v != nil && v != "" {
+		t.Errorf("%s = %v in single-account mode", settings.EnvMemberRoleName, v)
+	}
+	if strings.Contains(mustString(j["Resources"]), "sts:AssumeRole\"") && strings.Contains(mustString(j["Resources"]), "AssumeMemberRoles") {
+		t.Errorf("the function role may assume member roles in single-account mode")
+	}
+}
+
+func TestOrgNagReportsNoError(t *testing.T) {
+	stack, _, _ := orgSynth(t)
+	ann := assertions.Annotations_FromStack(stack)
+	for _, f := range *ann.FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))) {
+		t.Errorf("unsuppressed error %s", mustJSON(f))
+	}
+	for _, f := range *ann.FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))) {
+		t.Errorf("unsuppressed warning %s", mustJSON(f))
+	}
+}
