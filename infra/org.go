@@ -246,6 +246,14 @@ func memberTemplate(s Settings) (string, error) {
 		"Resources": map[string]any{
 			"MemberRole": map[string]any{
 				"Type": "AWS::IAM::Role",
+				// The function role's cdk-nag suppressions, for the same
+				// statements: CloudFormation ignores Metadata, and cdk-nag
+				// reads it when the template is checked
+				// (org_nag_test.go).
+				"Metadata": map[string]any{"cdk_nag": map[string]any{"rules_to_suppress": []any{
+					map[string]any{"id": "AwsSolutions-IAM5", "reason": keyWildcardReason, "applies_to": []any{keyWildcardFinding}},
+					map[string]any{"id": "AwsSolutions-IAM5", "reason": listWildcardReason, "applies_to": []any{listWildcardFinding}},
+				}}},
 				"Properties": map[string]any{
 					"RoleName":    s.Org.MemberRoleName,
 					"Description": "kms-rotator member role: rotate this account's opted-in keys on demand, nothing else (policy/function-role.json)",

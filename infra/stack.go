@@ -371,6 +371,22 @@ func newResponderPolicy(stack awscdk.Stack, s Settings, bus awsevents.EventBus) 
 	})
 }
 
+// The reasons of the cdk-nag suppressions on the KMS and tagging
+// statements, which the function role and the member role (infra/org.go)
+// share.
+const (
+	keyWildcardReason = "Keys are selected by tag at run time, so key ARNs cannot be listed: kms:RotateKeyOnDemand, kms:GetKeyRotationStatus and kms:ListKeyRotations on key/* are " +
+		"limited by the condition aws:ResourceTag/<opt-in tag> (and kms:KeySpec = SYMMETRIC_DEFAULT for rotation) to this account's opted-in keys; the region is a wildcard because a " +
+		"multi-Region replica's primary may live in another region. kms:DescribeKey and kms:ListResourceTags are read-only on this account's keys so an incident request for a key " +
+		"that is not opted in is answered not-opted-in instead of access-denied."
+	// keyWildcardFinding and listWildcardFinding are the findings (appliesTo)
+	// these reasons answer.
+	keyWildcardFinding  = "Resource::arn:<AWS::Partition>:kms:*:<AWS::AccountId>:key/*"
+	listWildcardFinding = "Resource::*"
+	listWildcardReason  = "kms:ListAliases and tag:GetResources support no resource-level permissions (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awskeymanagementservice.html, " +
+		"https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsresourcegroupstaggingapi.html): Resource must be *. Both are read-only listings."
+)
+
 // newFunctionRole creates the execution role with exactly the inline policy
 // rendered from policy/function-role.json.
 func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueARN string) awsiam.Role {
@@ -407,17 +423,13 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 		},
 	})
 	cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{
-		Id: jsii.String("AwsSolutions-IAM5"),
-		Reason: jsii.String("Keys are selected by tag at run time, so key ARNs cannot be listed: kms:RotateKeyOnDemand, kms:GetKeyRotationStatus and kms:ListKeyRotations on key/* are " +
-			"limited by the condition aws:ResourceTag/<opt-in tag> (and kms:KeySpec = SYMMETRIC_DEFAULT for rotation) to this account's opted-in keys; the region is a wildcard because a " +
-			"multi-Region replica's primary may live in another region. kms:DescribeKey and kms:ListResourceTags are read-only on this account's keys so an incident request for a key " +
-			"that is not opted in is answered not-opted-in instead of access-denied."),
-		AppliesTo: &[]interface{}{"Resource::arn:<AWS::Partition>:kms:*:<AWS::AccountId>:key/*"},
+		Id:        jsii.String("AwsSolutions-IAM5"),
+		Reason:    jsii.String(keyWildcardReason),
+		AppliesTo: &[]interface{}{keyWildcardFinding},
 	}, {
-		Id: jsii.String("AwsSolutions-IAM5"),
-		Reason: jsii.String("kms:ListAliases and tag:GetResources support no resource-level permissions (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awskeymanagementservice.html, " +
-			"https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsresourcegroupstaggingapi.html): Resource must be *. Both are read-only listings."),
-		AppliesTo: &[]interface{}{"Resource::*"},
+		Id:        jsii.String("AwsSolutions-IAM5"),
+		Reason:    jsii.String(listWildcardReason),
+		AppliesTo: &[]interface{}{listWildcardFinding},
 	}, {
 		Id:     jsii.String("AwsSolutions-IAM5"),
 		Reason: jsii.String("Log streams are created by Lambda with generated names inside the function's own log group; the policy names that group and only its streams."),
