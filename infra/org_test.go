@@ -349,3 +349,33 @@ func TestOrgNagReportsNoError(t *testing.T) {
 		t.Errorf("unsuppressed warning %s", mustJSON(f))
 	}
 }
+
+// TestOrgNagSuppressionsAreTheReviewedOnes: organization mode adds exactly
+// one suppression, for the member role's account wildcard.
+func TestOrgNagSuppressionsAreTheReviewedOnes(t *testing.T) {
+	_, _, j := orgSynth(t)
+	var got []string
+	for _, r := range j["Resources"].(map[string]any) {
+		md, _ := r.(map[string]any)["Metadata"].(map[string]any)
+		nag, _ := md["cdk_nag"].(map[string]any)
+		rules, _ := nag["rules_to_suppress"].([]any)
+		for _, rule := range rules {
+			rule := rule.(map[string]any)
+			if reason, _ := rule["reason"].(string); len(reason) < 80 {
+				t.Errorf("%v: reason %q is too short to explain anything", rule["id"], reason)
+			}
+			got = append(got, r.(map[string]any)["Type"].(string)+" "+rule["id"].(string)+" "+fmt.Sprint(rule["applies_to"]))
+		}
+	}
+	sort.Strings(got)
+	want := []string{
+		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
+		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:iam::*:role/sec-kms-rotator]",
+		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:kms:*:<AWS::AccountId>:key/*]",
+		"AWS::IAM::Role AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/kms-rotator/.*:\\*$/]]",
+		"AWS::SQS::Queue AwsSolutions-SQS3 <nil>",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("suppressions\n got %q\nwant %q", got, want)
+	}
+}
