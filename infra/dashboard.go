@@ -131,6 +131,25 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 			fn.MetricDuration(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}),
 		}),
 	)
+	if s.Org.Enabled() {
+		// Organization mode: every figure also per member account
+		// ([Mode, Account]), one line per account, so a target that
+		// stopped rotating or keeps failing stands out.
+		byAccount := []string{settings.DimMode, settings.DimAccount}
+		d.AddWidgets(
+			graph("Organization: keys rotated and failed per account", []awscloudwatch.IMetric{
+				search(s, settings.MetricKeysRotated, byAccount, "Sum", "rotated"),
+			}, []awscloudwatch.IMetric{
+				search(s, settings.MetricKeysFailed, byAccount, "Sum", "failed"),
+			}),
+			graph("Organization: overdue keys and runs per account", []awscloudwatch.IMetric{
+				search(s, settings.MetricKeysOverdue, byAccount, "Maximum", "overdue keys"),
+			}, []awscloudwatch.IMetric{
+				search(s, settings.MetricRunsCompleted, byAccount, "Sum", "runs"),
+				search(s, settings.MetricRunsFailed, byAccount, "Sum", "failed runs"),
+			}),
+		)
+	}
 	d.AddWidgets(
 		awscloudwatch.NewLogQueryWidget(&awscloudwatch.LogQueryWidgetProps{
 			Title:         jsii.String("Latest rotations (key, outcome, reason, incident reason)"),

@@ -379,3 +379,26 @@ func TestOrgNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 		t.Errorf("suppressions\n got %q\nwant %q", got, want)
 	}
 }
+
+func TestOrgDashboardShowsEveryAccount(t *testing.T) {
+	dashboard := func(j map[string]any) string {
+		_, d := only(t, j, "AWS::CloudWatch::Dashboard")
+		return flat(d["DashboardBody"])
+	}
+	_, _, org := orgSynth(t)
+	body := dashboard(org)
+	for _, want := range []string{
+		`SEARCH('{KMSRotator,Mode,Account} MetricName=\"KeysRotated\"', 'Sum', 3600)`,
+		`SEARCH('{KMSRotator,Mode,Account} MetricName=\"KeysFailed\"', 'Sum', 3600)`,
+		`SEARCH('{KMSRotator,Mode,Account} MetricName=\"KeysOverdue\"', 'Maximum', 3600)`,
+		`SEARCH('{KMSRotator,Mode,Account} MetricName=\"RunsFailed\"', 'Sum', 3600)`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("organization dashboard lacks %s", want)
+		}
+	}
+	_, _, single := synth(t)
+	if strings.Contains(dashboard(single), "Account}") {
+		t.Error("the single-account dashboard has per-account widgets")
+	}
+}
