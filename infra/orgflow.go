@@ -1,0 +1,268 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsstepfunctions"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// The organization sweep (issue 13 item 3): a Step Functions state machine
+// that sweeps every (account, Region) target with the function, at most
+// MaxConcurrency at a time, and continues a target whose run deferred keys
+// by invoking the function again with the run's cursor. The function must
+// run with ROTATOR_CONTINUATION_MAX=0 here, so that the state machine, not
+// the function, starts the next link of a chain.
+//
+// The definition is written as Amazon States Language (JSONPath) rather
+// than with the CDK task constructs so that the document the tests validate
+// and execute locally is the one deployed, state for state.
+
+// orgTarget is one target of the sweep: a member account in one Region.
+type orgTarget struct {
+	Account string `json:"account"`
+	Region  string `json:"region"`
+}
+
+// orgStateMachineProps configure newOrgStateMachine.
+type orgStateMachineProps struct {
+	// Function is the rotator function (organization mode,
+	// ROTATOR_CONTINUATION_MAX=0).
+	Function awslambda.IFunction
+	// Targets are the (account, Region) pairs, already expanded: account
+	// IDs only, OUs are not resolved here.
+	Targets []orgTarget
+	// MaxConcurrency is how many targets are swept at once (the Map
+	// state's MaxConcurrency; an inline Map runs at most 40).
+	MaxConcurrency int
+	// LogRetention is how long the execution history log is kept; zero
+	// means one year.
+	LogRetention awslogs.RetentionDays
+}
+
+// Names of the states the tests and the local run refer to.
+const (
+	orgSweepTask   = "Sweep target"
+	orgMapState    = "Sweep targets"
+	orgMaxLinks    = 15 // invocations per target and execution, the first included
+	orgTaskTimeout = 960
+)
+
+// orgLambdaRetriers retry what Step Functions recommends retrying for a
+// Lambda task (https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html)
+// and Lambda's own throttling. A retried sweep is harmless: keys it rotated
+// are not due any more.
+var orgLambdaRetriers = []any{
+	map[string]any{
+		"ErrorEquals":     []string{"Lambda.ClientExecutionTimeoutException", "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"},
+		"IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2,
+	},
+	map[string]any{
+		"ErrorEquals":     []string{"Lambda.TooManyRequestsException"},
+		"IntervalSeconds": 5, "MaxAttempts": 6, "BackoffRate": 2,
+	},
+}
+
+// orgDefinition is the state machine's ASL. functionARN and partition may
+// be CDK tokens.
+//
+// Each Map item carries {target, links, rotated, failed, skipped, request}
+// through its states; "request" is the next payload for the function. After
+// each invocation the whole report sits under $.link only until the next
+// Pass state trims it: a ResultSelector cannot keep "continuation", which
+// the report has only when keys were deferred, since a path that matches
+// nothing is a States.Runtime error
+// (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-inputpath-params.html).
+// Item output, one per target, in target order:
+//
+//	{"account","region","status","links","rotated","failed","skipped",
+//	 "deferred","runId"} (+ "error","cause" when failed)
+//
+// status is "swept" (every candidate handled), "incomplete" (keys deferred
+// to the next schedule: orgMaxLinks reached, or a run that deferred keys
+// without a cursor) or "failed" (the function failed; error and cause are
+// Step Functions' Error and Cause). rotated, failed and skipped add up the
+// links' report summaries; deferred and runId are the last link's.
+func orgDefinition(functionARN, partition string, targets []orgTarget, maxConcurrency int) map[string]any {
+	// Running totals over the links of one target.
+	sum := func(field string) string {
+		return fmt.Sprintf("States.MathAdd($.%s, $.link.Payload.summary.%s)", field, field)
+	}
+	totals := func(extra map[string]any) map[string]any {
+		m := map[string]any{
+			"rotated.$": sum("rotated"),
+			"failed.$":  sum("failed"),
+			"skipped.$": sum("skipped"),
+			"links.$":   "States.MathAdd($.links, 1)",
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	finished := func(status string) map[string]any {
+		return map[string]any{
+			"Type": "Pass",
+			"Parameters": totals(map[string]any{
+				"account.$":  "$.target.account",
+				"region.$":   "$.target.region",
+				"status":     status,
+				"deferred.$": "$.link.Payload.summary.deferred",
+				"runId.$":    "$.link.Payload.runId",
+			}),
+			"End": true,
+		}
+	}
+	item := map[string]any{
+		"ProcessorConfig": map[string]any{"Mode": "INLINE"},
+		"StartAt":         orgSweepTask,
+		"States": map[string]any{
+			orgSweepTask: map[string]any{
+				"Type":     "Task",
+				"Comment":  "One run of the function for the target; a continuation request carries the previous link's cursor.",
+				"Resource": "arn:" + partition + ":states:::lambda:invoke",
+				"Parameters": map[string]any{
+					"FunctionName": functionARN,
+					"Payload.$":    "$.request",
+				},
+				"ResultPath":     "$.link",
+				"TimeoutSeconds": orgTaskTimeout,
+				"Retry":          orgLambdaRetriers,
+				"Catch": []any{map[string]any{
+					"ErrorEquals": []string{"States.ALL"},
+					"ResultPath":  "$.error",
+					"Next":        "Target failed",
+				}},
+				"Next": "Keys deferred?",
+			},
+			"Keys deferred?": map[string]any{
+				"Type": "Choice",
+				"Choices": []any{
+					map[string]any{
+						"Variable":  "$.link.Payload.continuation.next",
+						"IsPresent": true,
+						"Next":      "Continue?",
+					},
+					// Deferred keys without a cursor: the run finished none
+					// (notStarted "no-progress"), or the function did not
+					// report one.
+					map[string]any{
+						"Variable":           "$.link.Payload.summary.deferred",
+						"NumericGreaterThan": 0,
+						"Next":               "Target incomplete",
+					},
+				},
+				"Default": "Target swept",
+			},
+			"Continue?": map[string]any{
+				"Type": "Choice",
+				"Choices": []any{
+					map[string]any{
+						"And": []any{
+							map[string]any{"Variable": "$.link.Payload.continuation.deferred", "NumericGreaterThan": 0},
+							map[string]any{"Variable": "$.links", "NumericLessThan": orgMaxLinks - 1},
+						},
+						"Next": "Next link",
+					},
+					map[string]any{
+						"Variable":           "$.link.Payload.continuation.deferred",
+						"NumericGreaterThan": 0,
+						"Next":               "Target incomplete",
+					},
+				},
+				"Default": "Target swept",
+			},
+			"Next link": map[string]any{
+				"Type":    "Pass",
+				"Comment": "The next request continues the chain after the cursor, as the function would itself (request.ContinuationPayload).",
+				"Parameters": totals(map[string]any{
+					"target.$": "$.target",
+					"request": map[string]any{
+						"mode":     "scheduled",
+						"target.$": "$.target",
+						"continuation": map[string]any{
+							"runId.$": "$.link.Payload.continuation.runId",
+							"after.$": "$.link.Payload.continuation.next",
+							"chain.$": "States.MathAdd($.link.Payload.continuation.chain, 1)",
+						},
+					},
+				}),
+				"Next": orgSweepTask,
+			},
+			"Target swept":      finished("swept"),
+			"Target incomplete": finished("incomplete"),
+			"Target failed": map[string]any{
+				"Type":    "Pass",
+				"Comment": "A target whose run failed (member role missing or not assumable, access denied, throttled past the retries) is reported; the other targets go on.",
+				"Parameters": map[string]any{
+					"account.$": "$.target.account",
+					"region.$":  "$.target.region",
+					"status":    "failed",
+					"links.$":   "$.links",
+					"rotated.$": "$.rotated",
+					"failed.$":  "$.failed",
+					"skipped.$": "$.skipped",
+					"error.$":   "$.error.Error",
+					"cause.$":   "$.error.Cause",
+				},
+				"End": true,
+			},
+		},
+	}
+	return map[string]any{
+		"Comment": "kms-rotator organization sweep: every (account, Region) target, continuations looped here.",
+		"StartAt": "Targets",
+		"States": map[string]any{
+			"Targets": map[string]any{
+				"Type":   "Pass",
+				"Result": map[string]any{"targets": targets},
+				"Next":   orgMapState,
+			},
+			orgMapState: map[string]any{
+				"Type":           "Map",
+				"ItemsPath":      "$.targets",
+				"MaxConcurrency": maxConcurrency,
+				"ItemSelector": map[string]any{
+					"target.$": "$$.Map.Item.Value",
+					"links":    0, "rotated": 0, "failed": 0, "skipped": 0,
+					"request": map[string]any{"mode": "scheduled", "target.$": "$$.Map.Item.Value"},
+				},
+				"ItemProcessor": item,
+				"ResultPath":    "$.targets",
+				"End":           true,
+			},
+		},
+	}
+}
+
+// newOrgStateMachine is the organization sweep's state machine, allowed to
+// invoke props.Function, with its execution history logged and traced.
+func newOrgStateMachine(scope constructs.Construct, id string, props *orgStateMachineProps) awsstepfunctions.StateMachine {
+	if len(props.Targets) == 0 {
+		panic("newOrgStateMachine: no targets")
+	}
+	def, err := json.Marshal(orgDefinition(*props.Function.FunctionArn(), *awscdk.Aws_PARTITION(), props.Targets, props.MaxConcurrency))
+	if err != nil {
+		panic(fmt.Sprintf("newOrgStateMachine: %v", err))
+	}
+	retention := props.LogRetention
+	if retention == "" {
+		retention = awslogs.RetentionDays_ONE_YEAR
+	}
+	logs := awslogs.NewLogGroup(scope, jsii.String(id+"Logs"), &awslogs.LogGroupProps{Retention: retention})
+	sm := awsstepfunctions.NewStateMachine(scope, jsii.String(id), &awsstepfunctions.StateMachineProps{
+		DefinitionBody:   awsstepfunctions.DefinitionBody_FromString(jsii.String(string(def))),
+		StateMachineType: awsstepfunctions.StateMachineType_STANDARD,
+		TracingEnabled:   jsii.Bool(true),
+		Logs: &awsstepfunctions.LogOptions{
+			Destination: logs, Level: awsstepfunctions.LogLevel_ALL, IncludeExecutionData: jsii.Bool(true),
+		},
+	})
+	props.Function.GrantInvoke(sm)
+	return sm
+}
