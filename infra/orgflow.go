@@ -5,11 +5,13 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsstepfunctions"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
 
 // The organization sweep (issue 13 item 3): a Step Functions state machine
@@ -241,7 +243,8 @@ func orgDefinition(functionARN, partition string, targets []orgTarget, maxConcur
 }
 
 // newOrgStateMachine is the organization sweep's state machine, allowed to
-// invoke props.Function, with its execution history logged and traced.
+// invoke props.Function and nothing else of it, with its execution history
+// logged (level ALL, cdk-nag AwsSolutions-SF1) and traced (SF2).
 func newOrgStateMachine(scope constructs.Construct, id string, props *orgStateMachineProps) awsstepfunctions.StateMachine {
 	if len(props.Targets) == 0 {
 		panic("newOrgStateMachine: no targets")
@@ -263,6 +266,17 @@ func newOrgStateMachine(scope constructs.Construct, id string, props *orgStateMa
 			Destination: logs, Level: awsstepfunctions.LogLevel_ALL, IncludeExecutionData: jsii.Bool(true),
 		},
 	})
-	props.Function.GrantInvoke(sm)
+	// The definition invokes the unqualified ARN only; GrantInvoke would
+	// add every version and alias (ARN:*).
+	sm.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("lambda:InvokeFunction"),
+		Resources: jsii.Strings(*props.Function.FunctionArn()),
+	}))
+	cdknag.NagSuppressions_AddResourceSuppressions(sm.Role(), &[]*cdknag.NagPackSuppression{{
+		Id: jsii.String("AwsSolutions-IAM5"),
+		Reason: jsii.String("Step Functions' log delivery (logs:CreateLogDelivery and the other *LogDelivery actions, logs:PutResourcePolicy, logs:DescribeResourcePolicies, logs:DescribeLogGroups) and X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords, xray:GetSampling*) support no resource-level permissions " +
+			"(https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html, https://docs.aws.amazon.com/step-functions/latest/dg/xray-iam.html)."),
+		AppliesTo: &[]interface{}{"Resource::*"},
+	}}, jsii.Bool(true))
 	return sm
 }

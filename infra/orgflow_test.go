@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
@@ -51,6 +52,7 @@ func flowTargets() []orgTarget {
 var flowSynthOnce struct {
 	sync.Once
 	template map[string]any
+	nag      []string // cdk-nag findings on the state machine's resources
 	err      error
 }
 
@@ -73,7 +75,21 @@ func flowTemplate(t *testing.T) map[string]any {
 			Code:    awslambda.Code_FromInline(jsii.String("exports.handler = async () => ({});")),
 		})
 		newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{Function: fn, Targets: flowTargets(), MaxConcurrency: 3})
+		awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
 		flowSynthOnce.template = *assertions.Template_FromStack(stack, nil).ToJSON()
+		for _, kind := range []string{"error", "warning"} {
+			find := assertions.Annotations_FromStack(stack).FindError
+			if kind == "warning" {
+				find = assertions.Annotations_FromStack(stack).FindWarning
+			}
+			for _, f := range *find(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))) {
+				b, _ := json.Marshal(f)
+				if !strings.Contains(string(b), `"/OrgFlow/OrgSweep`) {
+					continue // the stand-in function's
+				}
+				flowSynthOnce.nag = append(flowSynthOnce.nag, kind+" "+string(b))
+			}
+		}
 	})
 	if flowSynthOnce.err != nil {
 		t.Fatal(flowSynthOnce.err)
@@ -141,6 +157,13 @@ func TestOrgStateMachinePassesASLValidator(t *testing.T) {
 	}
 }
 
+func TestOrgStateMachineNagFindsNothing(t *testing.T) {
+	flowTemplate(t)
+	for _, f := range flowSynthOnce.nag {
+		t.Error(f)
+	}
+}
+
 func TestOrgStateMachineResource(t *testing.T) {
 	tpl := flowTemplate(t)
 	var sm, policy map[string]any
@@ -159,9 +182,14 @@ func TestOrgStateMachineResource(t *testing.T) {
 	if lc := sm["LoggingConfiguration"].(map[string]any); lc["Level"] != "ALL" || lc["IncludeExecutionData"] != true {
 		t.Errorf("logging %v: want ALL with execution data", lc)
 	}
-	p, _ := json.Marshal(policy)
-	if !strings.Contains(string(p), `"lambda:InvokeFunction"`) || !strings.Contains(string(p), `"Fn::GetAtt":["Function`) {
-		t.Errorf("state machine role policy %s: want lambda:InvokeFunction on the function", p)
+	var invoke []any
+	for _, st := range policy["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+		if st := st.(map[string]any); st["Action"] == "lambda:InvokeFunction" {
+			invoke = append(invoke, st["Resource"])
+		}
+	}
+	if b, _ := json.Marshal(invoke); len(invoke) != 1 || !strings.HasPrefix(string(b), `[{"Fn::GetAtt":["Function`) || !strings.HasSuffix(string(b), `","Arn"]}]`) {
+		t.Errorf("lambda:InvokeFunction on %s; want the function's unqualified ARN alone", b)
 	}
 	var def map[string]any
 	if err := json.Unmarshal(flowDefinition(t), &def); err != nil {
