@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -260,13 +263,19 @@ func startFlowEnv(t *testing.T, due map[orgTarget]int, timeout time.Duration, fn
 // invoked.
 func runFlow(t *testing.T, def []byte, env *harness.Env) ([]flowTargetResult, int) {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "definition.json")
-	if err := os.WriteFile(file, def, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	var urls []string
 	for _, f := range env.Functions {
 		urls = append(urls, f.URL)
+	}
+	return runFlowAt(t, def, urls)
+}
+
+// runFlowAt is runFlow with the function's invoke URLs given.
+func runFlowAt(t *testing.T, def []byte, urls []string) ([]flowTargetResult, int) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "definition.json")
+	if err := os.WriteFile(file, def, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(t.Context(), nodeTool(t, "node"), filepath.Join("testdata", "run-org-sweep.mjs"), file, orgSweepTask, flowFunctionARN, strings.Join(urls, ","))
 	var stderr bytes.Buffer
@@ -400,6 +409,98 @@ func TestOrgStateMachineContinuesADeferringTargetLocally(t *testing.T) {
 	for _, r := range checkFlow(t, flowDefinition(t), env, due) {
 		if tg := (orgTarget{r.Account, r.Region}); tg == (orgTarget{flowMemberA, "us-east-1"}) && r.Links < 2 {
 			t.Errorf("%s/%s took %d link(s); its 24 due keys need continuations", r.Account, r.Region, r.Links)
+		}
+	}
+}
+
+// TestOrgStateMachineBoundsAndReportsEveryOutcome runs the definition
+// against a scripted function (an HTTP server answering as the RIE does) to
+// reach what the real function does not show quickly: a target that keeps
+// deferring stops after orgMaxLinks invocations as incomplete, each
+// continuation carrying the chain's run ID, the previous cursor and the next
+// chain number; deferred keys without a cursor end incomplete at once; a
+// function error is that target's failure with the error type and document.
+func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
+	endless := orgTarget{flowMemberA, "us-east-1"}
+	noCursor := orgTarget{flowMemberA, "eu-west-1"}
+	denied := orgTarget{flowMemberB, "us-east-1"}
+	var mu sync.Mutex
+	payloads := map[orgTarget][]map[string]any{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Mode         string         `json:"mode"`
+			Target       orgTarget      `json:"target"`
+			Continuation map[string]any `json:"continuation"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(body, &p); err != nil || p.Mode != "scheduled" {
+			t.Errorf("payload %s: want a scheduled request", body)
+		}
+		var raw map[string]any
+		_ = json.Unmarshal(body, &raw)
+		mu.Lock()
+		payloads[p.Target] = append(payloads[p.Target], raw)
+		n := len(payloads[p.Target])
+		mu.Unlock()
+		report := map[string]any{"runId": fmt.Sprintf("run-%s-%d", p.Target.Region, n), "mode": "scheduled", "account": p.Target.Account,
+			"summary": map[string]any{"candidates": 2, "rotated": 1, "failed": 0, "skipped": 1, "deferred": 0}, "keys": []any{}}
+		chain := 0
+		if p.Continuation != nil {
+			chain = int(p.Continuation["chain"].(float64))
+		}
+		switch p.Target {
+		case endless:
+			report["summary"].(map[string]any)["deferred"] = 5
+			report["continuation"] = map[string]any{"runId": "run-us-east-1-1", "chain": chain, "deferred": 5,
+				"next": fmt.Sprintf("arn:aws:kms:us-east-1:%s:key/%d", flowMemberA, n), "started": false, "notStarted": "disabled"}
+		case noCursor:
+			report["summary"].(map[string]any)["deferred"] = 3
+			report["continuation"] = map[string]any{"runId": report["runId"], "chain": 0, "deferred": 3, "started": false, "notStarted": "disabled"}
+		case denied:
+			report = map[string]any{"errorType": "wrapError", "errorMessage": "scheduled run: assume role arn:aws:iam::" + flowMemberB + ":role/" + flowRole + ": AccessDenied"}
+		}
+		_ = json.NewEncoder(w).Encode(report)
+	}))
+	t.Cleanup(srv.Close)
+
+	got, invocations := runFlowAt(t, flowDefinition(t), []string{srv.URL, srv.URL, srv.URL})
+	want := map[orgTarget]flowTargetResult{
+		endless:  {Status: "incomplete", Links: orgMaxLinks, Rotated: orgMaxLinks, Skipped: orgMaxLinks, Deferred: 5},
+		noCursor: {Status: "incomplete", Links: 1, Rotated: 1, Skipped: 1, Deferred: 3},
+		denied:   {Status: "failed", Error: "wrapError"},
+	}
+	for _, r := range got {
+		tg := orgTarget{r.Account, r.Region}
+		w, ok := want[tg]
+		if !ok {
+			w = flowTargetResult{Status: "swept", Links: 1, Rotated: 1, Skipped: 1}
+		}
+		w.Account, w.Region, w.RunID, w.Cause = r.Account, r.Region, r.RunID, r.Cause
+		if r != w {
+			t.Errorf("%s/%s: %+v, want %+v", tg.Account, tg.Region, r, w)
+		}
+		if tg == denied && !strings.Contains(r.Cause, `"errorMessage":"scheduled run: assume role arn:aws:iam::`+flowMemberB) {
+			t.Errorf("cause %q: want the function's error document", r.Cause)
+		}
+	}
+	if want := orgMaxLinks + len(flowTargets()) - 1; invocations != want {
+		t.Errorf("%d invocations, want %d", invocations, want)
+	}
+	chain := payloads[endless]
+	for i, p := range chain {
+		if i == 0 {
+			if _, ok := p["continuation"]; ok {
+				t.Errorf("first request %v carries a continuation", p)
+			}
+			continue
+		}
+		c, _ := p["continuation"].(map[string]any)
+		after := fmt.Sprintf("arn:aws:kms:us-east-1:%s:key/%d", flowMemberA, i)
+		if c["runId"] != "run-us-east-1-1" || c["after"] != after || c["chain"] != float64(i) {
+			t.Errorf("request %d continuation %v; want runId run-us-east-1-1, after %s, chain %d", i+1, c, after, i)
+		}
+		if tg, _ := json.Marshal(p["target"]); string(tg) != `{"account":"`+flowMemberA+`","region":"us-east-1"}` {
+			t.Errorf("request %d target %s", i+1, tg)
 		}
 	}
 }
