@@ -83,13 +83,14 @@ var orgLambdaRetriers = []any{
 // Item output, one per target, in target order:
 //
 //	{"account","region","status","links","rotated","failed","skipped",
-//	 "deferred","runId"} (+ "error","cause" when failed)
+//	 "deferred","runId"} or, failed, {…,"error":{"Error","Cause"}}
 //
 // status is "swept" (every candidate handled), "incomplete" (keys deferred
 // to the next schedule: orgMaxLinks reached, or a run that deferred keys
-// without a cursor) or "failed" (the function failed; error and cause are
-// Step Functions' Error and Cause). rotated, failed and skipped add up the
-// links' report summaries; deferred and runId are the last link's.
+// without a cursor) or "failed" (the function failed; error is what the
+// Catch caught, kept whole since a path to a Cause that is not there would
+// fail the Map). rotated, failed and skipped add up the links' report
+// summaries; deferred and runId are the last link's.
 func orgDefinition(functionARN, partition string, targets []orgTarget, maxConcurrency int) map[string]any {
 	// Running totals over the links of one target.
 	sum := func(field string) string {
@@ -209,8 +210,7 @@ func orgDefinition(functionARN, partition string, targets []orgTarget, maxConcur
 					"rotated.$": "$.rotated",
 					"failed.$":  "$.failed",
 					"skipped.$": "$.skipped",
-					"error.$":   "$.error.Error",
-					"cause.$":   "$.error.Cause",
+					"error.$":   "$.error",
 				},
 				"End": true,
 			},

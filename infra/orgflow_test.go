@@ -220,8 +220,10 @@ type flowTargetResult struct {
 	Skipped  int    `json:"skipped"`
 	Deferred int    `json:"deferred"`
 	RunID    string `json:"runId"`
-	Error    string `json:"error"`
-	Cause    string `json:"cause"`
+	Error    struct {
+		Error string `json:"Error"`
+		Cause string `json:"Cause"`
+	} `json:"error"`
 }
 
 // flowFleet is a kmslocal fleet: due[target] due keys and one key that is
@@ -319,7 +321,7 @@ func checkFlow(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]int
 		tg := orgTarget{r.Account, r.Region}
 		links += r.Links
 		if tg.Account == flowUnreachable {
-			if r.Status != "failed" || r.Links != 0 || r.Rotated != 0 || !strings.Contains(r.Cause, "assume role arn:aws:iam::"+flowUnreachable+":role/"+flowRole) {
+			if r.Status != "failed" || r.Links != 0 || r.Rotated != 0 || !strings.Contains(r.Error.Cause, "assume role arn:aws:iam::"+flowUnreachable+":role/"+flowRole) {
 				t.Errorf("%s/%s: %+v; want failed naming the role, nothing rotated", tg.Account, tg.Region, r)
 			}
 			continue
@@ -464,10 +466,12 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	got, invocations := runFlowAt(t, flowDefinition(t), []string{srv.URL, srv.URL, srv.URL})
+	failed := flowTargetResult{Status: "failed"}
+	failed.Error.Error = "wrapError" // the errorType
 	want := map[orgTarget]flowTargetResult{
 		endless:  {Status: "incomplete", Links: orgMaxLinks, Rotated: orgMaxLinks, Skipped: orgMaxLinks, Deferred: 5},
 		noCursor: {Status: "incomplete", Links: 1, Rotated: 1, Skipped: 1, Deferred: 3},
-		denied:   {Status: "failed", Error: "wrapError"},
+		denied:   failed,
 	}
 	for _, r := range got {
 		tg := orgTarget{r.Account, r.Region}
@@ -475,12 +479,12 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 		if !ok {
 			w = flowTargetResult{Status: "swept", Links: 1, Rotated: 1, Skipped: 1}
 		}
-		w.Account, w.Region, w.RunID, w.Cause = r.Account, r.Region, r.RunID, r.Cause
+		w.Account, w.Region, w.RunID, w.Error.Cause = r.Account, r.Region, r.RunID, r.Error.Cause
 		if r != w {
 			t.Errorf("%s/%s: %+v, want %+v", tg.Account, tg.Region, r, w)
 		}
-		if tg == denied && !strings.Contains(r.Cause, `"errorMessage":"scheduled run: assume role arn:aws:iam::`+flowMemberB) {
-			t.Errorf("cause %q: want the function's error document", r.Cause)
+		if tg == denied && !strings.Contains(r.Error.Cause, `"errorMessage":"scheduled run: assume role arn:aws:iam::`+flowMemberB) {
+			t.Errorf("cause %q: want the function's error document", r.Error.Cause)
 		}
 	}
 	if want := orgMaxLinks + len(flowTargets()) - 1; invocations != want {
