@@ -36,8 +36,9 @@ type ContinuationReport struct {
 	// After is the cursor this run started from: it handled keys whose
 	// ARN sorts after it (absent for the first run).
 	After string `json:"after,omitempty"`
-	// Next is the cursor handed on: the ARN of the last key before the
-	// first deferred one (absent when nothing was deferred).
+	// Next is the cursor to continue from: the ARN of the last key before
+	// the first deferred one (absent when nothing was deferred, or when no
+	// key finished: "no-progress").
 	Next string `json:"next,omitempty"`
 	// Deferred counts the keys left to the next link.
 	Deferred int `json:"deferred"`
@@ -84,10 +85,15 @@ func (r *run) continueChain(ctx context.Context) {
 			c.Deferred++
 		}
 	}
-	switch {
-	case first == 0:
+	if first == 0 {
 		c.NotStarted = "no-progress"
 		return
+	}
+	// The cursor is reported whether or not this run starts the next link
+	// itself: an organization's state machine continues a target from it
+	// (ROTATOR_CONTINUATION_MAX=0 there), and an operator can too.
+	c.Next = marks[first-1].key
+	switch {
 	case r.e.cfg.ContinuationMax == 0 || r.e.lambda == nil:
 		c.NotStarted = "disabled"
 		return
@@ -98,7 +104,6 @@ func (r *run) continueChain(ctx context.Context) {
 		c.NotStarted = "no-function-arn"
 		return
 	}
-	c.Next = marks[first-1].key
 	payload, err := request.ContinuationPayload(r.req.Mode, r.req.DryRun && r.req.Mode == request.ModeScheduled, r.req.Target,
 		request.Continuation{RunID: c.RunID, After: c.Next, Chain: c.Chain + 1})
 	if err == nil {

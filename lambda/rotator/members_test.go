@@ -2,6 +2,7 @@ package rotator
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -113,4 +114,21 @@ func TestAccountOf(t *testing.T) {
 			t.Errorf("accountOf(%q) = %q, want %q", arn, got, want)
 		}
 	}
+}
+
+func TestTargetRunFitsAStepFunctionsResult(t *testing.T) {
+	// 1,500 ineligible keys in the member account: each a listed (skipped)
+	// entry, about 400 bytes, so the full list would be 600 KB.
+	fleet := `[{"account":"` + memberAccount + `","alias":"alias/rsa","keySpec":"RSA_2048","keyUsage":"SIGN_VERIFY","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":1500}]`
+	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	h.engine.SetMembers(AssumeMemberRole(h.emu.Config(testRegion), "kms-rotator-member"))
+	rep := h.run(t, request.Request{Mode: request.ModeScheduled, Target: &request.Target{Account: memberAccount, Region: testRegion}})
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 256<<10 || rep.OmittedOther == 0 || rep.Summary.Candidates != 1500 {
+		t.Fatalf("response %d bytes, %d left out, %d candidates; want under 256 KiB with the rest left out and all counted", len(b), rep.OmittedOther, rep.Summary.Candidates)
+	}
+	checkReport(t, rep)
 }

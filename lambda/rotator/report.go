@@ -521,7 +521,7 @@ func (r *run) report() *Report {
 		OmittedOther:  t.omittedOther,
 	}
 	var dropped int
-	rep.Keys, dropped, rep.keysBytes = fitBytes(keys, maxReportBytes)
+	rep.Keys, dropped, rep.keysBytes = fitBytes(keys, r.maxKeysBytes())
 	rep.OmittedOther += dropped
 	rep.FinishedAt = fmtTime(r.e.now())
 	return rep
@@ -532,6 +532,21 @@ func (r *run) report() *Report {
 // does not hold the size: a failed entry carries AWS's error message, and
 // an access-denied one is about 1 KB (10,000 of them would be 10 MB).
 const maxReportBytes = 5 << 20
+
+// maxTargetKeysBytes bounds the entries of a run that names a target: an
+// organization's state machine invokes it, and Step Functions fails a task
+// whose result is over 256 KiB
+// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
+// The per-key log lines carry every entry whatever is left out here.
+const maxTargetKeysBytes = 200 << 10
+
+// maxKeysBytes is the budget of the report's entries for this run.
+func (r *run) maxKeysBytes() int {
+	if r.req.Target != nil {
+		return maxTargetKeysBytes
+	}
+	return maxReportBytes
+}
 
 // fitBytes drops entries until the encoded list fits maxBytes — skipped
 // ones first, then deferred ones, then from the end — and returns the list
