@@ -159,9 +159,28 @@ func (r *ctxReader) org(s *Settings) {
 		r.fail(ctxOrgRootID, "", "account targets (%s) need the organization's root ID: a StackSet reaches single accounts only through an OU that holds them (AccountFilterType INTERSECTION)",
 			strings.Join(o.Accounts, ","))
 	}
+	if len(o.Accounts) == 0 {
+		// The sweep's state machine takes (account, Region) targets; the
+		// accounts of an OU are not yet listed at run time.
+		r.fail(ctxOrgTargets, strings.Join(o.OUs, ","), "name at least one account ID to sweep: the accounts of OUs and roots get the member role from the StackSet, but are not yet listed at run time")
+	}
 	if !r.failed[ctxMemberRoleName] {
 		s.Function.MemberRoleName = o.MemberRoleName
 	}
+	// The state machine continues a target from the report's cursor; a
+	// function that also invoked itself would sweep the same keys twice.
+	s.Function.ContinuationMax = 0
+}
+
+// targets are the (account, Region) pairs the organization sweep covers.
+func (o OrgSettings) targets() []orgTarget {
+	var t []orgTarget
+	for _, a := range o.Accounts {
+		for _, region := range o.Regions {
+			t = append(t, orgTarget{Account: a, Region: region})
+		}
+	}
+	return t
 }
 
 // list reads a comma-separated string or a JSON list (in cdk.json, or as a

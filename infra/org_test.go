@@ -88,13 +88,28 @@ func TestOrgSettingsFromContext(t *testing.T) {
 	})
 	t.Run("a JSON list in a string, a root as a target", func(t *testing.T) {
 		s, err := SettingsFromContext(func(k string) any {
-			return map[string]any{ctxOrgTargets: `["r-ab12"]`, ctxOrgRegions: "cn-north-1,cn-northwest-1"}[k]
+			return map[string]any{ctxOrgTargets: `["r-ab12","111122223333"]`, ctxOrgRootID: "r-ab12", ctxOrgRegions: "cn-north-1,cn-northwest-1"}[k]
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(s.Org.OUs, []string{"r-ab12"}) || s.Org.MaxConcurrency != 10 || s.Org.MemberRoleName != "kms-rotator-member" {
 			t.Errorf("org %+v", s.Org)
+		}
+		// The state machine continues targets itself.
+		if s.Function.ContinuationMax != 0 {
+			t.Errorf("the function's ContinuationMax = %d in organization mode, want 0", s.Function.ContinuationMax)
+		}
+		if got := s.Org.targets(); len(got) != 2 || got[0] != (orgTarget{"111122223333", "cn-north-1"}) {
+			t.Errorf("targets %v, want the account in both Regions", got)
+		}
+	})
+	t.Run("OU targets alone are refused: their accounts are not listed at run time", func(t *testing.T) {
+		_, err := SettingsFromContext(func(k string) any {
+			return map[string]any{ctxOrgTargets: "ou-ab12-cdefghij", ctxOrgRegions: "us-east-1"}[k]
+		})
+		if err == nil || !strings.Contains(err.Error(), "-c orgTargets=ou-ab12-cdefghij: name at least one account ID to sweep") {
+			t.Fatalf("error %v", err)
 		}
 	})
 	base := map[string]any{ctxOrgTargets: "ou-ab12-cdefghij", ctxOrgRegions: "us-east-1"}
@@ -369,6 +384,9 @@ func TestOrgNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 	}
 	sort.Strings(got)
 	want := []string{
+		// The state machine's role: log delivery and X-Ray take Resource * (orgflow.go).
+		"AWS::IAM::Policy AwsSolutions-IAM5 [Resource::*]",
+		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:iam::*:role/sec-kms-rotator]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:kms:*:<AWS::AccountId>:key/*]",
@@ -400,5 +418,27 @@ func TestOrgDashboardShowsEveryAccount(t *testing.T) {
 	_, _, single := synth(t)
 	if strings.Contains(dashboard(single), "Account}") {
 		t.Error("the single-account dashboard has per-account widgets")
+	}
+}
+
+func TestOrgScheduleStartsTheStateMachine(t *testing.T) {
+	_, tmpl, j := orgSynth(t)
+	tmpl.ResourceCountIs(jsii.String("AWS::StepFunctions::StateMachine"), jsii.Number(1))
+	smID, _ := only(t, j, "AWS::StepFunctions::StateMachine")
+	_, sched := only(t, j, "AWS::Scheduler::Schedule")
+	target := sched["Target"].(map[string]any)
+	if ref, _ := target["Arn"].(map[string]any)["Ref"].(string); ref != smID {
+		t.Errorf("the schedule targets %v, want the state machine %s", target["Arn"], smID)
+	}
+	if body := mustString(j["Resources"]); !strings.Contains(body, "states:StartExecution") {
+		t.Error("no role may start the state machine")
+	}
+	_, fn := only(t, j, "AWS::Lambda::Function")
+	if v := fn["Environment"].(map[string]any)["Variables"].(map[string]any)[settings.EnvContinuationMax]; v != "0" {
+		t.Errorf("%s = %v in organization mode, want 0: the state machine continues targets", settings.EnvContinuationMax, v)
+	}
+	_, _, single := synth(t)
+	if n := len(resources(t, single, "AWS::StepFunctions::StateMachine")); n != 0 {
+		t.Errorf("%d state machines in single-account mode", n)
 	}
 }

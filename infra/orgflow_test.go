@@ -388,16 +388,9 @@ func TestOrgStateMachineSweepsEveryReachableTargetLocally(t *testing.T) {
 // defer keys: a 3 s function timeout leaves 1 s for keys after the 2 s
 // deadline margin, and 10 rotations a second do not finish 24 due keys in
 // it. The state machine invokes the function again with the report's
-// cursor until the target is swept.
-//
-// The function here runs with ROTATOR_CONTINUATION_MAX=15, not 0 as
-// deployed: with 0 it reports deferred keys without continuation.next
-// (lambda/rotator/continuation.go sets the cursor only when it is about to
-// start a link itself), so the state machine could only report the target
-// incomplete. With 15 its own invoke fails against kmslocal, which serves
-// no Lambda API (notStarted "invoke-failed: …"), and the report carries the
-// cursor the state machine loops on. Switch to 0 once the function reports
-// the cursor when continuation is disabled.
+// cursor until the target is swept. The function runs as deployed in
+// organization mode, ROTATOR_CONTINUATION_MAX=0: it reports the cursor
+// without starting a next link itself.
 func TestOrgStateMachineContinuesADeferringTargetLocally(t *testing.T) {
 	due := map[orgTarget]int{
 		{flowMemberA, "us-east-1"}: 24, {flowMemberA, "eu-west-1"}: 2,
@@ -405,7 +398,7 @@ func TestOrgStateMachineContinuesADeferringTargetLocally(t *testing.T) {
 		{flowUnreachable, "us-east-1"}: 2, {flowUnreachable, "eu-west-1"}: 2,
 	}
 	env := startFlowEnv(t, due, 3*time.Second, map[string]string{
-		settings.EnvContinuationMax: "15",
+		settings.EnvContinuationMax: "0",
 		settings.EnvRotateRPS:       "10",
 	})
 	for _, r := range checkFlow(t, flowDefinition(t), env, due) {

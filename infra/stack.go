@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsstepfunctions"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
@@ -144,7 +145,15 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	// warning W3005. The role has no separate policy resource to wait for.
 	fn.Node().DefaultChild().(awscdk.CfnResource).AddDeletionOverride(jsii.String("DependsOn"))
 
-	scheduleGroup := newSchedule(stack, s, fn, failures)
+	// Organization mode: the schedule starts a state machine that sweeps
+	// every (account, Region) target through the member roles.
+	var orgSweep awsstepfunctions.StateMachine
+	if s.Org.Enabled() {
+		orgSweep = newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{
+			Function: fn, Targets: s.Org.targets(), MaxConcurrency: s.Org.MaxConcurrency, LogRetention: retention(s.LogRetentionDays),
+		})
+	}
+	scheduleGroup := newSchedule(stack, s, fn, orgSweep, failures)
 	bus := newIncidentChannel(stack, s, fn, failures)
 
 	alarms := newAlarms(stack, "Alarms", &alarmsProps{Function: fn, FailureQueue: failures, ScheduleGroup: scheduleGroup, Settings: s})
@@ -186,20 +195,29 @@ func logGroupPrefix(s Settings) string { return "/aws/lambda/" + s.FunctionName 
 // (https://docs.aws.amazon.com/scheduler/latest/UserGuide/what-is-scheduler.html).
 // The schedule lives in a group of its own, so the group's metrics are this
 // schedule's (the silence alarm reads its invocation attempts).
-func newSchedule(stack awscdk.Stack, s Settings, fn awslambda.Function, failures awssqs.Queue) awsscheduler.ScheduleGroup {
+//
+// In organization mode (orgSweep set) the schedule starts the state machine
+// instead of the function: its targets are in its definition.
+func newSchedule(stack awscdk.Stack, s Settings, fn awslambda.Function, orgSweep awsstepfunctions.StateMachine, failures awssqs.Queue) awsscheduler.ScheduleGroup {
 	group := awsscheduler.NewScheduleGroup(stack, jsii.String("ScheduleGroup"), &awsscheduler.ScheduleGroupProps{
 		ScheduleGroupName: jsii.String(s.FunctionName),
 		// Deleted with the stack: a kept group with a fixed name would make
 		// the next deployment fail, and it holds nothing worth keeping.
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
-	doc, err := policy.SchedulerRole(policy.Params{
+	params := policy.Params{
 		Partition:       *awscdk.Aws_PARTITION(),
 		Account:         *awscdk.Aws_ACCOUNT_ID(),
 		Region:          *awscdk.Aws_REGION(),
 		FunctionName:    s.FunctionName,
 		FailureQueueARN: *failures.QueueArn(),
-	})
+	}
+	render, target, input := policy.SchedulerRole, fn.FunctionArn(), scheduledInput()
+	if orgSweep != nil {
+		params.StateMachineARN = *orgSweep.StateMachineArn()
+		render, target, input = policy.SchedulerOrgRole, orgSweep.StateMachineArn(), "{}"
+	}
+	doc, err := render(params)
 	if err != nil {
 		panic(err)
 	}
@@ -224,9 +242,9 @@ func newSchedule(stack awscdk.Stack, s Settings, fn awslambda.Function, failures
 		FlexibleTimeWindow: &awsscheduler.CfnSchedule_FlexibleTimeWindowProperty{Mode: jsii.String("OFF")},
 		State:              jsii.String("ENABLED"),
 		Target: &awsscheduler.CfnSchedule_TargetProperty{
-			Arn:     fn.FunctionArn(),
+			Arn:     target,
 			RoleArn: role.RoleArn(),
-			Input:   jsii.String(scheduledInput()),
+			Input:   jsii.String(input),
 			// No retry: the Scheduler invokes asynchronously, and a
 			// delivery that failed goes to the failure queue (alarmed);
 			// the next firing sweeps again anyway.

@@ -27,7 +27,7 @@ import (
 // The JSON files are embedded so the CDK app and the tests cannot drift from
 // the reviewed text.
 //
-//go:embed function-role.json key-policy-statement.json scheduler-role.json responder.json incident-bus.json assume-member-role.json
+//go:embed function-role.json key-policy-statement.json scheduler-role.json scheduler-org-role.json responder.json incident-bus.json assume-member-role.json
 var files embed.FS
 
 // File names of the documents, relative to this package.
@@ -40,6 +40,9 @@ const (
 	// SchedulerRoleFile is the identity policy of the role EventBridge
 	// Scheduler assumes to start the scheduled sweep.
 	SchedulerRoleFile = "scheduler-role.json"
+	// SchedulerOrgRoleFile is the Scheduler's role in organization mode:
+	// start the organization's state machine, nothing else.
+	SchedulerOrgRoleFile = "scheduler-org-role.json"
 	// ResponderFile is the customer managed policy for incident responders.
 	ResponderFile = "responder.json"
 	// IncidentBusFile is the resource policy of the incident event bus.
@@ -96,6 +99,9 @@ type Params struct {
 	// OrgID is the organization (o-…) the member roles must belong to;
 	// empty leaves the condition out (AssumeMemberRole).
 	OrgID string
+	// StateMachineARN is the organization sweep's state machine
+	// (organization mode's Scheduler role).
+	StateMachineARN string
 }
 
 func (p Params) values() map[string]string {
@@ -116,6 +122,7 @@ func (p Params) values() map[string]string {
 		"IncidentDetailType":    p.IncidentDetailType,
 		"MemberRoleName":        p.MemberRoleName,
 		"OrgId":                 p.OrgID,
+		"StateMachineArn":       p.StateMachineARN,
 	}
 }
 
@@ -210,6 +217,12 @@ func KeyStatements(p Params) ([]Statement, error) {
 // https://docs.aws.amazon.com/scheduler/latest/UserGuide/configuring-schedule-dlq.html).
 func SchedulerRole(p Params) (Document, error) {
 	return renderDocument(SchedulerRoleFile, p)
+}
+
+// SchedulerOrgRole renders the Scheduler's role in organization mode: it
+// starts the state machine that sweeps every member account.
+func SchedulerOrgRole(p Params) (Document, error) {
+	return renderDocument(SchedulerOrgRoleFile, p)
 }
 
 // Responder renders the customer managed policy for incident responders:

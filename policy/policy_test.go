@@ -209,6 +209,7 @@ func TestPlaceholdersListWhatTheDocumentsNeed(t *testing.T) {
 		{FunctionRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "LogGroupName", "Partition", "Region", "ResultEventDetailType", "ResultEventSource", "TagKey", "TagValue"}},
 		{KeyPolicyStatementFile, []string{"RoleArn", "TagKey", "TagValue"}},
 		{SchedulerRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "Partition", "Region"}},
+		{SchedulerOrgRoleFile, []string{"FailureQueueArn", "StateMachineArn"}},
 		{ResponderFile, []string{"Account", "FunctionName", "IncidentBusName", "IncidentDetailType", "IncidentSource", "Partition", "Region"}},
 		{IncidentBusFile, []string{"Account", "IncidentBusName", "IncidentPrincipalPatterns", "IncidentPrincipals", "Partition", "Region"}},
 		{AssumeMemberRoleFile, []string{"MemberRoleName", "OrgId", "Partition"}},

@@ -261,6 +261,28 @@ func TestSimulateSchedulerRole(t *testing.T) {
 	})
 }
 
+// TestSimulateSchedulerOrgRole: in organization mode the Scheduler may start
+// the sweep's state machine, nothing else (not the function directly).
+func TestSimulateSchedulerOrgRole(t *testing.T) {
+	p := testParams
+	p.StateMachineARN = "arn:aws:states:us-east-1:012345678912:stateMachine:kms-rotator-org"
+	doc, err := SchedulerOrgRole(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sched = "arn:aws:iam::012345678912:role/kms-rotator-scheduler"
+	c := func(name, action, resource, want string) simCase {
+		return simCase{Name: name, Principal: sched, Action: action, Resource: resource, Account: simAccount,
+			IdentityPolicies: []any{doc.Map()}, want: want}
+	}
+	simulate(t, []simCase{
+		c("start the organization sweep", "states:StartExecution", p.StateMachineARN, "Allowed"),
+		c("start another state machine", "states:StartExecution", "arn:aws:states:us-east-1:012345678912:stateMachine:other", "ImplicitlyDenied"),
+		c("invoke the function directly", "lambda:InvokeFunction", thisFn, "ImplicitlyDenied"),
+		c("send an undelivered sweep to the failure queue", "sqs:SendMessage", p.FailureQueueARN, "Allowed"),
+	})
+}
+
 func TestSimulateResponder(t *testing.T) {
 	doc, err := Responder(testParams)
 	if err != nil {
