@@ -14,7 +14,7 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
 
-// The organization sweep (issue 13 item 3): a Step Functions state machine
+// The organization sweep: a Step Functions state machine
 // that sweeps every (account, Region) target with the function, at most
 // MaxConcurrency at a time, and continues a target whose run deferred keys
 // by invoking the function again with the run's cursor. The function must

@@ -27,8 +27,8 @@ import (
 
 // The organization sweep's state machine (orgflow.go), synthesized by CDK,
 // checked by asl-validator and executed by aws-local-stepfunctions against
-// the built bootstrap under the Runtime Interface Emulator and kmslocal
-// (issue 13 item 6). Both Node packages are pinned in package.json.
+// the built bootstrap under the Runtime Interface Emulator and kmslocal.
+// Both Node packages are pinned in package.json.
 
 const (
 	flowMemberA     = "111111111111" // needs continuations in us-east-1

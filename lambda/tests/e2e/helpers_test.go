@@ -108,8 +108,7 @@ func checkNextRotationWithin(t *testing.T, name string, e map[string]any, lo, hi
 }
 
 // checkUnconfirmedError asserts that an unconfirmed entry's error tells the
-// responder that the rotation may have been applied and how to check
-// (issue 9).
+// responder that the rotation may have been applied and how to check.
 func checkUnconfirmedError(t *testing.T, name string, e map[string]any) {
 	t.Helper()
 	msg, _ := e["error"].(string)

@@ -13,7 +13,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
 )
 
-// The incident path of issue 9, from outside: repeats inside the cooldown
+// The incident path, from outside: repeats inside the cooldown
 // spend one rotation, force spends one more, replayed events are refused
 // before any call, KMS (not the local count) judges the lifetime limit, an
 // ambiguous RotateKeyOnDemand is never sent twice, and every incident is

@@ -16,10 +16,10 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu/emutest"
 )
 
-// Key material, from outside (issue 12): imported keys rotate once new
+// Key material, from outside: imported keys rotate once new
 // material is staged and are skipped for their material otherwise; a
 // rotation's new material shows in CurrentKeyMaterialId; an incident waits
-// for it (issue 14: AWS clears the status about a minute before the
+// for it (AWS clears the status about a minute before the
 // material changes, the emulator's -material-delay); sweeps never mistake
 // that gap for a failure or a reason to rotate again; and idle keys are
 // spared when ROTATOR_SKIP_IDLE asks for it.

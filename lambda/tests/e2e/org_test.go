@@ -8,7 +8,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
 )
 
-// Organization mode, function side (issue 13 item 4): with
+// Organization mode, function side: with
 // ROTATOR_MEMBER_ROLE_NAME set, the built function assumes the member role
 // in the account a request targets (kmslocal's STS AssumeRole), works there
 // alone, and a role that cannot be assumed fails the run before any call.

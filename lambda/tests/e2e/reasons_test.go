@@ -104,7 +104,7 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 				if e, _ := entries["alias/tmp-uploads"]["error"].(string); !strings.Contains(e, "kms-rotator:interval-days") || !strings.Contains(e, "30") {
 					t.Errorf("alias/tmp-uploads: error %q does not name the tag kms-rotator:interval-days and the floor 30", e)
 				}
-				// Imported keys (issue 12): the partner's current material
+				// Imported keys: the partner's current material
 				// expires in 180 days; the multi-Region key names the
 				// material its replica still has to import.
 				if exp, ok := entryTime(entries["alias/partner-byok"], "materialExpiresAt"); !ok || time.Until(exp) < 179*24*time.Hour || time.Until(exp) > 180*24*time.Hour {
@@ -169,7 +169,7 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 			},
 		},
 		{
-			// The cooldown counts a rotation in progress too (issue 9);
+			// The cooldown counts a rotation in progress too;
 			// either reason keeps the second rotation from starting.
 			name:    "incident repeated while the rotations are in progress starts none",
 			emuArgs: []string{"-rotation-delay=1h", "-quiet"},

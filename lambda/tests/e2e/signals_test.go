@@ -15,7 +15,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
 )
 
-// The budget and compliance signals of issue 10, from outside: a floor on
+// The budget and compliance signals, from outside: a floor on
 // interval tags, free automatic rotations first, overdue keys and material
 // age in the report and the metrics, budget metrics that say what the
 // report says (a rotation in progress included), and a sweep whose listing
@@ -77,7 +77,7 @@ func TestIntervalTagBelowTheFloorIsRefused(t *testing.T) {
 			t.Errorf("%s: alias/thirty (tag at the floor) %q, want %s (or not-due once rotated)", mode, got, want)
 		}
 	}
-	// Nine daily sweeps spent 8 rotations with a 1-day tag (issue 10); the
+	// Nine daily sweeps spent 8 rotations with a 1-day tag; the
 	// refused tags must spend none, the tag at the floor one.
 	end := snapshot(t, env.KMS)
 	for _, k := range r0.Keys {

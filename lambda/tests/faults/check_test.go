@@ -421,7 +421,7 @@ func inProgress(ctx context.Context, c *kms.Client, arn *string) (bool, error) {
 	return status.OnDemandRotationStartDate != nil, nil
 }
 
-// checkMaterial checks issue 12's confirmation under faults: every rotated
+// checkMaterial checks confirmation under faults: every rotated
 // entry names the material it replaced (keyMaterialIdBefore); an incident
 // that waited reports each of its rotations complete, with the new
 // material and when it was seen (the rows' rotations complete in well under

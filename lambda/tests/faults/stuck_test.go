@@ -20,7 +20,7 @@ import (
 
 // TestStuckRotationIsFlagged: KMS has kept another caller's on-demand
 // rotation of alias/stuck in progress for two minutes, longer than
-// ROTATOR_STUCK_AFTER at its minimum of one minute (issue 12). Every mode
+// ROTATOR_STUCK_AFTER at its minimum of one minute. Every mode
 // flags the key "stuck" and counts it in RotationsStuck; with the default
 // (24 h) nothing is stuck. The emulator's clock is set two minutes back for
 // the one RotateKeyOnDemand call, so the rotation started "two minutes ago"

@@ -275,7 +275,7 @@ func benchFleet(ctx context.Context, o options, cfg settings.Config, shape fleet
 		fr.Throttled += st.Throttled
 	}
 	fr.CallsPerKey["total"] = round(float64(fr.Calls)/float64(shape.OptedIn), 4)
-	// The call target of issue 5: 2 per not-due key, 4 per due key, 1
+	// The call target: 2 per not-due key, 4 per due key, 1
 	// GetResources per 100 keys; ineligible keys stop after DescribeKey
 	// (allowed 2 like a not-due key); one ListAliases page per 100 aliases
 	// (docs/design.md). The team decided on a 5th call per due key (the

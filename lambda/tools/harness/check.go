@@ -194,7 +194,7 @@ func CheckRotations(before, after map[string]KeyRotations, reports ...*Report) [
 		}
 	}
 	// unconfirmed: a failed entry whose RotateKeyOnDemand got no clear
-	// answer and whose look afterwards found no rotation (issue 9): KMS
+	// answer and whose look afterwards found no rotation: KMS
 	// may still have applied it, so the key may show 0 or 1 new rotation.
 	unconfirmed := map[string]bool{}
 	for _, r := range reports {
@@ -235,7 +235,7 @@ func CheckRotations(before, after map[string]KeyRotations, reports ...*Report) [
 	return problems
 }
 
-// CheckMaterial compares the key material a raw report names (issue 12)
+// CheckMaterial compares the key material a raw report names
 // with the emulator's before and after the run (Rotations snapshots, by key
 // ARN): a rotated entry's keyMaterialIdBefore is the key's material before
 // the run; a completed one's keyMaterialId is the material after it (and,
@@ -297,7 +297,7 @@ var (
 		"deadline": "deferred",
 		// Added by issues 9 and 10.
 		"recently-rotated": "skipped", "automatic-rotation-soon": "skipped", "unconfirmed": "failed",
-		// Added by issue 12 (they replace imported-key-material).
+		// New reasons (they replace imported-key-material).
 		"material-not-staged": "skipped", "material-pending-replica-import": "skipped", "idle": "skipped",
 	}
 )
@@ -428,7 +428,7 @@ func CheckReportJSON(raw []byte) []string {
 		timeOrNull(k, "nextDue", where)
 		// error: the AWS code and message of a failed entry; also KMS's
 		// message on a rotation-in-progress entry that a ConflictException
-		// explained (issue 9: an automatic rotation within 20 minutes).
+		// explained (an automatic rotation within 20 minutes).
 		switch e, has := k["error"]; {
 		case outcome == "failed" && (!has || e == ""):
 			bad("%s: failed entry without an error (%#v)", where, e)
@@ -439,7 +439,7 @@ func CheckReportJSON(raw []byte) []string {
 			bad("%s: primaryKeyArn present %v for reason %q", where, has, reason)
 		}
 		if reason == "budget-exhausted" {
-			// One budget count (issue 10): exhausted, by the local count or by
+			// One budget count: exhausted, by the local count or by
 			// KMS's LimitExceededException, means nothing left.
 			if rem, isNum := k["onDemandRemaining"].(float64); isNum && rem != 0 {
 				bad("%s: budget-exhausted with onDemandRemaining %v", where, rem)
@@ -518,7 +518,7 @@ func checkCryptoperiod(k map[string]any, where, outcome, reason string, runStart
 	}
 	nextDue, _ := k["nextDue"].(string)
 	due, err := time.Parse(time.RFC3339, nextDue)
-	// An idle key (issue 12) is skipped on purpose, like one waiting for
+	// An idle key is skipped on purpose, like one waiting for
 	// its automatic rotation, but whether its age still counts as overdue
 	// is the engine's call: either answer passes here.
 	if hasOverdue && err == nil && !runStart.IsZero() && !notOverdue(outcome, reason) && reason != "idle" &&
@@ -532,7 +532,7 @@ func checkCryptoperiod(k map[string]any, where, outcome, reason string, runStart
 	return 0
 }
 
-// checkKeyMaterial checks the key-material members of an entry (issue 12):
+// checkKeyMaterial checks the key-material members of an entry:
 //   - keyMaterialIdBefore (the current material before the rotation) on
 //     every rotated entry; keyMaterialId (current, or the new one once a
 //     rotation completed) and stagedKeyMaterialId (new material waiting in
@@ -699,7 +699,7 @@ func CheckMetrics(recs []EMF, r *Report, namespace string) []string {
 }
 
 // CheckReportMetrics checks the [Mode] EMF metrics that a report's entries
-// imply (issue 10: one budget count, cryptoperiod signals), from the raw
+// imply (one budget count, cryptoperiod signals), from the raw
 // report so it judges the function from outside:
 //   - KeysBudgetLow: entries with onDemandRemaining ≤ reserve;
 //   - KeysBudgetExhausted: entries with onDemandRemaining 0;
@@ -802,7 +802,7 @@ func CheckReportMetrics(recs []EMF, raw []byte, reserve int) []string {
 	case minRemaining >= 0 && (!ok || v != minRemaining):
 		bad("EMF MinOnDemandRemaining = %v (present %v), the report's smallest onDemandRemaining is %v", v, ok, minRemaining)
 	}
-	// RotationsStuck (issue 12) may be left out of a run with none.
+	// RotationsStuck may be left out of a run with none.
 	if v, ok := metric("RotationsStuck"); (ok || stuck > 0) && v != stuck {
 		bad("EMF RotationsStuck = %v (present %v), the report has %v stuck entries", v, ok, stuck)
 	}
@@ -824,7 +824,7 @@ const (
 )
 
 // maxEventEntryBytes is EventBridge's PutEvents entry size limit the
-// result event is cut to fit (issue 9).
+// result event is cut to fit.
 const maxEventEntryBytes = 256 * 1024
 
 // CheckResultEvent checks one published result event (its source,

@@ -116,7 +116,7 @@ func TestCheckReportJSON(t *testing.T) {
 	}
 }
 
-// TestCheckReportJSONKeyMaterial covers the members issue 12 added: the
+// TestCheckReportJSONKeyMaterial covers the key-material members: the
 // material before and after a rotation, an incident's wait for completion,
 // staged and expiring material, stuck rotations and the last use.
 func TestCheckReportJSONKeyMaterial(t *testing.T) {

@@ -122,7 +122,7 @@ func note(k KeyReport) string {
 	if k.NextRotationDate != nil {
 		parts = append(parts, "next automatic rotation "+day(k.NextRotationDate))
 	}
-	// Key material (issue 12): whether an incident saw the new material
+	// Key material: whether an incident saw the new material
 	// take over, what an imported key has staged or when its material
 	// expires, a rotation in progress for too long, the last use.
 	switch k.Completion {

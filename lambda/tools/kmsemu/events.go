@@ -44,7 +44,7 @@ const (
 	// maxEntriesBytes is the total entry size a request must stay below,
 	// computed as "Calculating PutEvents event entry size" describes
 	// (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html):
-	// 256 KB, the limit this project sizes its result event for (issue 9).
+	// 256 KB, the limit this project sizes its result event for.
 	// The current API reference says 1 MB for PutEvents; keeping the older,
 	// smaller limit means whatever the emulator accepts, EventBridge accepts.
 	maxEntriesBytes = 256 * 1024

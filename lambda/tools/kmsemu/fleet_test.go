@@ -192,7 +192,7 @@ func reason(t *testing.T, e *env, c *kms.Client, keyARN string, tags map[string]
 }
 
 // importedReason is the reason of an imported key without new key material
-// ready for a rotation (issue 12: material-not-staged, or
+// ready for a rotation (material-not-staged, or
 // material-pending-replica-import while a replica lacks it); "" when material
 // waits in PENDING_ROTATION and the key is decided like any other.
 func importedReason(t *testing.T, e *env, c *kms.Client, keyARN string) string {

@@ -110,9 +110,9 @@ func TestRecordedAWSBehaviours(t *testing.T) {
 	}
 }
 
-// issue14 names the differences between the emulator and AWS that issue 14
-// listed; every one must be covered by a case ("covers").
-var issue14 = []string{
+// knownDifferences names the differences between the emulator and AWS the
+// recordings showed; every one must be covered by a case ("covers").
+var knownDifferences = []string{
 	"rotate-answers-key-arn",             // RotateKeyOnDemand's KeyId is the key ARN
 	"state-before-spec",                  // a disabled RSA_4096 key is DisabledException
 	"rotate-imported-without-material",   // "<arn> is pending import."
@@ -129,25 +129,25 @@ var issue14 = []string{
 	"replica-starts-creating",            // KeyState Creating, Enabled false
 }
 
-// TestTableCoversIssue14 keeps the table honest: each difference issue 14
-// listed has at least one case, and cases cover nothing else by that name.
-func TestTableCoversIssue14(t *testing.T) {
+// TestTableCoversEveryKnownDifference keeps the table honest: each known
+// difference has at least one case, and cases cover nothing else by that name.
+func TestTableCoversEveryKnownDifference(t *testing.T) {
 	covered := map[string]bool{}
 	known := map[string]bool{}
-	for _, d := range issue14 {
+	for _, d := range knownDifferences {
 		known[d] = true
 	}
 	for _, c := range loadTable(t).Cases {
 		for _, d := range c.Covers {
 			if !known[d] {
-				t.Errorf("case %q covers %q, which is not one of issue 14's differences", c.Name, d)
+				t.Errorf("case %q covers %q, which is not a known difference", c.Name, d)
 			}
 			covered[d] = true
 		}
 	}
-	for _, d := range issue14 {
+	for _, d := range knownDifferences {
 		if !covered[d] {
-			t.Errorf("no case covers issue 14's %q", d)
+			t.Errorf("no case covers %q", d)
 		}
 	}
 }

@@ -14,8 +14,8 @@
 // # Table format
 //
 // The file holds {"cases": [...]}. A case has a name, the recording it comes
-// from ("source", "recorded"), the differences of issue 14 it pins
-// ("covers", see issue14 in the test), optional emulator "options" (rotationDelay,
+// from ("source", "recorded"), the differences it pins
+// ("covers", see knownDifferences in the test), optional emulator "options" (rotationDelay,
 // materialDelay, replicaDelay as Go durations; onDemandLimit) and "steps",
 // run in order against a fresh emulator with a fake clock. A step is one of:
 //
