@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -425,33 +424,7 @@ func (r *ctxReader) silence(expr, tz string, timeout time.Duration) Silence {
 // a JSON list in a string, or a comma-separated string (-c). All must be of
 // one account: the incident rule matches that account's events only.
 func (r *ctxReader) roleARNs(key string) []string {
-	var list []string
-	switch v := r.get(key).(type) {
-	case nil:
-		return nil
-	case []any:
-		for _, x := range v {
-			s, ok := x.(string)
-			if !ok {
-				r.fail(key, fmt.Sprint(v), "a list of role ARNs (strings)")
-				return nil
-			}
-			list = append(list, strings.TrimSpace(s))
-		}
-	case string:
-		v = strings.TrimSpace(v)
-		if strings.HasPrefix(v, "[") {
-			if err := json.Unmarshal([]byte(v), &list); err != nil {
-				r.fail(key, v, "not a JSON list of role ARNs: %v", err)
-				return nil
-			}
-		} else if v != "" {
-			list = strings.Split(v, ",")
-		}
-	default:
-		r.fail(key, fmt.Sprint(v), "a comma-separated string or a list of role ARNs")
-		return nil
-	}
+	list := r.list(key)
 	var out []string
 	accounts := map[string]bool{}
 	for _, arn := range list {
