@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
 )
 
 // proxy sits between a function and kmslocal and lets a test misbehave on
@@ -83,20 +84,11 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	status, header, out := 0, http.Header{}, []byte(nil)
 	if s.forward || s.answer == nil {
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, p.target+r.URL.RequestURI(), bytes.NewReader(body))
-		if err != nil {
+		var err error
+		if status, header, out, err = harness.Forward(r, p.target, body); err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		req.Header = r.Header.Clone()
-		resp, err := http.DefaultTransport.RoundTrip(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		out, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		status, header = resp.StatusCode, resp.Header
 	}
 	if s.answer != nil {
 		status = s.answer.status

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -145,28 +144,20 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, g.target+r.URL.RequestURI(), bytes.NewReader(body))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	req.Header = r.Header.Clone()
 	hold := false
 	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".RotateKeyOnDemand") {
 		hold = g.seen.Add(1) > g.pass
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	status, header, out, err := harness.Forward(r, g.target, body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
 	if hold {
 		select {
 		case <-g.held:
 		default:
-			g.heldStatus = resp.StatusCode
+			g.heldStatus = status
 			close(g.held)
 		}
 		select {
@@ -175,11 +166,7 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	for k, v := range resp.Header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(out)
+	harness.WriteAnswer(w, status, header, out)
 }
 
 // TestIncidentDuringSweep: an incident invocation must not wait for a
