@@ -1,0 +1,74 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// cfnLintIgnored are the cfn-lint rules the templates may break, each with
+// the reason; every other error and warning fails TestTemplatesPassCfnLint.
+var cfnLintIgnored = map[string]string{}
+
+// cfnLintInstall is how to get cfn-lint (a Python tool: .ci/run installs
+// the pinned version when it is missing).
+const cfnLintInstall = "pip install cfn-lint (CI pins cfn-lint==1.51.0 in .ci/run)"
+
+// TestTemplatesPassCfnLint runs cfn-lint on the central template of
+// single-account mode, on the central template of organization mode and on
+// the StackSet's member template (a string inside the latter, which cfn-lint
+// does not open): any error or warning fails the test with cfn-lint's output.
+func TestTemplatesPassCfnLint(t *testing.T) {
+	bin, err := exec.LookPath("cfn-lint")
+	if err != nil {
+		t.Fatalf("cfn-lint is not on PATH: %v; install it with `%s`", err, cfnLintInstall)
+	}
+	_, _, single := synth(t)
+	_, _, org := orgSynth(t)
+	_, stackSet := only(t, org, "AWS::CloudFormation::StackSet")
+	member, ok := stackSet["TemplateBody"].(string)
+	if !ok {
+		t.Fatalf("the StackSet's TemplateBody is %T, want the member template as a string", stackSet["TemplateBody"])
+	}
+	dir := t.TempDir()
+	var memberJSON any
+	if err := json.Unmarshal([]byte(member), &memberJSON); err != nil {
+		t.Fatalf("the member template is not JSON: %v", err)
+	}
+	// Indented, so that cfn-lint's line numbers point somewhere.
+	templates := []struct {
+		name string
+		body any
+	}{{"single-account.json", single}, {"organization.json", org}, {"member.json", memberJSON}}
+	var ignore []string
+	for rule := range cfnLintIgnored {
+		ignore = append(ignore, rule)
+	}
+	sort.Strings(ignore)
+	for _, tc := range templates {
+		t.Run(tc.name, func(t *testing.T) {
+			body, err := json.MarshalIndent(tc.body, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(dir, tc.name)
+			if err := os.WriteFile(file, body, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"--format", "parseable"}
+			if len(ignore) > 0 {
+				args = append(args, "--ignore-checks", strings.Join(ignore, ","))
+			}
+			// rc 0: nothing found; 2 errors, 4 warnings, 8 informational
+			// (bit flags), and 32 when cfn-lint itself failed.
+			out, err := exec.Command(bin, append(args, "--", file)...).CombinedOutput()
+			if err != nil {
+				t.Errorf("cfn-lint %s: %v\n%s", tc.name, err, out)
+			}
+		})
+	}
+}
