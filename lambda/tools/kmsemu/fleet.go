@@ -177,21 +177,8 @@ func (s *Server) LoadFleet(r io.Reader) error {
 		return fmt.Errorf("fleet: %w", err)
 	}
 	var entries []FleetKey
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&entries); err != nil {
-		// An unknown field is most likely a typo, but a fleet written for
-		// another version should still load: warn and go on.
-		if !strings.Contains(err.Error(), "unknown field") {
-			return fmt.Errorf("fleet: not a JSON array of keys: %w", err)
-		}
-		entries = nil
-		if err2 := json.Unmarshal(data, &entries); err2 != nil {
-			return fmt.Errorf("fleet: not a JSON array of keys: %w", err2)
-		}
-		s.logMu.Lock()
-		fmt.Fprintf(s.opts.Log, "kmslocal: warning: fleet: %v (ignored)\n", err)
-		s.logMu.Unlock()
+	if err := s.decodeLenient(data, &entries, "fleet", "a JSON array of keys"); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -758,3 +745,25 @@ func (s *Server) fleetUsage(k *key, e *FleetKey, now time.Time) error {
 var usageOperations = []string{"Decrypt", "DeriveSharedSecret", "Encrypt", "GenerateDataKey", "GenerateDataKeyPair",
 	"GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext", "GenerateMac", "ReEncrypt", "Sign",
 	"Verify", "VerifyMac", "Encapsulate", "Decapsulate"}
+
+// decodeLenient parses a seed file (fleet, organization) into v. An unknown
+// field is most likely a typo, but a file written for another version should
+// still load: it is warned about on the log and ignored.
+func (s *Server) decodeLenient(data []byte, v any, what, shape string) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	if !strings.Contains(err.Error(), "unknown field") {
+		return fmt.Errorf("%s: not %s: %w", what, shape, err)
+	}
+	if err2 := json.Unmarshal(data, v); err2 != nil {
+		return fmt.Errorf("%s: not %s: %w", what, shape, err2)
+	}
+	s.logMu.Lock()
+	fmt.Fprintf(s.opts.Log, "kmslocal: warning: %s: %v (ignored)\n", what, err)
+	s.logMu.Unlock()
+	return nil
+}

@@ -1,6 +1,7 @@
 // Package kmsemu is an in-memory emulator of AWS KMS, of the Resource Groups
-// Tagging API GetResources operation and of the EventBridge PutEvents
-// operation. It speaks the real AWS JSON 1.1 wire protocol (POST /,
+// Tagging API GetResources operation, of the EventBridge PutEvents
+// operation and of the AWS Organizations operations that list an
+// organization's accounts (organizations.go). It speaks the real AWS JSON 1.1 wire protocol (POST /,
 // X-Amz-Target, epoch-second timestamps, {"__type": …} errors), so the
 // unmodified aws-sdk-go-v2 clients, the AWS CLI and any other AWS SDK work
 // against it through a custom endpoint URL.
@@ -83,7 +84,8 @@ type Options struct {
 	DropRate float64
 	// Roles are the IAM role ARNs STS AssumeRole accepts (sts.go); the
 	// credentials it issues act in the role's account. nil: DefaultMemberRole
-	// in every account that has keys in a loaded fleet.
+	// in every account that has keys in a loaded fleet and in every ACTIVE
+	// account of a loaded organization but its management account.
 	Roles []string
 	// Seed seeds the fault dice and the generated IDs, so a run can be replayed.
 	Seed int64
@@ -114,6 +116,8 @@ type Server struct {
 	// fleetAccounts are the accounts that have keys from a fleet: their
 	// DefaultMemberRole is assumable when Options.Roles is nil.
 	fleetAccounts map[string]bool
+	// org is the organization LoadOrganization loaded, nil without one.
+	org *org
 
 	logMu sync.Mutex
 }
@@ -175,6 +179,7 @@ type apiError struct {
 	status  int
 	code    string
 	message string
+	reason  string // Organizations' InvalidInputException Reason
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
@@ -219,6 +224,7 @@ const (
 	kmsService service = iota
 	taggingService
 	eventsService
+	orgService
 )
 
 type operation struct {
@@ -240,6 +246,7 @@ const (
 	kmsPrefix     = "TrentService."
 	taggingPrefix = "ResourceGroupsTaggingAPI_20170126."
 	eventsPrefix  = "AWSEvents."
+	orgPrefix     = "AWSOrganizationsV20161128."
 	// cryptoQuota marks the operations sharing the symmetric cryptographic
 	// operations quota, whose rate depends on the region.
 	cryptoQuota = -1
@@ -278,6 +285,14 @@ func init() {
 	add("UntagResource", 10, (*Server).untagResource)
 	operations[taggingPrefix+"GetResources"] = operation{name: "GetResources", svc: taggingService, quota: 10, fn: (*Server).getResources}
 	operations[eventsPrefix+"PutEvents"] = operation{name: "PutEvents", svc: eventsService, quota: putEventsQuota, fn: (*Server).putEvents}
+	// Organizations publishes no request rates; 10/s, as for GetResources.
+	addOrg := func(name string, fn handler) {
+		operations[orgPrefix+name] = operation{name: name, svc: orgService, quota: 10, fn: fn}
+	}
+	addOrg("DescribeOrganization", (*Server).describeOrganization)
+	addOrg("ListRoots", (*Server).listRoots)
+	addOrg("ListAccountsForParent", (*Server).listAccountsForParent)
+	addOrg("ListOrganizationalUnitsForParent", (*Server).listOrganizationalUnitsForParent)
 }
 
 // cryptoRate is the shared quota of symmetric cryptographic operations, which
@@ -440,10 +455,27 @@ func (s *Server) serveOp(c *call, op operation, body []byte) (status int, out []
 // encodeError renders e the way the AWS JSON protocol does; the tagging API
 // uses its own names for the internal and validation errors, EventBridge its
 // own name for the internal error (InternalException, HTTP 500:
-// https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html#API_PutEvents_Errors).
+// https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html#API_PutEvents_Errors),
+// Organizations its own names for the internal, throttling and validation
+// errors and a capitalized Message (with InvalidInputException's Reason).
 func encodeError(e *apiError, svc service) (int, []byte) {
 	code := e.code
 	switch svc {
+	case orgService:
+		switch code {
+		case "KMSInternalException":
+			code = "ServiceException"
+		case "ThrottlingException":
+			code = "TooManyRequestsException"
+		case "ValidationException":
+			code = "InvalidInputException"
+		}
+		out, _ := json.Marshal(struct {
+			Type    string `json:"__type"`
+			Message string `json:"Message"`
+			Reason  string `json:"Reason,omitempty"`
+		}{code, e.message, e.reason})
+		return e.status, out
 	case taggingService:
 		switch code {
 		case "KMSInternalException":

@@ -115,7 +115,9 @@ func (s *Server) callerOf(r *http.Request) string {
 }
 
 // Roles returns the role ARNs AssumeRole accepts, sorted: Options.Roles, or
-// when it is nil DefaultMemberRole in every account that has fleet keys.
+// when it is nil DefaultMemberRole in every account that has fleet keys and
+// in every ACTIVE account of the organization but the management account
+// (where a service-managed StackSet deploys the role).
 func (s *Server) Roles() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -127,7 +129,16 @@ func (s *Server) roles() []string {
 	if s.opts.Roles != nil {
 		out = append(out, s.opts.Roles...)
 	} else {
+		accts := map[string]bool{}
 		for acct := range s.fleetAccounts {
+			accts[acct] = true
+		}
+		if s.org != nil {
+			for _, acct := range s.org.memberAccounts() {
+				accts[acct] = true
+			}
+		}
+		for acct := range accts {
 			out = append(out, fmt.Sprintf("arn:aws:iam::%s:role/%s", acct, DefaultMemberRole))
 		}
 	}

@@ -1,6 +1,7 @@
 // Command kmslocal runs the local KMS emulator (package kmsemu): AWS KMS, the
-// Resource Groups Tagging API GetResources and EventBridge PutEvents on one
-// loopback port, seeded from a fleet file, for tests, the demo and
+// Resource Groups Tagging API GetResources, EventBridge PutEvents, STS
+// AssumeRole and the AWS Organizations operations that list an
+// organization's accounts on one loopback port, seeded from a fleet file, for tests, the demo and
 // rehearsing a rotation with the AWS CLI or any AWS SDK
 // (AWS_ENDPOINT_URL=http://127.0.0.1:4599).
 package main
@@ -52,7 +53,9 @@ Requests are served for the region in their SigV4 signature, and for the
 account of their credentials: STS AssumeRole (same port) issues credentials
 for the roles of -roles, which then act in the role's account; any other
 credentials act in the -account account. Fleet entries name their account
-with "account". One log line
+with "account". -organization loads one AWS Organizations organization
+(DescribeOrganization, ListRoots, ListAccountsForParent,
+ListOrganizationalUnitsForParent on the same port). One log line
 per request goes to stderr. GET /_kmslocal/stats shows per-operation
 counters; POST /_kmslocal/stats/reset zeroes them. GET /_kmslocal/events
 lists the events PutEvents accepted (Source, DetailType, Detail as sent,
@@ -84,7 +87,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		scale    = fs.Float64("quota-scale", 0, "request quotas: 0 = no throttling, 1 = the default per-operation quotas (KMS's; EventBridge's for PutEvents), 10 = ten times them")
 		failRate = fs.Float64("fail-rate", 0, "`fraction` of requests answered HTTP 500 before any change (KMSInternalException; the tagging API's and EventBridge's internal errors for theirs)")
 		dropRate = fs.Float64("drop-rate", 0, "`fraction` of RotateKeyOnDemand requests applied and then answered HTTP 500 (lost response)")
-		roles    = fs.String("roles", "", "comma-separated IAM role `ARNs` STS AssumeRole accepts; its credentials act in the role's account (default: role/"+kmsemu.DefaultMemberRole+" in every account with fleet keys)")
+		roles    = fs.String("roles", "", "comma-separated IAM role `ARNs` STS AssumeRole accepts; its credentials act in the role's account (default: role/"+kmsemu.DefaultMemberRole+" in every account with fleet keys and every ACTIVE account of -organization but its management account)")
+		orgFile  = fs.String("organization", "", "JSON `file` describing one AWS Organizations organization (root, OUs, accounts) that the Organizations API serves; none: no organization")
 		seed     = fs.Int64("seed", 1, "seed for the fault dice and generated IDs, to replay a run")
 		quiet    = fs.Bool("quiet", false, "no per-request log lines")
 	)
@@ -141,6 +145,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *fleet != "" {
 		if err := srv.LoadFleetFile(*fleet); err != nil {
 			return err
+		}
+	}
+	if *orgFile != "" {
+		if err := srv.LoadOrganizationFile(*orgFile); err != nil {
+			return fmt.Errorf("-organization: %w", err)
 		}
 	}
 	ln, err := net.Listen("tcp", *addr)

@@ -1,6 +1,6 @@
 // Package emutest starts the KMS emulator (kmsemu) for a test, on a loopback
 // port, and builds real aws-sdk-go-v2 clients (KMS, tagging, EventBridge,
-// STS) pointed at it.
+// STS, Organizations) pointed at it.
 package emutest
 
 import (
@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
@@ -87,6 +88,14 @@ func (e *Emu) Tagging(region string) *resourcegroupstaggingapi.Client {
 // PutEvents and records what it accepts (Server.Events).
 func (e *Emu) EventBridge(region string) *eventbridge.Client {
 	return eventbridge.NewFromConfig(e.Config(region))
+}
+
+// Organizations returns an AWS Organizations client signed with the static
+// credentials (acting in Options.Account); for another account build one
+// with organizations.NewFromConfig(e.AssumeRole(…)). The emulator serves
+// the organization Server.LoadOrganization loaded.
+func (e *Emu) Organizations() *organizations.Client {
+	return organizations.NewFromConfig(e.Config("us-east-1"))
 }
 
 // STS returns an STS client for region; the emulator serves AssumeRole for
