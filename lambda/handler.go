@@ -32,32 +32,51 @@ type handler struct {
 // field; the function's own account and Region come from the invoked
 // function ARN, not from an STS call.
 func (h *handler) Handle(ctx context.Context, payload []byte) (*rotator.Report, error) {
+	req, inv, err := h.decode(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return h.engine.Run(ctx, req, inv)
+}
+
+// decode validates the payload against the function's scope.
+func (h *handler) decode(ctx context.Context, payload []byte) (request.Request, rotator.Invocation, error) {
 	lc, ok := lambdacontext.FromContext(ctx)
 	if !ok {
-		return nil, errors.New("no Lambda context: the invoked function ARN is needed to know the account and Region")
+		return request.Request{}, rotator.Invocation{}, errors.New("no Lambda context: the invoked function ARN is needed to know the account and Region")
 	}
 	log := h.log.With("requestId", lc.AwsRequestID)
 	scope, err := request.ScopeFromFunctionARN(lc.InvokedFunctionArn)
 	if err != nil {
 		log.Error("invalid invoked function ARN", "error", err.Error())
-		return nil, err
+		return request.Request{}, rotator.Invocation{}, err
 	}
 	scope.Organization = h.organization
 	req, err := request.Decode(payload, scope)
 	if err != nil {
 		log.Error("invalid request", "error", err.Error())
-		return nil, err
+		return request.Request{}, rotator.Invocation{}, err
 	}
-	return h.engine.Run(ctx, req, rotator.Invocation{RequestID: lc.AwsRequestID, Scope: scope, FunctionARN: lc.InvokedFunctionArn})
+	return req, rotator.Invocation{RequestID: lc.AwsRequestID, Scope: scope, FunctionARN: lc.InvokedFunctionArn}, nil
 }
 
 // Invoke is the lambda.Handler entry point: the raw payload in, the report's
-// JSON out. A request.ValidationError reaches the caller as errorType
+// JSON out (a targets request's answer is the organization sweep's target
+// list instead). A request.ValidationError reaches the caller as errorType
 // "ValidationError" (aws-lambda-go names an error by its Go type).
 func (h *handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
-	rep, err := h.Handle(ctx, payload)
+	req, inv, err := h.decode(ctx, payload)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(rep)
+	var out any
+	if req.Mode == request.ModeTargets {
+		out, err = h.engine.ResolveTargets(ctx, req, inv)
+	} else {
+		out, err = h.engine.Run(ctx, req, inv)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(out)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	lambdasvc "github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
@@ -62,6 +63,12 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	if cfg.MemberRoleName != "" {
 		// Organization mode: member accounts through their member role.
 		engine.SetMembers(rotator.AssumeMemberRole(awsCfg, cfg.MemberRoleName))
+		// The sweep's first state lists the accounts of target OUs with
+		// the function's own credentials (a delegated administrator). The
+		// client reaches Organizations' one endpoint of the partition
+		// (organizations.us-east-1.amazonaws.com for aws) whatever the
+		// function's Region.
+		engine.SetOrganizations(organizations.NewFromConfig(awsCfg))
 	}
 	return &handler{engine: engine, log: log, organization: cfg.MemberRoleName != ""}, nil
 }

@@ -59,10 +59,13 @@ func invalid(field, format string, args ...any) error {
 }
 
 var (
-	modes = []string{string(ModeScheduled), string(ModePlan), string(ModeIncident), string(ModeReport)}
+	modes = []string{string(ModeScheduled), string(ModePlan), string(ModeIncident), string(ModeReport), string(ModeTargets)}
 	// requestFields are the fields of a direct invoke, a Scheduler input and
 	// a kms-rotator event's detail.
-	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "target", "continuation"}
+	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "target", "continuation", "orgTargets", "orgRegions"}
+	// targetsFields are the fields only mode targets takes, and the only
+	// ones it takes besides mode.
+	targetsFields = []string{"orgTargets", "orgRegions"}
 	targetFields  = []string{"account", "region"}
 	// envelopeFields are the top-level fields of an EventBridge event
 	// (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html);
@@ -233,7 +236,15 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 		return Request{}, invalid(prefix+"mode", "unknown mode %s (modes: %s)", quote(m), strings.Join(modes, ", "))
 	}
 
+	if req.Mode == ModeTargets {
+		return decodeTargetsMode(fs, prefix, scope)
+	}
 	// Which fields each mode takes.
+	for _, name := range targetsFields {
+		if _, ok := find(fs, name); ok {
+			return Request{}, invalid(prefix+name, "not accepted in mode %s (only targets takes %s)", req.Mode, name)
+		}
+	}
 	for _, name := range []string{"keys", "tag", "reason", "force", "wait"} {
 		if _, ok := find(fs, name); ok && req.Mode != ModeIncident {
 			return Request{}, invalid(prefix+name, "not accepted in mode %s (only incident takes %s)", req.Mode, name)

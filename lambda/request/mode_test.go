@@ -7,7 +7,7 @@ func TestModeValid(t *testing.T) {
 		mode Mode
 		want bool
 	}{
-		{ModeScheduled, true}, {ModePlan, true}, {ModeIncident, true}, {ModeReport, true},
+		{ModeScheduled, true}, {ModePlan, true}, {ModeIncident, true}, {ModeReport, true}, {ModeTargets, true},
 		{"Scheduled", false}, {"", false}, {"sweep", false},
 	} {
 		t.Run(string(tc.mode), func(t *testing.T) {

@@ -17,6 +17,10 @@ const (
 	ModeIncident Mode = "incident"
 	// ModeReport is the budget and material-age inventory; it rotates nothing.
 	ModeReport Mode = "report"
+	// ModeTargets lists the (account, Region) targets of an organization
+	// sweep, resolving OUs and roots to their active accounts (organization
+	// mode only); it touches no key.
+	ModeTargets Mode = "targets"
 )
 
 // Tag is a tag key and value.
@@ -52,6 +56,12 @@ type Request struct {
 	// Target names the member account and Region the run works in
 	// (organization mode only); nil means the function's own.
 	Target *Target
+	// OrgTargets (targets mode) are the account, OU and root IDs to
+	// resolve, as given, textual duplicates removed.
+	OrgTargets []string
+	// OrgRegions (targets mode) are the Regions every account is swept in,
+	// in the given order, duplicates removed.
+	OrgRegions []string
 	// Source names the payload shape that carried the request:
 	// "aws.events" (Scheduled Event), "kms-rotator" (custom EventBridge
 	// event), "direct" (direct invoke or EventBridge Scheduler input).
@@ -61,7 +71,7 @@ type Request struct {
 // Valid reports whether m is one of the known modes.
 func (m Mode) Valid() bool {
 	switch m {
-	case ModeScheduled, ModePlan, ModeIncident, ModeReport:
+	case ModeScheduled, ModePlan, ModeIncident, ModeReport, ModeTargets:
 		return true
 	}
 	return false

@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -81,6 +82,9 @@ type Engine struct {
 	// members gives the clients of member accounts (members.go); nil
 	// outside organization mode.
 	members MemberClients
+	// orgs lists the accounts of OUs and roots for targets runs
+	// (targets.go); nil outside organization mode.
+	orgs OrganizationsAPI
 	// now is the clock of decisions (tests set it); deadlines use real time.
 	now func() time.Time
 	// margin is how much of the Lambda's remaining time is kept back: no key
@@ -131,6 +135,9 @@ func DeadlineMargin(remaining time.Duration) time.Duration {
 // whose listing fails part-way still writes the metrics, the per-key lines
 // and the report line of the keys it handled before returning its error.
 func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (*Report, error) {
+	if req.Mode == request.ModeTargets {
+		return nil, errors.New("a targets request is answered by ResolveTargets, not Run")
+	}
 	r := e.newRun(ctx, req, inv)
 	defer r.cancel()
 	if err := r.connect(r.ctx); err != nil {

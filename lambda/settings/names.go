@@ -28,6 +28,12 @@ const (
 	// MetricRotationsStuck counts the keys whose on-demand rotation has
 	// been in progress longer than ROTATOR_STUCK_AFTER.
 	MetricRotationsStuck = "RotationsStuck"
+	// MetricTargetsResolved is how many (account, Region) targets a
+	// targets run (organization mode) handed to the sweep.
+	MetricTargetsResolved = "TargetsResolved"
+	// MetricAccountsExcluded is how many accounts of the targeted OUs and
+	// roots a targets run left out (not active, or the management account).
+	MetricAccountsExcluded = "AccountsExcluded"
 )
 
 // Dimension names.
