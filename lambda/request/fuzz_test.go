@@ -42,8 +42,18 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"mode":"incident","keys":["arn:aws:kms:eu-west-1:012345678912:key/` + mrkID + `","alias/a","alias/a"],"reason":"x","dryRun":true}`))
 	f.Add([]byte(`{"source":"kms-rotator","detail-type":"Rotate KMS Keys","detail":{"mode":"incident","tag":{"key":"team","value":"payments"},"reason":"r"}}`))
 	f.Add([]byte(`{"mode":"scheduled","continuation":{"runId":"20260102T030405Z-1a2b3c4d","after":"` + arn2 + `","chain":1}}`))
+	f.Add([]byte(`{"mode":"targets","orgTargets":["111111111111","ou-ab12-cdefgh34","r-ab12"],"orgRegions":["us-east-1","eu-west-1"]}`))
 
 	f.Fuzz(func(t *testing.T, payload []byte) {
+		// Organization mode accepts more (targets, member accounts); what
+		// it accepts in targets mode must hold the targets invariants.
+		if req, err := Decode(payload, orgScope); err != nil {
+			checkRejection(t, req, err)
+		} else if req.Mode == ModeTargets {
+			checkTargets(t, req)
+		} else if len(req.OrgTargets)+len(req.OrgRegions) > 0 {
+			t.Fatalf("mode %s carries orgTargets %v, orgRegions %v", req.Mode, req.OrgTargets, req.OrgRegions)
+		}
 		req, err := Decode(payload, testScope)
 		if err != nil {
 			checkRejection(t, req, err)
@@ -69,6 +79,27 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkTargets asserts the invariants of an accepted targets request.
+func checkTargets(t *testing.T, req Request) {
+	t.Helper()
+	if len(req.OrgTargets) == 0 || len(req.OrgTargets) > MaxOrgTargets || len(req.OrgRegions) == 0 || len(req.OrgRegions) > MaxOrgRegions {
+		t.Fatalf("targets request with %d orgTargets, %d orgRegions", len(req.OrgTargets), len(req.OrgRegions))
+	}
+	if req.Target != nil || req.Continuation != nil || req.Keys != nil || req.Tag != nil || req.DryRun || req.Force || req.NoWait || req.Reason != "" {
+		t.Fatalf("targets request carries sweep or incident fields: %+v", req)
+	}
+	for i, id := range req.OrgTargets {
+		if !validAccount(id) && !IsParentID(id) || slices.Contains(req.OrgTargets[:i], id) {
+			t.Fatalf("orgTargets[%d] %q is not an account, OU or root ID, or repeats", i, id)
+		}
+	}
+	for i, r := range req.OrgRegions {
+		if !validRegion(r) || partitionOfRegion(r) != orgScope.Partition || slices.Contains(req.OrgRegions[:i], r) {
+			t.Fatalf("orgRegions[%d] %q is not a Region of %s, or repeats", i, r, orgScope.Partition)
+		}
+	}
 }
 
 // checkRejection asserts the shape of a rejection.
