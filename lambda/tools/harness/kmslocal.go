@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
@@ -35,6 +36,11 @@ type KMSLocalOptions struct {
 	// At most one may be set; neither starts an empty emulator.
 	Fleet     string
 	FleetJSON string
+	// Organization, if not nil, is the AWS Organizations organization the
+	// emulator serves: written to a temporary file and passed as
+	// -organization (docs/kmslocal.md "Organizations"). Without it there is
+	// no organization.
+	Organization *kmsemu.Organization
 	// Account and Region default to Account and Region.
 	Account, Region string
 	// Args are extra kmslocal flags, e.g. "-rotation-delay=0",
@@ -56,6 +62,9 @@ type KMSLocal struct {
 	Account, Region string
 	// Proc is the process; Proc.Stderr holds its request log.
 	Proc *Process
+	// OrganizationFile is the -organization file written from
+	// KMSLocalOptions.Organization ("" without one); it is removed by Close.
+	OrganizationFile string
 
 	tmpDir string
 	// transport serves every client the harness makes for the emulator,
@@ -84,17 +93,27 @@ func StartKMSLocal(ctx context.Context, bins *Binaries, opts KMSLocalOptions) (*
 	if fleet != "" && !filepath.IsAbs(fleet) {
 		fleet = filepath.Join(bins.Root, fleet)
 	}
+	var seedArgs []string
 	if opts.FleetJSON != "" {
-		dir, err := os.MkdirTemp("", "kmslocal-fleet-")
+		f, err := k.writeTemp("fleet.json", []byte(opts.FleetJSON))
 		if err != nil {
-			return nil, fmt.Errorf("harness: kmslocal: %w", err)
+			return nil, err
 		}
-		k.tmpDir = dir
-		fleet = filepath.Join(dir, "fleet.json")
-		if err := os.WriteFile(fleet, []byte(opts.FleetJSON), 0o600); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("harness: kmslocal: %w", err)
+		fleet = f
+	}
+	if fleet != "" {
+		seedArgs = append(seedArgs, "-fleet", fleet)
+	}
+	if opts.Organization != nil {
+		data, err := json.Marshal(opts.Organization)
+		if err == nil {
+			k.OrganizationFile, err = k.writeTemp("organization.json", data)
 		}
+		if err != nil {
+			k.cleanupTmp()
+			return nil, fmt.Errorf("harness: kmslocal: organization: %w", err)
+		}
+		seedArgs = append(seedArgs, "-organization", k.OrganizationFile)
 	}
 	timeout := opts.StartTimeout
 	if timeout == 0 {
@@ -113,9 +132,7 @@ func StartKMSLocal(ctx context.Context, bins *Binaries, opts KMSLocalOptions) (*
 			return nil, err
 		}
 		args := []string{"-addr", addr, "-account", k.Account, "-region", k.Region}
-		if fleet != "" {
-			args = append(args, "-fleet", fleet)
-		}
+		args = append(args, seedArgs...)
 		args = append(args, opts.Args...)
 		p, err := startProcess("kmslocal", bins.KMSLocal, args, baseEnv(), bins.Root, opts.Log)
 		if err != nil {
@@ -172,6 +189,13 @@ func (k *KMSLocal) Config(region string) aws.Config {
 // KMS returns a real KMS client against the emulator.
 func (k *KMSLocal) KMS(region string) *kms.Client {
 	return kms.NewFromConfig(k.Config(region))
+}
+
+// Organizations returns a real AWS Organizations client against the
+// emulator, acting in the emulator's account (the management account when
+// KMSLocalOptions.Organization names it so).
+func (k *KMSLocal) Organizations() *organizations.Client {
+	return organizations.NewFromConfig(k.Config(""))
 }
 
 // Tagging returns a real Resource Groups Tagging API client against the
@@ -269,7 +293,8 @@ func (k *KMSLocal) admin(ctx context.Context, method, path string, out any) erro
 	return nil
 }
 
-// Close stops the emulator and removes its temporary fleet file.
+// Close stops the emulator and removes its temporary fleet and organization
+// files.
 func (k *KMSLocal) Close() error {
 	k.transport.CloseIdleConnections()
 	if k.Proc != nil {
@@ -277,6 +302,24 @@ func (k *KMSLocal) Close() error {
 	}
 	k.cleanupTmp()
 	return nil
+}
+
+// writeTemp writes one of the files the emulator is started with into the
+// KMSLocal's temporary directory, made on first use, and returns its path.
+func (k *KMSLocal) writeTemp(name string, data []byte) (string, error) {
+	if k.tmpDir == "" {
+		dir, err := os.MkdirTemp("", "kmslocal-")
+		if err != nil {
+			return "", fmt.Errorf("harness: kmslocal: %w", err)
+		}
+		k.tmpDir = dir
+	}
+	path := filepath.Join(k.tmpDir, name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		k.cleanupTmp()
+		return "", fmt.Errorf("harness: kmslocal: %w", err)
+	}
+	return path, nil
 }
 
 func (k *KMSLocal) cleanupTmp() {

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
@@ -29,7 +30,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, &out); err != nil {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, f := range []string{"-addr", "-fleet", "-account", "-region", "-rotation-delay", "-material-delay", "-replica-delay", "-on-demand-limit", "-latency", "-quota-scale", "-fail-rate", "-drop-rate", "-seed", "-quiet", "-roles", "AWS_ENDPOINT_URL"} {
+	for _, f := range []string{"-addr", "-fleet", "-account", "-region", "-rotation-delay", "-material-delay", "-replica-delay", "-on-demand-limit", "-latency", "-quota-scale", "-fail-rate", "-drop-rate", "-seed", "-quiet", "-roles", "-organization", "AWS_ENDPOINT_URL"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("-h does not mention %s", f)
 		}
@@ -39,6 +40,10 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 func TestBadArgumentsAreErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte(`[{"keySpec":"NOPE"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badOrg := filepath.Join(t.TempDir(), "org.json")
+	if err := os.WriteFile(badOrg, []byte(`{"id":"o-exampleorg1","managementAccount":"012345678912","rootId":"r-ex12","units":[{"id":"ou-ex12-aaaaaaaa","parent":"r-nope"}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -52,6 +57,8 @@ func TestBadArgumentsAreErrors(t *testing.T) {
 		{"zero on-demand limit is refused", []string{"-on-demand-limit", "0"}, "at least 1"},
 		{"missing fleet file is an error", []string{"-fleet", "/nonexistent/fleet.json"}, "no such file"},
 		{"invalid fleet names the entry", []string{"-fleet", bad}, "fleet entry 0"},
+		{"missing organization file is an error", []string{"-organization", "/nonexistent/org.json"}, "-organization: organization: open"},
+		{"invalid organization names the entry", []string{"-organization", badOrg}, `units[0] (ou-ex12-aaaaaaaa): unknown parent "r-nope"`},
 		{"stray argument is refused", []string{"extra"}, "unexpected arguments"},
 		{"unknown flag is refused", []string{"-nope"}, "not defined"},
 		{"a role that is not a role ARN is refused", []string{"-roles", "arn:aws:iam::222233334444:role/a,kms-rotator-member"}, `-roles: "kms-rotator-member" is not an IAM role ARN`},
@@ -233,5 +240,40 @@ func TestRolesFlagServesMemberAccounts(t *testing.T) {
 	}
 	if log := stderr.String(); !strings.Contains(log, "op=AssumeRole") || !strings.Contains(log, "account="+member) {
 		t.Errorf("log lacks the AssumeRole and member-account lines:\n%s", log)
+	}
+}
+
+func TestOrganizationFlagServesTheOrganization(t *testing.T) {
+	const member, suspended = "111111111111", "444444444444"
+	org := filepath.Join(t.TempDir(), "org.json")
+	if err := os.WriteFile(org, []byte(`{"id": "o-exampleorg1", "managementAccount": "012345678912", "rootId": "r-ex12",
+	  "units": [{"id": "ou-ex12-aaaaaaaa", "name": "Workloads", "parent": "r-ex12"}],
+	  "accounts": [{"id": "`+member+`", "parent": "ou-ex12-aaaaaaaa"},
+	               {"id": "`+suspended+`", "parent": "ou-ex12-aaaaaaaa", "state": "SUSPENDED"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, stderr := startCommand(t, "-organization", org, "-account", "012345678912")
+	ctx := context.Background()
+	cfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(url), Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")}
+	oc := organizations.NewFromConfig(cfg)
+	d, err := oc.DescribeOrganization(ctx, &organizations.DescribeOrganizationInput{})
+	if err != nil || aws.ToString(d.Organization.MasterAccountId) != "012345678912" {
+		t.Fatalf("DescribeOrganization: %+v, %v", d, err)
+	}
+	l, err := oc.ListAccountsForParent(ctx, &organizations.ListAccountsForParentInput{ParentId: aws.String("ou-ex12-aaaaaaaa")})
+	if err != nil || len(l.Accounts) != 2 || aws.ToString(l.Accounts[0].Id) != member || l.Accounts[1].State != "SUSPENDED" {
+		t.Fatalf("ListAccountsForParent: %+v, %v", l, err)
+	}
+	// The default roles: the ACTIVE member, not the suspended one nor the
+	// management account.
+	stsc := sts.NewFromConfig(cfg)
+	for account, ok := range map[string]bool{member: true, suspended: false, "012345678912": false} {
+		_, err := stsc.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(emutest.MemberRole(account)), RoleSessionName: aws.String("run-1")})
+		if (err == nil) != ok || (err != nil && !strings.Contains(err.Error(), "AccessDenied")) {
+			t.Errorf("AssumeRole in %s: %v, want allowed=%v", account, err, ok)
+		}
+	}
+	if log := stderr.String(); !strings.Contains(log, "op=ListAccountsForParent region=us-east-1 key=ou-ex12-aaaaaaaa status=200") {
+		t.Errorf("log lacks the ListAccountsForParent line:\n%s", log)
 	}
 }
