@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsstepfunctions"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
@@ -59,7 +60,9 @@ type alarmsProps struct {
 	Function      awslambda.Function
 	FailureQueue  awssqs.Queue
 	ScheduleGroup awsscheduler.ScheduleGroup
-	Settings      Settings
+	// OrgSweep is organization mode's state machine (nil otherwise).
+	OrgSweep awsstepfunctions.StateMachine
+	Settings Settings
 }
 
 // rotatorAlarms are the alarms of the stack, all notifying Topic when they
@@ -75,7 +78,9 @@ type rotatorAlarms struct {
 	AsyncEventsDropped awscloudwatch.Alarm
 	ResultEventsFailed awscloudwatch.Alarm
 	RotationsStuck     awscloudwatch.Alarm
-	All                []awscloudwatch.IAlarm
+	// OrgSweepFailed exists in organization mode only.
+	OrgSweepFailed awscloudwatch.Alarm
+	All            []awscloudwatch.IAlarm
 }
 
 // CloudWatch evaluates an alarm over at most seven days of data, one day
@@ -313,5 +318,29 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 		// hour rather than the last run's verdict, as budget-exhausted does.
 		metric: sumOverModes(s, settings.MetricRotationsStuck, modes, time.Hour, "stuck rotations"),
 		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	if props.OrgSweep != nil {
+		a.OrgSweepFailed = alarm("OrgSweepFailed", spec{name: "org-sweep-failed",
+			desc: "An execution of the organization sweep's state machine failed, timed out or was aborted: no target of it was swept, or not all. " +
+				"Its first state fails when orgTargets cannot be resolved (an OU not found, the central account not a delegated administrator of Organizations, no target left); " +
+				"the execution's history (Step Functions console, or the state machine's log group) names the error. A target whose own run fails does not fail the execution: " +
+				"it is reported in the execution's output, and its run raises function-errors.",
+			metric: orgSweepFailures(props.OrgSweep, fiveMin),
+			op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	}
 	return a
+}
+
+// orgSweepFailures adds up the state machine's executions that failed,
+// timed out or were aborted
+// (https://docs.aws.amazon.com/step-functions/latest/dg/procedure-cw-metrics.html).
+func orgSweepFailures(sm awsstepfunctions.StateMachine, period time.Duration) awscloudwatch.MathExpression {
+	opts := &awscloudwatch.MetricOptions{Period: awscdk.Duration_Seconds(jsii.Number(period.Seconds())), Statistic: jsii.String("Sum")}
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression: jsii.String("SUM(METRICS())"),
+		UsingMetrics: &map[string]awscloudwatch.IMetric{
+			"failed": sm.MetricFailed(opts), "timedOut": sm.MetricTimedOut(opts), "aborted": sm.MetricAborted(opts),
+		},
+		Period: awscdk.Duration_Seconds(jsii.Number(period.Seconds())),
+		Label:  jsii.String("executions failed, timed out or aborted"),
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsstepfunctions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/interfaces/interfacesawscloudwatch"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
@@ -23,6 +24,8 @@ type rotatorDashboardProps struct {
 	LogGroupName string
 	Settings     Settings
 	Alarms       []awscloudwatch.IAlarm
+	// OrgSweep is organization mode's state machine (nil otherwise).
+	OrgSweep awsstepfunctions.StateMachine
 }
 
 // latestRotationsQuery lists the newest per-key decisions that did something
@@ -149,6 +152,13 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 				search(s, settings.MetricRunsFailed, byAccount, "Sum", "failed runs"),
 			}),
 		)
+		if sm := props.OrgSweep; sm != nil {
+			d.AddWidgets(graph("Organization: sweep executions", []awscloudwatch.IMetric{
+				sm.MetricSucceeded(fiveMin),
+			}, []awscloudwatch.IMetric{
+				sm.MetricFailed(fiveMin), sm.MetricTimedOut(fiveMin), sm.MetricAborted(fiveMin),
+			}))
+		}
 	}
 	d.AddWidgets(
 		awscloudwatch.NewLogQueryWidget(&awscloudwatch.LogQueryWidgetProps{

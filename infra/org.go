@@ -36,10 +36,15 @@ var orgContextKeys = []string{ctxOrgTargets, ctxOrgRegions, ctxMemberRoleName, c
 
 // OrgSettings are organization mode's settings; Enabled tells whether it is on.
 type OrgSettings struct {
+	// Targets are orgTargets as given (duplicates dropped): account, OU and
+	// root IDs, which the state machine's first state resolves into
+	// (account, Region) targets at each run.
+	Targets []string
 	// Accounts are the target account IDs, used as given.
 	Accounts []string
 	// OUs are the target organizational units and roots (ou-…, r-…): the
-	// StackSet deploys to their accounts, and to accounts that join later.
+	// StackSet deploys to their accounts, and to accounts that join later;
+	// the sweep lists their active accounts at each run.
 	OUs []string
 	// Regions are the target Regions of the partition. The member role is
 	// global (IAM), so it is deployed from the first one only.
@@ -59,7 +64,11 @@ type OrgSettings struct {
 }
 
 // Enabled is true when the deployment spans the organization.
-func (o OrgSettings) Enabled() bool { return len(o.Accounts)+len(o.OUs) > 0 }
+func (o OrgSettings) Enabled() bool { return len(o.Targets) > 0 }
+
+// ListsAccounts is true when a target is an OU or a root, whose accounts
+// the function lists through AWS Organizations at each run.
+func (o OrgSettings) ListsAccounts() bool { return len(o.OUs) > 0 }
 
 // defaultOrgSettings are cdk.json's: organization mode off.
 func defaultOrgSettings() OrgSettings {
@@ -100,18 +109,19 @@ func regionPartition(region string) string {
 func (r *ctxReader) org(s *Settings) {
 	o := defaultOrgSettings()
 	for _, t := range r.list(ctxOrgTargets) {
+		if slices.Contains(o.Targets, t) {
+			continue
+		}
 		switch {
 		case accountIDRE.MatchString(t):
-			if !slices.Contains(o.Accounts, t) {
-				o.Accounts = append(o.Accounts, t)
-			}
+			o.Accounts = append(o.Accounts, t)
 		case ouIDRE.MatchString(t), rootIDRE.MatchString(t):
-			if !slices.Contains(o.OUs, t) {
-				o.OUs = append(o.OUs, t)
-			}
+			o.OUs = append(o.OUs, t)
 		default:
 			r.fail(ctxOrgTargets, t, "not an account ID (12 digits), an OU ID (ou-xxxx-yyyyyyyy) or a root ID (r-xxxx)")
+			continue
 		}
+		o.Targets = append(o.Targets, t)
 	}
 	for _, region := range r.list(ctxOrgRegions) {
 		if !regionRE.MatchString(region) {
@@ -159,28 +169,12 @@ func (r *ctxReader) org(s *Settings) {
 		r.fail(ctxOrgRootID, "", "account targets (%s) need the organization's root ID: a StackSet reaches single accounts only through an OU that holds them (AccountFilterType INTERSECTION)",
 			strings.Join(o.Accounts, ","))
 	}
-	if len(o.Accounts) == 0 {
-		// The sweep's state machine takes (account, Region) targets; the
-		// accounts of an OU are not yet listed at run time.
-		r.fail(ctxOrgTargets, strings.Join(o.OUs, ","), "name at least one account ID to sweep: the accounts of OUs and roots get the member role from the StackSet, but are not yet listed at run time")
-	}
 	if !r.failed[ctxMemberRoleName] {
 		s.Function.MemberRoleName = o.MemberRoleName
 	}
 	// The state machine continues a target from the report's cursor; a
 	// function that also invoked itself would sweep the same keys twice.
 	s.Function.ContinuationMax = 0
-}
-
-// targets are the (account, Region) pairs the organization sweep covers.
-func (o OrgSettings) targets() []orgTarget {
-	var t []orgTarget
-	for _, a := range o.Accounts {
-		for _, region := range o.Regions {
-			t = append(t, orgTarget{Account: a, Region: region})
-		}
-	}
-	return t
 }
 
 // list reads a comma-separated string or a JSON list (in cdk.json, or as a

@@ -61,6 +61,7 @@ func TestOrgSettingsFromContext(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := OrgSettings{
+			Targets:  []string{"ou-ab12-cdefghij", "111122223333", "ou-ab12-klmnopqr"},
 			Accounts: []string{"111122223333"}, OUs: []string{"ou-ab12-cdefghij", "ou-ab12-klmnopqr"},
 			Regions: []string{"eu-west-1", "us-east-1"}, MemberRoleName: "sec-kms-rotator", MaxConcurrency: 25,
 			OrgID: "o-a1b2c3d4e5", RootID: "r-ab12",
@@ -100,16 +101,30 @@ func TestOrgSettingsFromContext(t *testing.T) {
 		if s.Function.ContinuationMax != 0 {
 			t.Errorf("the function's ContinuationMax = %d in organization mode, want 0", s.Function.ContinuationMax)
 		}
-		if got := s.Org.targets(); len(got) != 2 || got[0] != (orgTarget{"111122223333", "cn-north-1"}) {
-			t.Errorf("targets %v, want the account in both Regions", got)
+		if !reflect.DeepEqual(s.Org.Targets, []string{"r-ab12", "111122223333"}) || !s.Org.ListsAccounts() {
+			t.Errorf("targets %v, want the root and the account as given, listing accounts", s.Org.Targets)
 		}
 	})
-	t.Run("OU targets alone are refused: their accounts are not listed at run time", func(t *testing.T) {
-		_, err := SettingsFromContext(func(k string) any {
-			return map[string]any{ctxOrgTargets: "ou-ab12-cdefghij", ctxOrgRegions: "us-east-1"}[k]
+	t.Run("OU targets alone are swept: their accounts are listed at run time, no root ID needed", func(t *testing.T) {
+		s, err := SettingsFromContext(func(k string) any {
+			return map[string]any{ctxOrgTargets: "ou-ab12-cdefghij,ou-ab12-cdefghij", ctxOrgRegions: "us-east-1"}[k]
 		})
-		if err == nil || !strings.Contains(err.Error(), "-c orgTargets=ou-ab12-cdefghij: name at least one account ID to sweep") {
-			t.Fatalf("error %v", err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s.Org.Targets, []string{"ou-ab12-cdefghij"}) || len(s.Org.Accounts) != 0 || !s.Org.ListsAccounts() {
+			t.Errorf("org %+v", s.Org)
+		}
+	})
+	t.Run("account targets alone list no accounts", func(t *testing.T) {
+		s, err := SettingsFromContext(func(k string) any {
+			return map[string]any{ctxOrgTargets: "111122223333", ctxOrgRootID: "r-ab12", ctxOrgRegions: "us-east-1"}[k]
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Org.Enabled() || s.Org.ListsAccounts() {
+			t.Errorf("org %+v: want enabled, listing no accounts", s.Org)
 		}
 	})
 	base := map[string]any{ctxOrgTargets: "ou-ab12-cdefghij", ctxOrgRegions: "us-east-1"}
@@ -440,5 +455,60 @@ func TestOrgScheduleStartsTheStateMachine(t *testing.T) {
 	_, _, single := synth(t)
 	if n := len(resources(t, single, "AWS::StepFunctions::StateMachine")); n != 0 {
 		t.Errorf("%d state machines in single-account mode", n)
+	}
+}
+
+// TestOrgSweepFailedAlarm: in organization mode an alarm watches the state
+// machine's executions that failed, timed out or were aborted (a resolve
+// state that failed fails the execution), notifying the topic both ways;
+// the dashboard's organization section shows the executions.
+func TestOrgSweepFailedAlarm(t *testing.T) {
+	_, _, j := orgSynth(t)
+	smID, _ := only(t, j, "AWS::StepFunctions::StateMachine")
+	topicID, _ := only(t, j, "AWS::SNS::Topic")
+	var alarm map[string]any
+	for _, r := range resources(t, j, "AWS::CloudWatch::Alarm") {
+		if p := r["Properties"].(map[string]any); p["AlarmName"] == "kms-rotator-org-sweep-failed" {
+			alarm = p
+		}
+	}
+	if alarm == nil {
+		t.Fatal("no alarm kms-rotator-org-sweep-failed")
+	}
+	topic := []any{map[string]any{"Ref": topicID}}
+	if !reflect.DeepEqual(alarm["AlarmActions"], topic) || !reflect.DeepEqual(alarm["OKActions"], topic) {
+		t.Errorf("actions %v, OK actions %v: want the topic for both", alarm["AlarmActions"], alarm["OKActions"])
+	}
+	if alarm["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || alarm["Threshold"] != 1.0 || alarm["EvaluationPeriods"] != 1.0 || alarm["TreatMissingData"] != "notBreaching" {
+		t.Errorf("alarm %v: want ≥ 1 in one period, missing data not breaching", alarm)
+	}
+	var expr string
+	var watched []string
+	for _, m := range alarm["Metrics"].([]any) {
+		m := m.(map[string]any)
+		if e, ok := m["Expression"].(string); ok {
+			expr = e
+			continue
+		}
+		st := m["MetricStat"].(map[string]any)
+		metric := st["Metric"].(map[string]any)
+		dims := metric["Dimensions"].([]any)
+		if len(dims) != 1 || !reflect.DeepEqual(dims[0], map[string]any{"Name": "StateMachineArn", "Value": map[string]any{"Ref": smID}}) ||
+			metric["Namespace"] != "AWS/States" || st["Stat"] != "Sum" || st["Period"] != 300.0 {
+			t.Errorf("metric %v: want the state machine's, summed over 5 minutes", m)
+		}
+		watched = append(watched, metric["MetricName"].(string))
+	}
+	sort.Strings(watched)
+	if expr != "SUM(METRICS())" || !reflect.DeepEqual(watched, []string{"ExecutionsAborted", "ExecutionsFailed", "ExecutionsTimedOut"}) {
+		t.Errorf("expression %q over %v", expr, watched)
+	}
+	_, d := only(t, j, "AWS::CloudWatch::Dashboard")
+	if body := flat(d["DashboardBody"]); !strings.Contains(body, "Organization: sweep executions") || !strings.Contains(body, `"ExecutionsFailed","StateMachineArn","${`+smID+`}"`) {
+		t.Errorf("the dashboard does not show the sweep's executions")
+	}
+	_, _, single := synth(t)
+	if strings.Contains(mustString(single["Resources"]), "org-sweep-failed") {
+		t.Error("an org-sweep-failed alarm in single-account mode")
 	}
 }

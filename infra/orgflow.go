@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
@@ -14,9 +15,11 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
 
-// The organization sweep: a Step Functions state machine
-// that sweeps every (account, Region) target with the function, at most
-// MaxConcurrency at a time, and continues a target whose run deferred keys
+// The organization sweep: a Step Functions state machine whose first state
+// asks the function which (account, Region) targets to sweep — the account
+// IDs of orgTargets as given, and the active accounts of its OUs and roots,
+// listed at each run — and then sweeps every target with the function, at
+// most MaxConcurrency at a time, continuing a target whose run deferred keys
 // by invoking the function again with the run's cursor. The function must
 // run with ROTATOR_CONTINUATION_MAX=0 here, so that the state machine, not
 // the function, starts the next link of a chain.
@@ -36,9 +39,11 @@ type orgStateMachineProps struct {
 	// Function is the rotator function (organization mode,
 	// ROTATOR_CONTINUATION_MAX=0).
 	Function awslambda.IFunction
-	// Targets are the (account, Region) pairs, already expanded: account
-	// IDs only, OUs are not resolved here.
-	Targets []orgTarget
+	// OrgTargets are the account, OU and root IDs to sweep, as given; the
+	// function resolves them into (account, Region) targets at each run.
+	OrgTargets []string
+	// Regions are the Regions each resolved account is swept in, in order.
+	Regions []string
 	// MaxConcurrency is how many targets are swept at once (the Map
 	// state's MaxConcurrency; an inline Map runs at most 40).
 	MaxConcurrency int
@@ -49,10 +54,18 @@ type orgStateMachineProps struct {
 
 // Names of the states the tests and the local run refer to.
 const (
+	orgResolveTask = "Resolve targets"
 	orgSweepTask   = "Sweep target"
 	orgMapState    = "Sweep targets"
 	orgMaxLinks    = 15 // invocations per target and execution, the first included
 	orgTaskTimeout = 960
+)
+
+// Upper bounds of one target's result in the execution's output, in bytes
+// (see orgDefinition on payload size).
+const (
+	orgSweptResultBytes  = 200
+	orgFailedResultBytes = 800
 )
 
 // orgLambdaRetriers retry what Step Functions recommends retrying for a
@@ -70,8 +83,45 @@ var orgLambdaRetriers = []any{
 	},
 }
 
+// orgTargetsMode is the function's mode that resolves orgTargets into
+// (account, Region) targets (docs/design.md "Organization mode").
+const orgTargetsMode = "targets"
+
+// orgResolvePayload is the resolve state's request to the function.
+func orgResolvePayload(orgTargets, regions []string) map[string]any {
+	return map[string]any{"mode": orgTargetsMode, "orgTargets": orgTargets, "orgRegions": regions}
+}
+
 // orgDefinition is the state machine's ASL. functionARN and partition may
 // be CDK tokens.
+//
+// The first state, orgResolveTask, invokes the function in mode targets:
+// it answers the targets, the accounts of orgTargets (account IDs as given;
+// the ACTIVE accounts of each OU and root, walked recursively, without the
+// management account) sorted by ID × the Regions in order, and the
+// accounts it excluded. Its ResultSelector keeps these two lists, which
+// the function always returns (possibly empty). It has no Catch: an OU
+// that is not found, an account that may not list the organization, or
+// targets that resolve to nothing make the function fail, and with it the
+// execution, which the org-sweep-failed alarm reports, rather than an
+// execution that sweeps nothing and succeeds. Lambda's own errors are
+// retried as the sweep's are.
+//
+// Payload size: Step Functions passes at most 256 KiB (262,144 bytes)
+// between states
+// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
+// The largest state is the execution's output, the Map's results next to
+// the excluded list: a swept or incomplete target's result takes at most
+// orgSweptResultBytes (a twelve-digit account, a Region, counters, a run
+// ID: about 160 bytes), a failed one up to orgFailedResultBytes (it holds
+// the function's error document: about 620 bytes for a member role that
+// cannot be assumed). The resolved targets before them take about 50 bytes
+// each, an excluded account about 90. So about 1,300 targets (accounts ×
+// Regions) fit when all are swept, about 320 when all fail; beyond that
+// the execution fails with States.DataLimitExceeded, which the
+// org-sweep-failed alarm reports too: split orgTargets over several
+// deployments. The local runs in orgflow_test.go check every result
+// against these bounds.
 //
 // Each Map item carries {target, links, rotated, failed, skipped, request}
 // through its states; "request" is the next payload for the function. After
@@ -90,8 +140,10 @@ var orgLambdaRetriers = []any{
 // without a cursor) or "failed" (the function failed; error is what the
 // Catch caught, kept whole since a path to a Cause that is not there would
 // fail the Map). rotated, failed and skipped add up the links' report
-// summaries; deferred and runId are the last link's.
-func orgDefinition(functionARN, partition string, targets []orgTarget, maxConcurrency int) map[string]any {
+// summaries; deferred and runId are the last link's. The execution's
+// output is {"targets":[item output…], "excluded":[…]}, the latter as the
+// function resolved it ({"account","from","reason"[,"state"]}).
+func orgDefinition(functionARN, partition string, orgTargets, regions []string, maxConcurrency int) map[string]any {
 	// Running totals over the links of one target.
 	sum := func(field string) string {
 		return fmt.Sprintf("States.MathAdd($.%s, $.link.Payload.summary.%s)", field, field)
@@ -121,28 +173,37 @@ func orgDefinition(functionARN, partition string, targets []orgTarget, maxConcur
 			"End": true,
 		}
 	}
+	// invoke is a Task state running the function once with the given
+	// Payload (or Payload.$) parameter, Lambda's errors retried, plus extra.
+	invoke := func(comment string, payload map[string]any, extra map[string]any) map[string]any {
+		params := map[string]any{"FunctionName": functionARN}
+		maps.Copy(params, payload)
+		st := map[string]any{
+			"Type":           "Task",
+			"Comment":        comment,
+			"Resource":       "arn:" + partition + ":states:::lambda:invoke",
+			"Parameters":     params,
+			"TimeoutSeconds": orgTaskTimeout,
+			"Retry":          orgLambdaRetriers,
+		}
+		maps.Copy(st, extra)
+		return st
+	}
 	item := map[string]any{
 		"ProcessorConfig": map[string]any{"Mode": "INLINE"},
 		"StartAt":         orgSweepTask,
 		"States": map[string]any{
-			orgSweepTask: map[string]any{
-				"Type":     "Task",
-				"Comment":  "One run of the function for the target; a continuation request carries the previous link's cursor.",
-				"Resource": "arn:" + partition + ":states:::lambda:invoke",
-				"Parameters": map[string]any{
-					"FunctionName": functionARN,
-					"Payload.$":    "$.request",
-				},
-				"ResultPath":     "$.link",
-				"TimeoutSeconds": orgTaskTimeout,
-				"Retry":          orgLambdaRetriers,
-				"Catch": []any{map[string]any{
-					"ErrorEquals": []string{"States.ALL"},
-					"ResultPath":  "$.error",
-					"Next":        "Target failed",
-				}},
-				"Next": "Keys deferred?",
-			},
+			orgSweepTask: invoke("One run of the function for the target; a continuation request carries the previous link's cursor.",
+				map[string]any{"Payload.$": "$.request"},
+				map[string]any{
+					"ResultPath": "$.link",
+					"Catch": []any{map[string]any{
+						"ErrorEquals": []string{"States.ALL"},
+						"ResultPath":  "$.error",
+						"Next":        "Target failed",
+					}},
+					"Next": "Keys deferred?",
+				}),
 			"Keys deferred?": map[string]any{
 				"Type": "Choice",
 				"Choices": []any{
@@ -217,14 +278,18 @@ func orgDefinition(functionARN, partition string, targets []orgTarget, maxConcur
 		},
 	}
 	return map[string]any{
-		"Comment": "kms-rotator organization sweep: every (account, Region) target, continuations looped here.",
-		"StartAt": "Targets",
+		"Comment": "kms-rotator organization sweep: the targets resolved by the function, then every (account, Region) target, continuations looped here.",
+		"StartAt": orgResolveTask,
 		"States": map[string]any{
-			"Targets": map[string]any{
-				"Type":   "Pass",
-				"Result": map[string]any{"targets": targets},
-				"Next":   orgMapState,
-			},
+			orgResolveTask: invoke("The function lists the targets: the account IDs as given, the active accounts of the OUs and roots (management account excluded), each in every Region. A failure fails the execution.",
+				map[string]any{"Payload": orgResolvePayload(orgTargets, regions)},
+				map[string]any{
+					"ResultSelector": map[string]any{
+						"targets.$":  "$.Payload.targets",
+						"excluded.$": "$.Payload.excluded",
+					},
+					"Next": orgMapState,
+				}),
 			orgMapState: map[string]any{
 				"Type":           "Map",
 				"ItemsPath":      "$.targets",
@@ -246,10 +311,10 @@ func orgDefinition(functionARN, partition string, targets []orgTarget, maxConcur
 // invoke props.Function and nothing else of it, with its execution history
 // logged (level ALL, cdk-nag AwsSolutions-SF1) and traced (SF2).
 func newOrgStateMachine(scope constructs.Construct, id string, props *orgStateMachineProps) awsstepfunctions.StateMachine {
-	if len(props.Targets) == 0 {
-		panic("newOrgStateMachine: no targets")
+	if len(props.OrgTargets) == 0 || len(props.Regions) == 0 {
+		panic("newOrgStateMachine: no targets or no Regions")
 	}
-	def, err := json.Marshal(orgDefinition(*props.Function.FunctionArn(), *awscdk.Aws_PARTITION(), props.Targets, props.MaxConcurrency))
+	def, err := json.Marshal(orgDefinition(*props.Function.FunctionArn(), *awscdk.Aws_PARTITION(), props.OrgTargets, props.Regions, props.MaxConcurrency))
 	if err != nil {
 		panic(fmt.Sprintf("newOrgStateMachine: %v", err))
 	}

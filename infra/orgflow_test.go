@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -40,34 +43,54 @@ const (
 	flowFunctionARN = "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator"
 )
 
-var flowRegions = []string{"us-east-1", "eu-west-1"}
+var (
+	flowRegions = []string{"us-east-1", "eu-west-1"}
+	// flowAccounts are the orgTargets of most tests: account IDs only.
+	flowAccounts = []string{flowMemberA, flowMemberB, flowUnreachable}
+)
 
-func flowTargets() []orgTarget {
+// crossTargets are the accounts × the Regions, in the order the function's
+// targets mode answers them (accounts sorted by ID).
+func crossTargets(accounts []string, regions []string) []orgTarget {
 	var ts []orgTarget
-	for _, a := range []string{flowMemberA, flowMemberB, flowUnreachable} {
-		for _, r := range flowRegions {
+	for _, a := range slices.Sorted(slices.Values(accounts)) {
+		for _, r := range regions {
 			ts = append(ts, orgTarget{Account: a, Region: r})
 		}
 	}
 	return ts
 }
 
-var flowSynthOnce struct {
-	sync.Once
+func flowTargets() []orgTarget { return crossTargets(flowAccounts, flowRegions) }
+
+// flowSynth is one synthesis of the stand-in stack, for one orgTargets.
+type flowSynth struct {
+	once     sync.Once
 	template map[string]any
 	nag      []string // cdk-nag findings on the state machine's resources
 	err      error
 }
 
-// flowTemplate synthesizes a stack holding only the state machine and a
-// stand-in function (inline code: synthesis does not build ./lambda, and
-// provided.al2023 takes no inline code).
+var flowSynths sync.Map // strings.Join(orgTargets, ",") → *flowSynth
+
+// flowTemplate synthesizes a stack holding only the state machine for
+// flowAccounts and a stand-in function.
 func flowTemplate(t *testing.T) map[string]any {
 	t.Helper()
-	flowSynthOnce.Do(func() {
+	return flowSynthFor(t, flowAccounts).template
+}
+
+// flowSynthFor synthesizes, once per orgTargets, a stack holding only the
+// state machine and a stand-in function (inline code: synthesis does not
+// build ./lambda, and provided.al2023 takes no inline code).
+func flowSynthFor(t *testing.T, orgTargets []string) *flowSynth {
+	t.Helper()
+	v, _ := flowSynths.LoadOrStore(strings.Join(orgTargets, ","), &flowSynth{})
+	fs := v.(*flowSynth)
+	fs.once.Do(func() {
 		defer func() {
 			if r := recover(); r != nil {
-				flowSynthOnce.err = fmt.Errorf("synth: %v", r)
+				fs.err = fmt.Errorf("synth: %v", r)
 			}
 		}()
 		app := awscdk.NewApp(nil)
@@ -77,9 +100,9 @@ func flowTemplate(t *testing.T) map[string]any {
 			Handler: jsii.String("index.handler"),
 			Code:    awslambda.Code_FromInline(jsii.String("exports.handler = async () => ({});")),
 		})
-		newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{Function: fn, Targets: flowTargets(), MaxConcurrency: 3})
+		newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{Function: fn, OrgTargets: orgTargets, Regions: flowRegions, MaxConcurrency: 3})
 		awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
-		flowSynthOnce.template = *assertions.Template_FromStack(stack, nil).ToJSON()
+		fs.template = *assertions.Template_FromStack(stack, nil).ToJSON()
 		for _, kind := range []string{"error", "warning"} {
 			find := assertions.Annotations_FromStack(stack).FindError
 			if kind == "warning" {
@@ -90,23 +113,29 @@ func flowTemplate(t *testing.T) map[string]any {
 				if !strings.Contains(string(b), `"/OrgFlow/OrgSweep`) {
 					continue // the stand-in function's
 				}
-				flowSynthOnce.nag = append(flowSynthOnce.nag, kind+" "+string(b))
+				fs.nag = append(fs.nag, kind+" "+string(b))
 			}
 		}
 	})
-	if flowSynthOnce.err != nil {
-		t.Fatal(flowSynthOnce.err)
+	if fs.err != nil {
+		t.Fatal(fs.err)
 	}
-	return flowSynthOnce.template
+	return fs
 }
 
-// flowDefinition is the template's DefinitionString with its CloudFormation
-// parts resolved for a local run: the function's ARN becomes
-// flowFunctionARN, AWS::Partition "aws". Any other intrinsic fails the test.
+// flowDefinition is flowDefinitionFor flowAccounts.
 func flowDefinition(t *testing.T) []byte {
 	t.Helper()
+	return flowDefinitionFor(t, flowAccounts)
+}
+
+// flowDefinitionFor is the template's DefinitionString with its
+// CloudFormation parts resolved for a local run: the function's ARN becomes
+// flowFunctionARN, AWS::Partition "aws". Any other intrinsic fails the test.
+func flowDefinitionFor(t *testing.T, orgTargets []string) []byte {
+	t.Helper()
 	var def any
-	for _, r := range flowTemplate(t)["Resources"].(map[string]any) {
+	for _, r := range flowSynthFor(t, orgTargets).template["Resources"].(map[string]any) {
 		res := r.(map[string]any)
 		if res["Type"] == "AWS::StepFunctions::StateMachine" {
 			def = res["Properties"].(map[string]any)["DefinitionString"]
@@ -161,8 +190,7 @@ func TestOrgStateMachinePassesASLValidator(t *testing.T) {
 }
 
 func TestOrgStateMachineNagFindsNothing(t *testing.T) {
-	flowTemplate(t)
-	for _, f := range flowSynthOnce.nag {
+	for _, f := range flowSynthFor(t, flowAccounts).nag {
 		t.Error(f)
 	}
 }
@@ -198,15 +226,36 @@ func TestOrgStateMachineResource(t *testing.T) {
 	if err := json.Unmarshal(flowDefinition(t), &def); err != nil {
 		t.Fatal(err)
 	}
-	m := def["States"].(map[string]any)[orgMapState].(map[string]any)
-	if m["MaxConcurrency"] != 3.0 {
-		t.Errorf("MaxConcurrency %v, want 3", m["MaxConcurrency"])
+	states := def["States"].(map[string]any)
+	m := states[orgMapState].(map[string]any)
+	if m["MaxConcurrency"] != 3.0 || m["ItemsPath"] != "$.targets" || m["ResultPath"] != "$.targets" {
+		t.Errorf("Map %v: want MaxConcurrency 3 over $.targets, results in $.targets", m)
 	}
-	targets, _ := json.Marshal(def["States"].(map[string]any)["Targets"].(map[string]any)["Result"])
-	want, _ := json.Marshal(map[string]any{"targets": flowTargets()})
-	if !bytes.Equal(targets, want) {
-		t.Errorf("targets %s, want %s", targets, want)
-	}
+	t.Run("the first state resolves orgTargets with the function and fails the execution when it fails", func(t *testing.T) {
+		if def["StartAt"] != orgResolveTask || len(states) != 2 {
+			t.Fatalf("StartAt %v, states %v: want %q, then the Map", def["StartAt"], slices.Sorted(maps.Keys(states)), orgResolveTask)
+		}
+		got := states[orgResolveTask].(map[string]any)
+		want := map[string]any{
+			"Type":     "Task",
+			"Comment":  got["Comment"],
+			"Resource": "arn:aws:states:::lambda:invoke",
+			"Parameters": map[string]any{
+				"FunctionName": flowFunctionARN,
+				"Payload":      map[string]any{"mode": "targets", "orgTargets": []any{flowMemberA, flowMemberB, flowUnreachable}, "orgRegions": []any{"us-east-1", "eu-west-1"}},
+			},
+			"ResultSelector": map[string]any{"targets.$": "$.Payload.targets", "excluded.$": "$.Payload.excluded"},
+			"TimeoutSeconds": float64(orgTaskTimeout),
+			"Retry":          states[orgMapState].(map[string]any)["ItemProcessor"].(map[string]any)["States"].(map[string]any)[orgSweepTask].(map[string]any)["Retry"],
+			"Next":           orgMapState,
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("\n got %s\nwant %s", mustJSON(got), mustJSON(want))
+		}
+		if _, ok := got["Catch"]; ok || got["Retry"] == nil {
+			t.Errorf("catch %v, retry %v: want the Lambda retriers and no Catch", got["Catch"], got["Retry"])
+		}
+	})
 }
 
 // flowTargetResult is one entry of the execution's output.
@@ -260,52 +309,102 @@ func startFlowEnv(t *testing.T, due map[orgTarget]int, timeout time.Duration, fn
 	})
 }
 
-// runFlow executes the definition once through the Node runner and returns
-// the execution's per-target output and how many times the function was
-// invoked.
-func runFlow(t *testing.T, def []byte, env *harness.Env) ([]flowTargetResult, int) {
-	t.Helper()
+// flowExcluded is one account the resolve state left out.
+type flowExcluded struct {
+	Account string `json:"account"`
+	From    string `json:"from"`
+	Reason  string `json:"reason"`
+	State   string `json:"state,omitempty"`
+}
+
+// flowOutput is the execution's output.
+type flowOutput struct {
+	Targets  []flowTargetResult `json:"targets"`
+	Excluded []flowExcluded     `json:"excluded"`
+	// raw is the output as the runner printed it.
+	raw []byte
+}
+
+// flowUrls are the invoke URLs of env's functions.
+func flowUrls(env *harness.Env) []string {
 	var urls []string
 	for _, f := range env.Functions {
 		urls = append(urls, f.URL)
 	}
-	return runFlowAt(t, def, urls)
+	return urls
 }
 
-// runFlowAt is runFlow with the function's invoke URLs given.
-func runFlowAt(t *testing.T, def []byte, urls []string) ([]flowTargetResult, int) {
+// runFlow executes the definition once through the Node runner, checks
+// that the output has one result per target of flowTargets in target order,
+// and returns the per-target output and how many times the function was
+// invoked (the resolve state's invocation included).
+func runFlow(t *testing.T, def []byte, env *harness.Env) ([]flowTargetResult, int) {
+	t.Helper()
+	out, invocations := runFlowAt(t, def, flowUrls(env), flowTargets())
+	return out.Targets, invocations
+}
+
+// runFlowAt executes the definition against the function's invoke URLs and
+// checks that the output has one result per target of want, in order.
+func runFlowAt(t *testing.T, def []byte, urls []string, want []orgTarget) (flowOutput, int) {
+	t.Helper()
+	raw, stderr, err := execFlow(t, def, urls)
+	if err != nil {
+		t.Fatalf("local execution: %v\n%s", err, stderr)
+	}
+	var res struct {
+		Output      json.RawMessage `json:"output"`
+		Invocations int             `json:"invocations"`
+	}
+	var out flowOutput
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatalf("runner output %s: %v", raw, err)
+	}
+	if err := json.Unmarshal(res.Output, &out); err != nil {
+		t.Fatalf("execution output %s: %v", res.Output, err)
+	}
+	out.raw = res.Output
+	// The sizes orgDefinition's comment counts with.
+	var raws struct{ Targets []json.RawMessage }
+	if err := json.Unmarshal(res.Output, &raws); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range raws.Targets {
+		if limit := orgResultBytes(out.Targets[i].Status); len(r) > limit {
+			t.Errorf("result %d takes %d bytes, over the %d orgDefinition counts for a %s target: %s", i, len(r), limit, out.Targets[i].Status, r)
+		}
+	}
+	if len(out.Targets) != len(want) {
+		t.Fatalf("%d target results, want %d: %s", len(out.Targets), len(want), raw)
+	}
+	for i, tg := range want {
+		if r := out.Targets[i]; r.Account != tg.Account || r.Region != tg.Region {
+			t.Fatalf("result %d is for %s/%s, want %s/%s (target order)", i, r.Account, r.Region, tg.Account, tg.Region)
+		}
+	}
+	if out.Excluded == nil {
+		t.Errorf("the output has no excluded list: %s", res.Output)
+	}
+	return out, res.Invocations
+}
+
+// execFlow runs the definition through testdata/run-org-sweep.mjs, the
+// resolve and sweep states invoking the function at urls, and returns the
+// runner's stdout and stderr; err is set when the execution failed.
+func execFlow(t *testing.T, def []byte, urls []string) ([]byte, string, error) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "definition.json")
 	if err := os.WriteFile(file, def, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(t.Context(), nodeTool(t, "node"), filepath.Join("testdata", "run-org-sweep.mjs"), file, orgSweepTask, flowFunctionARN, strings.Join(urls, ","))
+	cmd := exec.CommandContext(t.Context(), nodeTool(t, "node"), filepath.Join("testdata", "run-org-sweep.mjs"),
+		file, orgResolveTask+","+orgSweepTask, flowFunctionARN, strings.Join(urls, ","))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
 	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("local execution: %v\n%s", err, stderr.String())
-	}
 	t.Logf("local execution: %s", time.Since(start).Round(time.Millisecond))
-	var res struct {
-		Output struct {
-			Targets []flowTargetResult `json:"targets"`
-		} `json:"output"`
-		Invocations int `json:"invocations"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("runner output %s: %v", out, err)
-	}
-	if len(res.Output.Targets) != len(flowTargets()) {
-		t.Fatalf("%d target results, want %d: %s", len(res.Output.Targets), len(flowTargets()), out)
-	}
-	for i, tg := range flowTargets() {
-		if r := res.Output.Targets[i]; r.Account != tg.Account || r.Region != tg.Region {
-			t.Fatalf("result %d is for %s/%s, want %s/%s (target order)", i, r.Account, r.Region, tg.Account, tg.Region)
-		}
-	}
-	return res.Output.Targets, res.Invocations
+	return out, stderr.String(), err
 }
 
 // checkFlow runs the state machine twice against env and checks that the
@@ -330,8 +429,8 @@ func checkFlow(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]int
 			t.Errorf("%s/%s: %+v; want swept with %d rotated, none failed or deferred", tg.Account, tg.Region, r, due[tg])
 		}
 	}
-	if want := links + 2; invocations != want { // + one failed run per unreachable target
-		t.Errorf("%d invocations, want %d (the links, and one per unreachable target)", invocations, want)
+	if want := 1 + links + 2; invocations != want { // the resolve state's, and one failed run per unreachable target
+		t.Errorf("%d invocations, want %d (the targets run, the links, and one per unreachable target)", invocations, want)
 	}
 
 	st, err := env.KMS.Stats(t.Context())
@@ -415,10 +514,13 @@ func TestOrgStateMachineContinuesADeferringTargetLocally(t *testing.T) {
 // continuation carrying the chain's run ID, the previous cursor and the next
 // chain number; deferred keys without a cursor end incomplete at once; a
 // function error is that target's failure with the error type and document.
+// The resolve state's answer decides the targets, and its excluded list
+// reaches the execution's output.
 func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 	endless := orgTarget{flowMemberA, "us-east-1"}
 	noCursor := orgTarget{flowMemberA, "eu-west-1"}
 	denied := orgTarget{flowMemberB, "us-east-1"}
+	suspended := flowExcluded{Account: "444444444444", From: "ou-ab12-cdefghij", Reason: "not-active", State: "SUSPENDED"}
 	var mu sync.Mutex
 	payloads := map[orgTarget][]map[string]any{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -428,6 +530,9 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 			Continuation map[string]any `json:"continuation"`
 		}
 		body, _ := io.ReadAll(r.Body)
+		if resolveAnswer(t, w, body, flowTargets(), []flowExcluded{suspended}) {
+			return
+		}
 		if err := json.Unmarshal(body, &p); err != nil || p.Mode != "scheduled" {
 			t.Errorf("payload %s: want a scheduled request", body)
 		}
@@ -458,7 +563,11 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 
-	got, invocations := runFlowAt(t, flowDefinition(t), []string{srv.URL, srv.URL, srv.URL})
+	out, invocations := runFlowAt(t, flowDefinition(t), []string{srv.URL, srv.URL, srv.URL}, flowTargets())
+	got := out.Targets
+	if !reflect.DeepEqual(out.Excluded, []flowExcluded{suspended}) {
+		t.Errorf("excluded %+v, want the resolve state's %+v", out.Excluded, suspended)
+	}
 	failed := flowTargetResult{Status: "failed"}
 	failed.Error.Error = "wrapError" // the errorType
 	want := map[orgTarget]flowTargetResult{
@@ -480,7 +589,7 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 			t.Errorf("cause %q: want the function's error document", r.Error.Cause)
 		}
 	}
-	if want := orgMaxLinks + len(flowTargets()) - 1; invocations != want {
+	if want := 1 + orgMaxLinks + len(flowTargets()) - 1; invocations != want { // the targets run first
 		t.Errorf("%d invocations, want %d", invocations, want)
 	}
 	chain := payloads[endless]
@@ -500,4 +609,72 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 			t.Errorf("request %d target %s", i+1, tg)
 		}
 	}
+}
+
+// resolveAnswer answers a scripted function's targets request (mode
+// targets, the orgTargets and orgRegions of flowDefinition) with targets
+// and excluded in the function's answer shape, and reports whether body was
+// one.
+func resolveAnswer(t *testing.T, w http.ResponseWriter, body []byte, targets []orgTarget, excluded []flowExcluded) bool {
+	t.Helper()
+	var p map[string]any
+	if err := json.Unmarshal(body, &p); err != nil || p["mode"] != orgTargetsMode {
+		return false
+	}
+	if want := orgResolvePayload(flowAccounts, flowRegions); string(mustJSON(p)) != string(mustJSON(want)) {
+		t.Errorf("targets request %s, want %s", body, mustJSON(want))
+	}
+	accounts := []map[string]string{}
+	for _, tg := range targets {
+		if len(accounts) == 0 || accounts[len(accounts)-1]["account"] != tg.Account {
+			accounts = append(accounts, map[string]string{"account": tg.Account, "from": tg.Account})
+		}
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"runId": "run-targets", "mode": orgTargetsMode, "account": "012345678912",
+		"targets": targets, "accounts": accounts, "excluded": excluded,
+		"summary": map[string]int{"accounts": len(accounts), "targets": len(targets), "excluded": len(excluded)},
+	})
+	return true
+}
+
+// TestOrgStateMachineFailsWhenTargetsCannotBeResolved: the resolve state
+// has no Catch, so a function error there (an OU not found, no permission
+// to list, nothing to sweep) fails the execution before any target is
+// swept, which the org-sweep-failed alarm reports.
+func TestOrgStateMachineFailsWhenTargetsCannotBeResolved(t *testing.T) {
+	var mu sync.Mutex
+	var modes []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Mode string `json:"mode"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(body, &p)
+		mu.Lock()
+		modes = append(modes, p.Mode)
+		mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]any{"errorType": "wrapError",
+			"errorMessage": "targets run: list the accounts of ou-ab12-cdefghij: OrganizationalUnitNotFoundException"})
+	}))
+	t.Cleanup(srv.Close)
+	out, stderr, err := execFlow(t, flowDefinition(t), []string{srv.URL})
+	if err == nil {
+		t.Fatalf("the execution succeeded: %s", out)
+	}
+	if !strings.Contains(stderr, "execution failed") || !strings.Contains(stderr, "OrganizationalUnitNotFoundException") {
+		t.Errorf("runner: %v\n%s; want the execution failed with the function's error", err, stderr)
+	}
+	// A function error is not retried: only Lambda's own errors are.
+	if !reflect.DeepEqual(modes, []string{orgTargetsMode}) {
+		t.Errorf("invocations %v, want the targets run alone", modes)
+	}
+}
+
+// orgResultBytes is orgDefinition's bound on a result of the given status.
+func orgResultBytes(status string) int {
+	if status == "failed" {
+		return orgFailedResultBytes
+	}
+	return orgSweptResultBytes
 }

@@ -145,21 +145,22 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	// warning W3005. The role has no separate policy resource to wait for.
 	fn.Node().DefaultChild().(awscdk.CfnResource).AddDeletionOverride(jsii.String("DependsOn"))
 
-	// Organization mode: the schedule starts a state machine that sweeps
-	// every (account, Region) target through the member roles.
+	// Organization mode: the schedule starts a state machine that resolves
+	// orgTargets and sweeps every (account, Region) target through the
+	// member roles.
 	var orgSweep awsstepfunctions.StateMachine
 	if s.Org.Enabled() {
 		orgSweep = newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{
-			Function: fn, Targets: s.Org.targets(), MaxConcurrency: s.Org.MaxConcurrency, LogRetention: retention(s.LogRetentionDays),
+			Function: fn, OrgTargets: s.Org.Targets, Regions: s.Org.Regions, MaxConcurrency: s.Org.MaxConcurrency, LogRetention: retention(s.LogRetentionDays),
 		})
 	}
 	scheduleGroup := newSchedule(stack, s, fn, orgSweep, failures)
 	bus := newIncidentChannel(stack, s, fn, failures)
 
-	alarms := newAlarms(stack, "Alarms", &alarmsProps{Function: fn, FailureQueue: failures, ScheduleGroup: scheduleGroup, Settings: s})
+	alarms := newAlarms(stack, "Alarms", &alarmsProps{Function: fn, FailureQueue: failures, ScheduleGroup: scheduleGroup, OrgSweep: orgSweep, Settings: s})
 	newResultNotification(stack, alarms.Topic, failures)
 	newRotatorDashboard(stack, "Dashboard", &rotatorDashboardProps{
-		Function: fn, LogGroupName: *logGroupName, Settings: s, Alarms: alarms.All,
+		Function: fn, LogGroupName: *logGroupName, Settings: s, Alarms: alarms.All, OrgSweep: orgSweep,
 	})
 	responder := newResponderPolicy(stack, s, bus)
 	if s.Org.Enabled() {

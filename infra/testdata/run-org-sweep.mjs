@@ -1,9 +1,10 @@
 // Runs the organization sweep's state machine locally with
 // aws-local-stepfunctions (pinned in package.json), for orgflow_test.go.
 //
-//   node run-org-sweep.mjs DEFINITION.json TASK_STATE FUNCTION_ARN INVOKE_URL[,INVOKE_URL…]
+//   node run-org-sweep.mjs DEFINITION.json TASK_STATE[,TASK_STATE…] FUNCTION_ARN INVOKE_URL[,INVOKE_URL…]
 //
-// The TASK_STATE Task (arn:aws:states:::lambda:invoke) is overridden to
+// Each TASK_STATE Task (arn:aws:states:::lambda:invoke: the state that
+// resolves the targets, and the one that sweeps a target) is overridden to
 // do what the Step Functions Lambda integration does: invoke FunctionName
 // synchronously with Payload and answer {"Payload": <response>, "StatusCode":
 // 200, …}; a function error becomes the task's error, named after the
@@ -16,9 +17,9 @@
 import { readFileSync } from 'node:fs';
 import { StateMachine } from 'aws-local-stepfunctions';
 
-const [definitionFile, taskState, functionARN, urls] = process.argv.slice(2);
-if (!definitionFile || !taskState || !functionARN || !urls) {
-  console.error('usage: run-org-sweep.mjs DEFINITION.json TASK_STATE FUNCTION_ARN INVOKE_URL[,INVOKE_URL…]');
+const [definitionFile, taskStates, functionARN, urls] = process.argv.slice(2);
+if (!definitionFile || !taskStates || !functionARN || !urls) {
+  console.error('usage: run-org-sweep.mjs DEFINITION.json TASK_STATE[,TASK_STATE…] FUNCTION_ARN INVOKE_URL[,INVOKE_URL…]');
   process.exit(2);
 }
 const definition = JSON.parse(readFileSync(definitionFile, 'utf8'));
@@ -65,8 +66,9 @@ async function lambdaInvoke(input) {
 }
 
 const machine = new StateMachine(definition);
+const handlers = Object.fromEntries(taskStates.split(',').map((state) => [state, lambdaInvoke]));
 const execution = machine.run({}, {
-  overrides: { taskResourceLocalHandlers: { [taskState]: lambdaInvoke } },
+  overrides: { taskResourceLocalHandlers: handlers },
 });
 try {
   const output = await execution.result;
