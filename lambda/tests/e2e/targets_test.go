@@ -3,13 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
 )
 
 // The targets request (docs/design.md "The targets request") from the built
@@ -26,37 +25,27 @@ const (
 	tgtExplicit   = "111100000001" // named by ID, outside the OUs
 )
 
-func organizationFile(t *testing.T, delegated string) string {
-	t.Helper()
-	org := map[string]any{
-		"id": "o-exampleorg1", "managementAccount": tgtManagement, "rootId": "r-ex12",
-		"delegatedAdministrators": []string{delegated},
-		"units": []map[string]string{
-			{"id": "ou-ex12-aaaaaaaa", "name": "Workloads", "parent": "r-ex12"},
-			{"id": "ou-ex12-bbbbbbbb", "name": "Prod", "parent": "ou-ex12-aaaaaaaa"},
+func exampleOrganization(delegated string) *kmsemu.Organization {
+	return &kmsemu.Organization{
+		ID: "o-exampleorg1", ManagementAccount: tgtManagement, RootID: "r-ex12",
+		DelegatedAdministrators: []string{delegated},
+		Units: []kmsemu.OrganizationUnit{
+			{ID: "ou-ex12-aaaaaaaa", Name: "Workloads", Parent: "r-ex12"},
+			{ID: "ou-ex12-bbbbbbbb", Name: "Prod", Parent: "ou-ex12-aaaaaaaa"},
 		},
-		"accounts": []map[string]string{
-			{"id": harness.Account, "name": "security", "parent": "r-ex12"},
-			{"id": tgtProd, "name": "prod", "parent": "ou-ex12-aaaaaaaa"},
-			{"id": tgtNested, "name": "prod-eu", "parent": "ou-ex12-bbbbbbbb"},
-			{"id": tgtSuspended, "name": "old", "parent": "ou-ex12-aaaaaaaa", "state": "SUSPENDED"},
+		Accounts: []kmsemu.OrganizationAccount{
+			{ID: harness.Account, Name: "security", Parent: "r-ex12"},
+			{ID: tgtProd, Name: "prod", Parent: "ou-ex12-aaaaaaaa"},
+			{ID: tgtNested, Name: "prod-eu", Parent: "ou-ex12-bbbbbbbb"},
+			{ID: tgtSuspended, Name: "old", Parent: "ou-ex12-aaaaaaaa", State: "SUSPENDED"},
 		},
 	}
-	b, err := json.Marshal(org)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "organization.json")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func targetsEnv(t *testing.T, delegated string) *harness.Env {
 	t.Helper()
 	return harness.StartTB(t, harness.Options{
-		KMSLocal: harness.KMSLocalOptions{FleetJSON: orgFleet, Args: append([]string{"-organization", organizationFile(t, delegated)}, completeAtOnce...)},
+		KMSLocal: harness.KMSLocalOptions{FleetJSON: orgFleet, Organization: exampleOrganization(delegated), Args: completeAtOnce},
 		Function: harness.FunctionOptions{Env: map[string]string{"ROTATOR_MEMBER_ROLE_NAME": "kms-rotator-member"}},
 	})
 }
