@@ -84,11 +84,16 @@ const (
 	ExcludedManagementAccount = "management-account"
 )
 
-// maxTargetsReportBytes keeps the answer inside Step Functions' 256 KiB
-// limit on a state's input and output
-// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html#service-limits-task-executions),
-// with room for the Lambda integration's envelope.
-const maxTargetsReportBytes = 250 << 10
+// Step Functions passes at most 256 KiB between states
+// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html#service-limits-task-executions).
+// The sweep's largest state is its output, one result of up to about 200
+// bytes per swept target (infra/orgflow.go), so a sweep holds at most
+// MaxSweepTargets targets; and this answer itself must fit, with room for
+// the Lambda integration's envelope.
+const (
+	MaxSweepTargets       = 1000
+	maxTargetsReportBytes = 250 << 10
+)
 
 // orgPageSize is ListAccountsForParent's and
 // ListOrganizationalUnitsForParent's largest MaxResults (20).
@@ -101,7 +106,8 @@ const orgPageSize = 20
 // accounts, by ID, each in every orgRegions Region in the given order. It
 // touches no key. It fails — so the sweep fails loudly instead of sweeping
 // less — when an OU or root cannot be listed, when nothing is left to
-// sweep, or when the answer would not fit a Step Functions state.
+// sweep, or when the targets would not fit the sweep's Step Functions
+// states.
 func (e *Engine) ResolveTargets(ctx context.Context, req request.Request, inv Invocation) (*TargetsReport, error) {
 	start := time.Now()
 	rep := &TargetsReport{RunID: newRunID(e.now()), Mode: request.ModeTargets, Account: inv.Scope.Account,
@@ -148,6 +154,10 @@ func (e *Engine) ResolveTargets(ctx context.Context, req request.Request, inv In
 	}
 	if len(rep.Targets) == 0 {
 		return fail(fmt.Errorf("orgTargets %v hold no active account to sweep (%d excluded): check the OU and root IDs", req.OrgTargets, len(rep.Excluded)))
+	}
+	if n := len(rep.Targets); n > MaxSweepTargets {
+		return fail(fmt.Errorf("%d targets (%d accounts × %d Regions) are more than one sweep carries (%d; a Step Functions state holds 256 KiB): split orgTargets across deployments or sweep fewer Regions",
+			n, len(rep.Accounts), len(req.OrgRegions), MaxSweepTargets))
 	}
 	if b, err := json.Marshal(rep); err == nil && len(b) > maxTargetsReportBytes {
 		return fail(fmt.Errorf("%d targets (%d accounts × %d Regions) take %d bytes, more than a Step Functions state carries (256 KiB): split orgTargets across deployments or sweep fewer Regions",

@@ -2,6 +2,7 @@ package rotator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -275,16 +276,22 @@ func TestResolveTargetsFailsLoudly(t *testing.T) {
 
 func TestResolveTargetsFitsAStepFunctionsState(t *testing.T) {
 	f := &fakeOrg{management: "999999999999", units: map[string][]string{"r-ex12": nil}, accounts: map[string][]orgtypes.Account{}}
-	for i := range 2000 {
+	for i := range MaxSweepTargets / 2 {
 		f.accounts["r-ex12"] = append(f.accounts["r-ex12"], acct(fmt.Sprintf("4%011d", i), orgtypes.AccountStateActive))
 	}
 	e, _, _ := targetsEngine(t, f)
-	if _, err := resolve(e, []string{"r-ex12"}, []string{"us-east-1"}); err != nil {
-		t.Fatalf("2,000 accounts in one Region: %v", err)
+	rep, err := resolve(e, []string{"r-ex12"}, []string{"us-east-1", "eu-west-1"})
+	if err != nil {
+		t.Fatalf("%d accounts in two Regions: %v", MaxSweepTargets/2, err)
 	}
-	_, err := resolve(e, []string{"r-ex12"}, []string{"us-east-1", "us-east-2", "us-west-2"})
-	if err == nil || !strings.Contains(err.Error(), "6000 targets (2000 accounts × 3 Regions)") || !strings.Contains(err.Error(), "256 KiB") {
-		t.Fatalf("2,000 accounts × 3 Regions: %v; want the size error", err)
+	if b, _ := json.Marshal(rep); len(b) > maxTargetsReportBytes {
+		t.Fatalf("%d targets take %d bytes, over %d", len(rep.Targets), len(b), maxTargetsReportBytes)
+	}
+	// One more account is two targets too many.
+	f.accounts["r-ex12"] = append(f.accounts["r-ex12"], acct("499999999999", orgtypes.AccountStateActive))
+	_, err = resolve(e, []string{"r-ex12"}, []string{"us-east-1", "eu-west-1"})
+	if want := fmt.Sprintf("%d targets (%d accounts × 2 Regions) are more than one sweep carries (%d;", MaxSweepTargets+2, MaxSweepTargets/2+1, MaxSweepTargets); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("one account over: %v; want %q", err, want)
 	}
 }
 
