@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"sort"
 	"strings"
@@ -336,19 +337,7 @@ func TestOrgFunctionAssumesOnlyMemberRoles(t *testing.T) {
 		t.Errorf("\n got %+v\nwant %+v", assume, want)
 	}
 	t.Run("without orgId the role name alone limits it", func(t *testing.T) {
-		ctx := map[string]any{}
-		for k, v := range orgContext {
-			ctx[k] = v
-		}
-		ctx[ctxOrgID] = ""
-		app := newApp(t, ctx)
-		if err := addStacks(app, fakeCode(t)); err != nil {
-			t.Fatal(err)
-		}
-		var nj map[string]any
-		if err := json.Unmarshal(mustJSON(assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil).ToJSON()), &nj); err != nil {
-			t.Fatal(err)
-		}
+		nj := orgSynthWith(t, map[string]any{ctxOrgID: ""})
 		for _, s := range statements(t, resources(t, nj, "AWS::IAM::Role")[functionRoleID(t, nj)]["Properties"].(map[string]any)) {
 			if s.Sid == "AssumeMemberRoles" && s.Condition != "" {
 				t.Errorf("condition %s without orgId", s.Condition)
@@ -380,8 +369,9 @@ func TestOrgNagReportsNoError(t *testing.T) {
 	}
 }
 
-// TestOrgNagSuppressionsAreTheReviewedOnes: organization mode adds exactly
-// one suppression, for the member role's account wildcard.
+// TestOrgNagSuppressionsAreTheReviewedOnes: organization mode adds the
+// suppressions for the member role's account wildcard, the state machine's
+// role and, with an OU or root target, the Organizations reads.
 func TestOrgNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 	_, _, j := orgSynth(t)
 	var got []string
@@ -403,6 +393,8 @@ func TestOrgNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 		"AWS::IAM::Policy AwsSolutions-IAM5 [Resource::*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
+		// The function role's Organizations reads (an OU target): Resource * (stack.go).
+		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:iam::*:role/sec-kms-rotator]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:kms:*:<AWS::AccountId>:key/*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/kms-rotator/.*:\\*$/]]",
@@ -410,6 +402,9 @@ func TestOrgNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("suppressions\n got %q\nwant %q", got, want)
+	}
+	if !strings.Contains(mustString(j["Resources"]), mustString(orgReadWildcardReason)) {
+		t.Error("the Organizations reads' suppression is not on the function role")
 	}
 }
 
@@ -510,5 +505,52 @@ func TestOrgSweepFailedAlarm(t *testing.T) {
 	_, _, single := synth(t)
 	if strings.Contains(mustString(single["Resources"]), "org-sweep-failed") {
 		t.Error("an org-sweep-failed alarm in single-account mode")
+	}
+}
+
+// orgSynthWith synthesizes the central stack with orgContext changed by
+// changes, and returns its template.
+func orgSynthWith(t *testing.T, changes map[string]any) map[string]any {
+	t.Helper()
+	ctx := maps.Clone(orgContext)
+	maps.Copy(ctx, changes)
+	app := newApp(t, ctx)
+	if err := addStacks(app, fakeCode(t)); err != nil {
+		t.Fatal(err)
+	}
+	var j map[string]any
+	if err := json.Unmarshal(mustJSON(assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil).ToJSON()), &j); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// TestOrgFunctionListsTargetOUsOnly: with an OU or root among orgTargets
+// the function role gains policy/organization-read.json (the three reads
+// that list a target's accounts, on *), which the member role does not;
+// with account IDs alone it has no Organizations permission.
+func TestOrgFunctionListsTargetOUsOnly(t *testing.T) {
+	_, _, j := orgSynth(t)
+	var got []statement
+	for _, s := range statements(t, resources(t, j, "AWS::IAM::Role")[functionRoleID(t, j)]["Properties"].(map[string]any)) {
+		if strings.Contains(strings.Join(s.Actions, ","), "organizations:") {
+			got = append(got, s)
+		}
+	}
+	want := []statement{{"ListAccountsOfTargetOUs",
+		[]string{"organizations:DescribeOrganization", "organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent"}, []string{"*"}, ""}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("\n got %+v\nwant %+v", got, want)
+	}
+	_, stackSet := only(t, j, "AWS::CloudFormation::StackSet")
+	if body := stackSet["TemplateBody"].(string); strings.Contains(body, "organizations:") {
+		t.Errorf("the member role holds an Organizations permission: %s", body)
+	}
+	accountsOnly := orgSynthWith(t, map[string]any{ctxOrgTargets: "111122223333,444455556666"})
+	if strings.Contains(mustString(accountsOnly["Resources"]), "organizations:") {
+		t.Error("with account targets only, the stack grants an Organizations permission")
+	}
+	if _, _, single := synth(t); strings.Contains(mustString(single["Resources"]), "organizations:") {
+		t.Error("single-account mode grants an Organizations permission")
 	}
 }

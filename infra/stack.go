@@ -404,6 +404,13 @@ const (
 	listWildcardFinding = "Resource::*"
 	listWildcardReason  = "kms:ListAliases and tag:GetResources support no resource-level permissions (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awskeymanagementservice.html, " +
 		"https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsresourcegroupstaggingapi.html): Resource must be *. Both are read-only listings."
+	// orgReadWildcardReason answers listWildcardFinding for
+	// policy/organization-read.json (organization mode with an OU or root
+	// target).
+	orgReadWildcardReason = "Organization mode lists the accounts of the target OUs and roots at run time (policy/organization-read.json, read-only): organizations:DescribeOrganization supports " +
+		"no resource type, and the root and OU ARNs that organizations:ListAccountsForParent and organizations:ListOrganizationalUnitsForParent support hold the management account's ID " +
+		"and name no parent OU, so the nested OUs found at run time could only be matched by a wildcard over the organization " +
+		"(https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsorganizations.html). The central account can list only its own organization."
 )
 
 // newFunctionRole creates the execution role with exactly the inline policy
@@ -434,6 +441,15 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 		}
 		doc.Statement = append(doc.Statement, assume)
 	}
+	if s.Org.ListsAccounts() {
+		// The function lists the accounts of the target OUs and roots at
+		// each run; account IDs alone need no Organizations call.
+		read, err := policy.OrganizationRead(policy.Params{})
+		if err != nil {
+			panic(err)
+		}
+		doc.Statement = append(doc.Statement, read.Statement...)
+	}
 	role := awsiam.NewRole(stack, jsii.String("FunctionRole"), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 		Description: jsii.String("kms-rotator function: rotate opted-in keys on demand, nothing else (policy/function-role.json)"),
@@ -462,6 +478,13 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 			Reason: jsii.String("Organization mode: the function assumes the member role, whose name is fixed, in each target account; the accounts of the target OUs " +
 				"are found at run time and change as accounts join, so the account is a wildcard (limited by aws:ResourceOrgID when -c orgId is set)."),
 			AppliesTo: &[]interface{}{"Resource::arn:<AWS::Partition>:iam::*:role/" + s.Org.MemberRoleName},
+		}}, jsii.Bool(true))
+	}
+	if s.Org.ListsAccounts() {
+		cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{
+			Id:        jsii.String("AwsSolutions-IAM5"),
+			Reason:    jsii.String(orgReadWildcardReason),
+			AppliesTo: &[]interface{}{listWildcardFinding},
 		}}, jsii.Bool(true))
 	}
 	return role

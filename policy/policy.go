@@ -4,7 +4,8 @@
 // opt-in tag, and the names of the function's own resources.
 //
 // The CDK app (infra/) builds the function's role from FunctionRole (plus
-// AssumeMemberRole in organization mode), the member accounts' role from
+// AssumeMemberRole in organization mode, and OrganizationRead when a target
+// is an OU or a root), the member accounts' role from
 // MemberRole (the same statements of function-role.json), the
 // EventBridge Scheduler role from SchedulerRole, the responders' managed
 // policy from Responder and the incident event bus's resource policy from
@@ -27,7 +28,7 @@ import (
 // The JSON files are embedded so the CDK app and the tests cannot drift from
 // the reviewed text.
 //
-//go:embed function-role.json key-policy-statement.json scheduler-role.json scheduler-org-role.json responder.json incident-bus.json assume-member-role.json
+//go:embed function-role.json key-policy-statement.json scheduler-role.json scheduler-org-role.json responder.json incident-bus.json assume-member-role.json organization-read.json
 var files embed.FS
 
 // File names of the documents, relative to this package.
@@ -50,6 +51,10 @@ const (
 	// AssumeMemberRoleFile is the statement the function's role gains in
 	// organization mode: assume the member role of another account.
 	AssumeMemberRoleFile = "assume-member-role.json"
+	// OrganizationReadFile is the policy the function's role gains in
+	// organization mode when a target is an OU or a root: list their
+	// accounts.
+	OrganizationReadFile = "organization-read.json"
 )
 
 // Params are the values substituted for the ${Name} placeholders of the
@@ -333,6 +338,23 @@ func AssumeMemberRole(p Params) (Statement, error) {
 		return Statement{}, fmt.Errorf("policy %s: %d statements, want 1", AssumeMemberRoleFile, len(d.Statement))
 	}
 	return d.Statement[0], nil
+}
+
+// OrganizationRead renders the policy the function's role gains in
+// organization mode when orgTargets names an OU or a root: the three
+// read-only calls that list the accounts of a target OU or root,
+// recursively (DescribeOrganization for the management account, which is
+// excluded; ListAccountsForParent; ListOrganizationalUnitsForParent). No
+// other Organizations action, and no write. Resource is "*":
+// DescribeOrganization supports no resource type, and the root and OU ARNs
+// the two listings support hold the management account's ID and name no
+// parent, so the nested OUs found at run time could only be matched by a
+// wildcard over the whole organization
+// (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsorganizations.html).
+// It uses no placeholder, and its statement is not one of function-role.json,
+// so the member role never holds it.
+func OrganizationRead(p Params) (Document, error) {
+	return renderDocument(OrganizationReadFile, p)
 }
 
 func renderDocument(file string, p Params) (Document, error) {

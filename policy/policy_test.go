@@ -108,7 +108,7 @@ func TestNoStatementGrantsAWildcardAction(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := append(doc.Statement, keys...)
-	for _, render := range []func(Params) (Document, error){SchedulerRole, Responder, IncidentBus} {
+	for _, render := range []func(Params) (Document, error){SchedulerRole, Responder, IncidentBus, OrganizationRead} {
 		d, err := render(testParams)
 		if err != nil {
 			t.Fatal(err)
@@ -213,6 +213,7 @@ func TestPlaceholdersListWhatTheDocumentsNeed(t *testing.T) {
 		{ResponderFile, []string{"Account", "FunctionName", "IncidentBusName", "IncidentDetailType", "IncidentSource", "Partition", "Region"}},
 		{IncidentBusFile, []string{"Account", "IncidentBusName", "IncidentPrincipalPatterns", "IncidentPrincipals", "Partition", "Region"}},
 		{AssumeMemberRoleFile, []string{"MemberRoleName", "OrgId", "Partition"}},
+		{OrganizationReadFile, []string{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {

