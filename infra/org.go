@@ -236,6 +236,10 @@ func memberTemplate(s Settings) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	keyStatements, err := memberKeyStatements(s, "${AWS::Partition}", "${AWS::AccountId}")
+	if err != nil {
+		return "", err
+	}
 	m := doc.Map()
 	for _, st := range m["Statement"].([]any) {
 		st := st.(map[string]any)
@@ -284,10 +288,41 @@ func memberTemplate(s Settings) (string, error) {
 		},
 		"Outputs": map[string]any{
 			"MemberRoleArn": map[string]any{"Description": "The member role", "Value": map[string]any{"Fn::GetAtt": []any{"MemberRole", "Arn"}}},
+			// The account's own copy of the central stack's
+			// MemberKeyPolicyStatements, the role ARN filled in.
+			memberKeyPolicyOutput: map[string]any{
+				"Description": "Append to the Statement list of this account's key policies that do not delegate to IAM, so the member role may rotate the key while it is opted in",
+				"Value":       map[string]any{"Fn::Sub": string(keyStatements)},
+			},
 		},
 	}
 	raw, err := json.Marshal(tmpl)
 	return string(raw), err
+}
+
+// memberKeyPolicyOutput names the output of the member statements for key
+// policies, in the member template; the central stack's is
+// "Member"+memberKeyPolicyOutput.
+const memberKeyPolicyOutput = "KeyPolicyStatements"
+
+// memberAccountPlaceholder stands for the member account in the central
+// stack's MemberKeyPolicyStatements: the key owner replaces it with the
+// key's account ID. Left in place, KMS refuses the key policy (the principal
+// does not exist), so a forgotten replacement grants nothing.
+const memberAccountPlaceholder = "MEMBER_ACCOUNT_ID"
+
+// memberKeyStatements are the statements that let the member role rotate a
+// key whose key policy does not delegate to IAM (policy.MemberKeyStatements),
+// as JSON text: the member role of account, in partition.
+func memberKeyStatements(s Settings, partition, account string) ([]byte, error) {
+	st, err := policy.MemberKeyStatements(policy.Params{
+		Partition: partition, Account: account, MemberRoleName: s.Org.MemberRoleName,
+		TagKey: s.Function.TagKey, TagValue: s.Function.TagValue,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(statementsAsAny(st))
 }
 
 // newMemberStackSet deploys the member role into the target accounts with a

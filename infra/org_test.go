@@ -254,10 +254,28 @@ func TestOrgMemberTemplate(t *testing.T) {
 	}
 	_, role := only(t, member, "AWS::IAM::Role")
 	role = unsub(role).(map[string]any)
-	t.Run("every ARN with a pseudo parameter is substituted (Fn::Sub)", func(t *testing.T) {
-		if n, subs := strings.Count(body, "${AWS::"), strings.Count(body, `{"Fn::Sub":"arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"}`); n == 0 || n != 2*subs {
-			t.Errorf("%d pseudo parameters, %d substituted key ARNs:\n%s", n, subs, body)
+	t.Run("every pseudo parameter is substituted (Fn::Sub)", func(t *testing.T) {
+		if subs := strings.Count(body, `{"Fn::Sub":"arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"}`); subs != 3 {
+			t.Errorf("%d substituted key ARNs, want 3:\n%s", subs, body)
 		}
+		var bare func(v any, inSub bool)
+		bare = func(v any, inSub bool) {
+			switch v := v.(type) {
+			case string:
+				if !inSub && strings.Contains(v, "${AWS::") {
+					t.Errorf("%q holds a pseudo parameter outside an Fn::Sub", v)
+				}
+			case map[string]any:
+				for k, x := range v {
+					bare(x, k == "Fn::Sub")
+				}
+			case []any:
+				for _, x := range v {
+					bare(x, false)
+				}
+			}
+		}
+		bare(member, false)
 	})
 	t.Run("the role has the fixed member role name", func(t *testing.T) {
 		if role["RoleName"] != "sec-kms-rotator" {
@@ -552,5 +570,53 @@ func TestOrgFunctionListsTargetOUsOnly(t *testing.T) {
 	}
 	if _, _, single := synth(t); strings.Contains(mustString(single["Resources"]), "organizations:") {
 		t.Error("single-account mode grants an Organizations permission")
+	}
+}
+
+// TestOrgMemberKeyPolicyStatements: the central stack outputs the
+// statements a member account's key policy needs for the member role
+// (policy.MemberKeyStatements), naming the role in MEMBER_ACCOUNT_ID for
+// the key owner to replace; each member stack outputs them with its own
+// account. Single-account mode has no such output.
+func TestOrgMemberKeyPolicyStatements(t *testing.T) {
+	_, _, j := orgSynth(t)
+	want := func(account string) []any {
+		st, err := policy.MemberKeyStatements(policy.Params{Partition: "${AWS::Partition}", Account: account, MemberRoleName: "sec-kms-rotator", TagKey: "kms-rotator", TagValue: "enabled"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v []any
+		if err := json.Unmarshal(mustJSON(statementsAsAny(st)), &v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	parse := func(where, text string) []any {
+		var v []any
+		if err := json.Unmarshal([]byte(text), &v); err != nil {
+			t.Fatalf("%s is not a JSON list: %v\n%s", where, err, text)
+		}
+		return v
+	}
+	central := flat(j["Outputs"].(map[string]any)["Member"+memberKeyPolicyOutput].(map[string]any)["Value"])
+	// flat renders the partition's Ref as ${AWS::Partition}.
+	if got := parse("the central output", central); !reflect.DeepEqual(got, want(memberAccountPlaceholder)) {
+		t.Errorf("central output\n got %s\nwant %s", mustJSON(got), mustJSON(want(memberAccountPlaceholder)))
+	}
+	if !strings.Contains(central, `"AWS":"arn:${AWS::Partition}:iam::MEMBER_ACCOUNT_ID:role/sec-kms-rotator"`) {
+		t.Errorf("the central output does not name the member role in MEMBER_ACCOUNT_ID: %s", central)
+	}
+	_, stackSet := only(t, j, "AWS::CloudFormation::StackSet")
+	var member map[string]any
+	if err := json.Unmarshal([]byte(stackSet["TemplateBody"].(string)), &member); err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := member["Outputs"].(map[string]any)[memberKeyPolicyOutput].(map[string]any)["Value"].(map[string]any)["Fn::Sub"].(string)
+	if got := parse("the member output", sub); !reflect.DeepEqual(got, want("${AWS::AccountId}")) {
+		t.Errorf("member output\n got %s\nwant %s", mustJSON(got), mustJSON(want("${AWS::AccountId}")))
+	}
+	_, _, single := synth(t)
+	if _, ok := single["Outputs"].(map[string]any)["Member"+memberKeyPolicyOutput]; ok {
+		t.Error("single-account mode outputs the member key policy statements")
 	}
 }

@@ -184,6 +184,15 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	out("ResponderPolicyArn", "Attach to incident responders' roles: invoke the function, request incidents on the incident bus", responder.ManagedPolicyArn())
 	out("KeyPolicyStatements", "Append to the Statement list of a key policy that does not delegate to IAM (policy/key-policy-statement.json)",
 		stack.ToJsonString(statementsAsAny(keyStatements), nil))
+	if s.Org.Enabled() {
+		member, err := memberKeyStatements(s, *awscdk.Aws_PARTITION(), memberAccountPlaceholder)
+		if err != nil {
+			panic(err)
+		}
+		out("Member"+memberKeyPolicyOutput, "Organization mode: append to the Statement list of a member account's key policy that does not delegate to IAM, with "+memberAccountPlaceholder+
+			" replaced by the key's account ID, so the member role may rotate the key while it is opted in (each member account's StackSet stack outputs them filled in as "+memberKeyPolicyOutput+")",
+			jsii.String(string(member)))
+	}
 	return stack
 }
 

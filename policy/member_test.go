@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -191,4 +192,92 @@ func TestSimulateMemberRoleTrust(t *testing.T) {
 		c("a role of another account with the central role's name", foreign, memberRole, anything, inOrg, denied),
 		c("the central account's root", "arn:aws:iam::012345678912:root", memberRole, anything, inOrg, denied),
 	})
+}
+
+// TestMemberKeyStatements spells out the statements a member account's key
+// policy gains for the member role: its own three key statements, with the
+// role in the key's account as Principal and the key as Resource.
+func TestMemberKeyStatements(t *testing.T) {
+	p := memberParams()
+	p.MemberRoleName = "kms-rotator-member"
+	got, err := MemberKeyStatements(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := map[string]Values{"AWS": {memberRole}}
+	optIn := map[string]Values{"aws:ResourceTag/kms-rotator": {"enabled"}}
+	want := []Statement{
+		{Sid: "KmsRotatorMemberRotateOptedInSymmetricKeys", Effect: "Allow", Principal: role,
+			Action: []string{"kms:RotateKeyOnDemand"}, Resource: []string{"*"},
+			Condition: map[string]map[string]Values{"StringEquals": {"aws:ResourceTag/kms-rotator": {"enabled"}, "kms:KeySpec": {"SYMMETRIC_DEFAULT"}}}},
+		{Sid: "KmsRotatorMemberReadRotationStateOfOptedInKeys", Effect: "Allow", Principal: role,
+			Action: []string{"kms:GetKeyRotationStatus", "kms:ListKeyRotations", "kms:GetKeyLastUsage"}, Resource: []string{"*"},
+			Condition: map[string]map[string]Values{"StringEquals": optIn}},
+		{Sid: "KmsRotatorMemberDescribeAnyKeyOfTheAccount", Effect: "Allow", Principal: role,
+			Action: []string{"kms:DescribeKey", "kms:ListResourceTags"}, Resource: []string{"*"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("\n got %+v\nwant %+v", got, want)
+	}
+	if _, err := MemberKeyStatements(memberParams()); err == nil || !strings.Contains(err.Error(), "MemberRoleName") {
+		t.Errorf("without a role name: err = %v, want one naming MemberRoleName", err)
+	}
+}
+
+// TestSimulateMemberKeyStatements: on a key whose policy names only its
+// owner, the member role can do with the statements added exactly what its
+// IAM policy lets it do on a key whose policy delegates to IAM — every case
+// of a list answers the same both ways — and nothing without them.
+func TestSimulateMemberKeyStatements(t *testing.T) {
+	p := memberParams()
+	p.MemberRoleName = "kms-rotator-member"
+	keyStatements, err := MemberKeyStatements(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roleDoc, err := MemberRole(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := map[string]any{"Sid": "KeyOwnerOnly", "Effect": "Allow",
+		"Principal": map[string]any{"AWS": "arn:aws:iam::111122223333:role/key-owner"}, "Action": "kms:*", "Resource": "*"}
+	ownerOnly := map[string]any{"Version": "2012-10-17", "Statement": []any{owner}}
+	withMember := map[string]any{"Version": "2012-10-17", "Statement": append([]any{owner}, statementsAsAny(t, keyStatements)...)}
+	delegating := map[string]any{"Version": "2012-10-17", "Statement": []any{map[string]any{
+		"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+		"Principal": map[string]any{"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"}}}
+	untagged := map[string]any{"kms:KeySpec": "SYMMETRIC_DEFAULT"}
+	asymmetric := map[string]any{"aws:ResourceTag/kms-rotator": "enabled", "kms:KeySpec": "RSA_2048"}
+	type probe struct {
+		action string
+		ctx    map[string]any
+		want   string
+	}
+	const allowed, denied = "Allowed", "ImplicitlyDenied"
+	probes := []probe{
+		{"kms:RotateKeyOnDemand", optedIn(), allowed},
+		{"kms:RotateKeyOnDemand", untagged, denied},
+		{"kms:RotateKeyOnDemand", asymmetric, denied},
+		{"kms:GetKeyRotationStatus", optedIn(), allowed},
+		{"kms:GetKeyRotationStatus", untagged, denied},
+		{"kms:ListKeyRotations", untagged, denied},
+		{"kms:GetKeyLastUsage", optedIn(), allowed},
+		{"kms:DescribeKey", untagged, allowed},
+		{"kms:ListResourceTags", untagged, allowed},
+		{"kms:Decrypt", optedIn(), denied},
+		{"kms:PutKeyPolicy", optedIn(), denied},
+		{"kms:ScheduleKeyDeletion", optedIn(), denied},
+		{"kms:CreateGrant", optedIn(), denied},
+		{"kms:TagResource", untagged, denied},
+	}
+	var cases []simCase
+	for _, pr := range probes {
+		base := simCase{Principal: memberRole, Action: pr.action, Resource: memberKey, Account: memberAccount, Context: pr.ctx, want: pr.want}
+		byKeyPolicy, byIAM, without := base, base, base
+		byKeyPolicy.Name, byKeyPolicy.ResourcePolicy = fmt.Sprintf("%s %v, key policy with the member statements", pr.action, pr.ctx), withMember
+		byIAM.Name, byIAM.ResourcePolicy, byIAM.IdentityPolicies = fmt.Sprintf("%s %v, the role's IAM policy, key delegating to IAM", pr.action, pr.ctx), delegating, []any{roleDoc.Map()}
+		without.Name, without.ResourcePolicy, without.IdentityPolicies, without.want = fmt.Sprintf("%s %v, owner-only key policy", pr.action, pr.ctx), ownerOnly, []any{roleDoc.Map()}, denied
+		cases = append(cases, byKeyPolicy, byIAM, without)
+	}
+	simulate(t, cases)
 }

@@ -306,6 +306,37 @@ func MemberRole(p Params) (Document, error) {
 	return d, nil
 }
 
+// MemberKeyStatements renders the statements the owner of a member
+// account's key appends to a key policy that does not delegate to IAM, so
+// that the member role may rotate that key (organization mode): the member
+// role's own statements on keys (MemberRoleSids whose resources are key
+// ARNs), each with the member role as its Principal and Resource "*" (in a
+// key policy, the key itself), actions and conditions unchanged — exactly
+// as narrow as the role's IAM policy, from the same text. The principal is
+// the role's ARN in the key's own account, built from Partition, Account
+// (the member account) and MemberRoleName: a key policy's Principal takes
+// no policy variables
+// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html).
+func MemberKeyStatements(p Params) ([]Statement, error) {
+	if p.MemberRoleName == "" {
+		return nil, fmt.Errorf("policy %s (member key policy): no value for MemberRoleName", FunctionRoleFile)
+	}
+	role, err := MemberRole(p)
+	if err != nil {
+		return nil, err
+	}
+	principal := map[string]Values{"AWS": {"arn:" + p.Partition + ":iam::" + p.Account + ":role/" + p.MemberRoleName}}
+	var out []Statement
+	for _, st := range role.Statement {
+		if !slices.ContainsFunc(st.Resource, func(r string) bool { return strings.Contains(r, ":key/") }) {
+			continue // the listings, which a key policy does not grant
+		}
+		out = append(out, Statement{Sid: "KmsRotatorMember" + st.Sid, Effect: st.Effect, Principal: principal,
+			Action: st.Action, Resource: []string{"*"}, Condition: st.Condition})
+	}
+	return out, nil
+}
+
 // AssumeMemberRole renders the statement the function's role gains in
 // organization mode: sts:AssumeRole on the member role's name in any
 // account, and with OrgID set only on roles of that organization
