@@ -116,12 +116,15 @@ func orgResolvePayload(orgTargets, regions []string) map[string]any {
 // ID: about 160 bytes), a failed one up to orgFailedResultBytes (it holds
 // the function's error document: about 620 bytes for a member role that
 // cannot be assumed). The resolved targets before them take about 50 bytes
-// each, an excluded account about 90. So about 1,300 targets (accounts ×
-// Regions) fit when all are swept, about 320 when all fail; beyond that
-// the execution fails with States.DataLimitExceeded, which the
-// org-sweep-failed alarm reports too: split orgTargets over several
-// deployments. The local runs in orgflow_test.go check every result
-// against these bounds.
+// each, an excluded account about 90. The function resolves at most 1,000
+// targets (accounts × Regions; rotator.MaxSweepTargets) and fails the
+// first state beyond that: 1,000 swept results take at most 200 KB and
+// fit. Failed results are bigger: about 320 of them fill the output, so
+// an execution in which that many targets fail (a member role missing in
+// many accounts) ends with States.DataLimitExceeded after sweeping the
+// others; the org-sweep-failed alarm reports it like any failed execution.
+// The local runs in orgflow_test.go check every result against these
+// bounds.
 //
 // Each Map item carries {target, links, rotated, failed, skipped, request}
 // through its states; "request" is the next payload for the function. After

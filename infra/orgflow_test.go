@@ -21,11 +21,17 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
 )
 
 // The organization sweep's state machine (orgflow.go), synthesized by CDK,
@@ -34,7 +40,7 @@ import (
 // Both Node packages are pinned in package.json.
 
 const (
-	flowMemberA     = "111111111111" // needs continuations in us-east-1
+	flowMemberA     = "111111111111" // needs continuations in us-east-1; in the root in TestOrgStateMachineResolvesOUsLocally
 	flowMemberB     = "222222222222"
 	flowUnreachable = "333333333333" // has keys but no member role
 	flowRole        = "kms-rotator-member"
@@ -294,20 +300,29 @@ func flowFleet(due map[orgTarget]int) string {
 // organization mode with fnEnv over ROTATOR_MEMBER_ROLE_NAME.
 func startFlowEnv(t *testing.T, due map[orgTarget]int, timeout time.Duration, fnEnv map[string]string) *harness.Env {
 	t.Helper()
+	return startFlowEnvWith(t, due, []string{flowMemberA, flowMemberB}, nil, timeout, fnEnv)
+}
+
+// startFlowEnvWith is startFlowEnv with the accounts that have the member
+// role and kmslocal's organization (nil: none) given.
+func startFlowEnvWith(t *testing.T, due map[orgTarget]int, roleAccounts []string, org *kmsemu.Organization, timeout time.Duration, fnEnv map[string]string) *harness.Env {
+	t.Helper()
 	var roles []string
-	for _, a := range []string{flowMemberA, flowMemberB} {
-		roles = append(roles, "arn:aws:iam::"+a+":role/"+flowRole)
+	for _, a := range roleAccounts {
+		roles = append(roles, flowRoleARN(a))
 	}
 	env := map[string]string{settings.EnvMemberRoleName: flowRole}
-	for k, v := range fnEnv {
-		env[k] = v
-	}
+	maps.Copy(env, fnEnv)
 	return harness.StartTB(t, harness.Options{
-		KMSLocal:  harness.KMSLocalOptions{FleetJSON: flowFleet(due), Args: []string{"-roles", strings.Join(roles, ","), "-rotation-delay=0", "-quiet"}},
+		KMSLocal: harness.KMSLocalOptions{FleetJSON: flowFleet(due), Organization: org,
+			Args: []string{"-roles", strings.Join(roles, ","), "-rotation-delay=0", "-quiet"}},
 		Function:  harness.FunctionOptions{Timeout: timeout, Env: env},
 		Functions: 3,
 	})
 }
+
+// flowRoleARN is the member role of account.
+func flowRoleARN(account string) string { return "arn:aws:iam::" + account + ":role/" + flowRole }
 
 // flowExcluded is one account the resolve state left out.
 type flowExcluded struct {
@@ -332,16 +347,6 @@ func flowUrls(env *harness.Env) []string {
 		urls = append(urls, f.URL)
 	}
 	return urls
-}
-
-// runFlow executes the definition once through the Node runner, checks
-// that the output has one result per target of flowTargets in target order,
-// and returns the per-target output and how many times the function was
-// invoked (the resolve state's invocation included).
-func runFlow(t *testing.T, def []byte, env *harness.Env) ([]flowTargetResult, int) {
-	t.Helper()
-	out, invocations := runFlowAt(t, def, flowUrls(env), flowTargets())
-	return out.Targets, invocations
 }
 
 // runFlowAt executes the definition against the function's invoke URLs and
@@ -414,12 +419,24 @@ func execFlow(t *testing.T, def []byte, urls []string) ([]byte, string, error) {
 // second finds nothing due. It returns the first execution's output.
 func checkFlow(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]int) []flowTargetResult {
 	t.Helper()
-	got, invocations := runFlow(t, def, env)
-	links := 0
+	return checkFlowOf(t, def, env, due, flowTargets()).Targets
+}
+
+// checkFlowOf is checkFlow for the targets the resolve state should find,
+// in order: every due key of every target of another account than
+// flowUnreachable rotated once, flowUnreachable's targets failed naming the
+// role, no rotation in any other account of due; and a second execution
+// rotates nothing. It returns the first execution's output.
+func checkFlowOf(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]int, targets []orgTarget) flowOutput {
+	t.Helper()
+	out, invocations := runFlowAt(t, def, flowUrls(env), targets)
+	got := out.Targets
+	links, unreachable := 0, 0
 	for _, r := range got {
 		tg := orgTarget{r.Account, r.Region}
 		links += r.Links
 		if tg.Account == flowUnreachable {
+			unreachable++
 			if r.Status != "failed" || r.Links != 0 || r.Rotated != 0 || !strings.Contains(r.Error.Cause, "assume role arn:aws:iam::"+flowUnreachable+":role/"+flowRole) {
 				t.Errorf("%s/%s: %+v; want failed naming the role, nothing rotated", tg.Account, tg.Region, r)
 			}
@@ -429,7 +446,7 @@ func checkFlow(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]int
 			t.Errorf("%s/%s: %+v; want swept with %d rotated, none failed or deferred", tg.Account, tg.Region, r, due[tg])
 		}
 	}
-	if want := 1 + links + 2; invocations != want { // the resolve state's, and one failed run per unreachable target
+	if want := 1 + links + unreachable; invocations != want { // the resolve state's, and one failed run per unreachable target
 		t.Errorf("%d invocations, want %d (the targets run, the links, and one per unreachable target)", invocations, want)
 	}
 
@@ -437,21 +454,22 @@ func checkFlow(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]int
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{flowMemberA, flowMemberB, flowUnreachable} {
-		want := 0
-		if a != flowUnreachable {
-			for _, r := range flowRegions {
-				want += due[orgTarget{a, r}]
-			}
+	rotates := map[string]int{}
+	for tg, n := range due {
+		rotates[tg.Account] += 0 // every account of due is checked, untouched ones too
+		if tg.Account != flowUnreachable && slices.Contains(targets, tg) {
+			rotates[tg.Account] += n
 		}
+	}
+	for a, want := range rotates {
 		op := st.Accounts[a]["RotateKeyOnDemand"]
 		if op.Calls != int64(want) || op.Errors != 0 {
 			t.Errorf("account %s: %d RotateKeyOnDemand calls (%d errors), want %d and none", a, op.Calls, op.Errors, want)
 		}
 	}
 
-	again, _ := runFlow(t, def, env)
-	for _, r := range again {
+	again, _ := runFlowAt(t, def, flowUrls(env), targets)
+	for _, r := range again.Targets {
 		if r.Rotated != 0 || (r.Account != flowUnreachable && r.Status != "swept") {
 			t.Errorf("second execution, %s/%s: %+v; want swept, nothing rotated", r.Account, r.Region, r)
 		}
@@ -463,7 +481,7 @@ func checkFlow(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]int
 	if a, b := st.Op("RotateKeyOnDemand").Calls, st2.Op("RotateKeyOnDemand").Calls; a != b {
 		t.Errorf("the second execution called RotateKeyOnDemand %d times", b-a)
 	}
-	return got
+	return out
 }
 
 // TestOrgStateMachineSweepsEveryReachableTargetLocally runs the deployed
@@ -677,4 +695,131 @@ func orgResultBytes(status string) int {
 		return orgFailedResultBytes
 	}
 	return orgSweptResultBytes
+}
+
+// The organization of TestOrgStateMachineResolvesOUsLocally.
+const (
+	flowRoot       = "r-ab12"
+	flowOU         = "ou-ab12-prod0001"
+	flowNestedOU   = "ou-ab12-team0001" // in flowOU
+	flowNested     = "444444444444"     // ACTIVE, in flowNestedOU
+	flowSuspended  = "555555555555"     // SUSPENDED, in flowNestedOU
+	flowManagement = "999999999999"     // the management account, in flowOU
+)
+
+// TestOrgStateMachineResolvesOUsLocally runs the state machine with OU
+// targets resolved at run time by the built function against kmslocal's
+// Organizations API, the central account being a delegated administrator:
+// orgTargets = one account of the root by its ID, and an OU holding a
+// nested OU. The OU's ACTIVE accounts are swept — flowMemberB, flowNested
+// in the nested OU, and flowUnreachable, which has no member role and
+// fails naming it — while the suspended account and the management account
+// (both in the OU, both with keys due and a member role) are excluded and
+// untouched. Every due key of a reachable target is rotated exactly once:
+// the execution's output, kmslocal's per-account counters and each key's
+// rotation history (read through the member role) agree; a second
+// execution rotates nothing.
+func TestOrgStateMachineResolvesOUsLocally(t *testing.T) {
+	orgTargets := []string{flowMemberA, flowOU}
+	org := &kmsemu.Organization{
+		ID: "o-a1b2c3d4e5", ManagementAccount: flowManagement, DelegatedAdministrators: []string{harness.Account}, RootID: flowRoot,
+		Units: []kmsemu.OrganizationUnit{{ID: flowOU, Name: "prod", Parent: flowRoot}, {ID: flowNestedOU, Name: "team", Parent: flowOU}},
+		Accounts: []kmsemu.OrganizationAccount{
+			{ID: harness.Account}, {ID: flowMemberA},
+			{ID: flowMemberB, Parent: flowOU}, {ID: flowUnreachable, Parent: flowOU}, {ID: flowManagement, Parent: flowOU},
+			{ID: flowNested, Parent: flowNestedOU}, {ID: flowSuspended, Parent: flowNestedOU, State: "SUSPENDED"},
+		},
+	}
+	due := map[orgTarget]int{}
+	for i, a := range []string{flowMemberA, flowMemberB, flowUnreachable, flowNested, flowSuspended, flowManagement} {
+		for j, r := range flowRegions {
+			due[orgTarget{a, r}] = 1 + (i+j)%3
+		}
+	}
+	// Explicit roles: every account but flowUnreachable, the excluded ones
+	// included, so that only the exclusion keeps them unswept.
+	withRole := []string{flowMemberA, flowMemberB, flowNested, flowSuspended, flowManagement}
+	env := startFlowEnvWith(t, due, withRole, org, 0, map[string]string{settings.EnvContinuationMax: "0"})
+	def := flowDefinitionFor(t, orgTargets)
+
+	out := checkFlowOf(t, def, env, due, crossTargets([]string{flowMemberA, flowMemberB, flowUnreachable, flowNested}, flowRegions))
+	excluded := slices.Clone(out.Excluded)
+	slices.SortFunc(excluded, func(a, b flowExcluded) int { return strings.Compare(a.Account, b.Account) })
+	wantExcluded := []flowExcluded{
+		{Account: flowSuspended, From: flowOU, Reason: "not-active", State: "SUSPENDED"},
+		{Account: flowManagement, From: flowOU, Reason: "management-account"},
+	}
+	if !reflect.DeepEqual(excluded, wantExcluded) {
+		t.Errorf("excluded %+v, want %+v", out.Excluded, wantExcluded)
+	}
+
+	for _, a := range withRole {
+		swept := a != flowSuspended && a != flowManagement
+		for _, r := range flowRegions {
+			keys := memberRotations(t, env, a, r)
+			old := 0
+			for arn, k := range keys {
+				want := 0
+				if k.due {
+					old++
+					if swept {
+						want = 1
+					}
+				}
+				if k.onDemand != want {
+					t.Errorf("%s (due %t): %d on-demand rotations, want %d", arn, k.due, k.onDemand, want)
+				}
+			}
+			if old != due[orgTarget{a, r}] {
+				t.Errorf("%s/%s: %d due keys in kmslocal, want %d", a, r, old, due[orgTarget{a, r}])
+			}
+		}
+	}
+}
+
+// memberKey is one key's on-demand rotations, read in its account.
+type memberKey struct {
+	due      bool // created 200 days ago (flowFleet), not 5
+	onDemand int
+}
+
+// memberRotations reads every key of account in region through its member
+// role (kmslocal's STS), keyed by ARN.
+func memberRotations(t *testing.T, env *harness.Env, account, region string) map[string]memberKey {
+	t.Helper()
+	cfg := env.KMS.Config(region)
+	cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), flowRoleARN(account)))
+	client := kms.NewFromConfig(cfg)
+	out := map[string]memberKey{}
+	keys := kms.NewListKeysPaginator(client, &kms.ListKeysInput{})
+	for keys.HasMorePages() {
+		page, err := keys.NextPage(t.Context())
+		if err != nil {
+			t.Fatalf("ListKeys in %s/%s: %v", account, region, err)
+		}
+		for _, k := range page.Keys {
+			d, err := client.DescribeKey(t.Context(), &kms.DescribeKeyInput{KeyId: k.KeyId})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mk := memberKey{due: time.Since(aws.ToTime(d.KeyMetadata.CreationDate)) > 100*24*time.Hour}
+			rotations := kms.NewListKeyRotationsPaginator(client, &kms.ListKeyRotationsInput{KeyId: k.KeyId})
+			for rotations.HasMorePages() {
+				rp, err := rotations.NextPage(t.Context())
+				if err != nil {
+					t.Fatalf("ListKeyRotations %s: %v", aws.ToString(k.KeyArn), err)
+				}
+				for _, r := range rp.Rotations {
+					if r.RotationType == kmstypes.RotationTypeOnDemand {
+						mk.onDemand++
+					}
+				}
+			}
+			out[aws.ToString(k.KeyArn)] = mk
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no keys in %s/%s", account, region)
+	}
+	return out
 }
