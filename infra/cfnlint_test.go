@@ -14,9 +14,9 @@ import (
 // the reason; every other error and warning fails TestTemplatesPassCfnLint.
 var cfnLintIgnored = map[string]string{}
 
-// cfnLintInstall is how to get cfn-lint (a Python tool: .ci/run installs
-// the pinned version when it is missing).
-const cfnLintInstall = "pip install cfn-lint (CI pins cfn-lint==1.51.0 in .ci/run)"
+// cfnLintVersion is the cfn-lint .ci/run installs when it is missing (a
+// Python tool, not in package.json or go.mod).
+const cfnLintVersion = "1.51.0"
 
 // TestTemplatesPassCfnLint runs cfn-lint on the central template of
 // single-account mode, on the central template of organization mode and on
@@ -25,7 +25,10 @@ const cfnLintInstall = "pip install cfn-lint (CI pins cfn-lint==1.51.0 in .ci/ru
 func TestTemplatesPassCfnLint(t *testing.T) {
 	bin, err := exec.LookPath("cfn-lint")
 	if err != nil {
-		t.Fatalf("cfn-lint is not on PATH: %v; install it with `%s`", err, cfnLintInstall)
+		t.Fatalf("cfn-lint is not on PATH (%v): install it with `pip install cfn-lint` (.ci/run installs cfn-lint==%s)", err, cfnLintVersion)
+	}
+	if v, err := exec.Command(bin, "--version").Output(); err == nil {
+		t.Logf("%s (.ci/run pins %s)", strings.TrimSpace(string(v)), cfnLintVersion)
 	}
 	_, _, single := synth(t)
 	_, _, org := orgSynth(t)
