@@ -620,3 +620,32 @@ func TestOrgMemberKeyPolicyStatements(t *testing.T) {
 		t.Error("single-account mode outputs the member key policy statements")
 	}
 }
+
+// TestOrgSweepResolvesOrgTargetsAsGiven: the central stack's state machine
+// asks the function for the targets of orgTargets as given (accounts, OUs
+// and roots, in order) in orgRegions; OU targets alone synthesize, without
+// orgRootId, and grant the Organizations reads.
+func TestOrgSweepResolvesOrgTargetsAsGiven(t *testing.T) {
+	payload := func(j map[string]any) string {
+		_, sm := only(t, j, "AWS::StepFunctions::StateMachine")
+		var def map[string]any
+		if err := json.Unmarshal([]byte(flat(sm["DefinitionString"])), &def); err != nil {
+			t.Fatalf("definition: %v", err)
+		}
+		resolve := def["States"].(map[string]any)[orgResolveTask].(map[string]any)
+		return string(mustJSON(resolve["Parameters"].(map[string]any)["Payload"]))
+	}
+	_, _, j := orgSynth(t)
+	want := `{"mode":"targets","orgRegions":["eu-west-1","us-east-1"],"orgTargets":["ou-ab12-cdefghij","111122223333","ou-ab12-klmnopqr"]}`
+	if got := payload(j); got != want {
+		t.Errorf("payload %s, want %s", got, want)
+	}
+	ouOnly := orgSynthWith(t, map[string]any{ctxOrgTargets: "ou-ab12-cdefghij", ctxOrgRootID: ""})
+	want = `{"mode":"targets","orgRegions":["eu-west-1","us-east-1"],"orgTargets":["ou-ab12-cdefghij"]}`
+	if got := payload(ouOnly); got != want {
+		t.Errorf("OU only: payload %s, want %s", got, want)
+	}
+	if !strings.Contains(mustString(ouOnly["Resources"]), `"organizations:ListAccountsForParent"`) {
+		t.Error("OU only: the function role may not list the OU's accounts")
+	}
+}
