@@ -153,10 +153,18 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 			}),
 		)
 		if sm := props.OrgSweep; sm != nil {
+			// The targets each execution's first state resolved: a count
+			// that drops (an OU emptied, accounts suspended) shows here
+			// before any key goes overdue.
+			targets := string(request.ModeTargets)
 			d.AddWidgets(graph("Organization: sweep executions", []awscloudwatch.IMetric{
 				sm.MetricSucceeded(fiveMin),
 			}, []awscloudwatch.IMetric{
 				sm.MetricFailed(fiveMin), sm.MetricTimedOut(fiveMin), sm.MetricAborted(fiveMin),
+			}), graph("Organization: targets resolved per sweep, accounts left out", []awscloudwatch.IMetric{
+				rotatorMetric(s, settings.MetricTargetsResolved, targets, "Maximum", hourly).With(&awscloudwatch.MetricOptions{Label: jsii.String("targets")}),
+			}, []awscloudwatch.IMetric{
+				rotatorMetric(s, settings.MetricAccountsExcluded, targets, "Maximum", hourly).With(&awscloudwatch.MetricOptions{Label: jsii.String("accounts excluded")}),
 			}))
 		}
 	}

@@ -517,6 +517,9 @@ func TestOrgSweepFailedAlarm(t *testing.T) {
 		t.Errorf("expression %q over %v", expr, watched)
 	}
 	_, d := only(t, j, "AWS::CloudWatch::Dashboard")
+	if body := flat(d["DashboardBody"]); !strings.Contains(body, `"TargetsResolved","Mode","targets"`) || !strings.Contains(body, `"AccountsExcluded","Mode","targets"`) {
+		t.Errorf("the dashboard has no TargetsResolved / AccountsExcluded figure of mode targets: %.600s", body)
+	}
 	if body := flat(d["DashboardBody"]); !strings.Contains(body, "Organization: sweep executions") || !strings.Contains(body, `"ExecutionsFailed","StateMachineArn","${`+smID+`}"`) {
 		t.Errorf("the dashboard does not show the sweep's executions")
 	}
