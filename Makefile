@@ -4,11 +4,12 @@ GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Node 22 and the CDK CLI come from package.json (node@22 is a devDependency), so
 # node_modules/.bin goes first on PATH for everything that may start jsii.
-export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+# cfn-lint, when the machine has none, is installed into .cache/cfn-lint.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.cache/cfn-lint/bin:$(PATH)
 export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: all build test lint demo synth deploy bench fuzz clean
+.PHONY: all build test lint cfn-lint demo synth deploy bench fuzz clean
 
 all: test
 
@@ -41,8 +42,19 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-# The infra and policy tests start jsii on Node 22 and the IAM simulator from node_modules.
-test: lint node_modules/.installed
+# cfn-lint (a Python tool) checks the synthesized templates in make test
+# (infra/cfnlint_test.go). The machine's own is used; without one, the pinned
+# version is installed into a virtual environment under .cache/ (git-ignored):
+# distributions' system Python refuses a global pip install (PEP 668).
+CFN_LINT_VERSION := 1.51.0
+cfn-lint:
+	@command -v cfn-lint >/dev/null || { python3 -m venv .cache/cfn-lint && \
+	  .cache/cfn-lint/bin/python -m pip install -q 'cfn-lint==$(CFN_LINT_VERSION)'; }
+	@cfn-lint --version
+
+# The infra and policy tests start jsii on Node 22 and the IAM simulator from
+# node_modules, and cfn-lint.
+test: lint node_modules/.installed cfn-lint
 	$(GO) test -race -count=1 ./...
 
 # cdk.out/ from the CDK app (go run ./infra), offline and without credentials.
