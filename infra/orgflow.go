@@ -65,7 +65,7 @@ const (
 // (see orgDefinition on payload size).
 const (
 	orgSweptResultBytes  = 200
-	orgFailedResultBytes = 800
+	orgFailedResultBytes = 500
 )
 
 // orgLambdaRetriers retry what Step Functions recommends retrying for a
@@ -114,12 +114,12 @@ func orgResolvePayload(orgTargets, regions []string) map[string]any {
 // the excluded list: a swept or incomplete target's result takes at most
 // orgSweptResultBytes (a twelve-digit account, a Region, counters, a run
 // ID: about 160 bytes), a failed one up to orgFailedResultBytes (it holds
-// the function's error document: about 620 bytes for a member role that
-// cannot be assumed). The resolved targets before them take about 50 bytes
+// the function's error document: about 430 bytes for a member role that
+// cannot be assumed, whose STS error the function tells in one line). The resolved targets before them take about 50 bytes
 // each, an excluded account about 90. The function resolves at most 1,000
 // targets (accounts × Regions; rotator.MaxSweepTargets) and fails the
 // first state beyond that: 1,000 swept results take at most 200 KB and
-// fit. Failed results are bigger: about 320 of them fill the output, so
+// fit. Failed results are bigger: about 600 of them fill the output, so
 // an execution in which that many targets fail (a member role missing in
 // many accounts) ends with States.DataLimitExceeded after sweeping the
 // others; the org-sweep-failed alarm reports it like any failed execution.

@@ -2,14 +2,17 @@ package rotator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 )
 
 // MemberClients returns the KMS and tagging clients of a member account of
@@ -38,12 +41,50 @@ func AssumeMemberRole(base aws.Config, roleName string) MemberClients {
 		creds := aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(stsCfg), roleARN,
 			func(o *stscreds.AssumeRoleOptions) { o.RoleSessionName = session }))
 		if _, err := creds.Retrieve(ctx); err != nil {
-			return nil, nil, fmt.Errorf("assume role %s: %w", roleARN, err)
+			return nil, nil, fmt.Errorf("assume role %s: %w", roleARN, compactSTSError(err))
 		}
 		cfg := base.Copy()
 		cfg.Credentials = creds
 		return kms.NewFromConfig(cfg), tagging.NewFromConfig(cfg), nil
 	}
+}
+
+// stsError is an AssumeRole failure told in a line: the error code, STS's
+// request ID (to find the call in CloudTrail) and what to check. The SDK's
+// own text repeats the operation, the HTTP status and, for AccessDenied,
+// both role ARNs; a failed target's error lands in the organization sweep's
+// output, where every byte counts against Step Functions' 256 KiB
+// (docs/design.md "Organization mode"). Unwrap keeps the SDK's error.
+type stsError struct {
+	msg string
+	err error
+}
+
+func (e *stsError) Error() string { return e.msg }
+func (e *stsError) Unwrap() error { return e.err }
+
+// compactSTSError shortens an AssumeRole error from STS; any other error
+// (no answer, a cancelled context) is returned as it is.
+func compactSTSError(err error) error {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	msg := ae.ErrorCode()
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.ServiceRequestID() != "" {
+		msg += " (STS request " + re.ServiceRequestID() + ")"
+	}
+	switch ae.ErrorCode() {
+	case "AccessDenied":
+		// https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html#API_AssumeRole_Errors
+		msg += ": the member role is missing in that account, or does not trust this function's role"
+	default:
+		if m := ae.ErrorMessage(); m != "" {
+			msg += ": " + m
+		}
+	}
+	return &stsError{msg: msg, err: err}
 }
 
 // accountClients are one account's clients, made once per run.

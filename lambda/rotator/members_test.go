@@ -3,11 +3,13 @@ package rotator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/smithy-go"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
@@ -84,8 +86,14 @@ func TestUnreachableMemberFailsTheRunAndTouchesNothing(t *testing.T) {
 	h.emu.Server.ResetStats()
 	_, err := h.engine.Run(context.Background(), request.Request{Mode: request.ModeScheduled,
 		Target: &request.Target{Account: "999999999999", Region: testRegion}}, Invocation{RequestID: "r", Scope: testScope})
-	if err == nil || !strings.Contains(err.Error(), "assume role arn:aws:iam::999999999999:role/kms-rotator-member") {
-		t.Fatalf("Run error = %v, want one naming the role", err)
+	const want = "scheduled run: assume role arn:aws:iam::999999999999:role/kms-rotator-member: AccessDenied (STS request "
+	const hint = "): the member role is missing in that account, or does not trust this function's role"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), hint) || len(err.Error()) > 250 {
+		t.Fatalf("Run error = %v, want %q…%q in at most 250 bytes", err, want, hint)
+	}
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "AccessDenied" || !strings.Contains(ae.ErrorMessage(), "is not authorized to perform: sts:AssumeRole") {
+		t.Fatalf("the SDK's error is not kept under %v", err)
 	}
 	st := h.emu.Server.Stats()
 	for _, op := range []string{"GetResources", "DescribeKey", "ListKeyRotations", "RotateKeyOnDemand", "ListAliases"} {
