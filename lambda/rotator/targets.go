@@ -79,7 +79,7 @@ const (
 	ExcludedNotActive = "not-active"
 	// ExcludedManagementAccount: a service-managed StackSet never deploys
 	// to the management account, so it has no member role
-	// (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/stacksets-orgs-manage-auto-deployment.html).
+	// (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/stacksets-getting-started-create.html#stacksets-orgs-considerations).
 	// Name it by account ID to sweep it anyway.
 	ExcludedManagementAccount = "management-account"
 )
