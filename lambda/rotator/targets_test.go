@@ -26,6 +26,11 @@ type fakeOrg struct {
 	units      map[string][]string           // parent → OU IDs
 	accounts   map[string][]orgtypes.Account // parent → accounts
 	pageSize   int                           // at most this many per page (≤ MaxResults)
+	// emptyFirst answers every listing's first request with no item and
+	// a NextToken, as Organizations may ("These operations can
+	// occasionally return an empty set of results even when there are
+	// more results available", API_ListAccountsForParent.html).
+	emptyFirst bool
 	calls      map[string]int
 	deny       bool // every call is AccessDeniedException
 }
@@ -53,6 +58,9 @@ func (f *fakeOrg) known(parent string) error {
 
 // page returns the [from, to) window of n items for a request and the next token.
 func (f *fakeOrg) page(n int, token *string, max *int32) (int, int, *string) {
+	if f.emptyFirst && token == nil {
+		return 0, 0, aws.String("0")
+	}
 	from, _ := strconv.Atoi(aws.ToString(token))
 	size := int(aws.ToInt32(max))
 	if f.pageSize > 0 && f.pageSize < size {
@@ -204,6 +212,19 @@ func TestResolveTargetsWalksOUsRecursively(t *testing.T) {
 	dims, _ := validateEMF(t, ms[0], e.cfg.MetricsNamespace)
 	if dims["Mode"] != "targets" || ms[0]["TargetsResolved"] != float64(54) || ms[0]["AccountsExcluded"] != float64(3) || ms[0]["RunsCompleted"] != float64(1) {
 		t.Fatalf("EMF line %v", ms[0])
+	}
+}
+
+func TestResolveTargetsFollowsEmptyPages(t *testing.T) {
+	f := exampleOrg()
+	f.emptyFirst = true
+	e, _, _ := targetsEngine(t, f)
+	rep, err := resolve(e, []string{"ou-ex12-aaaaaaaa"}, []string{"us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Summary.Accounts != 26 || rep.Summary.Excluded != 2 {
+		t.Fatalf("summary %+v; want the 26 active accounts of Workloads and Prod, 2 excluded, past the empty first pages", rep.Summary)
 	}
 }
 
