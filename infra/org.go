@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/policy"
 )
@@ -80,15 +81,11 @@ func defaultOrgSettings() OrgSettings {
 // (https://docs.aws.amazon.com/step-functions/latest/dg/state-map-inline.html).
 const maxOrgConcurrency = 40
 
-var (
-	// https://docs.aws.amazon.com/organizations/latest/APIReference/API_OrganizationalUnit.html
-	// https://docs.aws.amazon.com/organizations/latest/APIReference/API_Root.html
-	// https://docs.aws.amazon.com/organizations/latest/APIReference/API_Organization.html
-	accountIDRE = regexp.MustCompile(`^\d{12}$`)
-	ouIDRE      = regexp.MustCompile(`^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$`)
-	rootIDRE    = regexp.MustCompile(`^r-[0-9a-z]{4,32}$`)
-	orgIDRE     = regexp.MustCompile(`^o-[a-z0-9]{10,32}$`)
-)
+// orgIDRE is an organization ID
+// (https://docs.aws.amazon.com/organizations/latest/APIReference/API_Organization.html).
+// Account, OU and root IDs are checked by the function's own request
+// package, so the synth and the targets request accept the same orgTargets.
+var orgIDRE = regexp.MustCompile(`^o-[a-z0-9]{10,32}$`)
 
 // regionPartition is the partition a Region name belongs to.
 func regionPartition(region string) string {
@@ -113,9 +110,9 @@ func (r *ctxReader) org(s *Settings) {
 			continue
 		}
 		switch {
-		case accountIDRE.MatchString(t):
+		case request.IsAccountID(t):
 			o.Accounts = append(o.Accounts, t)
-		case ouIDRE.MatchString(t), rootIDRE.MatchString(t):
+		case request.IsParentID(t):
 			o.OUs = append(o.OUs, t)
 		default:
 			r.fail(ctxOrgTargets, t, "not an account ID (12 digits), an OU ID (ou-xxxx-yyyyyyyy) or a root ID (r-xxxx)")
@@ -144,7 +141,7 @@ func (r *ctxReader) org(s *Settings) {
 		r.fail(ctxOrgID, o.OrgID, "not an organization ID (o- and 10–32 lowercase letters or digits)")
 	}
 	r.setStr(ctxOrgRootID, &o.RootID)
-	if o.RootID != "" && !rootIDRE.MatchString(o.RootID) {
+	if o.RootID != "" && !request.IsRootID(o.RootID) {
 		r.fail(ctxOrgRootID, o.RootID, "not a root ID (r- and 4–32 lowercase letters or digits)")
 	}
 	s.Org = o

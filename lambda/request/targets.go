@@ -26,8 +26,14 @@ var (
 
 // IsParentID reports whether id names an organizational unit or a root,
 // whose accounts a targets run lists; anything else in a valid request is an
-// account ID.
-func IsParentID(id string) bool { return ouIDPattern.MatchString(id) || rootIDPattern.MatchString(id) }
+// account ID. The CDK app checks orgTargets with the same functions.
+func IsParentID(id string) bool { return ouIDPattern.MatchString(id) || IsRootID(id) }
+
+// IsRootID reports whether id is an organization root's ID (r-…).
+func IsRootID(id string) bool { return rootIDPattern.MatchString(id) }
+
+// IsAccountID reports whether id is an AWS account ID (12 digits).
+func IsAccountID(id string) bool { return validAccount(id) }
 
 // decodeTargetsMode reads {"mode":"targets","orgTargets":[…],"orgRegions":[…]}:
 // the first state of the organization sweep asks which (account, Region)
