@@ -88,6 +88,28 @@ type Config struct {
 	// assumes in a member account (arn:PARTITION:iam::ACCOUNT:role/NAME)
 	// to work there (ROTATOR_MEMBER_ROLE_NAME; empty = own account only).
 	MemberRoleName string
+
+	// LedgerTable names the DynamoDB table of the rotation ledger
+	// (ROTATOR_LEDGER_TABLE; required): a claim is written there, with a
+	// conditional write, before every RotateKeyOnDemand, because the call
+	// has no idempotency token and KMS's reads are eventually consistent.
+	LedgerTable string
+	// IdempotencyWindow: an incident request repeated within this long of
+	// its first run answers that run's report and makes no KMS mutation
+	// (ROTATOR_IDEMPOTENCY_WINDOW). 24 h is the longest EventBridge retries
+	// an event.
+	IdempotencyWindow time.Duration
+	// SettleAfter: an unconfirmed claim older than this is settled from
+	// KMS's rotation history by the first run that meets it
+	// (ROTATOR_SETTLE_AFTER), well past KMS's consistency window.
+	SettleAfter time.Duration
+	// LedgerRetention is how long the ledger keeps a claim, its evidence
+	// (ROTATOR_LEDGER_RETENTION; PCI DSS 10.5.1 asks for 12 months).
+	LedgerRetention time.Duration
+	// IncidentMaxAge refuses an incident delivered by EventBridge whose
+	// envelope time is older than this (ROTATOR_INCIDENT_MAX_AGE): a late
+	// delivery must not rotate a key the responder has moved on from.
+	IncidentMaxAge time.Duration
 }
 
 // Environment variable names (docs/design.md "Configuration").
@@ -111,6 +133,11 @@ const (
 	EnvStuckAfter            = "ROTATOR_STUCK_AFTER"
 	EnvSkipIdle              = "ROTATOR_SKIP_IDLE"
 	EnvMemberRoleName        = "ROTATOR_MEMBER_ROLE_NAME"
+	EnvLedgerTable           = "ROTATOR_LEDGER_TABLE"
+	EnvIdempotencyWindow     = "ROTATOR_IDEMPOTENCY_WINDOW"
+	EnvSettleAfter           = "ROTATOR_SETTLE_AFTER"
+	EnvLedgerRetention       = "ROTATOR_LEDGER_RETENTION"
+	EnvIncidentMaxAge        = "ROTATOR_INCIDENT_MAX_AGE"
 )
 
 // IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.
@@ -139,6 +166,34 @@ const (
 	maxIncidentWait     = 15 * time.Minute
 	minStuckAfter       = time.Minute
 	maxStuckAfter       = 30 * 24 * time.Hour
+	// The idempotency window covers EventBridge's longest retry (24 h,
+	// https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html)
+	// at least, and a week at most.
+	minIdempotencyWindow = time.Hour
+	maxIdempotencyWindow = 7 * 24 * time.Hour
+	minSettleAfter       = time.Minute
+	maxSettleAfter       = 24 * time.Hour
+	// A ledger entry is kept at least 90 days and at most ten years.
+	minLedgerRetention = 90 * 24 * time.Hour
+	maxLedgerRetention = 3650 * 24 * time.Hour
+	// An event younger than a minute is never refused as late; Lambda's
+	// asynchronous maximum event age is 6 h
+	// (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-configuring.html).
+	minIncidentMaxAge = time.Minute
+	maxIncidentMaxAge = 24 * time.Hour
+)
+
+// The rotation ledger's DynamoDB key schema and expiry attribute
+// (docs/design.md "The rotation ledger"): the stack creates its table from
+// these, and local tests create theirs from the same names.
+const (
+	// LedgerPartitionKey is the table's partition key (string).
+	LedgerPartitionKey = "pk"
+	// LedgerSortKey is the table's sort key (string).
+	LedgerSortKey = "sk"
+	// LedgerTTLAttribute holds the epoch second after which DynamoDB may
+	// delete an item (time to live).
+	LedgerTTLAttribute = "expiresAt"
 )
 
 // DefaultConfig returns the documented defaults.
@@ -163,6 +218,10 @@ func DefaultConfig() Config {
 		AutoRotationGraceDays: 7,
 		IncidentWait:          90 * time.Second,
 		StuckAfter:            24 * time.Hour,
+		IdempotencyWindow:     24 * time.Hour,
+		SettleAfter:           15 * time.Minute,
+		LedgerRetention:       400 * 24 * time.Hour,
+		IncidentMaxAge:        15 * time.Minute,
 	}
 }
 
@@ -218,6 +277,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	integer(EnvAutoRotationGraceDays, &c.AutoRotationGraceDays, 0, maxGraceDays)
 	str(EnvMetricsNamespace, &c.MetricsNamespace, 255)
 	str(EnvMemberRoleName, &c.MemberRoleName, 64)
+	// DynamoDB table names: 3–255 characters
+	// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html).
+	str(EnvLedgerTable, &c.LedgerTable, 255)
 	duration := func(name string, dst *time.Duration, lo, hi time.Duration) {
 		v := getenv(name)
 		if err != nil || v == "" {
@@ -239,8 +301,21 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	duration(EnvCallTimeout, &c.CallTimeout, time.Second, maxCallTimeout)
 	duration(EnvIncidentWait, &c.IncidentWait, 0, maxIncidentWait)
 	duration(EnvStuckAfter, &c.StuckAfter, minStuckAfter, maxStuckAfter)
+	duration(EnvIdempotencyWindow, &c.IdempotencyWindow, minIdempotencyWindow, maxIdempotencyWindow)
+	duration(EnvSettleAfter, &c.SettleAfter, minSettleAfter, maxSettleAfter)
+	duration(EnvLedgerRetention, &c.LedgerRetention, minLedgerRetention, maxLedgerRetention)
+	duration(EnvIncidentMaxAge, &c.IncidentMaxAge, minIncidentMaxAge, maxIncidentMaxAge)
 	if err != nil {
 		return Config{}, err
+	}
+	if c.LedgerTable == "" {
+		return Config{}, fmt.Errorf("%s: required; it names the DynamoDB table of the rotation ledger, "+
+			"where a claim is written before every RotateKeyOnDemand (the CDK stack creates the table and sets it)", EnvLedgerTable)
+	}
+	if len(c.LedgerTable) < 3 || strings.ContainsFunc(c.LedgerTable, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-.", r))
+	}) {
+		return Config{}, fmt.Errorf("%s=%q: not a DynamoDB table name (3-255 of letters, digits, _ - .)", EnvLedgerTable, c.LedgerTable)
 	}
 	// IAM role names: 1–64 of letters, digits and + = , . @ _ -
 	// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html).
@@ -332,5 +407,10 @@ func Environment(c Config) map[string]string {
 		EnvStuckAfter:            dur(c.StuckAfter),
 		EnvSkipIdle:              strconv.FormatBool(c.SkipIdle),
 		EnvMemberRoleName:        c.MemberRoleName,
+		EnvLedgerTable:           c.LedgerTable,
+		EnvIdempotencyWindow:     dur(c.IdempotencyWindow),
+		EnvSettleAfter:           dur(c.SettleAfter),
+		EnvLedgerRetention:       dur(c.LedgerRetention),
+		EnvIncidentMaxAge:        dur(c.IncidentMaxAge),
 	}
 }

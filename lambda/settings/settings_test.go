@@ -7,20 +7,43 @@ import (
 	"time"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+// testTable is the ledger table every test environment names: the
+// variable is required, and these tests are about the others.
+const testTable = "kms-rotator-ledger"
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := m[k]; ok || k != EnvLedgerTable {
+			return v
+		}
+		return testTable
+	}
+}
+
+func TestLoadConfigWithoutLedgerTableFailsNamingIt(t *testing.T) {
+	for _, v := range []string{"", "ab", "bad name", "t/able"} {
+		_, err := LoadConfig(env(map[string]string{EnvLedgerTable: v}))
+		if err == nil || !strings.Contains(err.Error(), EnvLedgerTable) {
+			t.Errorf("LoadConfig with %s=%q: error = %v, want one naming the variable", EnvLedgerTable, v, err)
+		}
+	}
+}
 
 func TestLoadConfigDefaults(t *testing.T) {
 	got, err := LoadConfig(env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != DefaultConfig() {
-		t.Fatalf("LoadConfig(empty) = %+v, want the defaults %+v", got, DefaultConfig())
+	def := DefaultConfig()
+	def.LedgerTable = testTable
+	if got != def {
+		t.Fatalf("LoadConfig(empty) = %+v, want the defaults %+v", got, def)
 	}
 	want := Config{TagKey: "kms-rotator", TagValue: "enabled", IntervalDays: 90, OnDemandLimit: 25, Reserve: 2,
 		RotateRPS: 4, Concurrency: 16, ConcurrencyAuto: true, MetricsNamespace: "KMSRotator", ContinuationMax: 8, StartJitter: time.Second,
 		IncidentCooldown: time.Hour, ConfirmWait: 5 * time.Second, CallTimeout: 10 * time.Second, MinIntervalDays: 30, AutoRotationGraceDays: 7,
-		IncidentWait: 90 * time.Second, StuckAfter: 24 * time.Hour}
+		IncidentWait: 90 * time.Second, StuckAfter: 24 * time.Hour, LedgerTable: testTable, IdempotencyWindow: 24 * time.Hour,
+		SettleAfter: 15 * time.Minute, LedgerRetention: 400 * 24 * time.Hour, IncidentMaxAge: 15 * time.Minute}
 	if got != want {
 		t.Fatalf("defaults = %+v, want docs/design.md's %+v", got, want)
 	}
@@ -32,6 +55,8 @@ func TestLoadConfigAccepts(t *testing.T) {
 		EnvReserve: "0", EnvRotateRPS: "2.5", EnvConcurrency: "64", EnvDryRun: "true", EnvMetricsNamespace: "Sec/KMS",
 		EnvContinuationMax: "0", EnvIncidentCooldown: "0", EnvConfirmWait: "30s", EnvCallTimeout: "2s",
 		EnvMinIntervalDays: "7", EnvAutoRotationGraceDays: "0", EnvIncidentWait: "0", EnvStuckAfter: "2h", EnvSkipIdle: "true",
+		EnvLedgerTable: "ledger.prod-1", EnvIdempotencyWindow: "48h", EnvSettleAfter: "30m", EnvLedgerRetention: "9000h",
+		EnvIncidentMaxAge: "5m",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +64,8 @@ func TestLoadConfigAccepts(t *testing.T) {
 	want := Config{TagKey: "rotate", TagValue: "yes", IntervalDays: 30, OnDemandLimit: 25, Reserve: 0,
 		RotateRPS: 2.5, Concurrency: 64, DryRun: true, MetricsNamespace: "Sec/KMS", ContinuationMax: 0, StartJitter: time.Second,
 		IncidentCooldown: 0, ConfirmWait: 30 * time.Second, CallTimeout: 2 * time.Second, MinIntervalDays: 7, AutoRotationGraceDays: 0,
-		IncidentWait: 0, StuckAfter: 2 * time.Hour, SkipIdle: true}
+		IncidentWait: 0, StuckAfter: 2 * time.Hour, SkipIdle: true, LedgerTable: "ledger.prod-1", IdempotencyWindow: 48 * time.Hour,
+		SettleAfter: 30 * time.Minute, LedgerRetention: 9000 * time.Hour, IncidentMaxAge: 5 * time.Minute}
 	if got != want {
 		t.Fatalf("LoadConfig = %+v, want %+v", got, want)
 	}
@@ -122,6 +148,7 @@ func TestEnvironmentRoundTrips(t *testing.T) {
 	c := DefaultConfig()
 	c.TagKey, c.IntervalDays, c.RotateRPS, c.IncidentWait, c.SkipIdle, c.StuckAfter = "rotate", 45, 2.5, 0, true, 90*time.Minute
 	c.MemberRoleName = "kms-rotator-member"
+	c.LedgerTable, c.SettleAfter = "ledger", 20*time.Minute
 	env := Environment(c)
 	got, err := LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
