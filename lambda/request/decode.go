@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -62,7 +63,7 @@ var (
 	modes = []string{string(ModeScheduled), string(ModePlan), string(ModeIncident), string(ModeReport), string(ModeTargets)}
 	// requestFields are the fields of a direct invoke, a Scheduler input and
 	// a kms-rotator event's detail.
-	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "target", "continuation", "orgTargets", "orgRegions"}
+	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "requestId", "target", "continuation", "orgTargets", "orgRegions"}
 	// targetsFields are the fields only mode targets takes, and the only
 	// ones it takes besides mode.
 	targetsFields = []string{"orgTargets", "orgRegions"}
@@ -146,7 +147,7 @@ func decodeEvent(fs []field, scope Scope) (Request, error) {
 	if _, ok := find(fs, "replay-name"); ok {
 		return Request{}, invalid("replay-name", "events replayed from an EventBridge archive are refused: a replay would repeat rotations that were already spent; send a new request instead")
 	}
-	var source, detailType string
+	var source, detailType, account, at string
 	var detail json.RawMessage
 	for _, f := range fs {
 		switch f.name {
@@ -166,6 +167,10 @@ func decodeEvent(fs []field, scope Scope) (Request, error) {
 				source = s
 			case "detail-type":
 				detailType = s
+			case "account":
+				account = s
+			case "time":
+				at = s
 			}
 		}
 	}
@@ -208,6 +213,17 @@ func decodeEvent(fs []field, scope Scope) (Request, error) {
 			return Request{}, err
 		}
 		req.Source = SourceCustomEvent
+		req.EventAccount = account
+		if at != "" {
+			// The event's time lets the engine refuse a late delivery
+			// (ROTATOR_INCIDENT_MAX_AGE): EventBridge retries for up to
+			// 24 hours (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html).
+			t, err := time.Parse(time.RFC3339, at)
+			if err != nil {
+				return Request{}, invalid("time", "%s is not an RFC 3339 time", quote(at))
+			}
+			req.EventTime = t
+		}
 		return req, nil
 	}
 	return Request{}, invalid("source", "%s is not accepted (want %q or %q)", quote(source), SourceScheduledEvent, SourceCustomEvent)
@@ -245,7 +261,7 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 			return Request{}, invalid(prefix+name, "not accepted in mode %s (only targets takes %s)", req.Mode, name)
 		}
 	}
-	for _, name := range []string{"keys", "tag", "reason", "force", "wait"} {
+	for _, name := range []string{"keys", "tag", "reason", "force", "wait", "requestId"} {
 		if _, ok := find(fs, name); ok && req.Mode != ModeIncident {
 			return Request{}, invalid(prefix+name, "not accepted in mode %s (only incident takes %s)", req.Mode, name)
 		}
@@ -309,6 +325,16 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 	}
 	if raw, ok := find(fs, "force"); ok {
 		if req.Force, err = readBool(raw, prefix+"force"); err != nil {
+			return Request{}, err
+		}
+	}
+	if req.Force && hasTag {
+		// A tag matches whatever keys carry it when the request runs, not
+		// keys a responder named: skipping the cooldown is for named keys.
+		return Request{}, invalid(prefix+"force", "accepted only with keys, never with a tag selector: name the keys to rotate inside their cooldown")
+	}
+	if raw, ok := find(fs, "requestId"); ok {
+		if req.RequestID, err = decodeRequestID(raw, prefix+"requestId"); err != nil {
 			return Request{}, err
 		}
 	}
@@ -501,6 +527,36 @@ func decodeReason(raw json.RawMessage, path string) (string, error) {
 		// what it holds ("Trojan Source", CVE-2021-42574).
 		if unicode.Is(unicode.Bidi_Control, c) {
 			return "", invalid(path, "contains bidirectional control character %q", c)
+		}
+		// Format characters (zero-width spaces and joiners) and line or
+		// paragraph separators hide text or forge log lines in the audit
+		// record.
+		if unicode.In(c, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return "", invalid(path, "contains invisible or line-separating character %q", c)
+		}
+	}
+	if !strings.ContainsFunc(s, func(c rune) bool { return unicode.IsGraphic(c) && !unicode.IsSpace(c) }) {
+		return "", invalid(path, "has no visible character; say why the keys are rotated (e.g. %q)", "INC-4711 suspected exposure")
+	}
+	return s, nil
+}
+
+// MaxRequestIDLen bounds a request's requestId.
+const MaxRequestIDLen = 128
+
+// decodeRequestID reads an incident's requestId: the identity a SOAR tool
+// gives its request, so that its retries are recognised as repeats.
+func decodeRequestID(raw json.RawMessage, path string) (string, error) {
+	s, err := readString(raw, path)
+	if err != nil {
+		return "", err
+	}
+	if s == "" || len(s) > MaxRequestIDLen {
+		return "", invalid(path, "%d characters; give 1 to %d", len(s), MaxRequestIDLen)
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._:/@+=-", c)) {
+			return "", invalid(path, "contains %q; use letters, digits and . _ : / @ + = -", c)
 		}
 	}
 	return s, nil

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // testScope is where the function runs in local runs and tests (docs/design.md "Configuration").
@@ -18,7 +19,7 @@ const (
 	arn2     = "arn:aws:kms:us-east-1:012345678912:key/" + id2
 	mrkID    = "mrk-1234abcd12ab34cd56ef1234567890ab"
 	modeList = "(modes: scheduled, plan, incident, report, targets)"
-	fieldSet = "(fields: mode, keys, tag, reason, dryRun, force, wait, target, continuation, orgTargets, orgRegions)"
+	fieldSet = "(fields: mode, keys, tag, reason, dryRun, force, wait, requestId, target, continuation, orgTargets, orgRegions)"
 	keyShape = "(a key ID is 8-4-4-4-12 lowercase hex digits or mrk- and 32 lowercase hex digits)"
 )
 
@@ -65,7 +66,8 @@ func TestDecodeEventsFiles(t *testing.T) {
 		}},
 		{"incident-eventbridge.json", func(t *testing.T) Request {
 			return Request{Mode: ModeIncident, Source: SourceCustomEvent, Reason: "INC-4711 suspected exposure",
-				Keys: []KeyRef{mustRef(t, id1), mustRef(t, arn2), mustRef(t, "alias/payments")}}
+				Keys:      []KeyRef{mustRef(t, id1), mustRef(t, arn2), mustRef(t, "alias/payments")},
+				EventTime: time.Date(2026, 11, 26, 6, 5, 0, 0, time.UTC), EventAccount: "012345678912"}
 		}},
 		{"incident-tag.json", func(*testing.T) Request {
 			return Request{Mode: ModeIncident, Source: SourceDirect, Reason: "INC-4712 payments team credentials leaked",
@@ -205,6 +207,23 @@ var badPayloads = []struct {
 }{
 	// The payload as a whole.
 	{"empty payload", ``, `payload: empty; want a JSON object`},
+	// Repeat safety and visible reasons.
+	{"force with a tag selector", `{"mode":"incident","tag":{"key":"team","value":"a"},"reason":"INC-1","force":true}`,
+		`force: accepted only with keys, never with a tag selector: name the keys to rotate inside their cooldown`},
+	{"requestId outside incident", `{"mode":"plan","requestId":"r-1"}`, `requestId: not accepted in mode plan (only incident takes requestId)`},
+	{"requestId empty", `{"mode":"incident","keys":["alias/a"],"reason":"INC-1","requestId":""}`, `requestId: 0 characters; give 1 to 128`},
+	{"requestId with a space", `{"mode":"incident","keys":["alias/a"],"reason":"INC-1","requestId":"soar 1"}`,
+		`requestId: contains ' '; use letters, digits and . _ : / @ + = -`},
+	{"reason of zero-width spaces", `{"mode":"incident","keys":["alias/a"],"reason":"\u200b\u200b"}`,
+		`reason: contains invisible or line-separating character '\u200b'`},
+	{"reason with a line separator", `{"mode":"incident","keys":["alias/a"],"reason":"INC-1\u2028forged line"}`,
+		`reason: contains invisible or line-separating character '\u2028'`},
+	{"reason with a paragraph separator", `{"mode":"incident","keys":["alias/a"],"reason":"INC-1\u2029x"}`,
+		`reason: contains invisible or line-separating character '\u2029'`},
+	{"reason of punctuation-free spaces", `{"mode":"incident","keys":["alias/a"],"reason":"\u3000\t"}`,
+		`reason: blank; say why the keys are rotated (e.g. "INC-4711 suspected exposure")`},
+	{"event time not RFC 3339", `{"source":"kms-rotator","detail-type":"Rotate KMS Keys","time":"yesterday","detail":{"mode":"incident","keys":["alias/a"],"reason":"INC-1"}}`,
+		`time: "yesterday" is not an RFC 3339 time`},
 	{"white space only", " \n ", `payload: empty; want a JSON object`},
 	{"null", `null`, `payload: want a JSON object, got null`},
 	{"array of requests", `[{"mode":"plan"}]`, `payload: want a JSON object, got array`},

@@ -4,6 +4,8 @@
 // rejects bad input before any AWS call with an error that names the field.
 package request
 
+import "time"
+
 // Mode says what a run does.
 type Mode string
 
@@ -62,6 +64,14 @@ type Request struct {
 	// OrgRegions (targets mode) are the Regions every account is swept in,
 	// in the given order, duplicates removed.
 	OrgRegions []string
+	// RequestID (incident only, payload "requestId") is the identity a
+	// caller gives its request; a repeat within ROTATOR_IDEMPOTENCY_WINDOW
+	// answers the first run's report (Identity).
+	RequestID string
+	// EventTime and EventAccount are the envelope's time and account of a
+	// kms-rotator EventBridge event (zero and empty otherwise).
+	EventTime    time.Time
+	EventAccount string
 	// Source names the payload shape that carried the request:
 	// "aws.events" (Scheduled Event), "kms-rotator" (custom EventBridge
 	// event), "direct" (direct invoke or EventBridge Scheduler input).
