@@ -43,6 +43,12 @@ type KMSLocalOptions struct {
 	Organization *kmsemu.Organization
 	// Account and Region default to Account and Region.
 	Account, Region string
+	// ListAfterMaterial passes -list-after-material: an on-demand
+	// rotation is listed by ListKeyRotations only once its key material
+	// is current (-material-delay after the status cleared), the
+	// unfavourable reading of KMS's eventual consistency
+	// (docs/kmslocal.md "Flags").
+	ListAfterMaterial bool
 	// Args are extra kmslocal flags, e.g. "-rotation-delay=0",
 	// "-fail-rate=0.05", "-seed=7".
 	Args []string
@@ -133,6 +139,9 @@ func StartKMSLocal(ctx context.Context, bins *Binaries, opts KMSLocalOptions) (*
 		}
 		args := []string{"-addr", addr, "-account", k.Account, "-region", k.Region}
 		args = append(args, seedArgs...)
+		if opts.ListAfterMaterial {
+			args = append(args, "-list-after-material")
+		}
 		args = append(args, opts.Args...)
 		p, err := startProcess("kmslocal", bins.KMSLocal, args, baseEnv(), bins.Root, opts.Log)
 		if err != nil {

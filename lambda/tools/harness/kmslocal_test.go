@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
 )
 
@@ -46,5 +49,36 @@ func TestKMSLocalEventsReadAndReset(t *testing.T) {
 	hs.Close()
 	if _, err := k.Events(t.Context()); err == nil || !strings.Contains(err.Error(), "/_kmslocal/events") {
 		t.Fatalf("stopped emulator: err %v, want one naming the path", err)
+	}
+}
+
+func TestKMSLocalListAfterMaterialOption(t *testing.T) {
+	bins := kmslocalOnly(t)
+	for _, tt := range []struct {
+		name              string
+		listAfterMaterial bool
+		listed            int
+	}{
+		{"without it a rotation whose material is pending is listed", false, 1},
+		{"with it a rotation whose material is pending is not listed", true, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := StartKMSLocal(t.Context(), bins, KMSLocalOptions{
+				FleetJSON: `[{"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab"}]`, ListAfterMaterial: tt.listAfterMaterial,
+				Args: []string{"-rotation-delay=0", "-material-delay=1h", "-quiet"},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer k.Close()
+			c, id := k.KMS(""), aws.String("1234abcd-12ab-34cd-56ef-1234567890ab")
+			if _, err := c.RotateKeyOnDemand(t.Context(), &kms.RotateKeyOnDemandInput{KeyId: id}); err != nil {
+				t.Fatal(err)
+			}
+			out, err := c.ListKeyRotations(t.Context(), &kms.ListKeyRotationsInput{KeyId: id})
+			if err != nil || len(out.Rotations) != tt.listed {
+				t.Fatalf("ListKeyRotations: %v, %d rotations; want %d", err, len(out.Rotations), tt.listed)
+			}
+		})
 	}
 }

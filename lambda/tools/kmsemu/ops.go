@@ -219,7 +219,8 @@ func (s *Server) getKeyRotationStatus(c *call, body []byte) (any, *apiError) {
 
 // ListKeyRotations: https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeyRotations.html
 // Completed rotations, oldest first; Limit 1–1000, default 100. A rotation in
-// progress is not listed until it completes (RotationDate is the completion).
+// progress is not listed until it completes (RotationDate is the completion);
+// under Options.ListAfterMaterial, not until its material is current.
 // With IncludeKeyMaterial ALL_KEY_MATERIAL the list also has the first key
 // material (no date or type) and, for imported keys, the staged one. Entries
 // of imported keys carry ImportState, ExpirationModel and ValidTo (of the
@@ -249,12 +250,19 @@ func (s *Server) listKeyRotations(c *call, body []byte) (any, *apiError) {
 	m := k.mat
 	all := in.IncludeKeyMaterial != nil && *in.IncludeKeyMaterial == "ALL_KEY_MATERIAL"
 	rot := m.rotations
+	if n := len(rot); s.opts.ListAfterMaterial && n > 0 && m.nextCurrent != "" && rot[n-1].materialID == m.nextCurrent {
+		// The last rotation's material is not current yet: leave it out
+		// (with ALL_KEY_MATERIAL too), before paging, so markers only
+		// name listed entries.
+		rot = rot[:n-1]
+	}
 	if all {
+		listed := rot
 		rot = nil
 		if m.initial != "" {
 			rot = append(rot, rotation{materialID: m.initial})
 		}
-		rot = append(rot, m.rotations...)
+		rot = append(rot, listed...)
 		if m.staged != "" {
 			rot = append(rot, rotation{materialID: m.staged})
 		}

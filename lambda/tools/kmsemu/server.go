@@ -62,6 +62,15 @@ type Options struct {
 	// OnDemandRotationStartDate within about 10 s but switches the material
 	// about a minute later; 0 (the default) switches both at once.
 	MaterialDelay time.Duration
+	// ListAfterMaterial lists an on-demand rotation in ListKeyRotations
+	// only once its key material is current (MaterialDelay after the
+	// status cleared) instead of from the end of RotationDelay. KMS
+	// promises no read-after-write consistency and nobody has recorded
+	// what it lists in that gap; this is the unfavourable answer, where a
+	// client that counts ON_DEMAND entries under-counts a rotation that
+	// already left "in progress" and already counts against the lifetime
+	// limit. GetKeyRotationStatus still clears after RotationDelay.
+	ListAfterMaterial bool
 	// ReplicaDelay is how long a replica made by ReplicateKey stays in the
 	// Creating key state (Enabled false, no CurrentKeyMaterialId) before it
 	// becomes Enabled, or PendingImport for imported key material. The

@@ -82,6 +82,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		delay    = fs.Duration("rotation-delay", 2*time.Second, "how long an on-demand rotation stays in progress (0 = completes at once)")
 		limit    = fs.Int("on-demand-limit", 25, "lifetime on-demand rotations per key, then LimitExceededException")
 		matDelay = fs.Duration("material-delay", 0, "how long after a rotation leaves \"in progress\" its new key material becomes current (CurrentKeyMaterialId, encryption); AWS takes about a minute")
+		listLate = fs.Bool("list-after-material", false, "list an on-demand rotation in ListKeyRotations only once its key material is current (after -material-delay), not when GetKeyRotationStatus clears: the unfavourable reading of KMS's eventual consistency")
 		replica  = fs.Duration("replica-delay", time.Second, "how long a replica made by ReplicateKey stays in the Creating key state (0 = usable from the next request)")
 		latency  = fs.Duration("latency", 0, "added to every response")
 		scale    = fs.Float64("quota-scale", 0, "request quotas: 0 = no throttling, 1 = the default per-operation quotas (KMS's; EventBridge's for PutEvents), 10 = ten times them")
@@ -138,7 +139,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		logw = nil
 	}
 	srv := kmsemu.New(kmsemu.Options{
-		Account: *account, Region: *region, RotationDelay: *delay, MaterialDelay: *matDelay, ReplicaDelay: *replica, OnDemandLimit: *limit,
+		Account: *account, Region: *region, RotationDelay: *delay, MaterialDelay: *matDelay, ListAfterMaterial: *listLate, ReplicaDelay: *replica, OnDemandLimit: *limit,
 		Latency: *latency, QuotaScale: *scale, FailRate: *failRate, DropRate: *dropRate,
 		Roles: roleARNs, Seed: *seed, Log: logw,
 	})

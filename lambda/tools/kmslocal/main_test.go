@@ -30,7 +30,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, &out); err != nil {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, f := range []string{"-addr", "-fleet", "-account", "-region", "-rotation-delay", "-material-delay", "-replica-delay", "-on-demand-limit", "-latency", "-quota-scale", "-fail-rate", "-drop-rate", "-seed", "-quiet", "-roles", "-organization", "AWS_ENDPOINT_URL"} {
+	for _, f := range []string{"-addr", "-fleet", "-account", "-region", "-rotation-delay", "-material-delay", "-list-after-material", "-replica-delay", "-on-demand-limit", "-latency", "-quota-scale", "-fail-rate", "-drop-rate", "-seed", "-quiet", "-roles", "-organization", "AWS_ENDPOINT_URL"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("-h does not mention %s", f)
 		}
@@ -275,5 +275,46 @@ func TestOrganizationFlagServesTheOrganization(t *testing.T) {
 	}
 	if log := stderr.String(); !strings.Contains(log, "op=ListAccountsForParent region=us-east-1 key=ou-ex12-aaaaaaaa status=200") {
 		t.Errorf("log lacks the ListAccountsForParent line:\n%s", log)
+	}
+}
+
+func TestListAfterMaterialFlagListsARotationOnceItsMaterialIsCurrent(t *testing.T) {
+	fleet := filepath.Join(t.TempDir(), "fleet.json")
+	if err := os.WriteFile(fleet, []byte(`[{"alias": "alias/a"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		flags  []string
+		listed int
+	}{
+		{"without the flag the rotation is listed once the status clears", nil, 1},
+		{"with -list-after-material it is not listed while its material is pending", []string{"-list-after-material"}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// The rotation leaves "in progress" at once, and its
+			// material stays pending for the whole test.
+			url, _ := startCommand(t, append([]string{"-fleet", fleet, "-rotation-delay", "0", "-material-delay", "1h", "-quiet"}, tt.flags...)...)
+			ctx := context.Background()
+			c := kms.New(kms.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "")})
+			d, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/a")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: d.KeyMetadata.KeyId}); err != nil {
+				t.Fatal(err)
+			}
+			st, err := c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: d.KeyMetadata.KeyId})
+			if err != nil || st.OnDemandRotationStartDate != nil {
+				t.Fatalf("GetKeyRotationStatus: %v, OnDemandRotationStartDate %v: want the status clear", err, st.OnDemandRotationStartDate)
+			}
+			l, err := c.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: d.KeyMetadata.KeyId})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(l.Rotations) != tt.listed {
+				t.Fatalf("%d rotations listed, want %d", len(l.Rotations), tt.listed)
+			}
+		})
 	}
 }
