@@ -57,7 +57,9 @@ func TestSweepPastItsDeadlineInvokesItself(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	env := map[string]string{settings.EnvRotateRPS: "10"} // 60 due keys need 6 s
+	// 60 due keys need 6 s. A rotation goes out only while a call's
+	// timeout and the confirm window still fit before the call deadline.
+	env := withLedger(t, map[string]string{settings.EnvRotateRPS: "10", settings.EnvCallTimeout: "1s", settings.EnvConfirmWait: "0s"})
 	h, err := newHandler(context.Background(), func(k string) string { return env[k] }, &emutest.Buffer{})
 	if err != nil {
 		t.Fatal(err)

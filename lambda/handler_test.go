@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
@@ -40,6 +42,7 @@ func startFunction(t *testing.T, env map[string]string) (*handler, *emutest.Emu,
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	out := &emutest.Buffer{}
+	env = withLedger(t, env)
 	env[settings.EnvRotateRPS] = "100"
 	h, err := newHandler(context.Background(), func(k string) string { return env[k] }, out)
 	if err != nil {
@@ -84,6 +87,8 @@ func TestHandlerRunsEverySamplePayload(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// An event's time must be recent (ROTATOR_INCIDENT_MAX_AGE).
+			payload = bytes.Replace(payload, []byte(`"2026-11-26T06:05:00Z"`), []byte(`"`+time.Now().UTC().Format(time.RFC3339)+`"`), 1)
 			rep, err := invoke(h, payload)
 			if err != nil {
 				t.Fatalf("Handle: %v", err)
@@ -143,10 +148,16 @@ func TestHandlerNeedsTheLambdaContext(t *testing.T) {
 
 func TestInvalidConfigurationFailsTheColdStart(t *testing.T) {
 	_, err := newHandler(context.Background(), func(k string) string {
-		return map[string]string{settings.EnvReserve: "25"}[k]
+		return map[string]string{settings.EnvReserve: "25", settings.EnvLedgerTable: "kms-rotator-ledger"}[k]
 	}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "ROTATOR_RESERVE") {
 		t.Fatalf("newHandler error = %v, want one naming ROTATOR_RESERVE", err)
+	}
+	// Without a ledger table the function cannot claim a key before
+	// rotating it: the cold start fails, naming the variable.
+	_, err = newHandler(context.Background(), func(string) string { return "" }, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), settings.EnvLedgerTable) {
+		t.Fatalf("newHandler without a ledger table: error = %v, want one naming %s", err, settings.EnvLedgerTable)
 	}
 }
 
@@ -155,7 +166,9 @@ func TestMemberRoleNameTurnsOnOrganizationMode(t *testing.T) {
 		env  map[string]string
 		want bool
 	}{{nil, false}, {map[string]string{settings.EnvMemberRoleName: "kms-rotator-member"}, true}} {
-		h, err := newHandler(context.Background(), func(k string) string { return tc.env[k] }, &bytes.Buffer{})
+		env := map[string]string{settings.EnvLedgerTable: "kms-rotator-ledger"}
+		maps.Copy(env, tc.env)
+		h, err := newHandler(context.Background(), func(k string) string { return env[k] }, &bytes.Buffer{})
 		if err != nil {
 			t.Fatal(err)
 		}

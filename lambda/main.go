@@ -13,12 +13,14 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	lambdasvc "github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
+	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
@@ -54,6 +56,9 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 		return nil, err
 	}
 	engine := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, out)
+	// The rotation ledger: a claim in DynamoDB before every
+	// RotateKeyOnDemand (AWS_ENDPOINT_URL_DYNAMODB locally).
+	engine.SetLedger(ledger.New(dynamodb.NewFromConfig(awsCfg), cfg.LedgerTable, cfg.LedgerRetention))
 	// A sweep that does not fit before the deadline continues by invoking
 	// this function again, asynchronously (ROTATOR_CONTINUATION_MAX).
 	engine.SetLambda(lambdasvc.NewFromConfig(awsCfg))

@@ -92,10 +92,15 @@ type Claim struct {
 	SettledBy string
 }
 
-// recordSK is the sort key of the claim's record.
+// recordSK is the sort key of the claim's record. Milliseconds, as
+// claimedAt is stored: a claim read back names the same record.
 func (c Claim) recordSK() string {
-	return "claim#" + c.ClaimedAt.UTC().Format(time.RFC3339Nano) + "#" + c.RunID
+	return "claim#" + c.ClaimedAt.UTC().Format(millis) + "#" + c.RunID
 }
+
+// millis is RFC 3339 with exactly three fractional digits, so record sort
+// keys sort by time as strings.
+const millis = "2006-01-02T15:04:05.000Z07:00"
 
 // Error is a ledger call that failed: the table was unreachable, throttled
 // or denied. The engine fails closed on it: no RotateKeyOnDemand.
@@ -147,7 +152,7 @@ func (l *Ledger) item(c Claim, sk string) map[string]types.AttributeValue {
 	m := key(keyPK(c.KeyARN), sk)
 	m["keyArn"] = s(c.KeyARN)
 	m["claimedAt"] = n(c.ClaimedAt.UnixMilli())
-	m["claimedAtText"] = s(c.ClaimedAt.UTC().Format(time.RFC3339Nano))
+	m["claimedAtText"] = s(c.ClaimedAt.UTC().Format(millis))
 	m["runId"] = s(c.RunID)
 	m["mode"] = s(c.Mode)
 	// Always written, so the condition's comparison never meets a missing
@@ -222,13 +227,22 @@ type Guard struct {
 	RequestSince time.Time
 }
 
-// Claim writes c as the key's head if no claim that g refuses stands. It
-// returns nil, nil when the claim was written; the standing head and nil
-// when it was refused; nil and an *Error when the table could not be
-// written (the caller must not rotate). A released head refuses nothing.
-// The claim's record (the evidence) is written after the head; if that
-// fails, the head is released again and the error returned.
-func (l *Ledger) Claim(ctx context.Context, c Claim, g Guard) (*Claim, error) {
+// Result is the answer to a claim.
+type Result struct {
+	// Held is the standing claim that refused this one (nil: written).
+	Held *Claim
+	// Replaced is the head this claim replaced, when it was written over
+	// one (nil for a key's first claim).
+	Replaced *Claim
+}
+
+// Claim writes c as the key's head if no claim that g refuses stands. The
+// result's Held is nil when the claim was written, the standing head when
+// it was refused; an *Error means the table could not be written (the
+// caller must not rotate). A released head refuses nothing. The claim's
+// record (the evidence) is written after the head; if that fails, the head
+// is released again and the error returned.
+func (l *Ledger) Claim(ctx context.Context, c Claim, g Guard) (Result, error) {
 	c.Outcome = Claimed
 	since := g.Since.UnixMilli()
 	if g.Since.IsZero() {
@@ -238,9 +252,10 @@ func (l *Ledger) Claim(ctx context.Context, c Claim, g Guard) (*Claim, error) {
 	if g.Request == "" {
 		reqSince = since // sweeps have no request identity to repeat
 	}
-	_, err := l.api.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(l.table),
-		Item:      l.item(c, headSK),
+	out, err := l.api.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:    aws.String(l.table),
+		Item:         l.item(c, headSK),
+		ReturnValues: types.ReturnValueAllOld,
 		ConditionExpression: aws.String("attribute_not_exists(#pk) OR #o = :released OR " +
 			"(claimedAt < :since AND (#r <> :req OR claimedAt < :reqSince))"),
 		ExpressionAttributeNames: map[string]string{"#pk": settings.LedgerPartitionKey, "#o": "outcome", "#r": "request"},
@@ -252,28 +267,33 @@ func (l *Ledger) Claim(ctx context.Context, c Claim, g Guard) (*Claim, error) {
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) {
-			if ccf.Item != nil {
+			if len(ccf.Item) > 0 {
 				held := decode(ccf.Item)
-				return &held, nil
+				return Result{Held: &held}, nil
 			}
 			// Not every DynamoDB implementation returns the item: read it.
 			held, herr := l.Head(ctx, c.KeyARN)
 			if herr != nil {
-				return nil, herr
+				return Result{}, herr
 			}
 			if held == nil {
-				return nil, l.fail("PutItem", errors.New("the claim was refused but the key has no head"))
+				return Result{}, l.fail("PutItem", errors.New("the claim was refused but the key has no head"))
 			}
-			return held, nil
+			return Result{Held: held}, nil
 		}
-		return nil, l.fail("PutItem", err)
+		return Result{}, l.fail("PutItem", err)
+	}
+	var res Result
+	if len(out.Attributes) > 0 {
+		prev := decode(out.Attributes)
+		res.Replaced = &prev
 	}
 	if _, err := l.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(l.table), Item: l.item(c, c.recordSK())}); err != nil {
 		c.Outcome, c.Detail = Released, "the claim's record could not be written"
-		_ = l.update(context.WithoutCancel(ctx), c, headSK, "")
-		return nil, l.fail("PutItem", err)
+		_ = l.update(context.WithoutCancel(ctx), c, headSK, c.RunID)
+		return Result{}, l.fail("PutItem", err)
 	}
-	return nil, nil
+	return res, nil
 }
 
 // Record writes c's outcome (and what the call saw) on its record and, while

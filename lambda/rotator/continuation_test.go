@@ -102,7 +102,7 @@ func handled(reps []*Report) map[string]int {
 }
 
 func TestContinuationCompletesAFleetTooBigForOneRun(t *testing.T) {
-	cfg := settings.DefaultConfig()
+	cfg := shortRunConfig()
 	cfg.RotateRPS = 20 // about 16 rotations in each link's 0.8 s
 	cfg.ContinuationMax = 30
 	const due, fresh = 40, 40
@@ -165,7 +165,7 @@ func TestContinuationCompletesAFleetTooBigForOneRun(t *testing.T) {
 }
 
 func TestContinuationStopsAtTheChainBound(t *testing.T) {
-	cfg := settings.DefaultConfig()
+	cfg := shortRunConfig()
 	cfg.RotateRPS = 20
 	cfg.ContinuationMax = 1
 	const due = 80
@@ -236,7 +236,7 @@ func TestContinuationNotStarted(t *testing.T) {
 		{"ROTATOR_CONTINUATION_MAX=0 disables continuing", true, 0, "disabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := settings.DefaultConfig()
+			cfg := shortRunConfig()
 			cfg.RotateRPS = 20
 			cfg.ContinuationMax = tc.max
 			h := newHarness(t, kmsemu.Options{}, chainFleet(60, 0), cfg)
@@ -252,7 +252,7 @@ func TestContinuationNotStarted(t *testing.T) {
 		})
 	}
 	t.Run("incident runs never continue", func(t *testing.T) {
-		cfg := settings.DefaultConfig()
+		cfg := shortRunConfig()
 		cfg.RotateRPS = 20
 		h := newHarness(t, kmsemu.Options{}, chainFleet(60, 0), cfg)
 		f := &fakeLambda{}
@@ -279,4 +279,14 @@ func TestUnqualifiedFunctionARN(t *testing.T) {
 			}
 		})
 	}
+}
+
+// shortRunConfig is the default configuration for runs of a second or two:
+// a rotation goes out only while one call's timeout and the confirm window
+// still fit before the call deadline, which the defaults (10 s and 5 s)
+// never leave such a run.
+func shortRunConfig() settings.Config {
+	cfg := settings.DefaultConfig()
+	cfg.CallTimeout, cfg.ConfirmWait = 200*time.Millisecond, 100*time.Millisecond
+	return cfg
 }

@@ -178,6 +178,10 @@ type Facts struct {
 	// CompletedAt (an incident waits for it).
 	MaterialBefore, MaterialAfter string
 	CompletedAt                   *time.Time
+	// ExpectOnDemand is the place of this run's rotation among the key's
+	// ON_DEMAND rotations (1 = the first): its material is that entry's,
+	// not merely one that differs from MaterialBefore (claim.go).
+	ExpectOnDemand int
 	// Waited says the run waited for the completion (incidents).
 	Waited bool
 }

@@ -448,7 +448,7 @@ func TestOverlappingSweepsRotateEachKeyOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range runs {
 		// Separate engines and clients, as separate Lambda processes would have.
-		e := New(fastConfig(), h.emu.KMS(testRegion), h.emu.Tagging(testRegion), nil, nil)
+		e := h.newEngine(fastConfig())
 		wg.Go(func() {
 			rep, err := e.Run(context.Background(), request.Request{Mode: request.ModeScheduled}, Invocation{Scope: testScope})
 			if err != nil {

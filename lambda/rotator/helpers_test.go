@@ -1,6 +1,7 @@
 package rotator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
@@ -54,6 +56,7 @@ func (s *syncBuffer) lines(t *testing.T) []map[string]any {
 type harness struct {
 	emu     *emutest.Emu
 	engine  *Engine
+	ledger  *ledger.Ledger
 	logs    *syncBuffer
 	metrics *syncBuffer
 	kms     *kms.Client
@@ -77,6 +80,8 @@ func newHarness(t *testing.T, opts kmsemu.Options, fleet string, cfg settings.Co
 	h := &harness{emu: emu, logs: &syncBuffer{}, metrics: &syncBuffer{}, kms: emu.KMS(testRegion)}
 	log := slog.New(slog.NewJSONHandler(h.logs, nil))
 	h.engine = New(cfg, h.kms, emu.Tagging(testRegion), log, h.metrics)
+	h.ledger = testLedger(t, cfg)
+	h.engine.SetLedger(h.ledger)
 	return h
 }
 
@@ -107,6 +112,8 @@ func payload(t *testing.T, name string) request.Request {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An event's time must be recent (ROTATOR_INCIDENT_MAX_AGE).
+	b = bytes.Replace(b, []byte(`"2026-11-26T06:05:00Z"`), []byte(`"`+time.Now().UTC().Format(time.RFC3339)+`"`), 1)
 	req, err := request.Decode(b, testScope)
 	if err != nil {
 		t.Fatalf("decode %s: %v", name, err)

@@ -61,29 +61,36 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 		t.Run(fmt.Sprintf("rotation delay %v", delay), func(t *testing.T) {
 			h := newHarness(t, kmsemu.Options{RotationDelay: delay}, oneDueKey, fastConfig())
 			before := h.snapshot(t, testRegion)
-			var arn string
+			var arn, first string
+			// The same request three times: the repeats answer the first
+			// run's report.
 			for i := range 3 {
 				rep := h.run(t, incidentFor(t, false, "alias/due"))
 				k := rep.Keys[0]
 				arn = k.KeyARN
-				w := want{Rotated, ReasonNone}
-				if i > 0 {
-					w = want{Skipped, ReasonRecentlyRotated}
+				if k.Outcome != Rotated {
+					t.Fatalf("incident %d: %s/%s %q, want rotated", i+1, k.Outcome, k.Reason, k.Error)
 				}
-				if k.Outcome != w.outcome || k.Reason != w.reason {
-					t.Fatalf("incident %d: %s/%s %q, want %s/%s", i+1, k.Outcome, k.Reason, k.Error, w.outcome, w.reason)
-				}
-				if i > 0 && k.LastRotation == nil {
-					t.Errorf("incident %d: recently-rotated entry without lastRotation", i+1)
+				if i == 0 {
+					first = rep.RunID
+				} else if rep.RepeatOf != first {
+					t.Fatalf("incident %d: repeatOf %q, want the first run %s", i+1, rep.RepeatOf, first)
 				}
 			}
+			// A new request inside the cooldown finds the key recently rotated.
+			other := incidentFor(t, false, "alias/due")
+			other.Reason = "INC-2 another responder"
+			k := h.run(t, other).Keys[0]
+			if k.Outcome != Skipped || k.Reason != ReasonRecentlyRotated || k.LastRotation == nil {
+				t.Fatalf("new request inside the cooldown: %s/%s lastRotation %v, want recently-rotated with lastRotation", k.Outcome, k.Reason, k.LastRotation)
+			}
 			if n := spent(t, h, before, arn); n != 1 {
-				t.Fatalf("three identical incidents spent %d rotations, want 1", n)
+				t.Fatalf("three identical incidents and a fourth inside the cooldown spent %d rotations, want 1", n)
 			}
 			if delay > 0 {
 				time.Sleep(2 * delay) // force never overrides a rotation in progress
 			}
-			k := h.run(t, incidentFor(t, true, "alias/due")).Keys[0]
+			k = h.run(t, incidentFor(t, true, "alias/due")).Keys[0]
 			if k.Outcome != Rotated {
 				t.Fatalf("forced incident: %s/%s %q, want rotated", k.Outcome, k.Reason, k.Error)
 			}

@@ -20,7 +20,12 @@ func TestReadPipelines(t *testing.T) {
 		{"concurrency set above the auto value → used exactly", map[string]string{settings.EnvConcurrency: "64"}, 64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := settings.LoadConfig(func(k string) string { return tc.env[k] })
+			cfg, err := settings.LoadConfig(func(k string) string {
+				if k == settings.EnvLedgerTable {
+					return "kms-rotator-ledger"
+				}
+				return tc.env[k]
+			})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -46,6 +46,10 @@ type Report struct {
 	// maxReportBytes: skipped entries first, then deferred ones, then the
 	// list's tail (absent when none).
 	OmittedOther int `json:"omittedOther,omitempty"`
+	// RepeatOf names the run whose report this is when the request repeats
+	// an earlier one (same requestId or content) within
+	// ROTATOR_IDEMPOTENCY_WINDOW: nothing was rotated again.
+	RepeatOf string `json:"repeatOf,omitempty"`
 	// Continuation shows the run's place in a chain of continuations and
 	// whether it started the next link (absent when not applicable).
 	Continuation *ContinuationReport `json:"continuation,omitempty"`
@@ -127,6 +131,10 @@ type KeyReport struct {
 	// null when none since tracking began, absent when not read).
 	LastUsedAt json.RawMessage `json:"lastUsedAt,omitempty"`
 
+	// Claim is the ledger's claim that kept this run from rotating the key
+	// (recently-rotated), or in report mode the key's newest claim.
+	Claim *ClaimReport `json:"claim,omitempty"`
+
 	// Report mode only (absent in other modes and when unknown).
 
 	// IntervalDays is the key's effective interval (tag override or default).
@@ -163,6 +171,7 @@ func (r *run) entry(it *item) KeyReport {
 		Outcome: it.outcome,
 		Reason:  it.reason,
 		Error:   it.detail,
+		Claim:   claimReport(it.held),
 	}
 	if r.e.organization() {
 		k.Account = accountOf(it.arn)
@@ -514,7 +523,7 @@ func (r *run) report() *Report {
 		RunID:         r.id,
 		Mode:          r.req.Mode,
 		Account:       r.reportAccount(),
-		DryRun:        r.dry,
+		DryRun:        r.dry && r.repeatOf == "" || r.req.DryRun || r.e.cfg.DryRun,
 		StartedAt:     fmtTime(r.start),
 		Summary:       t.summary,
 		OmittedNotDue: t.omittedNotDue,

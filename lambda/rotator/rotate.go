@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
@@ -117,6 +118,17 @@ func (r *run) evaluate(ctx context.Context, it *item) {
 // decided records a final decision (and adds a replica's primary in incident mode).
 func (r *run) decided(it *item, d Decision) {
 	it.outcome, it.reason, it.detail = d.Outcome, d.Reason, d.Detail
+	if r.repeatOf != "" && d.Outcome == WouldRotate {
+		r.repeatEntry(it)
+	}
+	if r.req.Mode == request.ModeReport && r.e.ledger != nil && it.facts.History != nil {
+		// The inventory shows who last claimed the key, and why.
+		if h, err := r.e.ledger.Head(r.ctx, it.arn); err == nil {
+			it.held = h
+		} else {
+			r.log.Warn("the key's last claim could not be read", "keyArn", it.arn, "error", err.Error())
+		}
+	}
 	if d.Reason == ReasonMultiRegionReplica && it.facts.Mode == request.ModeIncident && it.facts.Meta.PrimaryARN != "" {
 		r.addPrimary(it.facts.Meta.PrimaryARN)
 	}
@@ -358,16 +370,32 @@ func (r *run) rotate(ctx context.Context, it *item) {
 		before.material = it.facts.Meta.MaterialID // DescribeKey's CurrentKeyMaterialId
 	}
 	it.facts.MaterialBefore = before.material
+	// A call sent without the time to confirm it could be applied with
+	// nobody to record it: only when the rest of the run's call time
+	// holds one call's timeout and the confirm window does it go out.
+	if !r.timeToRotate() {
+		r.deferKey(it)
+		return
+	}
+	// The claim before the call: the one guard that does not read KMS.
+	if !r.claim(ctx, it, before) {
+		r.finish(it)
+		return
+	}
 	r.calls.add(opRotateKeyOnDemand)
 	started := r.e.now()
 	_, err := r.kmsOf(it).RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
 		inRegion(it.region), r.e.rotateOpt)
 	if err == nil {
+		r.recordClaim(ctx, it, ledger.Rotated, "")
 		r.rotated(it, started)
 		return
 	}
 	c := classify(err, r.e.cfg)
 	if !c.ambiguous {
+		// KMS refused with no effect (limit, conflict, state, denied):
+		// the claim is released and blocks nothing.
+		r.recordClaim(ctx, it, ledger.Released, opRotateKeyOnDemand+": "+c.detail)
 		r.failed(it, opRotateKeyOnDemand, err, true)
 		return
 	}
@@ -377,16 +405,32 @@ func (r *run) rotate(ctx context.Context, it *item) {
 	// the rotation status, so a look that shows nothing does not prove
 	// nothing happened: never a second call, in any mode.
 	if r.confirm(ctx, it, before) {
+		r.recordClaim(ctx, it, ledger.Rotated, "confirmed after an ambiguous failure: "+c.detail)
 		r.rotated(it, started)
 		return
 	}
+	// The claim stays and blocks the key until a run settles it from the
+	// key's history (ROTATOR_SETTLE_AFTER).
+	r.recordClaim(ctx, it, ledger.Unconfirmed, opRotateKeyOnDemand+": "+c.detail)
 	it.outcome, it.reason = Failed, ReasonUnconfirmed
 	it.detail = fmt.Sprintf("%s: %s; the rotation may have been applied, but KMS did not show it within %s. "+
 		"Do not retry blindly: check aws kms get-key-rotation-status (OnDemandRotationStartDate), "+
 		"aws kms list-key-rotations (a new ON_DEMAND entry) and aws kms describe-key (CurrentKeyMaterialId, was %s) for %s. "+
-		"The next scheduled run, or a repeat incident inside the cooldown, settles it without spending twice",
+		"The rotation ledger holds this run's claim, so no run rotates the key again until one settles it from the key's history",
 		opRotateKeyOnDemand, c.detail, r.e.cfg.ConfirmWait, orNone(before.material), it.arn)
 	r.finish(it)
+}
+
+// timeToRotate says whether the run's call time still holds one call's
+// timeout (ROTATOR_CALL_TIMEOUT) and the confirm window
+// (ROTATOR_CONFIRM_WAIT) after now: a RotateKeyOnDemand sent later could
+// time out and be applied after the run stopped looking.
+func (r *run) timeToRotate() bool {
+	dl, ok := r.ctx.Deadline()
+	if !ok {
+		return true
+	}
+	return time.Until(dl) > r.e.cfg.CallTimeout+r.e.cfg.ConfirmWait
 }
 
 func orNone(s string) string {

@@ -26,6 +26,7 @@ import (
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	"golang.org/x/time/rate"
 
+	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
@@ -82,6 +83,9 @@ type Engine struct {
 	// members gives the clients of member accounts (members.go); nil
 	// outside organization mode.
 	members MemberClients
+	// ledger holds the claims written before every RotateKeyOnDemand
+	// (claim.go); nil fails every rotation closed.
+	ledger *ledger.Ledger
 	// orgs lists the accounts of OUs and roots for targets runs
 	// (targets.go); nil outside organization mode.
 	orgs OrganizationsAPI
@@ -138,8 +142,15 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	if req.Mode == request.ModeTargets {
 		return nil, errors.New("a targets request is answered by ResolveTargets, not Run")
 	}
+	if err := e.checkAge(req); err != nil {
+		e.log.Error("incident refused", "requestId", inv.RequestID, "error", err.Error())
+		return nil, err
+	}
 	r := e.newRun(ctx, req, inv)
 	defer r.cancel()
+	if rep, ok := r.beginRequest(r.ctx); ok {
+		return rep, nil
+	}
 	if err := r.connect(r.ctx); err != nil {
 		r.log.Error("member account not reachable; nothing was touched", "error", err.Error())
 		e.emitRunFailed(r)
@@ -183,7 +194,14 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	}
 	rep := r.report()
 	rep.Continuation = r.cont
-	res := runResult{listErr: listErr, published: r.publishResult(ctx, rep)}
+	if listErr == nil {
+		r.completeRequest(ctx, rep)
+	}
+	var published *bool
+	if r.repeatOf == "" {
+		published = r.publishResult(ctx, rep)
+	}
+	res := runResult{listErr: listErr, published: published}
 	e.emitMetrics(r, rep, res)
 	r.logSummary(rep)
 	if listErr != nil {
@@ -244,6 +262,12 @@ type run struct {
 
 	// cont is the report's continuation object (continuation.go).
 	cont *ContinuationReport
+
+	// identity is an incident request's identity (request.Identity; empty
+	// for sweeps and dry runs); repeatOf the first run's ID when this run
+	// is a repeat of it (repeat.go).
+	identity string
+	repeatOf string
 }
 
 func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {
@@ -267,6 +291,9 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 		}
 	}
 	r.dry = req.DryRun || e.cfg.DryRun || req.Mode == request.ModePlan || req.Mode == request.ModeReport
+	if !r.dry {
+		r.identity = req.Identity()
+	}
 	r.log = e.log.With("runId", r.id, "mode", string(req.Mode), "requestId", inv.RequestID)
 	if dl, ok := ctx.Deadline(); ok {
 		m := e.margin(time.Until(dl))

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
@@ -27,6 +28,9 @@ type item struct {
 	reason     Reason
 	detail     string
 	rotateNext bool // decided "rotate": hand to the rotation stage
+	// claim is this run's claim on the key in the ledger, once written;
+	// held the standing claim that refused it.
+	claim, held *ledger.Claim
 }
 
 // sortKey orders entries: by key ARN, so a continuation can resume from a
