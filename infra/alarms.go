@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
@@ -68,7 +69,8 @@ type alarmsProps struct {
 // rotatorAlarms are the alarms of the stack, all notifying Topic when they
 // go into ALARM and when they are OK again.
 type rotatorAlarms struct {
-	Topic              awssns.Topic
+	// Topic is the stack's own topic, or the team's (alarmTopicArn).
+	Topic              awssns.ITopic
 	KeysFailed         awscloudwatch.Alarm
 	Silence            awscloudwatch.Alarm
 	BudgetExhausted    awscloudwatch.Alarm
@@ -206,19 +208,29 @@ func containsIdent(expr, id string) bool {
 func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotatorAlarms {
 	c := constructs.NewConstruct(scope, &id)
 	s := props.Settings
-	topic := awssns.NewTopic(c, jsii.String("Topic"), &awssns.TopicProps{
-		DisplayName: jsii.String("kms-rotator alarms"),
-		EnforceSSL:  jsii.Bool(true),
-	})
-	// Not encrypted with KMS: the topic carries only alarm state changes and
-	// run summaries, and CloudWatch alarms cannot publish to a topic
-	// encrypted with the AWS managed key aws/sns. (cdk-nag's AwsSolutions
-	// pack has no rule on it.)
-	if s.AlarmEmail != "" {
-		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(s.AlarmEmail), nil))
+	var topic awssns.ITopic
+	var own awssns.Topic
+	if s.AlarmTopicARN != "" {
+		// A team's own topic: its policy is the team's to write
+		// (docs/deploy.md "Your own alarm topic").
+		topic = awssns.Topic_FromTopicArn(c, jsii.String("Topic"), jsii.String(s.AlarmTopicARN))
+	} else {
+		own = awssns.NewTopic(c, jsii.String("Topic"), &awssns.TopicProps{
+			DisplayName: jsii.String("kms-rotator alarms"),
+			EnforceSSL:  jsii.Bool(true),
+		})
+		topic = own
+		// Not encrypted with KMS: the topic carries only alarm state changes and
+		// run summaries, and CloudWatch alarms cannot publish to a topic
+		// encrypted with the AWS managed key aws/sns. (cdk-nag's AwsSolutions
+		// pack has no rule on it.)
+		if s.AlarmEmail != "" {
+			own.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(s.AlarmEmail), nil))
+		}
 	}
 	action := awscloudwatchactions.NewSnsAction(topic)
 	a := &rotatorAlarms{Topic: topic}
+	var names []string
 	type spec struct {
 		name, desc          string
 		metric              awscloudwatch.IMetric
@@ -231,8 +243,10 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 		if sp.datapoints == 0 {
 			sp.datapoints = sp.periods
 		}
+		name := s.FunctionName + "-" + sp.name
+		names = append(names, name)
 		al := awscloudwatch.NewAlarm(c, jsii.String(id), &awscloudwatch.AlarmProps{
-			AlarmName:          jsii.String(s.FunctionName + "-" + sp.name),
+			AlarmName:          jsii.String(name),
 			AlarmDescription:   jsii.String(sp.desc),
 			Metric:             sp.metric,
 			ComparisonOperator: sp.op,
@@ -327,7 +341,46 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 			metric: orgSweepFailures(props.OrgSweep, fiveMin),
 			op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	}
+	if own != nil {
+		own.AddToResourcePolicy(alarmsMayPublish(own, names))
+	}
 	return a
+}
+
+// alarmsMayPublish is the topic policy's statement that lets CloudWatch
+// deliver the stack's alarm actions. A topic policy replaces SNS's default
+// one, so without it every ALARM and OK action fails with "not authorized
+// to perform: SNS:Publish"
+// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Notify_Users_Alarm_Changes.html,
+// https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger).
+// aws:SourceArn names exactly these alarms and aws:SourceAccount the stack's
+// account, so CloudWatch cannot publish here on behalf of any other alarm
+// (confused deputy:
+// https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html).
+// The ARNs are built from the names, not taken from the alarms, so the
+// policy does not wait for the alarms to be created.
+func alarmsMayPublish(topic awssns.ITopic, names []string) awsiam.PolicyStatement {
+	arns := make([]*string, len(names))
+	for i, n := range names {
+		arns[i] = jsii.String(alarmARN(n))
+	}
+	return awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("CloudWatchAlarmsOfThisStack"),
+		Effect:     awsiam.Effect_ALLOW,
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("sns:Publish"),
+		Resources:  &[]*string{topic.TopicArn()},
+		Conditions: &map[string]any{
+			"StringEquals": map[string]any{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()},
+			"ArnEquals":    map[string]any{"aws:SourceArn": arns},
+		},
+	})
+}
+
+// alarmARN is the ARN of the stack's alarm of this name
+// (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html#amazoncloudwatch-resources-for-iam-policies).
+func alarmARN(name string) string {
+	return "arn:" + *awscdk.Aws_PARTITION() + ":cloudwatch:" + *awscdk.Aws_REGION() + ":" + *awscdk.Aws_ACCOUNT_ID() + ":alarm:" + name
 }
 
 // orgSweepFailures adds up the state machine's executions that failed,

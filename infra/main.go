@@ -52,6 +52,13 @@ func addStacks(app awscdk.App, newCode func() awslambda.Code) error {
 			}
 		}
 	}
+	if m := topicARNRE.FindStringSubmatch(settings.AlarmTopicARN); m != nil {
+		for _, st := range envs {
+			if st.env != nil && st.env.Region != nil && *st.env.Region != m[2] {
+				return fmt.Errorf("invalid CDK context:\n  -c %s=%s: %s", ctxAlarmTopicARN, settings.AlarmTopicARN, topicRegionMismatch(m[2], *st.env.Region))
+			}
+		}
+	}
 	for _, st := range envs {
 		NewRotatorStack(app, st.id, &RotatorStackProps{
 			StackProps: awscdk.StackProps{

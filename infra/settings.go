@@ -46,6 +46,10 @@ type Settings struct {
 	Function settings.Config
 	// AlarmEmail, when set, subscribes this address to the alarm topic.
 	AlarmEmail string
+	// AlarmTopicARN, when set, is a team's own SNS topic: the stack creates
+	// no topic, and every alarm action and the result notification go
+	// there.
+	AlarmTopicARN string
 	// IncidentBusName is the dedicated event bus for incident requests.
 	IncidentBusName string
 	// IncidentPrincipals are the IAM role ARNs that may put events on the
@@ -82,6 +86,7 @@ const (
 	ctxLogRetentionDays    = "logRetentionDays"
 	ctxReservedConcurrency = "reservedConcurrency"
 	ctxAlarmEmail          = "alarmEmail"
+	ctxAlarmTopicARN       = "alarmTopicArn"
 	ctxIncidentBusName     = "incidentBusName"
 	ctxIncidentPrincipals  = "incidentPrincipals"
 )
@@ -139,7 +144,7 @@ var functionKeys = []struct{ key, env string }{
 var ContextKeys = func() []string {
 	keys := []string{
 		ctxRegions, ctxFunctionName, ctxSchedule, ctxScheduleTimezone, ctxMemorySize, ctxTimeoutMinutes,
-		ctxLogRetentionDays, ctxReservedConcurrency, ctxAlarmEmail, ctxIncidentBusName, ctxIncidentPrincipals,
+		ctxLogRetentionDays, ctxReservedConcurrency, ctxAlarmEmail, ctxAlarmTopicARN, ctxIncidentBusName, ctxIncidentPrincipals,
 	}
 	keys = append(keys, orgContextKeys...)
 	for _, fk := range functionKeys {
@@ -155,12 +160,23 @@ var ContextKeys = func() []string {
 // so a longer chain would be cut by Lambda, not by the function.
 const maxStackContinuation = 15
 
+// ledgerTablePlaceholder stands for the ledger table's name while the
+// function's configuration is checked at synth: settings.LoadConfig
+// requires ROTATOR_LEDGER_TABLE, and the table's name exists only once
+// CloudFormation has created the table, so the stack validates every other
+// setting with this valid name and sets the variable itself to the table's
+// name.
+const ledgerTablePlaceholder = "kms-rotator-ledger"
+
 // functionDefaults is the function's configuration when the stack sets
-// every variable at its default: settings.DefaultConfig as LoadConfig reads
-// it back from settings.Environment. (A set ROTATOR_CONCURRENCY is used
-// exactly, so ConcurrencyAuto is false.)
+// every variable at its default: settings.DefaultConfig, with the ledger
+// table's placeholder, as LoadConfig reads it back from
+// settings.Environment. (A set ROTATOR_CONCURRENCY is used exactly, so
+// ConcurrencyAuto is false.)
 func functionDefaults() settings.Config {
-	env := settings.Environment(settings.DefaultConfig())
+	c := settings.DefaultConfig()
+	c.LedgerTable = ledgerTablePlaceholder
+	env := settings.Environment(c)
 	c, err := settings.LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		panic("settings: the defaults do not load: " + err.Error()) // settings' own tests pin the round trip
@@ -209,7 +225,16 @@ var (
 	// An IAM role ARN, path included
 	// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns).
 	roleARNRE = regexp.MustCompile(`^arn:(aws[a-z-]*):iam::(\d{12}):role/[\w+=,.@/-]{1,512}$`)
+	// A standard SNS topic's ARN, arn:PARTITION:sns:REGION:ACCOUNT:NAME, the
+	// form of an alarm's SNS action
+	// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html,
+	// AlarmActions); a name is 1–256 letters, digits, - or _
+	// (https://docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html).
+	topicARNRE = regexp.MustCompile(`^arn:(aws[a-z-]*):sns:([a-z0-9-]+):(\d{12}):[A-Za-z0-9_-]{1,256}$`)
 )
+
+// maxRuleName is the longest EventBridge rule name.
+const maxRuleName = 64
 
 // logRetentionDays are the retention periods CloudWatch Logs accepts
 // (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html).
@@ -241,6 +266,11 @@ func SettingsFromContext(get func(key string) any) (Settings, error) {
 	r.setStr(ctxFunctionName, &s.FunctionName)
 	if !functionNameRE.MatchString(s.FunctionName) {
 		r.fail(ctxFunctionName, s.FunctionName, "1–64 letters, digits, - or _")
+	} else if n := maxRuleName - len(resultRuleSuffix); len(s.FunctionName) > n {
+		// An EventBridge rule's name has at most 64 characters
+		// (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutRule.html).
+		r.fail(ctxFunctionName, s.FunctionName, "at most %d characters: the result notification rule is named <functionName>%s, and an EventBridge rule name holds at most %d",
+			n, resultRuleSuffix, maxRuleName)
 	}
 	s.MemorySize = r.integer(ctxMemorySize, s.MemorySize, 128, 10240)
 	s.Timeout = time.Duration(r.integer(ctxTimeoutMinutes, int(s.Timeout/time.Minute), 1, 15)) * time.Minute
@@ -268,6 +298,7 @@ func SettingsFromContext(get func(key string) any) (Settings, error) {
 			r.fail(ctxAlarmEmail, s.AlarmEmail, "not a plain e-mail address")
 		}
 	}
+	r.alarmTopic(&s)
 	r.setStr(ctxIncidentBusName, &s.IncidentBusName)
 	if !busNameRE.MatchString(s.IncidentBusName) || s.IncidentBusName == "default" {
 		r.fail(ctxIncidentBusName, s.IncidentBusName, "a custom event bus name: 1–256 letters, digits, . - or _, not default")
@@ -278,6 +309,42 @@ func SettingsFromContext(get func(key string) any) (Settings, error) {
 		return Settings{}, fmt.Errorf("invalid CDK context:\n  %s", strings.Join(r.errs, "\n  "))
 	}
 	return s, nil
+}
+
+// alarmTopic reads alarmTopicArn: a standard SNS topic in the partition
+// and Region of the stack(s) named by -c regions; addStacks checks it
+// against the Region of a stack whose Region comes from the CLI.
+func (r *ctxReader) alarmTopic(s *Settings) {
+	r.setStr(ctxAlarmTopicARN, &s.AlarmTopicARN)
+	if s.AlarmTopicARN == "" {
+		return
+	}
+	m := topicARNRE.FindStringSubmatch(s.AlarmTopicARN)
+	if m == nil {
+		r.fail(ctxAlarmTopicARN, s.AlarmTopicARN, "not a standard SNS topic's ARN such as arn:aws:sns:us-east-1:111122223333:oncall")
+		return
+	}
+	partition, region := m[1], m[2]
+	if !regionRE.MatchString(region) || regionPartition(region) != partition {
+		r.fail(ctxAlarmTopicARN, s.AlarmTopicARN, "the Region %s is not one of partition %s", region, partition)
+		return
+	}
+	for _, stackRegion := range s.Regions {
+		if stackRegion != region {
+			r.fail(ctxAlarmTopicARN, s.AlarmTopicARN, "%s", topicRegionMismatch(region, stackRegion))
+			return
+		}
+	}
+	if s.AlarmEmail != "" {
+		r.fail(ctxAlarmEmail, s.AlarmEmail, "subscribes to the stack's own topic, which alarmTopicArn replaces: subscribe the address to %s instead", s.AlarmTopicARN)
+	}
+}
+
+// topicRegionMismatch says why a topic of another Region cannot be the
+// alarm topic: the stack's alarms and its result notification rule publish
+// to it from the stack's Region.
+func topicRegionMismatch(topicRegion, stackRegion string) string {
+	return fmt.Sprintf("the topic is in %s, the stack deploys to %s: the stack's alarms and result notification rule publish to a topic of their own Region", topicRegion, stackRegion)
 }
 
 // functionConfig writes each function setting's context value into the

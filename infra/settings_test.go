@@ -103,7 +103,7 @@ func TestEachFunctionKeySetsItsVariable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			env := settings.Environment(settings.DefaultConfig())
+			env := settings.Environment(functionDefaults())
 			env[fk.env] = v
 			want, err := settings.LoadConfig(func(k string) string { return env[k] })
 			if err != nil {

@@ -103,6 +103,10 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	for k, v := range settings.Environment(s.Function) {
 		env[k] = jsii.String(v)
 	}
+	// ROTATOR_LEDGER_TABLE names the rotation ledger's table, which this
+	// stack does not create: without it the function's cold start fails,
+	// naming the variable (function-errors).
+	delete(env, settings.EnvLedgerTable)
 	fnProps := &awslambda.FunctionProps{
 		FunctionName:  jsii.String(s.FunctionName),
 		Description:   jsii.String("kms-rotator: rotates the key material of opted-in KMS keys on demand (scheduled sweep and incident response)"),
@@ -158,7 +162,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	bus := newIncidentChannel(stack, s, fn, failures)
 
 	alarms := newAlarms(stack, "Alarms", &alarmsProps{Function: fn, FailureQueue: failures, ScheduleGroup: scheduleGroup, OrgSweep: orgSweep, Settings: s})
-	newResultNotification(stack, alarms.Topic, failures)
+	newResultNotification(stack, s, alarms.Topic, failures)
 	newRotatorDashboard(stack, "Dashboard", &rotatorDashboardProps{
 		Function: fn, LogGroupName: *logGroupName, Settings: s, Alarms: alarms.All, OrgSweep: orgSweep,
 	})
@@ -339,7 +343,11 @@ func incidentPrincipals(s Settings) (principals, patterns []string) {
 // input transformer (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html);
 // fields a run may lack (the reason of a sweep, truncated when nothing was
 // cut) are placed where an empty or null value still reads.
-func newResultNotification(stack awscdk.Stack, topic awssns.Topic, failures awssqs.Queue) {
+//
+// The rule has a fixed name, <functionName>-results, so that the
+// policy of a team's own topic (alarmTopicArn) can name its ARN before the
+// stack exists (docs/deploy.md).
+func newResultNotification(stack awscdk.Stack, s Settings, topic awssns.ITopic, failures awssqs.Queue) {
 	field := func(path string) string { return *awsevents.EventField_FromPath(jsii.String(path)) }
 	msg := fmt.Sprintf("kms-rotator %s run %s in %s %s (dry run: %s): rotated %s, would rotate %s, skipped %s, failed %s, deferred %s, overdue %s of %s keys; reasons %s. "+
 		"Incident reason: %s. Lambda request %s. Entries cut to fit: %s. Per-key results: the event's detail.keys and the function's log group.",
@@ -349,6 +357,7 @@ func newResultNotification(stack awscdk.Stack, topic awssns.Topic, failures awss
 		field("$.detail.summary.candidates"), field("$.detail.summary.reasons"),
 		field("$.detail.reason"), field("$.detail.requestId"), field("$.detail.truncated"))
 	rule := awsevents.NewRule(stack, jsii.String("ResultNotificationRule"), &awsevents.RuleProps{
+		RuleName:    jsii.String(resultRuleName(s)),
 		Description: jsii.String("kms-rotator run results of incidents and of runs with failed keys, to the alarm topic"),
 		EventPattern: &awsevents.EventPattern{
 			Source:     jsii.Strings(settings.ResultEventSource),
@@ -367,6 +376,8 @@ func newResultNotification(stack awscdk.Stack, topic awssns.Topic, failures awss
 	// The target lets the EventBridge service publish to the topic, from
 	// any rule of any account; only this rule may (confused deputy:
 	// https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html).
+	// A team's own topic (alarmTopicArn) keeps its policy: CDK adds nothing
+	// to an imported topic, and docs/deploy.md names the statement it needs.
 	topic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:        jsii.String("OnlyTheResultNotificationRule"),
 		Effect:     awsiam.Effect_DENY,
@@ -376,6 +387,12 @@ func newResultNotification(stack awscdk.Stack, topic awssns.Topic, failures awss
 		Conditions: &map[string]any{"ArnNotEquals": map[string]any{"aws:SourceArn": rule.RuleArn()}},
 	}))
 }
+
+// resultRuleName is the result notification rule's name.
+func resultRuleName(s Settings) string { return s.FunctionName + resultRuleSuffix }
+
+// resultRuleSuffix ends the result notification rule's name.
+const resultRuleSuffix = "-results"
 
 // newResponderPolicy is the customer managed policy for incident responders
 // (policy/responder.json). Unnamed: IAM names are global, and one stack per

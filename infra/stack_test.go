@@ -170,6 +170,7 @@ func TestFunction(t *testing.T) {
 	for k, v := range settings.Environment(DefaultSettings().Function) {
 		env[k] = v
 	}
+	delete(env, settings.EnvLedgerTable)
 	tests := []struct {
 		name string
 		got  any
