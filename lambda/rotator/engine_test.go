@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
@@ -451,15 +452,56 @@ func TestDeadlineDefersKeysAndStillReports(t *testing.T) {
 	h.engine.margin = func(left time.Duration) time.Duration { return left + time.Minute }
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rep, err := h.engine.Run(ctx, request.Request{Mode: request.ModeScheduled}, Invocation{RequestID: "r", Scope: testScope})
-	if err != nil {
-		t.Fatal(err)
+	_, err := h.engine.Run(ctx, request.Request{Mode: request.ModeScheduled}, Invocation{RequestID: "r", Scope: testScope})
+	// A sweep that defers every key made no progress: it fails the
+	// invocation, after writing its report line and metrics.
+	if err == nil || !strings.Contains(err.Error(), "no progress: all") {
+		t.Fatalf("Run error = %v, want no progress", err)
+	}
+	var rep *Report
+	for _, l := range h.logs.lines(t) {
+		if l["msg"] == "report" {
+			b, _ := json.Marshal(l["report"])
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if rep == nil {
+		t.Fatal("no report line")
 	}
 	checkReport(t, rep)
 	if n := len(byAlias(rep)); rep.Summary.Deferred != n || rep.Summary.Reasons[ReasonDeadline] != n || n < 20 {
 		t.Fatalf("summary %+v, want all %d candidates deferred for the deadline", rep.Summary, n)
 	}
+	if m := h.metrics.String(); !strings.Contains(m, `"RunsFailed":1`) || !strings.Contains(m, `"RunsCompleted":0`) {
+		t.Errorf("metrics do not count a failed run: %s", m)
+	}
 	checkAgainstEmulator(t, rep, before, h.snapshot(t, "us-east-1"))
+}
+
+// A KMS that stops answering is not the run's deadline: every key fails,
+// naming the call that timed out, and the run is not a quiet success.
+func TestHungKMSFailsKeysNamingTheCall(t *testing.T) {
+	cfg := fastConfig()
+	h := newHarness(t, kmsemu.Options{}, oneDueKey, cfg)
+	hk := &hookKMS{KMSAPI: h.kms}
+	hk.describe = func(ctx context.Context, in *kms.DescribeKeyInput, _ ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+		// What Go's HTTP client timeout returns on the last attempt.
+		return nil, &retry.MaxAttemptsError{Attempt: 3, Err: fmt.Errorf("http: %w", context.DeadlineExceeded)}
+	}
+	h.engine.kms = hk
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := h.engine.Run(ctx, request.Request{Mode: request.ModeScheduled}, Invocation{RequestID: "r", Scope: testScope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range rep.Keys {
+		if k.Outcome != Failed || k.Reason != ReasonError || !strings.Contains(k.Error, "DescribeKey: timed out after 3 attempts") {
+			t.Errorf("%s: %s/%s %q, want failed naming the call that timed out", k.Alias, k.Outcome, k.Reason, k.Error)
+		}
+	}
 }
 
 func TestDeadlineMargin(t *testing.T) {

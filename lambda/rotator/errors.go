@@ -3,6 +3,7 @@ package rotator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"time"
@@ -42,6 +43,10 @@ const accessDeniedHint = "hint: the key may lack the opt-in tag the function's I
 
 // classify maps an SDK error to an outcome and reason (docs/design.md reason table).
 func classify(err error, cfg settings.Config) classification {
+	var me *memberError
+	if errors.As(err, &me) {
+		return classification{outcome: Failed, reason: ReasonAccessDenied, detail: me.Error()}
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return classification{outcome: Failed, reason: ReasonError, detail: err.Error(), ambiguous: true, deadline: true}
 	}
@@ -75,6 +80,16 @@ func classify(err error, cfg settings.Config) classification {
 	// Not an answer from KMS: a transport error. The request may have been
 	// applied unless it provably never left (dial failure).
 	return classification{outcome: Failed, reason: ReasonError, detail: err.Error(), ambiguous: !notSent(err)}
+}
+
+// timedOut describes a call that timed out on all its attempts.
+func timedOut(err error, perAttempt time.Duration) string {
+	attempts := 1
+	var me *retry.MaxAttemptsError
+	if errors.As(err, &me) {
+		attempts = me.Attempt
+	}
+	return fmt.Sprintf("timed out after %d attempts of ROTATOR_CALL_TIMEOUT (%s) each: %v", attempts, perAttempt, err)
 }
 
 func httpStatus(err error) int {

@@ -129,11 +129,55 @@ func (r *run) connect(ctx context.Context) error {
 	for _, a := range accounts {
 		k, t, err := r.e.members(ctx, r.inv.Scope.Partition, a, regions[a], session)
 		if err != nil {
-			return err
+			if a == r.scope.Account {
+				return err // a target run works in that account only
+			}
+			// An incident naming keys in several accounts: only this
+			// account's keys fail, the others' proceed.
+			r.log.Error("member account not reachable; its keys fail", "account", a, "error", err.Error())
+			k = unreachable{err: err}
 		}
 		r.accounts[a] = accountClients{k, t}
 	}
 	return nil
+}
+
+// unreachable is the KMS client of a member account whose role could not
+// be assumed: every call fails with why.
+type unreachable struct{ err error }
+
+// memberError is a key call in an account whose member role could not be
+// assumed (classify: access-denied).
+type memberError struct{ unreachable }
+
+// Error is the AssumeRole failure, which names the role, the account and
+// what to check (AssumeMemberRole).
+func (e *memberError) Error() string { return e.err.Error() }
+
+func (e *memberError) Unwrap() error { return e.err }
+
+func (u unreachable) fail() error { return &memberError{u} }
+
+func (u unreachable) DescribeKey(context.Context, *kms.DescribeKeyInput, ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+	return nil, u.fail()
+}
+func (u unreachable) ListKeyRotations(context.Context, *kms.ListKeyRotationsInput, ...func(*kms.Options)) (*kms.ListKeyRotationsOutput, error) {
+	return nil, u.fail()
+}
+func (u unreachable) GetKeyRotationStatus(context.Context, *kms.GetKeyRotationStatusInput, ...func(*kms.Options)) (*kms.GetKeyRotationStatusOutput, error) {
+	return nil, u.fail()
+}
+func (u unreachable) RotateKeyOnDemand(context.Context, *kms.RotateKeyOnDemandInput, ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
+	return nil, u.fail()
+}
+func (u unreachable) ListAliases(context.Context, *kms.ListAliasesInput, ...func(*kms.Options)) (*kms.ListAliasesOutput, error) {
+	return nil, u.fail()
+}
+func (u unreachable) ListResourceTags(context.Context, *kms.ListResourceTagsInput, ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error) {
+	return nil, u.fail()
+}
+func (u unreachable) GetKeyLastUsage(context.Context, *kms.GetKeyLastUsageInput, ...func(*kms.Options)) (*kms.GetKeyLastUsageOutput, error) {
+	return nil, u.fail()
 }
 
 // kmsFor is the KMS client of account (the function's own when not a member).

@@ -103,6 +103,30 @@ func TestUnreachableMemberFailsTheRunAndTouchesNothing(t *testing.T) {
 	}
 }
 
+// An incident naming keys in two accounts, one without the member role:
+// only that account's keys fail, naming the role; the others rotate.
+func TestIncidentWithAnUnreachableAccountRotatesTheOthers(t *testing.T) {
+	h := orgHarness(t)
+	reachable := "arn:aws:kms:" + testRegion + ":" + memberAccount + ":key/aaaa0000-0000-4000-8000-000000000002"
+	gone := "arn:aws:kms:" + testRegion + ":999999999999:key/bbbb0000-0000-4000-8000-000000000001"
+	rep := h.run(t, incidentFor(t, false, reachable, gone))
+	byARN := map[string]KeyReport{}
+	for _, k := range rep.Keys {
+		byARN[k.KeyARN] = k
+	}
+	if k := byARN[reachable]; k.Outcome != Rotated {
+		t.Errorf("reachable account's key: %s/%s %q, want rotated", k.Outcome, k.Reason, k.Error)
+	}
+	k := byARN[gone]
+	if k.Outcome != Failed || k.Reason != ReasonAccessDenied || !strings.Contains(k.Error, "role/kms-rotator-member") ||
+		!strings.Contains(k.Error, "the member role is missing in that account") {
+		t.Errorf("unreachable account's key: %s/%s %q, want failed access-denied naming the role", k.Outcome, k.Reason, k.Error)
+	}
+	if rep.Summary.Rotated != 1 || rep.Summary.Failed != 1 {
+		t.Errorf("summary %+v, want 1 rotated and 1 failed", rep.Summary)
+	}
+}
+
 func TestWithoutOrganizationModeAMemberTargetIsRefused(t *testing.T) {
 	h := newHarness(t, kmsemu.Options{}, orgFleet, fastConfig())
 	_, err := h.engine.Run(context.Background(), request.Request{Mode: request.ModeScheduled,

@@ -95,9 +95,10 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 		ms = append(ms, emfMetric{settings.MetricMaxMaterialAgeDays, unitCount, float64(maxAge)})
 	}
 	completed, failedRun := 1.0, 0.0
-	if res.listErr != nil {
-		// A sweep whose listing failed part-way still reports what it did,
-		// but it is not a completed run (the silence alarm counts those).
+	if res.listErr != nil || res.noProgress {
+		// A sweep whose listing failed part-way, or that deferred every
+		// key, still reports what it did, but it is not a completed run
+		// (the silence alarm counts those).
 		completed, failedRun = 0, 1
 	}
 	ms = append(ms,

@@ -139,8 +139,15 @@ func (r *run) decided(it *item, d Decision) {
 func (r *run) failed(it *item, op string, err error, rotating bool) {
 	c := classify(err, r.e.cfg)
 	if c.deadline && !rotating {
-		r.deferKey(it)
-		return
+		if r.ctx.Err() != nil || r.pastCutoff() {
+			r.deferKey(it)
+			return
+		}
+		// Not the run's deadline: the call itself timed out on every
+		// attempt (Go's HTTP client timeout is a context.DeadlineExceeded
+		// too). A KMS that stops answering must fail loudly, not defer
+		// every key day after day.
+		c = classification{outcome: Failed, reason: ReasonError, detail: timedOut(err, r.e.cfg.CallTimeout)}
 	}
 	it.apply(op, c)
 	r.finish(it)

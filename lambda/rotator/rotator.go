@@ -201,9 +201,21 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	if r.repeatOf == "" {
 		published = r.publishResult(ctx, rep)
 	}
-	res := runResult{listErr: listErr, published: published}
+	// A sweep that deferred every key made no progress: whatever the
+	// cause (a KMS that does not answer, a timeout too short for one
+	// call), the next run would do the same, so the invocation fails
+	// (function-errors alarm) instead of looking like a quiet success.
+	noProgress := listErr == nil && r.req.Mode != request.ModeIncident && rep.Summary.Candidates > 0 &&
+		rep.Summary.Deferred == rep.Summary.Candidates
+	res := runResult{listErr: listErr, published: published, noProgress: noProgress}
 	e.emitMetrics(r, rep, res)
 	r.logSummary(rep)
+	if noProgress {
+		r.log.Error("no progress: every candidate was deferred", "deferred", rep.Summary.Deferred)
+		return nil, fmt.Errorf("%s run: no progress: all %d candidates were deferred before the run's deadline "+
+			"(is KMS answering? does the function's timeout leave room for ROTATOR_CALL_TIMEOUT and ROTATOR_CONFIRM_WAIT?)",
+			req.Mode, rep.Summary.Candidates)
+	}
 	if listErr != nil {
 		n := rep.Summary.Candidates
 		r.log.Error("listing candidates failed part-way; the report covers the keys handled before", "error", listErr.Error(),
@@ -220,6 +232,8 @@ type runResult struct {
 	// published is nil when no result event was due, else whether it
 	// was published.
 	published *bool
+	// noProgress: a sweep deferred every candidate.
+	noProgress bool
 }
 
 // run is the state of one Run.
