@@ -299,6 +299,8 @@ var (
 		"recently-rotated": "skipped", "automatic-rotation-soon": "skipped", "unconfirmed": "failed",
 		// New reasons (they replace imported-key-material).
 		"material-not-staged": "skipped", "material-pending-replica-import": "skipped", "idle": "skipped",
+		// The rotation ledger.
+		"ledger-unavailable": "failed",
 	}
 )
 
@@ -445,8 +447,8 @@ func CheckReportJSON(raw []byte) []string {
 				bad("%s: budget-exhausted with onDemandRemaining %v", where, rem)
 			}
 		}
-		if reason == "recently-rotated" && k["lastRotation"] == nil {
-			bad("%s: recently-rotated without lastRotation (the rotation that started the cooldown)", where)
+		if reason == "recently-rotated" && k["lastRotation"] == nil && k["claim"] == nil {
+			bad("%s: recently-rotated without lastRotation (the rotation that started the cooldown) or the ledger's claim", where)
 		}
 		// nextRotationDate: the key's next automatic rotation (issues 9 and 10).
 		if v, has := k["nextRotationDate"]; has && v != nil {

@@ -98,6 +98,7 @@ func TestCheckReportJSON(t *testing.T) {
 		{name: "error on a not-due entry fails", raw: strings.Replace(valid, `"reason":"not-due"`, `"reason":"not-due","error":"x"`, 1), want: "error member present"},
 		{name: "budget-exhausted with budget left fails", raw: strings.Replace(strings.Replace(valid, `"reason":"budget-reserved"`, `"reason":"budget-exhausted"`, 1), `"budget-reserved":1`, `"budget-exhausted":1`, 1), want: "budget-exhausted with onDemandRemaining 2"},
 		{name: "recently-rotated without lastRotation fails", raw: strings.Replace(strings.Replace(valid, `"reason":"not-due"`, `"reason":"recently-rotated"`, 1), `"not-due":1`, `"recently-rotated":1`, 1), want: "recently-rotated without lastRotation"},
+		{name: "recently-rotated refused by a ledger claim passes without lastRotation", raw: strings.Replace(strings.Replace(valid, `"reason":"not-due"`, `"reason":"recently-rotated","claim":{"runId":"r0","mode":"incident","claimedAt":"2026-11-26T06:00:00Z","outcome":"rotated"}`, 1), `"not-due":1`, `"recently-rotated":1`, 1)},
 		{name: "unconfirmed is a failure with an error", raw: strings.Replace(strings.Replace(strings.Replace(valid, `"outcome":"skipped","reason":"not-due"`, `"outcome":"failed","reason":"unconfirmed","error":"may have been applied"`, 1), `"not-due":1`, `"unconfirmed":1`, 1), `"skipped":3,"failed":0`, `"skipped":2,"failed":1`, 1)},
 	}
 	for _, tt := range tests {
