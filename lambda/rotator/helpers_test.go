@@ -173,6 +173,17 @@ func checkReport(t *testing.T, rep *Report) {
 		if k.Outcome != Failed && k.Error != "" && k.Reason != ReasonRotationInProgress {
 			t.Errorf("%s: error on a %s entry", id, k.Outcome)
 		}
+		// Every skipped or failed entry says what to do next.
+		if (k.Outcome == Skipped || k.Outcome == Failed) && k.Next == "" {
+			t.Errorf("%s: %s/%s without a next step", id, k.Outcome, k.Reason)
+		}
+	}
+	if rep.Mode == request.ModeIncident {
+		if s.NotRotated == nil || *s.NotRotated != s.Candidates-s.Rotated-s.WouldRotate {
+			t.Errorf("incident summary notRotated %v, want candidates − rotated − would-rotate = %d", s.NotRotated, s.Candidates-s.Rotated-s.WouldRotate)
+		}
+	} else if s.NotRotated != nil {
+		t.Errorf("%s summary has notRotated", rep.Mode)
 	}
 	if complete {
 		want := map[Outcome]int{Rotated: s.Rotated, WouldRotate: s.WouldRotate, Skipped: s.Skipped, Failed: s.Failed, Deferred: s.Deferred}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -251,7 +252,7 @@ func TestResultEvent(t *testing.T) {
 		if d.RunID != rep.RunID || d.Mode != request.ModeIncident || d.Reason != req.Reason || d.RequestID != "req-1" || d.Truncated {
 			t.Errorf("detail %+v does not match the run", d)
 		}
-		if fmt.Sprint(d.Summary) != fmt.Sprint(rep.Summary) {
+		if !reflect.DeepEqual(d.Summary, rep.Summary) {
 			t.Errorf("detail summary %+v, report %+v", d.Summary, rep.Summary)
 		}
 		if len(d.Keys) != len(rep.Keys) {
@@ -414,5 +415,36 @@ func TestEveryCallHasAPerAttemptTimeout(t *testing.T) {
 	}
 	if got := hc.GetTimeout(); got != cfg.CallTimeout {
 		t.Fatalf("per-attempt timeout %v, want ROTATOR_CALL_TIMEOUT %v", got, cfg.CallTimeout)
+	}
+}
+
+// Answers that cannot be mistaken for success.
+func TestIncidentAnswersSayWhatWasNotRotated(t *testing.T) {
+	fleet := `[{"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled","team":"pay"}},
+	           {"alias":"alias/off","createdDaysAgo":200,"keyState":"Disabled","tags":{"kms-rotator":"enabled"}},
+	           {"alias":"alias/untagged","createdDaysAgo":200},
+	           {"alias":"alias/full","createdDaysAgo":2000,"tags":{"kms-rotator":"enabled"},"rotations":` + onDemandRotations(25) + `}]`
+	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	rep := h.run(t, incidentFor(t, false, "alias/due", "alias/off", "alias/untagged"))
+	if rep.Summary.NotRotated == nil || *rep.Summary.NotRotated != 2 || rep.Summary.Failed != 0 {
+		t.Fatalf("summary %+v notRotated %v, want 2 not rotated (and 0 failed: a playbook must not check failed alone)", rep.Summary, rep.Summary.NotRotated)
+	}
+	for alias, want := range map[string]string{"alias/off": "enable the key", "alias/untagged": "add the opt-in tag kms-rotator=enabled"} {
+		if k := byAlias(rep)[alias]; !strings.Contains(k.Next, want) {
+			t.Errorf("%s: next %q, want it to say %q", alias, k.Next, want)
+		}
+	}
+	// A dry run marks the key with no rotation left.
+	dry := incidentFor(t, false, "alias/full")
+	dry.DryRun = true
+	k := h.run(t, dry).Keys[0]
+	if k.Outcome != WouldRotate || !strings.Contains(k.Next, "no on-demand rotation left") {
+		t.Errorf("dry run of an exhausted key: %s next %q, want would-rotate marked as having no rotation left", k.Outcome, k.Next)
+	}
+	// A tag that selects nothing is an error, not an empty success.
+	_, err := h.engine.Run(context.Background(), request.Request{Mode: request.ModeIncident, Reason: "INC-1",
+		Tag: &request.Tag{Key: "team", Value: "payments"}}, Invocation{RequestID: "r", Scope: testScope})
+	if err == nil || !strings.Contains(err.Error(), "tag team=payments matches no key") {
+		t.Fatalf("tag matching nothing: error %v, want one naming the tag", err)
 	}
 }

@@ -67,8 +67,12 @@ type Summary struct {
 	Failed      int `json:"failed"`
 	Deferred    int `json:"deferred"`
 	// Overdue counts the entries with overdue true (KeysOverdue).
-	Overdue int            `json:"overdue"`
-	Reasons map[Reason]int `json:"reasons"`
+	Overdue int `json:"overdue"`
+	// NotRotated (incidents only) counts the keys the request named, or
+	// its tag selected, that were not rotated (would not be, in a dry
+	// run): Reasons says why. A playbook checks it, not only failed.
+	NotRotated *int           `json:"notRotated,omitempty"`
+	Reasons    map[Reason]int `json:"reasons"`
 }
 
 // KeyReport is one candidate's entry. Times are RFC 3339 in UTC; a nil
@@ -131,6 +135,9 @@ type KeyReport struct {
 	// null when none since tracking began, absent when not read).
 	LastUsedAt json.RawMessage `json:"lastUsedAt,omitempty"`
 
+	// Next is a short next step for a skipped or failed entry (and for an
+	// incident dry run's key with no on-demand rotation left).
+	Next string `json:"next,omitempty"`
 	// Claim is the ledger's claim that kept this run from rotating the key
 	// (recently-rotated), or in report mode the key's newest claim.
 	Claim *ClaimReport `json:"claim,omitempty"`
@@ -217,6 +224,7 @@ func (r *run) entry(it *item) KeyReport {
 		}
 	}
 	used, remaining, known := f.Budget(cfg.OnDemandLimit)
+	k.Next = next(it.outcome, it.reason, known && remaining == 0, cfg)
 	if !known {
 		return k
 	}
@@ -519,6 +527,10 @@ func (r *run) reportAccount() string {
 func (r *run) report() *Report {
 	t := r.tally
 	keys := t.finish()
+	if r.req.Mode == request.ModeIncident {
+		n := t.summary.Candidates - t.summary.Rotated - t.summary.WouldRotate
+		t.summary.NotRotated = &n
+	}
 	rep := &Report{
 		RunID:         r.id,
 		Mode:          r.req.Mode,

@@ -176,6 +176,15 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	}
 	r.processFeed(r.ctx, f) // returns once the feed is closed and every key is done
 	listErr := <-listed
+	if listErr == nil && r.req.Tag != nil && r.tally.candidates() == 0 {
+		// An empty answer would read as success to a playbook: a tag
+		// that selects nothing is almost always a typo.
+		err := fmt.Errorf("incident run: tag %s=%s matches no key that carries the opt-in tag %s=%s; nothing was rotated",
+			r.req.Tag.Key, r.req.Tag.Value, e.cfg.TagKey, e.cfg.TagValue)
+		r.log.Error("incident tag matches no opted-in key", "error", err.Error())
+		e.emitRunFailed(r)
+		return nil, err
+	}
 	if listErr != nil && r.tally.candidates() == 0 {
 		r.log.Error("listing candidates failed", "error", listErr.Error())
 		e.emitRunFailed(r)

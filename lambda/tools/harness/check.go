@@ -420,6 +420,10 @@ func CheckReportJSON(raw []byte) []string {
 				bad("%s: outcome %q with reason %q (docs/design.md pairs the reason with %q)", where, outcome, reason, want)
 			}
 		}
+		// Every skipped or failed entry says what to do next.
+		if n, _ := k["next"].(string); (outcome == "skipped" || outcome == "failed") && n == "" {
+			bad("%s: %s/%s without a next step", where, outcome, reason)
+		}
 		for _, f := range []string{"onDemandUsed", "onDemandRemaining"} {
 			v, present := k[f]
 			if _, isNum := v.(float64); !present || (v != nil && !isNum) {

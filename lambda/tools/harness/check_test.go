@@ -66,9 +66,9 @@ func TestCheckReportJSON(t *testing.T) {
 	const valid = `{"runId":"r","mode":"scheduled","dryRun":false,"startedAt":"2026-11-26T06:00:00Z","finishedAt":"2026-11-26T06:00:01Z",
  "summary":{"candidates":4,"rotated":1,"wouldRotate":0,"skipped":3,"failed":0,"deferred":0,"overdue":1,"reasons":{"not-due":1,"budget-reserved":1,"automatic-rotation-soon":1}},
  "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"rotated","reason":"","onDemandUsed":1,"onDemandRemaining":24,"lastRotation":"2026-11-26T06:00:00.5Z","nextDue":"2027-02-24T06:00:00Z","materialAgeDays":0,"overdue":false,"keyMaterialIdBefore":"m-a"},
-         {"keyId":"b","keyArn":"arn:b","alias":"","outcome":"skipped","reason":"not-due","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2027-01-01T00:00:00Z","materialAgeDays":59,"overdue":false},
-         {"keyId":"c","keyArn":"arn:c","alias":"alias/c","outcome":"skipped","reason":"budget-reserved","onDemandUsed":23,"onDemandRemaining":2,"lastRotation":"2026-06-01T00:00:00Z","nextDue":"2026-08-30T00:00:00Z","materialAgeDays":178,"overdue":true},
-         {"keyId":"d","keyArn":"arn:d","alias":"alias/d","outcome":"skipped","reason":"automatic-rotation-soon","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":"2026-11-26T06:00:00Z","nextDue":"2026-12-26T06:00:00Z","materialAgeDays":0,"overdue":false,"nextRotationDate":"2026-11-29T06:00:00Z"}]}`
+         {"keyId":"b","keyArn":"arn:b","alias":"","outcome":"skipped","reason":"not-due","next":"nothing to do","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2027-01-01T00:00:00Z","materialAgeDays":59,"overdue":false},
+         {"keyId":"c","keyArn":"arn:c","alias":"alias/c","outcome":"skipped","reason":"budget-reserved","next":"kept for incidents","onDemandUsed":23,"onDemandRemaining":2,"lastRotation":"2026-06-01T00:00:00Z","nextDue":"2026-08-30T00:00:00Z","materialAgeDays":178,"overdue":true},
+         {"keyId":"d","keyArn":"arn:d","alias":"alias/d","outcome":"skipped","reason":"automatic-rotation-soon","next":"nothing to do","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":"2026-11-26T06:00:00Z","nextDue":"2026-12-26T06:00:00Z","materialAgeDays":0,"overdue":false,"nextRotationDate":"2026-11-29T06:00:00Z"}]}`
 	tests := []struct {
 		name string
 		raw  string
@@ -99,6 +99,7 @@ func TestCheckReportJSON(t *testing.T) {
 		{name: "budget-exhausted with budget left fails", raw: strings.Replace(strings.Replace(valid, `"reason":"budget-reserved"`, `"reason":"budget-exhausted"`, 1), `"budget-reserved":1`, `"budget-exhausted":1`, 1), want: "budget-exhausted with onDemandRemaining 2"},
 		{name: "recently-rotated without lastRotation fails", raw: strings.Replace(strings.Replace(valid, `"reason":"not-due"`, `"reason":"recently-rotated"`, 1), `"not-due":1`, `"recently-rotated":1`, 1), want: "recently-rotated without lastRotation"},
 		{name: "recently-rotated refused by a ledger claim passes without lastRotation", raw: strings.Replace(strings.Replace(valid, `"reason":"not-due"`, `"reason":"recently-rotated","claim":{"runId":"r0","mode":"incident","claimedAt":"2026-11-26T06:00:00Z","outcome":"rotated"}`, 1), `"not-due":1`, `"recently-rotated":1`, 1)},
+		{name: "a skipped entry without a next step fails", raw: strings.Replace(valid, `"next":"kept for incidents",`, ``, 1), want: "skipped/budget-reserved without a next step"},
 		{name: "unconfirmed is a failure with an error", raw: strings.Replace(strings.Replace(strings.Replace(valid, `"outcome":"skipped","reason":"not-due"`, `"outcome":"failed","reason":"unconfirmed","error":"may have been applied"`, 1), `"not-due":1`, `"unconfirmed":1`, 1), `"skipped":3,"failed":0`, `"skipped":2,"failed":1`, 1)},
 	}
 	for _, tt := range tests {
@@ -125,8 +126,8 @@ func TestCheckReportJSONKeyMaterial(t *testing.T) {
  "summary":{"candidates":4,"rotated":2,"wouldRotate":0,"skipped":2,"failed":0,"deferred":0,"overdue":0,"reasons":{"material-not-staged":1,"rotation-in-progress":1}},
  "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"rotated","reason":"","onDemandUsed":1,"onDemandRemaining":24,"lastRotation":"2026-11-26T06:00:01Z","nextDue":"2027-02-24T06:00:01Z","materialAgeDays":0,"overdue":false,"keyMaterialIdBefore":"m0","keyMaterialId":"m1","completion":"complete","completedAt":"2026-11-26T06:00:40Z"},
          {"keyId":"b","keyArn":"arn:b","alias":"alias/b","outcome":"rotated","reason":"","onDemandUsed":1,"onDemandRemaining":24,"lastRotation":"2026-11-26T06:00:01Z","nextDue":"2027-02-24T06:00:01Z","materialAgeDays":0,"overdue":false,"keyMaterialIdBefore":"n0","completion":"pending"},
-         {"keyId":"c","keyArn":"arn:c","alias":"alias/c","outcome":"skipped","reason":"material-not-staged","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2027-01-01T00:00:00Z","materialAgeDays":10,"overdue":false,"keyMaterialId":"p0","materialExpiresAt":"2027-05-01T00:00:00Z"},
-         {"keyId":"d","keyArn":"arn:d","alias":"alias/d","outcome":"skipped","reason":"rotation-in-progress","onDemandUsed":3,"onDemandRemaining":22,"lastRotation":"2026-11-20T00:00:00Z","nextDue":"2027-02-18T00:00:00Z","materialAgeDays":6,"overdue":false,"stuck":true}]}`
+         {"keyId":"c","keyArn":"arn:c","alias":"alias/c","outcome":"skipped","reason":"material-not-staged","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2027-01-01T00:00:00Z","materialAgeDays":10,"overdue":false,"keyMaterialId":"p0","materialExpiresAt":"2027-05-01T00:00:00Z","next":"x"},
+         {"keyId":"d","keyArn":"arn:d","alias":"alias/d","outcome":"skipped","reason":"rotation-in-progress","onDemandUsed":3,"onDemandRemaining":22,"lastRotation":"2026-11-20T00:00:00Z","nextDue":"2027-02-18T00:00:00Z","materialAgeDays":6,"overdue":false,"stuck":true,"next":"x"}]}`
 	tests := []struct {
 		name string
 		raw  string
@@ -173,7 +174,7 @@ func TestCheckReportJSONKeyMaterial(t *testing.T) {
 		const report = `{"runId":"r","mode":"report","dryRun":true,"startedAt":"2026-11-26T06:00:00Z","finishedAt":"2026-11-26T06:00:01Z",
  "summary":{"candidates":2,"rotated":0,"wouldRotate":1,"skipped":1,"failed":0,"deferred":0,"overdue":0,"reasons":{"aws-managed":1}},
  "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"would-rotate","reason":"","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2026-11-01T00:00:00Z","materialAgeDays":120,"overdue":false},
-         {"keyId":"b","keyArn":"arn:b","alias":"alias/aws/b","outcome":"skipped","reason":"aws-managed","onDemandUsed":null,"onDemandRemaining":null,"lastRotation":null,"nextDue":null}]}`
+         {"keyId":"b","keyArn":"arn:b","alias":"alias/aws/b","outcome":"skipped","reason":"aws-managed","onDemandUsed":null,"onDemandRemaining":null,"lastRotation":null,"nextDue":null,"next":"x"}]}`
 		if p := CheckReportJSON([]byte(report)); len(p) != 1 || !strings.Contains(p[0], "keys[0]: no lastUsedAt") {
 			t.Fatalf("problems %q, want one about keys[0]'s lastUsedAt", p)
 		}
