@@ -18,7 +18,9 @@
 //   - a claim record, pk "key#<key ARN>", sk "claim#<time>#<run ID>": every
 //     claim ever made, kept for ROTATOR_LEDGER_RETENTION as evidence;
 //   - a request record, pk "request#<identity>", sk "request": an incident
-//     request's first run and, once it finished, its report.
+//     request's first run and, once it finished, its report;
+//   - an open rotation, pk "open#<Region>#<account>", sk the key ARN: a
+//     rotation whose new material no run has seen current yet (open.go).
 package ledger
 
 import (
@@ -42,6 +44,7 @@ type API interface {
 	PutItem(ctx context.Context, params *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(ctx context.Context, params *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	Query(ctx context.Context, params *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	DeleteItem(ctx context.Context, params *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 }
 
 // Outcomes of a claim.

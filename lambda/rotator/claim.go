@@ -161,9 +161,50 @@ func (r *run) recordClaim(ctx context.Context, it *item, outcome, detail string)
 	}
 	c.Outcome, c.Detail = outcome, detail
 	c.MaterialAfter, c.CompletedAt = it.facts.MaterialAfter, it.facts.CompletedAt
-	if err := r.e.ledger.Record(context.WithoutCancel(ctx), *c); err != nil {
+	wctx := context.WithoutCancel(ctx)
+	if err := r.e.ledger.Record(wctx, *c); err != nil {
 		r.log.Warn("recording the claim's outcome failed; the claim stands until a later run settles it",
 			"keyArn", it.arn, "outcome", outcome, "error", err.Error())
+	}
+	// A rotation that started (or may have) stays open until a run sees
+	// it complete; one this run saw complete is closed at once.
+	switch {
+	case outcome != ledger.Released && c.CompletedAt == nil:
+		if err := r.e.ledger.Opened(wctx, *c); err != nil {
+			r.log.Warn("marking the rotation open failed; sweeps will not check it for a stuck rotation",
+				"keyArn", it.arn, "error", err.Error())
+		}
+	case c.CompletedAt != nil:
+		r.closeRotation(wctx, it.arn)
+	}
+}
+
+// loadOpen reads the open rotations of a sweep's account and Region (one
+// Query): their keys' status is read whatever their due date.
+func (r *run) loadOpen(ctx context.Context) {
+	if r.e.ledger == nil || r.req.Mode == request.ModeIncident {
+		return
+	}
+	open, err := r.e.ledger.OpenRotations(ctx, r.scope.Region, r.scope.Account)
+	if err != nil {
+		r.log.Warn("open rotations not read; stuck rotations of keys that are not due go unseen this run", "error", err.Error())
+		return
+	}
+	r.open = open
+}
+
+// closeOpen closes a key's open rotation once its status shows none in
+// progress (best effort: a failure leaves it for the next sweep).
+func (r *run) closeOpen(it *item) {
+	if !it.facts.Open || it.facts.Status == nil || it.facts.inProgress() || it.claim != nil {
+		return
+	}
+	r.closeRotation(r.ctx, it.arn)
+}
+
+func (r *run) closeRotation(ctx context.Context, arn string) {
+	if err := r.e.ledger.Close(ctx, arn); err != nil {
+		r.log.Warn("closing an open rotation failed", "keyArn", arn, "error", err.Error())
 	}
 }
 

@@ -164,6 +164,10 @@ type Facts struct {
 	Status      *Status
 	// Force (incident requests only) rotates inside the cooldown.
 	Force bool
+	// Open: the ledger holds a rotation of this key whose completion no
+	// run has seen (sweeps read its status whatever its due date, so a
+	// stuck rotation is flagged).
+	Open bool
 	// RotatedAt is when this run's RotateKeyOnDemand was accepted (or its
 	// ambiguous failure confirmed); nil when this run did not rotate the key.
 	RotatedAt *time.Time
@@ -360,6 +364,11 @@ func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 		}
 		return done(Skipped, ReasonMaterialNotStaged)
 	}
+	if f.Open && f.Status == nil {
+		// A rotation started earlier and never seen complete: its status
+		// tells whether it is still in progress, and for how long.
+		return Decision{Action: FetchStatus}
+	}
 	if scheduledLike(f.Mode) {
 		// Scheduled runs keep the reserve for incidents. Incidents never
 		// refuse on this count alone: KMS judges the lifetime limit
@@ -412,7 +421,10 @@ func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 		// On-demand rotation does not move the automatic schedule
 		// (https://docs.aws.amazon.com/kms/latest/developerguide/rotating-keys-on-demand.html):
 		// spending a lifetime rotation days before a free one buys nothing.
-		if next := f.Status.NextAutomatic; next != nil && next.Before(now.Add(days(cfg.AutoRotationGraceDays))) {
+		// Only a NextRotationDate still ahead: one in the past is an
+		// automatic rotation that did not happen, and waiting for it
+		// would skip the key forever.
+		if next := f.Status.NextAutomatic; next != nil && next.After(now) && next.Before(now.Add(days(cfg.AutoRotationGraceDays))) {
 			return done(Skipped, ReasonAutomaticRotationSoon)
 		}
 	}

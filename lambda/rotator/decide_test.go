@@ -123,6 +123,10 @@ func TestDecide(t *testing.T) {
 				f.History = &History{OnDemand: 1, Newest: ago(100)}
 				f.Status = autoIn(3 * 24 * time.Hour)
 			}), final(Skipped, ReasonAutomaticRotationSoon)},
+			tc{m + "due, automatic rotation date 2 days past → rotate (the automatic rotation was missed)", set(b, func(f *Facts) {
+				f.History = &History{OnDemand: 1, Newest: ago(100)}
+				f.Status = autoIn(-2 * 24 * time.Hour)
+			}), due},
 			tc{m + "due, automatic rotation in 8 days → rotate (beyond the grace)", set(b, func(f *Facts) {
 				f.History = &History{OnDemand: 1, Newest: ago(100)}
 				f.Status = autoIn(8 * 24 * time.Hour)

@@ -317,3 +317,51 @@ func (h *harness) newEngine(cfg settings.Config) *Engine {
 }
 
 var _ ledger.API = (*dynamodb.Client)(nil)
+
+// A rotation an incident started that never completes is flagged stuck by
+// the next sweep, though the key is not due: the ledger keeps it open.
+func TestSweepFlagsAStuckIncidentRotationOfAKeyNotDue(t *testing.T) {
+	fleet := `[{"alias":"alias/recent","createdDaysAgo":200,"rotations":[{"type":"ON_DEMAND","daysAgo":10}],"tags":{"kms-rotator":"enabled"}}]`
+	cfg := fastConfig()
+	cfg.IncidentWait = 0
+	h := newHarness(t, kmsemu.Options{RotationDelay: 1000 * time.Hour}, fleet, cfg)
+	req := incidentFor(t, true, "alias/recent")
+	if k := h.run(t, req).Keys[0]; k.Outcome != Rotated {
+		t.Fatalf("incident: %s/%s", k.Outcome, k.Reason)
+	}
+	later := time.Now().Add(25 * time.Hour)
+	h.engine.now = func() time.Time { return later }
+	rep := h.run(t, request.Request{Mode: request.ModeScheduled})
+	k := rep.Keys[0]
+	if k.Reason != ReasonNotDue || !k.Stuck {
+		t.Fatalf("sweep a day later: %s/%s stuck %v, want not-due and stuck", k.Outcome, k.Reason, k.Stuck)
+	}
+	if !strings.Contains(h.metrics.String(), `"RotationsStuck":1`) {
+		t.Error("RotationsStuck not counted")
+	}
+	open, err := h.ledger.OpenRotations(context.Background(), testRegion, testAccount)
+	if err != nil || !open[k.KeyARN] {
+		t.Fatalf("open rotations %v, %v; want the stuck key kept open", open, err)
+	}
+}
+
+func TestSweepClosesACompletedOpenRotation(t *testing.T) {
+	fleet := `[{"alias":"alias/recent","createdDaysAgo":200,"rotations":[{"type":"ON_DEMAND","daysAgo":10}],"tags":{"kms-rotator":"enabled"}}]`
+	cfg := fastConfig()
+	cfg.IncidentWait = 0 // the incident does not see its completion
+	h := newHarness(t, kmsemu.Options{RotationDelay: 0}, fleet, cfg)
+	arn := h.run(t, incidentFor(t, true, "alias/recent")).Keys[0].KeyARN
+	ctx := context.Background()
+	if open, err := h.ledger.OpenRotations(ctx, testRegion, testAccount); err != nil || !open[arn] {
+		t.Fatalf("after the incident: open %v, %v; want the key", open, err)
+	}
+	h.run(t, request.Request{Mode: request.ModeScheduled})
+	if open, err := h.ledger.OpenRotations(ctx, testRegion, testAccount); err != nil || len(open) != 0 {
+		t.Fatalf("after a sweep saw it complete: open %v, %v; want none", open, err)
+	}
+	h.emu.Server.ResetStats()
+	h.run(t, request.Request{Mode: request.ModeScheduled})
+	if n := h.emu.Server.Stats().Op("GetKeyRotationStatus").Calls; n != 0 {
+		t.Errorf("a sweep of a closed, not-due key read its status %d times", n)
+	}
+}

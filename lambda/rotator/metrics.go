@@ -85,6 +85,8 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 		{settings.MetricKeysBudgetLow, unitCount, float64(low)},
 		{settings.MetricKeysBudgetExhausted, unitCount, float64(exhausted)},
 		{settings.MetricKeysOverdue, unitCount, float64(s.Overdue)},
+		{settings.MetricKeysOverdueAction, unitCount, float64(s.OverdueAction)},
+		{settings.MetricKeysOverdueByPolicy, unitCount, float64(s.OverdueByPolicy)},
 		{settings.MetricRotationsStuck, unitCount, float64(t.stuck)},
 	}
 	// No key's budget or age known: no value rather than a made-up one.

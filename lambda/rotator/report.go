@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // MaxListedKeys is the number of entries beyond which the report lists only
@@ -66,8 +67,11 @@ type Summary struct {
 	Skipped     int `json:"skipped"`
 	Failed      int `json:"failed"`
 	Deferred    int `json:"deferred"`
-	// Overdue counts the entries with overdue true (KeysOverdue).
-	Overdue int `json:"overdue"`
+	// Overdue counts the entries with overdue true (KeysOverdue), split
+	// into OverdueAction and OverdueByPolicy by their overdueFor.
+	Overdue         int `json:"overdue"`
+	OverdueAction   int `json:"overdueAction"`
+	OverdueByPolicy int `json:"overdueByPolicy"`
 	// NotRotated (incidents only) counts the keys the request named, or
 	// its tag selected, that were not rotated (would not be, in a dry
 	// run): Reasons says why. A playbook checks it, not only failed.
@@ -113,6 +117,9 @@ type KeyReport struct {
 	// key whose history was read (the eligible ones), in every mode.
 	MaterialAgeDays *int  `json:"materialAgeDays,omitempty"`
 	Overdue         *bool `json:"overdue,omitempty"`
+	// OverdueFor says why an overdue key is overdue: "action" (someone
+	// must act) or "policy" (kept so on purpose).
+	OverdueFor string `json:"overdueFor,omitempty"`
 
 	// KeyMaterialIDBefore is the current key material right before this
 	// run's rotation (rotated entries).
@@ -240,8 +247,11 @@ func (r *run) entry(it *item) KeyReport {
 	nextDue := material.Add(days(f.IntervalDays))
 	k.NextDue = timePtr(nextDue)
 	age := int(now.Sub(material) / (24 * time.Hour))
-	overdue := it.overdue(now)
+	overdue := it.overdue(now, cfg)
 	k.MaterialAgeDays, k.Overdue = &age, &overdue
+	if overdue {
+		k.OverdueFor = overdueFor(it.reason)
+	}
 	if r.req.Mode == request.ModeReport {
 		interval := f.IntervalDays
 		left := max(remaining-cfg.Reserve, 0)
@@ -259,23 +269,56 @@ func (r *run) entry(it *item) KeyReport {
 
 // overdue says whether the key's material is older than its interval and
 // this run neither rotated it nor would rotate it: the cryptoperiod signal
-// (KeysOverdue). Keys left for later on purpose are not overdue: deferred
-// ones (the next link or run takes them) and those waiting days for their
-// free automatic rotation (automatic-rotation-soon).
-func (it *item) overdue(now time.Time) bool {
+// (KeysOverdue). Keys left for later on purpose are not overdue while
+// that is ordinary: deferred ones (the next link or run takes them) up to
+// overdueBound past their interval, and those waiting for their free
+// automatic rotation (automatic-rotation-soon) up to the grace days — past
+// that, the automatic rotation was missed.
+func (it *item) overdue(now time.Time, cfg settings.Config) bool {
 	f := &it.facts
 	if f.History == nil || f.IntervalDays <= 0 {
 		return false
 	}
-	switch it.outcome {
-	case Rotated, WouldRotate, Deferred:
-		return false
-	}
-	if it.reason == ReasonAutomaticRotationSoon {
-		return false
-	}
 	m := f.Material()
-	return !m.IsZero() && now.Sub(m) > days(f.IntervalDays)
+	if m.IsZero() {
+		return false
+	}
+	age, interval := now.Sub(m), days(f.IntervalDays)
+	switch {
+	case it.outcome == Rotated || it.outcome == WouldRotate:
+		return false
+	case it.outcome == Deferred:
+		return age > interval+overdueBound
+	case it.reason == ReasonAutomaticRotationSoon:
+		return age > interval+days(cfg.AutoRotationGraceDays)
+	}
+	return age > interval
+}
+
+// overdueBound is how long past its interval a deferred key may wait for
+// the next run or link before it counts as overdue: a day's sweep and one
+// more.
+const overdueBound = 48 * time.Hour
+
+// Why an overdue key is overdue (the entry's overdueFor).
+const (
+	// OverdueForAction: someone must act — a failure, an unconfirmed or
+	// stuck rotation, a key deferred past overdueBound, a missed automatic
+	// rotation (KeysOverdueAction, the keys-overdue alarm).
+	OverdueForAction = "action"
+	// OverdueByPolicy: the product keeps it overdue on purpose — the
+	// reserve, an exhausted budget, material not imported, an idle key
+	// (KeysOverdueByPolicy).
+	OverdueByPolicy = "policy"
+)
+
+// overdueFor classifies an overdue key.
+func overdueFor(reason Reason) string {
+	switch reason {
+	case ReasonBudgetReserved, ReasonBudgetExhausted, ReasonMaterialNotStaged, ReasonMaterialPendingReplicaImport, ReasonIdle:
+		return OverdueByPolicy
+	}
+	return OverdueForAction
 }
 
 // tally is what a run keeps of its finished keys: the counters of the
@@ -356,6 +399,11 @@ func (t *tally) add(key string, k KeyReport) {
 	}
 	if k.Overdue != nil && *k.Overdue {
 		s.Overdue++
+		if k.OverdueFor == OverdueByPolicy {
+			s.OverdueByPolicy++
+		} else {
+			s.OverdueAction++
+		}
 	}
 	if k.Stuck {
 		t.stuck++

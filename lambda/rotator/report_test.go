@@ -106,3 +106,51 @@ func TestFmtTime(t *testing.T) {
 		}
 	}
 }
+
+// Overdue keys are split: someone must act (a failure, a key deferred for
+// days, a missed automatic rotation) or the product keeps them so (the
+// reserve, an exhausted budget, material not imported, idle).
+func TestOverdueSplitsActionFromPolicy(t *testing.T) {
+	cfg := settings.DefaultConfig() // interval 90, grace 7
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	r := &run{e: &Engine{cfg: cfg, now: func() time.Time { return now }}, req: request.Request{Mode: request.ModeScheduled}}
+	ago := func(d int) time.Time { return now.Add(-days(d)) }
+	for _, tc := range []struct {
+		name    string
+		outcome Outcome
+		reason  Reason
+		age     int
+		want    string // overdueFor; "" = not overdue
+	}{
+		{"budget-reserved 100 days", Skipped, ReasonBudgetReserved, 100, OverdueByPolicy},
+		{"idle 100 days", Skipped, ReasonIdle, 100, OverdueByPolicy},
+		{"material-not-staged 100 days", Skipped, ReasonMaterialNotStaged, 100, OverdueByPolicy},
+		{"throttled 100 days", Failed, ReasonThrottled, 100, OverdueForAction},
+		{"rotation in progress 100 days", Skipped, ReasonRotationInProgress, 100, OverdueForAction},
+		{"deferred a day past its interval", Deferred, ReasonDeadline, 91, ""},
+		{"deferred three days past its interval", Deferred, ReasonDeadline, 93, OverdueForAction},
+		{"automatic rotation soon, within the grace", Skipped, ReasonAutomaticRotationSoon, 95, ""},
+		{"automatic rotation soon, past the grace: missed", Skipped, ReasonAutomaticRotationSoon, 98, OverdueForAction},
+		{"not due", Skipped, ReasonNotDue, 50, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			it := &item{outcome: tc.outcome, reason: tc.reason}
+			it.facts.IntervalDays = 90
+			it.facts.Meta = &Metadata{CreatedAt: ago(400)}
+			it.facts.History = &History{Newest: ago(tc.age)}
+			k := r.entry(it)
+			got := ""
+			if k.Overdue != nil && *k.Overdue {
+				got = k.OverdueFor
+				if got == "" {
+					t.Fatal("overdue without overdueFor")
+				}
+			} else if k.OverdueFor != "" {
+				t.Fatalf("overdueFor %q on a key that is not overdue", k.OverdueFor)
+			}
+			if got != tc.want {
+				t.Fatalf("overdueFor %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -86,6 +86,7 @@ func (r *run) processFeed(ctx context.Context, f *feed) {
 // evaluate fetches facts cheapest first until Decide is final, or says
 // Rotate (then the rotation stage takes over).
 func (r *run) evaluate(ctx context.Context, it *item) {
+	it.facts.Open = r.open[it.arn]
 	for {
 		d := Decide(it.facts, r.e.now(), r.e.cfg)
 		var err error
@@ -535,6 +536,7 @@ func (r *run) rotated(it *item, at time.Time) {
 
 // finish labels the key with its alias, records its entry and logs its line.
 func (r *run) finish(it *item) {
+	r.closeOpen(it)
 	r.setAlias(it)
 	r.record(it)
 }

@@ -164,6 +164,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	// while the listing pages arrive (stream.go).
 	listCtx, cancelList := r.listContext(ctx)
 	defer cancelList()
+	r.loadOpen(listCtx)
 	home := r.scope.Region
 	f := newFeed()
 	listed := make(chan error, 1)
@@ -291,6 +292,8 @@ type run struct {
 	// is a repeat of it (repeat.go).
 	identity string
 	repeatOf string
+	// open are the sweep's keys with an open rotation in the ledger.
+	open map[string]bool
 }
 
 func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {

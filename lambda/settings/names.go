@@ -20,6 +20,14 @@ const (
 	// MetricKeysOverdue counts eligible keys whose material is older than
 	// their interval and that this run neither rotated nor would rotate.
 	MetricKeysOverdue = "KeysOverdue"
+	// MetricKeysOverdueAction counts the overdue keys someone must act on
+	// (a failure, an unconfirmed or stuck rotation, a key deferred for
+	// days, a missed automatic rotation): the keys-overdue alarm's metric.
+	MetricKeysOverdueAction = "KeysOverdueAction"
+	// MetricKeysOverdueByPolicy counts the overdue keys the product keeps
+	// so on purpose (the reserve, an exhausted budget, material not
+	// imported, an idle key).
+	MetricKeysOverdueByPolicy = "KeysOverdueByPolicy"
 	// MetricMaxMaterialAgeDays is the oldest material age among eligible keys.
 	MetricMaxMaterialAgeDays = "MaxMaterialAgeDays"
 	// MetricResultEventsFailed is 1 when the run's result event could not

@@ -374,6 +374,13 @@ func CheckReportJSON(raw []byte) []string {
 	if sum := counts["rotated"] + counts["wouldRotate"] + counts["skipped"] + counts["failed"] + counts["deferred"]; sum != counts["candidates"] {
 		bad("summary outcomes add up to %v, candidates %v", sum, counts["candidates"])
 	}
+	if a, p := summary["overdueAction"], summary["overdueByPolicy"]; a != nil || p != nil {
+		an, _ := a.(float64)
+		pn, _ := p.(float64)
+		if an+pn != counts["overdue"] {
+			bad("summary.overdueAction %v + overdueByPolicy %v ≠ overdue %v", a, p, counts["overdue"])
+		}
+	}
 	reasons, ok := summary["reasons"].(map[string]any)
 	if !ok {
 		bad("summary.reasons = %#v, want an object", summary["reasons"])
@@ -522,12 +529,27 @@ func checkCryptoperiod(k map[string]any, where, outcome, reason string, runStart
 	case notOverdue(outcome, reason):
 		bad("%s: overdue although %s %s", where, outcome, reason)
 	}
+	// overdueFor: "policy" for the reasons the product keeps overdue on
+	// purpose, "action" for every other overdue key; absent otherwise.
+	of, _ := k["overdueFor"].(string)
+	switch {
+	case isOverdue && slices.Contains(OverdueByPolicyReasons, reason) && of != "policy",
+		isOverdue && !slices.Contains(OverdueByPolicyReasons, reason) && of != "action":
+		bad("%s: overdue %s/%s with overdueFor %q", where, outcome, reason, of)
+	case !isOverdue && of != "":
+		bad("%s: overdueFor %q on an entry that is not overdue", where, of)
+	}
 	nextDue, _ := k["nextDue"].(string)
 	due, err := time.Parse(time.RFC3339, nextDue)
+	// A deferred key, or one waiting for its automatic rotation, becomes
+	// overdue only some time after its interval, never before it.
+	if isOverdue && overdueLater(outcome, reason) && err == nil && !runEnd.IsZero() && due.After(runEnd) {
+		bad("%s: overdue although %s %s (nextDue %s is after the run)", where, outcome, reason, nextDue)
+	}
 	// An idle key is skipped on purpose, like one waiting for
 	// its automatic rotation, but whether its age still counts as overdue
 	// is the engine's call: either answer passes here.
-	if hasOverdue && err == nil && !runStart.IsZero() && !notOverdue(outcome, reason) && reason != "idle" &&
+	if hasOverdue && err == nil && !runStart.IsZero() && !notOverdue(outcome, reason) && !overdueLater(outcome, reason) && reason != "idle" &&
 		(due.Before(runStart) || due.After(runEnd)) && isOverdue != due.Before(runStart) {
 		bad("%s: overdue %v, but nextDue %s is %s the run (%s)", where, isOverdue, nextDue,
 			map[bool]string{true: "before", false: "after"}[due.Before(runStart)], runStart.Format(time.RFC3339))
@@ -645,8 +667,20 @@ func checkKeyMaterial(k map[string]any, where, mode, outcome, reason string, run
 // notOverdue reports whether an entry is never overdue whatever its age:
 // rotated or would rotate in this run, or left for later on purpose.
 func notOverdue(outcome, reason string) bool {
-	return outcome == "rotated" || outcome == "would-rotate" || outcome == "deferred" || reason == "automatic-rotation-soon"
+	return outcome == "rotated" || outcome == "would-rotate"
 }
+
+// overdueLater reports whether an entry becomes overdue only some time
+// after its interval: a deferred key (two days later) and one waiting for
+// its automatic rotation (the grace days later, when it was missed).
+func overdueLater(outcome, reason string) bool {
+	return outcome == "deferred" || reason == "automatic-rotation-soon"
+}
+
+// OverdueByPolicyReasons are the reasons an overdue key is overdue by
+// policy (overdueFor "policy", KeysOverdueByPolicy): the product keeps it
+// so on purpose. Every other overdue key needs someone to act.
+var OverdueByPolicyReasons = []string{"budget-reserved", "budget-exhausted", "material-not-staged", "material-pending-replica-import", "idle"}
 
 // CheckMetrics checks the run's EMF records against its report (docs/design.md
 // "Metrics and logs"): the namespace, no per-key dimension, and with
@@ -724,8 +758,10 @@ func CheckReportMetrics(recs []EMF, raw []byte, reserve int) []string {
 	var r struct {
 		Mode    string `json:"mode"`
 		Summary struct {
-			Candidates int      `json:"candidates"`
-			Overdue    *float64 `json:"overdue"`
+			Candidates      int      `json:"candidates"`
+			Overdue         *float64 `json:"overdue"`
+			OverdueAction   *float64 `json:"overdueAction"`
+			OverdueByPolicy *float64 `json:"overdueByPolicy"`
 		} `json:"summary"`
 		Keys []struct {
 			KeyARN            string   `json:"keyArn"`
@@ -768,6 +804,14 @@ func CheckReportMetrics(recs []EMF, raw []byte, reserve int) []string {
 		bad("summary.overdue missing")
 	} else if v, ok := metric("KeysOverdue"); !ok || v != *r.Summary.Overdue {
 		bad("EMF KeysOverdue = %v (present %v), summary.overdue %v", v, ok, *r.Summary.Overdue)
+	}
+	// The split of overdue: someone must act, or kept so by policy.
+	for name, want := range map[string]*float64{"KeysOverdueAction": r.Summary.OverdueAction, "KeysOverdueByPolicy": r.Summary.OverdueByPolicy} {
+		if want == nil {
+			bad("summary lacks the figure of %s", name)
+		} else if v, ok := metric(name); !ok || v != *want {
+			bad("EMF %s = %v (present %v), summary %v", name, v, ok, *want)
+		}
 	}
 	if len(r.Keys) != r.Summary.Candidates {
 		return problems

@@ -67,7 +67,7 @@ func TestCheckReportJSON(t *testing.T) {
  "summary":{"candidates":4,"rotated":1,"wouldRotate":0,"skipped":3,"failed":0,"deferred":0,"overdue":1,"reasons":{"not-due":1,"budget-reserved":1,"automatic-rotation-soon":1}},
  "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"rotated","reason":"","onDemandUsed":1,"onDemandRemaining":24,"lastRotation":"2026-11-26T06:00:00.5Z","nextDue":"2027-02-24T06:00:00Z","materialAgeDays":0,"overdue":false,"keyMaterialIdBefore":"m-a"},
          {"keyId":"b","keyArn":"arn:b","alias":"","outcome":"skipped","reason":"not-due","next":"nothing to do","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2027-01-01T00:00:00Z","materialAgeDays":59,"overdue":false},
-         {"keyId":"c","keyArn":"arn:c","alias":"alias/c","outcome":"skipped","reason":"budget-reserved","next":"kept for incidents","onDemandUsed":23,"onDemandRemaining":2,"lastRotation":"2026-06-01T00:00:00Z","nextDue":"2026-08-30T00:00:00Z","materialAgeDays":178,"overdue":true},
+         {"keyId":"c","keyArn":"arn:c","alias":"alias/c","outcome":"skipped","reason":"budget-reserved","next":"kept for incidents","onDemandUsed":23,"onDemandRemaining":2,"lastRotation":"2026-06-01T00:00:00Z","nextDue":"2026-08-30T00:00:00Z","materialAgeDays":178,"overdue":true,"overdueFor":"policy"},
          {"keyId":"d","keyArn":"arn:d","alias":"alias/d","outcome":"skipped","reason":"automatic-rotation-soon","next":"nothing to do","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":"2026-11-26T06:00:00Z","nextDue":"2026-12-26T06:00:00Z","materialAgeDays":0,"overdue":false,"nextRotationDate":"2026-11-29T06:00:00Z"}]}`
 	tests := []struct {
 		name string
@@ -252,13 +252,13 @@ func TestCheckMetrics(t *testing.T) {
 func TestCheckReportMetrics(t *testing.T) {
 	// Remaining: 0 (exhausted by KMS), 2 (= reserve), 1 (in progress
 	// counted), 20; ages 400, 10, 120, 3; one overdue.
-	const raw = `{"mode":"scheduled","summary":{"candidates":5,"overdue":1},"keys":[
+	const raw = `{"mode":"scheduled","summary":{"candidates":5,"overdue":1,"overdueAction":0,"overdueByPolicy":1},"keys":[
  {"keyArn":"a","reason":"budget-exhausted","onDemandRemaining":0,"materialAgeDays":400},
  {"keyArn":"b","reason":"budget-reserved","onDemandRemaining":2,"materialAgeDays":10},
  {"keyArn":"c","reason":"rotation-in-progress","onDemandRemaining":1,"materialAgeDays":120},
  {"keyArn":"d","reason":"","onDemandRemaining":20,"materialAgeDays":3},
  {"keyArn":"e","reason":"aws-managed","onDemandRemaining":null}]}`
-	line := `{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"KMSRotator","Dimensions":[["Mode"]],"Metrics":[{"Name":"KeysBudgetLow"},{"Name":"KeysBudgetExhausted"},{"Name":"MinOnDemandRemaining"},{"Name":"KeysOverdue"},{"Name":"MaxMaterialAgeDays"}]}]},"Mode":"scheduled","KeysBudgetLow":3,"KeysBudgetExhausted":1,"MinOnDemandRemaining":0,"KeysOverdue":1,"MaxMaterialAgeDays":400}`
+	line := `{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"KMSRotator","Dimensions":[["Mode"]],"Metrics":[{"Name":"KeysBudgetLow"},{"Name":"KeysBudgetExhausted"},{"Name":"MinOnDemandRemaining"},{"Name":"KeysOverdue"},{"Name":"KeysOverdueAction"},{"Name":"KeysOverdueByPolicy"},{"Name":"MaxMaterialAgeDays"}]}]},"Mode":"scheduled","KeysBudgetLow":3,"KeysBudgetExhausted":1,"MinOnDemandRemaining":0,"KeysOverdue":1,"KeysOverdueAction":0,"KeysOverdueByPolicy":1,"MaxMaterialAgeDays":400}`
 	tests := []struct {
 		name string
 		line string
@@ -270,6 +270,7 @@ func TestCheckReportMetrics(t *testing.T) {
 		{name: "exhausted count off fails", line: strings.Replace(line, `"KeysBudgetExhausted":1`, `"KeysBudgetExhausted":0`, 1), raw: raw, want: "KeysBudgetExhausted = 0"},
 		{name: "minimum off fails", line: strings.Replace(line, `"MinOnDemandRemaining":0`, `"MinOnDemandRemaining":1`, 1), raw: raw, want: "MinOnDemandRemaining = 1"},
 		{name: "overdue not the summary's fails", line: strings.Replace(line, `"KeysOverdue":1`, `"KeysOverdue":0`, 1), raw: raw, want: "KeysOverdue = 0"},
+		{name: "overdue split not the summary's fails", line: strings.Replace(line, `"KeysOverdueAction":0`, `"KeysOverdueAction":1`, 1), raw: raw, want: "KeysOverdueAction = 1"},
 		{name: "max age off fails", line: strings.Replace(line, `"MaxMaterialAgeDays":400`, `"MaxMaterialAgeDays":900`, 1), raw: raw, want: "MaxMaterialAgeDays = 900"},
 		{name: "undeclared metric fails", line: strings.Replace(line, `{"Name":"KeysOverdue"},`, ``, 1), raw: raw, want: "KeysOverdue"},
 		{name: "budget-exhausted counts as zero left", line: line, raw: strings.Replace(raw, `"reason":"budget-exhausted","onDemandRemaining":0`, `"reason":"budget-exhausted","onDemandRemaining":null`, 1)},
