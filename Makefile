@@ -18,7 +18,8 @@ all: test
 build:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -buildvcs=false -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./lambda
 
-demo: ## the real bootstrap under the Lambda Runtime Interface Emulator against kmslocal
+# The ledger's DynamoDB is dynalite on Node 22, both from node_modules.
+demo: node_modules/.installed ## the real bootstrap under the Lambda Runtime Interface Emulator against kmslocal
 	$(GO) run ./lambda/tools/demo
 
 # The scale benchmark (issue 5): the engine against the emulator at 10x KMS's

@@ -93,6 +93,9 @@ func TestIntervalTagBelowTheFloorIsRefused(t *testing.T) {
 	cmd := exec.CommandContext(t.Context(), env.Bins.Bootstrap)
 	cmd.Env = []string{"ROTATOR_INTERVAL_DAYS=10", "AWS_REGION=us-east-1", "AWS_ENDPOINT_URL=" + env.KMS.URL,
 		"AWS_ACCESS_KEY_ID=" + harness.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + harness.SecretAccessKey}
+	for k, v := range env.LedgerEnv() {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() == 0 {

@@ -7,9 +7,44 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/dynalite"
 )
+
+// LedgerTable is the name of the rotation ledger's table the first Env
+// of a process creates; later ones add -2, -3, … (see Options.LedgerTable).
+const LedgerTable = "kms-rotator-ledger"
+
+var sharedLedger struct {
+	once sync.Once
+	srv  *dynalite.Server
+	err  error
+}
+
+// SharedLedger starts, on its first call, the dynalite that every Env of
+// this process keeps its ledger in (each Env in a table of its own), and
+// returns it to every caller. Starting Node costs ~0.15 s of CPU; a test
+// package starts dozens of Envs. It runs until the process ends: dynalite
+// ends with the process that started it (package dynalite), so nothing
+// needs to stop it. root is the module root whose node_modules holds
+// dynalite.
+func SharedLedger(ctx context.Context, root string) (*dynalite.Server, error) {
+	sharedLedger.once.Do(func() {
+		// Not the caller's ctx: the server outlives the test that
+		// happened to start it.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		sharedLedger.srv, sharedLedger.err = dynalite.Start(sctx, dynalite.Options{Root: root})
+	})
+	return sharedLedger.srv, sharedLedger.err
+}
 
 // Options configure Start.
 type Options struct {
@@ -23,6 +58,13 @@ type Options struct {
 	// Functions is how many functions to start (each its own RIE and
 	// bootstrap, like separate Lambda execution environments); 0 = 1.
 	Functions int
+	// Ledger is the dynalite to keep the rotation ledger in; nil:
+	// SharedLedger. Start creates a table there; Close leaves the server
+	// running.
+	Ledger *dynalite.Server
+	// LedgerTable names the ledger's table; empty: LedgerTable, or
+	// LedgerTable-2, -3, … when other Envs took the names before.
+	LedgerTable string
 }
 
 // Env is a running local stack: kmslocal and one or more functions.
@@ -35,13 +77,21 @@ type Env struct {
 	Function *Function
 	// Functions are all functions, in start order (AddFunction appends).
 	Functions []*Function
+	// Ledger is the dynalite holding the rotation ledger; every function
+	// gets it as AWS_ENDPOINT_URL_DYNAMODB. Ledger.Client reads it.
+	Ledger *dynalite.Server
+	// LedgerTable is the ledger's table in Ledger; every function gets it
+	// as ROTATOR_LEDGER_TABLE.
+	LedgerTable string
 
 	mu       sync.Mutex
 	template FunctionOptions
 }
 
-// Start builds (or reuses) the binaries, starts kmslocal, then the
-// functions. On error everything started so far is stopped.
+// Start builds (or reuses) the binaries, starts kmslocal (and, for the
+// process's first Env, dynalite: SharedLedger) side by side, creates the
+// ledger's table, then starts the functions. On error everything started
+// so far is stopped.
 func Start(ctx context.Context, opts Options) (*Env, error) {
 	bins := opts.Binaries
 	if bins == nil {
@@ -51,11 +101,24 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		}
 		bins = b
 	}
-	k, err := StartKMSLocal(ctx, bins, opts.KMSLocal)
-	if err != nil {
+	e := &Env{Bins: bins, template: opts.Function, Ledger: opts.Ledger}
+	// The ledger's table is made while kmslocal starts.
+	var kmsErr, ledgerErr error
+	var started sync.WaitGroup
+	started.Go(func() { e.KMS, kmsErr = StartKMSLocal(ctx, bins, opts.KMSLocal) })
+	started.Go(func() {
+		if e.Ledger == nil {
+			if e.Ledger, ledgerErr = SharedLedger(ctx, bins.Root); ledgerErr != nil {
+				return
+			}
+		}
+		e.LedgerTable, ledgerErr = createLedgerTable(ctx, e.Ledger, opts.LedgerTable)
+	})
+	started.Wait()
+	if err := errors.Join(kmsErr, ledgerErr); err != nil {
+		e.Close()
 		return nil, err
 	}
-	e := &Env{Bins: bins, KMS: k, template: opts.Function}
 	n := cmp.Or(opts.Functions, 1)
 	fns := make([]*Function, n)
 	errs := make([]error, n)
@@ -77,9 +140,9 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	return e, nil
 }
 
-// AddFunction starts one more function against the same emulator. Empty
-// fields of o take the values of Options.Function; o.Env is merged over
-// Options.Function.Env.
+// AddFunction starts one more function against the same emulator and
+// ledger. Empty fields of o take the values of Options.Function; o.Env is
+// merged over Options.Function.Env, which is merged over LedgerEnv.
 func (e *Env) AddFunction(ctx context.Context, o FunctionOptions) (*Function, error) {
 	f, err := StartFunction(ctx, e.Bins, e.functionOptions(o))
 	if err != nil {
@@ -93,7 +156,9 @@ func (e *Env) AddFunction(ctx context.Context, o FunctionOptions) (*Function, er
 
 func (e *Env) functionOptions(o FunctionOptions) FunctionOptions {
 	t := e.template
-	env := map[string]string{}
+	// The ledger first, so a test can still point a function elsewhere
+	// (an unreachable DynamoDB, a missing table) through Env.
+	env := e.LedgerEnv()
 	for k, v := range t.Env {
 		env[k] = v
 	}
@@ -111,7 +176,79 @@ func (e *Env) functionOptions(o FunctionOptions) FunctionOptions {
 	}
 }
 
-// Close stops every function, then the emulator.
+// InvokeFree sends payload to a function that is not serving an
+// invocation — the first such in start order — and waits for one to free
+// up when all are busy; Invocation.Function tells which served it. Lambda
+// runs concurrent invocations in separate execution environments, while
+// the Runtime Interface Emulator serves one at a time (a second concurrent
+// one panics it), so overlapping invocations (a CLI re-send while the
+// first still runs, an incident during a sweep) go through here, with as
+// many functions as may overlap (Options.Functions, AddFunction).
+// Functions that have exited (Kill, a crash) are passed over. Errors are
+// as for Function.Call.
+func (e *Env) InvokeFree(ctx context.Context, payload []byte) (*Invocation, error) {
+	for {
+		// Taken before looking, so an invocation that ends meanwhile
+		// still wakes the wait below.
+		ended := callEndedSignal()
+		e.mu.Lock()
+		fns := slices.Clone(e.Functions)
+		e.mu.Unlock()
+		running := 0
+		for _, f := range fns {
+			if f.Proc.Exited() {
+				continue
+			}
+			running++
+			if f.mu.TryLock() {
+				inv, err := f.call(ctx, payload)
+				f.release()
+				return inv, err
+			}
+		}
+		if running == 0 {
+			return nil, errors.New("harness: InvokeFree: no function is running")
+		}
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("harness: InvokeFree: waiting for a free function: %w", ctx.Err())
+		}
+	}
+}
+
+// LedgerEnv is what a function needs to reach the Env's ledger:
+// ROTATOR_LEDGER_TABLE and AWS_ENDPOINT_URL_DYNAMODB (the SDK's
+// service-specific endpoint variable, which wins over the emulator's
+// AWS_ENDPOINT_URL). Every function the Env starts has it.
+func (e *Env) LedgerEnv() map[string]string {
+	return map[string]string{
+		settings.EnvLedgerTable:     e.LedgerTable,
+		"AWS_ENDPOINT_URL_DYNAMODB": e.Ledger.URL,
+	}
+}
+
+// createLedgerTable creates the Env's table: name, or else the first of
+// LedgerTable, LedgerTable-2, … that no other Env took.
+func createLedgerTable(ctx context.Context, s *dynalite.Server, name string) (string, error) {
+	if name != "" {
+		return name, s.CreateLedgerTable(ctx, name)
+	}
+	for i := 1; ; i++ {
+		name = LedgerTable
+		if i > 1 {
+			name = fmt.Sprintf("%s-%d", LedgerTable, i)
+		}
+		err := s.CreateLedgerTable(ctx, name)
+		var inUse *types.ResourceInUseException
+		if !errors.As(err, &inUse) {
+			return name, err
+		}
+	}
+}
+
+// Close stops every function, then the emulator. The ledger's dynalite
+// keeps running for the process's other Envs, with this Env's table.
 func (e *Env) Close() error {
 	e.mu.Lock()
 	fns := e.Functions
@@ -121,7 +258,10 @@ func (e *Env) Close() error {
 		wg.Go(func() { _ = f.Close() })
 	}
 	wg.Wait()
-	return e.KMS.Close()
+	if e.KMS != nil {
+		return e.KMS.Close()
+	}
+	return nil
 }
 
 // Path resolves a path relative to the module root ("events/plan.json").
@@ -149,6 +289,7 @@ func StartTB(tb testing.TB, opts Options) *Env {
 	tb.Cleanup(func() {
 		if tb.Failed() {
 			tb.Logf("kmslocal stderr (tail):\n%s", e.KMS.Proc.Stderr.tail(4000))
+			tb.Logf("dynalite output (tail):\n%s", e.Ledger.Output())
 			for _, f := range e.Functions {
 				tb.Logf("%s stdout (tail):\n%s\nstderr (tail):\n%s", f.Proc.Name, f.Proc.Stdout.tail(4000), f.Proc.Stderr.tail(2000))
 			}
@@ -160,7 +301,7 @@ func StartTB(tb testing.TB, opts Options) *Env {
 
 // String describes the endpoints, for logs.
 func (e *Env) String() string {
-	s := fmt.Sprintf("kmslocal %s", e.KMS.URL)
+	s := fmt.Sprintf("kmslocal %s, ledger %s in dynalite %s", e.KMS.URL, e.LedgerTable, e.Ledger.URL)
 	for _, f := range e.Functions {
 		s += fmt.Sprintf(", %s http://%s", f.Name, f.Addr)
 	}

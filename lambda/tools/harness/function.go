@@ -62,7 +62,29 @@ type Function struct {
 	// RIE's START/END/REPORT lines; Proc.Stderr holds the RIE's own log.
 	Proc *Process
 
+	mu sync.Mutex // held while an invocation runs
+}
+
+// callEnded is closed and replaced whenever an invocation of any Function
+// ends, so Env.InvokeFree can wait for a function to free up.
+var callEnded = struct {
 	mu sync.Mutex
+	ch chan struct{}
+}{ch: make(chan struct{})}
+
+func callEndedSignal() <-chan struct{} {
+	callEnded.mu.Lock()
+	defer callEnded.mu.Unlock()
+	return callEnded.ch
+}
+
+// release ends f's invocation: f is free again, and InvokeFree learns so.
+func (f *Function) release() {
+	f.mu.Unlock()
+	callEnded.mu.Lock()
+	close(callEnded.ch)
+	callEnded.ch = make(chan struct{})
+	callEnded.mu.Unlock()
 }
 
 // StartFunction starts the RIE (always on 127.0.0.1, both addresses given:
@@ -156,6 +178,8 @@ type Invocation struct {
 	Logs []string
 	// Duration is the wall time of the HTTP invoke.
 	Duration time.Duration
+	// Function is the function that served it.
+	Function *Function
 }
 
 // HandlerError is an error returned by the handler: Lambda (and the RIE)
@@ -204,7 +228,12 @@ func (f *Function) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 // returned error is inv.Err (or a transport error, with inv nil).
 func (f *Function) Call(ctx context.Context, payload []byte) (*Invocation, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
+	defer f.release()
+	return f.call(ctx, payload)
+}
+
+// call is Call with f.mu held.
+func (f *Function) call(ctx context.Context, payload []byte) (*Invocation, error) {
 	id := newRequestID()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.URL, bytes.NewReader(payload))
 	if err != nil {
@@ -228,6 +257,7 @@ func (f *Function) Call(ctx context.Context, payload []byte) (*Invocation, error
 		Raw:        body,
 		StatusCode: resp.StatusCode,
 		Duration:   time.Since(start),
+		Function:   f,
 	}
 	inv.Err = classify(resp.StatusCode, body)
 	inv.Logs = f.logsOf(ctx, id)
