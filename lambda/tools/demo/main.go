@@ -1,10 +1,12 @@
 // Command demo is `make demo`: it builds the host-arch bootstrap, starts the
-// local KMS emulator seeded with events/fleet.json and the function under the
-// AWS Lambda Runtime Interface Emulator (both on 127.0.0.1 only), invokes the
-// sample payloads through the runtime emulator's invoke URL, prints each
-// report as a table and the result event the run published on EventBridge
-// (recorded by the emulator), and stops everything — also on Ctrl-C. No AWS
-// account and nothing beyond Go is needed.
+// local KMS emulator seeded with events/fleet.json, dynalite with the
+// rotation ledger's table, and the function under the AWS Lambda Runtime
+// Interface Emulator (all on 127.0.0.1 only), invokes the sample payloads
+// through the runtime emulator's invoke URL, prints each report as a table
+// and the result event the run published on EventBridge (recorded by the
+// emulator), then how many claims the ledger holds, and stops everything —
+// also on Ctrl-C. No AWS account is needed; Go, and the Node 22 and
+// dynalite that `npm ci` installs into node_modules (make demo runs it).
 //
 // Usage:
 //
@@ -158,6 +160,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	startTime := time.Since(startBegin)
 	fmt.Fprintf(out, "started kmslocal %s (fleet %s) and the function at http://%s in %v\n",
 		env.KMS.URL, rel(root, fleet), env.Function.Addr, startTime.Round(time.Millisecond))
+	fmt.Fprintf(out, "ledger: table %s in dynalite %s\n", env.LedgerTable, env.Ledger.URL)
 
 	var failures []string
 	seen := 0 // events of earlier invocations
@@ -195,6 +198,13 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 
+	// One claim per RotateKeyOnDemand the function was about to send.
+	claims, err := env.Ledger.CountClaims(ctx, env.LedgerTable)
+	if err != nil {
+		return fmt.Errorf("read the ledger: %w", err)
+	}
+	fmt.Fprintf(out, "\nledger: %d claim(s) in table %s\n", claims, env.LedgerTable)
+
 	fmt.Fprintf(out, "\ndemo: %d invocation(s), %d failed, in %v (build %v, start %v)\n",
 		len(o.events), len(failures), time.Since(begin).Round(10*time.Millisecond),
 		buildTime.Round(10*time.Millisecond), startTime.Round(time.Millisecond))
@@ -220,9 +230,10 @@ Left running (Ctrl-C stops everything). In another shell, from %s:
       --cli-binary-format raw-in-base64-out --payload file://events/incident.json out.json && cat out.json
   curl -s -d @events/plan.json %s
   curl -s %s/_kmslocal/events    # the result events the function published
+  aws dynamodb scan --endpoint-url %s --table-name %s    # the ledger's claims
 
 (--cli-binary-format is for AWS CLI v2; leave it out with v1.)
-`, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.Region, k.URL, k.URL, f.Addr, f.URL, k.URL)
+`, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.Region, k.URL, k.URL, f.Addr, f.URL, k.URL, env.Ledger.URL, env.LedgerTable)
 }
 
 // writeResultEvents prints the result events (docs/design.md "The result

@@ -63,6 +63,10 @@ func TestRun(t *testing.T) {
 				// "result event: …" once the function publishes it,
 				// "no result event …" until then.
 				"result event",
+				"ledger: table " + harness.LedgerTable + " in dynalite http://127.0.0.1:",
+				// One claim before each of the incident's three
+				// RotateKeyOnDemand calls; the plan claims nothing.
+				"ledger: 3 claim(s) in table " + harness.LedgerTable,
 				"demo: 2 invocation(s), 0 failed",
 			},
 		},

@@ -260,6 +260,35 @@ func (s *Server) CreateLedgerTable(ctx context.Context, name string) error {
 	}
 }
 
+// ClaimPrefix begins the sort key of every claim record the function's
+// ledger writes (pk "key#<key ARN>", sk "claim#<time>#<run ID>", one per
+// claim before a RotateKeyOnDemand; lambda/ledger/ledger.go, which does
+// not export it). A key's head ("head") and incident request records
+// ("request") have other sort keys.
+const ClaimPrefix = "claim#"
+
+// CountClaims counts the claim records in a ledger table with a
+// consistent Scan, so the claims of a run that just ended are in.
+func (s *Server) CountClaims(ctx context.Context, table string) (int, error) {
+	p := dynamodb.NewScanPaginator(s.Client(ctx), &dynamodb.ScanInput{
+		TableName:                 aws.String(table),
+		FilterExpression:          aws.String("begins_with(#sk, :claim)"),
+		ExpressionAttributeNames:  map[string]string{"#sk": settings.LedgerSortKey},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":claim": &types.AttributeValueMemberS{Value: ClaimPrefix}},
+		Select:                    types.SelectCount,
+		ConsistentRead:            aws.Bool(true),
+	})
+	n := 0
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("dynalite: count claims in %s: %w", table, err)
+		}
+		n += int(page.Count)
+	}
+	return n, nil
+}
+
 // Close stops dynalite (SIGTERM to its process group, SIGKILL after a
 // grace period) and waits for it to exit. Everything it stored is gone.
 func (s *Server) Close() error {

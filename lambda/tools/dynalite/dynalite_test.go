@@ -160,6 +160,30 @@ func TestLedgerTable(t *testing.T) {
 		}
 	})
 
+	t.Run("CountClaims counts claim records only, across pages", func(t *testing.T) {
+		put := func(pk, sk string) {
+			t.Helper()
+			item := map[string]types.AttributeValue{
+				settings.LedgerPartitionKey: &types.AttributeValueMemberS{Value: pk},
+				settings.LedgerSortKey:      &types.AttributeValueMemberS{Value: sk},
+				// Large enough that a Scan page (1 MB) cannot hold all.
+				"pad": &types.AttributeValueMemberS{Value: strings.Repeat("x", 300<<10)},
+			}
+			if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 5 {
+			put(fmt.Sprintf("key#k%d", i), fmt.Sprintf("%s2026-12-07T05:00:00.000Z#run-%d", dynalite.ClaimPrefix, i))
+		}
+		put("key#k0", "head")
+		put("request#r", "request")
+		// The claim of the conditional-write subtest makes six.
+		if n, err := s.CountClaims(ctx, table); err != nil || n != 6 {
+			t.Fatalf("CountClaims = %d, %v; want 6", n, err)
+		}
+	})
+
 	// CreateLedgerTable leaves TTL off because dynalite cannot turn it on;
 	// should a later dynalite serve UpdateTimeToLive, this fails, and
 	// CreateLedgerTable should enable TTL as the stack does.
