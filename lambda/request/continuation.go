@@ -93,8 +93,8 @@ func decodeContinuation(raw json.RawMessage, path string, scope Scope) (*Continu
 
 // ContinuationPayload is the payload a run sends to continue itself: a
 // direct invoke of mode with the cursor (dryRun carried for scheduled dry
-// runs). Decode accepts exactly this shape.
-func ContinuationPayload(mode Mode, dryRun bool, target *Target, c Continuation) ([]byte, error) {
+// runs, usage for report runs that read it). Decode accepts exactly this shape.
+func ContinuationPayload(mode Mode, dryRun, usage bool, target *Target, c Continuation) ([]byte, error) {
 	type cont struct {
 		RunID string `json:"runId"`
 		After string `json:"after"`
@@ -103,9 +103,10 @@ func ContinuationPayload(mode Mode, dryRun bool, target *Target, c Continuation)
 	p := struct {
 		Mode         Mode    `json:"mode"`
 		DryRun       *bool   `json:"dryRun,omitempty"`
+		Usage        bool    `json:"usage,omitempty"`
 		Target       *Target `json:"target,omitempty"`
 		Continuation cont    `json:"continuation"`
-	}{Mode: mode, Target: target, Continuation: cont(c)}
+	}{Mode: mode, Usage: usage && mode == ModeReport, Target: target, Continuation: cont(c)}
 	if mode == ModeIncident {
 		return nil, fmt.Errorf("mode incident does not continue")
 	}

@@ -50,7 +50,7 @@ func TestContinuationPayloadRoundTrips(t *testing.T) {
 		{"report stays report", ModeReport, false, Request{Mode: ModeReport, Continuation: &c, Source: SourceDirect}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := ContinuationPayload(tc.mode, tc.dryRun, nil, c)
+			p, err := ContinuationPayload(tc.mode, tc.dryRun, false, nil, c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +64,7 @@ func TestContinuationPayloadRoundTrips(t *testing.T) {
 		})
 	}
 	t.Run("incident is refused", func(t *testing.T) {
-		if _, err := ContinuationPayload(ModeIncident, false, nil, c); err == nil {
+		if _, err := ContinuationPayload(ModeIncident, false, false, nil, c); err == nil {
 			t.Fatal("ContinuationPayload(incident) succeeded, want an error")
 		}
 	})

@@ -63,7 +63,7 @@ var (
 	modes = []string{string(ModeScheduled), string(ModePlan), string(ModeIncident), string(ModeReport), string(ModeTargets)}
 	// requestFields are the fields of a direct invoke, a Scheduler input and
 	// a kms-rotator event's detail.
-	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "requestId", "target", "continuation", "orgTargets", "orgRegions"}
+	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "requestId", "usage", "target", "continuation", "orgTargets", "orgRegions"}
 	// targetsFields are the fields only mode targets takes, and the only
 	// ones it takes besides mode.
 	targetsFields = []string{"orgTargets", "orgRegions"}
@@ -344,6 +344,14 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 			return Request{}, err
 		}
 		req.NoWait = !wait
+	}
+	if raw, ok := find(fs, "usage"); ok {
+		if req.Mode != ModeReport {
+			return Request{}, invalid(prefix+"usage", "not accepted in mode %s (only report takes usage)", req.Mode)
+		}
+		if req.Usage, err = readBool(raw, prefix+"usage"); err != nil {
+			return Request{}, err
+		}
 	}
 	if raw, ok := find(fs, "continuation"); ok {
 		if req.Continuation, err = decodeContinuation(raw, prefix+"continuation", scope); err != nil {

@@ -64,6 +64,9 @@ type Request struct {
 	// OrgRegions (targets mode) are the Regions every account is swept in,
 	// in the given order, duplicates removed.
 	OrgRegions []string
+	// Usage (report only, payload "usage": true) reads every key's last
+	// use (GetKeyLastUsage, 5 per second per account and Region).
+	Usage bool
 	// RequestID (incident only, payload "requestId") is the identity a
 	// caller gives its request; a repeat within ROTATOR_IDEMPOTENCY_WINDOW
 	// answers the first run's report (Identity).

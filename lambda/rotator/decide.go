@@ -102,7 +102,13 @@ type Metadata struct {
 	// MaterialID is DescribeKey's CurrentKeyMaterialId: it changes when a
 	// rotation completes, so it tells whether an ambiguous rotation applied.
 	MaterialID string
+	// Replicas are a multi-Region primary's replicas: KMS tracks a key's
+	// last use per Region.
+	Replicas []RegionalKey
 }
+
+// RegionalKey is a key ARN and its Region.
+type RegionalKey struct{ ARN, Region string }
 
 // History summarises ListKeyRotations (all pages).
 type History struct {
@@ -164,6 +170,8 @@ type Facts struct {
 	Status      *Status
 	// Force (incident requests only) rotates inside the cooldown.
 	Force bool
+	// WantUsage (report runs with "usage": true) reads each key's last use.
+	WantUsage bool
 	// Open: the ledger holds a rotation of this key whose completion no
 	// run has seen (sweeps read its status whatever its due date, so a
 	// stuck rotation is flagged).
@@ -347,11 +355,13 @@ func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 	if f.Mode == request.ModeReport {
 		// The inventory reads every eligible key's rotation status (a
 		// cheap call: 1,000/s) so its budgets count a rotation in
-		// progress, and shows when each key was last used.
+		// progress; when asked ("usage": true), when each key was last
+		// used (GetKeyLastUsage: 5/s, so a 10,000-key fleet takes half
+		// an hour).
 		if f.Status == nil {
 			return Decision{Action: FetchStatus}
 		}
-		if f.Usage == nil {
+		if f.WantUsage && f.Usage == nil {
 			return Decision{Action: FetchUsage}
 		}
 	}

@@ -241,10 +241,15 @@ func TestDecide(t *testing.T) {
 	r := set(base(request.ModeReport), func(f *Facts) { f.DryRun = true })
 	cases = append(cases,
 		tc{"report/history read, status unknown → fetch status first", set(r, func(f *Facts) { f.History = &History{OnDemand: 1, Newest: ago(10)} }), Decision{Action: FetchStatus}},
-		tc{"report/history read, status read, usage unknown → fetch GetKeyLastUsage", set(r, func(f *Facts) {
+		tc{"report/history read, status read, usage asked for and unknown → fetch GetKeyLastUsage", set(r, func(f *Facts) {
 			f.History = &History{OnDemand: 1, Newest: ago(10)}
 			f.Status = notInProgress
+			f.WantUsage = true
 		}), Decision{Action: FetchUsage}},
+		tc{"report/history read, status read, usage not asked for → decided without GetKeyLastUsage (5 per second)", set(r, func(f *Facts) {
+			f.History = &History{OnDemand: 1, Newest: ago(10)}
+			f.Status = notInProgress
+		}), final(Skipped, ReasonNotDue)},
 		tc{"report/9 used + 1 in progress → skipped budget-exhausted", set(r, func(f *Facts) {
 			f.History = &History{OnDemand: 9, Newest: ago(200)}
 			f.Status = inProgress

@@ -123,11 +123,53 @@ func TestSkipIdle(t *testing.T) {
 	if raw := byAlias(rep)["alias/unused"].LastUsedAt; string(raw) != "null" {
 		t.Errorf("idle entry lastUsedAt %s, want null (never used)", raw)
 	}
-	// Report mode shows lastUsedAt whatever ROTATOR_SKIP_IDLE says.
+	// Report mode shows lastUsedAt, whatever ROTATOR_SKIP_IDLE says, when
+	// asked ("usage": true): GetKeyLastUsage allows 5 calls a second.
 	h2 := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
-	inv := h2.run(t, request.Request{Mode: request.ModeReport})
+	inv := h2.run(t, request.Request{Mode: request.ModeReport, Usage: true})
 	var used string
 	if err := json.Unmarshal(byAlias(inv)["alias/used"].LastUsedAt, &used); err != nil || used == "" {
 		t.Errorf("report lastUsedAt %s, want the date", byAlias(inv)["alias/used"].LastUsedAt)
+	}
+	h2.emu.Server.ResetStats()
+	inv = h2.run(t, request.Request{Mode: request.ModeReport})
+	if raw := byAlias(inv)["alias/used"].LastUsedAt; raw != nil {
+		t.Errorf("report without usage: lastUsedAt %s, want none", raw)
+	}
+	if n := h2.emu.Server.Stats().Op("GetKeyLastUsage").Calls; n != 0 {
+		t.Errorf("report without usage called GetKeyLastUsage %d times", n)
+	}
+}
+
+// KMS tracks a multi-Region key's last use per Region: a primary unused in
+// its own Region but busy in a replica's is not idle.
+func TestMultiRegionKeyIsIdleOnlyIfEveryReplicaIs(t *testing.T) {
+	fleet := `[
+	 {"keyId":"mrk-1111111111114111811111111111111a","alias":"alias/mr-busy","multiRegionKeyType":"PRIMARY","createdDaysAgo":400,"trackingStartedDaysAgo":400,"tags":{"kms-rotator":"enabled"},"rotations":[{"type":"ON_DEMAND","daysAgo":100}]},
+	 {"region":"eu-west-1","multiRegionKeyType":"REPLICA","primaryAlias":"alias/mr-busy","createdDaysAgo":400,"trackingStartedDaysAgo":400,"lastUsedDaysAgo":1,"tags":{"kms-rotator":"enabled"}},
+	 {"keyId":"mrk-2222222222224222822222222222222b","alias":"alias/mr-idle","multiRegionKeyType":"PRIMARY","createdDaysAgo":400,"trackingStartedDaysAgo":400,"tags":{"kms-rotator":"enabled"},"rotations":[{"type":"ON_DEMAND","daysAgo":100}]},
+	 {"region":"eu-west-1","multiRegionKeyType":"REPLICA","primaryAlias":"alias/mr-idle","createdDaysAgo":400,"trackingStartedDaysAgo":400,"tags":{"kms-rotator":"enabled"}}]`
+	cfg := fastConfig()
+	cfg.SkipIdle = true
+	h := newHarness(t, kmsemu.Options{}, fleet, cfg)
+	rep := h.run(t, request.Request{Mode: request.ModeScheduled})
+	checkEntries(t, rep, map[string]want{"alias/mr-busy": {Rotated, ReasonNone}, "alias/mr-idle": {Skipped, ReasonIdle}})
+}
+
+// GetKeyLastUsage is paced at its share of its 5-per-second quota.
+func TestUsageReportIsPacedAtGetKeyLastUsagesQuota(t *testing.T) {
+	fleet := `[{"alias":"alias/k","createdDaysAgo":400,"tags":{"kms-rotator":"enabled"},"count":11}]`
+	cfg := fastConfig()
+	cfg.RotateRPS = 5 // all of the quota: GetKeyLastUsage at 5 per second
+	h := newHarness(t, kmsemu.Options{}, fleet, cfg)
+	start := time.Now()
+	rep := h.run(t, request.Request{Mode: request.ModeReport, Usage: true})
+	// 11 calls at 5 per second with a burst of 1 take at least 2 s; the
+	// emulator at KMS's own quota would throttle anything faster.
+	if d := time.Since(start); d < 1900*time.Millisecond {
+		t.Fatalf("report of %d keys with usage took %v, want at least 2 s at 5 per second", len(rep.Keys), d)
+	}
+	if n := h.emu.Server.Stats().Op("GetKeyLastUsage").Calls; n != 11 {
+		t.Fatalf("GetKeyLastUsage calls = %d, want 11", n)
 	}
 }

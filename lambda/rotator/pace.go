@@ -11,21 +11,43 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
-// KMS's default request quotas per account and Region
-// (https://docs.aws.amazon.com/kms/latest/developerguide/requests-per-second.html):
-// RotateKeyOnDemand 5/s, ListKeyRotations 100/s. Every sweep reads one
-// ListKeyRotations per eligible key, so after the rotations themselves this
-// quota is what bounds a sweep.
-const listRotationsPerRotate = 100.0 / 5.0
-
-// listRotationsRPS is the pace of ListKeyRotations: ROTATOR_ROTATE_RPS says
-// what share of the account's RotateKeyOnDemand quota this function may use
-// (4 of 5 by default); the same share of the ListKeyRotations quota is
-// 20 × that (80 of 100). Pacing it on the client keeps reads from being
+// opRPS is the pace of a KMS operation: ROTATOR_ROTATE_RPS says what share
+// of the account's RotateKeyOnDemand quota this function may use (4 of 5
+// by default), and every other call is paced at the same share of its own
+// quota (settings.KMSRequestQuotas: ListKeyRotations 80 of 100,
+// GetKeyLastUsage 4 of 5, …). Pacing on the client keeps reads from being
 // throttled at all, so the adaptive retryer — shared by every read of the
-// client — never slows the status checks in front of the rotations.
-func listRotationsRPS(cfg settings.Config) float64 {
-	return cfg.RotateRPS * listRotationsPerRotate
+// client — never slows the status checks in front of the rotations. Every
+// sweep reads one ListKeyRotations per eligible key, so after the
+// rotations themselves that quota is what bounds a sweep; GetKeyLastUsage's
+// 5 per second bounds idle checks and usage reports.
+func opRPS(cfg settings.Config, op string) float64 {
+	return cfg.RotateRPS / settings.KMSRequestQuotas[opRotateKeyOnDemand] * settings.KMSRequestQuotas[op]
+}
+
+func listRotationsRPS(cfg settings.Config) float64 { return opRPS(cfg, opListKeyRotations) }
+
+// pacedOps are the KMS calls with a limiter of their own (pace); the
+// rotation has its own limiter (newRotateLimiter).
+var pacedOps = []string{opListKeyRotations, opGetKeyLastUsage, opGetKeyRotationStatus, opDescribeKey, opListResourceTags, opListAliases}
+
+// newPaceLimiters returns one limiter per paced operation; each burst is a
+// tenth of a second of calls, well inside KMS's per-second bucket.
+func newPaceLimiters(cfg settings.Config) map[string]*rate.Limiter {
+	m := make(map[string]*rate.Limiter, len(pacedOps))
+	for _, op := range pacedOps {
+		r := opRPS(cfg, op)
+		m[op] = rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r/10))))
+	}
+	return m
+}
+
+// pace waits for op's turn at its pace.
+func (e *Engine) pace(ctx context.Context, op string) error {
+	if l := e.paced[op]; l != nil {
+		return l.Wait(ctx)
+	}
+	return nil
 }
 
 // newRotateLimiter paces RotateKeyOnDemand at ROTATOR_ROTATE_RPS. Its
@@ -35,13 +57,6 @@ func listRotationsRPS(cfg settings.Config) float64 {
 // per-second quota.
 func newRotateLimiter(cfg settings.Config) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(cfg.RotateRPS), max(1, int(cfg.RotateRPS/5)))
-}
-
-// newListLimiter paces ListKeyRotations; its burst is a tenth of a second
-// of calls, well inside KMS's per-second bucket.
-func newListLimiter(cfg settings.Config) *rate.Limiter {
-	r := listRotationsRPS(cfg)
-	return rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r/10))))
 }
 
 // readPipelines is how many keys are read at once: ROTATOR_CONCURRENCY when
@@ -63,7 +78,7 @@ const maxReadPipelines = 256
 
 // waitListRotations waits for the ListKeyRotations pace.
 func (e *Engine) waitListRotations(ctx context.Context) error {
-	return e.listLimiter.Wait(ctx)
+	return e.pace(ctx, opListKeyRotations)
 }
 
 // starter hands out the items of one process call in order and decides,

@@ -172,7 +172,9 @@ func (r *run) deferKey(it *item) {
 }
 
 func (r *run) describe(ctx context.Context, it *item) error {
-	r.calls.add(opDescribeKey)
+	if err := r.call(ctx, opDescribeKey); err != nil {
+		return err
+	}
 	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil {
 		return err
@@ -195,6 +197,10 @@ func (r *run) describe(ctx context.Context, it *item) error {
 		if mr.PrimaryKey != nil {
 			m.PrimaryARN = aws.ToString(mr.PrimaryKey.Arn)
 		}
+	} else if mr != nil {
+		for _, rk := range mr.ReplicaKeys {
+			m.Replicas = append(m.Replicas, RegionalKey{ARN: strings.Clone(aws.ToString(rk.Arn)), Region: strings.Clone(aws.ToString(rk.Region))})
+		}
 	}
 	it.facts.Meta = m
 	// The canonical ARN and ID (the caller may have used an alias or ID).
@@ -216,7 +222,9 @@ func (r *run) listTags(ctx context.Context, it *item) error {
 	tags := map[string]string{}
 	in := &kms.ListResourceTagsInput{KeyId: aws.String(it.arn)}
 	for {
-		r.calls.add(opListResourceTags)
+		if err := r.call(ctx, opListResourceTags); err != nil {
+			return err
+		}
 		out, err := r.kmsOf(it).ListResourceTags(ctx, in, inRegion(it.region))
 		if err != nil {
 			return err
@@ -300,17 +308,47 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 // since KMS began tracking the key
 // (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyLastUsage.html).
 func (r *run) usage(ctx context.Context, it *item) error {
-	r.calls.add(opGetKeyLastUsage)
-	out, err := r.kmsOf(it).GetKeyLastUsage(ctx, &kms.GetKeyLastUsageInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	u, err := r.lastUsage(ctx, it, it.arn, it.region)
 	if err != nil {
 		return err
+	}
+	// KMS tracks a multi-Region key's use per Region: a primary unused in
+	// its own Region may be busy in a replica's. It is idle only if the
+	// primary and every replica are.
+	if m := it.facts.Meta; m != nil {
+		for _, rep := range m.Replicas {
+			ru, err := r.lastUsage(ctx, it, rep.ARN, rep.Region)
+			if err != nil {
+				return err
+			}
+			if ru.LastUsed != nil && (u.LastUsed == nil || ru.LastUsed.After(*u.LastUsed)) {
+				u.LastUsed = ru.LastUsed
+			}
+			if ru.TrackingStart.After(u.TrackingStart) {
+				u.TrackingStart = ru.TrackingStart
+			}
+		}
+	}
+	it.facts.Usage = u
+	return nil
+}
+
+// lastUsage is one GetKeyLastUsage, paced at its share of the operation's
+// quota (5 per second per account and Region: a 10,000-key report takes
+// over half an hour at it).
+func (r *run) lastUsage(ctx context.Context, it *item, arn, region string) (*Usage, error) {
+	if err := r.call(ctx, opGetKeyLastUsage); err != nil {
+		return nil, err
+	}
+	out, err := r.kmsOf(it).GetKeyLastUsage(ctx, &kms.GetKeyLastUsageInput{KeyId: aws.String(arn)}, inRegion(region))
+	if err != nil {
+		return nil, err
 	}
 	u := &Usage{TrackingStart: aws.ToTime(out.TrackingStartDate)}
 	if l := out.KeyLastUsage; l != nil && l.Timestamp != nil {
 		u.LastUsed = l.Timestamp
 	}
-	it.facts.Usage = u
-	return nil
+	return u, nil
 }
 
 // status reads GetKeyRotationStatus: OnDemandRotationStartDate is present only
@@ -318,7 +356,9 @@ func (r *run) usage(ctx context.Context, it *item) error {
 // automatic rotation is enabled
 // (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyRotationStatus.html).
 func (r *run) status(ctx context.Context, it *item) error {
-	r.calls.add(opGetKeyRotationStatus)
+	if err := r.call(ctx, opGetKeyRotationStatus); err != nil {
+		return err
+	}
 	out, err := r.kmsOf(it).GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil {
 		return err
@@ -499,7 +539,9 @@ func (r *run) looksApplied(ctx context.Context, it *item, before observation) bo
 // currentMaterial reads DescribeKey's CurrentKeyMaterialId ("" when the
 // call fails: no sign either way).
 func (r *run) currentMaterial(ctx context.Context, it *item) string {
-	r.calls.add(opDescribeKey)
+	if err := r.call(ctx, opDescribeKey); err != nil {
+		return ""
+	}
 	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil || out.KeyMetadata == nil {
 		return ""
@@ -539,6 +581,15 @@ func (r *run) finish(it *item) {
 	r.closeOpen(it)
 	r.setAlias(it)
 	r.record(it)
+}
+
+// call waits for the operation's pace and counts the call.
+func (r *run) call(ctx context.Context, op string) error {
+	if err := r.e.pace(ctx, op); err != nil {
+		return err
+	}
+	r.calls.add(op)
+	return nil
 }
 
 // Operation names, for call counts and error messages.

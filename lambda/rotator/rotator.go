@@ -74,8 +74,9 @@ type Engine struct {
 
 	// limiter paces RotateKeyOnDemand across all runs of this process.
 	limiter *rate.Limiter
-	// listLimiter paces ListKeyRotations (pace.go).
-	listLimiter *rate.Limiter
+	// paced paces the other KMS calls, each at its share of its quota
+	// (pace.go).
+	paced map[string]*rate.Limiter
 	// lambda invokes the function itself to continue a run (continuation.go).
 	lambda LambdaAPI
 	// events publishes the result event (events.go).
@@ -110,18 +111,18 @@ func New(cfg settings.Config, kmsClient KMSAPI, taggingClient TaggingAPI, log *s
 		metricsOut = io.Discard
 	}
 	return &Engine{
-		cfg:         cfg,
-		kms:         kmsClient,
-		tagging:     taggingClient,
-		log:         log,
-		metricsOut:  metricsOut,
-		limiter:     newRotateLimiter(cfg),
-		listLimiter: newListLimiter(cfg),
-		now:         time.Now,
-		margin:      DeadlineMargin,
-		maxListed:   MaxListedKeys,
-		maxEntries:  MaxReportEntries,
-		rotateOpt:   noBlindRetry(newRotateRetryer(rotateAttempts, nil)),
+		cfg:        cfg,
+		kms:        kmsClient,
+		tagging:    taggingClient,
+		log:        log,
+		metricsOut: metricsOut,
+		limiter:    newRotateLimiter(cfg),
+		paced:      newPaceLimiters(cfg),
+		now:        time.Now,
+		margin:     DeadlineMargin,
+		maxListed:  MaxListedKeys,
+		maxEntries: MaxReportEntries,
+		rotateOpt:  noBlindRetry(newRotateRetryer(rotateAttempts, nil)),
 	}
 }
 

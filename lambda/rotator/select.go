@@ -106,7 +106,7 @@ func (r *run) resolveKeys(home *aliasSet) []*item {
 
 // baseFacts are the facts every entry of this run starts with.
 func (r *run) baseFacts() Facts {
-	return Facts{Mode: r.req.Mode, DryRun: r.dry, Force: r.req.Force, IntervalDays: r.e.cfg.IntervalDays}
+	return Facts{Mode: r.req.Mode, DryRun: r.dry, Force: r.req.Force, IntervalDays: r.e.cfg.IntervalDays, WantUsage: r.req.Usage}
 }
 
 // applyTags records what the key's tags say: opted in, and its interval.
@@ -185,7 +185,10 @@ func (r *run) aliasSet(ctx context.Context, region string) *aliasSet {
 		as.byKey, as.byName = newIDMap(), map[string]string{}
 		in := &kms.ListAliasesInput{Limit: aws.Int32(100)}
 		for {
-			r.calls.add(opListAliases)
+			if err := r.call(ctx, opListAliases); err != nil {
+				as.err = err
+				return
+			}
 			out, err := r.kmsFor(r.scope.Account).ListAliases(ctx, in, inRegion(region))
 			if err != nil {
 				as.err = err
