@@ -42,6 +42,10 @@ type ResultDetail struct {
 	// limit (or that the report itself had left some out); Summary counts
 	// every key.
 	Truncated bool `json:"truncated"`
+	// Error is why an incident run failed as a whole (its keys could not
+	// be listed, its tag selected none): the event says so rather than
+	// staying silent.
+	Error string `json:"error,omitempty"`
 }
 
 // publishResult sends the result event after an incident run (dry runs
@@ -53,6 +57,25 @@ func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
 		return nil
 	}
 	detail, err := r.resultDetail(rep, maxEventBytes-len(settings.ResultEventSource)-len(settings.ResultEventDetailType))
+	ok := r.putResult(ctx, detail, err)
+	return &ok
+}
+
+// publishFailure sends the result event of an incident run that failed as
+// a whole (every incident run publishes one, failed ones included): the
+// summary of what it handled and the error.
+func (r *run) publishFailure(ctx context.Context, runErr error) {
+	if r.e.events == nil || r.req.Mode != request.ModeIncident {
+		return
+	}
+	d := ResultDetail{RunID: r.id, Mode: r.req.Mode, DryRun: r.dry, Reason: r.req.Reason, RequestID: r.inv.RequestID,
+		Summary: r.tally.summary, Keys: []KeyReport{}, Error: runErr.Error()}
+	detail, err := json.Marshal(d)
+	r.putResult(ctx, detail, err)
+}
+
+// putResult puts one result event on the results bus; a failure is logged.
+func (r *run) putResult(ctx context.Context, detail []byte, err error) bool {
 	ok := false
 	if err == nil {
 		pctx, cancel := r.afterKeys(ctx, r.e.cfg.CallTimeout)
@@ -62,7 +85,7 @@ func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
 			Source:       aws.String(settings.ResultEventSource),
 			DetailType:   aws.String(settings.ResultEventDetailType),
 			Detail:       aws.String(string(detail)),
-			EventBusName: aws.String("default"),
+			EventBusName: aws.String(r.e.cfg.ResultBus),
 		}}})
 		if err == nil && out.FailedEntryCount > 0 && len(out.Entries) > 0 {
 			err = fmt.Errorf("%s: %s", aws.ToString(out.Entries[0].ErrorCode), aws.ToString(out.Entries[0].ErrorMessage))
@@ -77,9 +100,9 @@ func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
 		if err != nil {
 			msg = err.Error()
 		}
-		r.log.Error("result event not published", "error", msg)
+		r.log.Error("result event not published", "bus", r.e.cfg.ResultBus, "error", msg)
 	}
-	return &ok
+	return ok
 }
 
 // resultDetail encodes the event detail within limit bytes: when the

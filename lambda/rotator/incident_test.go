@@ -441,10 +441,18 @@ func TestIncidentAnswersSayWhatWasNotRotated(t *testing.T) {
 	if k.Outcome != WouldRotate || !strings.Contains(k.Next, "no on-demand rotation left") {
 		t.Errorf("dry run of an exhausted key: %s next %q, want would-rotate marked as having no rotation left", k.Outcome, k.Next)
 	}
-	// A tag that selects nothing is an error, not an empty success.
+	// A tag that selects nothing is an error, not an empty success, and
+	// its result event says so on the results bus.
+	ev := &fakeEvents{}
+	h.engine.SetEvents(ev)
+	h.engine.cfg.ResultBus = "kms-rotator-results"
 	_, err := h.engine.Run(context.Background(), request.Request{Mode: request.ModeIncident, Reason: "INC-1",
 		Tag: &request.Tag{Key: "team", Value: "payments"}}, Invocation{RequestID: "r", Scope: testScope})
 	if err == nil || !strings.Contains(err.Error(), "tag team=payments matches no key") {
 		t.Fatalf("tag matching nothing: error %v, want one naming the tag", err)
+	}
+	if len(ev.inputs) != 1 || aws.ToString(ev.inputs[0].Entries[0].EventBusName) != "kms-rotator-results" ||
+		!strings.Contains(aws.ToString(ev.inputs[0].Entries[0].Detail), `"error":"incident run: tag team=payments matches no key`) {
+		t.Fatalf("result events %+v, want one on the results bus carrying the error", ev.inputs)
 	}
 }

@@ -155,6 +155,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	if err := r.connect(r.ctx); err != nil {
 		r.log.Error("member account not reachable; nothing was touched", "error", err.Error())
 		e.emitRunFailed(r)
+		r.publishFailure(ctx, err)
 		return nil, fmt.Errorf("%s run: %w", req.Mode, err)
 	}
 	// Per-key calls use the run's context, which ends margin/2 before the
@@ -185,12 +186,15 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 			r.req.Tag.Key, r.req.Tag.Value, e.cfg.TagKey, e.cfg.TagValue)
 		r.log.Error("incident tag matches no opted-in key", "error", err.Error())
 		e.emitRunFailed(r)
+		r.publishFailure(ctx, err)
 		return nil, err
 	}
 	if listErr != nil && r.tally.candidates() == 0 {
 		r.log.Error("listing candidates failed", "error", listErr.Error())
 		e.emitRunFailed(r)
-		return nil, fmt.Errorf("%s run: %w", req.Mode, listErr)
+		err := fmt.Errorf("%s run: %w", req.Mode, listErr)
+		r.publishFailure(ctx, err)
+		return nil, err
 	}
 	// Incident mode adds the primaries of replicas as entries of their own;
 	// they are processed after the keys that named them.

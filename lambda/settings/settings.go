@@ -110,6 +110,10 @@ type Config struct {
 	// envelope time is older than this (ROTATOR_INCIDENT_MAX_AGE): a late
 	// delivery must not rotate a key the responder has moved on from.
 	IncidentMaxAge time.Duration
+	// ResultBus is the event bus the result events go to
+	// (ROTATOR_RESULT_BUS): the stack's results bus, which only the
+	// function's role may put events on, so a result cannot be forged.
+	ResultBus string
 }
 
 // Environment variable names (docs/design.md "Configuration").
@@ -138,6 +142,7 @@ const (
 	EnvSettleAfter           = "ROTATOR_SETTLE_AFTER"
 	EnvLedgerRetention       = "ROTATOR_LEDGER_RETENTION"
 	EnvIncidentMaxAge        = "ROTATOR_INCIDENT_MAX_AGE"
+	EnvResultBus             = "ROTATOR_RESULT_BUS"
 )
 
 // IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.
@@ -222,6 +227,7 @@ func DefaultConfig() Config {
 		SettleAfter:           15 * time.Minute,
 		LedgerRetention:       400 * 24 * time.Hour,
 		IncidentMaxAge:        15 * time.Minute,
+		ResultBus:             "default",
 	}
 }
 
@@ -280,6 +286,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	// DynamoDB table names: 3–255 characters
 	// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html).
 	str(EnvLedgerTable, &c.LedgerTable, 255)
+	// Event bus names: 1–256 of letters, digits and . - _ /
+	// (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_CreateEventBus.html).
+	str(EnvResultBus, &c.ResultBus, 256)
 	duration := func(name string, dst *time.Duration, lo, hi time.Duration) {
 		v := getenv(name)
 		if err != nil || v == "" {
@@ -307,6 +316,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	duration(EnvIncidentMaxAge, &c.IncidentMaxAge, minIncidentMaxAge, maxIncidentMaxAge)
 	if err != nil {
 		return Config{}, err
+	}
+	if strings.ContainsFunc(c.ResultBus, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-/", r))
+	}) {
+		return Config{}, fmt.Errorf("%s=%q: not an event bus name (letters, digits and . _ - /)", EnvResultBus, c.ResultBus)
 	}
 	if c.LedgerTable == "" {
 		return Config{}, fmt.Errorf("%s: required; it names the DynamoDB table of the rotation ledger, "+
@@ -412,5 +426,6 @@ func Environment(c Config) map[string]string {
 		EnvSettleAfter:           dur(c.SettleAfter),
 		EnvLedgerRetention:       dur(c.LedgerRetention),
 		EnvIncidentMaxAge:        dur(c.IncidentMaxAge),
+		EnvResultBus:             c.ResultBus,
 	}
 }
