@@ -28,7 +28,8 @@ demo: node_modules/.installed ## the real bootstrap under the Lambda Runtime Int
 # member accounts × 5,000 keys swept side by side; the sweep's peak RSS is
 # printed per fleet; last line is one JSON object.
 # BENCHFLAGS passes more flags (e.g. -due-fraction 0.05, -cpuprofile cpu.out).
-bench:
+# The rotation ledger's dynalite runs on Node 22 from node_modules.
+bench: node_modules/.installed
 	$(GO) build -o bin/bench ./lambda/tools/bench
 	GO=$(GO) ./bin/bench $(BENCHFLAGS)
 

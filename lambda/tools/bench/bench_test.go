@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
@@ -93,5 +96,45 @@ func TestOrgFleetRepeatsTheShapeInEveryMemberAccount(t *testing.T) {
 		if n := perAccount[orgAccount(i)]; n != shape.Total() {
 			t.Errorf("account %s has %d keys, want %d", orgAccount(i), n, shape.Total())
 		}
+	}
+}
+
+// stepClient answers each request when the test releases it.
+type stepClient struct{ entered chan chan struct{} }
+
+func (c stepClient) Do(*http.Request) (*http.Response, error) {
+	release := make(chan struct{})
+	c.entered <- release
+	<-release
+	return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+}
+
+func TestLedgerTimerCountsTheTimeACallIsInFlightNotTheirSum(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(0, 0)
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	next := stepClient{entered: make(chan chan struct{})}
+	timer := &ledgerTimer{next: next, now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
+	var wg sync.WaitGroup
+	send := func() chan struct{} {
+		wg.Go(func() { _, _ = timer.Do(&http.Request{}) })
+		return <-next.entered
+	}
+	a := send() // 0-30 ms
+	advance(10 * time.Millisecond)
+	b := send() // 10-40 ms
+	advance(20 * time.Millisecond)
+	close(a)
+	advance(10 * time.Millisecond)
+	close(b)
+	wg.Wait()
+	advance(60 * time.Millisecond)
+	c := send() // 100-105 ms
+	advance(5 * time.Millisecond)
+	close(c)
+	wg.Wait()
+	// The three calls last 30+30+5 = 65 ms; one was in flight for 45.
+	if timer.calls != 3 || timer.busy != 45*time.Millisecond {
+		t.Fatalf("calls %d, busy %v; want 3 calls, 45ms in flight", timer.calls, timer.busy)
 	}
 }

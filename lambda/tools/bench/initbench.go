@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // buildBootstrap builds the function for goarch into dir, static with
@@ -74,6 +76,8 @@ func measureInit(ctx context.Context, bin string, runs int) ([]time.Duration, er
 			"AWS_CONFIG_FILE=" + os.DevNull,
 			"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
 			"AWS_ENDPOINT_URL=http://127.0.0.1:1",
+			// Required by the cold start; init makes no DynamoDB call.
+			settings.EnvLedgerTable + "=" + ledgerTable,
 		}
 		start := time.Now()
 		if err := cmd.Start(); err != nil {

@@ -39,8 +39,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/dynalite"
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
 )
+
+// ledgerTable names the rotation ledger's table of each sweep: every
+// fleet's sweep, and the organization's, runs against a fresh dynalite.
+const ledgerTable = "kms-rotator-bench-ledger"
 
 // The identity of local runs (docs/design.md "Configuration"): account and Region the Lambda
 // Runtime Interface Emulator reports.
@@ -124,27 +129,36 @@ func run(args []string, stdout io.Writer) error {
 
 // fleetResult is one fleet's line in the final JSON object.
 type fleetResult struct {
-	Keys                int                `json:"keys"`
-	Due                 int                `json:"due"`
-	Ineligible          int                `json:"ineligible"`
-	NotOptedIn          int                `json:"notOptedIn"`
-	FloorSeconds        float64            `json:"floorSeconds"`
-	WallSeconds         float64            `json:"wallSeconds"`
-	Ratio               float64            `json:"ratio"`
-	CallsPerKey         map[string]float64 `json:"callsPerKey"`
-	CallsPerDueKey      float64            `json:"callsPerDueKey"`
-	CallsPerNotDueKey   float64            `json:"callsPerNotDueKey"`
-	Calls               int64              `json:"calls"`
-	CallTarget          int64              `json:"callTarget"`
-	Throttled           int64              `json:"throttled"`
-	Rotated             int                `json:"rotated"`
-	Failed              int                `json:"failed"`
-	Deferred            int                `json:"deferred"`
-	PeakRSSMB           float64            `json:"peakRSSMB"`
-	BaselineWallSeconds float64            `json:"baselineWallSeconds"`
-	BaselineSampled     bool               `json:"baselineSampled"`
-	BaselineCheckedKeys int                `json:"baselineCheckedKeys"`
-	Speedup             float64            `json:"speedup"`
+	Keys              int                `json:"keys"`
+	Due               int                `json:"due"`
+	Ineligible        int                `json:"ineligible"`
+	NotOptedIn        int                `json:"notOptedIn"`
+	FloorSeconds      float64            `json:"floorSeconds"`
+	WallSeconds       float64            `json:"wallSeconds"`
+	Ratio             float64            `json:"ratio"`
+	CallsPerKey       map[string]float64 `json:"callsPerKey"`
+	CallsPerDueKey    float64            `json:"callsPerDueKey"`
+	CallsPerNotDueKey float64            `json:"callsPerNotDueKey"`
+	Calls             int64              `json:"calls"`
+	CallTarget        int64              `json:"callTarget"`
+	Throttled         int64              `json:"throttled"`
+	Rotated           int                `json:"rotated"`
+	Failed            int                `json:"failed"`
+	Deferred          int                `json:"deferred"`
+	PeakRSSMB         float64            `json:"peakRSSMB"`
+	// LedgerCalls are the sweep's DynamoDB requests (claims, settles);
+	// LedgerBusySeconds the wall time during which at least one was in
+	// flight; LedgerRatioBound = LedgerBusySeconds / FloorSeconds, the
+	// most the ledger can add to Ratio (all of that time on the critical
+	// path). Claims is the claim records the table holds afterwards.
+	LedgerCalls         int64   `json:"ledgerCalls"`
+	LedgerBusySeconds   float64 `json:"ledgerBusySeconds"`
+	LedgerRatioBound    float64 `json:"ledgerRatioBound"`
+	Claims              int     `json:"claims"`
+	BaselineWallSeconds float64 `json:"baselineWallSeconds"`
+	BaselineSampled     bool    `json:"baselineSampled"`
+	BaselineCheckedKeys int     `json:"baselineCheckedKeys"`
+	Speedup             float64 `json:"speedup"`
 }
 
 // summary is the final JSON line.
@@ -161,7 +175,14 @@ type summary struct {
 func bench(ctx context.Context, o options, w io.Writer) error {
 	rotateRate := quotaRotateKeyOnDemand * o.quotaScale
 	listRate := quotaListKeyRotations * o.quotaScale
-	cfg, err := settings.LoadConfig(os.Getenv)
+	// The sweeps' settings, as the children will read them (the ledger's
+	// table is the bench's own).
+	cfg, err := settings.LoadConfig(func(k string) string {
+		if k == settings.EnvLedgerTable {
+			return ledgerTable
+		}
+		return os.Getenv(k)
+	})
 	if err != nil {
 		return err
 	}
@@ -251,13 +272,24 @@ func benchFleet(ctx context.Context, o options, cfg settings.Config, shape fleet
 	if err != nil {
 		return fr, err
 	}
+	ldb, err := startLedger(ctx)
+	if err != nil {
+		emu.close()
+		return fr, err
+	}
+	defer ldb.Close()
 	emu.srv.ResetStats()
-	res, rss, err := runChild(ctx, emu.url, rotateRate, filepath.Join(tmp, "sweep.json"), "", o.cpuProfile, o.memProfile, o.sweepLog)
+	res, rss, err := runChild(ctx, emu.url, ldb.URL, rotateRate, filepath.Join(tmp, "sweep.json"), "", o.cpuProfile, o.memProfile, o.sweepLog)
 	stats := emu.srv.Stats()
 	emu.close()
 	if err != nil {
 		return fr, err
 	}
+	if fr.Claims, err = ldb.CountClaims(ctx, ledgerTable); err != nil {
+		return fr, err
+	}
+	fr.LedgerCalls, fr.LedgerBusySeconds = res.LedgerCalls, round(res.LedgerBusySeconds, 3)
+	fr.LedgerRatioBound = round(res.LedgerBusySeconds/fr.FloorSeconds, 3)
 	fr.WallSeconds = round(res.WallSeconds, 3)
 	fr.Ratio = round(res.WallSeconds/fr.FloorSeconds, 3)
 	fr.Rotated, fr.Failed, fr.Deferred = res.Summary.Rotated, res.Summary.Failed, res.Summary.Deferred
@@ -288,6 +320,8 @@ func benchFleet(ctx context.Context, o options, cfg settings.Config, shape fleet
 	fmt.Fprintf(w, "engine:   wall %.2fs, floor %.2fs, ratio %.3f (target <= 1.1 at 10,000 keys)\n", fr.WallSeconds, fr.FloorSeconds, fr.Ratio)
 	fmt.Fprintf(w, "          rotated %d of %d due, failed %d, deferred %d, skipped %d %v\n",
 		fr.Rotated, shape.Due, fr.Failed, fr.Deferred, res.Summary.Skipped, res.Summary.Reasons)
+	fmt.Fprintf(w, "ledger:   %d DynamoDB calls (%.2f per rotated key), %d claims; a call in flight %.2fs of the %.2fs wall: at most %.3f of the ratio %.3f\n",
+		fr.LedgerCalls, float64(fr.LedgerCalls)/float64(max(fr.Rotated, 1)), fr.Claims, fr.LedgerBusySeconds, fr.WallSeconds, fr.LedgerRatioBound, fr.Ratio)
 	fmt.Fprintf(w, "          sweep process CPU %.2fs (%.0f%% of one core over the wall time)\n", res.CPUSeconds, 100*res.CPUSeconds/res.WallSeconds)
 	fmt.Fprintf(w, "          KMS calls %d (issue target <= %d at 4 per due key), throttled %d, peak RSS %.1f MB (sweep process)\n", fr.Calls, fr.CallTarget, fr.Throttled, fr.PeakRSSMB)
 	fmt.Fprintf(w, "          per key: %.2f per due key (issue target 4; 5 by design: status + history re-read before rotating), %.2f per other key (target 2), +%.3f GetResources, +%.3f ListAliases\n",
@@ -349,9 +383,24 @@ func startEmulator(o options, fleet []byte) (*emulator, error) {
 	return &emulator{srv: srv, url: "http://" + ln.Addr().String(), close: func() { _ = hs.Close() }}, nil
 }
 
-// runChild re-executes this binary with -sweep against url and returns its
-// result and its peak RSS in MB (getrusage of the child).
-func runChild(ctx context.Context, url string, rotateRate float64, out, target, cpuProfile, memProfile, logFile string) (sweepResult, float64, error) {
+// startLedger runs a fresh dynalite with the ledger's table, from the
+// repository's node_modules (npm ci; make bench runs it).
+func startLedger(ctx context.Context) (*dynalite.Server, error) {
+	s, err := dynalite.Start(ctx, dynalite.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.CreateLedgerTable(ctx, ledgerTable); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// runChild re-executes this binary with -sweep against the emulator at url
+// and the ledger at ledgerURL, and returns its result and its peak RSS in
+// MB (getrusage of the child).
+func runChild(ctx context.Context, url, ledgerURL string, rotateRate float64, out, target, cpuProfile, memProfile, logFile string) (sweepResult, float64, error) {
 	var res sweepResult
 	self, err := os.Executable()
 	if err != nil {
@@ -385,6 +434,8 @@ func runChild(ctx context.Context, url string, rotateRate float64, out, target, 
 		"AWS_CONFIG_FILE="+os.DevNull,
 		"AWS_SHARED_CREDENTIALS_FILE="+os.DevNull,
 		settings.EnvRotateRPS+"="+strconv.FormatFloat(rotateRate, 'f', -1, 64),
+		settings.EnvLedgerTable+"="+ledgerTable,
+		"AWS_ENDPOINT_URL_DYNAMODB="+ledgerURL,
 	)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = devnull, &stderr

@@ -72,6 +72,13 @@ func benchOrg(ctx context.Context, o options, tmp string, w io.Writer) (orgResul
 		return r, err
 	}
 	defer emu.close()
+	// One ledger for the organization, as the central account's one
+	// table serves every member sweep.
+	ldb, err := startLedger(ctx)
+	if err != nil {
+		return r, err
+	}
+	defer ldb.Close()
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -80,7 +87,7 @@ func benchOrg(ctx context.Context, o options, tmp string, w io.Writer) (orgResul
 	start := time.Now()
 	for i := range o.orgTargets {
 		wg.Go(func() {
-			res, _, err := runChild(ctx, emu.url, rotateRate, filepath.Join(tmp, fmt.Sprintf("org-%d.json", i)), orgAccount(i), "", "", "")
+			res, _, err := runChild(ctx, emu.url, ldb.URL, rotateRate, filepath.Join(tmp, fmt.Sprintf("org-%d.json", i)), orgAccount(i), "", "", "")
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstEr == nil {

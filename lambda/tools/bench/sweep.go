@@ -5,15 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
+	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
@@ -27,6 +32,49 @@ type sweepResult struct {
 	PeakRSSMB float64 `json:"peakRSSMB"`
 	// CPUSeconds is filled in by the parent from the child's rusage.
 	CPUSeconds float64 `json:"-"`
+	// LedgerCalls and LedgerBusySeconds are ledgerTimer's figures.
+	LedgerCalls       int64   `json:"ledgerCalls"`
+	LedgerBusySeconds float64 `json:"ledgerBusySeconds"`
+}
+
+// ledgerTimer wraps the ledger's HTTP client: it counts the DynamoDB
+// requests and the wall time during which at least one is in flight. The
+// pipelines overlap their calls, so summed latencies would overstate what
+// the ledger costs the sweep; busy time is what it can cost at most.
+type ledgerTimer struct {
+	next aws.HTTPClient
+	now  func() time.Time // time.Now when nil
+
+	mu       sync.Mutex
+	calls    int64
+	inFlight int
+	since    time.Time
+	busy     time.Duration
+}
+
+// Do implements aws.HTTPClient.
+func (t *ledgerTimer) Do(r *http.Request) (*http.Response, error) {
+	t.mu.Lock()
+	t.calls++
+	if t.inFlight == 0 {
+		t.since = t.clock()
+	}
+	t.inFlight++
+	t.mu.Unlock()
+	resp, err := t.next.Do(r)
+	t.mu.Lock()
+	if t.inFlight--; t.inFlight == 0 {
+		t.busy += t.clock().Sub(t.since)
+	}
+	t.mu.Unlock()
+	return resp, err
+}
+
+func (t *ledgerTimer) clock() time.Time {
+	if t.now != nil {
+		return t.now()
+	}
+	return time.Now()
 }
 
 // runSweep is the child process: one scheduled run of the engine, wired the
@@ -59,6 +107,9 @@ func runSweep(out, cpuProfile, memProfile, target string) error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	engine := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, os.Stdout)
+	// The ledger as lambda/main.go gives it, its requests timed.
+	timer := &ledgerTimer{next: awsCfg.HTTPClient}
+	engine.SetLedger(ledger.New(dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) { o.HTTPClient = timer }), cfg.LedgerTable, cfg.LedgerRetention))
 	inv := rotator.Invocation{RequestID: "bench", Scope: request.Scope{Partition: "aws", Account: benchAccount, Region: benchRegion}}
 	req := request.Request{Mode: request.ModeScheduled, Source: request.SourceScheduledEvent}
 	if target != "" {
@@ -88,7 +139,11 @@ func runSweep(out, cpuProfile, memProfile, target string) error {
 			return err
 		}
 	}
-	b, err := json.Marshal(sweepResult{WallSeconds: wall.Seconds(), Summary: rep.Summary, PeakRSSMB: peakRSSMB()})
+	timer.mu.Lock()
+	calls, busy := timer.calls, timer.busy
+	timer.mu.Unlock()
+	b, err := json.Marshal(sweepResult{WallSeconds: wall.Seconds(), Summary: rep.Summary, PeakRSSMB: peakRSSMB(),
+		LedgerCalls: calls, LedgerBusySeconds: busy.Seconds()})
 	if err != nil {
 		return err
 	}
