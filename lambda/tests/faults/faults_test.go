@@ -22,6 +22,7 @@ import (
 	lambdasvc "github.com/aws/aws-sdk-go-v2/service/lambda"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
+	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
@@ -199,7 +200,7 @@ func runSchedule(t *testing.T, sc schedule) {
 	if got := len(before.candidates()); got < 20 || got > 60 {
 		t.Fatalf("fleet has %d candidates; keep fleets at 20–60 keys", got)
 	}
-	fnEnv := scheduledEnv(sc.env)
+	fnEnv := withLedger(t, scheduledEnv(sc.env))
 	if sc.localLimit > 0 {
 		fnEnv[settings.EnvOnDemandLimit] = fmt.Sprint(sc.localLimit)
 	}
@@ -444,6 +445,16 @@ func runEngine(ctx context.Context, endpoint string, cfg settings.Config, req re
 	var logs, metrics emutest.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	eng := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, &metrics)
+	// The ledger withLedger named, in the process's dynalite.
+	root, err := harness.FindRoot("")
+	if err != nil {
+		return run{}, err
+	}
+	ledgerSrv, err := harness.SharedLedger(ctx, root)
+	if err != nil {
+		return run{}, err
+	}
+	eng.SetLedger(ledger.New(ledgerSrv.Client(ctx), cfg.LedgerTable, cfg.LedgerRetention))
 	inv := rotator.Invocation{RequestID: name, Scope: scope}
 	if hangingLambda {
 		eng.SetLambda(hangingInvoke{})

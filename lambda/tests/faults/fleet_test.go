@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
+	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
 )
 
@@ -111,6 +113,31 @@ func classOf(cs []class, alias string) (class, bool) {
 
 // scheduledEnv is the function configuration of the suite: defaults except
 // a pace and concurrency that keep runs short.
+// ledgerTables numbers the ledger tables withLedger creates.
+var ledgerTables atomic.Int64
+
+// withLedger sets ROTATOR_LEDGER_TABLE in env to a fresh table in the
+// process's dynalite (harness.SharedLedger), which runEngine hands the
+// engine as lambda/main.go does; the engines of one scenario share it, as
+// the runs of one deployment do.
+func withLedger(t *testing.T, env map[string]string) map[string]string {
+	t.Helper()
+	root, err := harness.FindRoot("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := harness.SharedLedger(t.Context(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("faults-ledger-%d", ledgerTables.Add(1))
+	if err := srv.CreateLedgerTable(t.Context(), name); err != nil {
+		t.Fatal(err)
+	}
+	env[settings.EnvLedgerTable] = name
+	return env
+}
+
 func scheduledEnv(extra map[string]string) map[string]string {
 	env := map[string]string{
 		settings.EnvOnDemandLimit: fmt.Sprint(limit),

@@ -77,7 +77,7 @@ func (f *deniedFleet) GetResources(_ context.Context, in *tagging.GetResourcesIn
 func TestReportFitsTheLambdaResponseLimit(t *testing.T) {
 	const n = 5600 // about 6.4 MB of entries
 	f := &deniedFleet{n: n}
-	cfg, err := settings.LoadConfig(mapEnv(scheduledEnv(nil)))
+	cfg, err := settings.LoadConfig(mapEnv(withLedger(t, scheduledEnv(nil))))
 	if err != nil {
 		t.Fatal(err)
 	}

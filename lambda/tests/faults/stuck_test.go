@@ -45,7 +45,7 @@ func TestStuckRotationIsFlagged(t *testing.T) {
 	stuckARN := aws.ToString(d.KeyMetadata.Arn)
 
 	config := func(t *testing.T, extra map[string]string) settings.Config {
-		cfg, err := settings.LoadConfig(mapEnv(scheduledEnv(extra)))
+		cfg, err := settings.LoadConfig(mapEnv(withLedger(t, scheduledEnv(extra))))
 		if err != nil {
 			t.Fatal(err)
 		}
