@@ -502,9 +502,11 @@ func TestOrgStateMachineSweepsEveryReachableTargetLocally(t *testing.T) {
 }
 
 // TestOrgStateMachineContinuesADeferringTargetLocally makes one target
-// defer keys: a 3 s function timeout leaves 1 s for keys after the 2 s
-// deadline margin, and 10 rotations a second do not finish 24 due keys in
-// it. The state machine invokes the function again with the report's
+// defer keys: a 6 s function timeout leaves 4 s for keys after the 2 s
+// deadline margin, the engine starts a rotation only while one call's
+// timeout (1 s here) and the confirm window (0 here) still fit before that
+// cutoff, and 5 rotations a second do not finish 24 due keys in the 3 s
+// left. The state machine invokes the function again with the report's
 // cursor until the target is swept. The function runs as deployed in
 // organization mode, ROTATOR_CONTINUATION_MAX=0: it reports the cursor
 // without starting a next link itself.
@@ -514,9 +516,11 @@ func TestOrgStateMachineContinuesADeferringTargetLocally(t *testing.T) {
 		{flowMemberB, "us-east-1"}: 2, {flowMemberB, "eu-west-1"}: 3,
 		{flowUnreachable, "us-east-1"}: 2, {flowUnreachable, "eu-west-1"}: 2,
 	}
-	env := startFlowEnv(t, due, 3*time.Second, map[string]string{
+	env := startFlowEnv(t, due, 6*time.Second, map[string]string{
 		settings.EnvContinuationMax: "0",
-		settings.EnvRotateRPS:       "10",
+		settings.EnvRotateRPS:       "5",
+		settings.EnvCallTimeout:     "1s",
+		settings.EnvConfirmWait:     "0s",
 	})
 	for _, r := range checkFlow(t, flowDefinition(t), env, due) {
 		if tg := (orgTarget{r.Account, r.Region}); tg == (orgTarget{flowMemberA, "us-east-1"}) && r.Links < 2 {
