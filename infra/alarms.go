@@ -41,6 +41,35 @@ func rotatorMetric(s Settings, name, mode, statistic string, period time.Duratio
 	})
 }
 
+// reasonLedgerUnavailable is the failure reason of a key whose claim the
+// ledger could not record, so the function did not rotate it
+// (docs/design.md "Metrics and logs": KeysFailed per [Mode, Reason]).
+const reasonLedgerUnavailable = "ledger-unavailable"
+
+// sumOverModesFor is sumOverModes of one metric of one Reason, dimensions
+// [Mode, Reason]. The function emits the per-reason lines with these two
+// dimensions in organization mode too (no Account), so one alarm covers
+// every member account.
+func sumOverModesFor(s Settings, name, reason string, ms []string, period time.Duration, label string) awscloudwatch.MathExpression {
+	using := map[string]awscloudwatch.IMetric{}
+	for _, m := range ms {
+		using[m] = awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+			Namespace:     jsii.String(s.Function.MetricsNamespace),
+			MetricName:    jsii.String(name),
+			DimensionsMap: &map[string]*string{settings.DimMode: jsii.String(m), settings.DimReason: jsii.String(reason)},
+			Statistic:     jsii.String("Sum"),
+			Period:        awscdk.Duration_Seconds(jsii.Number(period.Seconds())),
+			Label:         jsii.String(m),
+		})
+	}
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression:   jsii.String("SUM(METRICS())"),
+		UsingMetrics: &using,
+		Period:       awscdk.Duration_Seconds(jsii.Number(period.Seconds())),
+		Label:        jsii.String(label),
+	})
+}
+
 // sumOverModes adds one metric across the given modes: EMF publishes it per
 // Mode, and an alarm must not miss a failure because it happened in a mode
 // nobody thought of.
@@ -80,6 +109,7 @@ type rotatorAlarms struct {
 	AsyncEventsDropped awscloudwatch.Alarm
 	ResultEventsFailed awscloudwatch.Alarm
 	RotationsStuck     awscloudwatch.Alarm
+	LedgerUnavailable  awscloudwatch.Alarm
 	// OrgSweepFailed exists in organization mode only.
 	OrgSweepFailed awscloudwatch.Alarm
 	All            []awscloudwatch.IAlarm
@@ -331,6 +361,12 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 		// only its own keys), so the alarm takes any run's count in the
 		// hour rather than the last run's verdict, as budget-exhausted does.
 		metric: sumOverModes(s, settings.MetricRotationsStuck, modes, time.Hour, "stuck rotations"),
+		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	a.LedgerUnavailable = alarm("LedgerUnavailable", spec{name: reasonLedgerUnavailable,
+		desc: "Keys failed with reason ledger-unavailable: the function could not record its claim in the rotation ledger (the DynamoDB table of the stack output LedgerTableName) " +
+			"before RotateKeyOnDemand, so it did not rotate them. Check the table (deleted, restored under another name, throttled), the role's DynamoDB permissions and " +
+			"DynamoDB's health in the Region; the function's log lines name the error. The next run, or a repeated incident, rotates the keys once the ledger answers.",
+		metric: sumOverModesFor(s, settings.MetricKeysFailed, reasonLedgerUnavailable, modes, fiveMin, "keys failed: ledger unavailable"),
 		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	if props.OrgSweep != nil {
 		a.OrgSweepFailed = alarm("OrgSweepFailed", spec{name: "org-sweep-failed",

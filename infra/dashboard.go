@@ -24,6 +24,8 @@ type rotatorDashboardProps struct {
 	LogGroupName string
 	Settings     Settings
 	Alarms       []awscloudwatch.IAlarm
+	// LedgerUnavailable is the ledger-unavailable alarm, graphed.
+	LedgerUnavailable awscloudwatch.Alarm
 	// OrgSweep is organization mode's state machine (nil otherwise).
 	OrgSweep awsstepfunctions.StateMachine
 }
@@ -118,6 +120,15 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 			search(s, settings.MetricResultEventsFailed, byMode, "Sum", "result events failed"),
 		}, []awscloudwatch.IMetric{
 			fn.Metric(jsii.String("AsyncEventsDropped"), fiveMin),
+		}),
+	)
+	d.AddWidgets(
+		// Keys not rotated because their claim could not be recorded:
+		// any is an alarm, so the alarm's own graph with its threshold.
+		awscloudwatch.NewAlarmWidget(&awscloudwatch.AlarmWidgetProps{
+			Title: jsii.String("Rotation ledger unavailable: keys failed (ledger-unavailable), all modes"),
+			Alarm: props.LedgerUnavailable,
+			Width: jsii.Number(24), Height: jsii.Number(6),
 		}),
 	)
 	d.AddWidgets(

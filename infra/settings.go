@@ -112,6 +112,10 @@ const (
 	ctxIncidentWait          = "incidentWait"
 	ctxStuckAfter            = "stuckAfter"
 	ctxSkipIdle              = "skipIdle"
+	ctxIdempotencyWindow     = "idempotencyWindow"
+	ctxSettleAfter           = "settleAfter"
+	ctxLedgerRetention       = "ledgerRetention"
+	ctxIncidentMaxAge        = "incidentMaxAge"
 )
 
 // functionKeys maps each context key of a function setting to the variable
@@ -138,6 +142,10 @@ var functionKeys = []struct{ key, env string }{
 	{ctxIncidentWait, settings.EnvIncidentWait},
 	{ctxStuckAfter, settings.EnvStuckAfter},
 	{ctxSkipIdle, settings.EnvSkipIdle},
+	{ctxIdempotencyWindow, settings.EnvIdempotencyWindow},
+	{ctxSettleAfter, settings.EnvSettleAfter},
+	{ctxLedgerRetention, settings.EnvLedgerRetention},
+	{ctxIncidentMaxAge, settings.EnvIncidentMaxAge},
 }
 
 // ContextKeys lists every context key the app reads.
@@ -232,6 +240,10 @@ var (
 	// (https://docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html).
 	topicARNRE = regexp.MustCompile(`^arn:(aws[a-z-]*):sns:([a-z0-9-]+):(\d{12}):[A-Za-z0-9_-]{1,256}$`)
 )
+
+// maxAsyncEventAge is the longest maximum event age of Lambda's
+// asynchronous invocation (MaximumEventAgeInSeconds 21600).
+const maxAsyncEventAge = 6 * time.Hour
 
 // maxRuleName is the longest EventBridge rule name.
 const maxRuleName = 64
@@ -406,6 +418,15 @@ func (r *ctxReader) stackBounds(c settings.Config) {
 	if !r.failed[ctxContinuationMax] && c.ContinuationMax > maxStackContinuation {
 		r.fail(ctxContinuationMax, strconv.Itoa(c.ContinuationMax),
 			"at most %d: Lambda's recursive loop detection stops a chain of about 16 invocations (the function itself accepts more)", maxStackContinuation)
+	}
+	// The incident rule's target and the function's asynchronous
+	// invocations drop an event older than incidentMaxAge, in whole
+	// seconds; Lambda keeps an asynchronous event at most six hours
+	// (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-configuring.html),
+	// though the function accepts a day.
+	if !r.failed[ctxIncidentMaxAge] && (c.IncidentMaxAge > maxAsyncEventAge || c.IncidentMaxAge%time.Second != 0) {
+		r.fail(ctxIncidentMaxAge, r.raw(ctxIncidentMaxAge, c.IncidentMaxAge.String()),
+			"whole seconds, at most %s: Lambda keeps an asynchronous event at most that long (the function itself accepts up to 24h)", maxAsyncEventAge)
 	}
 }
 

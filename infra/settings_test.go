@@ -67,6 +67,7 @@ var nonDefault = map[string]string{
 	ctxRotateRPS: "2.5", ctxConcurrency: "8", ctxDryRun: "true", ctxMetricsNamespace: "Sec/KMS", ctxContinuationMax: "3",
 	ctxIncidentCooldown: "90m", ctxConfirmWait: "2s", ctxCallTimeout: "30s", ctxMinIntervalDays: "45",
 	ctxAutoRotationGraceDays: "0", ctxIncidentWait: "0", ctxStuckAfter: "6h", ctxSkipIdle: "true",
+	ctxIdempotencyWindow: "48h", ctxSettleAfter: "30m", ctxLedgerRetention: "8760h", ctxIncidentMaxAge: "5m",
 }
 
 func TestFunctionKeys(t *testing.T) {
@@ -137,6 +138,7 @@ func TestEveryFunctionSettingReachesTheFunction(t *testing.T) {
 	want.IncidentCooldown, want.ConfirmWait, want.CallTimeout = 90*time.Minute, 2*time.Second, 30*time.Second
 	want.MinIntervalDays, want.AutoRotationGraceDays = 45, 0
 	want.IncidentWait, want.StuckAfter, want.SkipIdle = 0, 6*time.Hour, true
+	want.IdempotencyWindow, want.SettleAfter, want.LedgerRetention, want.IncidentMaxAge = 48*time.Hour, 30*time.Minute, 365*24*time.Hour, 5*time.Minute
 	// The stack always sets ROTATOR_CONCURRENCY, so the function uses it
 	// exactly rather than growing it with the pace.
 	if want.ConcurrencyAuto {
@@ -284,6 +286,38 @@ func TestSettingsFromContext(t *testing.T) {
 					t.Errorf("alarm e-mail %q", s.AlarmEmail)
 				}
 			}},
+		{name: "the ledger's settings are Go durations, set as Go spells them",
+			ctx: map[string]any{ctxIdempotencyWindow: "36h", ctxSettleAfter: "1h", ctxLedgerRetention: "17520h", ctxIncidentMaxAge: "6h"},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				env := settings.Environment(s.Function)
+				if env[settings.EnvIdempotencyWindow] != "36h0m0s" || env[settings.EnvSettleAfter] != "1h0m0s" ||
+					env[settings.EnvLedgerRetention] != "17520h0m0s" || env[settings.EnvIncidentMaxAge] != "6h0m0s" {
+					t.Errorf("environment %v", env)
+				}
+			}},
+		{name: "the ledger's defaults: a day's idempotency window, 15 minutes to settle and to deliver an incident, 400 days kept",
+			ctx: map[string]any{},
+			check: func(t *testing.T, s Settings) {
+				t.Helper()
+				f := s.Function
+				if f.IdempotencyWindow != 24*time.Hour || f.SettleAfter != 15*time.Minute || f.LedgerRetention != 400*24*time.Hour || f.IncidentMaxAge != 15*time.Minute {
+					t.Errorf("%+v", f)
+				}
+				if f.LedgerTable != ledgerTablePlaceholder {
+					t.Errorf("ledger table %q, want the placeholder the stack replaces", f.LedgerTable)
+				}
+			}},
+		{name: "an incident max age past Lambda's asynchronous maximum is rejected by the stack", ctx: map[string]any{ctxIncidentMaxAge: "7h"},
+			wantErr: "-c incidentMaxAge=7h: whole seconds, at most 6h0m0s: Lambda keeps an asynchronous event at most that long"},
+		{name: "an incident max age of fractional seconds is rejected by the stack", ctx: map[string]any{ctxIncidentMaxAge: "90.5s"},
+			wantErr: "-c incidentMaxAge=90.5s: whole seconds"},
+		{name: "an incident max age under a minute is rejected by the function's loader", ctx: map[string]any{ctxIncidentMaxAge: "30s"},
+			wantErr: "-c incidentMaxAge=30s: ROTATOR_INCIDENT_MAX_AGE=30s: must be between 1m0s and 24h0m0s"},
+		{name: "a ledger retention under 90 days is rejected by the function's loader", ctx: map[string]any{ctxLedgerRetention: "720h"},
+			wantErr: "-c ledgerRetention=720h: ROTATOR_LEDGER_RETENTION=720h: must be between"},
+		{name: "an idempotency window under an hour is rejected by the function's loader", ctx: map[string]any{ctxIdempotencyWindow: "30m"},
+			wantErr: "-c idempotencyWindow=30m: ROTATOR_IDEMPOTENCY_WINDOW=30m: must be between"},
 		{name: "reserve not below the limit is rejected", ctx: map[string]any{ctxReserve: 25}, wantErr: "-c reserve=25"},
 		{name: "a region typo is rejected", ctx: map[string]any{ctxRegions: "us-east1"}, wantErr: `"us-east1" is not a region`},
 		{name: "a schedule that is neither cron nor rate is rejected", ctx: map[string]any{ctxSchedule: "daily"}, wantErr: "-c schedule=daily"},

@@ -56,9 +56,9 @@ func scheduledInput() string {
 }
 
 // NewRotatorStack defines the function, its role (rendered from policy/),
-// the Scheduler schedule, the incident bus and its rule, the result
-// notification, the failure queue, the responder policy, the dashboard and
-// the alarms.
+// the rotation ledger's table, the Scheduler schedule, the incident bus and
+// its rule, the result notification, the failure queue, the responder
+// policy, the dashboard and the alarms.
 func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackProps) awscdk.Stack {
 	stack := awscdk.NewStack(scope, &id, &props.StackProps)
 	s := props.Settings
@@ -93,7 +93,8 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
 	})
 
-	role := newFunctionRole(stack, s, *logGroupName, *failures.QueueArn())
+	ledger := newLedgerTable(stack)
+	role := newFunctionRole(stack, s, *logGroupName, *failures.QueueArn(), *ledger.TableArn())
 
 	code := props.Code
 	if code == nil {
@@ -103,10 +104,9 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	for k, v := range settings.Environment(s.Function) {
 		env[k] = jsii.String(v)
 	}
-	// ROTATOR_LEDGER_TABLE names the rotation ledger's table, which this
-	// stack does not create: without it the function's cold start fails,
-	// naming the variable (function-errors).
-	delete(env, settings.EnvLedgerTable)
+	// The settings were validated with a placeholder table name
+	// (ledgerTablePlaceholder); the function gets the table's own.
+	env[settings.EnvLedgerTable] = ledger.TableName()
 	fnProps := &awslambda.FunctionProps{
 		FunctionName:  jsii.String(s.FunctionName),
 		Description:   jsii.String("kms-rotator: rotates the key material of opted-in KMS keys on demand (scheduled sweep and incident response)"),
@@ -129,6 +129,15 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 		// rotation on a key whose first one had started.
 		RetryAttempts: jsii.Number(0),
 		OnFailure:     awslambdadestinations.NewSqsDestination(failures),
+		// An asynchronous event Lambda could not start within
+		// ROTATOR_INCIDENT_MAX_AGE (throttling, reserved concurrency) goes
+		// to the failure queue instead of running late: a late incident
+		// must not rotate a key its responder has moved on from, and the
+		// function would refuse it anyway. The same age applies to the
+		// Scheduler's sweeps and to continuations, whose keys the next
+		// sweep picks up (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-configuring.html,
+		// MaximumEventAgeInSeconds, at least 60 s).
+		MaxEventAge: awscdk.Duration_Seconds(jsii.Number(s.Function.IncidentMaxAge.Seconds())),
 		// A continuation chain is bounded by ROTATOR_CONTINUATION_MAX (at
 		// most maxStackContinuation); Lambda's own loop detection stays on
 		// as a second stop.
@@ -164,7 +173,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	alarms := newAlarms(stack, "Alarms", &alarmsProps{Function: fn, FailureQueue: failures, ScheduleGroup: scheduleGroup, OrgSweep: orgSweep, Settings: s})
 	newResultNotification(stack, s, alarms.Topic, failures)
 	newRotatorDashboard(stack, "Dashboard", &rotatorDashboardProps{
-		Function: fn, LogGroupName: *logGroupName, Settings: s, Alarms: alarms.All, OrgSweep: orgSweep,
+		Function: fn, LogGroupName: *logGroupName, Settings: s, Alarms: alarms.All, OrgSweep: orgSweep, LedgerUnavailable: alarms.LedgerUnavailable,
 	})
 	responder := newResponderPolicy(stack, s, bus)
 	if s.Org.Enabled() {
@@ -183,6 +192,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	out("RoleArn", "The function's execution role", role.RoleArn())
 	out("LogGroupName", "The function's log group (kept when the stack is deleted)", logGroup.LogGroupName())
 	out("FailureQueueUrl", "Failed asynchronous invocations and undeliverable sweeps and events", failures.QueueUrl())
+	out("LedgerTableName", "The rotation ledger: one item per rotation claim, with who asked and why (kept when the stack is deleted)", ledger.TableName())
 	out("AlarmTopicArn", "Alarm notifications and incident results; subscribe your on-call here", alarms.Topic.TopicArn())
 	out("IncidentBusName", "Put incident requests (source kms-rotator, detail-type Rotate KMS Keys) on this event bus", bus.EventBusName())
 	out("ResponderPolicyArn", "Attach to incident responders' roles: invoke the function, request incidents on the incident bus", responder.ManagedPolicyArn())
@@ -311,6 +321,14 @@ func newIncidentChannel(stack awscdk.Stack, s Settings, fn awslambda.Function, f
 		},
 		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, &awseventstargets.LambdaFunctionProps{
 			DeadLetterQueue: failures,
+			// EventBridge retries a failed delivery with backoff until the
+			// event is ROTATOR_INCIDENT_MAX_AGE old, then sends it to the
+			// failure queue: the age, not the count, bounds the retries, so
+			// the count is EventBridge's maximum
+			// (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html;
+			// MaximumEventAgeInSeconds at least 60).
+			MaxEventAge:   awscdk.Duration_Seconds(jsii.Number(s.Function.IncidentMaxAge.Seconds())),
+			RetryAttempts: jsii.Number(maxRuleRetryAttempts),
 		})},
 	})
 	// The target's Lambda permission takes its logical ID from the stack's
@@ -323,6 +341,10 @@ func newIncidentChannel(stack awscdk.Stack, s Settings, fn awslambda.Function, f
 	}
 	return bus
 }
+
+// maxRuleRetryAttempts is the most retries an EventBridge rule target takes
+// (RetryPolicy MaximumRetryAttempts, 0–185).
+const maxRuleRetryAttempts = 185
 
 // incidentPrincipals are the principals the incident bus admits and the
 // ARN patterns outside which it denies: the listed roles, or every
@@ -441,7 +463,7 @@ const (
 
 // newFunctionRole creates the execution role with exactly the inline policy
 // rendered from policy/function-role.json.
-func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueARN string) awsiam.Role {
+func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueARN, ledgerTableARN string) awsiam.Role {
 	doc, err := policy.FunctionRole(policy.Params{
 		Partition:       *awscdk.Aws_PARTITION(),
 		Account:         *awscdk.Aws_ACCOUNT_ID(),
@@ -451,6 +473,7 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 		LogGroupName:    logGroupName,
 		FunctionName:    s.FunctionName,
 		FailureQueueARN: failureQueueARN,
+		LedgerTableARN:  ledgerTableARN,
 		// The result event the function announces on the default bus.
 		ResultEventSource:     settings.ResultEventSource,
 		ResultEventDetailType: settings.ResultEventDetailType,

@@ -166,11 +166,14 @@ func TestFunction(t *testing.T) {
 	logGroupID, _ := only(t, j, "AWS::Logs::LogGroup")
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
 	_, fn := only(t, j, "AWS::Lambda::Function")
+	tableID, _ := only(t, j, "AWS::DynamoDB::Table")
 	env := map[string]any{}
 	for k, v := range settings.Environment(DefaultSettings().Function) {
 		env[k] = v
 	}
-	delete(env, settings.EnvLedgerTable)
+	// The ledger table's name, not the placeholder the settings were
+	// validated with.
+	env[settings.EnvLedgerTable] = map[string]any{"Ref": tableID}
 	tests := []struct {
 		name string
 		got  any
@@ -586,6 +589,7 @@ type statement struct {
 func TestRoleHasExactlyThesePermissions(t *testing.T) {
 	_, tmpl, j := synth(t)
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
+	tableID, _ := only(t, j, "AWS::DynamoDB::Table")
 	const keys = "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"
 	want := []statement{
 		{"AnnounceRunResultsOnDefaultBus", []string{"events:PutEvents"},
@@ -598,6 +602,8 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 		{"ListAliasesAndTaggedKeys", []string{"kms:ListAliases", "tag:GetResources"}, []string{"*"}, ""},
 		{"ReadRotationStateOfOptedInKeys", []string{"kms:GetKeyLastUsage", "kms:GetKeyRotationStatus", "kms:ListKeyRotations"}, []string{keys},
 			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled"}}`},
+		{"ReadWriteOwnLedger", []string{"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+			[]string{"${" + tableID + ".Arn}"}, ""},
 		{"RotateOptedInSymmetricKeys", []string{"kms:RotateKeyOnDemand"}, []string{keys},
 			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled","kms:KeySpec":"SYMMETRIC_DEFAULT"}}`},
 		{"SendFailedInvocationsToOwnQueue", []string{"sqs:SendMessage"}, []string{"${" + queueID + ".Arn}"}, ""},
@@ -668,7 +674,8 @@ func TestAlarms(t *testing.T) {
 	}
 	names := slices.Sorted(maps.Keys(alarms))
 	wantNames := []string{"kms-rotator-async-events-dropped", "kms-rotator-budget-exhausted", "kms-rotator-failure-queue", "kms-rotator-function-errors",
-		"kms-rotator-keys-failed", "kms-rotator-keys-overdue", "kms-rotator-result-events-failed", "kms-rotator-rotations-stuck", "kms-rotator-silence"}
+		"kms-rotator-keys-failed", "kms-rotator-keys-overdue", "kms-rotator-ledger-unavailable", "kms-rotator-result-events-failed", "kms-rotator-rotations-stuck",
+		"kms-rotator-silence"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Fatalf("alarms %v, want %v", names, wantNames)
 	}

@@ -107,6 +107,9 @@ type Params struct {
 	// StateMachineARN is the organization sweep's state machine
 	// (organization mode's Scheduler role).
 	StateMachineARN string
+	// LedgerTableARN is the rotation ledger's DynamoDB table, the only
+	// table the function's role may read and write.
+	LedgerTableARN string
 }
 
 func (p Params) values() map[string]string {
@@ -128,6 +131,7 @@ func (p Params) values() map[string]string {
 		"MemberRoleName":        p.MemberRoleName,
 		"OrgId":                 p.OrgID,
 		"StateMachineArn":       p.StateMachineARN,
+		"LedgerTableArn":        p.LedgerTableARN,
 	}
 }
 
@@ -199,6 +203,14 @@ func (v Values) MarshalJSON() ([]byte, error) {
 // keys (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoneventbridge.html),
 // hence ForAllValues:StringEquals, with Null so that an entry without them
 // does not pass (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html).
+//
+// Its ledger statement lets the role read and write the items of its own
+// table, LedgerTableARN, and nothing else in DynamoDB: the item reads and
+// writes the ledger makes and Query on the table itself, not on an index
+// (an index is a resource of its own,
+// https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html),
+// and no Scan and no table management. It is not one of MemberRoleSids, so
+// a member role never holds it.
 func FunctionRole(p Params) (Document, error) {
 	return renderDocument(FunctionRoleFile, p)
 }

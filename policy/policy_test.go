@@ -27,7 +27,11 @@ var testParams = Params{
 	IncidentDetailType:        "Rotate KMS Keys",
 	IncidentPrincipals:        []string{"arn:aws:iam::012345678912:role/soar"},
 	IncidentPrincipalPatterns: []string{"arn:aws:iam::012345678912:role/soar"},
+	LedgerTableARN:            ledgerTable,
 }
+
+// ledgerTable is the rotation ledger's table of testParams.
+const ledgerTable = "arn:aws:dynamodb:us-east-1:012345678912:table/KmsRotator-LedgerTable-1A2B3C4D5E6F"
 
 // accountOnly are the incident bus parameters without incidentPrincipals:
 // the whole account, through IAM.
@@ -78,6 +82,9 @@ func TestFunctionRoleIsExactlyThis(t *testing.T) {
 				"ForAllValues:StringEquals": {"events:source": {"kms-rotator"}, "events:detail-type": {"KMS Rotation Run Completed"}},
 				"Null":                      {"events:source": {"false"}, "events:detail-type": {"false"}},
 			}},
+		{Sid: "ReadWriteOwnLedger", Effect: "Allow",
+			Action:   []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
+			Resource: []string{ledgerTable}},
 	}
 	doc, err := FunctionRole(testParams)
 	if err != nil {
@@ -206,7 +213,7 @@ func TestPlaceholdersListWhatTheDocumentsNeed(t *testing.T) {
 		file string
 		want []string
 	}{
-		{FunctionRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "LogGroupName", "Partition", "Region", "ResultEventDetailType", "ResultEventSource", "TagKey", "TagValue"}},
+		{FunctionRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "LedgerTableArn", "LogGroupName", "Partition", "Region", "ResultEventDetailType", "ResultEventSource", "TagKey", "TagValue"}},
 		{KeyPolicyStatementFile, []string{"RoleArn", "TagKey", "TagValue"}},
 		{SchedulerRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "Partition", "Region"}},
 		{SchedulerOrgRoleFile, []string{"FailureQueueArn", "StateMachineArn"}},

@@ -410,3 +410,73 @@ func statementsAsAny(t *testing.T, s []Statement) []any {
 	}
 	return out
 }
+
+// TestSimulateLedger asks the simulator's own action list for every
+// DynamoDB action, so an action AWS adds later is checked too: the
+// function's role may get, put, update and delete items of its ledger table
+// and query it, and nothing else — not the same on another table of the
+// account, not on the table's indexes or streams, no Scan, no table
+// management. The member role of an organization's account may do nothing
+// in DynamoDB.
+func TestSimulateLedger(t *testing.T) {
+	var actions []struct {
+		Action        string   `json:"action"`
+		ResourceTypes []string `json:"resourceTypes"`
+	}
+	runSimulator(t, nil, &actions, "actions", "dynamodb")
+	if len(actions) < 40 {
+		t.Fatalf("the simulator knows only %d DynamoDB actions", len(actions))
+	}
+	fn, err := FunctionRole(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	member, err := MemberRole(memberParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledgerActions := map[string]bool{
+		"dynamodb:GetItem": true, "dynamodb:PutItem": true, "dynamodb:UpdateItem": true, "dynamodb:DeleteItem": true, "dynamodb:Query": true,
+	}
+	const (
+		otherTable   = "arn:aws:dynamodb:us-east-1:012345678912:table/payments"
+		memberLedger = "arn:aws:dynamodb:eu-west-1:111122223333:table/KmsRotator-LedgerTable-1A2B3C4D5E6F"
+	)
+	var cases []simCase
+	seen := map[string]bool{}
+	for _, a := range actions {
+		seen[a.Action] = true
+		onTable := contains(a.ResourceTypes, "table")
+		resource := "*"
+		if onTable {
+			resource = ledgerTable
+		}
+		want := "ImplicitlyDenied"
+		if ledgerActions[a.Action] && onTable {
+			want = "Allowed"
+		}
+		cases = append(cases, simCase{Name: "the function role: " + a.Action + " on " + resource, Principal: simRole, Action: a.Action,
+			Resource: resource, Account: simAccount, IdentityPolicies: []any{fn.Map()}, want: want})
+		if onTable {
+			cases = append(cases, simCase{Name: "the function role: " + a.Action + " on another table of the account", Principal: simRole,
+				Action: a.Action, Resource: otherTable, Account: simAccount, IdentityPolicies: []any{fn.Map()}, want: "ImplicitlyDenied"})
+		}
+		resource = "*"
+		if onTable {
+			resource = memberLedger
+		}
+		cases = append(cases, simCase{Name: "the member role: " + a.Action, Principal: memberRole, Action: a.Action,
+			Resource: resource, Account: memberAccount, IdentityPolicies: []any{member.Map()}, want: "ImplicitlyDenied"})
+	}
+	for _, must := range []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
+		"dynamodb:Scan", "dynamodb:DeleteTable", "dynamodb:CreateTable", "dynamodb:BatchWriteItem", "dynamodb:UpdateTimeToLive"} {
+		if !seen[must] {
+			t.Errorf("the simulator's action list lacks %s", must)
+		}
+	}
+	// Query on an index of the ledger table: an index is a resource of its
+	// own, and the ledger queries the table's key.
+	cases = append(cases, simCase{Name: "the function role: dynamodb:Query on an index of its table", Principal: simRole, Action: "dynamodb:Query",
+		Resource: ledgerTable + "/index/byTime", Account: simAccount, IdentityPolicies: []any{fn.Map()}, want: "ImplicitlyDenied"})
+	simulate(t, cases)
+}
