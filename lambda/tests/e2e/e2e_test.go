@@ -65,6 +65,10 @@ func TestEveryEventReturnsAConsistentReport(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file+" answers a report the emulator agrees with", func(t *testing.T) {
 			payload, err := os.ReadFile(filepath.Join(root, "events", tt.file))
+			if err == nil {
+				// An event's time must be recent (ROTATOR_INCIDENT_MAX_AGE).
+				payload, err = harness.FreshEvent(payload)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

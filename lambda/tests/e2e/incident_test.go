@@ -78,13 +78,13 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 		// wait for completion would last until the deadline.
 		noWait bool
 	}{
-		{name: "rotation completed at once: repeats are recently-rotated, force rotates again",
+		{name: "rotation completed at once: repeats answer the first report, a new request is recently-rotated, force rotates again",
 			emuArgs: completeAtOnce, wantRepeat: []string{"skipped/recently-rotated"},
 			wantForced: "rotated", forcedRotations: 1},
 		// Real KMS keeps a rotation in progress for a while; the cooldown
 		// and the in-progress check both refuse the repeats, and force
 		// cannot start a second rotation KMS would refuse anyway.
-		{name: "rotation still in progress: repeats start nothing, force neither",
+		{name: "rotation still in progress: repeats and a new request start nothing, force neither",
 			emuArgs: []string{"-rotation-delay=1h", "-quiet"}, wantRepeat: []string{"skipped/recently-rotated", "skipped/rotation-in-progress"},
 			wantForced: "skipped/rotation-in-progress", forcedRotations: 0, noWait: true},
 	}
@@ -98,8 +98,15 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 				payload, forcedPayload = noWait(t, payload), noWait(t, forcedPayload)
 			}
 			var reports []*harness.Report
-			for i := range 3 {
-				r, inv, err := env.Function.InvokeReport(t.Context(), payload)
+			// The same request three times: the repeats answer the first
+			// run's report (repeatOf) and touch nothing; then another
+			// responder's request for the key finds it recently rotated.
+			other := incidentFor("INC-9001b the same key, another responder", false, "alias/exposed")
+			if tt.noWait {
+				other = noWait(t, other)
+			}
+			for i, p := range [][]byte{payload, payload, payload, other} {
+				r, inv, err := env.Function.InvokeReport(t.Context(), p)
 				if err != nil {
 					t.Fatalf("incident %d: %v", i+1, err)
 				}
@@ -108,18 +115,23 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 				switch {
 				case i == 0 && got != "rotated":
 					t.Errorf("incident 1: alias/exposed %q, want rotated", got)
-				case i > 0 && !contains(tt.wantRepeat, got):
-					t.Errorf("incident %d: alias/exposed %q, want one of %v", i+1, got, tt.wantRepeat)
+				case i == 1 || i == 2:
+					if got != "rotated" || r.RepeatOf != reports[0].RunID {
+						t.Errorf("incident %d (a repeat): alias/exposed %q repeatOf %q, want the first run's answer (rotated, repeatOf %s)",
+							i+1, got, r.RepeatOf, reports[0].RunID)
+					}
+				case i == 3 && !contains(tt.wantRepeat, got):
+					t.Errorf("incident %d (a new request): alias/exposed %q, want one of %v", i+1, got, tt.wantRepeat)
 				}
 				reports = append(reports, r)
 			}
 			afterRepeats := snapshot(t, env.KMS)
 			if n := newRotations(start, afterRepeats); n != 1 {
-				t.Errorf("three identical incidents started %d rotations in the emulator, want 1", n)
+				t.Errorf("three identical incidents and a fourth for the key started %d rotations in the emulator, want 1", n)
 			}
 			report(t, "emulator state after the repeats", harness.CheckRotations(start, afterRepeats, reports...))
 			if n := rotateCalls(t, env.KMS); n != 1 {
-				t.Errorf("%d RotateKeyOnDemand calls for three identical incidents, want 1", n)
+				t.Errorf("%d RotateKeyOnDemand calls for three identical incidents and a fourth for the key, want 1", n)
 			}
 
 			forced, inv, err := env.Function.InvokeReport(t.Context(), forcedPayload)
@@ -159,18 +171,26 @@ func TestConcurrentIdenticalIncidentsSpendOneRotation(t *testing.T) {
 		wg.Go(func() { reports[i], _, errs[i] = f.InvokeReport(t.Context(), payload) })
 	}
 	wg.Wait()
-	rotated := 0
+	rotated, first := 0, ""
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("function %d: %v", i, err)
 		}
-		if outcomeOf(reports[i], "alias/exposed") == "rotated" {
+		if outcomeOf(reports[i], "alias/exposed") == "rotated" && reports[i].RepeatOf == "" {
 			rotated++
+			first = reports[i].RunID
 		}
 	}
 	end := snapshot(t, env.KMS)
 	if n := newRotations(start, end); n != 1 || rotated != 1 {
-		t.Errorf("three concurrent identical incidents: %d rotations in the emulator, %d reports say rotated; want 1 and 1", n, rotated)
+		t.Errorf("three concurrent identical incidents: %d rotations in the emulator, %d first runs say rotated; want 1 and 1", n, rotated)
+	}
+	// The other two are repeats: they waited for the first run and
+	// answer its report.
+	for i, r := range reports {
+		if r.RunID != first && (r.RepeatOf != first || outcomeOf(r, "alias/exposed") != "rotated") {
+			t.Errorf("function %d: repeatOf %q, alias/exposed %q; want the first run's answer (repeatOf %s)", i, r.RepeatOf, outcomeOf(r, "alias/exposed"), first)
+		}
 	}
 	report(t, "emulator state", harness.CheckRotations(start, end, reports...))
 }
@@ -182,6 +202,9 @@ func TestConcurrentIdenticalIncidentsSpendOneRotation(t *testing.T) {
 func TestReplayedEventIsRefusedBeforeAnyCall(t *testing.T) {
 	env := harness.StartTB(t, harness.Options{KMSLocal: harness.KMSLocalOptions{Fleet: "events/fleet.json", Args: completeAtOnce}})
 	sample, err := env.ReadFile("events/incident-eventbridge.json")
+	if err == nil {
+		sample, err = harness.FreshEvent(sample)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

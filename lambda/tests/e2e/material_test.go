@@ -178,7 +178,7 @@ func TestImportedKeysRotateOnlyToStagedMaterial(t *testing.T) {
 			"alias/byok-staged": "would-rotate", "alias/byok-unstaged": "skipped/material-not-staged",
 			"alias/byok-staged-fresh": "skipped/not-due", "alias/byok-staged-reserved": "skipped/budget-reserved",
 			"alias/byok-global": "skipped/material-pending-replica-import", "alias/kms-due": "would-rotate"}},
-		{name: "report inventories the materials", payload: `{"mode":"report"}`, want: map[string]string{
+		{name: "report inventories the materials", payload: `{"mode":"report","usage":true}`, want: map[string]string{
 			"alias/byok-staged": "would-rotate", "alias/byok-unstaged": "skipped/material-not-staged",
 			"alias/byok-global": "skipped/material-pending-replica-import"}},
 		{name: "incident rotates every staged key, due or not, and waits for the new material", payload: incident, want: map[string]string{
@@ -244,7 +244,7 @@ func TestImportedKeysRotateOnlyToStagedMaterial(t *testing.T) {
 					}
 				}
 			}
-			if tt.payload == `{"mode":"report"}` {
+			if tt.payload == `{"mode":"report","usage":true}` {
 				for alias, e := range entries {
 					if strings.HasPrefix(alias, "alias/") && e["onDemandUsed"] != nil {
 						if _, has := e["lastUsedAt"]; !has {
@@ -529,13 +529,22 @@ func TestConfirmationWaitsForTheNewMaterial(t *testing.T) {
 			}
 		}
 		waitUntil(t, "the rotations' status cleared", func() bool { return statusCleared(t, c, splitKeys...) })
+		// The same request again ("wait" is not part of a request's
+		// identity): a repeat, answered with the first run's report.
 		repeat, _, _ := invokeChecked(t, env, env.Function, incident)
+		if repeat.RepeatOf != r.RunID {
+			t.Errorf("repeated incident in the gap: repeatOf %q, want the first run %s", repeat.RepeatOf, r.RunID)
+		}
+		// Another request for the keys in the gap finds them claimed or
+		// recently rotated, never rotates them again.
+		other := incidentFor("INC-3 the same keys, another responder", false, splitKeys...)
+		again, _, _ := invokeChecked(t, env, env.Function, other)
 		for _, k := range splitKeys {
-			if got := outcomeOf(repeat, k); got != "skipped/recently-rotated" && !contains(gapOutcomes[k], got) {
-				t.Errorf("repeated incident in the gap: %s %q, want recently-rotated or one of %q", k, got, gapOutcomes[k])
+			if got := outcomeOf(again, k); got != "skipped/recently-rotated" && !contains(gapOutcomes[k], got) {
+				t.Errorf("another incident in the gap: %s %q, want recently-rotated or one of %q", k, got, gapOutcomes[k])
 			}
 		}
-		report(t, "emulator state", harness.CheckRotations(initial, snapshot(t, env.KMS), r, repeat))
+		report(t, "emulator state", harness.CheckRotations(initial, snapshot(t, env.KMS), r, repeat, again))
 		if n := rotateCalls(t, env.KMS); n != 2 {
 			t.Errorf("%d RotateKeyOnDemand calls, want 2", n)
 		}
@@ -608,7 +617,7 @@ func TestIdleKeysAreSparedWhenAsked(t *testing.T) {
 		{name: "incident with ROTATOR_SKIP_IDLE still rotates an idle key", fnEnv: skipIdle,
 			payload: `{"mode":"incident","reason":"INC-1203 idle but exposed","keys":["alias/idle-never-used","alias/idle-used-before"]}`,
 			want:    map[string]string{"alias/idle-never-used": "rotated", "alias/idle-used-before": "rotated"}},
-		{name: "report shows every key's last use", payload: `{"mode":"report"}`,
+		{name: "report shows every key's last use", payload: `{"mode":"report","usage":true}`,
 			want: map[string]string{"alias/idle-used-before": "would-rotate", "alias/idle-never-used": "would-rotate", "alias/used-since": "would-rotate"}},
 	}
 	for _, tt := range tests {
@@ -628,7 +637,7 @@ func TestIdleKeysAreSparedWhenAsked(t *testing.T) {
 				"alias/used-since": 5 * 24 * time.Hour, "alias/used-by-the-test": 0}
 			for alias, want := range tt.want {
 				e := entries[alias]
-				if !strings.HasSuffix(want, "/idle") && tt.payload != `{"mode":"report"}` {
+				if !strings.HasSuffix(want, "/idle") && tt.payload != `{"mode":"report","usage":true}` {
 					continue
 				}
 				v, has := e["lastUsedAt"]

@@ -40,6 +40,18 @@ const incidentNoWait = `{"mode":"incident","keys":["1234abcd-12ab-34cd-56ef-1234
  "arn:aws:kms:us-east-1:012345678912:key/0987dcba-09fe-87dc-65ba-ab0987654321","alias/payments"],
  "reason":"INC-4711 suspected exposure","dryRun":false,"wait":false}`
 
+// incidentAgain is events/incident.json sent by another responder (a new
+// reason): a new request, not a repeat of the first (a repeat answers the
+// first run's report), so the keys' cooldown and claims decide.
+const incidentAgain = `{"mode":"incident","keys":["1234abcd-12ab-34cd-56ef-1234567890ab",
+ "arn:aws:kms:us-east-1:012345678912:key/0987dcba-09fe-87dc-65ba-ab0987654321","alias/payments"],
+ "reason":"INC-4712 the same keys, another responder","dryRun":false}`
+
+// incidentNoWaitAgain is incidentAgain with "wait": false.
+const incidentNoWaitAgain = `{"mode":"incident","keys":["1234abcd-12ab-34cd-56ef-1234567890ab",
+ "arn:aws:kms:us-east-1:012345678912:key/0987dcba-09fe-87dc-65ba-ab0987654321","alias/payments"],
+ "reason":"INC-4712 the same keys, another responder","dryRun":false,"wait":false}`
+
 // plainFleet holds one opted-in key, due for the 90-day sweep.
 const plainFleet = `[
  {"keyId":"bbbbbbbb-0000-4000-8000-000000000001","alias":"alias/exposed","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"}}]`
@@ -175,7 +187,7 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 			emuArgs: []string{"-rotation-delay=1h", "-quiet"},
 			// events/incident.json without the wait for completion, which
 			// would last until the deadline with rotations taking an hour.
-			payloads: []string{incidentNoWait, incidentNoWait},
+			payloads: []string{incidentNoWait, incidentNoWaitAgain},
 			want: map[string]string{
 				"alias/orders-db": "skipped/rotation-in-progress|skipped/recently-rotated",
 				"alias/ledger":    "skipped/rotation-in-progress|skipped/recently-rotated",
@@ -185,7 +197,7 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 		{
 			name:     "incident repeated after the rotations completed is inside the cooldown: recently-rotated",
 			emuArgs:  completeAtOnce,
-			payloads: []string{"@events/incident.json", "@events/incident.json"},
+			payloads: []string{"@events/incident.json", incidentAgain},
 			want: map[string]string{
 				"alias/orders-db": "skipped/recently-rotated", "alias/ledger": "skipped/recently-rotated",
 				"alias/payments": "skipped/recently-rotated",
@@ -216,6 +228,25 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 			want:     map[string]string{"alias/exposed": "failed/unconfirmed"},
 			check: func(t *testing.T, entries map[string]map[string]any) {
 				checkUnconfirmedError(t, "alias/exposed", entries["alias/exposed"])
+			},
+		},
+		{
+			// The ledger's table does not exist: no claim can be written,
+			// so no due key is rotated, and each says why.
+			name:     "a sweep whose ledger cannot be written rotates nothing: ledger-unavailable",
+			emuArgs:  completeAtOnce,
+			fnEnv:    map[string]string{"ROTATOR_LEDGER_TABLE": "missing-table"},
+			payloads: []string{"@events/scheduled.json"},
+			want: map[string]string{
+				"alias/customer-pii": "failed/ledger-unavailable", "alias/audit-logs": "failed/ledger-unavailable",
+				"alias/orders-db": "skipped/not-due",
+			},
+			check: func(t *testing.T, entries map[string]map[string]any) {
+				for _, alias := range []string{"alias/customer-pii", "alias/audit-logs"} {
+					if msg, _ := entries[alias]["error"].(string); !strings.Contains(msg, "missing-table") || !strings.Contains(msg, "no RotateKeyOnDemand was sent") {
+						t.Errorf("%s: error %q, want it to name the table and say nothing was sent", alias, msg)
+					}
+				}
 			},
 		},
 		{

@@ -182,6 +182,9 @@ func CheckRotations(before, after map[string]KeyRotations, reports ...*Report) [
 	var problems []string
 	rotated := map[string]int{}
 	for _, r := range reports {
+		if r.RepeatOf != "" {
+			continue // a repeat answers its first run's report: nothing of its own
+		}
 		for _, k := range r.Keys {
 			if k.Outcome == "rotated" {
 				rotated[k.KeyID]++
@@ -246,7 +249,8 @@ func CheckMaterial(before, after map[string]KeyRotations, raw []byte) []string {
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	var r struct {
-		Keys []struct {
+		RepeatOf string `json:"repeatOf"`
+		Keys     []struct {
 			KeyARN              string `json:"keyArn"`
 			Outcome             string `json:"outcome"`
 			Completion          string `json:"completion"`
@@ -257,6 +261,9 @@ func CheckMaterial(before, after map[string]KeyRotations, raw []byte) []string {
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return []string{fmt.Sprintf("report is not JSON: %v", err)}
+	}
+	if r.RepeatOf != "" {
+		return nil // a repeat answers an earlier run's report: that run's material, not this one's
 	}
 	for _, k := range r.Keys {
 		b, a := before[k.KeyARN], after[k.KeyARN]
@@ -394,6 +401,16 @@ func CheckReportJSON(raw []byte) []string {
 	byReason := map[string]float64{}
 	overdue := 0.0
 	seen := map[string]bool{}
+	// A report run reads last use only when asked ("usage": true): then
+	// every eligible entry carries lastUsedAt, else none need to.
+	usageRead := false
+	for _, e := range keys {
+		if k, ok := e.(map[string]any); ok && k["reason"] != "idle" {
+			if _, has := k["lastUsedAt"]; has {
+				usageRead = true
+			}
+		}
+	}
 	for i, e := range keys {
 		where := fmt.Sprintf("keys[%d]", i)
 		k, ok := e.(map[string]any)
@@ -468,7 +485,7 @@ func CheckReportJSON(raw []byte) []string {
 			bad("%s: automatic-rotation-soon without nextRotationDate", where)
 		}
 		overdue += checkCryptoperiod(k, where, outcome, reason, runStart, runEnd, bad)
-		checkKeyMaterial(k, where, fmt.Sprint(r["mode"]), outcome, reason, runStart, runEnd, bad)
+		checkKeyMaterial(k, where, fmt.Sprint(r["mode"]), outcome, reason, usageRead, runStart, runEnd, bad)
 	}
 	// Beyond 2,000 candidates the list may leave out not-due entries;
 	// every other count must still match the entries.
@@ -573,9 +590,10 @@ func checkCryptoperiod(k map[string]any, where, outcome, reason string, runStart
 //     material (not keyMaterialIdBefore);
 //   - stuck is a bool, true only on a key this run did not rotate;
 //   - materialExpiresAt and completedAt are RFC 3339, lastUsedAt RFC 3339
-//     or null; lastUsedAt is present on idle entries and, in report mode, on
+//     or null; lastUsedAt is present on idle entries and, in a report run
+//     that read usage ("usage": true: some entry has it), on
 //     every entry whose history was read.
-func checkKeyMaterial(k map[string]any, where, mode, outcome, reason string, runStart, runEnd time.Time, bad func(string, ...any)) {
+func checkKeyMaterial(k map[string]any, where, mode, outcome, reason string, usageRead bool, runStart, runEnd time.Time, bad func(string, ...any)) {
 	ids := map[string]string{}
 	for _, f := range []string{"keyMaterialIdBefore", "keyMaterialId", "stagedKeyMaterialId"} {
 		v, has := k[f]
@@ -621,7 +639,7 @@ func checkKeyMaterial(k map[string]any, where, mode, outcome, reason string, run
 	parse("materialExpiresAt", false)
 	if _, has := k["lastUsedAt"]; has {
 		parse("lastUsedAt", true)
-	} else if reason == "idle" || (mode == "report" && k["onDemandUsed"] != nil) {
+	} else if reason == "idle" || (mode == "report" && usageRead && k["onDemandUsed"] != nil) {
 		bad("%s: no lastUsedAt (RFC 3339 or null) on a %s entry", where, map[bool]string{true: "idle", false: "report-mode"}[reason == "idle"])
 	}
 	if v, has := k["stuck"]; has {

@@ -201,3 +201,19 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// FreshEvent returns an EventBridge event payload (events/incident-eventbridge.json,
+// say) with its envelope time set to now: the function refuses an
+// incident event older than ROTATOR_INCIDENT_MAX_AGE, as a late delivery.
+// A payload without a top-level time is returned unchanged.
+func FreshEvent(payload []byte) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &m); err != nil {
+		return nil, err
+	}
+	if _, ok := m["time"]; !ok {
+		return payload, nil
+	}
+	m["time"], _ = json.Marshal(time.Now().UTC().Format(time.RFC3339))
+	return json.Marshal(m)
+}
