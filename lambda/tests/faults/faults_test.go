@@ -86,6 +86,11 @@ type schedule struct {
 	localLimit int
 }
 
+// shortRun is the environment of the 3-second runs: a rotation goes out
+// only while one call's timeout and the confirm window still fit before the
+// run's call deadline, which the defaults (10 s and 5 s) never leave it.
+var shortRun = map[string]string{settings.EnvRotateRPS: "8", settings.EnvCallTimeout: "1s", settings.EnvConfirmWait: "500ms"}
+
 // overlapDelay is the emulator's rotation delay in the overlap scenarios.
 // In-process rows complete rotations by moving the emulator's clock, and
 // the observer counts rotations in progress, so a long delay costs no time.
@@ -145,13 +150,13 @@ var faultSchedules = []schedule{
 		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 19}, incident: true, localLimit: 10, exact: true},
 	{name: "deadline mid-sweep: keys not started in time are deferred and the report returns",
 		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 9}, due: 30,
-		env: map[string]string{settings.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true},
+		env: shortRun, deadline: 3 * time.Second, wantDeferred: true},
 	{name: "deadline mid-sweep with lost responses: an in-flight rotation is looked at, never left unknown",
 		emu: kmsemu.Options{DropRate: 0.5, Latency: 20 * time.Millisecond, Seed: 10}, due: 30,
-		env: map[string]string{settings.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true, ambiguous: true},
+		env: shortRun, deadline: 3 * time.Second, wantDeferred: true, ambiguous: true},
 	{name: "deadline mid-sweep while the Lambda API hangs: the continuation gives up in time and the report returns",
 		emu: kmsemu.Options{RotationDelay: 100 * time.Millisecond, Seed: 16}, due: 30,
-		env: map[string]string{settings.EnvRotateRPS: "8"}, deadline: 3 * time.Second, wantDeferred: true, hangingLambda: true},
+		env: shortRun, deadline: 3 * time.Second, wantDeferred: true, hangingLambda: true},
 	{name: "two sweeps at once: each due key rotated by exactly one of them",
 		emu: kmsemu.Options{RotationDelay: overlapDelay, Seed: 11}, sweeps: 2},
 	{name: "three sweeps at once with 5xx and lost responses: never a second rotation",

@@ -170,15 +170,22 @@ func TestCheckReportJSONKeyMaterial(t *testing.T) {
 			}
 		})
 	}
-	t.Run("report mode without lastUsedAt on an eligible entry fails", func(t *testing.T) {
+	t.Run("report mode that read usage without lastUsedAt on an eligible entry fails", func(t *testing.T) {
 		const report = `{"runId":"r","mode":"report","dryRun":true,"startedAt":"2026-11-26T06:00:00Z","finishedAt":"2026-11-26T06:00:01Z",
  "summary":{"candidates":2,"rotated":0,"wouldRotate":1,"skipped":1,"failed":0,"deferred":0,"overdue":0,"reasons":{"aws-managed":1}},
  "keys":[{"keyId":"a","keyArn":"arn:a","alias":"alias/a","outcome":"would-rotate","reason":"","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2026-11-01T00:00:00Z","materialAgeDays":120,"overdue":false},
          {"keyId":"b","keyArn":"arn:b","alias":"alias/aws/b","outcome":"skipped","reason":"aws-managed","onDemandUsed":null,"onDemandRemaining":null,"lastRotation":null,"nextDue":null,"next":"x"}]}`
-		if p := CheckReportJSON([]byte(report)); len(p) != 1 || !strings.Contains(p[0], "keys[0]: no lastUsedAt") {
-			t.Fatalf("problems %q, want one about keys[0]'s lastUsedAt", p)
+		// Without "usage": true no entry carries lastUsedAt.
+		if p := CheckReportJSON([]byte(report)); len(p) > 0 {
+			t.Fatalf("a report that did not read usage: problems %q", p)
 		}
-		withLastUse := strings.Replace(report, `"overdue":false}`, `"overdue":false,"lastUsedAt":null}`, 1)
+		// With it, every eligible entry does.
+		usage := strings.Replace(strings.Replace(report, `"candidates":2,`, `"candidates":3,`, 1), `"wouldRotate":1,`, `"wouldRotate":2,`, 1)
+		usage = strings.Replace(usage, `"keys":[`, `"keys":[{"keyId":"c","keyArn":"arn:c","alias":"alias/c","outcome":"would-rotate","reason":"","onDemandUsed":0,"onDemandRemaining":25,"lastRotation":null,"nextDue":"2026-11-01T00:00:00Z","materialAgeDays":120,"overdue":false,"lastUsedAt":null},`, 1)
+		if p := CheckReportJSON([]byte(usage)); len(p) != 1 || !strings.Contains(p[0], "keys[1]: no lastUsedAt") {
+			t.Fatalf("problems %q, want one about keys[1]'s lastUsedAt", p)
+		}
+		withLastUse := strings.Replace(usage, `"overdue":false}`, `"overdue":false,"lastUsedAt":null}`, 1)
 		if p := CheckReportJSON([]byte(withLastUse)); len(p) > 0 {
 			t.Fatalf("problems: %q", p)
 		}
