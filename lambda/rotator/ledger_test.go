@@ -365,3 +365,44 @@ func TestSweepClosesACompletedOpenRotation(t *testing.T) {
 		t.Errorf("a sweep of a closed, not-due key read its status %d times", n)
 	}
 }
+
+// One firing of the schedule delivered twice runs one sweep of the target:
+// the second delivery, while the first runs, does nothing and says whose
+// sweep it repeats. Once the first ended, a sweep runs again.
+func TestDuplicateScheduledDeliveryRunsOneSweep(t *testing.T) {
+	h := newHarness(t, kmsemu.Options{RotationDelay: 0}, oneDueKey, fastConfig())
+	dup := h.newEngine(fastConfig())
+	// The first sweep is held in its first DescribeKey while the
+	// duplicate arrives.
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hk := &hookKMS{KMSAPI: h.kms}
+	hk.describe = func(ctx context.Context, in *kms.DescribeKeyInput, optFns ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+		once.Do(func() { close(entered) })
+		<-release
+		return h.kms.DescribeKey(ctx, in, optFns...)
+	}
+	h.engine.kms = hk
+	var first *Report
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		first, _ = h.engine.Run(context.Background(), request.Request{Mode: request.ModeScheduled}, Invocation{RequestID: "a", Scope: testScope})
+	})
+	<-entered
+	rep, err := dup.Run(context.Background(), request.Request{Mode: request.ModeScheduled}, Invocation{RequestID: "b", Scope: testScope})
+	close(release)
+	wg.Wait()
+	if err != nil || rep.RepeatOf == "" || rep.Summary.Candidates != 0 || len(rep.Keys) != 0 {
+		t.Fatalf("duplicate delivery: %v, %+v; want a report of no keys, repeatOf the first", err, rep)
+	}
+	if first == nil || rep.RepeatOf != first.RunID || first.Summary.Rotated != 1 {
+		t.Fatalf("duplicate repeatOf %q; first %+v; want the first sweep's run, which rotated the due key", rep.RepeatOf, first)
+	}
+	if n := rotateCalls(h); n != 1 {
+		t.Errorf("RotateKeyOnDemand calls = %d, want 1", n)
+	}
+	// The first sweep ended (and released its lease): the next sweep runs.
+	if again := h.run(t, request.Request{Mode: request.ModeScheduled}); again.RepeatOf != "" || again.Summary.Candidates != 2 {
+		t.Fatalf("a later sweep: repeatOf %q, %d candidates; want a sweep of both keys", again.RepeatOf, again.Summary.Candidates)
+	}
+}

@@ -149,3 +149,53 @@ func (r *run) completeRequest(ctx context.Context, rep *Report) {
 		r.log.Error("the request's report could not be stored; a repeat will answer each key's claim", "request", r.identity, "error", err.Error())
 	}
 }
+
+// takeLease takes the target's sweep lease for a scheduled run that
+// rotates: one firing of the schedule delivered twice (EventBridge and
+// Lambda deliver at least once) must not run two sweeps of one target at
+// once. A continuation link takes its chain's lease over. It returns the
+// answer of a duplicate (a report of no keys, repeatOf the holder) and
+// true; false when the run goes on. A ledger that cannot be read here is
+// logged: each key's claim still refuses a second rotation.
+func (r *run) takeLease(ctx context.Context) (*Report, bool) {
+	if r.e.ledger == nil || r.req.Mode != request.ModeScheduled || r.dry {
+		return nil, false
+	}
+	h, err := r.e.ledger.Lease(ctx, r.scope.Region, r.scope.Account, r.chain(), r.id, r.e.now(), r.until())
+	if err != nil {
+		r.log.Warn("the sweep lease could not be taken; each key's claim guards alone", "error", err.Error())
+		return nil, false
+	}
+	if h == nil {
+		r.leased = true
+		return nil, false
+	}
+	r.repeatOf = h.RunID
+	r.log.Warn("another sweep of this target is running: this delivery does nothing", "holderRunId", h.RunID,
+		"holderUntil", fmtTime(h.Until))
+	// No metrics: the holder's figures are the sweep's, and zeros from
+	// a duplicate would pull the alarms' statistics down.
+	rep := r.report()
+	rep.RepeatOf = h.RunID
+	r.logSummary(rep)
+	return rep, true
+}
+
+// chain is the ID of the run's chain of continuations: the first link's.
+func (r *run) chain() string {
+	if c := r.req.Continuation; c != nil && c.RunID != "" {
+		return c.RunID
+	}
+	return r.id
+}
+
+// releaseLease gives the sweep lease up at the end of a run, unless a
+// continuation link was started: it takes the lease over.
+func (r *run) releaseLease(ctx context.Context) {
+	if !r.leased || (r.cont != nil && r.cont.Started) {
+		return
+	}
+	if err := r.e.ledger.Release(context.WithoutCancel(ctx), r.scope.Region, r.scope.Account, r.chain()); err != nil {
+		r.log.Warn("releasing the sweep lease failed; it expires at this run's deadline", "error", err.Error())
+	}
+}

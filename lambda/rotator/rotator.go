@@ -152,6 +152,10 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	if rep, ok := r.beginRequest(r.ctx); ok {
 		return rep, nil
 	}
+	if rep, ok := r.takeLease(r.ctx); ok {
+		return rep, nil
+	}
+	defer r.releaseLease(ctx)
 	if err := r.connect(r.ctx); err != nil {
 		r.log.Error("member account not reachable; nothing was touched", "error", err.Error())
 		e.emitRunFailed(r)
@@ -299,6 +303,8 @@ type run struct {
 	repeatOf string
 	// open are the sweep's keys with an open rotation in the ledger.
 	open map[string]bool
+	// leased: this run holds its target's sweep lease (repeat.go).
+	leased bool
 }
 
 func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {
