@@ -255,27 +255,9 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 	if req.Mode == ModeTargets {
 		return decodeTargetsMode(fs, prefix, scope)
 	}
-	// Which fields each mode takes.
-	for _, name := range targetsFields {
-		if _, ok := find(fs, name); ok {
-			return Request{}, invalid(prefix+name, "not accepted in mode %s (only targets takes %s)", req.Mode, name)
-		}
-	}
-	for _, name := range []string{"keys", "tag", "reason", "force", "wait", "requestId"} {
-		if _, ok := find(fs, name); ok && req.Mode != ModeIncident {
-			return Request{}, invalid(prefix+name, "not accepted in mode %s (only incident takes %s)", req.Mode, name)
-		}
-	}
-	if _, ok := find(fs, "continuation"); ok && req.Mode == ModeIncident {
-		return Request{}, invalid(prefix+"continuation", "not accepted in mode incident (only scheduled, plan and report runs continue)")
-	}
-	if _, ok := find(fs, "dryRun"); ok {
-		switch req.Mode {
-		case ModePlan:
-			return Request{}, invalid(prefix+"dryRun", "not accepted in mode plan (plan is always a dry run)")
-		case ModeReport:
-			return Request{}, invalid(prefix+"dryRun", "not accepted in mode report (report never rotates)")
-		}
+	// Which fields each mode takes: the mode's rules (mode.go).
+	if err := checkModeFields(fs, prefix, req.Mode); err != nil {
+		return Request{}, err
 	}
 	// A target moves the run into a member account: keys and the cursor
 	// are then checked against it.
@@ -346,9 +328,6 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 		req.NoWait = !wait
 	}
 	if raw, ok := find(fs, "usage"); ok {
-		if req.Mode != ModeReport {
-			return Request{}, invalid(prefix+"usage", "not accepted in mode %s (only report takes usage)", req.Mode)
-		}
 		if req.Usage, err = readBool(raw, prefix+"usage"); err != nil {
 			return Request{}, err
 		}
@@ -362,6 +341,43 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 		req.DryRun = true
 	}
 	return req, nil
+}
+
+// checkModeFields refuses a field the mode does not take (Rules.Fields),
+// saying which modes take it. Fields are checked in requestFields' order,
+// so one payload always gets the same error.
+func checkModeFields(fs []field, prefix string, m Mode) error {
+	for _, name := range requestFields {
+		if name == "mode" || name == "target" {
+			continue // target: every mode, in organization mode only (checked below)
+		}
+		if _, ok := find(fs, name); !ok || contains(m.Rules().Fields, name) {
+			continue
+		}
+		if why := fieldRefusals[string(m)+"/"+name]; why != "" {
+			return invalid(prefix+name, "not accepted in mode %s (%s)", m, why)
+		}
+		var takers []string
+		for _, other := range modes {
+			if contains(Mode(other).Rules().Fields, name) {
+				takers = append(takers, other)
+			}
+		}
+		verb := "takes"
+		if len(takers) > 1 {
+			verb = "take"
+		}
+		return invalid(prefix+name, "not accepted in mode %s (only %s %s %s)", m, strings.Join(takers, ", "), verb, name)
+	}
+	return nil
+}
+
+// fieldRefusals say why a mode refuses a field where "only … take it"
+// would not.
+var fieldRefusals = map[string]string{
+	"plan/dryRun":           "plan is always a dry run",
+	"report/dryRun":         "report never rotates",
+	"incident/continuation": "only scheduled, plan and report runs continue",
 }
 
 // decodeKeys parses and scope-checks the key list, dropping textual

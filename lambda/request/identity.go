@@ -15,7 +15,7 @@ import (
 // same identity; a responder who means another rotation sends a new reason
 // or requestId. Other modes have no identity ("").
 func (r Request) Identity() string {
-	if r.Mode != ModeIncident {
+	if !r.Mode.Rules().Identity {
 		return ""
 	}
 	if r.RequestID != "" {

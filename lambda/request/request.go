@@ -83,11 +83,8 @@ type Request struct {
 
 // Valid reports whether m is one of the known modes.
 func (m Mode) Valid() bool {
-	switch m {
-	case ModeScheduled, ModePlan, ModeIncident, ModeReport, ModeTargets:
-		return true
-	}
-	return false
+	_, ok := modeRules[m]
+	return ok
 }
 
 // Scope is where the function runs, learned from the invoked function ARN; it

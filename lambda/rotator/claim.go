@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
-	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
 
 // ReasonLedgerUnavailable: the rotation ledger could not be read or
@@ -48,7 +47,7 @@ func claimReport(c *ledger.Claim) *ClaimReport {
 // within ROTATOR_IDEMPOTENCY_WINDOW, force or not.
 func (r *run) guard(it *item, now time.Time) ledger.Guard {
 	cfg := r.e.cfg
-	if r.req.Mode != request.ModeIncident {
+	if r.req.Mode.Rules().Sweep {
 		return ledger.Guard{Since: now.Add(-days(max(it.facts.IntervalDays, 1)))}
 	}
 	g := ledger.Guard{Request: r.identity, RequestSince: now.Add(-cfg.IdempotencyWindow)}
@@ -182,7 +181,7 @@ func (r *run) recordClaim(ctx context.Context, it *item, outcome, detail string)
 // loadOpen reads the open rotations of a sweep's account and Region (one
 // Query): their keys' status is read whatever their due date.
 func (r *run) loadOpen(ctx context.Context) {
-	if r.e.ledger == nil || r.req.Mode == request.ModeIncident {
+	if r.e.ledger == nil || !r.req.Mode.Rules().Sweep {
 		return
 	}
 	open, err := r.e.ledger.OpenRotations(ctx, r.scope.Region, r.scope.Account)

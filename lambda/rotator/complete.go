@@ -11,7 +11,6 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
-	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
 
 // waits says whether this run waits for its rotations to complete: an
@@ -19,7 +18,7 @@ import (
 // ROTATOR_INCIDENT_WAIT is 0. Sweeps never wait: the next run sees the
 // result, and waiting would cost them the rotation quota's time.
 func (r *run) waits() bool {
-	return r.req.Mode == request.ModeIncident && !r.dry && !r.req.NoWait && r.e.cfg.IncidentWait > 0
+	return r.req.Mode.Rules().Waits && !r.dry && !r.req.NoWait && r.e.cfg.IncidentWait > 0
 }
 
 // awaitCompletion polls the incident's rotated keys until their new key

@@ -63,7 +63,7 @@ const continuationTimeout = 5 * time.Second
 // the cursor back) is looked at again there — reads only: it is not due
 // any more, or its rotation shows as in progress.
 func (r *run) continueChain(ctx context.Context) {
-	if r.req.Mode == request.ModeIncident {
+	if !r.req.Mode.Rules().Continues {
 		return
 	}
 	prev := r.req.Continuation
@@ -104,7 +104,7 @@ func (r *run) continueChain(ctx context.Context) {
 		c.NotStarted = "no-function-arn"
 		return
 	}
-	payload, err := request.ContinuationPayload(r.req.Mode, r.req.DryRun && r.req.Mode == request.ModeScheduled, r.req.Usage, r.req.Target,
+	payload, err := request.ContinuationPayload(r.req.Mode, r.req.DryRun && !r.req.Mode.Rules().Dry, r.req.Usage, r.req.Target,
 		request.Continuation{RunID: c.RunID, After: c.Next, Chain: c.Chain + 1})
 	if err == nil {
 		// The run's own context may be over; the invocation's is not yet.

@@ -300,7 +300,7 @@ func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
 
 // scheduledLike reports whether mode follows the scheduled rules (interval,
 // reserve): scheduled itself, plan (its dry run) and report (its inventory).
-func scheduledLike(m request.Mode) bool { return m != request.ModeIncident }
+func scheduledLike(m request.Mode) bool { return m.Rules().Sweep }
 
 // Decide is the whole rotation policy, a pure function of what is known about
 // a key. It returns the first applicable row of the docs/design.md reason table —
@@ -352,7 +352,7 @@ func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 	if f.History == nil {
 		return Decision{Action: FetchHistory}
 	}
-	if f.Mode == request.ModeReport {
+	if f.Mode.Rules().Inventory {
 		// The inventory reads every eligible key's rotation status (a
 		// cheap call: 1,000/s) so its budgets count a rotation in
 		// progress; when asked ("usage": true), when each key was last
@@ -416,7 +416,7 @@ func Decide(f Facts, now time.Time, cfg settings.Config) Decision {
 		}
 		return Decision{Action: FetchStatus}
 	}
-	if f.Mode == request.ModeIncident && !f.Force && cfg.IncidentCooldown > 0 {
+	if !scheduledLike(f.Mode) && !f.Force && cfg.IncidentCooldown > 0 {
 		// Repeats are ordinary (CLI re-sends after 60 s, SOAR retries,
 		// at-least-once delivery): one rotation per incident, not one per
 		// delivery.

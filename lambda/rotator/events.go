@@ -53,7 +53,7 @@ type ResultDetail struct {
 // the run: it is logged and counted (ResultEventsFailed). It returns nil
 // when no event was due.
 func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
-	if r.e.events == nil || (r.req.Mode != request.ModeIncident && rep.Summary.Failed == 0) {
+	if r.e.events == nil || (!r.req.Mode.Rules().Publishes && rep.Summary.Failed == 0) {
 		return nil
 	}
 	detail, err := r.resultDetail(rep, maxEventBytes-len(settings.ResultEventSource)-len(settings.ResultEventDetailType))
@@ -65,7 +65,7 @@ func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
 // a whole (every incident run publishes one, failed ones included): the
 // summary of what it handled and the error.
 func (r *run) publishFailure(ctx context.Context, runErr error) {
-	if r.e.events == nil || r.req.Mode != request.ModeIncident {
+	if r.e.events == nil || !r.req.Mode.Rules().Publishes {
 		return
 	}
 	d := ResultDetail{RunID: r.id, Mode: r.req.Mode, DryRun: r.dry, Reason: r.req.Reason, RequestID: r.inv.RequestID,

@@ -19,7 +19,7 @@ import (
 // and a rotation the responder asked for long ago may no longer be wanted.
 // The event's age is real time, not the engine's clock of decisions.
 func (e *Engine) checkAge(req request.Request) error {
-	if req.Mode != request.ModeIncident || req.EventTime.IsZero() {
+	if !req.Mode.Rules().Identity || req.EventTime.IsZero() {
 		return nil
 	}
 	if age := time.Since(req.EventTime); age > e.cfg.IncidentMaxAge {
@@ -158,7 +158,7 @@ func (r *run) completeRequest(ctx context.Context, rep *Report) {
 // true; false when the run goes on. A ledger that cannot be read here is
 // logged: each key's claim still refuses a second rotation.
 func (r *run) takeLease(ctx context.Context) (*Report, bool) {
-	if r.e.ledger == nil || r.req.Mode != request.ModeScheduled || r.dry {
+	if r.e.ledger == nil || !r.req.Mode.Rules().Lease || r.dry {
 		return nil, false
 	}
 	h, err := r.e.ledger.Lease(ctx, r.scope.Region, r.scope.Account, r.chain(), r.id, r.e.now(), r.until())

@@ -252,7 +252,7 @@ func (r *run) entry(it *item) KeyReport {
 	if overdue {
 		k.OverdueFor = overdueFor(it.reason)
 	}
-	if r.req.Mode == request.ModeReport {
+	if r.req.Mode.Rules().Inventory {
 		interval := f.IntervalDays
 		left := max(remaining-cfg.Reserve, 0)
 		k.IntervalDays, k.ScheduledRotationsLeft = &interval, &left
@@ -575,7 +575,7 @@ func (r *run) reportAccount() string {
 func (r *run) report() *Report {
 	t := r.tally
 	keys := t.finish()
-	if r.req.Mode == request.ModeIncident {
+	if !r.req.Mode.Rules().Sweep {
 		n := t.summary.Candidates - t.summary.Rotated - t.summary.WouldRotate
 		t.summary.NotRotated = &n
 	}

@@ -16,7 +16,6 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
-	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
@@ -122,7 +121,7 @@ func (r *run) decided(it *item, d Decision) {
 	if r.repeatOf != "" && d.Outcome == WouldRotate {
 		r.repeatEntry(it)
 	}
-	if r.req.Mode == request.ModeReport && r.e.ledger != nil && it.facts.History != nil {
+	if r.req.Mode.Rules().Inventory && r.e.ledger != nil && it.facts.History != nil {
 		// The inventory shows who last claimed the key, and why.
 		if h, err := r.e.ledger.Head(r.ctx, it.arn); err == nil {
 			it.held = h
@@ -130,7 +129,7 @@ func (r *run) decided(it *item, d Decision) {
 			r.log.Warn("the key's last claim could not be read", "keyArn", it.arn, "error", err.Error())
 		}
 	}
-	if d.Reason == ReasonMultiRegionReplica && it.facts.Mode == request.ModeIncident && it.facts.Meta.PrimaryARN != "" {
+	if d.Reason == ReasonMultiRegionReplica && !scheduledLike(it.facts.Mode) && it.facts.Meta.PrimaryARN != "" {
 		r.addPrimary(it.facts.Meta.PrimaryARN)
 	}
 	r.finish(it)
@@ -637,7 +636,7 @@ func (c *callCounts) snapshot() map[string]int64 {
 // costs a run a noticeable share of its keys.
 func (r *run) startJitter() time.Duration {
 	j := r.e.cfg.StartJitter
-	if r.req.Mode != request.ModeScheduled || r.dry || j <= 0 {
+	if !r.req.Mode.Rules().Jitter || r.dry || j <= 0 {
 		return 0
 	}
 	if !r.cutoff.IsZero() {

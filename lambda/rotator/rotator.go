@@ -224,7 +224,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	// cause (a KMS that does not answer, a timeout too short for one
 	// call), the next run would do the same, so the invocation fails
 	// (function-errors alarm) instead of looking like a quiet success.
-	noProgress := listErr == nil && r.req.Mode != request.ModeIncident && rep.Summary.Candidates > 0 &&
+	noProgress := listErr == nil && r.req.Mode.Rules().Sweep && rep.Summary.Candidates > 0 &&
 		rep.Summary.Deferred == rep.Summary.Candidates
 	res := runResult{listErr: listErr, published: published, noProgress: noProgress}
 	e.emitMetrics(r, rep, res)
@@ -327,7 +327,7 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 			r.wantAlias[k.Alias] = true
 		}
 	}
-	r.dry = req.DryRun || e.cfg.DryRun || req.Mode == request.ModePlan || req.Mode == request.ModeReport
+	r.dry = req.DryRun || e.cfg.DryRun || req.Mode.Rules().Dry
 	if !r.dry {
 		r.identity = req.Identity()
 	}
@@ -346,7 +346,7 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 // sweepPrefix is the ARN prefix of a sweep's keys: GetResources lists the
 // function's own Region and account. Incidents keep no marks.
 func sweepPrefix(req request.Request, sc request.Scope) string {
-	if req.Mode == request.ModeIncident {
+	if !req.Mode.Rules().Continues {
 		return ""
 	}
 	return keyARN(sc.Partition, sc.Region, sc.Account, "")

@@ -10,7 +10,6 @@ import (
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	taggingtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
 
-	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
@@ -141,7 +140,7 @@ func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, 
 func (r *run) list(ctx context.Context, f *feed) error {
 	defer f.close()
 	add := f.add
-	if r.req.Mode == request.ModeIncident {
+	if !r.req.Mode.Rules().Sweep {
 		add = func(items []*item) {
 			r.markSeen(items)
 			f.add(items)
