@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
 	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu/emutest"
@@ -71,8 +73,12 @@ func TestSweepPastItsDeadlineInvokesItself(t *testing.T) {
 	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{
 		AwsRequestID: "0f3c6a3e-req", InvokedFunctionArn: functionARN + ":live",
 	})
-	rep, err := h.Handle(ctx, []byte(`{"mode":"scheduled"}`))
+	out, err := h.Invoke(ctx, []byte(`{"mode":"scheduled"}`))
 	if err != nil {
+		t.Fatal(err)
+	}
+	var rep rotator.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
 		t.Fatal(err)
 	}
 	c := rep.Continuation

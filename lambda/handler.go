@@ -26,19 +26,6 @@ type handler struct {
 	organization bool
 }
 
-// Handle decodes the payload (every shape of docs/design.md "Invocation
-// payloads"), runs the engine and returns its report. Bad input is rejected
-// before any AWS call with the request package's error, which names the
-// field; the function's own account and Region come from the invoked
-// function ARN, not from an STS call.
-func (h *handler) Handle(ctx context.Context, payload []byte) (*rotator.Report, error) {
-	req, inv, err := h.decode(ctx, payload)
-	if err != nil {
-		return nil, err
-	}
-	return h.engine.Run(ctx, req, inv)
-}
-
 // decode validates the payload against the function's scope.
 func (h *handler) decode(ctx context.Context, payload []byte) (request.Request, rotator.Invocation, error) {
 	lc, ok := lambdacontext.FromContext(ctx)
@@ -60,8 +47,11 @@ func (h *handler) decode(ctx context.Context, payload []byte) (request.Request, 
 	return req, rotator.Invocation{RequestID: lc.AwsRequestID, Scope: scope, FunctionARN: lc.InvokedFunctionArn}, nil
 }
 
-// Invoke is the lambda.Handler entry point: the raw payload in, the report's
-// JSON out (a targets request's answer is the organization sweep's target
+// Invoke is the handler's one entry point (aws-lambda-go's lambda.Handler):
+// it decodes the payload (every shape of docs/design.md "Invocation
+// payloads"), rejecting bad input before any AWS call with the request
+// package's error, which names the field, runs the engine and returns the
+// report's JSON (a targets request's answer is the organization sweep's target
 // list instead). A request.ValidationError reaches the caller as errorType
 // "ValidationError" (aws-lambda-go names an error by its Go type).
 func (h *handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {

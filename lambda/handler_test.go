@@ -141,7 +141,7 @@ func TestHandlerRejectsBadInputBeforeAnyAWSCall(t *testing.T) {
 
 func TestHandlerNeedsTheLambdaContext(t *testing.T) {
 	h, _, _ := startFunction(t, map[string]string{})
-	if _, err := h.Handle(context.Background(), []byte(`{"mode":"plan"}`)); err == nil {
+	if _, err := h.Invoke(context.Background(), []byte(`{"mode":"plan"}`)); err == nil {
 		t.Fatal("Handle without a Lambda context succeeded; it cannot know the account")
 	}
 }

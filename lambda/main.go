@@ -1,7 +1,7 @@
 // Command bootstrap is the kms-rotator Lambda function: it rotates the KMS
 // keys that opted in by tag on a schedule, and named keys on demand during an
 // incident. This package is a thin adapter: configuration and AWS clients are
-// built once at cold start, and each invocation goes through handler.Handle
+// built once at cold start, and each invocation goes through handler.Invoke
 // to rotator.Engine.Run (see lambda/rotator for the rules about keys).
 package main
 

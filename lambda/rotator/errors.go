@@ -14,8 +14,6 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
-
-	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // classification is an error mapped to an outcome and reason; classify
@@ -42,7 +40,7 @@ const accessDeniedHint = "hint: the key may lack the opt-in tag the function's I
 	"(https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html#key-policy-default-allow-root-enable-iam)"
 
 // classify maps an SDK error to an outcome and reason (docs/design.md reason table).
-func classify(err error, cfg settings.Config) classification {
+func classify(err error) classification {
 	var me *memberError
 	if errors.As(err, &me) {
 		return classification{outcome: Failed, reason: ReasonAccessDenied, detail: me.Error()}

@@ -59,7 +59,6 @@ func apiErr(code string, fault smithy.ErrorFault) error {
 }
 
 func TestClassify(t *testing.T) {
-	cfg := settings.DefaultConfig()
 	dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
 	reset := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 	for _, tc := range []struct {
@@ -84,7 +83,7 @@ func TestClassify(t *testing.T) {
 		{"deadline → ambiguous error", fmt.Errorf("call: %w", context.DeadlineExceeded), Failed, ReasonError, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := classify(tc.err, cfg)
+			c := classify(tc.err)
 			if c.outcome != tc.outcome || c.reason != tc.reason || c.ambiguous != tc.ambiguous {
 				t.Fatalf("classify = %+v, want %s/%s ambiguous=%v", c, tc.outcome, tc.reason, tc.ambiguous)
 			}
@@ -94,7 +93,7 @@ func TestClassify(t *testing.T) {
 		})
 	}
 	t.Run("access denied carries the hint", func(t *testing.T) {
-		c := classify(apiErr("AccessDeniedException", smithy.FaultClient), cfg)
+		c := classify(apiErr("AccessDeniedException", smithy.FaultClient))
 		if !strings.Contains(c.detail, "AccessDeniedException: ") || !strings.Contains(c.detail, "opt-in tag") || !strings.Contains(c.detail, "key policy") {
 			t.Fatalf("detail %q lacks code or hint", c.detail)
 		}

@@ -137,7 +137,11 @@ func (r *run) decided(it *item, d Decision) {
 
 // failed records a call's failure: mapped once in classify.
 func (r *run) failed(it *item, op string, err error, rotating bool) {
-	c := classify(err, r.e.cfg)
+	r.failedAs(it, op, err, classify(err), rotating)
+}
+
+// failedAs records a failure already classified.
+func (r *run) failedAs(it *item, op string, err error, c classification, rotating bool) {
 	if c.deadline && !rotating {
 		if r.ctx.Err() != nil || r.pastCutoff() {
 			r.deferKey(it)
@@ -438,12 +442,12 @@ func (r *run) rotate(ctx context.Context, it *item) {
 		r.rotated(it, started)
 		return
 	}
-	c := classify(err, r.e.cfg)
+	c := classify(err)
 	if !c.ambiguous {
 		// KMS refused with no effect (limit, conflict, state, denied):
 		// the claim is released and blocks nothing.
 		r.recordClaim(ctx, it, ledger.Released, opRotateKeyOnDemand+": "+c.detail)
-		r.failed(it, opRotateKeyOnDemand, err, true)
+		r.failedAs(it, opRotateKeyOnDemand, err, c, true)
 		return
 	}
 	// Ambiguous (5xx, timeout, connection reset, lost response): the

@@ -78,7 +78,7 @@ func (r *run) resolveKeys(home *aliasSet) []*item {
 				it.outcome, it.reason = Failed, ReasonNotFound
 				it.detail = fmt.Sprintf("alias %s does not exist in %s", ref.Alias, region)
 				if as.err != nil { // could not look: say why, not "not found"
-					c := classify(as.err, r.e.cfg)
+					c := classify(as.err)
 					if c.outcome != Failed {
 						c.outcome, c.reason = Failed, ReasonError
 					}
