@@ -29,4 +29,7 @@ var KMSRequestQuotas = map[string]float64{
 	"ImportKeyMaterial":         15,
 	"DeleteImportedKeyMaterial": 15,
 	"ReplicateKey":              5,
+	"CancelKeyDeletion":         5,
+	"DisableKey":                5,
+	"EnableKey":                 5,
 }

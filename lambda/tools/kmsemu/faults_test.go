@@ -48,6 +48,25 @@ func TestQuotas(t *testing.T) {
 			t.Fatalf("stats %+v", st)
 		}
 	})
+	t.Run("GetKeyLastUsage is throttled after 5 a second, KMS's published quota", func(t *testing.T) {
+		// The clock stands still: ten calls in one instant, no retries.
+		e := start(t, kmsemu.Options{QuotaScale: 1}, fleet)
+		ok, throttled := 0, 0
+		for i := 0; i < 10; i++ {
+			_, err := e.kms.GetKeyLastUsage(e.ctx, &kms.GetKeyLastUsageInput{KeyId: aws.String(ids[i%8])})
+			switch code(t, err) {
+			case "":
+				ok++
+			case "ThrottlingException":
+				throttled++
+			default:
+				t.Fatalf("call %d: %v", i, err)
+			}
+		}
+		if ok != 5 || throttled != 5 {
+			t.Fatalf("%d answered, %d throttled; want 5 and 5", ok, throttled)
+		}
+	})
 	t.Run("quota scale 2 doubles the rate; other operations have their own bucket", func(t *testing.T) {
 		e := start(t, kmsemu.Options{QuotaScale: 2}, fleet)
 		throttled := 0

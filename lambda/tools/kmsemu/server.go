@@ -40,6 +40,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // Options configures a Server. The zero value is usable: see New for the
@@ -243,12 +245,16 @@ type operation struct {
 	fn    handler
 }
 
-// Default request quotas in requests per second per account and region, from
-// https://docs.aws.amazon.com/kms/latest/developerguide/requests-per-second.html.
-// GetResources has no published figure; 10/s is a conservative guess (the
-// tagging API documents only that it throttles), so a client that pages
-// through 10,000 keys at 100 a page needs about 10 s at scale 1. PutEvents
-// has per-region quotas (putEventsRate).
+// operations are what the emulator serves, by X-Amz-Target. Request quotas
+// are in requests per second per account and Region. Every KMS operation's
+// is settings.KMSRequestQuotas, the table the function paces its own calls
+// by (KMS's published figures), so the emulator cannot drift from them;
+// Encrypt and Decrypt share KMS's per-Region cryptographic quota
+// (cryptoRate). The other services' figures are here: GetResources has no
+// published figure; 10/s is a conservative guess (the tagging API documents
+// only that it throttles), so a client that pages through 10,000 keys at 100
+// a page needs about 10 s at scale 1. PutEvents has per-region quotas
+// (putEventsRate).
 var operations = map[string]operation{}
 
 const (
@@ -264,34 +270,40 @@ const (
 )
 
 func init() {
-	add := func(name string, quota float64, fn handler) {
-		operations[kmsPrefix+name] = operation{name: name, quota: quota, fn: fn}
+	// A KMS operation without a row in settings.KMSRequestQuotas gets
+	// quota 0, which allow never throttles; TestKMSQuotasComeFromSettings
+	// fails on it.
+	add := func(name string, fn handler) {
+		operations[kmsPrefix+name] = operation{name: name, quota: settings.KMSRequestQuotas[name], fn: fn}
 	}
-	add("CancelKeyDeletion", 5, (*Server).cancelKeyDeletion)
-	add("CreateAlias", 5, (*Server).createAlias)
-	add("CreateKey", 50, (*Server).createKey)
-	add("DeleteAlias", 5, (*Server).deleteAlias)
-	add("DeleteImportedKeyMaterial", 5, (*Server).deleteImportedKeyMaterial)
-	add("DescribeKey", 2000, (*Server).describeKey)
-	add("DisableKey", 5, (*Server).disableKey)
-	add("DisableKeyRotation", 5, (*Server).disableKeyRotation)
-	add("EnableKey", 5, (*Server).enableKey)
-	add("EnableKeyRotation", 5, (*Server).enableKeyRotation)
-	add("Encrypt", cryptoQuota, (*Server).encrypt)
-	add("Decrypt", cryptoQuota, (*Server).decrypt)
-	add("GetKeyLastUsage", 100, (*Server).getKeyLastUsage)
-	add("GetKeyRotationStatus", 1000, (*Server).getKeyRotationStatus)
-	add("GetParametersForImport", 5, (*Server).getParametersForImport)
-	add("ImportKeyMaterial", 5, (*Server).importKeyMaterial)
-	add("ListAliases", 500, (*Server).listAliases)
-	add("ListKeyRotations", 100, (*Server).listKeyRotations)
-	add("ListKeys", 500, (*Server).listKeys)
-	add("ListResourceTags", 2000, (*Server).listResourceTags)
-	add("ReplicateKey", 5, (*Server).replicateKey)
-	add("RotateKeyOnDemand", 5, (*Server).rotateKeyOnDemand)
-	add("ScheduleKeyDeletion", 5, (*Server).scheduleKeyDeletion)
-	add("TagResource", 10, (*Server).tagResource)
-	add("UntagResource", 10, (*Server).untagResource)
+	addCrypto := func(name string, fn handler) {
+		operations[kmsPrefix+name] = operation{name: name, quota: cryptoQuota, fn: fn}
+	}
+	add("CancelKeyDeletion", (*Server).cancelKeyDeletion)
+	add("CreateAlias", (*Server).createAlias)
+	add("CreateKey", (*Server).createKey)
+	add("DeleteAlias", (*Server).deleteAlias)
+	add("DeleteImportedKeyMaterial", (*Server).deleteImportedKeyMaterial)
+	add("DescribeKey", (*Server).describeKey)
+	add("DisableKey", (*Server).disableKey)
+	add("DisableKeyRotation", (*Server).disableKeyRotation)
+	add("EnableKey", (*Server).enableKey)
+	add("EnableKeyRotation", (*Server).enableKeyRotation)
+	addCrypto("Encrypt", (*Server).encrypt)
+	addCrypto("Decrypt", (*Server).decrypt)
+	add("GetKeyLastUsage", (*Server).getKeyLastUsage)
+	add("GetKeyRotationStatus", (*Server).getKeyRotationStatus)
+	add("GetParametersForImport", (*Server).getParametersForImport)
+	add("ImportKeyMaterial", (*Server).importKeyMaterial)
+	add("ListAliases", (*Server).listAliases)
+	add("ListKeyRotations", (*Server).listKeyRotations)
+	add("ListKeys", (*Server).listKeys)
+	add("ListResourceTags", (*Server).listResourceTags)
+	add("ReplicateKey", (*Server).replicateKey)
+	add("RotateKeyOnDemand", (*Server).rotateKeyOnDemand)
+	add("ScheduleKeyDeletion", (*Server).scheduleKeyDeletion)
+	add("TagResource", (*Server).tagResource)
+	add("UntagResource", (*Server).untagResource)
 	operations[taggingPrefix+"GetResources"] = operation{name: "GetResources", svc: taggingService, quota: 10, fn: (*Server).getResources}
 	operations[eventsPrefix+"PutEvents"] = operation{name: "PutEvents", svc: eventsService, quota: putEventsQuota, fn: (*Server).putEvents}
 	// Organizations publishes no request rates; 10/s, as for GetResources.
@@ -305,7 +317,9 @@ func init() {
 }
 
 // cryptoRate is the shared quota of symmetric cryptographic operations, which
-// KMS sets per region (same quotas page as above).
+// KMS sets per region
+// (https://docs.aws.amazon.com/kms/latest/developerguide/requests-per-second.html),
+// so it has no row of its own in settings.KMSRequestQuotas.
 func cryptoRate(region string) float64 {
 	switch region {
 	case "us-east-1", "us-west-2", "eu-west-1":

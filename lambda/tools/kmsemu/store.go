@@ -202,6 +202,9 @@ func (s *Server) allow(account, region string, op operation, now time.Time) bool
 	case putEventsQuota:
 		base = putEventsRate(region)
 	}
+	if base <= 0 {
+		return true // no figure (a KMS operation missing from settings.KMSRequestQuotas)
+	}
 	l := rs.limiters[name]
 	if l == nil {
 		r := base * s.opts.QuotaScale
