@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
@@ -316,5 +318,84 @@ func TestListAfterMaterialFlagListsARotationOnceItsMaterialIsCurrent(t *testing.
 				t.Fatalf("%d rotations listed, want %d", len(l.Rotations), tt.listed)
 			}
 		})
+	}
+}
+
+// TestDocumentedConflictExample runs the "Start it" example of
+// docs/kmslocal.md: kmslocal started with the documented flags, then
+// rotate-key-on-demand, get-key-rotation-status and a second
+// rotate-key-on-demand, which must be ConflictException on any machine.
+// The AWS CLI takes a second or two a command on a slow machine, so the
+// documented -rotation-delay must keep the rotation in progress far longer
+// than the commands between the two calls take.
+func TestDocumentedConflictExample(t *testing.T) {
+	const root = "../../../"
+	doc, err := os.ReadFile(root + "docs/kmslocal.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, found := strings.Cut(string(doc), "## Start it")
+	if !found {
+		t.Fatal(`docs/kmslocal.md has no "## Start it" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var args []string
+	for _, line := range strings.Split(section, "\n") {
+		if rest, ok := strings.CutPrefix(line, "go run ./lambda/tools/kmslocal "); ok {
+			rest, _, _ = strings.Cut(rest, "&")
+			args = strings.Fields(rest)
+			break
+		}
+	}
+	if args == nil {
+		t.Fatal(`"## Start it" has no "go run ./lambda/tools/kmslocal …" line`)
+	}
+	const keyID = "c0ffee00-5a1e-4b0b-9a7e-0000000000aa"
+	var rotations []string // the documented rotate-key-on-demand lines for the key
+	for _, line := range strings.Split(section, "\n") {
+		if strings.HasPrefix(line, "aws kms rotate-key-on-demand --key-id "+keyID) {
+			rotations = append(rotations, line)
+		}
+	}
+	if len(rotations) != 2 || !strings.Contains(rotations[1], "ConflictException") {
+		t.Fatalf("want two rotate-key-on-demand lines for %s, the second answering ConflictException: %q", keyID, rotations)
+	}
+
+	delay := 2 * time.Second // kmslocal's default
+	for i, a := range args {
+		v, ok := strings.CutPrefix(a, "-rotation-delay=")
+		if a == "-rotation-delay" && i+1 < len(args) {
+			v, ok = args[i+1], true
+		}
+		if ok {
+			if delay, err = time.ParseDuration(v); err != nil {
+				t.Fatalf("-rotation-delay %q: %v", v, err)
+			}
+		}
+		if a == "-fleet" && i+1 < len(args) {
+			args[i+1] = filepath.Join(root, args[i+1]) // the docs run from the repository root
+		}
+	}
+	if delay < 30*time.Second {
+		t.Errorf("the documented kmslocal keeps a rotation in progress for %v: two AWS CLI commands on a slow machine can outlast that, and the second rotate-key-on-demand then succeeds; give it -rotation-delay of at least 30s", delay)
+	}
+
+	url, _ := startCommand(t, append(args, "-quiet")...)
+	ctx := context.Background()
+	c := kms.New(kms.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""), RetryMaxAttempts: 1})
+	if _, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/payments")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(keyID)}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(keyID)})
+	if err != nil || st.OnDemandRotationStartDate == nil {
+		t.Fatalf("GetKeyRotationStatus: %v, OnDemandRotationStartDate %v: want the rotation in progress", err, st)
+	}
+	_, err = c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(keyID)})
+	var conflict *kmstypes.ConflictException
+	if !errors.As(err, &conflict) {
+		t.Fatalf("second RotateKeyOnDemand: %v, want ConflictException", err)
 	}
 }
