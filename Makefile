@@ -19,8 +19,10 @@ build:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -buildvcs=false -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./lambda
 
 # The ledger's DynamoDB is dynalite on Node 22, both from node_modules.
+# DEMOFLAGS passes demo flags, e.g. to rehearse a deployment's settings:
+# DEMOFLAGS='-env ROTATOR_INTERVAL_DAYS=30 -timeout 60s' (go run ./lambda/tools/demo -h).
 demo: node_modules/.installed ## the real bootstrap under the Lambda Runtime Interface Emulator against kmslocal
-	$(GO) run ./lambda/tools/demo
+	$(GO) run ./lambda/tools/demo $(DEMOFLAGS)
 
 # The scale benchmark (issue 5): the engine against the emulator at 10x KMS's
 # quotas, 5 ms latency, for 1,000, 10,000 and 100,000 keys (about 5 minutes;

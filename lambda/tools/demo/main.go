@@ -10,7 +10,15 @@
 //
 // Usage:
 //
-//	go run ./lambda/tools/demo [-fleet events/fleet.json] [-events a.json,b.json] [-keep] [-v]
+//	go run ./lambda/tools/demo [-fleet events/fleet.json] [-events a.json,b.json]
+//	    [-env ROTATOR_NAME=value]... [-timeout 60s] [-keep] [-v]
+//
+// -env and -timeout rehearse a deployment's settings: any ROTATOR_*
+// variable the function reads (a misspelt name is refused with the closest
+// known one, a bad value as the function would refuse it) and the function
+// timeout (AWS_LAMBDA_FUNCTION_TIMEOUT). The warnings kmslocal prints while
+// loading the fleet (an unknown field, a value it corrected) are printed
+// before the first invocation.
 //
 // It exits 1 with a message naming the step when anything fails: a build,
 // a process that does not start, an invocation that answers a handler error,
@@ -30,6 +38,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,23 +68,134 @@ type options struct {
 	keep     bool
 	verbose  bool
 	emuFlags []string
+	// env are the function's ROTATOR_* variables from -env; timeout is
+	// its timeout (0: the harness's 60s).
+	env     map[string]string
+	timeout time.Duration
+}
+
+// maxTimeout is Lambda's largest function timeout (900 seconds,
+// https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html).
+const maxTimeout = 15 * time.Minute
+
+// rotatorVariables are the names of every ROTATOR_* variable the function
+// reads: the settings package's Env* names, as the stack sets them.
+func rotatorVariables() []string {
+	var names []string
+	for name := range settings.Environment(settings.DefaultConfig()) {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// envFlag collects repeated -env NAME=value flags.
+type envFlag map[string]string
+
+func (e envFlag) String() string {
+	var kv []string
+	for k, v := range e {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, " ")
+}
+
+func (e envFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("%q is not NAME=value (e.g. %s=30)", s, settings.EnvIntervalDays)
+	}
+	known := rotatorVariables()
+	for _, k := range known {
+		if k == name {
+			if prev, dup := e[name]; dup && prev != value {
+				return fmt.Errorf("%s given twice (%q and %q)", name, prev, value)
+			}
+			e[name] = value
+			return nil
+		}
+	}
+	if hint := didYouMean(name, known); hint != "" {
+		return fmt.Errorf("%s is not a variable the function reads; did you mean %s?", name, hint)
+	}
+	return fmt.Errorf("%s is not a variable the function reads; it reads %s", name, strings.Join(known, ", "))
+}
+
+// didYouMean returns the known name closest to name (case, - for _ and a
+// missing ROTATOR_ prefix forgiven), or "" when none is close.
+func didYouMean(name string, known []string) string {
+	n := strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(name), "-", "_"))
+	if !strings.HasPrefix(n, "ROTATOR_") {
+		n = "ROTATOR_" + n
+	}
+	best, bestDist := "", 0
+	for _, k := range known {
+		if d := editDistance(n, k); best == "" || d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	// A third of the name may differ: ROTATOR_INTERVAL_DAY, ROTATOR_DRYRUN
+	// and INTERVAL_DAYS find theirs; ROTATOR_COLOUR finds nothing.
+	if best == "" || bestDist > (len(best)-len("ROTATOR_"))/3+1 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes: the names
+// are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o options
+	o := options{env: map[string]string{}}
 	var events, emuFlags string
 	fs.StringVar(&o.fleet, "fleet", "events/fleet.json", "fleet file seeding the KMS emulator")
 	fs.StringVar(&events, "events", defaultEvents, "comma-separated payload files to invoke, in order")
 	fs.BoolVar(&o.keep, "keep", false, "leave kmslocal and the function running and print how to reach them (Ctrl-C stops them)")
 	fs.BoolVar(&o.verbose, "v", false, "stream the emulator's and the function's output")
 	fs.StringVar(&emuFlags, "emu-flags", "", `extra kmslocal flags, e.g. "-rotation-delay=0 -latency=20ms"`)
+	fs.Var(envFlag(o.env), "env", "`NAME=value` of a ROTATOR_* variable for the function, e.g. "+settings.EnvIntervalDays+"=30; repeat for more")
+	fs.DurationVar(&o.timeout, "timeout", 0, "the function timeout (AWS_LAMBDA_FUNCTION_TIMEOUT), whole seconds up to 15m; 0 = 60s")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.timeout != 0 && (o.timeout < time.Second || o.timeout > maxTimeout || o.timeout%time.Second != 0) {
+		return o, fmt.Errorf("-timeout %v: a Lambda timeout is whole seconds from 1s to %v", o.timeout, maxTimeout)
+	}
+	// The function refuses a bad value at its cold start; say so now,
+	// before anything is built. The demo sets the ledger's table itself
+	// unless -env names one.
+	if _, err := settings.LoadConfig(func(name string) string {
+		if v, ok := o.env[name]; ok || name != settings.EnvLedgerTable {
+			return v
+		}
+		return harness.LedgerTable
+	}); err != nil {
+		return o, fmt.Errorf("-env: %w", err)
 	}
 	for _, e := range strings.Split(events, ",") {
 		if e = strings.TrimSpace(e); e != "" {
@@ -151,7 +271,9 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	env, err := harness.Start(ctx, harness.Options{
 		Binaries: bins,
 		KMSLocal: harness.KMSLocalOptions{Fleet: fleet, Args: o.emuFlags, Log: logw},
-		Function: harness.FunctionOptions{Name: "kms-rotator", Log: logw},
+		Function: harness.FunctionOptions{Name: "kms-rotator", Log: logw, Env: o.env, Timeout: o.timeout},
+		// A rehearsed ROTATOR_LEDGER_TABLE is the table the demo makes.
+		LedgerTable: o.env[settings.EnvLedgerTable],
 	})
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
@@ -161,6 +283,10 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "started kmslocal %s (fleet %s) and the function at http://%s in %v\n",
 		env.KMS.URL, rel(root, fleet), env.Function.Addr, startTime.Round(time.Millisecond))
 	fmt.Fprintf(out, "ledger: table %s in dynalite %s\n", env.LedgerTable, env.Ledger.URL)
+	writeSettings(out, o)
+	if err := writeFleetWarnings(ctx, out, env.KMS.Proc.Stderr); err != nil {
+		return err
+	}
 
 	var failures []string
 	seen := 0 // events of earlier invocations
@@ -214,6 +340,49 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	}
 	if len(failures) > 0 {
 		return errors.New(strings.Join(failures, "; "))
+	}
+	return nil
+}
+
+// writeSettings prints the function's timeout and the ROTATOR_* variables
+// set with -env (every other one takes its default).
+func writeSettings(out io.Writer, o options) {
+	timeout := "60s (default)"
+	if o.timeout > 0 {
+		timeout = o.timeout.String()
+	}
+	vars := "none set, all defaults"
+	if len(o.env) > 0 {
+		vars = envFlag(o.env).String()
+	}
+	fmt.Fprintf(out, "function: timeout %s; ROTATOR_* variables: %s\n", timeout, vars)
+}
+
+// fleetWarning starts each warning kmslocal prints while loading a fleet
+// (kmsemu's LoadFleet: an unknown field, a value it had to correct).
+const fleetWarning = "kmslocal: warning: "
+
+// writeFleetWarnings prints the warnings kmslocal wrote while loading the
+// fleet, which precede its "listening on" line on its stderr: the demo
+// must not hide that a fleet entry was read differently from what it says.
+func writeFleetWarnings(ctx context.Context, out io.Writer, stderr *harness.Output) error {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if !stderr.WaitContains(wctx, "listening on") {
+		return fmt.Errorf("kmslocal never logged \"listening on\":\n%s", stderr.String())
+	}
+	n := 0
+	for _, l := range stderr.Lines() {
+		if strings.HasPrefix(l, "kmslocal: listening on") {
+			break
+		}
+		if strings.HasPrefix(l, fleetWarning) {
+			fmt.Fprintln(out, l)
+			n++
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(out, "(%d fleet warning(s): kmslocal loaded the fleet, reading those entries as the warnings say)\n", n)
 	}
 	return nil
 }

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -8,21 +12,43 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
 )
 
 func TestParseFlags(t *testing.T) {
 	tests := []struct {
-		name       string
-		args       []string
-		wantEvents []string
-		wantErr    string
+		name        string
+		args        []string
+		wantEvents  []string
+		wantEnv     map[string]string
+		wantTimeout time.Duration
+		wantErr     string
 	}{
-		{name: "defaults invoke plan, scheduled and incident", wantEvents: []string{"events/plan.json", "events/scheduled.json", "events/incident.json"}},
-		{name: "events list is split and trimmed", args: []string{"-events", "a.json, b.json,"}, wantEvents: []string{"a.json", "b.json"}},
+		{name: "defaults invoke plan, scheduled and incident, no variables, the default timeout",
+			wantEvents: []string{"events/plan.json", "events/scheduled.json", "events/incident.json"}, wantEnv: map[string]string{}},
+		{name: "events list is split and trimmed", args: []string{"-events", "a.json, b.json,"}, wantEvents: []string{"a.json", "b.json"}, wantEnv: map[string]string{}},
 		{name: "empty events list is refused", args: []string{"-events", ","}, wantErr: "-events"},
 		{name: "positional arguments are refused", args: []string{"extra"}, wantErr: "unexpected arguments"},
 		{name: "unknown flag is refused", args: []string{"-nope"}, wantErr: "-nope"},
+		{name: "-env is repeatable and -timeout sets the function timeout",
+			args:       []string{"-env", "ROTATOR_INTERVAL_DAYS=30", "-env", "ROTATOR_DRY_RUN=true", "-env", "ROTATOR_LEDGER_TABLE=prod-ledger", "-timeout", "90s"},
+			wantEvents: []string{"events/plan.json", "events/scheduled.json", "events/incident.json"},
+			wantEnv:    map[string]string{"ROTATOR_INTERVAL_DAYS": "30", "ROTATOR_DRY_RUN": "true", "ROTATOR_LEDGER_TABLE": "prod-ledger"}, wantTimeout: 90 * time.Second},
+		{name: "a value may contain =", args: []string{"-env", "ROTATOR_TAG_VALUE=a=b"},
+			wantEvents: []string{"events/plan.json", "events/scheduled.json", "events/incident.json"}, wantEnv: map[string]string{"ROTATOR_TAG_VALUE": "a=b"}},
+		{name: "a misspelt name is refused with the closest", args: []string{"-env", "ROTATOR_INTERVAL_DAY=30"},
+			wantErr: "ROTATOR_INTERVAL_DAY is not a variable the function reads; did you mean ROTATOR_INTERVAL_DAYS?"},
+		{name: "a name without its prefix is refused with the full one", args: []string{"-env", "dry_run=true"},
+			wantErr: "did you mean ROTATOR_DRY_RUN?"},
+		{name: "a ROTATOR_ name nothing resembles is refused with the list", args: []string{"-env", "ROTATOR_COLOUR=blue"},
+			wantErr: "ROTATOR_COLOUR is not a variable the function reads; it reads ROTATOR_AUTO_ROTATION_GRACE_DAYS, "},
+		{name: "another variable is refused", args: []string{"-env", "AWS_REGION=eu-west-1"}, wantErr: "AWS_REGION is not a variable the function reads"},
+		{name: "a flag value without = is refused", args: []string{"-env", "ROTATOR_DRY_RUN"}, wantErr: "is not NAME=value"},
+		{name: "a bad value is refused as the function would", args: []string{"-env", "ROTATOR_INTERVAL_DAYS=0"}, wantErr: "-env: ROTATOR_INTERVAL_DAYS=0: must be between 1 and 3650"},
+		{name: "one name with two values is refused", args: []string{"-env", "ROTATOR_RESERVE=1", "-env", "ROTATOR_RESERVE=3"}, wantErr: "ROTATOR_RESERVE given twice"},
+		{name: "a timeout past Lambda's 15 minutes is refused", args: []string{"-timeout", "16m"}, wantErr: "whole seconds from 1s to 15m0s"},
+		{name: "a timeout of part of a second is refused", args: []string{"-timeout", "1500ms"}, wantErr: "whole seconds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,12 +66,40 @@ func TestParseFlags(t *testing.T) {
 			if !slices.Equal(o.events, tt.wantEvents) {
 				t.Fatalf("events = %q, want %q", o.events, tt.wantEvents)
 			}
+			if !maps.Equal(o.env, tt.wantEnv) || o.timeout != tt.wantTimeout {
+				t.Fatalf("env %v, timeout %v; want %v, %v", o.env, o.timeout, tt.wantEnv, tt.wantTimeout)
+			}
 		})
+	}
+}
+
+// TestEveryRotatorVariableIsAccepted: -env takes each name the settings
+// package defines, with the value the stack would set.
+func TestEveryRotatorVariableIsAccepted(t *testing.T) {
+	defaults := settings.Environment(settings.DefaultConfig())
+	if len(defaults) < 20 {
+		t.Fatalf("%d variables; the settings package defines more", len(defaults))
+	}
+	for name, v := range defaults {
+		if v == "" {
+			continue // a setting without a default (a member role name)
+		}
+		if _, err := parseFlags([]string{"-env", name + "=" + v}, io.Discard); err != nil {
+			t.Errorf("-env %s=%s: %v", name, v, err)
+		}
 	}
 }
 
 // TestRun runs the demo as `make demo` does, through the built binaries.
 func TestRun(t *testing.T) {
+	// A key last rotated 40 days ago: due at ROTATOR_INTERVAL_DAYS=30, not
+	// at the default 90. Its entry has a field kmslocal does not know and
+	// a creation younger than its rotation: two fleet warnings.
+	fleet := filepath.Join(t.TempDir(), "fleet.json")
+	if err := os.WriteFile(fleet, []byte(`[{"alias": "alias/rehearsed", "owner": "team-x", "createdDaysAgo": 10,
+	  "tags": {"kms-rotator": "enabled"}, "rotations": [{"type": "ON_DEMAND", "daysAgo": 40}]}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		args     []string
@@ -69,6 +123,25 @@ func TestRun(t *testing.T) {
 				"ledger: 3 claim(s) in table " + harness.LedgerTable,
 				"demo: 2 invocation(s), 0 failed",
 			},
+		},
+		{
+			name:     "a rehearsal runs with the given variables and timeout and shows the fleet warnings",
+			args:     []string{"-fleet", fleet, "-events", "events/plan.json", "-env", "ROTATOR_INTERVAL_DAYS=30", "-timeout", "30s"},
+			wantCode: 0,
+			wantOut: []string{
+				`kmslocal: warning: fleet: json: unknown field "owner" (ignored)`,
+				"kmslocal: warning: fleet entry 0: createdDaysAgo 10 is younger than its oldest rotation (40 days ago)",
+				"(2 fleet warning(s)",
+				"function: timeout 30s; ROTATOR_* variables: ROTATOR_INTERVAL_DAYS=30",
+				"alias/rehearsed", "plan (dry run): 1 candidates, 0 rotated, 1 would rotate",
+				"demo: 1 invocation(s), 0 failed",
+			},
+		},
+		{
+			name:     "without -env the same key is not due",
+			args:     []string{"-fleet", fleet, "-events", "events/plan.json"},
+			wantCode: 0,
+			wantOut:  []string{"function: timeout 60s (default); ROTATOR_* variables: none set, all defaults", "plan (dry run): 1 candidates, 0 rotated, 0 would rotate"},
 		},
 		{name: "a missing payload file exits 1 naming it", args: []string{"-events", "events/nope.json"}, wantCode: 1, wantErr: "nope.json"},
 		{name: "a missing fleet exits 1 naming it", args: []string{"-fleet", "events/nope-fleet.json"}, wantCode: 1, wantErr: "nope-fleet.json"},
