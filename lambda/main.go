@@ -58,7 +58,12 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	engine := rotator.New(cfg, kms.NewFromConfig(awsCfg), tagging.NewFromConfig(awsCfg), log, out)
 	// The rotation ledger: a claim in DynamoDB before every
 	// RotateKeyOnDemand (AWS_ENDPOINT_URL_DYNAMODB locally).
-	engine.SetLedger(ledger.New(dynamodb.NewFromConfig(awsCfg), cfg.LedgerTable, cfg.LedgerRetention))
+	// Three attempts, not the reads' ten: an unreachable ledger fails the
+	// keys closed, and should say so within seconds rather than after a
+	// long retry per key (a claim write retried after a lost answer is
+	// refused by its own claim: the key is skipped, never rotated twice).
+	engine.SetLedger(ledger.New(dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) { o.RetryMaxAttempts = 3 }),
+		cfg.LedgerTable, cfg.LedgerRetention))
 	// A sweep that does not fit before the deadline continues by invoking
 	// this function again, asynchronously (ROTATOR_CONTINUATION_MAX).
 	engine.SetLambda(lambdasvc.NewFromConfig(awsCfg))

@@ -42,7 +42,7 @@ func (r *run) beginRequest(ctx context.Context) (*Report, bool) {
 	if r.identity == "" || r.e.ledger == nil {
 		return nil, false
 	}
-	rec, err := r.e.ledger.Begin(ctx, r.identity, r.id, r.e.now(), r.until(), r.e.cfg.IdempotencyWindow)
+	rec, err := r.e.ledger.Begin(ctx, r.identity, r.id, r.e.now(), r.until(r.e.now()), r.e.cfg.IdempotencyWindow)
 	if err != nil {
 		r.log.Error("the request record could not be written; each key's claim decides", "request", r.identity, "error", err.Error())
 		return nil, false
@@ -72,15 +72,6 @@ func (r *run) beginRequest(ctx context.Context) (*Report, bool) {
 	return nil, false
 }
 
-// until is when this run ends at the latest, on the engine's clock: past
-// it, a request record still in progress belongs to a run that died.
-func (r *run) until() time.Time {
-	if r.cutoff.IsZero() {
-		return r.e.now().Add(15 * time.Minute)
-	}
-	return r.e.now().Add(time.Until(r.cutoff))
-}
-
 // awaitFirst polls the request record until the first run completes, for
 // as long as an incident waits for its rotations (ROTATOR_INCIDENT_WAIT)
 // plus half a minute, and never past half the time this run has left. It
@@ -95,7 +86,7 @@ func (r *run) awaitFirst(ctx context.Context, rec *ledger.RequestRecord) *ledger
 	}
 	for rec.Status != ledger.Completed && time.Now().Before(by) {
 		if rec.Status == ledger.InProgress && r.e.now().After(rec.Until) {
-			taken, err := r.e.ledger.Begin(ctx, r.identity, r.id, r.e.now(), r.until(), r.e.cfg.IdempotencyWindow)
+			taken, err := r.e.ledger.Begin(ctx, r.identity, r.id, r.e.now(), r.until(r.e.now()), r.e.cfg.IdempotencyWindow)
 			if err == nil && taken == nil {
 				r.log.Info("the request's first run ended without completing; this run takes it over", "firstRunId", rec.RunID)
 				return nil
@@ -161,7 +152,7 @@ func (r *run) takeLease(ctx context.Context) (*Report, bool) {
 	if r.e.ledger == nil || !r.req.Mode.Rules().Lease || r.dry {
 		return nil, false
 	}
-	h, err := r.e.ledger.Lease(ctx, r.scope.Region, r.scope.Account, r.chain(), r.id, r.e.now(), r.until())
+	h, err := r.e.ledger.Lease(ctx, r.scope.Region, r.scope.Account, r.chain(), r.id, r.e.now(), r.until(r.e.now()))
 	if err != nil {
 		r.log.Warn("the sweep lease could not be taken; each key's claim guards alone", "error", err.Error())
 		return nil, false

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
@@ -152,5 +153,23 @@ func TestOverdueSplitsActionFromPolicy(t *testing.T) {
 				t.Fatalf("overdueFor %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// A key another run's claim just rotated is not overdue while KMS has not
+// listed that rotation yet; an unconfirmed claim does not count.
+func TestHeldRotatedClaimIsNotOverdue(t *testing.T) {
+	cfg := settings.DefaultConfig()
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	r := &run{e: &Engine{cfg: cfg, now: func() time.Time { return now }}, req: request.Request{Mode: request.ModeScheduled}}
+	for outcome, want := range map[string]bool{ledger.Rotated: false, ledger.Claimed: false, ledger.Unconfirmed: true, ledger.Released: true} {
+		it := &item{outcome: Skipped, reason: ReasonRecentlyRotated,
+			held: &ledger.Claim{Outcome: outcome, ClaimedAt: now.Add(-time.Minute)}}
+		it.facts.IntervalDays = 90
+		it.facts.Meta = &Metadata{CreatedAt: now.Add(-days(400))}
+		it.facts.History = &History{Newest: now.Add(-days(100))}
+		if got := *r.entry(it).Overdue; got != want {
+			t.Errorf("claim %s a minute ago: overdue %v, want %v", outcome, got, want)
+		}
 	}
 }

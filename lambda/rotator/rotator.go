@@ -5,10 +5,16 @@
 // slog lines, CloudWatch EMF metrics). It has no Lambda imports; the handler
 // in package main is a thin adapter around Engine.Run.
 //
-// The flow of a run reads top to bottom across the files: stream.go (list:
-// one selection path for every mode) and select.go (the candidates, their
-// aliases) → decide.go → rotate.go (+ complete.go, an incident's wait for
-// the new material) → report.go (+ metrics.go, events.go).
+// The flow of a run reads top to bottom across the files: rotator.go (the
+// story, Engine.Run) with deadline.go (when a run stops starting keys) and
+// repeat.go (repeats, late events, the sweep lease) → stream.go (list: one
+// selection path for every mode) and select.go (the candidates, their
+// aliases) → pipeline.go (read and rotation stages) → fetch.go (the facts,
+// cheapest first) → decide.go (Decide) → claim.go (the ledger's claim) →
+// rotate.go (the irreversible call and its confirmation) → complete.go (an
+// incident's wait for the new material) → entry.go and tally.go (each
+// key's entry, the run's counts) → report.go (+ metrics.go, events.go,
+// next.go).
 package rotator
 
 import (
@@ -266,11 +272,9 @@ type run struct {
 	log    *slog.Logger
 	ctx    context.Context // calls; ends margin/2 before the Lambda deadline
 	cancel context.CancelFunc
-	// cutoff is when no further key (or rotation) may start; zero = none.
-	cutoff time.Time
-	// lookBy bounds the look after an ambiguous rotation failure: past the
-	// calls' deadline, but a quarter margin before the Lambda's; zero = none.
-	lookBy time.Time
+	// deadlines: when keys stop starting, calls end, the look after an
+	// ambiguous rotation and the report's last calls end (deadline.go).
+	deadlines
 
 	// scope is where the run works: the function's account and Region, or
 	// the request's target; accounts holds the member accounts' clients.
@@ -333,10 +337,8 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 	}
 	r.log = e.log.With("runId", r.id, "mode", string(req.Mode), "requestId", inv.RequestID)
 	if dl, ok := ctx.Deadline(); ok {
-		m := e.margin(time.Until(dl))
-		r.cutoff = dl.Add(-m)
-		r.lookBy = dl.Add(-m / 4)
-		r.ctx, r.cancel = context.WithDeadline(ctx, dl.Add(-m/2))
+		r.deadlines = newDeadlines(dl, e.margin(time.Until(dl)))
+		r.ctx, r.cancel = context.WithDeadline(ctx, r.callsEnd)
 	} else {
 		r.ctx, r.cancel = context.WithCancel(ctx)
 	}
@@ -350,19 +352,6 @@ func sweepPrefix(req request.Request, sc request.Scope) string {
 		return ""
 	}
 	return keyARN(sc.Partition, sc.Region, sc.Account, "")
-}
-
-// listContext bounds the listings by lookBy (no bound without a deadline).
-func (r *run) listContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if r.lookBy.IsZero() {
-		return context.WithCancel(ctx)
-	}
-	return context.WithDeadline(ctx, r.lookBy)
-}
-
-// pastCutoff reports whether the deadline is too near to start more work.
-func (r *run) pastCutoff() bool {
-	return !r.cutoff.IsZero() && !time.Now().Before(r.cutoff)
 }
 
 func newRunID(t time.Time) string {

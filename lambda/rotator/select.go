@@ -24,10 +24,9 @@ type item struct {
 	facts  Facts
 
 	// Filled when the key is decided.
-	outcome    Outcome
-	reason     Reason
-	detail     string
-	rotateNext bool // decided "rotate": hand to the rotation stage
+	outcome Outcome
+	reason  Reason
+	detail  string
 	// claim is this run's claim on the key in the ledger, once written;
 	// held the standing claim that refused it.
 	claim, held *ledger.Claim

@@ -1,0 +1,273 @@
+package rotator
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
+)
+
+func (r *run) describe(ctx context.Context, it *item) error {
+	if err := r.call(ctx, opDescribeKey); err != nil {
+		return err
+	}
+	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	if err != nil {
+		return err
+	}
+	km := out.KeyMetadata
+	if km == nil {
+		return errors.New("DescribeKey returned no KeyMetadata")
+	}
+	m := &Metadata{
+		KeyManager: string(km.KeyManager),
+		KeySpec:    string(km.KeySpec),
+		KeyUsage:   string(km.KeyUsage),
+		Origin:     string(km.Origin),
+		KeyState:   string(km.KeyState),
+		CreatedAt:  aws.ToTime(km.CreationDate),
+		MaterialID: aws.ToString(km.CurrentKeyMaterialId),
+	}
+	if mr := km.MultiRegionConfiguration; mr != nil && mr.MultiRegionKeyType == kmstypes.MultiRegionKeyTypeReplica {
+		m.Replica = true
+		if mr.PrimaryKey != nil {
+			m.PrimaryARN = aws.ToString(mr.PrimaryKey.Arn)
+		}
+	} else if mr != nil {
+		for _, rk := range mr.ReplicaKeys {
+			m.Replicas = append(m.Replicas, RegionalKey{ARN: strings.Clone(aws.ToString(rk.Arn)), Region: strings.Clone(aws.ToString(rk.Region))})
+		}
+	}
+	it.facts.Meta = m
+	// The canonical ARN and ID (the caller may have used an alias or ID).
+	if a := aws.ToString(km.Arn); a != "" {
+		it.arn = a
+	}
+	if id := aws.ToString(km.KeyId); id != "" {
+		it.keyID = id
+	}
+	return nil
+}
+
+// listTags learns the tags of a key named explicitly in an incident. One
+// ListResourceTags call per such key (≤ 1,000 keys, 2,000 calls/s quota);
+// chosen over GetResources with ResourceARNList because it answers for
+// untagged keys too, works in the primary's Region for an added primary,
+// and keeps every per-key call on kms:* actions the key policy governs.
+func (r *run) listTags(ctx context.Context, it *item) error {
+	tags := map[string]string{}
+	in := &kms.ListResourceTagsInput{KeyId: aws.String(it.arn)}
+	for {
+		if err := r.call(ctx, opListResourceTags); err != nil {
+			return err
+		}
+		out, err := r.kmsOf(it).ListResourceTags(ctx, in, inRegion(it.region))
+		if err != nil {
+			return err
+		}
+		for _, t := range out.Tags {
+			k := aws.ToString(t.TagKey)
+			if k == r.e.cfg.TagKey || k == settings.IntervalTagKey {
+				tags[k] = aws.ToString(t.TagValue)
+			}
+		}
+		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
+			break
+		}
+		in.Marker = out.NextMarker
+	}
+	r.applyTags(it, tags)
+	return nil
+}
+
+// history reads all pages of ListKeyRotations: the budget used is the count
+// of ON_DEMAND entries, the age is the newest entry of any type
+// (https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeyRotations.html).
+func (r *run) history(ctx context.Context, it *item) error {
+	h, err := r.readHistory(ctx, it)
+	if err != nil {
+		return err
+	}
+	it.facts.History = h
+	return nil
+}
+
+func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
+	h := &History{}
+	// 1,000 entries a page (the maximum) so one call covers any real key.
+	in := &kms.ListKeyRotationsInput{KeyId: aws.String(it.arn), Limit: aws.Int32(1000)}
+	if m := it.facts.Meta; m != nil && m.Origin == "EXTERNAL" {
+		// Imported keys list their staged material too (PENDING_ROTATION).
+		in.IncludeKeyMaterial = kmstypes.IncludeKeyMaterialAllKeyMaterial
+	}
+	for {
+		if err := r.e.waitListRotations(ctx); err != nil {
+			return nil, err
+		}
+		r.calls.add(opListKeyRotations)
+		out, err := r.kmsOf(it).ListKeyRotations(ctx, in, inRegion(it.region))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range out.Rotations {
+			id := aws.ToString(e.KeyMaterialId)
+			switch e.KeyMaterialState {
+			case kmstypes.KeyMaterialStateCurrent:
+				h.CurrentMaterial, h.CurrentValidTo = strings.Clone(id), e.ValidTo
+			case kmstypes.KeyMaterialStatePendingRotation:
+				h.Staged = strings.Clone(id)
+			case kmstypes.KeyMaterialStatePendingMultiRegionImportAndRotation:
+				h.PendingReplicaImport, h.StagedForReplicas = true, strings.Clone(id)
+			}
+			if e.RotationType == "" || e.RotationDate == nil {
+				continue // a material that no rotation made current (the first, a staged one)
+			}
+			d := aws.ToTime(e.RotationDate)
+			if e.RotationType == kmstypes.RotationTypeOnDemand {
+				h.OnDemand++
+				if d.After(h.NewestOnDemand) {
+					h.NewestOnDemand = d
+				}
+			}
+			if d.After(h.Newest) {
+				h.Newest = d
+			}
+		}
+		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
+			return h, nil
+		}
+		in.Marker = out.NextMarker
+	}
+}
+
+// usage reads GetKeyLastUsage: the last successful cryptographic operation
+// since KMS began tracking the key
+// (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyLastUsage.html).
+func (r *run) usage(ctx context.Context, it *item) error {
+	u, err := r.lastUsage(ctx, it, it.arn, it.region)
+	if err != nil {
+		return err
+	}
+	// KMS tracks a multi-Region key's use per Region: a primary unused in
+	// its own Region may be busy in a replica's. It is idle only if the
+	// primary and every replica are.
+	if m := it.facts.Meta; m != nil {
+		for _, rep := range m.Replicas {
+			ru, err := r.lastUsage(ctx, it, rep.ARN, rep.Region)
+			if err != nil {
+				return err
+			}
+			if ru.LastUsed != nil && (u.LastUsed == nil || ru.LastUsed.After(*u.LastUsed)) {
+				u.LastUsed = ru.LastUsed
+			}
+			if ru.TrackingStart.After(u.TrackingStart) {
+				u.TrackingStart = ru.TrackingStart
+			}
+		}
+	}
+	it.facts.Usage = u
+	return nil
+}
+
+// lastUsage is one GetKeyLastUsage, paced at its share of the operation's
+// quota (5 per second per account and Region: a 10,000-key report takes
+// over half an hour at it).
+func (r *run) lastUsage(ctx context.Context, it *item, arn, region string) (*Usage, error) {
+	if err := r.call(ctx, opGetKeyLastUsage); err != nil {
+		return nil, err
+	}
+	out, err := r.kmsOf(it).GetKeyLastUsage(ctx, &kms.GetKeyLastUsageInput{KeyId: aws.String(arn)}, inRegion(region))
+	if err != nil {
+		return nil, err
+	}
+	u := &Usage{TrackingStart: aws.ToTime(out.TrackingStartDate)}
+	if l := out.KeyLastUsage; l != nil && l.Timestamp != nil {
+		u.LastUsed = l.Timestamp
+	}
+	return u, nil
+}
+
+// status reads GetKeyRotationStatus: OnDemandRotationStartDate is present only
+// while an on-demand rotation is in progress, NextRotationDate while
+// automatic rotation is enabled
+// (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyRotationStatus.html).
+func (r *run) status(ctx context.Context, it *item) error {
+	if err := r.call(ctx, opGetKeyRotationStatus); err != nil {
+		return err
+	}
+	out, err := r.kmsOf(it).GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	if err != nil {
+		return err
+	}
+	st := &Status{OnDemandStart: out.OnDemandRotationStartDate}
+	if out.KeyRotationEnabled {
+		st.NextAutomatic = out.NextRotationDate
+	}
+	it.facts.Status = st
+	return nil
+}
+
+// currentMaterial reads DescribeKey's CurrentKeyMaterialId ("" when the
+// call fails: no sign either way).
+func (r *run) currentMaterial(ctx context.Context, it *item) string {
+	if err := r.call(ctx, opDescribeKey); err != nil {
+		return ""
+	}
+	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	if err != nil || out.KeyMetadata == nil {
+		return ""
+	}
+	return aws.ToString(out.KeyMetadata.CurrentKeyMaterialId)
+}
+
+// call waits for the operation's pace and counts the call.
+func (r *run) call(ctx context.Context, op string) error {
+	if err := r.e.pace(ctx, op); err != nil {
+		return err
+	}
+	r.calls.add(op)
+	return nil
+}
+
+// Operation names, for call counts and error messages.
+const (
+	opGetResources         = "GetResources"
+	opListAliases          = "ListAliases"
+	opDescribeKey          = "DescribeKey"
+	opListResourceTags     = "ListResourceTags"
+	opListKeyRotations     = "ListKeyRotations"
+	opGetKeyRotationStatus = "GetKeyRotationStatus"
+	opRotateKeyOnDemand    = "RotateKeyOnDemand"
+	opGetKeyLastUsage      = "GetKeyLastUsage"
+)
+
+var opNames = [...]string{opGetResources, opListAliases, opDescribeKey, opListResourceTags,
+	opListKeyRotations, opGetKeyRotationStatus, opRotateKeyOnDemand, opGetKeyLastUsage}
+
+// callCounts counts API calls per operation (one per SDK operation call,
+// retries inside the SDK not included).
+type callCounts struct{ n [len(opNames)]atomic.Int64 }
+
+func (c *callCounts) add(op string) {
+	for i, name := range opNames {
+		if name == op {
+			c.n[i].Add(1)
+			return
+		}
+	}
+}
+
+// snapshot returns the counts by operation name.
+func (c *callCounts) snapshot() map[string]int64 {
+	m := make(map[string]int64, len(opNames))
+	for i, name := range opNames {
+		m[name] = c.n[i].Load()
+	}
+	return m
+}
