@@ -20,9 +20,9 @@ build:
 
 # The ledger's DynamoDB is dynalite on Node 22, both from node_modules.
 # DEMOFLAGS passes demo flags, e.g. to rehearse a deployment's settings:
-# DEMOFLAGS='-env ROTATOR_INTERVAL_DAYS=30 -timeout 60s' (go run ./lambda/tools/demo -h).
+# DEMOFLAGS='-env ROTATOR_INTERVAL_DAYS=30 -timeout 60s' (go run ./tools/demo -h).
 demo: node_modules/.installed ## the real bootstrap under the Lambda Runtime Interface Emulator against kmslocal
-	$(GO) run ./lambda/tools/demo $(DEMOFLAGS)
+	$(GO) run ./tools/demo $(DEMOFLAGS)
 
 # The scale benchmark (issue 5): the engine against the emulator at 10x KMS's
 # quotas, 5 ms latency, for 1,000, 10,000 and 100,000 keys (about 5 minutes;
@@ -32,7 +32,7 @@ demo: node_modules/.installed ## the real bootstrap under the Lambda Runtime Int
 # BENCHFLAGS passes more flags (e.g. -due-fraction 0.05, -cpuprofile cpu.out).
 # The rotation ledger's dynalite runs on Node 22 from node_modules.
 bench: node_modules/.installed
-	$(GO) build -o bin/bench ./lambda/tools/bench
+	$(GO) build -o bin/bench ./tools/bench
 	GO=$(GO) ./bin/bench $(BENCHFLAGS)
 
 # npm packages (CDK CLI, Node 22, IAM simulator) pinned by package-lock.json.
@@ -82,7 +82,7 @@ FUZZFLAGS ?= -fuzzminimizetime 5s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/request/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKeyRef$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/request/
-	$(GO) test -run '^$$' -fuzz '^FuzzServeHTTP$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./lambda/tools/kmsemu/
+	$(GO) test -run '^$$' -fuzz '^FuzzServeHTTP$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./tools/kmsemu/
 
 clean:
 	rm -rf bootstrap bin cdk.out .cache/harness

@@ -30,8 +30,8 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/harness"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 )
 
 // The organization sweep's state machine (orgflow.go), synthesized by CDK,

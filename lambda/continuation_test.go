@@ -17,8 +17,8 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu/emutest"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu/emutest"
 )
 
 // lambdaCall is one request the function sent to the Lambda API.

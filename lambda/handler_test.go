@@ -18,8 +18,8 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu/emutest"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu/emutest"
 )
 
 const functionARN = "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator"

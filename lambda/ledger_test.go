@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/dynalite"
+	"github.com/kms-rotator/kms-rotator/tools/dynalite"
 )
 
 // One dynalite (an in-memory DynamoDB by a third party) for the package;

@@ -14,7 +14,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 )
 
 const testFunctionARN = "arn:aws:lambda:us-east-1:" + testAccount + ":function:kms-rotator"

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 )
 
 // want is an expected entry: outcome and reason.

@@ -21,7 +21,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 )
 
 // hookKMS is the real emulator client with some calls replaced: a fake of

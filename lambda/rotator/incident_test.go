@@ -22,7 +22,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 )
 
 // onDemandRotations is a fleet rotation list of n ON_DEMAND rotations.

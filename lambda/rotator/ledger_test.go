@@ -18,8 +18,8 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/dynalite"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/dynalite"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 )
 
 // One dynalite (an in-memory DynamoDB by a third party) serves every

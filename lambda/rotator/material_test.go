@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 )
 
 func currentMaterial(t *testing.T, h *harness, keyID string) string {

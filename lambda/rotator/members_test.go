@@ -12,8 +12,8 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu/emutest"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu/emutest"
 )
 
 const memberAccount = "210987654321"

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 )
 
 // cloudWatchUnits are the units EMF accepts (CloudWatch MetricDatum.Unit).

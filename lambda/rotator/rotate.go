@@ -39,7 +39,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 	// still in progress when ours arrives gets ConflictException. The one
 	// rotation neither read can see is another run's that starts after
 	// the status read and completes before our RotateKeyOnDemand arrives:
-	// a whole rotation within about two round trips (lambda/tests/faults
+	// a whole rotation within about two round trips (tests/faults
 	// documents it).
 	if err := r.status(ctx, it); err != nil {
 		r.failed(it, opGetKeyRotationStatus, err, false)
@@ -127,7 +127,7 @@ type observation struct {
 // lookBy). Any of three signs is the rotation this run asked for: an
 // on-demand rotation in progress (the status read right before showed none,
 // so one now started since — another run's could only have started in that
-// same moment, the window lambda/tests/faults documents; its start date is not
+// same moment, the window tests/faults documents; its start date is not
 // compared with the function's clock, which may be skewed), more ON_DEMAND
 // entries than before, or a current key material other than before.
 func (r *run) confirm(ctx context.Context, it *item, before observation) bool {

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/tools/harness"
+)
+
+// regions are the regions the test fleets place keys in.
+var regions = []string{"us-east-1", "eu-west-1"}
+
+// snapshot reads every key's on-demand rotations from the emulator through
+// the real KMS client.
+func snapshot(t *testing.T, k *harness.KMSLocal) map[string]harness.KeyRotations {
+	t.Helper()
+	s, err := k.Rotations(t.Context(), regions...)
+	if err != nil {
+		t.Fatalf("read the emulator's rotations: %v", err)
+	}
+	return s
+}
+
+// report reports problems found by a harness check as test errors.
+func report(t *testing.T, what string, problems []string) {
+	t.Helper()
+	for _, p := range problems {
+		t.Errorf("%s: %s", what, p)
+	}
+}
+
+// checkLogs asserts that the invocation's output is JSON lines, that the
+// log lines carry the request ID (docs/design.md "Metrics and logs"), and that
+// the EMF records follow the specification and agree with the report.
+func checkLogs(t *testing.T, inv *harness.Invocation, r *harness.Report) {
+	t.Helper()
+	if len(inv.Logs) == 0 {
+		t.Fatal("no log lines between the RIE's START and END lines")
+	}
+	for _, l := range inv.Logs {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			// The AWS SDK's own default logger writes plain-text
+			// warnings to stderr ("SDK 2026/11/26 … WARN failed to
+			// discard remaining HTTP response body …") when a call's
+			// connection is closed under it; they come and go with
+			// timing, so they are noted rather than failed here.
+			if strings.HasPrefix(l, "SDK ") {
+				t.Logf("plain-text AWS SDK log line: %.200s", l)
+				continue
+			}
+			t.Errorf("log line is not a JSON object: %v: %.200s", err, l)
+			continue
+		}
+		if _, isEMF := m["_aws"]; !isEMF && m["requestId"] != inv.RequestID {
+			t.Errorf("log line without requestId %s: %.200s", inv.RequestID, l)
+		}
+	}
+	recs, err := inv.EMF()
+	if err != nil {
+		t.Fatalf("EMF: %v", err)
+	}
+	report(t, "metrics", harness.CheckMetrics(recs, r, "KMSRotator"))
+	report(t, "metrics the entries imply", harness.CheckReportMetrics(recs, inv.Raw, defaultReserve))
+}
+
+// defaultReserve is ROTATOR_RESERVE's documented default (docs/design.md
+// "Configuration").
+const defaultReserve = 2
+
+// rawEntries decodes a raw report's entries as JSON objects, by alias, key
+// ID and key ARN (the first entry wins a name), so tests can read members
+// the way a caller of the function would.
+func rawEntries(t *testing.T, raw []byte) map[string]map[string]any {
+	t.Helper()
+	var r struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	out := map[string]map[string]any{}
+	for _, k := range r.Keys {
+		for _, f := range []string{"alias", "keyId", "keyArn"} {
+			if name, _ := k[f].(string); name != "" && out[name] == nil {
+				out[name] = k
+			}
+		}
+	}
+	return out
+}
+
+// checkNextRotationWithin asserts that the entry's nextRotationDate (the
+// key's next automatic rotation) lies in (now+lo, now+hi].
+func checkNextRotationWithin(t *testing.T, name string, e map[string]any, lo, hi time.Duration) {
+	t.Helper()
+	s, _ := e["nextRotationDate"].(string)
+	next, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Errorf("%s: nextRotationDate %#v: %v", name, e["nextRotationDate"], err)
+		return
+	}
+	if in := time.Until(next); in <= lo || in > hi {
+		t.Errorf("%s: nextRotationDate %s is %v away, want between %v and %v", name, s, in.Round(time.Minute), lo, hi)
+	}
+}
+
+// checkUnconfirmedError asserts that an unconfirmed entry's error tells the
+// responder that the rotation may have been applied and how to check.
+func checkUnconfirmedError(t *testing.T, name string, e map[string]any) {
+	t.Helper()
+	msg, _ := e["error"].(string)
+	if !strings.Contains(msg, "may have") {
+		t.Errorf("%s: unconfirmed error %q does not say the rotation may have been applied", name, msg)
+	}
+	howToCheck := false
+	for _, w := range []string{"ListKeyRotations", "list-key-rotations", "GetKeyRotationStatus", "get-key-rotation-status", "CurrentKeyMaterialId"} {
+		howToCheck = howToCheck || strings.Contains(msg, w)
+	}
+	if !howToCheck {
+		t.Errorf("%s: unconfirmed error %q does not say how to check (ListKeyRotations, GetKeyRotationStatus or CurrentKeyMaterialId)", name, msg)
+	}
+}

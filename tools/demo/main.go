@@ -1,0 +1,512 @@
+// Command demo is `make demo`: it builds the host-arch bootstrap, starts the
+// local KMS emulator seeded with events/fleet.json, dynalite with the
+// rotation ledger's table, and the function under the AWS Lambda Runtime
+// Interface Emulator (all on 127.0.0.1 only), invokes the sample payloads
+// through the runtime emulator's invoke URL, prints each report as a table
+// and the result event the run published on EventBridge (recorded by the
+// emulator), then how many claims the ledger holds, and stops everything —
+// also on Ctrl-C. No AWS account is needed; Go, and the Node 22 and
+// dynalite that `npm ci` installs into node_modules (make demo runs it).
+//
+// Usage:
+//
+//	go run ./tools/demo [-fleet events/fleet.json] [-events a.json,b.json]
+//	    [-env ROTATOR_NAME=value]... [-timeout 60s] [-keep] [-v]
+//
+// -env and -timeout rehearse a deployment's settings: any ROTATOR_*
+// variable the function reads (a misspelt name is refused with the closest
+// known one, a bad value as the function would refuse it) and the function
+// timeout (AWS_LAMBDA_FUNCTION_TIMEOUT). The warnings kmslocal prints while
+// loading the fleet (an unknown field, a value it corrected) are printed
+// before the first invocation.
+//
+// It exits 1 with a message naming the step when anything fails: a build,
+// a process that does not start, an invocation that answers a handler error,
+// a report that breaks docs/design.md "The report" (a summary that does not add
+// up, an unknown reason), or a result event that does not match its report.
+// An incident run without a result event only says so: the event is the
+// function's to publish.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
+	"github.com/kms-rotator/kms-rotator/tools/harness"
+)
+
+// defaultEvents is the docs/design.md "Build and run" sequence: what a dry run
+// would do, the sweep itself, then an incident.
+const defaultEvents = "events/plan.json,events/scheduled.json,events/incident.json"
+
+func main() {
+	// run handles SIGINT/SIGTERM itself (and exits 130); the harness
+	// only stops the processes. Set here, not in run, so tests of run
+	// keep the harness's default.
+	harness.CallerHandlesSignals()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	fleet    string
+	events   []string
+	keep     bool
+	verbose  bool
+	emuFlags []string
+	// env are the function's ROTATOR_* variables from -env; timeout is
+	// its timeout (0: the harness's 60s).
+	env     map[string]string
+	timeout time.Duration
+}
+
+// maxTimeout is Lambda's largest function timeout (900 seconds,
+// https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html).
+const maxTimeout = 15 * time.Minute
+
+// rotatorVariables are the names of every ROTATOR_* variable the function
+// reads: the settings package's Env* names, as the stack sets them.
+func rotatorVariables() []string {
+	var names []string
+	for name := range settings.Environment(settings.DefaultConfig()) {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// envFlag collects repeated -env NAME=value flags.
+type envFlag map[string]string
+
+func (e envFlag) String() string {
+	var kv []string
+	for k, v := range e {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, " ")
+}
+
+func (e envFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("%q is not NAME=value (e.g. %s=30)", s, settings.EnvIntervalDays)
+	}
+	known := rotatorVariables()
+	for _, k := range known {
+		if k == name {
+			if prev, dup := e[name]; dup && prev != value {
+				return fmt.Errorf("%s given twice (%q and %q)", name, prev, value)
+			}
+			e[name] = value
+			return nil
+		}
+	}
+	if hint := didYouMean(name, known); hint != "" {
+		return fmt.Errorf("%s is not a variable the function reads; did you mean %s?", name, hint)
+	}
+	return fmt.Errorf("%s is not a variable the function reads; it reads %s", name, strings.Join(known, ", "))
+}
+
+// didYouMean returns the known name closest to name (case, - for _ and a
+// missing ROTATOR_ prefix forgiven), or "" when none is close.
+func didYouMean(name string, known []string) string {
+	n := strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(name), "-", "_"))
+	if !strings.HasPrefix(n, "ROTATOR_") {
+		n = "ROTATOR_" + n
+	}
+	best, bestDist := "", 0
+	for _, k := range known {
+		if d := editDistance(n, k); best == "" || d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	// A third of the name may differ: ROTATOR_INTERVAL_DAY, ROTATOR_DRYRUN
+	// and INTERVAL_DAYS find theirs; ROTATOR_COLOUR finds nothing.
+	if best == "" || bestDist > (len(best)-len("ROTATOR_"))/3+1 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes: the names
+// are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := options{env: map[string]string{}}
+	var events, emuFlags string
+	fs.StringVar(&o.fleet, "fleet", "events/fleet.json", "fleet file seeding the KMS emulator")
+	fs.StringVar(&events, "events", defaultEvents, "comma-separated payload files to invoke, in order")
+	fs.BoolVar(&o.keep, "keep", false, "leave kmslocal and the function running and print how to reach them (Ctrl-C stops them)")
+	fs.BoolVar(&o.verbose, "v", false, "stream the emulator's and the function's output")
+	fs.StringVar(&emuFlags, "emu-flags", "", `extra kmslocal flags, e.g. "-rotation-delay=0 -latency=20ms"`)
+	fs.Var(envFlag(o.env), "env", "`NAME=value` of a ROTATOR_* variable for the function, e.g. "+settings.EnvIntervalDays+"=30; repeat for more")
+	fs.DurationVar(&o.timeout, "timeout", 0, "the function timeout (AWS_LAMBDA_FUNCTION_TIMEOUT), whole seconds up to 15m; 0 = 60s")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.timeout != 0 && (o.timeout < time.Second || o.timeout > maxTimeout || o.timeout%time.Second != 0) {
+		return o, fmt.Errorf("-timeout %v: a Lambda timeout is whole seconds from 1s to %v", o.timeout, maxTimeout)
+	}
+	// The function refuses a bad value at its cold start; say so now,
+	// before anything is built. The demo sets the ledger's table itself
+	// unless -env names one.
+	if _, err := settings.LoadConfig(func(name string) string {
+		if v, ok := o.env[name]; ok || name != settings.EnvLedgerTable {
+			return v
+		}
+		return harness.LedgerTable
+	}); err != nil {
+		return o, fmt.Errorf("-env: %w", err)
+	}
+	for _, e := range strings.Split(events, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			o.events = append(o.events, e)
+		}
+	}
+	if len(o.events) == 0 && !o.keep {
+		return o, errors.New("-events: no payload files")
+	}
+	o.emuFlags = strings.Fields(emuFlags)
+	return o, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "demo:", err)
+		return 2
+	}
+	// Ctrl-C ends the demo early (and ends -keep). The harness stops every
+	// process it started on the same signal (they live in their own
+	// process groups, out of reach of the terminal's Ctrl-C); the demo
+	// then reports and exits itself.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = demo(ctx, o, stdout)
+	switch {
+	case o.keep && err == nil:
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "demo: interrupted; stopped every process it started")
+		return 130
+	case err != nil:
+		fmt.Fprintln(stderr, "demo: FAILED:", err)
+		return 1
+	}
+	return 0
+}
+
+func demo(ctx context.Context, o options, out io.Writer) error {
+	begin := time.Now()
+	root, err := harness.FindRoot("")
+	if err != nil {
+		return fmt.Errorf("find the repository: %w", err)
+	}
+	payloads := make([][]byte, len(o.events))
+	for i, e := range o.events {
+		if payloads[i], err = os.ReadFile(resolve(root, e)); err != nil {
+			return fmt.Errorf("read payload: %w", err)
+		}
+	}
+	fleet := resolve(root, o.fleet)
+	if _, err := os.Stat(fleet); err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+
+	fmt.Fprintf(out, "building bootstrap (host arch, -tags lambda.norpc), kmslocal and aws-lambda-rie … ")
+	bins, err := harness.Build(ctx, harness.BuildOptions{Root: root})
+	if err != nil {
+		fmt.Fprintln(out)
+		return fmt.Errorf("build: %w", err)
+	}
+	buildTime := time.Since(begin)
+	fmt.Fprintf(out, "%v\n", buildTime.Round(10*time.Millisecond))
+
+	var logw io.Writer
+	if o.verbose {
+		logw = &prefixWriter{w: os.Stderr}
+	}
+	startBegin := time.Now()
+	env, err := harness.Start(ctx, harness.Options{
+		Binaries: bins,
+		KMSLocal: harness.KMSLocalOptions{Fleet: fleet, Args: o.emuFlags, Log: logw},
+		Function: harness.FunctionOptions{Name: "kms-rotator", Log: logw, Env: o.env, Timeout: o.timeout},
+		// A rehearsed ROTATOR_LEDGER_TABLE is the table the demo makes.
+		LedgerTable: o.env[settings.EnvLedgerTable],
+	})
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	defer env.Close()
+	startTime := time.Since(startBegin)
+	fmt.Fprintf(out, "started kmslocal %s (fleet %s) and the function at http://%s in %v\n",
+		env.KMS.URL, rel(root, fleet), env.Function.Addr, startTime.Round(time.Millisecond))
+	fmt.Fprintf(out, "ledger: table %s in dynalite %s\n", env.LedgerTable, env.Ledger.URL)
+	writeSettings(out, o)
+	if err := writeFleetWarnings(ctx, out, env.KMS.Proc.Stderr); err != nil {
+		return err
+	}
+
+	var failures []string
+	seen := 0 // events of earlier invocations
+	for i, name := range o.events {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Fprintf(out, "\n=== %s\n", rel(root, resolve(root, name)))
+		r, inv, err := env.Function.InvokeReport(ctx, payloads[i])
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		evs, evErr := env.KMS.Events(ctx)
+		if evErr != nil {
+			return fmt.Errorf("read the events kmslocal recorded: %w", evErr)
+		}
+		fresh := evs[min(seen, len(evs)):]
+		seen = len(evs)
+		if err != nil {
+			fmt.Fprintf(out, "    %v\n", err)
+			failures = append(failures, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		if err := harness.WriteTable(out, r); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "(invoke %v, request %s)\n", inv.Duration.Round(time.Millisecond), inv.RequestID)
+		// The report must hold to docs/design.md "The report" (every
+		// candidate once, a summary that counts the entries).
+		if problems := harness.CheckReportJSON(inv.Raw); len(problems) > 0 {
+			failures = append(failures, fmt.Sprintf("%s: report: %s", name, strings.Join(problems, "; ")))
+		}
+		if problems := writeResultEvents(out, fresh, r); len(problems) > 0 {
+			failures = append(failures, fmt.Sprintf("%s: result event: %s", name, strings.Join(problems, "; ")))
+		}
+	}
+
+	// One claim per RotateKeyOnDemand the function was about to send.
+	claims, err := env.Ledger.CountClaims(ctx, env.LedgerTable)
+	if err != nil {
+		return fmt.Errorf("read the ledger: %w", err)
+	}
+	fmt.Fprintf(out, "\nledger: %d claim(s) in table %s\n", claims, env.LedgerTable)
+
+	fmt.Fprintf(out, "\ndemo: %d invocation(s), %d failed, in %v (build %v, start %v)\n",
+		len(o.events), len(failures), time.Since(begin).Round(10*time.Millisecond),
+		buildTime.Round(10*time.Millisecond), startTime.Round(time.Millisecond))
+	if o.keep {
+		printEndpoints(out, root, env)
+		<-ctx.Done()
+	}
+	if len(failures) > 0 {
+		return errors.New(strings.Join(failures, "; "))
+	}
+	return nil
+}
+
+// writeSettings prints the function's timeout and the ROTATOR_* variables
+// set with -env (every other one takes its default).
+func writeSettings(out io.Writer, o options) {
+	timeout := "60s (default)"
+	if o.timeout > 0 {
+		timeout = o.timeout.String()
+	}
+	vars := "none set, all defaults"
+	if len(o.env) > 0 {
+		vars = envFlag(o.env).String()
+	}
+	fmt.Fprintf(out, "function: timeout %s; ROTATOR_* variables: %s\n", timeout, vars)
+}
+
+// fleetWarning starts each warning kmslocal prints while loading a fleet
+// (kmsemu's LoadFleet: an unknown field, a value it had to correct).
+const fleetWarning = "kmslocal: warning: "
+
+// writeFleetWarnings prints the warnings kmslocal wrote while loading the
+// fleet, which precede its "listening on" line on its stderr: the demo
+// must not hide that a fleet entry was read differently from what it says.
+func writeFleetWarnings(ctx context.Context, out io.Writer, stderr *harness.Output) error {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if !stderr.WaitContains(wctx, "listening on") {
+		return fmt.Errorf("kmslocal never logged \"listening on\":\n%s", stderr.String())
+	}
+	n := 0
+	for _, l := range stderr.Lines() {
+		if strings.HasPrefix(l, "kmslocal: listening on") {
+			break
+		}
+		if strings.HasPrefix(l, fleetWarning) {
+			fmt.Fprintln(out, l)
+			n++
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(out, "(%d fleet warning(s): kmslocal loaded the fleet, reading those entries as the warnings say)\n", n)
+	}
+	return nil
+}
+
+func printEndpoints(out io.Writer, root string, env *harness.Env) {
+	k, f := env.KMS, env.Function
+	fmt.Fprintf(out, `
+Left running (Ctrl-C stops everything). In another shell, from %s:
+
+  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s AWS_DEFAULT_REGION=%s
+  aws kms list-aliases --endpoint-url %s
+  aws kms list-key-rotations --endpoint-url %s --key-id 1234abcd-12ab-34cd-56ef-1234567890ab
+  aws lambda invoke --endpoint-url http://%s --function-name function \
+      --cli-binary-format raw-in-base64-out --payload file://events/incident.json out.json && cat out.json
+  curl -s -d @events/plan.json %s
+  curl -s %s/_kmslocal/events    # the result events the function published
+  aws dynamodb scan --endpoint-url %s --table-name %s    # the ledger's claims
+
+(--cli-binary-format is for AWS CLI v2; leave it out with v1.)
+`, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.Region, k.URL, k.URL, f.Addr, f.URL, k.URL, env.Ledger.URL, env.LedgerTable)
+}
+
+// writeResultEvents prints the result events (docs/design.md "The result
+// event") among evs, the events the
+// emulator recorded during one invocation whose report is r, and returns
+// how they disagree with r. An incident run that published none gets a
+// line saying so; other runs publish one only when keys failed.
+func writeResultEvents(out io.Writer, evs []harness.Event, r *harness.Report) []string {
+	var problems []string
+	n := 0
+	for _, ev := range evs {
+		if ev.DetailType != settings.ResultEventDetailType {
+			continue
+		}
+		n++
+		fmt.Fprintf(out, "result event: source %s, detail-type %q, bus %s (%s, account %s), %s\n",
+			ev.Source, ev.DetailType, ev.EventBusName, ev.Region, ev.Account, ev.Time.UTC().Format(time.RFC3339))
+		var d rotator.ResultDetail
+		if err := json.Unmarshal([]byte(ev.Detail), &d); err != nil {
+			problems = append(problems, fmt.Sprintf("detail: %v", err))
+			continue
+		}
+		// SummaryLine renders a report; the detail carries the report's
+		// mode, dry-run flag and summary.
+		line := "  " + harness.SummaryLine(&harness.Report{Mode: d.Mode, DryRun: d.DryRun, Summary: d.Summary}) +
+			fmt.Sprintf("; %d key entries", len(d.Keys))
+		if d.Truncated {
+			line += " (truncated)"
+		}
+		if d.Reason != "" {
+			line += fmt.Sprintf("; reason %q", d.Reason)
+		}
+		fmt.Fprintf(out, "%s; run %s, request %s\n", line, d.RunID, dash(d.RequestID))
+		if ev.Source != settings.ResultEventSource {
+			problems = append(problems, fmt.Sprintf("source %q, want %q", ev.Source, settings.ResultEventSource))
+		}
+		if d.RunID != r.RunID || d.Mode != r.Mode || d.DryRun != r.DryRun {
+			problems = append(problems, fmt.Sprintf("event is run %s (%s, dry run %v), the report run %s (%s, dry run %v)",
+				d.RunID, d.Mode, d.DryRun, r.RunID, r.Mode, r.DryRun))
+		}
+		a, b := d.Summary, r.Summary
+		if a.Candidates != b.Candidates || a.Rotated != b.Rotated || a.WouldRotate != b.WouldRotate ||
+			a.Skipped != b.Skipped || a.Failed != b.Failed || a.Deferred != b.Deferred {
+			problems = append(problems, fmt.Sprintf("summary %+v, the report's %+v", a, b))
+		}
+	}
+	if n == 0 && r.Mode == request.ModeIncident {
+		fmt.Fprintln(out, "no result event (the function published none for this incident run)")
+	}
+	return problems
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// resolve makes a path given on the command line absolute: as given when it
+// exists relative to the working directory, otherwise relative to the
+// repository root (so the defaults work from any directory).
+func resolve(root, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	if _, err := os.Stat(p); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	return filepath.Join(root, p)
+}
+
+func rel(root, p string) string {
+	if r, err := filepath.Rel(root, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
+
+// prefixWriter marks streamed process output so it stands apart from the
+// tables. Several processes write to it; it prefixes each line once even
+// when a line arrives in several writes.
+type prefixWriter struct {
+	mu        sync.Mutex
+	w         io.Writer
+	midOfLine bool
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		if l == "" {
+			continue
+		}
+		if !p.midOfLine {
+			l = "  | " + l
+		}
+		if _, err := io.WriteString(p.w, l); err != nil {
+			return 0, err
+		}
+		p.midOfLine = !strings.HasSuffix(l, "\n")
+	}
+	return len(b), nil
+}
