@@ -105,6 +105,8 @@ type rotatorAlarms struct {
 	BudgetExhausted    awscloudwatch.Alarm
 	FunctionErrors     awscloudwatch.Alarm
 	KeysOverdue        awscloudwatch.Alarm
+	KeysNewlyOverdue   awscloudwatch.Alarm
+	KeysDeferred       awscloudwatch.Alarm
 	FailureQueue       awscloudwatch.Alarm
 	AsyncEventsDropped awscloudwatch.Alarm
 	ResultEventsFailed awscloudwatch.Alarm
@@ -222,6 +224,137 @@ func silenceMetric(runs, attempts awscloudwatch.IMetric, p silencePlan, label st
 	return built["silent"].(awscloudwatch.MathExpression)
 }
 
+// sweepPeriod is the period of the overdue alarms: the shortest time
+// between two firings of the schedule, at most a day. One period then holds
+// the runs of at most one sweep — every link of a continued sweep and, in
+// organization mode, every target of the execution — so its Sum is one
+// figure per sweep rather than per hour: the targets an organization sweep
+// reached in one hour, or the last link of a continued sweep alone, are not
+// the fleet. A day at most, so that two periods fit CloudWatch's evaluated
+// range and a weekly sweep is still read daily.
+func sweepPeriod(sil Silence) time.Duration {
+	p := min(sil.MinGap, 24*time.Hour).Truncate(time.Minute)
+	return max(p, time.Minute)
+}
+
+// newlyOverdueExpression is the keys-newly-overdue alarm's math on the
+// overdue-for-action figure of two consecutive sweep periods: 1 when the
+// newer one is larger. DIFF is each value minus the one before it
+// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html);
+// over the alarm's two periods it has at most one value. A figure still
+// filling (a sweep under way) only grows, so it exceeds the previous one
+// only once the sweep's own figure will.
+const newlyOverdueExpression = "IF(DIFF(overdue) > 0, 1, 0)"
+
+// newlyOverdueMetric builds the keys-newly-overdue alarm's math.
+func newlyOverdueMetric(overdue awscloudwatch.IMetric, period time.Duration) awscloudwatch.MathExpression {
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression:   jsii.String(newlyOverdueExpression),
+		UsingMetrics: &map[string]awscloudwatch.IMetric{"overdue": overdue},
+		Period:       awscdk.Duration_Seconds(jsii.Number(period.Seconds())),
+		Label:        jsii.String("more keys overdue for action than the sweep before (1) or not (0)"),
+	})
+}
+
+// deferralPersists is how long keys may stay deferred before the
+// keys-deferred alarm fires: a day, the brief of docs/operations.md. A
+// sweep defers keys whenever it reaches its deadline, and its continuations
+// (or, in organization mode, the state machine) take them within minutes;
+// keys still deferred when a sweep's last run ends wait for the next
+// sweep, which for a daily schedule is a day: two daily sweeps in a row,
+// or a day of hourly ones, that could not finish is a problem of capacity
+// (timeout, continuationMax, KMS throttling), not of one slow night.
+const deferralPersists = 24 * time.Hour
+
+// deferralThreshold is deferralPersists in bucket ages: a bucket is stamped
+// with the start of its hour, so a bucket's age understates a run's by up
+// to an hour.
+const deferralThreshold = deferralPersists + deferralBucket
+
+// deferralBucket is the keys-deferred alarm's bucket: an hour, as the
+// silence alarm's, small enough that the last link of a continued sweep
+// usually lands in a bucket of its own.
+const deferralBucket = time.Hour
+
+// deferralPlan is how the keys-deferred alarm watches a schedule. It reads
+// hourly buckets of the Minimum of KeysDeferred of scheduled runs: 0 when
+// some run of the hour ended with nothing deferred (a sweep, or the last
+// link of a continued one, that finished every key), more when every run
+// of the hour left keys deferred.
+type deferralPlan struct {
+	// AfterClear is the age of the newest clear hour from which deferrals
+	// since then count as persisting: deferralPersists after the first
+	// sweep that came after it, which comes at most the longest gap plus
+	// the slack later; rounded up to whole buckets plus one, as the
+	// silence alarm's.
+	AfterClear time.Duration
+	// Periods is the number of hourly buckets evaluated: enough to see the
+	// clear hour until it is AfterClear old, within CloudWatch's seven days.
+	Periods int
+}
+
+func planDeferral(sil Silence) deferralPlan {
+	after := time.Duration(math.Ceil(float64(deferralPersists+sil.Window())/float64(deferralBucket)))*deferralBucket + deferralBucket
+	p := deferralPlan{AfterClear: after, Periods: int(after/deferralBucket) + 2}
+	if limit := int(maxEvaluatedRange / deferralBucket); p.Periods > limit {
+		// A weekly schedule: the clear hour leaves the range before it is
+		// AfterClear old, and the age of the oldest deferral in the range
+		// decides (deferralExpressions).
+		p.Periods = limit
+	}
+	return p
+}
+
+// deferralExpressions are the keys-deferred alarm's math, by ID, over the
+// hourly Minimum "deferred"; the alarm watches "persisting", which has a
+// value in the newest bucket only (so that the alarm is the newest
+// verdict, not any verdict of the range): 1 when keys were deferred after
+// the newest clear hour and either that hour is AfterClear old, or there is
+// none in the range and the oldest deferral in it is deferralThreshold old.
+// A fresh stack whose first sweep defers keys therefore waits a day.
+//
+// Besides the functions of silenceExpressions: MIN and MAX of one series
+// are a number, its smallest and largest value
+// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html).
+func deferralExpressions(p deferralPlan) map[string]string {
+	return map[string]string{
+		// The start of the newest hour whose runs left nothing deferred,
+		// and of the newest whose runs all did, at or before each bucket.
+		"lastClear":    "FILL(IF(deferred <= 0, EPOCH(deferred)), REPEAT)",
+		"lastDeferred": "FILL(IF(deferred > 0, EPOCH(deferred)), REPEAT)",
+		"clear":        "FILL(lastClear, 0)",
+		// When the deferral began at the latest: the first sweep after the
+		// clear hour; without one in the range, the oldest deferral in it.
+		"since": fmt.Sprintf("IF(clear > 0, clear + %d, MIN(IF(deferred > 0, EPOCH(deferred))))", int((p.AfterClear - deferralThreshold).Seconds())),
+		"persisting": fmt.Sprintf("IF(EPOCH(deferred) >= MAX(EPOCH(deferred)), IF(lastDeferred > clear, IF(EPOCH(deferred) - since >= %d, 1, 0), 0))",
+			int(deferralThreshold.Seconds())),
+	}
+}
+
+// deferralMetric builds the keys-deferred alarm's math over deferred.
+func deferralMetric(deferred awscloudwatch.IMetric, p deferralPlan, label string) awscloudwatch.MathExpression {
+	exprs := deferralExpressions(p)
+	built := map[string]awscloudwatch.IMetric{"deferred": deferred}
+	for _, id := range []string{"lastClear", "lastDeferred", "clear", "since", "persisting"} {
+		using := map[string]awscloudwatch.IMetric{}
+		for k, v := range built {
+			if containsIdent(exprs[id], k) {
+				using[k] = v
+			}
+		}
+		props := &awscloudwatch.MathExpressionProps{
+			Expression:   jsii.String(exprs[id]),
+			UsingMetrics: &using,
+			Period:       awscdk.Duration_Seconds(jsii.Number(deferralBucket.Seconds())),
+		}
+		if id == "persisting" {
+			props.Label = jsii.String(label)
+		}
+		built[id] = awscloudwatch.NewMathExpression(props)
+	}
+	return built["persisting"].(awscloudwatch.MathExpression)
+}
+
 // containsIdent says whether an expression uses the identifier id.
 func containsIdent(expr, id string) bool {
 	isIdent := func(c byte) bool {
@@ -326,13 +459,38 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 		desc:   "The function failed (invalid configuration, keys could not be listed, crash or timeout). Failed asynchronous events are in the failure queue.",
 		metric: props.Function.MetricErrors(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
 		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	period := sweepPeriod(s.Silence)
+	overdueAction := rotatorMetric(s, settings.MetricKeysOverdueAction, scheduled, "Sum", period)
 	a.KeysOverdue = alarm("KeysOverdue", spec{name: "keys-overdue",
-		desc: "The last scheduled sweep left keys whose material is older than their interval (budget reserved or exhausted, automatic rotation pending, failures): " +
-			"they are past their cryptoperiod. The sweep's report lists them with overdue=true.",
-		metric: rotatorMetric(s, settings.MetricKeysOverdue, scheduled, "Sum", time.Hour),
-		op:     gte, threshold: 1, periods: 1,
-		// A sweep reports once per run: between sweeps the state is the
-		// last sweep's verdict.
+		desc: fmt.Sprintf("Scheduled sweeps left keys past their cryptoperiod for a reason someone must act on (KeysOverdueAction: a failure, an unconfirmed or stuck rotation, "+
+			"a key deferred for days, a missed automatic rotation); keys kept overdue on purpose (reserve, exhausted budget, material not imported, idle) count in "+
+			"KeysOverdueByPolicy and do not fire it. The figure adds up every run of one sweep period (%s): the links of a continued sweep and, in organization mode, "+
+			"every target. The sweep's report lists the keys with overdue=true and overdueFor=action. Returns to OK once a whole period reported none.", period),
+		metric: overdueAction,
+		op:     gte, threshold: 1,
+		// The newest period is still filling while a sweep runs: the one
+		// before it, complete, keeps the alarm from clearing half-way
+		// through a sweep (the first targets of an organization sweep, the
+		// last link of a continued one).
+		periods: 2, datapoints: 1,
+		// Between sweeps the state is the last sweep's verdict.
+		missing: awscloudwatch.TreatMissingData_IGNORE})
+	a.KeysNewlyOverdue = alarm("KeysNewlyOverdue", spec{name: "keys-newly-overdue",
+		desc: fmt.Sprintf("A scheduled sweep found more keys overdue for action (KeysOverdueAction) than the sweep of the period before (%s each): a key newly "+
+			"became overdue, although keys-overdue may have been in ALARM already for older ones. Compare the two sweeps' reports (overdueFor=action). "+
+			"Returns to OK when the next period begins.", period),
+		metric: newlyOverdueMetric(overdueAction, period),
+		op:     gte, threshold: 1, periods: 2, datapoints: 1,
+		// No comparison (a first sweep, a period without one): nothing new.
+		missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	dplan := planDeferral(s.Silence)
+	a.KeysDeferred = alarm("KeysDeferred", spec{name: "keys-deferred",
+		desc: fmt.Sprintf("Scheduled sweeps have left keys deferred (KeysDeferred > 0 in the last run of every sweep, its continuations included) for at least %s "+
+			"without a sweep that finished every key: the sweep runs out of time (function timeout, continuationMax, a slow or throttled KMS) or its continuations fail. "+
+			"The reports' continuation object says why (notStarted). Returns to OK after a sweep that deferred nothing.", deferralPersists),
+		metric: deferralMetric(rotatorMetric(s, settings.MetricKeysDeferred, scheduled, "Minimum", deferralBucket), dplan, "deferred keys persist (1) or not (0)"),
+		op:     gte, threshold: 1, periods: float64(dplan.Periods), datapoints: 1,
+		// No scheduled run in the range: the silence alarm speaks.
 		missing: awscloudwatch.TreatMissingData_IGNORE})
 	a.FailureQueue = alarm("FailureQueue", spec{name: "failure-queue",
 		desc: "Messages wait in the failure queue: a scheduled sweep the Scheduler could not deliver, an asynchronous run that failed, or an event EventBridge could not deliver. " +

@@ -111,8 +111,14 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 		}, nil),
 	)
 	d.AddWidgets(
-		graph("Cryptoperiod: keys past their interval, oldest key material (days)", []awscloudwatch.IMetric{
-			search(s, settings.MetricKeysOverdue, byMode, "Maximum", "overdue keys"),
+		// Overdue split by what it asks of someone: action (the
+		// keys-overdue alarms' metric) or nothing, the product keeping the
+		// key so on purpose (policy). Summed per hour: a continued sweep's
+		// links, and an organization sweep's targets, each count their own
+		// keys.
+		graph("Cryptoperiod: keys past their interval, for action and by policy; oldest key material (days)", []awscloudwatch.IMetric{
+			search(s, settings.MetricKeysOverdueAction, byMode, "Sum", "overdue, action"),
+			search(s, settings.MetricKeysOverdueByPolicy, byMode, "Sum", "overdue by policy"),
 		}, []awscloudwatch.IMetric{
 			search(s, settings.MetricMaxMaterialAgeDays, byMode, "Maximum", "oldest material, days"),
 		}),
@@ -156,8 +162,9 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 			}, []awscloudwatch.IMetric{
 				search(s, settings.MetricKeysFailed, byAccount, "Sum", "failed"),
 			}),
-			graph("Organization: overdue keys and runs per account", []awscloudwatch.IMetric{
-				search(s, settings.MetricKeysOverdue, byAccount, "Maximum", "overdue keys"),
+			graph("Organization: overdue keys (action, by policy) and runs per account", []awscloudwatch.IMetric{
+				search(s, settings.MetricKeysOverdueAction, byAccount, "Sum", "overdue, action"),
+				search(s, settings.MetricKeysOverdueByPolicy, byAccount, "Sum", "overdue by policy"),
 			}, []awscloudwatch.IMetric{
 				search(s, settings.MetricRunsCompleted, byAccount, "Sum", "runs"),
 				search(s, settings.MetricRunsFailed, byAccount, "Sum", "failed runs"),

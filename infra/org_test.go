@@ -436,7 +436,8 @@ func TestOrgDashboardShowsEveryAccount(t *testing.T) {
 	for _, want := range []string{
 		`SEARCH('{KMSRotator,Mode,Account} MetricName=\"KeysRotated\"', 'Sum', 3600)`,
 		`SEARCH('{KMSRotator,Mode,Account} MetricName=\"KeysFailed\"', 'Sum', 3600)`,
-		`SEARCH('{KMSRotator,Mode,Account} MetricName=\"KeysOverdue\"', 'Maximum', 3600)`,
+		`SEARCH('{KMSRotator,Mode,Account} MetricName=\"KeysOverdueAction\"', 'Sum', 3600)`,
+		`SEARCH('{KMSRotator,Mode,Account} MetricName=\"KeysOverdueByPolicy\"', 'Sum', 3600)`,
 		`SEARCH('{KMSRotator,Mode,Account} MetricName=\"RunsFailed\"', 'Sum', 3600)`,
 	} {
 		if !strings.Contains(body, want) {

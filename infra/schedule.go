@@ -338,23 +338,32 @@ var gapYears = [2]time.Time{time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), time.Da
 // longestGap is the longest time between two consecutive firings of the
 // schedule over gapYears, evaluated in loc.
 func (s schedule) longestGap(loc *time.Location) (time.Duration, error) {
+	_, longest, err := s.gaps(loc)
+	return longest, err
+}
+
+// gaps are the shortest and the longest time between two consecutive
+// firings of the schedule over gapYears, evaluated in loc.
+func (s schedule) gaps(loc *time.Location) (shortest, longest time.Duration, err error) {
 	if s.rate > 0 {
-		return s.rate, nil
+		return s.rate, s.rate, nil
 	}
 	from := time.Date(gapYears[0].Year(), 1, 1, 0, 0, 0, 0, loc)
 	to := time.Date(gapYears[1].Year(), 1, 1, 0, 0, 0, 0, loc)
 	f := s.firings(from, to, loc)
 	if len(f) < 4 {
-		return 0, fmt.Errorf("fires %d times in %d–%d; a sweep schedule must fire at least twice a year", len(f), from.Year(), to.Year()-1)
+		return 0, 0, fmt.Errorf("fires %d times in %d–%d; a sweep schedule must fire at least twice a year", len(f), from.Year(), to.Year()-1)
 	}
-	var gap time.Duration
+	shortest = to.Sub(from)
 	for i := 1; i < len(f); i++ {
-		gap = max(gap, f[i].Sub(f[i-1]))
+		g := f[i].Sub(f[i-1])
+		longest, shortest = max(longest, g), min(shortest, g)
 	}
 	// Across the end of the period: from its last firing to the next one.
 	next := s.firings(to, to.AddDate(1, 0, 0), loc)
 	if len(next) > 0 {
-		gap = max(gap, next[0].Sub(f[len(f)-1]))
+		g := next[0].Sub(f[len(f)-1])
+		longest, shortest = max(longest, g), min(shortest, g)
 	}
-	return gap, nil
+	return shortest, longest, nil
 }

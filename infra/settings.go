@@ -60,11 +60,14 @@ type Settings struct {
 	Org OrgSettings
 }
 
-// Silence is the silence alarm's view of the schedule.
+// Silence is the alarms' view of the schedule (the silence alarm's first).
 type Silence struct {
 	// Gap is the longest time between two firings of the schedule over a
 	// year (in its time zone, daylight saving time included).
 	Gap time.Duration
+	// MinGap is the shortest time between two firings: the overdue alarms
+	// read one sweep per period of at most this length (sweepPeriod).
+	MinGap time.Duration
 	// Slack is how late a sweep may complete after it was due: one hour
 	// for delivery and start, plus the function's timeout.
 	Slack time.Duration
@@ -208,7 +211,7 @@ func DefaultSettings() Settings {
 		Org:              defaultOrgSettings(),
 	}
 	// A daily cron in UTC: 24 hours between sweeps.
-	s.Silence = Silence{Gap: 24 * time.Hour, Slack: silenceSlack(s.Timeout)}
+	s.Silence = Silence{Gap: 24 * time.Hour, MinGap: 24 * time.Hour, Slack: silenceSlack(s.Timeout)}
 	return s
 }
 
@@ -500,12 +503,12 @@ func (r *ctxReader) silence(expr, tz string, timeout time.Duration) Silence {
 		r.fail(ctxSchedule, expr, "%v", err)
 		return Silence{}
 	}
-	gap, err := sched.longestGap(loc)
+	shortest, gap, err := sched.gaps(loc)
 	if err != nil {
 		r.fail(ctxSchedule, expr, "%v", err)
 		return Silence{}
 	}
-	return Silence{Gap: gap, Slack: silenceSlack(timeout)}
+	return Silence{Gap: gap, MinGap: shortest, Slack: silenceSlack(timeout)}
 }
 
 // roleARNs reads a list of IAM role ARNs given as a JSON list (cdk.json),

@@ -21,7 +21,12 @@ import (
 //     (a bucket present in either series is present in the result);
 //     a series compared with a number keeps the series' buckets;
 //   - IF(c, a, b): a where c is true, b where false, dropped where c has no
-//     value or b is omitted; a missing bucket of a series a is 0.
+//     value or b is omitted; a missing bucket of a series a is 0;
+//   - MIN(x) and MAX(x) of one series are a number, its smallest and
+//     largest value (the other alarms' math, overdue_test.go);
+//   - DIFF(x) is each value minus the value before it; the first value of
+//     the range has none before it and is dropped, and a missing bucket is
+//     skipped (assumed: the page says "the preceding value").
 // and evaluates the alarm as "How alarm state is evaluated when data is
 // missing" describes for 1 of N with missing data ignored: any breaching
 // value among the last N buckets → ALARM, else any value → OK, else the
@@ -71,9 +76,9 @@ func tokenize(s string) []string {
 		switch c := s[i]; {
 		case c == ' ':
 			i++
-		case strings.HasPrefix(s[i:], ">="):
-			out, i = append(out, ">="), i+2
-		case strings.ContainsRune("(),+->", rune(c)):
+		case strings.HasPrefix(s[i:], ">="), strings.HasPrefix(s[i:], "<="):
+			out, i = append(out, s[i:i+2]), i+2
+		case strings.ContainsRune("(),+-><", rune(c)):
 			out, i = append(out, string(c)), i+1
 		default:
 			j := i
@@ -98,16 +103,16 @@ func (e *mathEval) peek() string {
 
 func (e *mathEval) next() string { t := e.peek(); e.i++; return t }
 
-// expr := sum [(>= | >) sum]
+// expr := sum [(>= | > | <= | <) sum]
 func (e *mathEval) expr() mathValue {
 	l := e.sum()
 	for {
 		switch op := e.peek(); op {
-		case ">=", ">":
+		case ">=", ">", "<=", "<":
 			e.next()
 			r := e.sum()
 			l = e.binary(l, r, func(a, b float64) float64 {
-				if op == ">=" && a >= b || op == ">" && a > b {
+				if op == ">=" && a >= b || op == ">" && a > b || op == "<=" && a <= b || op == "<" && a < b {
 					return 1
 				}
 				return 0
@@ -209,6 +214,45 @@ func (e *mathEval) atom() mathValue {
 			}
 		}
 		e.expect(")")
+		return mathValue{s: out, isS: true}
+	case "MIN", "MAX":
+		e.expect("(")
+		x := e.expr()
+		e.expect(")")
+		if !x.isS {
+			panic(tok + " of a number")
+		}
+		first := true
+		var v float64
+		for _, t := range e.rng {
+			if xv, ok := x.s[t]; ok {
+				if first || tok == "MIN" && xv < v || tok == "MAX" && xv > v {
+					v, first = xv, false
+				}
+			}
+		}
+		if first {
+			// No value at all: nothing to compare with. (CloudWatch's
+			// answer is not documented; an empty series keeps the alarm's
+			// state either way.)
+			return mathValue{s: series{}, isS: true}
+		}
+		return mathValue{scalar: v}
+	case "DIFF":
+		e.expect("(")
+		x := e.expr()
+		e.expect(")")
+		out := series{}
+		var prev float64
+		seen := false
+		for _, t := range e.rng {
+			if v, ok := x.s[t]; ok {
+				if seen {
+					out[t] = v - prev
+				}
+				prev, seen = v, true
+			}
+		}
 		return mathValue{s: out, isS: true}
 	case "IF":
 		e.expect("(")

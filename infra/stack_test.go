@@ -674,8 +674,8 @@ func TestAlarms(t *testing.T) {
 	}
 	names := slices.Sorted(maps.Keys(alarms))
 	wantNames := []string{"kms-rotator-async-events-dropped", "kms-rotator-budget-exhausted", "kms-rotator-failure-queue", "kms-rotator-function-errors",
-		"kms-rotator-keys-failed", "kms-rotator-keys-overdue", "kms-rotator-ledger-unavailable", "kms-rotator-result-events-failed", "kms-rotator-rotations-stuck",
-		"kms-rotator-silence"}
+		"kms-rotator-keys-deferred", "kms-rotator-keys-failed", "kms-rotator-keys-newly-overdue", "kms-rotator-keys-overdue", "kms-rotator-ledger-unavailable",
+		"kms-rotator-result-events-failed", "kms-rotator-rotations-stuck", "kms-rotator-silence"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Fatalf("alarms %v, want %v", names, wantNames)
 	}
@@ -731,12 +731,66 @@ func TestAlarms(t *testing.T) {
 			}
 		})
 	}
-	t.Run("keys-overdue watches KeysOverdue of scheduled sweeps and keeps the last sweep's verdict between sweeps", func(t *testing.T) {
+	// mathOf lists an alarm's queries by ID: an expression, or a metric as
+	// "namespace/name dimensions stat period".
+	mathOf := func(a map[string]any) map[string]string {
+		got := map[string]string{}
+		for _, m := range a["Metrics"].([]any) {
+			m := m.(map[string]any)
+			if e, ok := m["Expression"]; ok {
+				got[m["Id"].(string)] = e.(string)
+				continue
+			}
+			st := m["MetricStat"].(map[string]any)
+			metric := st["Metric"].(map[string]any)
+			got[m["Id"].(string)] = fmt.Sprintf("%s/%s %v %s %v", metric["Namespace"], metric["MetricName"], metric["Dimensions"], st["Stat"], st["Period"])
+		}
+		return got
+	}
+	t.Run("keys-overdue watches KeysOverdueAction of scheduled sweeps, one figure per sweep period, and keeps the last sweep's verdict between sweeps", func(t *testing.T) {
 		a := alarms["kms-rotator-keys-overdue"]
-		m := a["Metrics"].([]any)[0].(map[string]any)["MetricStat"].(map[string]any)
-		metric := m["Metric"].(map[string]any)
-		if metric["MetricName"] != settings.MetricKeysOverdue || fmt.Sprint(metric["Dimensions"]) != "[map[Name:Mode Value:scheduled]]" ||
-			a["Threshold"] != 1.0 || a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["TreatMissingData"] != "ignore" {
+		got := mathOf(a)
+		want := map[string]string{"m1": "KMSRotator/KeysOverdueAction [map[Name:Mode Value:scheduled]] Sum 86400"}
+		if len(got) != 1 || slices.Collect(maps.Values(got))[0] != want["m1"] {
+			t.Errorf("metrics %q, want %q", got, want)
+		}
+		if a["Threshold"] != 1.0 || a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["TreatMissingData"] != "ignore" ||
+			a["EvaluationPeriods"] != 2.0 || a["DatapointsToAlarm"] != 1.0 {
+			t.Errorf("alarm %v", a)
+		}
+	})
+	t.Run("keys-newly-overdue compares KeysOverdueAction of two consecutive sweep periods", func(t *testing.T) {
+		a := alarms["kms-rotator-keys-newly-overdue"]
+		got := mathOf(a)
+		want := map[string]string{
+			"overdue": "KMSRotator/KeysOverdueAction [map[Name:Mode Value:scheduled]] Sum 86400",
+			"expr_1":  "IF(DIFF(overdue) > 0, 1, 0)",
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("\n got %q\nwant %q", got, want)
+		}
+		if a["Threshold"] != 1.0 || a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["TreatMissingData"] != "notBreaching" ||
+			a["EvaluationPeriods"] != 2.0 || a["DatapointsToAlarm"] != 1.0 {
+			t.Errorf("alarm %v", a)
+		}
+	})
+	t.Run("keys-deferred watches the hourly minimum of KeysDeferred of scheduled runs, for a day past a sweep that finished every key", func(t *testing.T) {
+		a := alarms["kms-rotator-keys-deferred"]
+		plan := planDeferral(DefaultSettings().Silence)
+		got := mathOf(a)
+		want := deferralExpressions(plan)
+		want["expr_1"] = want["persisting"]
+		delete(want, "persisting")
+		want["deferred"] = "KMSRotator/KeysDeferred [map[Name:Mode Value:scheduled]] Minimum 3600"
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("\n got %q\nwant %q", got, want)
+		}
+		// Daily: a day + 24h gap + 1h10m slack → 51h in hourly buckets.
+		if !strings.Contains(want["since"], "clear + 93600") || !strings.Contains(want["expr_1"], ">= 90000") {
+			t.Errorf("thresholds: %q", want)
+		}
+		if a["EvaluationPeriods"] != float64(plan.Periods) || a["DatapointsToAlarm"] != 1.0 || a["TreatMissingData"] != "ignore" ||
+			a["Threshold"] != 1.0 || a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" {
 			t.Errorf("alarm %v", a)
 		}
 	})
@@ -880,7 +934,8 @@ func TestDashboard(t *testing.T) {
 		`SEARCH('{KMSRotator,Mode} MetricName=\"KeysBudgetExhausted\"', 'Maximum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"RunDuration\"', 'Maximum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"RunsCompleted\"', 'Sum', 3600)`,
-		`SEARCH('{KMSRotator,Mode} MetricName=\"KeysOverdue\"', 'Maximum', 3600)`,
+		`SEARCH('{KMSRotator,Mode} MetricName=\"KeysOverdueAction\"', 'Sum', 3600)`,
+		`SEARCH('{KMSRotator,Mode} MetricName=\"KeysOverdueByPolicy\"', 'Sum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"MaxMaterialAgeDays\"', 'Maximum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"ResultEventsFailed\"', 'Sum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"RotationsStuck\"', 'Maximum', 3600)`,
@@ -898,12 +953,13 @@ func TestDashboard(t *testing.T) {
 		})
 	}
 	// The function's own metric names (lambda/rotator), so a renamed or new
-	// metric cannot be missing from the dashboard unnoticed.
+	// metric cannot be missing from the dashboard unnoticed. KeysOverdue is
+	// shown as its two parts, KeysOverdueAction and KeysOverdueByPolicy.
 	for _, name := range []string{settings.MetricKeysCandidate, settings.MetricKeysRotated, settings.MetricKeysWouldRotate,
 		settings.MetricKeysSkipped, settings.MetricKeysFailed, settings.MetricKeysDeferred, settings.MetricKeysBudgetLow,
 		settings.MetricKeysBudgetExhausted, settings.MetricMinOnDemandRemaining, settings.MetricRunDuration,
 		settings.MetricRunsCompleted, settings.MetricRunsFailed, settings.MetricContinuations,
-		settings.MetricKeysOverdue, settings.MetricMaxMaterialAgeDays, settings.MetricResultEventsFailed,
+		settings.MetricKeysOverdueAction, settings.MetricKeysOverdueByPolicy, settings.MetricMaxMaterialAgeDays, settings.MetricResultEventsFailed,
 		settings.MetricRotationsStuck} {
 		t.Run("shows the function's metric "+name, func(t *testing.T) {
 			if !strings.Contains(body, `\"`+name+`\"`) && !strings.Contains(body, `"`+name+`"`) {
