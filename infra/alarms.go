@@ -505,8 +505,8 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
 		op: gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	a.ResultEventsFailed = alarm("ResultEventsFailed", spec{name: "result-events-failed",
-		desc: "The function could not publish a run's result event on the default event bus: an incident or a run with failed keys was not announced on the topic. " +
-			"The run itself is in the function's logs.",
+		desc: "The function could not publish a run's result event on the results bus (stack output ResultBusName): an incident or a run with failed keys was not announced " +
+			"on the topic, and tools waiting for the result did not get it. The run itself is in the function's logs.",
 		metric: sumOverModes(s, settings.MetricResultEventsFailed, modes, fiveMin, "result events not published"),
 		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	a.RotationsStuck = alarm("RotationsStuck", spec{name: "rotations-stuck",

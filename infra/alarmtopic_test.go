@@ -97,20 +97,47 @@ func simulateIAM(t *testing.T, cases []iamCase) {
 func cfnValues(tmpl map[string]any) map[string]string {
 	v := map[string]string{
 		"AWS::Partition": "aws", "AWS::Region": simRegion, "AWS::AccountId": simAccount, "AWS::URLSuffix": "amazonaws.com",
+		"AWS::StackId": "arn:aws:cloudformation:" + simRegion + ":" + simAccount + ":stack/KmsRotator/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
 	}
-	for id, r := range tmpl["Resources"].(map[string]any) {
+	resources := tmpl["Resources"].(map[string]any)
+	// busName is the name of the bus a rule's EventBusName refers to.
+	busName := func(ref any) string {
+		if m, ok := ref.(map[string]any); ok {
+			if id, ok := m["Ref"].(string); ok {
+				return resources[id].(map[string]any)["Properties"].(map[string]any)["Name"].(string)
+			}
+		}
+		return ""
+	}
+	for id, r := range resources {
 		r := r.(map[string]any)
+		p, _ := r["Properties"].(map[string]any)
 		switch r["Type"] {
 		case "AWS::SNS::Topic":
 			v[id] = "arn:aws:sns:" + simRegion + ":" + simAccount + ":" + id
 		case "AWS::Events::Rule":
-			name, named := r["Properties"].(map[string]any)["Name"].(string)
+			name, named := p["Name"].(string)
 			if !named {
 				name = id
 			}
+			// A rule of a custom bus is rule/<bus>/<rule>.
+			if bus := busName(p["EventBusName"]); bus != "" {
+				name = bus + "/" + name
+			}
 			v[id+".Arn"] = "arn:aws:events:" + simRegion + ":" + simAccount + ":rule/" + name
+		case "AWS::Events::EventBus":
+			v[id] = p["Name"].(string)
+			v[id+".Arn"] = "arn:aws:events:" + simRegion + ":" + simAccount + ":event-bus/" + v[id]
 		case "AWS::CloudWatch::Alarm":
-			v[id] = r["Properties"].(map[string]any)["AlarmName"].(string)
+			v[id] = p["AlarmName"].(string)
+		case "AWS::IAM::Role":
+			v[id] = id
+			v[id+".Arn"] = "arn:aws:iam::" + simAccount + ":role/" + id
+		case "AWS::SQS::Queue":
+			v[id+".Arn"] = "arn:aws:sqs:" + simRegion + ":" + simAccount + ":" + id
+		case "AWS::DynamoDB::Table":
+			v[id] = id
+			v[id+".Arn"] = "arn:aws:dynamodb:" + simRegion + ":" + simAccount + ":table/" + id
 		}
 	}
 	return v
@@ -150,6 +177,19 @@ func resolve(t *testing.T, v any, values map[string]string) any {
 				parts = append(parts, resolve(t, p, values).(string))
 			}
 			return strings.Join(parts, a[0].(string))
+		}
+		if sp, ok := v["Fn::Split"]; ok {
+			a := sp.([]any)
+			var out []any
+			for _, part := range strings.Split(resolve(t, a[1], values).(string), a[0].(string)) {
+				out = append(out, part)
+			}
+			return out
+		}
+		if sel, ok := v["Fn::Select"]; ok {
+			a := sel.([]any)
+			list := resolve(t, a[1], values).([]any)
+			return list[int(a[0].(float64))]
 		}
 		out := map[string]any{}
 		for k, x := range v {

@@ -75,8 +75,8 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 		DefaultInterval: awscdk.Duration_Days(jsii.Number(14)),
 	})
 	d.AddWidgets(awscloudwatch.NewTextWidget(&awscloudwatch.TextWidgetProps{
-		Markdown: jsii.String(fmt.Sprintf("# kms-rotator\nOpt-in tag `%s=%s` · schedule `%s` (%s) · interval %d days (floor %d) · on-demand limit %d, reserve %d · dry run %t · namespace `%s` · incident bus `%s`",
-			f.TagKey, f.TagValue, s.Schedule, s.ScheduleTimezone, f.IntervalDays, f.MinIntervalDays, f.OnDemandLimit, f.Reserve, f.DryRun, f.MetricsNamespace, s.IncidentBusName)),
+		Markdown: jsii.String(fmt.Sprintf("# kms-rotator\nOpt-in tag `%s=%s` · schedule `%s` (%s) · interval %d days (floor %d) · on-demand limit %d, reserve %d · dry run %t · namespace `%s` · incident bus `%s` · results bus `%s`",
+			f.TagKey, f.TagValue, s.Schedule, s.ScheduleTimezone, f.IntervalDays, f.MinIntervalDays, f.OnDemandLimit, f.Reserve, f.DryRun, f.MetricsNamespace, s.IncidentBusName, resultBusName(s))),
 		Width: jsii.Number(24), Height: jsii.Number(2),
 	}))
 	d.AddWidgets(

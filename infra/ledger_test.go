@@ -135,7 +135,7 @@ func TestLateIncidentsAreDropped(t *testing.T) {
 		if !reflect.DeepEqual(cfg, want) {
 			t.Errorf("asynchronous invoke config\n %v\nwant %v", cfg, want)
 		}
-		busID, _ := only(t, j, "AWS::Events::EventBus")
+		busID, _ := eventBus(t, j, "kms-rotator-incidents")
 		var targets []any
 		for _, r := range resources(t, j, "AWS::Events::Rule") {
 			if p := r["Properties"].(map[string]any); flat(p["EventBusName"]) == "${"+busID+"}" {

@@ -57,7 +57,7 @@ func scheduledInput() string {
 
 // NewRotatorStack defines the function, its role (rendered from policy/),
 // the rotation ledger's table, the Scheduler schedule, the incident bus and
-// its rule, the result notification, the failure queue, the responder
+// its rule, the results bus and its notification rule, the failure queue, the responder
 // policy, the dashboard and the alarms.
 func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackProps) awscdk.Stack {
 	stack := awscdk.NewStack(scope, &id, &props.StackProps)
@@ -95,6 +95,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 
 	ledger := newLedgerTable(stack)
 	role := newFunctionRole(stack, s, *logGroupName, *failures.QueueArn(), *ledger.TableArn())
+	results := newResultsBus(stack, s, role)
 
 	code := props.Code
 	if code == nil {
@@ -105,8 +106,10 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 		env[k] = jsii.String(v)
 	}
 	// The settings were validated with a placeholder table name
-	// (ledgerTablePlaceholder); the function gets the table's own.
+	// (ledgerTablePlaceholder) and the default bus; the function gets the
+	// table's own name and the results bus.
 	env[settings.EnvLedgerTable] = ledger.TableName()
+	env[settings.EnvResultBus] = results.EventBusName()
 	fnProps := &awslambda.FunctionProps{
 		FunctionName:  jsii.String(s.FunctionName),
 		Description:   jsii.String("kms-rotator: rotates the key material of opted-in KMS keys on demand (scheduled sweep and incident response)"),
@@ -171,7 +174,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	bus := newIncidentChannel(stack, s, fn, failures)
 
 	alarms := newAlarms(stack, "Alarms", &alarmsProps{Function: fn, FailureQueue: failures, ScheduleGroup: scheduleGroup, OrgSweep: orgSweep, Settings: s})
-	newResultNotification(stack, s, alarms.Topic, failures)
+	newResultNotification(stack, s, results, alarms.Topic, failures)
 	newRotatorDashboard(stack, "Dashboard", &rotatorDashboardProps{
 		Function: fn, LogGroupName: *logGroupName, Settings: s, Alarms: alarms.All, OrgSweep: orgSweep, LedgerUnavailable: alarms.LedgerUnavailable,
 	})
@@ -195,6 +198,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	out("LedgerTableName", "The rotation ledger: one item per rotation claim, with who asked and why (kept when the stack is deleted)", ledger.TableName())
 	out("AlarmTopicArn", "Alarm notifications and incident results; subscribe your on-call here", alarms.Topic.TopicArn())
 	out("IncidentBusName", "Put incident requests (source kms-rotator, detail-type Rotate KMS Keys) on this event bus", bus.EventBusName())
+	out("ResultBusName", "The function's result events (source kms-rotator, detail-type KMS Rotation Run Completed): add your rules on this event bus, which only the function may publish to", results.EventBusName())
 	out("ResponderPolicyArn", "Attach to incident responders' roles: invoke the function, request incidents on the incident bus", responder.ManagedPolicyArn())
 	out("KeyPolicyStatements", "Append to the Statement list of a key policy that does not delegate to IAM (policy/key-policy-statement.json)",
 		stack.ToJsonString(statementsAsAny(keyStatements), nil))
@@ -357,19 +361,56 @@ func incidentPrincipals(s Settings) (principals, patterns []string) {
 	return []string{account + "root"}, []string{account + "*"}
 }
 
+// newResultsBus is the event bus of the function's result events
+// (ROTATOR_RESULT_BUS), named <functionName>-results. Its resource policy
+// (policy/results-bus.json) denies events:PutEvents to every principal but
+// the function's role, so a kms-rotator result on it comes from the
+// function: on the default bus any principal allowed events:PutEvents
+// could publish one, and the notification rule and the SOAR tools waiting
+// for a result would believe it. In organization mode the central function
+// publishes every result with its own role; member roles cannot put events
+// anywhere.
+func newResultsBus(stack awscdk.Stack, s Settings, role awsiam.Role) awsevents.EventBus {
+	name := resultBusName(s)
+	bus := awsevents.NewEventBus(stack, jsii.String("ResultsBus"), &awsevents.EventBusProps{
+		EventBusName: jsii.String(name),
+		Description:  jsii.String("kms-rotator result events (source kms-rotator, detail-type KMS Rotation Run Completed), published by the function only"),
+	})
+	doc, err := policy.ResultsBus(policy.Params{
+		Partition:     *awscdk.Aws_PARTITION(),
+		Account:       *awscdk.Aws_ACCOUNT_ID(),
+		Region:        *awscdk.Aws_REGION(),
+		ResultBusName: name,
+		RoleARN:       *role.RoleArn(),
+	})
+	if err != nil {
+		panic(err)
+	}
+	bus.Node().DefaultChild().(awsevents.CfnEventBus).SetPolicy(doc.Map())
+	return bus
+}
+
+// resultBusName is the results bus's name, <functionName>-results: a
+// custom bus name holds at most 256 characters
+// (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_CreateEventBus.html),
+// and a function name at most 64.
+func resultBusName(s Settings) string { return s.FunctionName + resultRuleSuffix }
+
 // newResultNotification sends the function's result events — published
-// after every incident run and every run with failed keys — to the alarm
-// topic as a one-line summary. The pattern repeats the publisher's rule
+// on the results bus after every incident run and every run with failed
+// keys — to the alarm topic as a one-line summary. The pattern repeats the publisher's rule
 // ($or in detail: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns-content-based-filtering.html),
 // so a result event of another kind never pages anyone. The message is an
 // input transformer (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html);
 // fields a run may lack (the reason of a sweep, truncated when nothing was
 // cut) are placed where an empty or null value still reads.
 //
-// The rule has a fixed name, <functionName>-results, so that the
-// policy of a team's own topic (alarmTopicArn) can name its ARN before the
-// stack exists (docs/deploy.md).
-func newResultNotification(stack awscdk.Stack, s Settings, topic awssns.ITopic, failures awssqs.Queue) {
+// The rule has a fixed name, <functionName>-results, on the bus of the
+// same name, so that the policy of a team's own topic (alarmTopicArn) can
+// name its ARN (rule/<bus>/<rule> for a rule of a custom bus:
+// https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoneventbridge.html#amazoneventbridge-resources-for-iam-policies)
+// before the stack exists (docs/deploy.md).
+func newResultNotification(stack awscdk.Stack, s Settings, results awsevents.IEventBus, topic awssns.ITopic, failures awssqs.Queue) {
 	field := func(path string) string { return *awsevents.EventField_FromPath(jsii.String(path)) }
 	msg := fmt.Sprintf("kms-rotator %s run %s in %s %s (dry run: %s): rotated %s, would rotate %s, skipped %s, failed %s, deferred %s, overdue %s of %s keys; reasons %s. "+
 		"Incident reason: %s. Lambda request %s. Entries cut to fit: %s. Per-key results: the event's detail.keys and the function's log group.",
@@ -381,6 +422,7 @@ func newResultNotification(stack awscdk.Stack, s Settings, topic awssns.ITopic, 
 	rule := awsevents.NewRule(stack, jsii.String("ResultNotificationRule"), &awsevents.RuleProps{
 		RuleName:    jsii.String(resultRuleName(s)),
 		Description: jsii.String("kms-rotator run results of incidents and of runs with failed keys, to the alarm topic"),
+		EventBus:    results,
 		EventPattern: &awsevents.EventPattern{
 			Source:     jsii.Strings(settings.ResultEventSource),
 			DetailType: jsii.Strings(settings.ResultEventDetailType),
@@ -413,7 +455,8 @@ func newResultNotification(stack awscdk.Stack, s Settings, topic awssns.ITopic, 
 // resultRuleName is the result notification rule's name.
 func resultRuleName(s Settings) string { return s.FunctionName + resultRuleSuffix }
 
-// resultRuleSuffix ends the result notification rule's name.
+// resultRuleSuffix ends the names of the results bus and of its
+// notification rule.
 const resultRuleSuffix = "-results"
 
 // newResponderPolicy is the customer managed policy for incident responders
@@ -474,9 +517,10 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 		FunctionName:    s.FunctionName,
 		FailureQueueARN: failureQueueARN,
 		LedgerTableARN:  ledgerTableARN,
-		// The result event the function announces on the default bus.
+		// The result event the function announces on its results bus.
 		ResultEventSource:     settings.ResultEventSource,
 		ResultEventDetailType: settings.ResultEventDetailType,
+		ResultBusName:         resultBusName(s),
 	})
 	if err != nil {
 		panic(err)

@@ -110,6 +110,18 @@ func only(t *testing.T, tmpl map[string]any, typ string) (string, map[string]any
 	panic("unreachable")
 }
 
+// eventBus returns the event bus of this name.
+func eventBus(t *testing.T, tmpl map[string]any, name string) (string, map[string]any) {
+	t.Helper()
+	for id, r := range resources(t, tmpl, "AWS::Events::EventBus") {
+		if p := r["Properties"].(map[string]any); p["Name"] == name {
+			return id, p
+		}
+	}
+	t.Fatalf("no event bus %s", name)
+	panic("unreachable")
+}
+
 // flat renders a CloudFormation value as one string: Ref X → ${X},
 // Fn::GetAtt [X, A] → ${X.A}, Fn::Join concatenates. It makes resources
 // and dashboard bodies comparable with plain strings.
@@ -172,8 +184,10 @@ func TestFunction(t *testing.T) {
 		env[k] = v
 	}
 	// The ledger table's name, not the placeholder the settings were
-	// validated with.
+	// validated with, and the results bus, not the default bus.
 	env[settings.EnvLedgerTable] = map[string]any{"Ref": tableID}
+	resultsID, _ := eventBus(t, j, "kms-rotator-results")
+	env[settings.EnvResultBus] = map[string]any{"Ref": resultsID}
 	tests := []struct {
 		name string
 		got  any
@@ -340,7 +354,7 @@ func TestIncidentChannel(t *testing.T) {
 	_, _, j := synth(t)
 	fnID, _ := only(t, j, "AWS::Lambda::Function")
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
-	busID, bus := only(t, j, "AWS::Events::EventBus")
+	busID, bus := eventBus(t, j, "kms-rotator-incidents")
 	var incident map[string]any
 	for _, r := range resources(t, j, "AWS::Events::Rule") {
 		p := r["Properties"].(map[string]any)
@@ -452,7 +466,7 @@ func TestIncidentPrincipalsRestrictTheBus(t *testing.T) {
 	if err := json.Unmarshal(mustJSON(assertions.Template_FromStack(stack, nil).ToJSON()), &j); err != nil {
 		t.Fatal(err)
 	}
-	_, bus := only(t, j, "AWS::Events::EventBus")
+	_, bus := eventBus(t, j, "sec-incidents")
 	st := bus["Policy"].(map[string]any)["Statement"].([]any)
 	roles := []any{soar, oncall}
 	if got := st[0].(map[string]any)["Principal"]; !reflect.DeepEqual(got, map[string]any{"AWS": roles}) {
@@ -491,9 +505,32 @@ func TestResultNotification(t *testing.T) {
 	if rule == nil {
 		t.Fatal("no rule for result events")
 	}
-	t.Run("is on the default bus and matches result events of incidents and of runs with failures", func(t *testing.T) {
-		if _, ok := rule["EventBusName"]; ok {
-			t.Errorf("on bus %v", rule["EventBusName"])
+	busID, bus := eventBus(t, j, "kms-rotator-results")
+	t.Run("the results bus denies events:PutEvents to every principal but the function's role", func(t *testing.T) {
+		roleID := functionRoleID(t, j)
+		doc := bus["Policy"].(map[string]any)
+		want := `{"Statement":[{"Action":["events:PutEvents"],"Condition":{"ArnNotEquals":{"aws:PrincipalArn":{"Fn::GetAtt":["` + roleID + `","Arn"]}}},` +
+			`"Effect":"Deny","Principal":{"AWS":"*"},"Resource":[{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},":events:",{"Ref":"AWS::Region"},":",{"Ref":"AWS::AccountId"},":event-bus/kms-rotator-results"]]}],` +
+			`"Sid":"OnlyTheFunctionPublishesResults"}],"Version":"2012-10-17"}`
+		if got := string(mustJSON(doc)); got != want {
+			t.Errorf("\n got %s\nwant %s", got, want)
+		}
+	})
+	t.Run("the function publishes on the results bus, which is an output", func(t *testing.T) {
+		_, fn := only(t, j, "AWS::Lambda::Function")
+		if got := flat(fn["Environment"].(map[string]any)["Variables"].(map[string]any)[settings.EnvResultBus]); got != "${"+busID+"}" {
+			t.Errorf("%s = %s, want the results bus", settings.EnvResultBus, got)
+		}
+		if got := flat(j["Outputs"].(map[string]any)["ResultBusName"].(map[string]any)["Value"]); got != "${"+busID+"}" {
+			t.Errorf("output ResultBusName %s", got)
+		}
+	})
+	t.Run("is on the results bus and matches result events of incidents and of runs with failures", func(t *testing.T) {
+		if got := flat(rule["EventBusName"]); got != "${"+busID+"}" {
+			t.Errorf("on bus %v, want the results bus", got)
+		}
+		if rule["Name"] != "kms-rotator-results" {
+			t.Errorf("rule name %v", rule["Name"])
 		}
 		want := map[string]any{
 			"source": []any{settings.ResultEventSource}, "detail-type": []any{settings.ResultEventDetailType},
@@ -592,8 +629,8 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 	tableID, _ := only(t, j, "AWS::DynamoDB::Table")
 	const keys = "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"
 	want := []statement{
-		{"AnnounceRunResultsOnDefaultBus", []string{"events:PutEvents"},
-			[]string{"arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"},
+		{"AnnounceRunResultsOnResultsBus", []string{"events:PutEvents"},
+			[]string{"arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/kms-rotator-results"},
 			`{"ForAllValues:StringEquals":{"events:detail-type":"` + settings.ResultEventDetailType + `","events:source":"` + settings.ResultEventSource +
 				`"},"Null":{"events:detail-type":"false","events:source":"false"}}`},
 		{"ContinueOwnSweep", []string{"lambda:InvokeFunction"},

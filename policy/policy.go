@@ -8,8 +8,8 @@
 // is an OU or a root), the member accounts' role from
 // MemberRole (the same statements of function-role.json), the
 // EventBridge Scheduler role from SchedulerRole, the responders' managed
-// policy from Responder and the incident event bus's resource policy from
-// IncidentBus; key owners whose key policy does not delegate to IAM add the
+// policy from Responder, the incident event bus's resource policy from
+// IncidentBus and the results bus's from ResultsBus; key owners whose key policy does not delegate to IAM add the
 // statements of KeyStatements to that key policy. Tests render the same
 // files, so what is reviewed, deployed and simulated is one text.
 package policy
@@ -28,7 +28,7 @@ import (
 // The JSON files are embedded so the CDK app and the tests cannot drift from
 // the reviewed text.
 //
-//go:embed function-role.json key-policy-statement.json scheduler-role.json scheduler-org-role.json responder.json incident-bus.json assume-member-role.json organization-read.json
+//go:embed function-role.json key-policy-statement.json scheduler-role.json scheduler-org-role.json responder.json incident-bus.json results-bus.json assume-member-role.json organization-read.json
 var files embed.FS
 
 // File names of the documents, relative to this package.
@@ -48,6 +48,8 @@ const (
 	ResponderFile = "responder.json"
 	// IncidentBusFile is the resource policy of the incident event bus.
 	IncidentBusFile = "incident-bus.json"
+	// ResultsBusFile is the resource policy of the results event bus.
+	ResultsBusFile = "results-bus.json"
 	// AssumeMemberRoleFile is the statement the function's role gains in
 	// organization mode: assume the member role of another account.
 	AssumeMemberRoleFile = "assume-member-role.json"
@@ -78,13 +80,17 @@ type Params struct {
 	FunctionName string
 	// FailureQueueARN is the SQS queue that receives failed asynchronous invocations.
 	FailureQueueARN string
-	// RoleARN is the function's execution role (key policy statements only).
+	// RoleARN is the function's execution role (key policy statements and
+	// the results bus's policy).
 	RoleARN string
 	// ResultEventSource and ResultEventDetailType are the source and
-	// detail-type of the result event the function publishes on the default
-	// event bus (settings.ResultEventSource, settings.ResultEventDetailType).
+	// detail-type of the result event the function publishes on the results
+	// bus (settings.ResultEventSource, settings.ResultEventDetailType).
 	ResultEventSource     string
 	ResultEventDetailType string
+	// ResultBusName is the event bus of the result events
+	// (ROTATOR_RESULT_BUS), the only bus the function's role may put events on.
+	ResultBusName string
 	// IncidentBusName is the dedicated event bus for incident requests.
 	IncidentBusName string
 	// IncidentSource and IncidentDetailType are the source and detail-type of
@@ -125,6 +131,7 @@ func (p Params) values() map[string]string {
 		"RoleArn":               p.RoleARN,
 		"ResultEventSource":     p.ResultEventSource,
 		"ResultEventDetailType": p.ResultEventDetailType,
+		"ResultBusName":         p.ResultBusName,
 		"IncidentBusName":       p.IncidentBusName,
 		"IncidentSource":        p.IncidentSource,
 		"IncidentDetailType":    p.IncidentDetailType,
@@ -198,8 +205,9 @@ func (v Values) MarshalJSON() ([]byte, error) {
 // granted on "*" (https://docs.aws.amazon.com/kms/latest/developerguide/kms-api-permissions-reference.html).
 //
 // Its only other write is events:PutEvents of the run's result event, on the
-// default bus of its Region and with the result event's source and
-// detail-type only. events:source and events:detail-type are multivalued
+// results bus (ResultBusName) of its Region and with the result event's
+// source and detail-type only; not on the default bus, where anyone allowed
+// events:PutEvents could publish a look-alike. events:source and events:detail-type are multivalued
 // keys (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoneventbridge.html),
 // hence ForAllValues:StringEquals, with Null so that an entry without them
 // does not pass (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html).
@@ -257,6 +265,24 @@ func Responder(p Params) (Document, error) {
 // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
 func IncidentBus(p Params) (Document, error) {
 	return renderDocument(IncidentBusFile, p)
+}
+
+// ResultsBus renders the resource policy of the results event bus: it
+// denies events:PutEvents to every principal whose ARN is not the
+// function's role (RoleARN), so that a result event on this bus can only
+// come from the function, whatever the identity policies of the account
+// allow. Within one account an identity policy alone would otherwise
+// suffice, so the deny is what keeps the account's other principals out
+// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html);
+// aws:PrincipalArn is the role's ARN for every session of the role
+// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn).
+// It grants nothing: the role's own policy allows the result event only
+// (FunctionRole), and an Allow here would lift that limit on source and
+// detail-type, since a same-account request is allowed by either policy.
+// It names events:PutEvents only: consumers' rules on the bus (PutRule,
+// PutTargets, under their own IAM policies) are not its business.
+func ResultsBus(p Params) (Document, error) {
+	return renderDocument(ResultsBusFile, p)
 }
 
 // MemberRoleSids are the statements of function-role.json that the member

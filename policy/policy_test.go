@@ -22,6 +22,7 @@ var testParams = Params{
 	// event's source and detail-type (infra/stack_test.go pins them).
 	ResultEventSource:         "kms-rotator",
 	ResultEventDetailType:     "KMS Rotation Run Completed",
+	ResultBusName:             "kms-rotator-results",
 	IncidentBusName:           "kms-rotator-incidents",
 	IncidentSource:            "kms-rotator",
 	IncidentDetailType:        "Rotate KMS Keys",
@@ -75,9 +76,9 @@ func TestFunctionRoleIsExactlyThis(t *testing.T) {
 		{Sid: "SendFailedInvocationsToOwnQueue", Effect: "Allow",
 			Action:   []string{"sqs:SendMessage"},
 			Resource: []string{"arn:aws:sqs:us-east-1:012345678912:kms-rotator-failures"}},
-		{Sid: "AnnounceRunResultsOnDefaultBus", Effect: "Allow",
+		{Sid: "AnnounceRunResultsOnResultsBus", Effect: "Allow",
 			Action:   []string{"events:PutEvents"},
-			Resource: []string{"arn:aws:events:us-east-1:012345678912:event-bus/default"},
+			Resource: []string{"arn:aws:events:us-east-1:012345678912:event-bus/kms-rotator-results"},
 			Condition: map[string]map[string]Values{
 				"ForAllValues:StringEquals": {"events:source": {"kms-rotator"}, "events:detail-type": {"KMS Rotation Run Completed"}},
 				"Null":                      {"events:source": {"false"}, "events:detail-type": {"false"}},
@@ -213,12 +214,13 @@ func TestPlaceholdersListWhatTheDocumentsNeed(t *testing.T) {
 		file string
 		want []string
 	}{
-		{FunctionRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "LedgerTableArn", "LogGroupName", "Partition", "Region", "ResultEventDetailType", "ResultEventSource", "TagKey", "TagValue"}},
+		{FunctionRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "LedgerTableArn", "LogGroupName", "Partition", "Region", "ResultBusName", "ResultEventDetailType", "ResultEventSource", "TagKey", "TagValue"}},
 		{KeyPolicyStatementFile, []string{"RoleArn", "TagKey", "TagValue"}},
 		{SchedulerRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "Partition", "Region"}},
 		{SchedulerOrgRoleFile, []string{"FailureQueueArn", "StateMachineArn"}},
 		{ResponderFile, []string{"Account", "FunctionName", "IncidentBusName", "IncidentDetailType", "IncidentSource", "Partition", "Region"}},
 		{IncidentBusFile, []string{"Account", "IncidentBusName", "IncidentPrincipalPatterns", "IncidentPrincipals", "Partition", "Region"}},
+		{ResultsBusFile, []string{"Account", "Partition", "Region", "ResultBusName", "RoleArn"}},
 		{AssumeMemberRoleFile, []string{"MemberRoleName", "OrgId", "Partition"}},
 		{OrganizationReadFile, []string{}},
 	}

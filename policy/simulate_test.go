@@ -206,16 +206,18 @@ func TestSimulateRotation(t *testing.T) {
 		key("send to another queue", "sqs:SendMessage", "arn:aws:sqs:us-east-1:012345678912:orders", nil, nil, denied),
 		// events:source and events:detail-type are evaluated per entry and
 		// are multivalued keys, hence ForAllValues + Null in the policy.
-		key("announce a run result on the default bus", "events:PutEvents", defaultBus, result("kms-rotator"), nil, allowed),
-		key("put an event with another source on the default bus", "events:PutEvents", defaultBus, result("aws.kms"), nil, denied),
+		key("announce a run result on the results bus", "events:PutEvents", resultsBus, result("kms-rotator"), nil, allowed),
+		key("put an event with another source on the results bus", "events:PutEvents", resultsBus, result("aws.kms"), nil, denied),
 		// The result event shares its source with incident requests; the
 		// detail-type keeps the role from putting an incident request.
-		key("put an incident request on the default bus", "events:PutEvents", defaultBus, source("kms-rotator"), nil, denied),
-		key("put a batch mixing sources on the default bus", "events:PutEvents", defaultBus, result("kms-rotator", "aws.kms"), nil, denied),
-		key("put an event without source or detail-type", "events:PutEvents", defaultBus, nil, nil, denied),
+		key("put an incident request on the results bus", "events:PutEvents", resultsBus, source("kms-rotator"), nil, denied),
+		key("put a batch mixing sources on the results bus", "events:PutEvents", resultsBus, result("kms-rotator", "aws.kms"), nil, denied),
+		key("put an event without source or detail-type", "events:PutEvents", resultsBus, nil, nil, denied),
+		// Where anyone allowed events:PutEvents could publish a look-alike.
+		key("announce a run result on the default bus", "events:PutEvents", defaultBus, result("kms-rotator"), nil, denied),
 		key("put a result event on the incident bus", "events:PutEvents", incidentBus, result("kms-rotator"), nil, denied),
 		key("put a result event on another custom bus", "events:PutEvents", "arn:aws:events:us-east-1:012345678912:event-bus/payments", result("kms-rotator"), nil, denied),
-		key("put a result event on the default bus of another region", "events:PutEvents", "arn:aws:events:eu-west-1:012345678912:event-bus/default", result("kms-rotator"), nil, denied),
+		key("put a result event on the results bus of another region", "events:PutEvents", "arn:aws:events:eu-west-1:012345678912:event-bus/kms-rotator-results", result("kms-rotator"), nil, denied),
 	}
 	simulate(t, cases)
 }
@@ -223,6 +225,7 @@ func TestSimulateRotation(t *testing.T) {
 const (
 	defaultBus  = "arn:aws:events:us-east-1:012345678912:event-bus/default"
 	incidentBus = "arn:aws:events:us-east-1:012345678912:event-bus/kms-rotator-incidents"
+	resultsBus  = "arn:aws:events:us-east-1:012345678912:event-bus/kms-rotator-results"
 	thisFn      = "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator"
 	otherFn     = "arn:aws:lambda:us-east-1:012345678912:function:payments"
 )
@@ -337,6 +340,43 @@ func TestSimulateIncidentBus(t *testing.T) {
 		c("without incidentPrincipals: a role of the account allowed by its identity policy", other, admin, account, "Allowed"),
 		c("without incidentPrincipals: a role of the account without an identity policy", other, nil, account, "ImplicitlyDenied"),
 		c("without incidentPrincipals: a role of another account", foreign, admin, account, "ExplicitlyDenied"),
+	})
+}
+
+// TestSimulateResultsBus evaluates the results bus's resource policy
+// together with the caller's identity policy, as IAM does for a
+// same-account request: the function's role may put its result event
+// there, nobody else may put anything, whatever their identity policy.
+func TestSimulateResultsBus(t *testing.T) {
+	bus, err := ResultsBus(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, err := FunctionRole(testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := []any{map[string]any{"Version": "2012-10-17", "Statement": []any{map[string]any{
+		"Effect": "Allow", "Action": "events:PutEvents", "Resource": "*"}}}}
+	c := func(name, principal string, identity []any, ctx map[string]any, want string) simCase {
+		if ctx == nil {
+			ctx = map[string]any{}
+		}
+		// The simulator does not derive aws:PrincipalArn from the principal.
+		ctx["aws:PrincipalArn"] = principal
+		return simCase{Name: name, Principal: principal, Action: "events:PutEvents", Resource: resultsBus, Account: simAccount,
+			Context: ctx, IdentityPolicies: identity, ResourcePolicy: bus.Map(), want: want}
+	}
+	const (
+		other   = "arn:aws:iam::012345678912:role/admin"
+		foreign = "arn:aws:iam::111122223333:role/kms-rotator"
+	)
+	simulate(t, []simCase{
+		c("the function's role, its result event", simRole, []any{fn.Map()}, result("kms-rotator"), "Allowed"),
+		c("the function's role, an event of another source", simRole, []any{fn.Map()}, result("com.example"), "ImplicitlyDenied"),
+		c("another role of the account allowed PutEvents on * by its identity policy, a result event", other, admin, result("kms-rotator"), "ExplicitlyDenied"),
+		c("another role of the account, without an identity policy", other, nil, result("kms-rotator"), "ExplicitlyDenied"),
+		c("a role of another account with the function role's name", foreign, admin, result("kms-rotator"), "ExplicitlyDenied"),
 	})
 }
 
