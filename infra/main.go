@@ -31,7 +31,8 @@ func main() {
 // cdk-nag checks to app. A nil newCode builds the function from ./lambda;
 // it is called once per stack, as an asset belongs to one stack.
 func addStacks(app awscdk.App, newCode func() awslambda.Code) error {
-	settings, err := SettingsFromContext(func(key string) any { return app.Node().TryGetContext(&key) })
+	all, _ := app.Node().GetAllContext(nil).(map[string]any)
+	settings, err := SettingsFromAllContext(all)
 	if err != nil {
 		return err
 	}

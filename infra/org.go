@@ -87,19 +87,6 @@ const maxOrgConcurrency = 40
 // package, so the synth and the targets request accept the same orgTargets.
 var orgIDRE = regexp.MustCompile(`^o-[a-z0-9]{10,32}$`)
 
-// regionPartition is the partition a Region name belongs to.
-func regionPartition(region string) string {
-	for _, p := range []struct{ prefix, partition string }{
-		{"cn-", "aws-cn"}, {"us-gov-", "aws-us-gov"}, {"us-isob-", "aws-iso-b"}, {"us-iso-", "aws-iso"},
-		{"eu-isoe-", "aws-iso-e"}, {"us-isof-", "aws-iso-f"},
-	} {
-		if strings.HasPrefix(region, p.prefix) {
-			return p.partition
-		}
-	}
-	return "aws"
-}
-
 // org reads organization mode's settings into s. The member role name is
 // checked by the function's own loader in either mode; in organization mode
 // it becomes the function's MemberRoleName.
@@ -121,8 +108,8 @@ func (r *ctxReader) org(s *Settings) {
 		o.Targets = append(o.Targets, t)
 	}
 	for _, region := range r.list(ctxOrgRegions) {
-		if !regionRE.MatchString(region) {
-			r.fail(ctxOrgRegions, region, "not a region name such as us-east-1")
+		if regionPartition(region) == "" {
+			r.fail(ctxOrgRegions, region, "%s", unknownRegion(region))
 			continue
 		}
 		if !slices.Contains(o.Regions, region) {
@@ -145,18 +132,20 @@ func (r *ctxReader) org(s *Settings) {
 		r.fail(ctxOrgRootID, o.RootID, "not a root ID (r- and 4–32 lowercase letters or digits)")
 	}
 	s.Org = o
+	if !o.Enabled() && len(o.Regions) > 0 && !r.failed[ctxOrgTargets] {
+		// orgRegions alone would give a single-account stack and sweep
+		// none of them: most likely orgTargets is misspelt or missing.
+		r.fail(ctxOrgRegions, strings.Join(o.Regions, ","), "organization mode is off: orgRegions needs orgTargets, the accounts, OUs or roots to sweep in them "+
+			"(the stacks' own Regions are -c %s)", ctxRegions)
+	}
 	if !o.Enabled() || r.failed[ctxOrgTargets] {
 		return
 	}
 	if len(o.Regions) == 0 && !r.failed[ctxOrgRegions] {
 		r.fail(ctxOrgRegions, "", "organization mode (orgTargets is set) needs the Regions to sweep")
 	}
-	partitions := map[string]bool{}
-	for _, region := range append(slices.Clone(o.Regions), s.Regions...) {
-		partitions[regionPartition(region)] = true
-	}
-	if len(partitions) > 1 {
-		r.fail(ctxOrgRegions, strings.Join(o.Regions, ","), "the Regions (and the stack's, -c regions) must be of one partition: roles and STS do not cross partitions")
+	if mixed := mixedPartitions(append(slices.Clone(o.Regions), s.Regions...)); mixed != "" {
+		r.fail(ctxOrgRegions, strings.Join(o.Regions, ","), "the Regions (and the stack's, -c regions) must be of one partition, not %s: roles and STS do not cross partitions", mixed)
 	}
 	if len(s.Regions) > 1 {
 		r.fail(ctxRegions, strings.Join(s.Regions, ","),

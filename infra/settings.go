@@ -225,7 +225,6 @@ func silenceSlack(timeout time.Duration) time.Duration { return time.Hour + time
 var (
 	// https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html (FunctionName)
 	functionNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	regionRE       = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$`)
 	// Tag keys and values: letters, digits, white space and _ . : / = + - @
 	// (https://docs.aws.amazon.com/kms/latest/developerguide/tagging-keys.html).
 	tagRE = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`)
@@ -264,18 +263,39 @@ const minReservedConcurrency = 3
 // value (nil when unset). cdk.json gives typed JSON values, `-c` gives strings;
 // both are accepted. Errors name the context key.
 func SettingsFromContext(get func(key string) any) (Settings, error) {
+	return settingsFrom(get, nil)
+}
+
+// SettingsFromAllContext is SettingsFromContext on the app's whole context
+// (every key cdk.json, cdk.context.json, `-c` and the CDK toolkit gave it),
+// which also refuses every key that is neither the app's nor the CDK's
+// (knownContextKey), with the nearest setting's name.
+func SettingsFromAllContext(all map[string]any) (Settings, error) {
+	return settingsFrom(func(k string) any { return all[k] }, slices.Sorted(maps.Keys(all)))
+}
+
+// settingsFrom reads the settings through get and checks that every key of
+// keys is known.
+func settingsFrom(get func(key string) any, keys []string) (Settings, error) {
 	s := DefaultSettings()
 	r := ctxReader{get: get}
+	r.unknownContextKeys(keys)
 	if v := r.str(ctxRegions); v != "" {
 		for _, region := range strings.Split(v, ",") {
 			region = strings.TrimSpace(region)
-			if !regionRE.MatchString(region) {
-				r.fail(ctxRegions, v, "%q is not a region name such as us-east-1", region)
+			if regionPartition(region) == "" {
+				r.fail(ctxRegions, v, "%s", unknownRegion(region))
 				continue
 			}
 			if !slices.Contains(s.Regions, region) {
 				s.Regions = append(s.Regions, region)
 			}
+		}
+		// One app deploys with one account's credentials, and an account,
+		// its roles and its STS belong to one partition
+		// (https://docs.aws.amazon.com/whitepapers/latest/aws-fault-isolation-boundaries/partitions.html).
+		if mixed := mixedPartitions(s.Regions); mixed != "" {
+			r.fail(ctxRegions, v, "Regions of different partitions (%s): the stacks of one app deploy with one account's credentials, and an account belongs to one partition; deploy each partition separately", mixed)
 		}
 	}
 	r.setStr(ctxFunctionName, &s.FunctionName)
@@ -340,7 +360,7 @@ func (r *ctxReader) alarmTopic(s *Settings) {
 		return
 	}
 	partition, region := m[1], m[2]
-	if !regionRE.MatchString(region) || regionPartition(region) != partition {
+	if regionPartition(region) != partition {
 		r.fail(ctxAlarmTopicARN, s.AlarmTopicARN, "the Region %s is not one of partition %s", region, partition)
 		return
 	}

@@ -50,7 +50,7 @@ func TestCDKJSONHoldsEveryDefault(t *testing.T) {
 		}
 	})
 	t.Run("cdk.json's values are the defaults", func(t *testing.T) {
-		s, err := SettingsFromContext(func(k string) any { return ctx[k] })
+		s, err := SettingsFromAllContext(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,7 +319,7 @@ func TestSettingsFromContext(t *testing.T) {
 		{name: "an idempotency window under an hour is rejected by the function's loader", ctx: map[string]any{ctxIdempotencyWindow: "30m"},
 			wantErr: "-c idempotencyWindow=30m: ROTATOR_IDEMPOTENCY_WINDOW=30m: must be between"},
 		{name: "reserve not below the limit is rejected", ctx: map[string]any{ctxReserve: 25}, wantErr: "-c reserve=25"},
-		{name: "a region typo is rejected", ctx: map[string]any{ctxRegions: "us-east1"}, wantErr: `"us-east1" is not a region`},
+		{name: "a region typo is rejected", ctx: map[string]any{ctxRegions: "us-east1"}, wantErr: `-c regions=us-east1: "us-east1" is not an AWS Region; did you mean us-east-1?`},
 		{name: "a schedule that is neither cron nor rate is rejected", ctx: map[string]any{ctxSchedule: "daily"}, wantErr: "-c schedule=daily"},
 		{name: "a five-field cron is rejected", ctx: map[string]any{ctxSchedule: "cron(0 3 * * ?)"}, wantErr: "-c schedule=cron(0 3 * * ?): a cron expression has six fields"},
 		{name: "an unknown time zone is rejected", ctx: map[string]any{ctxScheduleTimezone: "Mars/Olympus"}, wantErr: "-c scheduleTimezone=Mars/Olympus"},
