@@ -31,18 +31,25 @@ type Holder struct {
 }
 
 // Lease takes the target's sweep lease for chain until until, unless
-// another chain holds it and its until has not passed. It returns nil when
-// taken, the holder when refused, or an *Error.
-func (l *Ledger) Lease(ctx context.Context, region, account, chain, runID string, now, until time.Time) (*Holder, error) {
+// another chain holds it and its until has not passed. An invocation with
+// the holder's Lambda request ID is Lambda retrying the holder after it
+// failed (a crash, a timeout): it takes the lease over
+// (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
+// It returns nil when taken, the holder when refused, or an *Error.
+func (l *Ledger) Lease(ctx context.Context, region, account, chain, runID, lambdaRequestID string, now, until time.Time) (*Holder, error) {
 	item := key(leasePK(region, account), leaseSK)
 	item["chain"], item["runId"], item["until"] = s(chain), s(runID), n(until.UnixMilli())
+	if lambdaRequestID == "" {
+		lambdaRequestID = "none:" + runID // no request ID matches no other run's
+	}
+	item["lambdaRequestId"] = s(lambdaRequestID)
 	item[settings.LedgerTTLAttribute] = n(until.Add(24 * time.Hour).Unix())
 	_, err := l.api.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                           aws.String(l.table),
 		Item:                                item,
-		ConditionExpression:                 aws.String("attribute_not_exists(#pk) OR #u < :now OR chain = :chain"),
+		ConditionExpression:                 aws.String("attribute_not_exists(#pk) OR #u < :now OR chain = :chain OR lambdaRequestId = :rid"),
 		ExpressionAttributeNames:            map[string]string{"#pk": settings.LedgerPartitionKey, "#u": "until"},
-		ExpressionAttributeValues:           map[string]types.AttributeValue{":now": n(now.UnixMilli()), ":chain": s(chain)},
+		ExpressionAttributeValues:           map[string]types.AttributeValue{":now": n(now.UnixMilli()), ":chain": s(chain), ":rid": s(lambdaRequestID)},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var ccf *types.ConditionalCheckFailedException

@@ -406,3 +406,21 @@ func TestDuplicateScheduledDeliveryRunsOneSweep(t *testing.T) {
 		t.Fatalf("a later sweep: repeatOf %q, %d candidates; want a sweep of both keys", again.RepeatOf, again.Summary.Candidates)
 	}
 }
+
+// A sweep that died holding its lease (a crash before its deadline) is
+// retried by Lambda with the same request ID: the retry takes the lease over.
+func TestLambdaRetryOfACrashedSweepTakesItsLeaseOver(t *testing.T) {
+	h := newHarness(t, kmsemu.Options{RotationDelay: 0}, oneDueKey, fastConfig())
+	until := time.Now().Add(10 * time.Minute)
+	if held, err := h.ledger.Lease(context.Background(), testRegion, testAccount, "crashed-run", "crashed-run", "req-crashed", time.Now(), until); err != nil || held != nil {
+		t.Fatalf("the crashed run's lease: %v, %v", held, err)
+	}
+	other, err := h.newEngine(fastConfig()).Run(context.Background(), request.Request{Mode: request.ModeScheduled}, Invocation{RequestID: "req-other", Scope: testScope})
+	if err != nil || other.RepeatOf != "crashed-run" {
+		t.Fatalf("another delivery while the lease stands: %v, repeatOf %q; want a duplicate of the crashed run", err, other.RepeatOf)
+	}
+	retry, err := h.newEngine(fastConfig()).Run(context.Background(), request.Request{Mode: request.ModeScheduled}, Invocation{RequestID: "req-crashed", Scope: testScope})
+	if err != nil || retry.RepeatOf != "" || retry.Summary.Rotated != 1 {
+		t.Fatalf("Lambda's retry (same request ID): %v, %+v; want the sweep, rotating the due key", err, retry)
+	}
+}

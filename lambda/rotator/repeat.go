@@ -152,7 +152,7 @@ func (r *run) takeLease(ctx context.Context) (*Report, bool) {
 	if r.e.ledger == nil || !r.req.Mode.Rules().Lease || r.dry {
 		return nil, false
 	}
-	h, err := r.e.ledger.Lease(ctx, r.scope.Region, r.scope.Account, r.chain(), r.id, r.e.now(), r.until(r.e.now()))
+	h, err := r.e.ledger.Lease(ctx, r.scope.Region, r.scope.Account, r.chain(), r.id, r.inv.RequestID, r.e.now(), r.until(r.e.now()))
 	if err != nil {
 		r.log.Warn("the sweep lease could not be taken; each key's claim guards alone", "error", err.Error())
 		return nil, false

@@ -99,9 +99,12 @@ func TestSweepRetriedAfterACrashRotatesEachDueKeyOnce(t *testing.T) {
 	}
 	start := snapshot(t, env.KMS)
 	crashed := env.Function
+	// Lambda retries a failed asynchronous invocation with its request ID
+	// (the retry takes over the crashed run's sweep lease).
+	id := harness.NewRequestID()
 	done := make(chan error, 1)
 	go func() {
-		_, err := crashed.Invoke(t.Context(), payload)
+		_, err := crashed.CallAs(t.Context(), id, payload)
 		done <- err
 	}()
 	// Crash after the first rotation reached the emulator.
@@ -138,7 +141,7 @@ func TestSweepRetriedAfterACrashRotatesEachDueKeyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _, err := retry.InvokeReport(t.Context(), payload)
+	r, _, err := retry.InvokeReportAs(t.Context(), id, payload)
 	if err != nil {
 		t.Fatalf("retried sweep: %v", err)
 	}

@@ -38,7 +38,12 @@ func processEnv(t *testing.T, cs []class, n int, kmsArgs ...string) *harness.Env
 
 // invoke calls f with payload and returns the run (report, EMF, key lines).
 func invoke(ctx context.Context, f *harness.Function, payload []byte) (run, error) {
-	rep, inv, err := f.InvokeReport(ctx, payload)
+	return invokeAs(ctx, f, harness.NewRequestID(), payload)
+}
+
+// invokeAs is invoke with a given Lambda request ID (a retry's).
+func invokeAs(ctx context.Context, f *harness.Function, requestID string, payload []byte) (run, error) {
+	rep, inv, err := f.InvokeReportAs(ctx, requestID, payload)
 	if err != nil {
 		return run{}, err
 	}
@@ -295,9 +300,12 @@ func TestSweepRetriedAfterACrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Lambda retries a failed asynchronous invocation with its request ID
+	// (the retry takes over the crashed run's sweep lease).
+	id := harness.NewRequestID()
 	done := make(chan error, 1)
 	go func() {
-		_, err := crashing.Call(context.Background(), scheduled)
+		_, err := crashing.CallAs(context.Background(), id, scheduled)
 		done <- err
 	}()
 	select {
@@ -323,7 +331,7 @@ func TestSweepRetriedAfterACrash(t *testing.T) {
 		t.Fatalf("the crashed run left %d rotations, want 3 (two answered, one applied and unanswered)", len(crashed))
 	}
 
-	retry, err := invoke(t.Context(), env.Function, scheduled)
+	retry, err := invokeAs(t.Context(), env.Function, id, scheduled)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -201,7 +201,7 @@ func (e *Env) InvokeFree(ctx context.Context, payload []byte) (*Invocation, erro
 			}
 			running++
 			if f.mu.TryLock() {
-				inv, err := f.call(ctx, payload)
+				inv, err := f.call(ctx, newRequestID(), payload)
 				f.release()
 				return inv, err
 			}

@@ -227,14 +227,23 @@ func (f *Function) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 // Call invokes the function and returns the invocation with its logs. The
 // returned error is inv.Err (or a transport error, with inv nil).
 func (f *Function) Call(ctx context.Context, payload []byte) (*Invocation, error) {
-	f.mu.Lock()
-	defer f.release()
-	return f.call(ctx, payload)
+	return f.CallAs(ctx, newRequestID(), payload)
 }
 
-// call is Call with f.mu held.
-func (f *Function) call(ctx context.Context, payload []byte) (*Invocation, error) {
-	id := newRequestID()
+// NewRequestID returns a fresh Lambda request ID, for CallAs.
+func NewRequestID() string { return newRequestID() }
+
+// CallAs is Call with the given Lambda request ID: Lambda retries an
+// asynchronous invocation that failed (a crash, a timeout) with the same
+// request ID, so a test re-sends a crashed invocation with its ID.
+func (f *Function) CallAs(ctx context.Context, requestID string, payload []byte) (*Invocation, error) {
+	f.mu.Lock()
+	defer f.release()
+	return f.call(ctx, requestID, payload)
+}
+
+// call is CallAs with f.mu held.
+func (f *Function) call(ctx context.Context, id string, payload []byte) (*Invocation, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.URL, bytes.NewReader(payload))
 	if err != nil {
 		return nil, fmt.Errorf("harness: invoke %s: %w", f.Name, err)
@@ -266,7 +275,12 @@ func (f *Function) call(ctx context.Context, payload []byte) (*Invocation, error
 
 // InvokeReport invokes the function and decodes the report it returns.
 func (f *Function) InvokeReport(ctx context.Context, payload []byte) (*Report, *Invocation, error) {
-	inv, err := f.Call(ctx, payload)
+	return f.InvokeReportAs(ctx, newRequestID(), payload)
+}
+
+// InvokeReportAs is InvokeReport with the given Lambda request ID (CallAs).
+func (f *Function) InvokeReportAs(ctx context.Context, requestID string, payload []byte) (*Report, *Invocation, error) {
+	inv, err := f.CallAs(ctx, requestID, payload)
 	if err != nil {
 		return nil, inv, err
 	}
