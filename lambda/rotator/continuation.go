@@ -67,7 +67,7 @@ func (r *run) continueChain(ctx context.Context) {
 		return
 	}
 	prev := r.req.Continuation
-	if r.tally.summary.Deferred == 0 && prev == nil {
+	if r.tally.counts.summary.Deferred == 0 && prev == nil {
 		return
 	}
 	marks := r.tally.sortedMarks()

@@ -69,7 +69,7 @@ func (r *run) publishFailure(ctx context.Context, runErr error) {
 		return
 	}
 	d := ResultDetail{RunID: r.id, Mode: r.req.Mode, DryRun: r.dry, Reason: r.req.Reason, RequestID: r.inv.RequestID,
-		Summary: r.tally.summary, Keys: []KeyReport{}, Error: runErr.Error()}
+		Summary: r.tally.counts.summary, Keys: []KeyReport{}, Error: runErr.Error()}
 	detail, err := json.Marshal(d)
 	r.putResult(ctx, detail, err)
 }

@@ -72,7 +72,7 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 	mode := string(r.req.Mode)
 	// The same count as Decide and the report entries (Facts.Budget),
 	// gathered from the entries as they were recorded (tally).
-	t := r.tally
+	t := &r.tally.counts
 	low, exhausted, minRemaining, maxAge := t.low, t.exhausted, t.minRemaining, t.maxAge
 	s := rep.Summary
 	ms := []emfMetric{

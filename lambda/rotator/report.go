@@ -185,8 +185,8 @@ func (r *run) report() *Report {
 	t := r.tally
 	keys := t.finish()
 	if !r.req.Mode.Rules().Sweep {
-		n := t.summary.Candidates - t.summary.Rotated - t.summary.WouldRotate
-		t.summary.NotRotated = &n
+		n := t.counts.summary.Candidates - t.counts.summary.Rotated - t.counts.summary.WouldRotate
+		t.counts.summary.NotRotated = &n
 	}
 	rep := &Report{
 		RunID:         r.id,
@@ -194,9 +194,9 @@ func (r *run) report() *Report {
 		Account:       r.reportAccount(),
 		DryRun:        r.dry && r.repeatOf == "" || r.req.DryRun || r.e.cfg.DryRun,
 		StartedAt:     fmtTime(r.start),
-		Summary:       t.summary,
-		OmittedNotDue: t.omittedNotDue,
-		OmittedOther:  t.omittedOther,
+		Summary:       t.counts.summary,
+		OmittedNotDue: t.entries.omittedNotDue,
+		OmittedOther:  t.entries.omittedOther,
 	}
 	var dropped int
 	rep.Keys, dropped, rep.keysBytes = fitBytes(keys, r.maxKeysBytes())
