@@ -794,7 +794,7 @@ func suggest(s string, candidates []string) string {
 		if ls == lc || (len(ls) >= 3 && strings.HasPrefix(lc, ls)) {
 			return c
 		}
-		d := editDistance(ls, lc)
+		d := EditDistance(ls, lc)
 		if d <= max(1, len(c)/3) && d < bestD {
 			best, bestD = c, d
 		}
@@ -802,8 +802,10 @@ func suggest(s string, candidates []string) string {
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b in bytes.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b in bytes: the
+// "did you mean" of field, mode and setting names (ASCII), here and in the
+// tools that check names.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

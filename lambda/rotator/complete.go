@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
@@ -133,25 +132,13 @@ func (r *run) onDemandMaterials(ctx context.Context, it *item) ([]string, error)
 		id string
 	}
 	var rots []rot
-	in := &kms.ListKeyRotationsInput{KeyId: aws.String(it.arn), Limit: aws.Int32(1000)}
-	for {
-		if err := r.e.waitListRotations(ctx); err != nil {
-			return nil, err
+	err := r.eachRotation(ctx, it, false, func(e kmstypes.RotationsListEntry) {
+		if e.RotationType == kmstypes.RotationTypeOnDemand && e.RotationDate != nil {
+			rots = append(rots, rot{aws.ToTime(e.RotationDate), aws.ToString(e.KeyMaterialId)})
 		}
-		r.calls.add(opListKeyRotations)
-		out, err := r.kmsOf(it).ListKeyRotations(ctx, in, inRegion(it.region))
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range out.Rotations {
-			if e.RotationType == kmstypes.RotationTypeOnDemand && e.RotationDate != nil {
-				rots = append(rots, rot{aws.ToTime(e.RotationDate), aws.ToString(e.KeyMaterialId)})
-			}
-		}
-		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
-			break
-		}
-		in.Marker = out.NextMarker
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortStableFunc(rots, func(a, b rot) int { return a.at.Compare(b.at) })
 	ids := make([]string, len(rots))

@@ -100,47 +100,59 @@ func (r *run) history(ctx context.Context, it *item) error {
 
 func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 	h := &History{}
-	// 1,000 entries a page (the maximum) so one call covers any real key.
+	imported := it.facts.Meta != nil && it.facts.Meta.Origin == "EXTERNAL"
+	err := r.eachRotation(ctx, it, imported, func(e kmstypes.RotationsListEntry) {
+		id := aws.ToString(e.KeyMaterialId)
+		switch e.KeyMaterialState {
+		case kmstypes.KeyMaterialStateCurrent:
+			h.CurrentMaterial, h.CurrentValidTo = strings.Clone(id), e.ValidTo
+		case kmstypes.KeyMaterialStatePendingRotation:
+			h.Staged = strings.Clone(id)
+		case kmstypes.KeyMaterialStatePendingMultiRegionImportAndRotation:
+			h.PendingReplicaImport, h.StagedForReplicas = true, strings.Clone(id)
+		}
+		if e.RotationType == "" || e.RotationDate == nil {
+			return // a material that no rotation made current (the first, a staged one)
+		}
+		d := aws.ToTime(e.RotationDate)
+		if e.RotationType == kmstypes.RotationTypeOnDemand {
+			h.OnDemand++
+			if d.After(h.NewestOnDemand) {
+				h.NewestOnDemand = d
+			}
+		}
+		if d.After(h.Newest) {
+			h.Newest = d
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// eachRotation calls each for every entry of the key's ListKeyRotations,
+// all pages, each call paced. 1,000 entries a page (the maximum) so one
+// call covers any real key; imported keys list their staged material too
+// (IncludeKeyMaterial ALL_KEY_MATERIAL: PENDING_ROTATION).
+func (r *run) eachRotation(ctx context.Context, it *item, allMaterial bool, each func(kmstypes.RotationsListEntry)) error {
 	in := &kms.ListKeyRotationsInput{KeyId: aws.String(it.arn), Limit: aws.Int32(1000)}
-	if m := it.facts.Meta; m != nil && m.Origin == "EXTERNAL" {
-		// Imported keys list their staged material too (PENDING_ROTATION).
+	if allMaterial {
 		in.IncludeKeyMaterial = kmstypes.IncludeKeyMaterialAllKeyMaterial
 	}
 	for {
-		if err := r.e.waitListRotations(ctx); err != nil {
-			return nil, err
+		if err := r.call(ctx, opListKeyRotations); err != nil {
+			return err
 		}
-		r.calls.add(opListKeyRotations)
 		out, err := r.kmsOf(it).ListKeyRotations(ctx, in, inRegion(it.region))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, e := range out.Rotations {
-			id := aws.ToString(e.KeyMaterialId)
-			switch e.KeyMaterialState {
-			case kmstypes.KeyMaterialStateCurrent:
-				h.CurrentMaterial, h.CurrentValidTo = strings.Clone(id), e.ValidTo
-			case kmstypes.KeyMaterialStatePendingRotation:
-				h.Staged = strings.Clone(id)
-			case kmstypes.KeyMaterialStatePendingMultiRegionImportAndRotation:
-				h.PendingReplicaImport, h.StagedForReplicas = true, strings.Clone(id)
-			}
-			if e.RotationType == "" || e.RotationDate == nil {
-				continue // a material that no rotation made current (the first, a staged one)
-			}
-			d := aws.ToTime(e.RotationDate)
-			if e.RotationType == kmstypes.RotationTypeOnDemand {
-				h.OnDemand++
-				if d.After(h.NewestOnDemand) {
-					h.NewestOnDemand = d
-				}
-			}
-			if d.After(h.Newest) {
-				h.Newest = d
-			}
+			each(e)
 		}
 		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
-			return h, nil
+			return nil
 		}
 		in.Marker = out.NextMarker
 	}

@@ -76,11 +76,6 @@ func readPipelines(cfg settings.Config) int {
 // maxReadPipelines bounds the read pipelines whatever the pace.
 const maxReadPipelines = 256
 
-// waitListRotations waits for the ListKeyRotations pace.
-func (e *Engine) waitListRotations(ctx context.Context) error {
-	return e.pace(ctx, opListKeyRotations)
-}
-
 // starter hands out the items of one process call in order and decides,
 // under one lock, whether each may still start. Once a key is refused —
 // the deadline is near, or the rotations already handed over would use all

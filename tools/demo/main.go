@@ -131,7 +131,7 @@ func didYouMean(name string, known []string) string {
 	}
 	best, bestDist := "", 0
 	for _, k := range known {
-		if d := editDistance(n, k); best == "" || d < bestDist {
+		if d := request.EditDistance(n, k); best == "" || d < bestDist {
 			best, bestDist = k, d
 		}
 	}
@@ -141,28 +141,6 @@ func didYouMean(name string, known []string) string {
 		return ""
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance of a and b (bytes: the names
-// are ASCII).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
