@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -94,62 +95,40 @@ const (
 	ctxIncidentPrincipals  = "incidentPrincipals"
 )
 
-// Context keys of the function's settings, one per ROTATOR_* variable
-// (functionKeys).
-const (
-	ctxTagKey                = "tagKey"
-	ctxTagValue              = "tagValue"
-	ctxIntervalDays          = "intervalDays"
-	ctxOnDemandLimit         = "onDemandLimit"
-	ctxReserve               = "reserve"
-	ctxRotateRPS             = "rotateRps"
-	ctxConcurrency           = "concurrency"
-	ctxDryRun                = "dryRun"
-	ctxMetricsNamespace      = "metricsNamespace"
-	ctxContinuationMax       = "continuationMax"
-	ctxIncidentCooldown      = "incidentCooldown"
-	ctxConfirmWait           = "confirmWait"
-	ctxCallTimeout           = "callTimeout"
-	ctxMinIntervalDays       = "minIntervalDays"
-	ctxAutoRotationGraceDays = "autoRotationGraceDays"
-	ctxIncidentWait          = "incidentWait"
-	ctxStuckAfter            = "stuckAfter"
-	ctxSkipIdle              = "skipIdle"
-	ctxIdempotencyWindow     = "idempotencyWindow"
-	ctxSettleAfter           = "settleAfter"
-	ctxLedgerRetention       = "ledgerRetention"
-	ctxIncidentMaxAge        = "incidentMaxAge"
-)
-
-// functionKeys maps each context key of a function setting to the variable
-// it sets: the value goes into the function's environment as written, and
-// the function's loader parses it, so a context key accepts exactly what the
-// variable accepts. A variable without a key here is still set, at the
-// function's default (settings.Environment sets every one).
-var functionKeys = []struct{ key, env string }{
-	{ctxTagKey, settings.EnvTagKey},
-	{ctxTagValue, settings.EnvTagValue},
-	{ctxIntervalDays, settings.EnvIntervalDays},
-	{ctxOnDemandLimit, settings.EnvOnDemandLimit},
-	{ctxReserve, settings.EnvReserve},
-	{ctxRotateRPS, settings.EnvRotateRPS},
-	{ctxConcurrency, settings.EnvConcurrency},
-	{ctxDryRun, settings.EnvDryRun},
-	{ctxMetricsNamespace, settings.EnvMetricsNamespace},
-	{ctxContinuationMax, settings.EnvContinuationMax},
-	{ctxIncidentCooldown, settings.EnvIncidentCooldown},
-	{ctxConfirmWait, settings.EnvConfirmWait},
-	{ctxCallTimeout, settings.EnvCallTimeout},
-	{ctxMinIntervalDays, settings.EnvMinIntervalDays},
-	{ctxAutoRotationGraceDays, settings.EnvAutoRotationGraceDays},
-	{ctxIncidentWait, settings.EnvIncidentWait},
-	{ctxStuckAfter, settings.EnvStuckAfter},
-	{ctxSkipIdle, settings.EnvSkipIdle},
-	{ctxIdempotencyWindow, settings.EnvIdempotencyWindow},
-	{ctxSettleAfter, settings.EnvSettleAfter},
-	{ctxLedgerRetention, settings.EnvLedgerRetention},
-	{ctxIncidentMaxAge, settings.EnvIncidentMaxAge},
+// functionSettings are the function's settings the stack reads from its
+// context: every row of the function's table (settings.Table) with a
+// context key, but for organization mode's own (memberRoleName), which org
+// reads and sets only in that mode. Each key's value goes into the
+// function's environment as written, and the function's loader parses it,
+// so a context key accepts exactly what its variable accepts. A variable
+// without a key is still set, by the stack (settings.Environment sets
+// every one).
+func functionSettings() []settings.Setting {
+	return slices.DeleteFunc(settings.Table(), func(s settings.Setting) bool {
+		return s.Context == "" || slices.Contains(orgContextKeys, s.Context)
+	})
 }
+
+// functionKey is the context key of the function's variable env, from the
+// function's table.
+func functionKey(env string) string {
+	for _, s := range settings.Table() {
+		if s.Env == env && s.Context != "" {
+			return s.Context
+		}
+	}
+	panic("settings: " + env + " has no context key")
+}
+
+// Context keys of the function's settings that the stack's own checks
+// name (stackBounds).
+var (
+	ctxTagKey           = functionKey(settings.EnvTagKey)
+	ctxTagValue         = functionKey(settings.EnvTagValue)
+	ctxMetricsNamespace = functionKey(settings.EnvMetricsNamespace)
+	ctxContinuationMax  = functionKey(settings.EnvContinuationMax)
+	ctxIncidentMaxAge   = functionKey(settings.EnvIncidentMaxAge)
+)
 
 // ContextKeys lists every context key the app reads.
 var ContextKeys = func() []string {
@@ -158,8 +137,8 @@ var ContextKeys = func() []string {
 		ctxLogRetentionDays, ctxReservedConcurrency, ctxAlarmEmail, ctxAlarmTopicARN, ctxIncidentBusName, ctxIncidentPrincipals,
 	}
 	keys = append(keys, orgContextKeys...)
-	for _, fk := range functionKeys {
-		keys = append(keys, fk.key)
+	for _, s := range functionSettings() {
+		keys = append(keys, s.Context)
 	}
 	return keys
 }()
@@ -384,38 +363,36 @@ func topicRegionMismatch(topicRegion, stackRegion string) string {
 
 // functionConfig writes each function setting's context value into the
 // environment the stack sets (the defaults, settings.Environment) and runs
-// the function's own loader on it. The loader stops at the first bad
-// variable, so each one it names is reported under its context key, put
-// back to its default, and the loader runs again: one synth reports every
-// bad setting. It returns false when the configuration could not be loaded.
+// the function's own loader on it, which reports every variable it refuses;
+// each is reported under its context key. It returns false when the
+// configuration could not be loaded.
 func (r *ctxReader) functionConfig() (settings.Config, bool) {
-	defaults := settings.Environment(functionDefaults())
-	env := maps.Clone(defaults)
+	env := settings.Environment(functionDefaults())
 	keyOf := map[string]string{}
-	for _, fk := range functionKeys {
-		keyOf[fk.env] = fk.key
-		if v, set := r.scalar(fk.key); set {
-			env[fk.env] = v
+	for _, s := range functionSettings() {
+		keyOf[s.Env] = s.Context
+		if v, set := r.scalar(s.Context); set {
+			env[s.Env] = v
 		}
 	}
-	for range len(functionKeys) + 1 {
-		c, err := settings.LoadConfig(func(k string) string { return env[k] })
-		if err == nil {
-			return c, true
-		}
-		name := envName(err.Error())
-		key, known := keyOf[name]
+	c, err := settings.LoadConfig(func(k string) string { return env[k] })
+	if err == nil {
+		return c, true
+	}
+	var cerr *settings.ConfigError
+	if !errors.As(err, &cerr) {
+		r.errs = append(r.errs, "the function's configuration: "+err.Error())
+		return settings.Config{}, false
+	}
+	for _, p := range cerr.Problems {
+		key, known := keyOf[p.Var]
 		if !known {
-			r.errs = append(r.errs, "the function's configuration: "+err.Error())
-			return settings.Config{}, false
+			// A variable the stack sets itself (or org does): its value is
+			// the stack's, not the user's.
+			r.errs = append(r.errs, "the function's configuration: "+p.Error())
+			continue
 		}
-		r.fail(key, r.raw(key, env[name]), "%v", err)
-		if env[name] == defaults[name] {
-			// The default is refused because of another setting (a
-			// cross-field rule): nothing to put back.
-			return settings.Config{}, false
-		}
-		env[name] = defaults[name]
+		r.fail(key, r.raw(key, env[p.Var]), "%v", p)
 	}
 	return settings.Config{}, false
 }
@@ -451,15 +428,6 @@ func (r *ctxReader) stackBounds(c settings.Config) {
 		r.fail(ctxIncidentMaxAge, r.raw(ctxIncidentMaxAge, c.IncidentMaxAge.String()),
 			"whole seconds, at most %s: Lambda keeps an asynchronous event at most that long (the function itself accepts up to 24h)", maxAsyncEventAge)
 	}
-}
-
-// envName is the ROTATOR_* variable an error of settings.LoadConfig starts with.
-func envName(msg string) string {
-	end := strings.IndexAny(msg, "=: ")
-	if end < 0 {
-		return msg
-	}
-	return msg[:end]
 }
 
 // ctxReader collects every error, so one synth reports all bad settings.

@@ -60,6 +60,28 @@ func TestCDKJSONHoldsEveryDefault(t *testing.T) {
 	})
 }
 
+// Context keys of the function's settings these tests name (the stack's
+// own checks name the others, settings.go), from the function's table.
+var (
+	ctxIntervalDays          = functionKey(settings.EnvIntervalDays)
+	ctxOnDemandLimit         = functionKey(settings.EnvOnDemandLimit)
+	ctxReserve               = functionKey(settings.EnvReserve)
+	ctxRotateRPS             = functionKey(settings.EnvRotateRPS)
+	ctxConcurrency           = functionKey(settings.EnvConcurrency)
+	ctxDryRun                = functionKey(settings.EnvDryRun)
+	ctxIncidentCooldown      = functionKey(settings.EnvIncidentCooldown)
+	ctxConfirmWait           = functionKey(settings.EnvConfirmWait)
+	ctxCallTimeout           = functionKey(settings.EnvCallTimeout)
+	ctxMinIntervalDays       = functionKey(settings.EnvMinIntervalDays)
+	ctxAutoRotationGraceDays = functionKey(settings.EnvAutoRotationGraceDays)
+	ctxIncidentWait          = functionKey(settings.EnvIncidentWait)
+	ctxStuckAfter            = functionKey(settings.EnvStuckAfter)
+	ctxSkipIdle              = functionKey(settings.EnvSkipIdle)
+	ctxIdempotencyWindow     = functionKey(settings.EnvIdempotencyWindow)
+	ctxSettleAfter           = functionKey(settings.EnvSettleAfter)
+	ctxLedgerRetention       = functionKey(settings.EnvLedgerRetention)
+)
+
 // nonDefault is a valid value other than the default for each function
 // setting's context key, as `-c key=value` gives it.
 var nonDefault = map[string]string{
@@ -73,13 +95,13 @@ var nonDefault = map[string]string{
 func TestFunctionKeys(t *testing.T) {
 	defaults := settings.Environment(settings.DefaultConfig())
 	keys, envs := map[string]bool{}, map[string]bool{}
-	for _, fk := range functionKeys {
-		if keys[fk.key] || envs[fk.env] {
-			t.Errorf("%s → %s: a key or variable listed twice", fk.key, fk.env)
+	for _, fk := range functionSettings() {
+		if keys[fk.Context] || envs[fk.Env] {
+			t.Errorf("%s → %s: a key or variable listed twice", fk.Context, fk.Env)
 		}
-		keys[fk.key], envs[fk.env] = true, true
-		if _, ok := defaults[fk.env]; !ok {
-			t.Errorf("%s sets %s, which is not one of the function's variables", fk.key, fk.env)
+		keys[fk.Context], envs[fk.Env] = true, true
+		if _, ok := defaults[fk.Env]; !ok {
+			t.Errorf("%s sets %s, which is not one of the function's variables", fk.Context, fk.Env)
 		}
 	}
 }
@@ -89,14 +111,14 @@ func TestFunctionKeys(t *testing.T) {
 // variable changed, and exactly one of its fields differs from the defaults.
 func TestEachFunctionKeySetsItsVariable(t *testing.T) {
 	defaults := DefaultSettings().Function
-	for _, fk := range functionKeys {
-		t.Run(fk.key+" sets "+fk.env, func(t *testing.T) {
-			v, ok := nonDefault[fk.key]
+	for _, fk := range functionSettings() {
+		t.Run(fk.Context+" sets "+fk.Env, func(t *testing.T) {
+			v, ok := nonDefault[fk.Context]
 			if !ok {
-				t.Fatalf("nonDefault has no value for %s", fk.key)
+				t.Fatalf("nonDefault has no value for %s", fk.Context)
 			}
 			s, err := SettingsFromContext(func(k string) any {
-				if k == fk.key {
+				if k == fk.Context {
 					return v
 				}
 				return nil
@@ -105,7 +127,7 @@ func TestEachFunctionKeySetsItsVariable(t *testing.T) {
 				t.Fatal(err)
 			}
 			env := settings.Environment(functionDefaults())
-			env[fk.env] = v
+			env[fk.Env] = v
 			want, err := settings.LoadConfig(func(k string) string { return env[k] })
 			if err != nil {
 				t.Fatal(err)

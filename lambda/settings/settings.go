@@ -1,12 +1,14 @@
 // Package settings holds the function's settings in one place, for the
-// function and the CDK app alike: the environment variables with their
-// defaults and bounds (LoadConfig), the per-key interval tag, and the names
-// the function emits (metrics, dimensions, the result event). It depends on
-// the standard library only, so infra/ reads it without building the engine.
+// function and the CDK app alike: the environment variables, one row each
+// in a table (table.go) from which LoadConfig and Environment are derived,
+// the per-key interval tag, and the names the function emits (metrics,
+// dimensions, the result event). It depends on the standard library only,
+// so infra/ reads it without building the engine.
 package settings
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -116,7 +118,8 @@ type Config struct {
 	ResultBus string
 }
 
-// Environment variable names (docs/design.md "Configuration").
+// Environment variable names (docs/design.md "Configuration"). Each one's
+// default, bounds and context key are in its row of the table (table.go).
 const (
 	EnvTagKey                = "ROTATOR_TAG_KEY"
 	EnvTagValue              = "ROTATOR_TAG_VALUE"
@@ -148,46 +151,6 @@ const (
 // IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.
 const IntervalTagKey = "kms-rotator:interval-days"
 
-// Bounds of the numeric settings. The interval range matches the per-key tag
-// (1–3650 days). The on-demand limit is 25 in the current KMS quota table
-// (https://docs.aws.amazon.com/kms/latest/developerguide/resource-limits.html);
-// 100 leaves room for a raised quota without accepting nonsense.
-const (
-	minIntervalDays  = 1
-	maxIntervalDays  = 3650
-	maxOnDemandLimit = 100
-	maxRotateRPS     = 1000
-	maxConcurrency   = 256
-	// maxContinuation is request.MaxChain: a longer chain would be refused.
-	maxContinuation = 100
-	// maxGraceDays: automatic rotation periods are 90–2560 days
-	// (https://docs.aws.amazon.com/kms/latest/developerguide/rotate-keys.html).
-	maxGraceDays = 365
-	// maxDuration bounds the duration settings: a Lambda run lasts at most
-	// 15 minutes; the cooldown may be longer (a week).
-	maxCallTimeout      = 15 * time.Minute
-	maxConfirmWait      = 15 * time.Minute
-	maxIncidentCooldown = 7 * 24 * time.Hour
-	maxIncidentWait     = 15 * time.Minute
-	minStuckAfter       = time.Minute
-	maxStuckAfter       = 30 * 24 * time.Hour
-	// The idempotency window covers EventBridge's longest retry (24 h,
-	// https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html)
-	// at least, and a week at most.
-	minIdempotencyWindow = time.Hour
-	maxIdempotencyWindow = 7 * 24 * time.Hour
-	minSettleAfter       = time.Minute
-	maxSettleAfter       = 24 * time.Hour
-	// A ledger entry is kept at least 90 days and at most ten years.
-	minLedgerRetention = 90 * 24 * time.Hour
-	maxLedgerRetention = 3650 * 24 * time.Hour
-	// An event younger than a minute is never refused as late; Lambda's
-	// asynchronous maximum event age is 6 h
-	// (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-configuring.html).
-	minIncidentMaxAge = time.Minute
-	maxIncidentMaxAge = 24 * time.Hour
-)
-
 // The rotation ledger's DynamoDB key schema and expiry attribute
 // (docs/design.md "The rotation ledger"): the stack creates its table from
 // these, and local tests create theirs from the same names.
@@ -201,178 +164,88 @@ const (
 	LedgerTTLAttribute = "expiresAt"
 )
 
-// DefaultConfig returns the documented defaults.
+// DefaultConfig returns the documented defaults: each row's of the table,
+// and the two fields without a variable.
 func DefaultConfig() Config {
-	return Config{
-		TagKey:                "kms-rotator",
-		TagValue:              "enabled",
-		IntervalDays:          90,
-		OnDemandLimit:         25,
-		Reserve:               2,
-		RotateRPS:             4,
-		Concurrency:           16,
-		ConcurrencyAuto:       true,
-		StartJitter:           time.Second,
-		DryRun:                false,
-		MetricsNamespace:      "KMSRotator",
-		ContinuationMax:       8,
-		IncidentCooldown:      time.Hour,
-		ConfirmWait:           5 * time.Second,
-		CallTimeout:           10 * time.Second,
-		MinIntervalDays:       30,
-		AutoRotationGraceDays: 7,
-		IncidentWait:          90 * time.Second,
-		StuckAfter:            24 * time.Hour,
-		IdempotencyWindow:     24 * time.Hour,
-		SettleAfter:           15 * time.Minute,
-		LedgerRetention:       400 * 24 * time.Hour,
-		IncidentMaxAge:        15 * time.Minute,
-		ResultBus:             "default",
+	c := Config{ConcurrencyAuto: true, StartJitter: time.Second}
+	for _, s := range table {
+		s.value.reset(&c)
 	}
+	return c
 }
 
 // LoadConfig reads the configuration through getenv (os.Getenv in production)
 // and validates it. An unset or empty variable takes its default; an invalid
-// one is an error naming the variable, so a bad deployment fails its cold
-// start instead of rotating with surprising settings.
+// one is a *ConfigError naming every variable refused, so a bad deployment
+// fails its cold start instead of rotating with surprising settings, and a
+// synth reports every bad setting at once.
 func LoadConfig(getenv func(string) string) (Config, error) {
 	c := DefaultConfig()
-	var err error
-	str := func(name string, dst *string, maxLen int) {
-		v := getenv(name)
-		if err != nil || v == "" {
-			return
-		}
-		if len(v) > maxLen {
-			err = fmt.Errorf("%s: %d characters, at most %d allowed", name, len(v), maxLen)
-			return
-		}
-		if strings.TrimSpace(v) != v {
-			err = fmt.Errorf("%s=%q: leading or trailing white space", name, v)
-			return
-		}
-		*dst = v
+	var problems []Problem
+	refused := map[string]bool{}
+	refuse := func(name string, p *Problem) {
+		p.Var = name
+		problems = append(problems, *p)
+		refused[name] = true
 	}
-	integer := func(name string, dst *int, lo, hi int) {
-		v := getenv(name)
-		if err != nil || v == "" {
-			return
-		}
-		n, perr := strconv.Atoi(v)
-		if perr != nil {
-			err = fmt.Errorf("%s=%q: not an integer", name, v)
-			return
-		}
-		if n < lo || n > hi {
-			err = fmt.Errorf("%s=%d: must be between %d and %d", name, n, lo, hi)
-			return
-		}
-		*dst = n
-	}
-	// Tag keys may have 128 characters, values 256
-	// (https://docs.aws.amazon.com/kms/latest/developerguide/tagging-keys.html).
-	str(EnvTagKey, &c.TagKey, 128)
-	str(EnvTagValue, &c.TagValue, 256)
-	integer(EnvIntervalDays, &c.IntervalDays, minIntervalDays, maxIntervalDays)
-	integer(EnvOnDemandLimit, &c.OnDemandLimit, 1, maxOnDemandLimit)
-	integer(EnvReserve, &c.Reserve, 0, maxOnDemandLimit)
-	integer(EnvConcurrency, &c.Concurrency, 1, maxConcurrency)
-	c.ConcurrencyAuto = getenv(EnvConcurrency) == ""
-	integer(EnvContinuationMax, &c.ContinuationMax, 0, maxContinuation)
-	integer(EnvMinIntervalDays, &c.MinIntervalDays, minIntervalDays, maxIntervalDays)
-	integer(EnvAutoRotationGraceDays, &c.AutoRotationGraceDays, 0, maxGraceDays)
-	str(EnvMetricsNamespace, &c.MetricsNamespace, 255)
-	str(EnvMemberRoleName, &c.MemberRoleName, 64)
-	// DynamoDB table names: 3–255 characters
-	// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html).
-	str(EnvLedgerTable, &c.LedgerTable, 255)
-	// Event bus names: 1–256 of letters, digits and . - _ /
-	// (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_CreateEventBus.html).
-	str(EnvResultBus, &c.ResultBus, 256)
-	duration := func(name string, dst *time.Duration, lo, hi time.Duration) {
-		v := getenv(name)
-		if err != nil || v == "" {
-			return
-		}
-		d, perr := time.ParseDuration(v)
-		if perr != nil {
-			err = fmt.Errorf("%s=%q: not a Go duration (e.g. 90s, 10m, 1h)", name, v)
-			return
-		}
-		if d < lo || d > hi {
-			err = fmt.Errorf("%s=%s: must be between %s and %s", name, v, lo, hi)
-			return
-		}
-		*dst = d
-	}
-	duration(EnvIncidentCooldown, &c.IncidentCooldown, 0, maxIncidentCooldown)
-	duration(EnvConfirmWait, &c.ConfirmWait, 0, maxConfirmWait)
-	duration(EnvCallTimeout, &c.CallTimeout, time.Second, maxCallTimeout)
-	duration(EnvIncidentWait, &c.IncidentWait, 0, maxIncidentWait)
-	duration(EnvStuckAfter, &c.StuckAfter, minStuckAfter, maxStuckAfter)
-	duration(EnvIdempotencyWindow, &c.IdempotencyWindow, minIdempotencyWindow, maxIdempotencyWindow)
-	duration(EnvSettleAfter, &c.SettleAfter, minSettleAfter, maxSettleAfter)
-	duration(EnvLedgerRetention, &c.LedgerRetention, minLedgerRetention, maxLedgerRetention)
-	duration(EnvIncidentMaxAge, &c.IncidentMaxAge, minIncidentMaxAge, maxIncidentMaxAge)
-	if err != nil {
-		return Config{}, err
-	}
-	if strings.ContainsFunc(c.ResultBus, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-/", r))
-	}) {
-		return Config{}, fmt.Errorf("%s=%q: not an event bus name (letters, digits and . _ - /)", EnvResultBus, c.ResultBus)
-	}
-	if c.LedgerTable == "" {
-		return Config{}, fmt.Errorf("%s: required; it names the DynamoDB table of the rotation ledger, "+
-			"where a claim is written before every RotateKeyOnDemand (the CDK stack creates the table and sets it)", EnvLedgerTable)
-	}
-	if len(c.LedgerTable) < 3 || strings.ContainsFunc(c.LedgerTable, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-.", r))
-	}) {
-		return Config{}, fmt.Errorf("%s=%q: not a DynamoDB table name (3-255 of letters, digits, _ - .)", EnvLedgerTable, c.LedgerTable)
-	}
-	// IAM role names: 1–64 of letters, digits and + = , . @ _ -
-	// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html).
-	if c.MemberRoleName != "" && strings.ContainsFunc(c.MemberRoleName, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("+=,.@_-", r))
-	}) {
-		return Config{}, fmt.Errorf("%s=%q: not an IAM role name (letters, digits and + = , . @ _ -)", EnvMemberRoleName, c.MemberRoleName)
-	}
-	if c.IntervalDays < c.MinIntervalDays {
-		return Config{}, fmt.Errorf("%s=%d: below %s (%d); a shorter interval spends the lifetime on-demand budget in a few sweeps",
-			EnvIntervalDays, c.IntervalDays, EnvMinIntervalDays, c.MinIntervalDays)
-	}
-	if v := getenv(EnvRotateRPS); v != "" {
-		f, perr := strconv.ParseFloat(v, 64)
-		if perr != nil {
-			return Config{}, fmt.Errorf("%s=%q: not a number", EnvRotateRPS, v)
-		}
-		if !(f > 0 && f <= maxRotateRPS) { // also rejects NaN
-			return Config{}, fmt.Errorf("%s=%s: must be greater than 0 and at most %d", EnvRotateRPS, v, maxRotateRPS)
-		}
-		c.RotateRPS = f
-	}
-	for _, b := range []struct {
-		name string
-		dst  *bool
-	}{{EnvDryRun, &c.DryRun}, {EnvSkipIdle, &c.SkipIdle}} {
-		name, dst := b.name, b.dst
-		if v := getenv(name); v != "" {
-			b, perr := strconv.ParseBool(v)
-			if perr != nil {
-				return Config{}, fmt.Errorf("%s=%q: not a boolean (true or false)", name, v)
+	for _, s := range table {
+		if v := getenv(s.Env); v != "" {
+			if p := s.value.parse(v, &c); p != nil {
+				refuse(s.Env, p)
 			}
-			*dst = b
 		}
 	}
-	if c.Reserve >= c.OnDemandLimit {
-		return Config{}, fmt.Errorf("%s=%d: must be less than %s (%d), or scheduled runs could never rotate",
-			EnvReserve, c.Reserve, EnvOnDemandLimit, c.OnDemandLimit)
+	c.ConcurrencyAuto = getenv(EnvConcurrency) == ""
+
+	// The checks below read values the rows accepted: a refused variable
+	// holds its default, which says nothing about what was meant.
+	read := func(names ...string) bool {
+		return !slices.ContainsFunc(names, func(n string) bool { return refused[n] })
 	}
-	if strings.HasPrefix(c.MetricsNamespace, ":") || strings.ContainsFunc(c.MetricsNamespace, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
-		return Config{}, fmt.Errorf("%s=%q: must be printable ASCII not starting with ':'", EnvMetricsNamespace, c.MetricsNamespace)
+	// Event bus names: letters, digits and . - _ /
+	// (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_CreateEventBus.html).
+	if read(EnvResultBus) && !nameOf(c.ResultBus, "._-/") {
+		refuse(EnvResultBus, quoted(c.ResultBus, "not an event bus name (letters, digits and . _ - /)"))
+	}
+	switch {
+	case !read(EnvLedgerTable):
+	case c.LedgerTable == "":
+		refuse(EnvLedgerTable, &Problem{Msg: "required; it names the DynamoDB table of the rotation ledger, " +
+			"where a claim is written before every RotateKeyOnDemand (the CDK stack creates the table and sets it)"})
+	case len(c.LedgerTable) < 3 || !nameOf(c.LedgerTable, "_-."):
+		// DynamoDB table names: 3–255 of letters, digits and _ - .
+		// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html).
+		refuse(EnvLedgerTable, quoted(c.LedgerTable, "not a DynamoDB table name (3-255 of letters, digits, _ - .)"))
+	}
+	// IAM role names: letters, digits and + = , . @ _ -
+	// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html).
+	if read(EnvMemberRoleName) && !nameOf(c.MemberRoleName, "+=,.@_-") {
+		refuse(EnvMemberRoleName, quoted(c.MemberRoleName, "not an IAM role name (letters, digits and + = , . @ _ -)"))
+	}
+	if read(EnvIntervalDays, EnvMinIntervalDays) && c.IntervalDays < c.MinIntervalDays {
+		refuse(EnvIntervalDays, plain(strconv.Itoa(c.IntervalDays), fmt.Sprintf(
+			"below %s (%d); a shorter interval spends the lifetime on-demand budget in a few sweeps", EnvMinIntervalDays, c.MinIntervalDays)))
+	}
+	if read(EnvReserve, EnvOnDemandLimit) && c.Reserve >= c.OnDemandLimit {
+		refuse(EnvReserve, plain(strconv.Itoa(c.Reserve), fmt.Sprintf(
+			"must be less than %s (%d), or scheduled runs could never rotate", EnvOnDemandLimit, c.OnDemandLimit)))
+	}
+	if read(EnvMetricsNamespace) && (strings.HasPrefix(c.MetricsNamespace, ":") ||
+		strings.ContainsFunc(c.MetricsNamespace, func(r rune) bool { return r < 0x20 || r > 0x7e })) {
+		refuse(EnvMetricsNamespace, quoted(c.MetricsNamespace, "must be printable ASCII not starting with ':'"))
+	}
+	if len(problems) > 0 {
+		return Config{}, &ConfigError{Problems: problems}
 	}
 	return c, nil
+}
+
+// nameOf says whether s holds only ASCII letters, digits and the runes of
+// extra (the empty name too: the rows say whether one is allowed).
+func nameOf(s, extra string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(extra, r))
+	})
 }
 
 // ParseIntervalTag parses the value of the per-key interval tag
@@ -395,37 +268,15 @@ func ParseIntervalTag(v string, floor int) (int, error) {
 }
 
 // Environment is the inverse of LoadConfig: the ROTATOR_* variables that
-// make LoadConfig return c. The CDK stack sets exactly these on the
-// function, so every setting has one name, one default and one bound, here.
-// (StartJitter and ConcurrencyAuto have no variable: the jitter is fixed,
-// and a set ROTATOR_CONCURRENCY is used exactly.)
+// make LoadConfig return c, one per row of the table. The CDK stack sets
+// exactly these on the function, so every setting has one name, one
+// default and one bound, in the table. (StartJitter and ConcurrencyAuto
+// have no variable: the jitter is fixed, and a set ROTATOR_CONCURRENCY is
+// used exactly.)
 func Environment(c Config) map[string]string {
-	dur := func(d time.Duration) string { return d.String() }
-	return map[string]string{
-		EnvTagKey:                c.TagKey,
-		EnvTagValue:              c.TagValue,
-		EnvIntervalDays:          strconv.Itoa(c.IntervalDays),
-		EnvOnDemandLimit:         strconv.Itoa(c.OnDemandLimit),
-		EnvReserve:               strconv.Itoa(c.Reserve),
-		EnvRotateRPS:             strconv.FormatFloat(c.RotateRPS, 'f', -1, 64),
-		EnvConcurrency:           strconv.Itoa(c.Concurrency),
-		EnvDryRun:                strconv.FormatBool(c.DryRun),
-		EnvMetricsNamespace:      c.MetricsNamespace,
-		EnvContinuationMax:       strconv.Itoa(c.ContinuationMax),
-		EnvIncidentCooldown:      dur(c.IncidentCooldown),
-		EnvConfirmWait:           dur(c.ConfirmWait),
-		EnvCallTimeout:           dur(c.CallTimeout),
-		EnvMinIntervalDays:       strconv.Itoa(c.MinIntervalDays),
-		EnvAutoRotationGraceDays: strconv.Itoa(c.AutoRotationGraceDays),
-		EnvIncidentWait:          dur(c.IncidentWait),
-		EnvStuckAfter:            dur(c.StuckAfter),
-		EnvSkipIdle:              strconv.FormatBool(c.SkipIdle),
-		EnvMemberRoleName:        c.MemberRoleName,
-		EnvLedgerTable:           c.LedgerTable,
-		EnvIdempotencyWindow:     dur(c.IdempotencyWindow),
-		EnvSettleAfter:           dur(c.SettleAfter),
-		EnvLedgerRetention:       dur(c.LedgerRetention),
-		EnvIncidentMaxAge:        dur(c.IncidentMaxAge),
-		EnvResultBus:             c.ResultBus,
+	env := make(map[string]string, len(table))
+	for _, s := range table {
+		env[s.Env] = s.value.render(&c)
 	}
+	return env
 }

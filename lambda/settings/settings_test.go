@@ -1,6 +1,7 @@
 package settings
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -171,5 +172,98 @@ func TestEnvironmentRoundTrips(t *testing.T) {
 		if env[name] == "" {
 			t.Errorf("%s not set", name)
 		}
+	}
+}
+
+// TestEveryFieldHasOneRow: every Config field but the two without a
+// variable is filled by exactly one row of the table, and no two rows share
+// a variable or a context key.
+func TestEveryFieldHasOneRow(t *testing.T) {
+	var c Config
+	rows := map[string][]string{} // field → the variables of its rows
+	envs, keys := map[string]bool{}, map[string]bool{}
+	fields := reflect.ValueOf(&c).Elem()
+	for _, s := range Table() {
+		if envs[s.Env] || (s.Context != "" && keys[s.Context]) {
+			t.Errorf("%s (%s): a variable or context key listed twice", s.Env, s.Context)
+		}
+		envs[s.Env], keys[s.Context] = true, true
+		ptr := reflect.ValueOf(s.value.field(&c)).Pointer()
+		found := false
+		for i := range fields.NumField() {
+			if fields.Field(i).Addr().Pointer() == ptr && fields.Field(i).Type() == reflect.TypeOf(s.value.field(&c)).Elem() {
+				name := fields.Type().Field(i).Name
+				rows[name], found = append(rows[name], s.Env), true
+			}
+		}
+		if !found {
+			t.Errorf("%s fills no field of Config", s.Env)
+		}
+		if m := s.Meaning; !strings.HasSuffix(m, ".") || strings.Contains(strings.TrimSuffix(m, "."), ". ") {
+			t.Errorf("%s: meaning %q, want one sentence", s.Env, m)
+		}
+	}
+	for i := range fields.NumField() {
+		name := fields.Type().Field(i).Name
+		want := 1
+		if name == "StartJitter" || name == "ConcurrencyAuto" {
+			want = 0
+		}
+		if len(rows[name]) != want {
+			t.Errorf("Config.%s is filled by rows %v, want %d", name, rows[name], want)
+		}
+	}
+}
+
+// TestLoadConfigReportsEveryBadVariable: one cold start (or synth) names
+// every variable it refuses, each as a Problem, in the table's order and
+// then the checks that read two settings; those skip a refused variable.
+func TestLoadConfigReportsEveryBadVariable(t *testing.T) {
+	_, err := LoadConfig(env(map[string]string{
+		EnvIntervalDays: "ninety", EnvMinIntervalDays: "120", EnvConcurrency: "0", EnvRotateRPS: "fast",
+		EnvTagKey: strings.Repeat("k", 129), EnvReserve: "30", EnvDryRun: "yes", EnvLedgerTable: "",
+	}))
+	var cerr *ConfigError
+	if !errors.As(err, &cerr) {
+		t.Fatalf("LoadConfig error = %v, want a *ConfigError", err)
+	}
+	want := []Problem{
+		{Var: EnvTagKey, Value: strings.Repeat("k", 129), Msg: "129 characters, at most 128 allowed"},
+		{Var: EnvIntervalDays, Value: "ninety", Msg: "not an integer"},
+		{Var: EnvDryRun, Value: "yes", Msg: "not a boolean (true or false)"},
+		{Var: EnvConcurrency, Value: "0", Msg: "must be between 1 and 256"},
+		{Var: EnvRotateRPS, Value: "fast", Msg: "not a number"},
+		{Var: EnvLedgerTable, Msg: "required; it names the DynamoDB table of the rotation ledger, " +
+			"where a claim is written before every RotateKeyOnDemand (the CDK stack creates the table and sets it)"},
+		{Var: EnvReserve, Value: "30", Msg: "must be less than ROTATOR_ON_DEMAND_LIMIT (25), or scheduled runs could never rotate"},
+	}
+	var got []Problem
+	for _, p := range cerr.Problems {
+		p.shown = ""
+		got = append(got, p)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("problems\n %+v\nwant\n %+v", got, want)
+	}
+	// The interval is not compared with the raised floor: "ninety" says
+	// nothing about the interval meant.
+	msg := `ROTATOR_TAG_KEY: 129 characters, at most 128 allowed; ROTATOR_INTERVAL_DAYS="ninety": not an integer; ` +
+		`ROTATOR_DRY_RUN="yes": not a boolean (true or false); ROTATOR_CONCURRENCY=0: must be between 1 and 256; ` +
+		`ROTATOR_ROTATE_RPS="fast": not a number; ROTATOR_LEDGER_TABLE: required; `
+	if !strings.HasPrefix(err.Error(), msg) || !strings.HasSuffix(err.Error(), "; ROTATOR_RESERVE=30: must be less than ROTATOR_ON_DEMAND_LIMIT (25), or scheduled runs could never rotate") {
+		t.Errorf("error\n %s\nwant it to start\n %s\nand end with the reserve", err, msg)
+	}
+	var p Problem
+	if !errors.As(err, &p) || p.Var != EnvTagKey {
+		t.Errorf("errors.As(err, *Problem) = %+v, want the first problem", p)
+	}
+}
+
+// TestOneProblemIsItsOwnMessage: with one bad variable the error is that
+// variable's message, no more (the messages TestLoadConfigRejects pins).
+func TestOneProblemIsItsOwnMessage(t *testing.T) {
+	_, err := LoadConfig(env(map[string]string{EnvIntervalDays: "ninety"}))
+	if err == nil || err.Error() != `ROTATOR_INTERVAL_DAYS="ninety": not an integer` {
+		t.Errorf("error = %v", err)
 	}
 }
