@@ -20,7 +20,8 @@ import (
 // The facts the documents restate — every reason with its outcome, every
 // variable with its default, every context key with the variable it sets
 // and its default in cdk.json — are declared once in code (rotator's
-// reasons table, settings.DefaultConfig / settings.Environment); these
+// reasons table, the settings table: settings.Table, from which
+// settings.DefaultConfig and settings.Environment are derived); these
 // tests fail when a copy in README.md, docs/design.md, docs/deploy.md,
 // cdk.json or the harness's report checker disagrees.
 
@@ -63,6 +64,11 @@ func tableRows(t *testing.T, doc, heading string) [][]string {
 		t.Fatalf("%s: no table under %q", doc, heading)
 	}
 	return rows
+}
+
+// variables returns the ROTATOR_* variables backticked in a cell.
+func variables(cell string) []string {
+	return slices.DeleteFunc(codes(cell), func(s string) bool { return !strings.HasPrefix(s, "ROTATOR_") })
 }
 
 // codes returns the backticked words of a cell.
@@ -132,7 +138,7 @@ func checkVariables(t *testing.T, doc, heading string, varCol, defCol int) {
 	want := defaults()
 	seen := map[string]bool{}
 	for _, row := range tableRows(t, doc, heading)[1:] {
-		vars := slices.DeleteFunc(codes(row[varCol]), func(s string) bool { return !strings.HasPrefix(s, "ROTATOR_") })
+		vars := variables(row[varCol])
 		if len(vars) == 0 {
 			continue
 		}
@@ -174,16 +180,7 @@ func TestConfigurationTablesMatchTheDefaults(t *testing.T) {
 // docs/deploy.md's context table says which variable each context key
 // sets and its default; cdk.json ships the same default.
 func TestContextDefaultsMatchTheFunction(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "cdk.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cdk struct {
-		Context map[string]any `json:"context"`
-	}
-	if err := json.Unmarshal(b, &cdk); err != nil {
-		t.Fatal(err)
-	}
+	cdk := cdkContext(t)
 	want := defaults()
 	mapped := 0
 	for _, row := range tableRows(t, "docs/deploy.md", "Settings (CDK context)")[1:] {
@@ -191,9 +188,9 @@ func TestContextDefaultsMatchTheFunction(t *testing.T) {
 			continue
 		}
 		keys := codes(row[0])
-		vars := slices.DeleteFunc(codes(row[2]), func(s string) bool { return !strings.HasPrefix(s, "ROTATOR_") })
+		vars := variables(row[2])
 		if len(vars) == 0 {
-			vars = slices.DeleteFunc(codes(row[1]+" "+row[2]), func(s string) bool { return !strings.HasPrefix(s, "ROTATOR_") })
+			vars = variables(row[1] + " " + row[2])
 		}
 		if len(keys) == 0 || len(vars) != len(keys) {
 			continue // a stack-only setting
@@ -205,7 +202,7 @@ func TestContextDefaultsMatchTheFunction(t *testing.T) {
 			if i < len(vals) && !sameValue(vals[i], d) {
 				t.Errorf("docs/deploy.md: %s defaults to %q, %s's default is %q", k, vals[i], vars[i], d)
 			}
-			v, ok := cdk.Context[k]
+			v, ok := cdk[k]
 			if !ok {
 				t.Errorf("cdk.json: no default for %s (%s)", k, vars[i])
 				continue
@@ -218,6 +215,85 @@ func TestContextDefaultsMatchTheFunction(t *testing.T) {
 	if mapped < 15 {
 		t.Fatalf("docs/deploy.md maps only %d context keys to variables; is the table still under its heading?", mapped)
 	}
+}
+
+// TestContextKeysMatchTheTable: README.md's configuration table and
+// docs/deploy.md's context table pair each variable with the context key
+// of its row in the settings table, or with none where the stack sets the
+// variable itself; every context key of the table has a row in
+// docs/deploy.md and a default in cdk.json.
+func TestContextKeysMatchTheTable(t *testing.T) {
+	keyOf, envOf := map[string]string{}, map[string]string{}
+	for _, s := range settings.Table() {
+		keyOf[s.Env] = s.Context
+		if s.Context != "" {
+			envOf[s.Context] = s.Env
+		}
+	}
+
+	// README.md: variable | context key | default | meaning; "none" when
+	// the stack sets the variable itself.
+	for _, row := range tableRows(t, "README.md", "Configuration")[1:] {
+		vars, keys := variables(row[0]), codes(row[1])
+		if len(keys) == 0 {
+			keys = make([]string, len(vars))
+		}
+		if len(keys) != len(vars) {
+			t.Errorf("README.md: variables %v, context keys %v: want one key each", vars, keys)
+			continue
+		}
+		for i, v := range vars {
+			if want, known := keyOf[v]; known && keys[i] != want {
+				t.Errorf("README.md: %s has context key %q, the settings table's is %q", v, keys[i], want)
+			}
+		}
+	}
+
+	// docs/deploy.md: context key | default | what it sets. A row that
+	// names no variable is the stack's own setting or a list of keys
+	// (organization mode's, whose empty default cell leaves two cells).
+	listed := map[string]bool{}
+	for _, row := range tableRows(t, "docs/deploy.md", "Settings (CDK context)")[1:] {
+		keys, vars := codes(row[0]), variables(row[len(row)-1])
+		for i, k := range keys {
+			listed[k] = true
+			want, known := envOf[k]
+			switch {
+			case len(vars) == 0:
+			case len(vars) != len(keys):
+				t.Errorf("docs/deploy.md: context keys %v, variables %v: want one variable each", keys, vars)
+			case !known:
+				t.Errorf("docs/deploy.md: %s sets %s, but the settings table has no context key %s", k, vars[i], k)
+			case vars[i] != want:
+				t.Errorf("docs/deploy.md: %s sets %s, the settings table says %s", k, vars[i], want)
+			}
+		}
+	}
+	cdk := cdkContext(t)
+	for _, k := range slices.Sorted(maps.Keys(envOf)) {
+		if !listed[k] {
+			t.Errorf("docs/deploy.md: no row for %s (%s)", k, envOf[k])
+		}
+		if _, ok := cdk[k]; !ok {
+			t.Errorf("cdk.json: no default for %s (%s)", k, envOf[k])
+		}
+	}
+}
+
+// cdkContext is cdk.json's context.
+func cdkContext(t *testing.T) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "cdk.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cdk struct {
+		Context map[string]any `json:"context"`
+	}
+	if err := json.Unmarshal(b, &cdk); err != nil {
+		t.Fatal(err)
+	}
+	return cdk.Context
 }
 
 func mustJSON(t *testing.T, v any) []byte {
