@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -643,5 +644,45 @@ func TestReportSizeIsBoundedWhateverTheFleet(t *testing.T) {
 	}
 	if rep.Summary.Skipped != 12 || rep.Summary.WouldRotate != 3 {
 		t.Errorf("summary %+v, want it complete", rep.Summary)
+	}
+}
+
+// With a slow KMS and a short timeout, no RotateKeyOnDemand goes out past
+// the cutoff, nor so late that one call's timeout and the confirm window
+// would not fit before the calls' deadline: a call sent later could be
+// applied after the run stopped looking.
+func TestNoRotationCallPastTheCutoffWithSlowKMS(t *testing.T) {
+	fleet := `[{"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":30}]`
+	cfg := fastConfig()
+	cfg.CallTimeout, cfg.ConfirmWait, cfg.Concurrency, cfg.ConcurrencyAuto = time.Second, 500*time.Millisecond, 2, false
+	h := newHarness(t, kmsemu.Options{Latency: 300 * time.Millisecond}, fleet, cfg)
+	var mu sync.Mutex
+	var sent []time.Time
+	hk := &hookKMS{KMSAPI: h.kms}
+	hk.rotate = func(ctx context.Context, in *kms.RotateKeyOnDemandInput, optFns ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
+		mu.Lock()
+		sent = append(sent, time.Now())
+		mu.Unlock()
+		return h.kms.RotateKeyOnDemand(ctx, in, optFns...)
+	}
+	h.engine.kms = hk
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	rep, err := h.engine.Run(ctx, request.Request{Mode: request.ModeScheduled}, Invocation{RequestID: "r", Scope: testScope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, _ := ctx.Deadline()
+	d := newDeadlines(dl, DeadlineMargin(dl.Sub(start)))
+	lastStart := d.callsEnd.Add(-(cfg.CallTimeout + cfg.ConfirmWait))
+	if len(sent) == 0 || rep.Summary.Deferred == 0 {
+		t.Fatalf("%d rotation calls, %d deferred: the run should both rotate and run out of time", len(sent), rep.Summary.Deferred)
+	}
+	for _, at := range sent {
+		if at.After(d.cutoff) || at.After(lastStart) {
+			t.Errorf("RotateKeyOnDemand sent %v after the start: past the cutoff (%v) or the last moment a call and its confirmation fit (%v)",
+				at.Sub(start), d.cutoff.Sub(start), lastStart.Sub(start))
+		}
 	}
 }
