@@ -170,6 +170,8 @@ type Facts struct {
 	Status      *Status
 	// Force (incident requests only) rotates inside the cooldown.
 	Force bool
+	// Owner is the value of the key's owner tag (ROTATOR_OWNER_TAG_KEY).
+	Owner string
 	// WantUsage (report runs with "usage": true) reads each key's last use.
 	WantUsage bool
 	// Open: the ledger holds a rotation of this key whose completion no

@@ -48,6 +48,8 @@ func (r *run) entry(it *item) KeyReport {
 		}
 	}
 	k.Stuck = f.stuck(r.e.now(), cfg.StuckAfter)
+	k.Owner = f.Owner
+	notice := r.e.now().Add(days(cfg.NoticeDays))
 	if h := f.History; h != nil {
 		k.StagedKeyMaterialID = h.Staged
 		if k.StagedKeyMaterialID == "" {
@@ -55,6 +57,9 @@ func (r *run) entry(it *item) KeyReport {
 		}
 		if h.CurrentValidTo != nil {
 			k.MaterialExpiresAt = timePtr(*h.CurrentValidTo)
+			// Expired already is worse than expiring: both need new
+			// material imported now.
+			k.MaterialExpiringSoon = cfg.NoticeDays > 0 && h.CurrentValidTo.Before(notice)
 		}
 	}
 	if u := f.Usage; u != nil {
@@ -85,6 +90,10 @@ func (r *run) entry(it *item) KeyReport {
 	if overdue {
 		k.OverdueFor = overdueFor(it.reason)
 	}
+	// Upcoming: due within the notice days, not rotated now and not
+	// overdue already (that is a louder signal).
+	k.DueSoon = cfg.NoticeDays > 0 && !overdue && it.outcome != Rotated && it.outcome != WouldRotate &&
+		nextDue.After(now) && nextDue.Before(notice)
 	if r.req.Mode.Rules().Inventory {
 		interval := f.IntervalDays
 		left := max(remaining-cfg.Reserve, 0)

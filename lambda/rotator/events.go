@@ -42,6 +42,9 @@ type ResultDetail struct {
 	// limit (or that the report itself had left some out); Summary counts
 	// every key.
 	Truncated bool `json:"truncated"`
+	// Notice says that imported key material expires within
+	// ROTATOR_NOTICE_DAYS (the entries carry materialExpiringSoon).
+	Notice string `json:"notice,omitempty"`
 	// Error is why an incident run failed as a whole (its keys could not
 	// be listed, its tag selected none): the event says so rather than
 	// staying silent.
@@ -53,7 +56,9 @@ type ResultDetail struct {
 // the run: it is logged and counted (ResultEventsFailed). It returns nil
 // when no event was due.
 func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
-	if r.e.events == nil || (!r.req.Mode.Rules().Publishes && rep.Summary.Failed == 0) {
+	// Imported material about to expire is a notice of its own: the key
+	// stops working when it expires.
+	if r.e.events == nil || (!r.req.Mode.Rules().Publishes && rep.Summary.Failed == 0 && rep.Summary.MaterialExpiringSoon == 0) {
 		return nil
 	}
 	detail, err := r.resultDetail(rep, maxEventBytes-len(settings.ResultEventSource)-len(settings.ResultEventDetailType))
@@ -113,6 +118,10 @@ func (r *run) resultDetail(rep *Report, limit int) ([]byte, error) {
 		RunID: rep.RunID, Mode: rep.Mode, DryRun: rep.DryRun, Reason: r.req.Reason,
 		RequestID: r.inv.RequestID, Summary: rep.Summary,
 		Truncated: rep.OmittedOther > 0,
+	}
+	if n := rep.Summary.MaterialExpiringSoon; n > 0 {
+		d.Notice = fmt.Sprintf("the imported key material of %d key(s) expires within %d days (materialExpiresAt): import new material before it does, or the key becomes unusable",
+			n, r.e.cfg.NoticeDays)
 	}
 	var keys []KeyReport
 	for _, k := range rep.Keys {

@@ -9,8 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
-
-	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 func (r *run) describe(ctx context.Context, it *item) error {
@@ -73,8 +71,8 @@ func (r *run) listTags(ctx context.Context, it *item) error {
 		}
 		for _, t := range out.Tags {
 			k := aws.ToString(t.TagKey)
-			if k == r.e.cfg.TagKey || k == settings.IntervalTagKey {
-				tags[k] = aws.ToString(t.TagValue)
+			if r.wantTag(k) {
+				tags[k] = strings.Clone(aws.ToString(t.TagValue))
 			}
 		}
 		if !out.Truncated || aws.ToString(out.NextMarker) == "" {

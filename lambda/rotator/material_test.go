@@ -3,6 +3,7 @@ package rotator
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,5 +172,44 @@ func TestUsageReportIsPacedAtGetKeyLastUsagesQuota(t *testing.T) {
 	}
 	if n := h.emu.Server.Stats().Op("GetKeyLastUsage").Calls; n != 11 {
 		t.Fatalf("GetKeyLastUsage calls = %d, want 11", n)
+	}
+}
+
+// Keys that fall due, and imported material that expires, within
+// ROTATOR_NOTICE_DAYS are listed as upcoming and counted; material
+// expiring soon raises a result event's notice; the owner tag travels.
+func TestNoticesAndOwners(t *testing.T) {
+	fleet := `[
+	 {"alias":"alias/soon","createdDaysAgo":400,"rotations":[{"type":"ON_DEMAND","daysAgo":80}],"tags":{"kms-rotator":"enabled","kms-rotator:owner":"payments"}},
+	 {"alias":"alias/later","createdDaysAgo":400,"rotations":[{"type":"ON_DEMAND","daysAgo":30}],"tags":{"kms-rotator":"enabled"}},
+	 {"alias":"alias/byok-expiring","origin":"EXTERNAL","createdDaysAgo":400,"materialExpiresInDays":10,"rotations":[{"type":"ON_DEMAND","daysAgo":30}],"tags":{"kms-rotator":"enabled","kms-rotator:owner":"cards"}}]`
+	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
+	ev := &fakeEvents{}
+	h.engine.SetEvents(ev)
+	rep := h.run(t, request.Request{Mode: request.ModeScheduled})
+	soon, later, byok := byAlias(rep)["alias/soon"], byAlias(rep)["alias/later"], byAlias(rep)["alias/byok-expiring"]
+	if !soon.DueSoon || later.DueSoon || soon.Owner != "payments" || later.Owner != "" {
+		t.Errorf("due in 10 days: dueSoon %v owner %q; due in 60: dueSoon %v owner %q; want true payments, false none",
+			soon.DueSoon, soon.Owner, later.DueSoon, later.Owner)
+	}
+	if !byok.MaterialExpiringSoon || byok.Owner != "cards" {
+		t.Errorf("imported material expiring in 10 days: materialExpiringSoon %v owner %q, want true cards", byok.MaterialExpiringSoon, byok.Owner)
+	}
+	if rep.Summary.DueSoon != 1 || rep.Summary.MaterialExpiringSoon != 1 {
+		t.Errorf("summary dueSoon %d materialExpiringSoon %d, want 1 and 1", rep.Summary.DueSoon, rep.Summary.MaterialExpiringSoon)
+	}
+	m := h.metrics.String()
+	if !strings.Contains(m, `"KeysDueSoon":1`) || !strings.Contains(m, `"MaterialExpiringSoon":1`) {
+		t.Errorf("metrics lack KeysDueSoon 1 or MaterialExpiringSoon 1: %s", m)
+	}
+	if len(ev.inputs) != 1 || !strings.Contains(aws.ToString(ev.inputs[0].Entries[0].Detail), `"notice":"the imported key material of 1 key(s) expires within 14 days`) {
+		t.Fatalf("a sweep without failures but with material expiring soon: %d result events, want 1 with its notice", len(ev.inputs))
+	}
+	// Off: no notice, no upcoming.
+	cfg := fastConfig()
+	cfg.NoticeDays = 0
+	h2 := newHarness(t, kmsemu.Options{}, fleet, cfg)
+	if rep := h2.run(t, request.Request{Mode: request.ModeScheduled}); rep.Summary.DueSoon != 0 || rep.Summary.MaterialExpiringSoon != 0 {
+		t.Errorf("ROTATOR_NOTICE_DAYS=0: %+v, want no upcoming keys", rep.Summary)
 	}
 }

@@ -87,6 +87,8 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 		{settings.MetricKeysOverdue, unitCount, float64(s.Overdue)},
 		{settings.MetricKeysOverdueAction, unitCount, float64(s.OverdueAction)},
 		{settings.MetricKeysOverdueByPolicy, unitCount, float64(s.OverdueByPolicy)},
+		{settings.MetricKeysDueSoon, unitCount, float64(s.DueSoon)},
+		{settings.MetricMaterialExpiringSoon, unitCount, float64(s.MaterialExpiringSoon)},
 		{settings.MetricRotationsStuck, unitCount, float64(t.stuck)},
 	}
 	// No key's budget or age known: no value rather than a made-up one.

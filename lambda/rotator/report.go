@@ -63,6 +63,10 @@ type Summary struct {
 	Skipped     int `json:"skipped"`
 	Failed      int `json:"failed"`
 	Deferred    int `json:"deferred"`
+	// DueSoon and MaterialExpiringSoon count the entries that say so
+	// (KeysDueSoon, MaterialExpiringSoon).
+	DueSoon              int `json:"dueSoon"`
+	MaterialExpiringSoon int `json:"materialExpiringSoon"`
 	// Overdue counts the entries with overdue true (KeysOverdue), split
 	// into OverdueAction and OverdueByPolicy by their overdueFor.
 	Overdue         int `json:"overdue"`
@@ -138,6 +142,16 @@ type KeyReport struct {
 	// null when none since tracking began, absent when not read).
 	LastUsedAt json.RawMessage `json:"lastUsedAt,omitempty"`
 
+	// Owner is the value of the key's owner tag (ROTATOR_OWNER_TAG_KEY),
+	// so notices can be routed per owner.
+	Owner string `json:"owner,omitempty"`
+	// DueSoon: the key falls due within ROTATOR_NOTICE_DAYS (a key this
+	// run did not rotate and that is not overdue yet).
+	DueSoon bool `json:"dueSoon,omitempty"`
+	// MaterialExpiringSoon: the key's imported material expires (or has
+	// expired) within ROTATOR_NOTICE_DAYS: an expired import makes the key
+	// unusable.
+	MaterialExpiringSoon bool `json:"materialExpiringSoon,omitempty"`
 	// Next is a short next step for a skipped or failed entry (and for an
 	// incident dry run's key with no on-demand rotation left).
 	Next string `json:"next,omitempty"`

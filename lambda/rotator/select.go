@@ -108,10 +108,20 @@ func (r *run) baseFacts() Facts {
 	return Facts{Mode: r.req.Mode, DryRun: r.dry, Force: r.req.Force, IntervalDays: r.e.cfg.IntervalDays, WantUsage: r.req.Usage}
 }
 
-// applyTags records what the key's tags say: opted in, and its interval.
+// wantTag says whether a tag key is one the run reads: the opt-in tag, the
+// interval tag, the owner tag.
+func (r *run) wantTag(k string) bool {
+	return k == r.e.cfg.TagKey || k == settings.IntervalTagKey || (r.e.cfg.OwnerTagKey != "" && k == r.e.cfg.OwnerTagKey)
+}
+
+// applyTags records what the key's tags say: opted in, its interval, its
+// owner.
 func (r *run) applyTags(it *item, tags map[string]string) {
 	f := &it.facts
 	f.TagsKnown = true
+	if r.e.cfg.OwnerTagKey != "" {
+		f.Owner = tags[r.e.cfg.OwnerTagKey]
+	}
 	v, ok := tags[r.e.cfg.TagKey]
 	f.OptedIn = ok && v == r.e.cfg.TagValue
 	f.IntervalDays = r.e.cfg.IntervalDays

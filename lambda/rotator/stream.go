@@ -9,8 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	taggingtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
-
-	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // A sweep (scheduled, plan, report) starts on its keys while GetResources
@@ -116,8 +114,8 @@ func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, 
 			tags := make(map[string]string, 2)
 			for _, t := range m.Tags {
 				k := aws.ToString(t.Key)
-				if k == r.e.cfg.TagKey || k == settings.IntervalTagKey {
-					tags[k] = aws.ToString(t.Value)
+				if r.wantTag(k) {
+					tags[k] = strings.Clone(aws.ToString(t.Value))
 				}
 			}
 			r.applyTags(it, tags)

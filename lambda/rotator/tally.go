@@ -102,6 +102,12 @@ func (c *counts) add(k KeyReport) {
 	if k.Stuck {
 		c.stuck++
 	}
+	if k.DueSoon {
+		s.DueSoon++
+	}
+	if k.MaterialExpiringSoon {
+		s.MaterialExpiringSoon++
+	}
 	if k.OnDemandRemaining != nil {
 		rem := *k.OnDemandRemaining
 		if rem <= c.lowAt {

@@ -28,6 +28,12 @@ const (
 	// so on purpose (the reserve, an exhausted budget, material not
 	// imported, an idle key).
 	MetricKeysOverdueByPolicy = "KeysOverdueByPolicy"
+	// MetricKeysDueSoon counts the keys that fall due within
+	// ROTATOR_NOTICE_DAYS; MetricMaterialExpiringSoon the keys whose
+	// imported material expires within them (an expired import makes the
+	// key unusable: the material-expiring-soon alarm).
+	MetricKeysDueSoon          = "KeysDueSoon"
+	MetricMaterialExpiringSoon = "MaterialExpiringSoon"
 	// MetricMaxMaterialAgeDays is the oldest material age among eligible keys.
 	MetricMaxMaterialAgeDays = "MaxMaterialAgeDays"
 	// MetricResultEventsFailed is 1 when the run's result event could not

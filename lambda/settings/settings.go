@@ -86,6 +86,14 @@ type Config struct {
 	// SkipIdle skips due keys with no cryptographic use since their newest
 	// rotation: new material protects nothing new (ROTATOR_SKIP_IDLE).
 	SkipIdle bool
+	// NoticeDays lists keys that fall due, and imported material that
+	// expires, within this many days as upcoming (ROTATOR_NOTICE_DAYS;
+	// 0 = off): an expired import makes the key unusable, an outage.
+	NoticeDays int
+	// OwnerTagKey is the tag whose value names a key's owner
+	// (ROTATOR_OWNER_TAG_KEY): it travels in the entries and the result
+	// event, so teams can route notices per owner.
+	OwnerTagKey string
 	// MemberRoleName turns on organization mode: the role the function
 	// assumes in a member account (arn:PARTITION:iam::ACCOUNT:role/NAME)
 	// to work there (ROTATOR_MEMBER_ROLE_NAME; empty = own account only).
@@ -146,6 +154,8 @@ const (
 	EnvLedgerRetention       = "ROTATOR_LEDGER_RETENTION"
 	EnvIncidentMaxAge        = "ROTATOR_INCIDENT_MAX_AGE"
 	EnvResultBus             = "ROTATOR_RESULT_BUS"
+	EnvNoticeDays            = "ROTATOR_NOTICE_DAYS"
+	EnvOwnerTagKey           = "ROTATOR_OWNER_TAG_KEY"
 )
 
 // IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.

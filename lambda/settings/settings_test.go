@@ -44,7 +44,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		RotateRPS: 4, Concurrency: 16, ConcurrencyAuto: true, MetricsNamespace: "KMSRotator", ContinuationMax: 8, StartJitter: time.Second,
 		IncidentCooldown: time.Hour, ConfirmWait: 5 * time.Second, CallTimeout: 10 * time.Second, MinIntervalDays: 30, AutoRotationGraceDays: 7,
 		IncidentWait: 90 * time.Second, StuckAfter: 24 * time.Hour, LedgerTable: testTable, IdempotencyWindow: 24 * time.Hour,
-		SettleAfter: 15 * time.Minute, LedgerRetention: 400 * 24 * time.Hour, IncidentMaxAge: 15 * time.Minute, ResultBus: "default"}
+		SettleAfter: 15 * time.Minute, LedgerRetention: 400 * 24 * time.Hour, IncidentMaxAge: 15 * time.Minute, ResultBus: "default", NoticeDays: 14, OwnerTagKey: "kms-rotator:owner"}
 	if got != want {
 		t.Fatalf("defaults = %+v, want docs/design.md's %+v", got, want)
 	}
@@ -57,7 +57,7 @@ func TestLoadConfigAccepts(t *testing.T) {
 		EnvContinuationMax: "0", EnvIncidentCooldown: "0", EnvConfirmWait: "30s", EnvCallTimeout: "2s",
 		EnvMinIntervalDays: "7", EnvAutoRotationGraceDays: "0", EnvIncidentWait: "0", EnvStuckAfter: "2h", EnvSkipIdle: "true",
 		EnvLedgerTable: "ledger.prod-1", EnvIdempotencyWindow: "48h", EnvSettleAfter: "30m", EnvLedgerRetention: "9000h",
-		EnvIncidentMaxAge: "5m", EnvResultBus: "kms-rotator-results",
+		EnvIncidentMaxAge: "5m", EnvResultBus: "kms-rotator-results", EnvNoticeDays: "30", EnvOwnerTagKey: "team",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func TestLoadConfigAccepts(t *testing.T) {
 		RotateRPS: 2.5, Concurrency: 64, DryRun: true, MetricsNamespace: "Sec/KMS", ContinuationMax: 0, StartJitter: time.Second,
 		IncidentCooldown: 0, ConfirmWait: 30 * time.Second, CallTimeout: 2 * time.Second, MinIntervalDays: 7, AutoRotationGraceDays: 0,
 		IncidentWait: 0, StuckAfter: 2 * time.Hour, SkipIdle: true, LedgerTable: "ledger.prod-1", IdempotencyWindow: 48 * time.Hour,
-		SettleAfter: 30 * time.Minute, LedgerRetention: 9000 * time.Hour, IncidentMaxAge: 5 * time.Minute, ResultBus: "kms-rotator-results"}
+		SettleAfter: 30 * time.Minute, LedgerRetention: 9000 * time.Hour, IncidentMaxAge: 5 * time.Minute, ResultBus: "kms-rotator-results", NoticeDays: 30, OwnerTagKey: "team"}
 	if got != want {
 		t.Fatalf("LoadConfig = %+v, want %+v", got, want)
 	}
