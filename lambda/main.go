@@ -19,6 +19,7 @@ import (
 	lambdasvc "github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
@@ -67,6 +68,11 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	// A sweep that does not fit before the deadline continues by invoking
 	// this function again, asynchronously (ROTATOR_CONTINUATION_MAX).
 	engine.SetLambda(lambdasvc.NewFromConfig(awsCfg))
+	// Each run's evidence record goes to the evidence bucket, when the
+	// stack names one (AWS_ENDPOINT_URL_S3 locally).
+	if cfg.EvidenceBucket != "" {
+		engine.SetEvidence(s3.NewFromConfig(awsCfg))
+	}
 	// Incident runs and runs with failed keys announce their result on the
 	// default event bus (source kms-rotator).
 	engine.SetEvents(eventbridge.NewFromConfig(awsCfg))

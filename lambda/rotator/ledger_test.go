@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 	if shared.srv != nil {
 		shared.srv.Close()
 	}
+	if motoS3.srv != nil {
+		motoS3.srv.Close()
+	}
 	os.Exit(code)
 }
 

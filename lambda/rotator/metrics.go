@@ -113,6 +113,13 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 	if failedRun > 0 {
 		ms = append(ms, emfMetric{settings.MetricRunsFailed, unitCount, failedRun})
 	}
+	if res.evidence != nil {
+		failed := 0.0
+		if res.evidence.Error != "" {
+			failed = 1
+		}
+		ms = append(ms, emfMetric{settings.MetricEvidenceFailed, unitCount, failed})
+	}
 	if res.published != nil {
 		failedPub := 0.0
 		if !*res.published {

@@ -130,6 +130,9 @@ func (r *run) failed(it *item, op string, err error, rotating bool) {
 
 // failedAs records a failure already classified.
 func (r *run) failedAs(it *item, op string, err error, c classification, rotating bool) {
+	// A read that failed leaves the key's state unknown: the evidence
+	// lists it as not collected.
+	it.unread = !rotating
 	if c.deadline && !rotating {
 		if r.ctx.Err() != nil || r.pastCutoff() {
 			r.deferKey(it)

@@ -43,6 +43,9 @@ type Report struct {
 	// maxReportBytes: skipped entries first, then deferred ones, then the
 	// list's tail (absent when none).
 	OmittedOther int `json:"omittedOther,omitempty"`
+	// Evidence is where the run's evidence record went, or why it could
+	// not be written (absent when no evidence bucket is set).
+	Evidence *EvidenceReport `json:"evidence,omitempty"`
 	// RepeatOf names the run whose report this is when the request repeats
 	// an earlier one (same requestId or content) within
 	// ROTATOR_IDEMPOTENCY_WINDOW: nothing was rotated again.
@@ -282,6 +285,9 @@ func fitBytes(keys []KeyReport, maxBytes int) ([]KeyReport, int, int) {
 func (r *run) record(it *item) {
 	k := r.entry(it)
 	r.tally.add(it.sortKey(), k)
+	if r.book != nil {
+		r.book.add(k, it.unread || k.Outcome == Deferred)
+	}
 	attrs := []slog.Attr{
 		slog.String("keyId", k.KeyID),
 		slog.String("keyArn", k.KeyARN),

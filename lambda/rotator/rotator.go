@@ -90,6 +90,9 @@ type Engine struct {
 	// members gives the clients of member accounts (members.go); nil
 	// outside organization mode.
 	members MemberClients
+	// evidence writes each run's evidence record (evidence.go); nil
+	// writes none.
+	evidence EvidenceAPI
 	// ledger holds the claims written before every RotateKeyOnDemand
 	// (claim.go); nil fails every rotation closed.
 	ledger *ledger.Ledger
@@ -161,6 +164,9 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	if rep, ok := r.takeLease(r.ctx); ok {
 		return rep, nil
 	}
+	if r.evidenceOn() {
+		r.book = &evidenceBook{}
+	}
 	defer r.releaseLease(ctx)
 	if err := r.connect(r.ctx); err != nil {
 		r.log.Error("member account not reachable; nothing was touched", "error", err.Error())
@@ -219,6 +225,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	}
 	rep := r.report()
 	rep.Continuation = r.cont
+	rep.Evidence = r.writeEvidence(ctx, rep, listErr)
 	if listErr == nil {
 		r.completeRequest(ctx, rep)
 	}
@@ -232,7 +239,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	// (function-errors alarm) instead of looking like a quiet success.
 	noProgress := listErr == nil && r.req.Mode.Rules().Sweep && rep.Summary.Candidates > 0 &&
 		rep.Summary.Deferred == rep.Summary.Candidates
-	res := runResult{listErr: listErr, published: published, noProgress: noProgress}
+	res := runResult{listErr: listErr, published: published, noProgress: noProgress, evidence: rep.Evidence}
 	e.emitMetrics(r, rep, res)
 	r.logSummary(rep)
 	if noProgress {
@@ -259,6 +266,8 @@ type runResult struct {
 	published *bool
 	// noProgress: a sweep deferred every candidate.
 	noProgress bool
+	// evidence is where the evidence went (nil: none was due).
+	evidence *EvidenceReport
 }
 
 // run is the state of one Run.
@@ -309,6 +318,9 @@ type run struct {
 	open map[string]bool
 	// leased: this run holds its target's sweep lease (repeat.go).
 	leased bool
+	// book gathers every entry for the evidence record (evidence.go);
+	// nil when none is written.
+	book *evidenceBook
 }
 
 func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {

@@ -27,6 +27,8 @@ type item struct {
 	outcome Outcome
 	reason  Reason
 	detail  string
+	// unread: a call reading the key's state failed (evidence.go).
+	unread bool
 	// claim is this run's claim on the key in the ledger, once written;
 	// held the standing claim that refused it.
 	claim, held *ledger.Claim

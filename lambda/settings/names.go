@@ -34,6 +34,10 @@ const (
 	// key unusable: the material-expiring-soon alarm).
 	MetricKeysDueSoon          = "KeysDueSoon"
 	MetricMaterialExpiringSoon = "MaterialExpiringSoon"
+	// MetricEvidenceFailed is 1 when the run's evidence record could not be
+	// written to the evidence bucket (0 when it was; absent when none was
+	// due): the evidence-failed alarm's metric.
+	MetricEvidenceFailed = "EvidenceFailed"
 	// MetricMaxMaterialAgeDays is the oldest material age among eligible keys.
 	MetricMaxMaterialAgeDays = "MaxMaterialAgeDays"
 	// MetricResultEventsFailed is 1 when the run's result event could not

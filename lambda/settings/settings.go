@@ -90,6 +90,9 @@ type Config struct {
 	// expires, within this many days as upcoming (ROTATOR_NOTICE_DAYS;
 	// 0 = off): an expired import makes the key unusable, an outage.
 	NoticeDays int
+	// EvidenceBucket is the S3 bucket each run writes its evidence record
+	// to (ROTATOR_EVIDENCE_BUCKET; empty = none): the stack creates it.
+	EvidenceBucket string
 	// OwnerTagKey is the tag whose value names a key's owner
 	// (ROTATOR_OWNER_TAG_KEY): it travels in the entries and the result
 	// event, so teams can route notices per owner.
@@ -156,6 +159,7 @@ const (
 	EnvResultBus             = "ROTATOR_RESULT_BUS"
 	EnvNoticeDays            = "ROTATOR_NOTICE_DAYS"
 	EnvOwnerTagKey           = "ROTATOR_OWNER_TAG_KEY"
+	EnvEvidenceBucket        = "ROTATOR_EVIDENCE_BUCKET"
 )
 
 // IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.
@@ -216,6 +220,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	// (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_CreateEventBus.html).
 	if read(EnvResultBus) && !nameOf(c.ResultBus, "._-/") {
 		refuse(EnvResultBus, quoted(c.ResultBus, "not an event bus name (letters, digits and . _ - /)"))
+	}
+	// S3 bucket names: 3–63 of lowercase letters, digits, . and -,
+	// starting and ending with a letter or digit
+	// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+	if b := c.EvidenceBucket; read(EnvEvidenceBucket) && b != "" && (len(b) < 3 || !bucketName(b)) {
+		refuse(EnvEvidenceBucket, quoted(b, "not an S3 bucket name (3-63 of lowercase letters, digits, . and -)"))
 	}
 	switch {
 	case !read(EnvLedgerTable):
@@ -289,4 +299,16 @@ func Environment(c Config) map[string]string {
 		env[s.Env] = s.value.render(&c)
 	}
 	return env
+}
+
+// bucketName says whether b is made of lowercase letters, digits, . and -,
+// and starts and ends with a letter or digit.
+func bucketName(b string) bool {
+	ok := func(r byte) bool { return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' }
+	for i := 0; i < len(b); i++ {
+		if !ok(b[i]) && b[i] != '.' && b[i] != '-' {
+			return false
+		}
+	}
+	return ok(b[0]) && ok(b[len(b)-1])
 }

@@ -134,6 +134,10 @@ var table = []Setting{
 		Meaning: "The CloudWatch namespace of the metrics."},
 	// Event bus names: 1–256 characters
 	// (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_CreateEventBus.html).
+	// S3 bucket names: 3–63 characters (checked after the rows).
+	{Env: EnvEvidenceBucket,
+		value:   text(func(c *Config) *string { return &c.EvidenceBucket }, "", 63),
+		Meaning: "The S3 bucket each run writes its evidence record to (empty = none)."},
 	{Env: EnvResultBus,
 		value:   text(func(c *Config) *string { return &c.ResultBus }, "default", 256),
 		Meaning: "The event bus the result events go to."},
