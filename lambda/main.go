@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/securityhub"
 
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
@@ -68,6 +69,15 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	// A sweep that does not fit before the deadline continues by invoking
 	// this function again, asynchronously (ROTATOR_CONTINUATION_MAX).
 	engine.SetLambda(lambdasvc.NewFromConfig(awsCfg))
+	// Keys that need action become Security Hub findings (member accounts'
+	// through their member role).
+	if cfg.SecurityHub {
+		var member func(context.Context, string, string, string) (rotator.SecurityHubAPI, error)
+		if cfg.MemberRoleName != "" {
+			member = rotator.AssumeMemberHub(awsCfg, cfg.MemberRoleName)
+		}
+		engine.SetSecurityHub(securityhub.NewFromConfig(awsCfg), member)
+	}
 	// Each run's evidence record goes to the evidence bucket, when the
 	// stack names one (AWS_ENDPOINT_URL_S3 locally).
 	if cfg.EvidenceBucket != "" {

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	"github.com/aws/aws-sdk-go-v2/service/securityhub"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 )
@@ -216,4 +217,23 @@ func accountOf(arn string) string {
 		}
 	}
 	return ""
+}
+
+// AssumeMemberHub returns the Security Hub client of a member account,
+// through its member role: a finding is imported from the account it
+// belongs to.
+func AssumeMemberHub(base aws.Config, roleName string) func(ctx context.Context, partition, account, region string) (SecurityHubAPI, error) {
+	return func(ctx context.Context, partition, account, region string) (SecurityHubAPI, error) {
+		roleARN := "arn:" + partition + ":iam::" + account + ":role/" + roleName
+		stsCfg := base.Copy()
+		stsCfg.Region = region
+		creds := aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(stsCfg), roleARN,
+			func(o *stscreds.AssumeRoleOptions) { o.RoleSessionName = "kms-rotator-findings" }))
+		if _, err := creds.Retrieve(ctx); err != nil {
+			return nil, fmt.Errorf("assume role %s: %w", roleARN, compactSTSError(err))
+		}
+		cfg := base.Copy()
+		cfg.Region, cfg.Credentials = region, creds
+		return securityhub.NewFromConfig(cfg), nil
+	}
 }

@@ -288,6 +288,9 @@ func (r *run) record(it *item) {
 	if r.book != nil {
 		r.book.add(k, it.unread || k.Outcome == Deferred)
 	}
+	if r.findings != nil && !it.unread && k.Outcome != Deferred {
+		r.findings.add(r, k)
+	}
 	attrs := []slog.Attr{
 		slog.String("keyId", k.KeyID),
 		slog.String("keyArn", k.KeyARN),

@@ -90,6 +90,10 @@ type Engine struct {
 	// members gives the clients of member accounts (members.go); nil
 	// outside organization mode.
 	members MemberClients
+	// hub imports findings of the own account, memberHub gives a member
+	// account's client (findings.go); nil hub imports none.
+	hub       SecurityHubAPI
+	memberHub func(ctx context.Context, partition, account, region string) (SecurityHubAPI, error)
 	// evidence writes each run's evidence record (evidence.go); nil
 	// writes none.
 	evidence EvidenceAPI
@@ -167,6 +171,9 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	if r.evidenceOn() {
 		r.book = &evidenceBook{}
 	}
+	if e.cfg.SecurityHub && e.hub != nil {
+		r.findings = &findingBook{seen: map[string]bool{}}
+	}
 	defer r.releaseLease(ctx)
 	if err := r.connect(r.ctx); err != nil {
 		r.log.Error("member account not reachable; nothing was touched", "error", err.Error())
@@ -226,6 +233,11 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	rep := r.report()
 	rep.Continuation = r.cont
 	rep.Evidence = r.writeEvidence(ctx, rep, listErr)
+	if listErr == nil {
+		fctx, cancel := r.afterKeys(ctx, 4*e.cfg.CallTimeout)
+		r.publishFindings(fctx)
+		cancel()
+	}
 	if listErr == nil {
 		r.completeRequest(ctx, rep)
 	}
@@ -319,8 +331,10 @@ type run struct {
 	// leased: this run holds its target's sweep lease (repeat.go).
 	leased bool
 	// book gathers every entry for the evidence record (evidence.go);
-	// nil when none is written.
-	book *evidenceBook
+	// nil when none is written. findings gathers the Security Hub
+	// findings (findings.go); nil when none are imported.
+	book     *evidenceBook
+	findings *findingBook
 }
 
 func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {

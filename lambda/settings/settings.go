@@ -90,6 +90,10 @@ type Config struct {
 	// expires, within this many days as upcoming (ROTATOR_NOTICE_DAYS;
 	// 0 = off): an expired import makes the key unusable, an outage.
 	NoticeDays int
+	// SecurityHub imports a Security Hub finding for each key that needs
+	// action and archives it once the condition clears
+	// (ROTATOR_SECURITY_HUB).
+	SecurityHub bool
 	// EvidenceBucket is the S3 bucket each run writes its evidence record
 	// to (ROTATOR_EVIDENCE_BUCKET; empty = none): the stack creates it.
 	EvidenceBucket string
@@ -160,6 +164,7 @@ const (
 	EnvNoticeDays            = "ROTATOR_NOTICE_DAYS"
 	EnvOwnerTagKey           = "ROTATOR_OWNER_TAG_KEY"
 	EnvEvidenceBucket        = "ROTATOR_EVIDENCE_BUCKET"
+	EnvSecurityHub           = "ROTATOR_SECURITY_HUB"
 )
 
 // IntervalTagKey is the per-key tag overriding ROTATOR_INTERVAL_DAYS.

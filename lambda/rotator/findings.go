@@ -1,0 +1,239 @@
+package rotator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/securityhub"
+	shtypes "github.com/aws/aws-sdk-go-v2/service/securityhub/types"
+	"golang.org/x/time/rate"
+)
+
+// SecurityHubAPI is the part of the Security Hub client the engine calls.
+type SecurityHubAPI interface {
+	BatchImportFindings(ctx context.Context, params *securityhub.BatchImportFindingsInput, optFns ...func(*securityhub.Options)) (*securityhub.BatchImportFindingsOutput, error)
+	GetFindings(ctx context.Context, params *securityhub.GetFindingsInput, optFns ...func(*securityhub.Options)) (*securityhub.GetFindingsOutput, error)
+}
+
+// SetSecurityHub gives the engine the Security Hub client of the function's
+// own account (ROTATOR_SECURITY_HUB): keys that need action become
+// findings. In organization mode a member account's findings go through
+// its member role: Security Hub takes a finding only from the account it
+// belongs to (or its administrator)
+// (https://docs.aws.amazon.com/securityhub/latest/userguide/finding-update-batchimportfindings.html).
+func (e *Engine) SetSecurityHub(api SecurityHubAPI, member func(ctx context.Context, partition, account, region string) (SecurityHubAPI, error)) {
+	e.hub, e.memberHub = api, member
+}
+
+// Finding conditions: a key that needs someone's action.
+const (
+	condOverdue  = "overdue"
+	condBudget   = "budget-exhausted"
+	condStuck    = "stuck"
+	condMaterial = "material-expiring"
+)
+
+// generatorPrefix starts every finding's GeneratorId and Id.
+const generatorPrefix = "kms-rotator/"
+
+// findingBatch is BatchImportFindings' largest batch (100 findings), and
+// findingsRPS its pace: the operation allows 10 requests a second, with a
+// burst of 30
+// (https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_BatchImportFindings.html).
+const (
+	findingBatch = 100
+	findingsRPS  = 5
+)
+
+var findingsLimiter = rate.NewLimiter(findingsRPS, 1)
+
+// conditions returns the finding conditions an entry holds, each with its
+// severity and sentence.
+func conditions(k KeyReport) [][3]string {
+	var out [][3]string
+	if k.Overdue != nil && *k.Overdue && k.OverdueFor == OverdueForAction {
+		out = append(out, [3]string{condOverdue, "MEDIUM", "the key's material is older than its rotation interval and kms-rotator could not rotate it: " + string(k.Outcome) + "/" + string(k.Reason)})
+	}
+	if k.Reason == ReasonBudgetExhausted {
+		out = append(out, [3]string{condBudget, "MEDIUM", "the key has no on-demand rotation left in its lifetime: it can only be replaced"})
+	}
+	if k.Stuck {
+		out = append(out, [3]string{condStuck, "HIGH", "an on-demand rotation of the key has been in progress for longer than ROTATOR_STUCK_AFTER"})
+	}
+	if k.MaterialExpiringSoon {
+		out = append(out, [3]string{condMaterial, "HIGH", "the key's imported material expires within ROTATOR_NOTICE_DAYS (or has): the key becomes unusable"})
+	}
+	return out
+}
+
+// findingBook gathers the run's evaluated keys and their conditions.
+type findingBook struct {
+	mu   sync.Mutex
+	seen map[string]bool // key ARNs this run evaluated
+	want []shtypes.AwsSecurityFinding
+}
+
+func (b *findingBook) add(r *run, k KeyReport) {
+	if k.KeyARN == "" {
+		return
+	}
+	now := fmtTime(r.e.now())
+	partition, region, account := partitionOf(k.KeyARN), regionOf(k.KeyARN), accountOf(k.KeyARN)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.seen[k.KeyARN] = true
+	for _, c := range conditions(k) {
+		b.want = append(b.want, shtypes.AwsSecurityFinding{
+			SchemaVersion: aws.String("2018-10-08"),
+			Id:            aws.String(findingID(c[0], k.KeyARN)),
+			ProductArn:    aws.String(productARN(partition, region, account)),
+			GeneratorId:   aws.String(generatorPrefix + c[0]),
+			AwsAccountId:  aws.String(account),
+			Region:        aws.String(region),
+			Types:         []string{"Software and Configuration Checks/Industry and Regulatory Standards/PCI-DSS"},
+			CreatedAt:     aws.String(now),
+			UpdatedAt:     aws.String(now),
+			Severity:      &shtypes.Severity{Label: shtypes.SeverityLabel(c[1])},
+			Title:         aws.String("KMS key needs action: " + c[0]),
+			Description:   aws.String(c[2]),
+			Resources:     []shtypes.Resource{{Type: aws.String("AwsKmsKey"), Id: aws.String(k.KeyARN), Partition: shtypes.Partition(partition), Region: aws.String(region)}},
+			Compliance: &shtypes.Compliance{Status: shtypes.ComplianceStatusFailed,
+				// Cryptographic keys changed at the end of their
+				// cryptoperiod (PCI DSS v4.0 3.6.4 / 3.7.4).
+				RelatedRequirements: []string{"PCI DSS 3.6.4", "PCI DSS 3.7.4"}},
+			Workflow:    &shtypes.Workflow{Status: shtypes.WorkflowStatusNew},
+			RecordState: shtypes.RecordStateActive,
+		})
+	}
+}
+
+// findingID is a finding's Id: one per key and condition, so a condition
+// that persists updates its finding instead of adding one each run.
+func findingID(cond, keyARN string) string { return generatorPrefix + cond + "/" + keyARN }
+
+// productARN is the default product of an account's own findings.
+func productARN(partition, region, account string) string {
+	return "arn:" + partition + ":securityhub:" + region + ":" + account + ":product/" + account + "/default"
+}
+
+// publishFindings imports the run's findings and archives this product's
+// active findings of keys this run evaluated whose condition cleared, per
+// account (its own client, or the member's). Failures are logged; they
+// never fail the run.
+func (r *run) publishFindings(ctx context.Context) {
+	b := r.findings
+	if b == nil {
+		return
+	}
+	byAccount := map[string][]shtypes.AwsSecurityFinding{}
+	for _, f := range b.want {
+		a := aws.ToString(f.AwsAccountId)
+		byAccount[a] = append(byAccount[a], f)
+	}
+	accounts := map[string]bool{r.scope.Account: true}
+	for arn := range b.seen {
+		accounts[accountOf(arn)] = true
+	}
+	for _, account := range slices.Sorted(func(yield func(string) bool) {
+		for a := range accounts {
+			if !yield(a) {
+				return
+			}
+		}
+	}) {
+		hub, err := r.hubFor(ctx, account)
+		if err != nil {
+			r.log.Error("Security Hub findings not published", "account", account, "error", err.Error())
+			continue
+		}
+		want := byAccount[account]
+		current := map[string]bool{}
+		for _, f := range want {
+			current[aws.ToString(f.Id)] = true
+		}
+		archive, err := r.clearedFindings(ctx, hub, account, current)
+		if err != nil {
+			r.log.Error("active Security Hub findings not read; cleared conditions stay active", "account", account, "error", err.Error())
+		}
+		all := append(want, archive...)
+		imported := 0
+		for i := 0; i < len(all); i += findingBatch {
+			batch := all[i:min(i+findingBatch, len(all))]
+			if err := findingsLimiter.Wait(ctx); err != nil {
+				r.log.Error("Security Hub findings not published: the run's time is up", "account", account)
+				break
+			}
+			out, err := hub.BatchImportFindings(ctx, &securityhub.BatchImportFindingsInput{Findings: batch})
+			if err != nil {
+				r.log.Error("Security Hub findings not published", "account", account, "error", err.Error())
+				break
+			}
+			imported += int(aws.ToInt32(out.SuccessCount))
+			for _, f := range out.FailedFindings {
+				r.log.Error("Security Hub refused a finding", "account", account, "id", aws.ToString(f.Id),
+					"error", aws.ToString(f.ErrorCode)+": "+aws.ToString(f.ErrorMessage))
+			}
+		}
+		r.log.Info("Security Hub findings published", "account", account, "active", len(want), "archived", len(archive), "imported", imported)
+	}
+}
+
+// clearedFindings lists this product's active findings in account whose key
+// this run evaluated and whose condition no longer holds, as archived.
+func (r *run) clearedFindings(ctx context.Context, hub SecurityHubAPI, account string, current map[string]bool) ([]shtypes.AwsSecurityFinding, error) {
+	in := &securityhub.GetFindingsInput{MaxResults: aws.Int32(100), Filters: &shtypes.AwsSecurityFindingFilters{
+		GeneratorId:  []shtypes.StringFilter{{Value: aws.String(generatorPrefix), Comparison: shtypes.StringFilterComparisonPrefix}},
+		RecordState:  []shtypes.StringFilter{{Value: aws.String(string(shtypes.RecordStateActive)), Comparison: shtypes.StringFilterComparisonEquals}},
+		AwsAccountId: []shtypes.StringFilter{{Value: aws.String(account), Comparison: shtypes.StringFilterComparisonEquals}},
+	}}
+	var out []shtypes.AwsSecurityFinding
+	now := fmtTime(r.e.now())
+	for {
+		page, err := hub.GetFindings(ctx, in)
+		if err != nil {
+			return out, err
+		}
+		for _, f := range page.Findings {
+			id := aws.ToString(f.Id)
+			// The filters again: not every implementation applies them.
+			if !strings.HasPrefix(id, generatorPrefix) || f.RecordState != shtypes.RecordStateActive ||
+				aws.ToString(f.AwsAccountId) != account || current[id] || len(f.Resources) == 0 ||
+				!r.findings.seen[aws.ToString(f.Resources[0].Id)] {
+				continue
+			}
+			f.RecordState, f.UpdatedAt = shtypes.RecordStateArchived, aws.String(now)
+			out = append(out, f)
+		}
+		if aws.ToString(page.NextToken) == "" {
+			return out, nil
+		}
+		in.NextToken = page.NextToken
+	}
+}
+
+// hubFor is the Security Hub client of account.
+func (r *run) hubFor(ctx context.Context, account string) (SecurityHubAPI, error) {
+	if account == r.inv.Scope.Account || r.e.memberHub == nil {
+		if account != r.inv.Scope.Account {
+			return nil, fmt.Errorf("no Security Hub client for member account %s", account)
+		}
+		return r.e.hub, nil
+	}
+	return r.e.memberHub(ctx, r.inv.Scope.Partition, account, r.scope.Region)
+}
+
+// partitionOf and regionOf read a key ARN's partition and Region.
+func partitionOf(arn string) string { return arnPart(arn, 1) }
+func regionOf(arn string) string    { return arnPart(arn, 3) }
+
+func arnPart(arn string, i int) string {
+	p := strings.SplitN(arn, ":", 6)
+	if len(p) < 6 {
+		return ""
+	}
+	return p[i]
+}
