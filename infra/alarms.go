@@ -87,7 +87,10 @@ func sumOverModes(s Settings, name string, ms []string, period time.Duration, la
 }
 
 type alarmsProps struct {
+	// Function is the incident function, SweepFunction the sweep function:
+	// the Lambda alarms watch both.
 	Function      awslambda.Function
+	SweepFunction awslambda.Function
 	FailureQueue  awssqs.Queue
 	ScheduleGroup awsscheduler.ScheduleGroup
 	// OrgSweep is organization mode's state machine (nil otherwise).
@@ -455,9 +458,11 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 		desc:   "A key has used up its lifetime on-demand rotations: it can no longer be rotated on demand, not even in an incident. Plan its replacement.",
 		metric: sumOverModes(s, settings.MetricKeysBudgetExhausted, modes, time.Hour, "keys with exhausted budget"),
 		op:     awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD, threshold: 0, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	fns := []awslambda.Function{props.Function, props.SweepFunction}
 	a.FunctionErrors = alarm("FunctionErrors", spec{name: "function-errors",
-		desc:   "The function failed (invalid configuration, keys could not be listed, crash or timeout). Failed asynchronous events are in the failure queue.",
-		metric: props.Function.MetricErrors(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
+		desc: fmt.Sprintf("A run of %s (incidents, plan and report runs) or of %s (sweeps) failed (invalid configuration, keys could not be listed, member role not assumable, crash or timeout). "+
+			"Failed asynchronous events are in the failure queue.", s.FunctionName, sweepFunctionName(s)),
+		metric: sumOverFunctions(fns, "Errors", fiveMin, "errors of both functions"),
 		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	period := sweepPeriod(s.Silence)
 	overdueAction := rotatorMetric(s, settings.MetricKeysOverdueAction, scheduled, "Sum", period)
@@ -499,11 +504,10 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}),
 		op: gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	a.AsyncEventsDropped = alarm("AsyncEventsDropped", spec{name: "async-events-dropped",
-		desc: "Lambda dropped asynchronous invocations of the function (a sweep, continuation or incident event) without running them, e.g. after throttling past the maximum event age. " +
+		desc: "Lambda dropped asynchronous invocations of either function (a sweep, continuation or incident event) without running them, e.g. after throttling past the maximum event age. " +
 			"See https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html.",
-		metric: props.Function.Metric(jsii.String("AsyncEventsDropped"), &awscloudwatch.MetricOptions{
-			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
-		op: gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+		metric: sumOverFunctions(fns, "AsyncEventsDropped", fiveMin, "asynchronous events dropped by both functions"),
+		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
 	a.ResultEventsFailed = alarm("ResultEventsFailed", spec{name: "result-events-failed",
 		desc: "The function could not publish a run's result event on the results bus (stack output ResultBusName): an incident or a run with failed keys was not announced " +
 			"on the topic, and tools waiting for the result did not get it. The run itself is in the function's logs.",
@@ -575,6 +579,22 @@ func alarmsMayPublish(topic awssns.ITopic, names []string) awsiam.PolicyStatemen
 // (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html#amazoncloudwatch-resources-for-iam-policies).
 func alarmARN(name string) string {
 	return "arn:" + *awscdk.Aws_PARTITION() + ":cloudwatch:" + *awscdk.Aws_REGION() + ":" + *awscdk.Aws_ACCOUNT_ID() + ":alarm:" + name
+}
+
+// sumOverFunctions adds up one Lambda metric (Sum) of the functions, one
+// alarm for both: a failure pages whichever function it happened on.
+func sumOverFunctions(fns []awslambda.Function, name string, period time.Duration, label string) awscloudwatch.MathExpression {
+	using := map[string]awscloudwatch.IMetric{}
+	for i, fn := range fns {
+		using[fmt.Sprintf("fn%d", i)] = fn.Metric(jsii.String(name), &awscloudwatch.MetricOptions{
+			Period: awscdk.Duration_Seconds(jsii.Number(period.Seconds())), Statistic: jsii.String("Sum")})
+	}
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression:   jsii.String("SUM(METRICS())"),
+		UsingMetrics: &using,
+		Period:       awscdk.Duration_Seconds(jsii.Number(period.Seconds())),
+		Label:        jsii.String(label),
+	})
 }
 
 // orgSweepFailures adds up the state machine's executions that failed,

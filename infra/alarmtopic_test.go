@@ -342,7 +342,7 @@ func TestOwnAlarmTopic(t *testing.T) {
 			if err := addStacks(app, fakeCode(t)); err != nil {
 				t.Fatal(err)
 			}
-			stack := app.Node().FindChild(jsii.String(stackName + "-eu-west-1")).(awscdk.Stack)
+			stack := app.Node().FindChild(jsii.String(defaultStackName + "-eu-west-1")).(awscdk.Stack)
 			tmpl := assertions.Template_FromStack(stack, nil)
 			var j map[string]any
 			if err := json.Unmarshal(mustJSON(tmpl.ToJSON()), &j); err != nil {

@@ -15,9 +15,10 @@ import (
 var cfnLintIgnored = map[string]string{}
 
 // TestTemplatesPassCfnLint runs cfn-lint on the central template of
-// single-account mode, on the central template of organization mode and on
-// the StackSet's member template (a string inside the latter, which cfn-lint
-// does not open): any error or warning fails the test with cfn-lint's output.
+// single-account mode, on the central template of organization mode (plain,
+// and with a permissions boundary and tags) and on each StackSet's member
+// template (a string inside the latter, which cfn-lint does not open): any
+// error or warning fails the test with cfn-lint's output.
 func TestTemplatesPassCfnLint(t *testing.T) {
 	bin, err := exec.LookPath("cfn-lint")
 	if err != nil {
@@ -28,21 +29,29 @@ func TestTemplatesPassCfnLint(t *testing.T) {
 	}
 	_, _, single := synth(t)
 	_, _, org := orgSynth(t)
-	_, stackSet := only(t, org, "AWS::CloudFormation::StackSet")
-	member, ok := stackSet["TemplateBody"].(string)
-	if !ok {
-		t.Fatalf("the StackSet's TemplateBody is %T, want the member template as a string", stackSet["TemplateBody"])
-	}
+	// Every setting of the deployment's identity at once: another stack
+	// name, a permissions boundary and tags on every resource.
+	dressed := orgSynthWith(t, dressedContext)
 	dir := t.TempDir()
-	var memberJSON any
-	if err := json.Unmarshal([]byte(member), &memberJSON); err != nil {
-		t.Fatalf("the member template is not JSON: %v", err)
-	}
 	// Indented, so that cfn-lint's line numbers point somewhere.
-	templates := []struct {
+	type template struct {
 		name string
 		body any
-	}{{"single-account.json", single}, {"organization.json", org}, {"member.json", memberJSON}}
+	}
+	templates := []template{{"single-account.json", single}, {"organization.json", org}, {"dressed.json", dressed}}
+	for name, j := range map[string]map[string]any{"organization": org, "dressed": dressed} {
+		for id, r := range resources(t, j, "AWS::CloudFormation::StackSet") {
+			member, ok := r["Properties"].(map[string]any)["TemplateBody"].(string)
+			if !ok {
+				t.Fatalf("%s: the StackSet %s's TemplateBody is %T, want the member template as a string", name, id, r["Properties"].(map[string]any)["TemplateBody"])
+			}
+			var memberJSON any
+			if err := json.Unmarshal([]byte(member), &memberJSON); err != nil {
+				t.Fatalf("%s: the member template of %s is not JSON: %v", name, id, err)
+			}
+			templates = append(templates, template{name + "-" + id + "-member.json", memberJSON})
+		}
+	}
 	var ignore []string
 	for rule := range cfnLintIgnored {
 		ignore = append(ignore, rule)

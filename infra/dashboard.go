@@ -18,7 +18,9 @@ import (
 )
 
 type rotatorDashboardProps struct {
-	Function awslambda.Function
+	// Function is the incident function, SweepFunction the sweep function.
+	Function      awslambda.Function
+	SweepFunction awslambda.Function
 	// LogGroupName is the function's log group (a token: its name ends with
 	// the stack's ID).
 	LogGroupName string
@@ -145,11 +147,16 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 			search(s, settings.MetricRunsFailed, byMode, "Sum", "failed runs"),
 			search(s, settings.MetricContinuations, byMode, "Sum", "continuations"),
 		}),
-		graph("Lambda invocations, errors, throttles", []awscloudwatch.IMetric{
-			fn.MetricInvocations(fiveMin), fn.MetricErrors(fiveMin), fn.MetricThrottles(fiveMin),
-		}, []awscloudwatch.IMetric{
-			fn.MetricDuration(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}),
-		}),
+		lambdaGraph("Incident function "+s.FunctionName+": invocations, errors, throttles; duration", fn, fiveMin, graph),
+	)
+	d.AddWidgets(
+		lambdaGraph("Sweep function "+sweepFunctionName(s)+": invocations, errors, throttles; duration", props.SweepFunction, fiveMin, graph),
+		// Against its reserved concurrency in organization mode: the Map
+		// runs orgMaxConcurrency targets at once, and no more fit.
+		graph("Concurrent executions of both functions", []awscloudwatch.IMetric{
+			fn.Metric(jsii.String("ConcurrentExecutions"), &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum"), Label: jsii.String(s.FunctionName)}),
+			props.SweepFunction.Metric(jsii.String("ConcurrentExecutions"), &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum"), Label: jsii.String(sweepFunctionName(s))}),
+		}, nil),
 	)
 	if s.Org.Enabled() {
 		// Organization mode: every figure also per member account
@@ -202,6 +209,17 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 		Width:  jsii.Number(24), Height: jsii.Number(3),
 	}))
 	return d
+}
+
+// lambdaGraph is one function's invocations, errors and throttles, and its
+// longest duration.
+func lambdaGraph(title string, fn awslambda.Function, fiveMin *awscloudwatch.MetricOptions,
+	graph func(string, []awscloudwatch.IMetric, []awscloudwatch.IMetric) awscloudwatch.IWidget) awscloudwatch.IWidget {
+	return graph(title, []awscloudwatch.IMetric{
+		fn.MetricInvocations(fiveMin), fn.MetricErrors(fiveMin), fn.MetricThrottles(fiveMin),
+	}, []awscloudwatch.IMetric{
+		fn.MetricDuration(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum")}),
+	})
 }
 
 func alarmRefs(alarms []awscloudwatch.IAlarm) *[]interfacesawscloudwatch.IAlarmRef {

@@ -56,7 +56,7 @@ func TestLedgerTable(t *testing.T) {
 		}
 	})
 	t.Run("the function's ROTATOR_LEDGER_TABLE is the table's name, not the placeholder", func(t *testing.T) {
-		_, fn := only(t, j, "AWS::Lambda::Function")
+		_, fn := lambdaFunction(t, j, "kms-rotator")
 		got := fn["Environment"].(map[string]any)["Variables"].(map[string]any)[settings.EnvLedgerTable]
 		if !reflect.DeepEqual(got, map[string]any{"Ref": tableID}) {
 			t.Errorf("%s = %v, want Ref %s", settings.EnvLedgerTable, got, tableID)
@@ -96,22 +96,23 @@ func TestOrgLedgerIsCentral(t *testing.T) {
 	_, tmpl, j := orgSynth(t)
 	tmpl.ResourceCountIs(jsii.String("AWS::DynamoDB::Table"), jsii.Number(1))
 	tableID, _ := only(t, j, "AWS::DynamoDB::Table")
-	_, fn := only(t, j, "AWS::Lambda::Function")
+	_, fn := lambdaFunction(t, j, "kms-rotator")
 	if got := fn["Environment"].(map[string]any)["Variables"].(map[string]any)[settings.EnvLedgerTable]; !reflect.DeepEqual(got, map[string]any{"Ref": tableID}) {
 		t.Errorf("%s = %v, want Ref %s", settings.EnvLedgerTable, got, tableID)
 	}
 	if role := mustString(resources(t, j, "AWS::IAM::Role")[functionRoleID(t, j)]); !strings.Contains(role, `"ReadWriteOwnLedger"`) {
 		t.Error("the central function role has no ledger statement")
 	}
-	_, stackSet := only(t, j, "AWS::CloudFormation::StackSet")
-	member := stackSet["TemplateBody"].(string)
-	for _, forbidden := range []string{"AWS::DynamoDB::", "dynamodb:", "ReadWriteOwnLedger"} {
-		if strings.Contains(member, forbidden) {
-			t.Errorf("the member template holds %s", forbidden)
+	for id, stackSet := range resources(t, j, "AWS::CloudFormation::StackSet") {
+		member := stackSet["Properties"].(map[string]any)["TemplateBody"].(string)
+		for _, forbidden := range []string{"AWS::DynamoDB::", "dynamodb:", "ReadWriteOwnLedger"} {
+			if strings.Contains(member, forbidden) {
+				t.Errorf("the member template of %s holds %s", id, forbidden)
+			}
 		}
-	}
-	if !strings.Contains(member, "kms:RotateKeyOnDemand") {
-		t.Error("the member template has no member role to compare with")
+		if !strings.Contains(member, "kms:RotateKeyOnDemand") {
+			t.Errorf("the member template of %s has no member role to compare with", id)
+		}
 	}
 }
 
@@ -123,17 +124,28 @@ func TestLateIncidentsAreDropped(t *testing.T) {
 	check := func(t *testing.T, j map[string]any, age float64) {
 		t.Helper()
 		queueID, _ := only(t, j, "AWS::SQS::Queue")
-		fnID, _ := only(t, j, "AWS::Lambda::Function")
-		_, cfg := only(t, j, "AWS::Lambda::EventInvokeConfig")
-		want := map[string]any{
-			"FunctionName":             map[string]any{"Ref": fnID},
-			"Qualifier":                "$LATEST",
-			"MaximumEventAgeInSeconds": age,
-			"MaximumRetryAttempts":     0.0,
-			"DestinationConfig":        map[string]any{"OnFailure": map[string]any{"Destination": map[string]any{"Fn::GetAtt": []any{queueID, "Arn"}}}},
+		// Both functions: incidents on the one, the schedule's sweeps and
+		// continuations on the other.
+		configs := map[string]map[string]any{}
+		for _, r := range resources(t, j, "AWS::Lambda::EventInvokeConfig") {
+			p := r["Properties"].(map[string]any)
+			configs[flat(p["FunctionName"])] = p
 		}
-		if !reflect.DeepEqual(cfg, want) {
-			t.Errorf("asynchronous invoke config\n %v\nwant %v", cfg, want)
+		if len(configs) != 2 {
+			t.Errorf("%d asynchronous invoke configs, want one for each function", len(configs))
+		}
+		for _, name := range []string{"kms-rotator", "kms-rotator-sweep"} {
+			fnID, _ := lambdaFunction(t, j, name)
+			want := map[string]any{
+				"FunctionName":             map[string]any{"Ref": fnID},
+				"Qualifier":                "$LATEST",
+				"MaximumEventAgeInSeconds": age,
+				"MaximumRetryAttempts":     0.0,
+				"DestinationConfig":        map[string]any{"OnFailure": map[string]any{"Destination": map[string]any{"Fn::GetAtt": []any{queueID, "Arn"}}}},
+			}
+			if cfg := configs["${"+fnID+"}"]; !reflect.DeepEqual(cfg, want) {
+				t.Errorf("%s: asynchronous invoke config\n %v\nwant %v", name, cfg, want)
+			}
 		}
 		busID, _ := eventBus(t, j, "kms-rotator-incidents")
 		var targets []any
@@ -237,7 +249,7 @@ func TestLedgerUnavailableAlarm(t *testing.T) {
 // templateOf is the template of app's single stack, as JSON.
 func templateOf(t *testing.T, app awscdk.App) map[string]any {
 	t.Helper()
-	stack := app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack)
+	stack := app.Node().FindChild(jsii.String(defaultStackName)).(awscdk.Stack)
 	var j map[string]any
 	if err := json.Unmarshal(mustJSON(assertions.Template_FromStack(stack, nil).ToJSON()), &j); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	// The IANA time zone database, built in: scheduleTimezone is checked
 	// (and the schedule's gaps computed) the same way on every machine.
 	_ "time/tzdata"
@@ -44,7 +46,29 @@ func addStacks(app awscdk.App, newCode func() awslambda.Code) error {
 	if err != nil {
 		return err
 	}
-	envs := stackEnvs(settings.Regions, os.Getenv("CDK_DEFAULT_ACCOUNT"), os.Getenv("CDK_DEFAULT_REGION"))
+	envs := stackEnvs(settings.StackName, settings.Regions, os.Getenv("CDK_DEFAULT_ACCOUNT"), os.Getenv("CDK_DEFAULT_REGION"))
+	// The CLI's Region and account, when the settings name no Region:
+	// the same partition and account checks as for -c regions.
+	for _, st := range envs {
+		if st.env == nil {
+			continue
+		}
+		if st.env.Region != nil && len(settings.Regions) == 0 {
+			p := regionPartition(*st.env.Region)
+			if p != "" && !slices.Contains(supportedPartitions, p) {
+				return fmt.Errorf("invalid CDK context:\n  the stack's Region %s (the CLI's) is of partition %s, which kms-rotator does not deploy to (%s)",
+					*st.env.Region, p, strings.Join(supportedPartitions, ", "))
+			}
+			if why := settings.partitionMismatch(p); p != "" && why != "" {
+				return fmt.Errorf("invalid CDK context:\n  -c %s=%s: %s", ctxPermissionsBoundaryARN, settings.PermissionsBoundary.ARN, why)
+			}
+		}
+		if st.env.Account != nil {
+			if why := settings.boundaryAccountMismatch(*st.env.Account); why != "" {
+				return fmt.Errorf("invalid CDK context:\n  -c %s=%s: %s", ctxPermissionsBoundaryARN, settings.PermissionsBoundary.ARN, why)
+			}
+		}
+	}
 	if acct := principalAccount(settings.IncidentPrincipals); acct != "" {
 		for _, st := range envs {
 			if st.env != nil && st.env.Account != nil && *st.env.Account != acct {
@@ -64,8 +88,14 @@ func addStacks(app awscdk.App, newCode func() awslambda.Code) error {
 		NewRotatorStack(app, st.id, &RotatorStackProps{
 			StackProps: awscdk.StackProps{
 				Env:         st.env,
-				StackName:   jsii.String(stackName),
+				StackName:   jsii.String(settings.StackName),
 				Description: jsii.String("kms-rotator: on-demand rotation of opted-in KMS keys (scheduled sweep, incident rotation, dashboard, alarms)"),
+				// A `cdk destroy` or a delete-stack by mistake would take
+				// the function, its alarms and (in organization mode) the
+				// state machine with it; turning this off is a deliberate
+				// step (docs/deploy.md "Teardown").
+				TerminationProtection: jsii.Bool(true),
+				Tags:                  stackTags(settings),
 			},
 			Settings:  settings,
 			ModuleDir: moduleDir,
@@ -76,18 +106,18 @@ func addStacks(app awscdk.App, newCode func() awslambda.Code) error {
 	return nil
 }
 
-// stackName is the CloudFormation stack name in every Region. The construct
-// IDs differ (KmsRotator, or KmsRotator-<region> with -c regions=…) because
-// an app's stacks need distinct IDs, but the deployed stack keeps its name,
-// and its resources their logical IDs, either way: switching between the
-// single-Region form and regions=… updates the stack in place instead of
-// creating a second one next to it.
-const stackName = "KmsRotator"
-
 // stackEnvs names one stack per region. Without regions the single stack
 // takes the CLI's account and region when it has them, and is otherwise
 // environment-agnostic (synth works without credentials either way).
-func stackEnvs(regions []string, account, defaultRegion string) []stackEnv {
+//
+// stackName (the context key, KmsRotator by default) is the CloudFormation
+// stack name in every Region. The construct IDs differ (<stackName>, or
+// <stackName>-<region> with -c regions=…) because an app's stacks need
+// distinct IDs, but the deployed stack keeps its name, and its resources
+// their logical IDs, either way: switching between the single-Region form
+// and regions=… updates the stack in place instead of creating a second one
+// next to it.
+func stackEnvs(stackName string, regions []string, account, defaultRegion string) []stackEnv {
 	var envs []stackEnv
 	var acct *string
 	if account != "" {

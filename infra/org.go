@@ -51,12 +51,14 @@ type OrgSettings struct {
 	// global (IAM), so it is deployed from the first one only.
 	Regions []string
 	// MemberRoleName is the fixed name of the member role, the function's
-	// ROTATOR_MEMBER_ROLE_NAME.
+	// ROTATOR_MEMBER_ROLE_NAME: <functionName>-member unless set, so that
+	// two deployments that sweep the same accounts (an organization
+	// sharded by Region) do not collide on it.
 	MemberRoleName string
 	// MaxConcurrency is how many targets are swept at once.
 	MaxConcurrency int
-	// OrgID (o-…), when known, limits the function's sts:AssumeRole to roles
-	// of accounts of this organization (aws:ResourceOrgID).
+	// OrgID (o-…) limits the function's sts:AssumeRole to roles of
+	// accounts of this organization (aws:ResourceOrgID); required.
 	OrgID string
 	// RootID (r-…) is the organization's root: a StackSet can reach single
 	// accounts only through an OU that holds them (AccountFilterType
@@ -73,8 +75,12 @@ func (o OrgSettings) ListsAccounts() bool { return len(o.OUs) > 0 }
 
 // defaultOrgSettings are cdk.json's: organization mode off.
 func defaultOrgSettings() OrgSettings {
-	return OrgSettings{MemberRoleName: "kms-rotator-member", MaxConcurrency: 10}
+	return OrgSettings{MemberRoleName: "kms-rotator" + memberRoleSuffix, MaxConcurrency: 10}
 }
+
+// memberRoleSuffix ends the member role's default name,
+// <functionName>-member.
+const memberRoleSuffix = "-member"
 
 // maxOrgConcurrency: the sweep's Map state runs inline, which allows at most
 // 40 concurrent iterations
@@ -116,7 +122,11 @@ func (r *ctxReader) org(s *Settings) {
 			o.Regions = append(o.Regions, region)
 		}
 	}
+	o.MemberRoleName = ""
 	r.setStr(ctxMemberRoleName, &o.MemberRoleName)
+	if o.MemberRoleName == "" {
+		o.MemberRoleName = s.FunctionName + memberRoleSuffix
+	}
 	env := settings.Environment(functionDefaults())
 	env[settings.EnvMemberRoleName] = o.MemberRoleName
 	if _, err := settings.LoadConfig(func(k string) string { return env[k] }); err != nil {
@@ -150,6 +160,17 @@ func (r *ctxReader) org(s *Settings) {
 	if len(s.Regions) > 1 {
 		r.fail(ctxRegions, strings.Join(s.Regions, ","),
 			"organization mode has one central stack: the member role trusts one function role, and its fixed name can be deployed once per account")
+	}
+	if o.OrgID == "" && !r.failed[ctxOrgID] {
+		r.fail(ctxOrgID, "", "organization mode needs the organization's ID (o-…, aws organizations describe-organization): it limits the function's sts:AssumeRole to "+
+			"roles of the organization's accounts (aws:ResourceOrgID); without it a role named %s in any account that trusts the function's role could be assumed", o.MemberRoleName)
+	}
+	if roots := slices.DeleteFunc(slices.Clone(o.OUs), func(id string) bool { return !request.IsRootID(id) }); len(roots) > 0 && len(o.Accounts) > 0 {
+		// The root's StackSet deploys the member role to every account;
+		// a second StackSet for the listed accounts would collide with it
+		// on the role's name.
+		r.fail(ctxOrgTargets, strings.Join(o.Targets, ","), "the root %s already holds every account of the organization: drop the account IDs (%s)",
+			roots[0], strings.Join(o.Accounts, ","))
 	}
 	if len(o.Accounts) > 0 && o.RootID == "" {
 		r.fail(ctxOrgRootID, "", "account targets (%s) need the organization's root ID: a StackSet reaches single accounts only through an OU that holds them (AccountFilterType INTERSECTION)",
@@ -282,6 +303,19 @@ func memberTemplate(s Settings) (string, error) {
 			},
 		},
 	}
+	props := tmpl["Resources"].(map[string]any)["MemberRole"].(map[string]any)["Properties"].(map[string]any)
+	if b := s.PermissionsBoundary; b != nil {
+		// The same policy in the member account: a role's boundary is a
+		// policy of its own account, or an AWS managed one.
+		props["PermissionsBoundary"] = map[string]any{"Fn::Sub": b.InAccount("${AWS::Partition}", "${AWS::AccountId}")}
+	}
+	if len(s.Tags) > 0 {
+		var tags []any
+		for _, t := range s.Tags {
+			tags = append(tags, map[string]any{"Key": t.Key, "Value": t.Value})
+		}
+		props["Tags"] = tags
+	}
 	raw, err := json.Marshal(tmpl)
 	return string(raw), err
 }
@@ -311,48 +345,87 @@ func memberKeyStatements(s Settings, partition, account string) ([]byte, error) 
 	return json.Marshal(statementsAsAny(st))
 }
 
-// newMemberStackSet deploys the member role into the target accounts with a
-// service-managed StackSet, called as the organization's delegated
-// administrator (the central account), and into accounts that join a target
-// OU later (automatic deployment); an account that leaves loses the role.
-func newMemberStackSet(stack awscdk.Stack, s Settings, role awsiam.IRole) awscloudformation.CfnStackSet {
-	body, err := memberTemplate(s)
-	if err != nil {
-		panic(err)
-	}
-	// IAM is global: the role is deployed from one Region per account, or
-	// the second Region's stack would collide on the fixed role name.
-	regions := jsii.Strings(s.Org.Regions[0])
-	var groups []any
+// memberStackSetSuffix and memberAccountsStackSetSuffix end the names of
+// the member role's StackSets, <functionName>-member-role (OU and root
+// targets) and <functionName>-member-role-accounts (account targets).
+const (
+	memberStackSetSuffix         = "-member-role"
+	memberAccountsStackSetSuffix = "-member-role-accounts"
+)
+
+// newMemberStackSets deploys the member role with service-managed
+// StackSets, called as the organization's delegated administrator (the
+// central account): into exactly the accounts the sweep may reach, and no
+// other.
+//
+// Automatic deployment is a setting of the whole StackSet, and it ignores
+// account filters: "Automatic deployments do not consider account level
+// targeting filters. If you target specific accounts and enable automatic
+// deployments, your StackSet will continue to deploy to any newly added
+// accounts within the deployed organization. To prevent deployments to
+// newly added accounts, disable automatic deployments." and "The automatic
+// deployments feature is enabled at the StackSet level. You can't adjust
+// automatic deployments selectively for OUs, accounts, or Regions."
+// (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/stacksets-orgs-manage-auto-deployment.html).
+// One StackSet cannot therefore follow OUs and stay out of the accounts it
+// was not given, so the targets are split:
+//
+//   - OU and root targets: <functionName>-member-role, automatic deployment
+//     on, no account filter. An account that joins a target OU gets the
+//     role, one that leaves it loses it (RetainStacksOnAccountRemoval
+//     false), as the sweep lists the OUs anew at each run.
+//   - Account targets: <functionName>-member-role-accounts, automatic
+//     deployment off. A service-managed StackSet still reaches accounts only
+//     through an OU that holds them, so its instances are the root
+//     intersected with the listed accounts (AccountFilterType INTERSECTION;
+//     UNION is refused for CreateStackInstances:
+//     https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DeploymentTargets.html),
+//     and no account is ever added to it but by a deploy that lists it.
+//
+// Both are retained when organization mode is dropped from a deploy, or
+// the stack deleted (RemovalPolicy RETAIN): the member roles of a whole
+// organization must not vanish because a later deploy forgot its context.
+// docs/deploy.md says how to remove them on purpose. The accounts'
+// StackSet is created (and updated) after the OUs', so that an update that
+// moves accounts from one to the other removes the old instances first.
+func newMemberStackSets(stack awscdk.Stack, s Settings, role awsiam.IRole) []awscloudformation.CfnStackSet {
+	var sets []awscloudformation.CfnStackSet
 	if len(s.Org.OUs) > 0 {
-		groups = append(groups, &awscloudformation.CfnStackSet_StackInstancesProperty{
-			DeploymentTargets: &awscloudformation.CfnStackSet_DeploymentTargetsProperty{
-				OrganizationalUnitIds: jsii.Strings(s.Org.OUs...),
-			},
-			Regions: regions,
-		})
+		sets = append(sets, memberStackSet(stack, s, role, "MemberRoleStackSet", s.FunctionName+memberStackSetSuffix,
+			"kms-rotator member role in every account of the target OUs and roots, and in accounts that join them (assumed by the central function only)",
+			&awscloudformation.CfnStackSet_DeploymentTargetsProperty{OrganizationalUnitIds: jsii.Strings(s.Org.OUs...)},
+			&awscloudformation.CfnStackSet_AutoDeploymentProperty{Enabled: jsii.Bool(true), RetainStacksOnAccountRemoval: jsii.Bool(false)}))
 	}
 	if len(s.Org.Accounts) > 0 {
-		// UNION is refused when the StackSet resource is created; the
-		// accounts are reached through the root instead.
-		groups = append(groups, &awscloudformation.CfnStackSet_StackInstancesProperty{
-			DeploymentTargets: &awscloudformation.CfnStackSet_DeploymentTargetsProperty{
+		set := memberStackSet(stack, s, role, "MemberRoleAccountsStackSet", s.FunctionName+memberAccountsStackSetSuffix,
+			"kms-rotator member role in the target accounts listed by ID, and no other (assumed by the central function only)",
+			&awscloudformation.CfnStackSet_DeploymentTargetsProperty{
 				OrganizationalUnitIds: jsii.Strings(s.Org.RootID),
 				Accounts:              jsii.Strings(s.Org.Accounts...),
 				AccountFilterType:     jsii.String("INTERSECTION"),
 			},
-			Regions: regions,
-		})
+			&awscloudformation.CfnStackSet_AutoDeploymentProperty{Enabled: jsii.Bool(false)})
+		for _, first := range sets {
+			set.AddResourceDependency(first, jsii.String("an update that moves an account between the StackSets removes its old instance first"))
+		}
+		sets = append(sets, set)
 	}
-	return awscloudformation.NewCfnStackSet(stack, jsii.String("MemberRoleStackSet"), &awscloudformation.CfnStackSetProps{
-		StackSetName:    jsii.String(s.FunctionName + "-member-role"),
-		Description:     jsii.String("kms-rotator member role in every target account (assumed by the central function only)"),
+	return sets
+}
+
+// memberStackSet is one StackSet of the member role.
+func memberStackSet(stack awscdk.Stack, s Settings, role awsiam.IRole, id, name, desc string,
+	targets *awscloudformation.CfnStackSet_DeploymentTargetsProperty, auto *awscloudformation.CfnStackSet_AutoDeploymentProperty) awscloudformation.CfnStackSet {
+	body, err := memberTemplate(s)
+	if err != nil {
+		panic(err)
+	}
+	set := awscloudformation.NewCfnStackSet(stack, jsii.String(id), &awscloudformation.CfnStackSetProps{
+		StackSetName:    jsii.String(name),
+		Description:     jsii.String(desc),
 		PermissionModel: jsii.String("SERVICE_MANAGED"),
 		CallAs:          jsii.String("DELEGATED_ADMIN"),
-		AutoDeployment: &awscloudformation.CfnStackSet_AutoDeploymentProperty{
-			Enabled:                      jsii.Bool(true),
-			RetainStacksOnAccountRemoval: jsii.Bool(false),
-		},
+		AutoDeployment:  auto,
 		// A fixed role name needs CAPABILITY_NAMED_IAM.
 		Capabilities: jsii.Strings("CAPABILITY_NAMED_IAM"),
 		// ManagedExecution is a plain JSON object to CDK (its type is any).
@@ -369,7 +442,15 @@ func newMemberStackSet(stack awscdk.Stack, s Settings, role awsiam.IRole) awsclo
 			ParameterKey:   jsii.String(memberRoleParameter),
 			ParameterValue: role.RoleArn(),
 		}},
-		StackInstancesGroup: groups,
-		TemplateBody:        jsii.String(body),
+		StackInstancesGroup: []any{&awscloudformation.CfnStackSet_StackInstancesProperty{
+			DeploymentTargets: targets,
+			// IAM is global: the role is deployed from one Region per
+			// account, or the second Region's stack would collide on the
+			// fixed role name.
+			Regions: jsii.Strings(s.Org.Regions[0]),
+		}},
+		TemplateBody: jsii.String(body),
 	})
+	set.ApplyRemovalPolicy(awscdk.RemovalPolicy_RETAIN, nil)
+	return set
 }

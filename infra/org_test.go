@@ -45,7 +45,7 @@ func orgSynth(t *testing.T) (awscdk.Stack, assertions.Template, map[string]any) 
 		if orgSynthOnce.err = addStacks(app, fakeCode(t)); orgSynthOnce.err != nil {
 			return
 		}
-		orgSynthOnce.stack = app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack)
+		orgSynthOnce.stack = app.Node().FindChild(jsii.String(defaultStackName)).(awscdk.Stack)
 		orgSynthOnce.template = assertions.Template_FromStack(orgSynthOnce.stack, nil)
 		orgSynthOnce.err = json.Unmarshal(mustJSON(orgSynthOnce.template.ToJSON()), &orgSynthOnce.json)
 	})
@@ -90,25 +90,25 @@ func TestOrgSettingsFromContext(t *testing.T) {
 	})
 	t.Run("a JSON list in a string, a root as a target", func(t *testing.T) {
 		s, err := SettingsFromContext(func(k string) any {
-			return map[string]any{ctxOrgTargets: `["r-ab12","111122223333"]`, ctxOrgRootID: "r-ab12", ctxOrgRegions: "cn-north-1,cn-northwest-1"}[k]
+			return map[string]any{ctxOrgTargets: `["r-ab12","ou-ab12-cdefghij"]`, ctxOrgID: "o-a1b2c3d4e5", ctxOrgRegions: "cn-north-1,cn-northwest-1"}[k]
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(s.Org.OUs, []string{"r-ab12"}) || s.Org.MaxConcurrency != 10 || s.Org.MemberRoleName != "kms-rotator-member" {
+		if !reflect.DeepEqual(s.Org.OUs, []string{"r-ab12", "ou-ab12-cdefghij"}) || s.Org.MaxConcurrency != 10 || s.Org.MemberRoleName != "kms-rotator-member" {
 			t.Errorf("org %+v", s.Org)
 		}
 		// The state machine continues targets itself.
 		if s.Function.ContinuationMax != 0 {
 			t.Errorf("the function's ContinuationMax = %d in organization mode, want 0", s.Function.ContinuationMax)
 		}
-		if !reflect.DeepEqual(s.Org.Targets, []string{"r-ab12", "111122223333"}) || !s.Org.ListsAccounts() {
-			t.Errorf("targets %v, want the root and the account as given, listing accounts", s.Org.Targets)
+		if !reflect.DeepEqual(s.Org.Targets, []string{"r-ab12", "ou-ab12-cdefghij"}) || !s.Org.ListsAccounts() {
+			t.Errorf("targets %v, want the root and the OU as given, listing accounts", s.Org.Targets)
 		}
 	})
 	t.Run("OU targets alone are swept: their accounts are listed at run time, no root ID needed", func(t *testing.T) {
 		s, err := SettingsFromContext(func(k string) any {
-			return map[string]any{ctxOrgTargets: "ou-ab12-cdefghij,ou-ab12-cdefghij", ctxOrgRegions: "us-east-1"}[k]
+			return map[string]any{ctxOrgTargets: "ou-ab12-cdefghij,ou-ab12-cdefghij", ctxOrgID: "o-a1b2c3d4e5", ctxOrgRegions: "us-east-1"}[k]
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -119,7 +119,7 @@ func TestOrgSettingsFromContext(t *testing.T) {
 	})
 	t.Run("account targets alone list no accounts", func(t *testing.T) {
 		s, err := SettingsFromContext(func(k string) any {
-			return map[string]any{ctxOrgTargets: "111122223333", ctxOrgRootID: "r-ab12", ctxOrgRegions: "us-east-1"}[k]
+			return map[string]any{ctxOrgTargets: "111122223333", ctxOrgRootID: "r-ab12", ctxOrgID: "o-a1b2c3d4e5", ctxOrgRegions: "us-east-1"}[k]
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -128,7 +128,7 @@ func TestOrgSettingsFromContext(t *testing.T) {
 			t.Errorf("org %+v: want enabled, listing no accounts", s.Org)
 		}
 	})
-	base := map[string]any{ctxOrgTargets: "ou-ab12-cdefghij", ctxOrgRegions: "us-east-1"}
+	base := map[string]any{ctxOrgTargets: "ou-ab12-cdefghij", ctxOrgRegions: "us-east-1", ctxOrgID: "o-a1b2c3d4e5"}
 	for _, tc := range []struct {
 		name string
 		ctx  map[string]any
@@ -148,6 +148,17 @@ func TestOrgSettingsFromContext(t *testing.T) {
 		{"a bad organization ID", map[string]any{ctxOrgID: "org-1"}, "-c orgId=org-1: not an organization ID"},
 		{"account targets without the root", map[string]any{ctxOrgTargets: "111122223333"}, "-c orgRootId=: account targets (111122223333) need the organization's root ID"},
 		{"a bad root ID", map[string]any{ctxOrgRootID: "root"}, "-c orgRootId=root: not a root ID"},
+		// Without it the function may assume the member role's name in any
+		// account whose role trusts it.
+		{"no organization ID", map[string]any{ctxOrgID: ""}, "-c orgId=: organization mode needs the organization's ID (o-…"},
+		{"no organization ID with account targets", map[string]any{ctxOrgID: nil, ctxOrgTargets: "111122223333", ctxOrgRootID: "r-ab12"},
+			"-c orgId=: organization mode needs the organization's ID"},
+		// The root's StackSet already gives every account the role; a
+		// second StackSet for the accounts would collide with it.
+		{"the root and account IDs", map[string]any{ctxOrgTargets: "r-ab12,111122223333", ctxOrgRootID: "r-ab12"},
+			"-c orgTargets=r-ab12,111122223333: the root r-ab12 already holds every account of the organization: drop the account IDs (111122223333)"},
+		{"a Region of a partition kms-rotator does not deploy to", map[string]any{ctxOrgRegions: "us-iso-east-1"},
+			"-c orgRegions=us-iso-east-1: Regions of partition aws-iso, which kms-rotator does not deploy to (aws, aws-cn, aws-us-gov, aws-eusc)"},
 	} {
 		t.Run(tc.name+" fails naming the key", func(t *testing.T) {
 			ctx := map[string]any{}
@@ -165,41 +176,99 @@ func TestOrgSettingsFromContext(t *testing.T) {
 	}
 }
 
+// TestOrgStackSet: the member role reaches the OU and root targets through
+// one StackSet with automatic deployment (accounts that join later get it),
+// and the account targets through another without (no account but those
+// listed ever gets it); both are service-managed, called as delegated
+// administrator, deploy one instance per account (IAM is global) and pass
+// the function role's ARN.
 func TestOrgStackSet(t *testing.T) {
-	_, tmpl, j := orgSynth(t)
+	_, _, j := orgSynth(t)
 	roleID := functionRoleID(t, j)
-	tmpl.HasResourceProperties(jsii.String("AWS::CloudFormation::StackSet"), map[string]any{
-		"StackSetName":    "kms-rotator-member-role",
+	sets := resources(t, j, "AWS::CloudFormation::StackSet")
+	if len(sets) != 2 {
+		t.Fatalf("%d StackSets, want one for the OUs and one for the accounts", len(sets))
+	}
+	common := map[string]any{
 		"PermissionModel": "SERVICE_MANAGED",
 		"CallAs":          "DELEGATED_ADMIN",
-		"AutoDeployment":  map[string]any{"Enabled": true, "RetainStacksOnAccountRemoval": false},
 		"Capabilities":    []any{"CAPABILITY_NAMED_IAM"},
 		"Parameters": []any{map[string]any{
 			"ParameterKey": memberRoleParameter, "ParameterValue": map[string]any{"Fn::GetAtt": []any{roleID, "Arn"}},
 		}},
-		"StackInstancesGroup": []any{
-			map[string]any{
+	}
+	want := map[string]map[string]any{
+		"MemberRoleStackSet": {
+			"StackSetName":   "kms-rotator-member-role",
+			"AutoDeployment": map[string]any{"Enabled": true, "RetainStacksOnAccountRemoval": false},
+			"StackInstancesGroup": []any{map[string]any{
 				"DeploymentTargets": map[string]any{"OrganizationalUnitIds": []any{"ou-ab12-cdefghij", "ou-ab12-klmnopqr"}},
 				// IAM is global: one Region per account.
 				"Regions": []any{"eu-west-1"},
-			},
-			map[string]any{
+			}},
+		},
+		"MemberRoleAccountsStackSet": {
+			"StackSetName":   "kms-rotator-member-role-accounts",
+			"AutoDeployment": map[string]any{"Enabled": false},
+			"StackInstancesGroup": []any{map[string]any{
 				"DeploymentTargets": map[string]any{
 					"OrganizationalUnitIds": []any{"r-ab12"}, "Accounts": []any{"111122223333"}, "AccountFilterType": "INTERSECTION",
 				},
 				"Regions": []any{"eu-west-1"},
-			},
+			}},
 		},
-	})
-	_, props := only(t, j, "AWS::CloudFormation::StackSet")
-	if _, url := props["TemplateURL"]; url {
-		t.Errorf("the StackSet has a TemplateURL: the template must be inline, with no asset")
 	}
-	t.Run("the central stack has no asset beyond the function's code", func(t *testing.T) {
-		if strings.Contains(mustString(props), "cdk-hnb659fds") || strings.Contains(mustString(props), "AssetParameters") {
-			t.Errorf("the StackSet refers to CDK bootstrap resources: %s", mustString(props))
+	for id, w := range want {
+		r, ok := sets[id]
+		if !ok {
+			t.Errorf("no StackSet %s", id)
+			continue
+		}
+		p := r["Properties"].(map[string]any)
+		for k, v := range common {
+			w[k] = v
+		}
+		for k, v := range w {
+			if !reflect.DeepEqual(p[k], v) {
+				t.Errorf("%s %s = %s, want %s", id, k, mustString(p[k]), mustString(v))
+			}
+		}
+		if _, url := p["TemplateURL"]; url {
+			t.Errorf("%s has a TemplateURL: the template must be inline, with no asset", id)
+		}
+		if strings.Contains(mustString(p), "cdk-hnb659fds") || strings.Contains(mustString(p), "AssetParameters") {
+			t.Errorf("%s refers to CDK bootstrap resources: %s", id, mustString(p))
+		}
+	}
+	t.Run("the accounts' StackSet waits for the OUs'", func(t *testing.T) {
+		// An update that moves an account from one to the other removes
+		// the old instance before the new one creates the role.
+		if got := sets["MemberRoleAccountsStackSet"]["DependsOn"]; !reflect.DeepEqual(got, []any{"MemberRoleStackSet"}) {
+			t.Errorf("DependsOn %v", got)
 		}
 	})
+	t.Run("both deploy the same member template", func(t *testing.T) {
+		a := sets["MemberRoleStackSet"]["Properties"].(map[string]any)["TemplateBody"]
+		b := sets["MemberRoleAccountsStackSet"]["Properties"].(map[string]any)["TemplateBody"]
+		if a != b {
+			t.Errorf("member templates differ:\n%v\n%v", a, b)
+		}
+	})
+}
+
+// memberTemplateOf is the member template of the StackSet that serves the
+// OU and root targets (MemberRoleStackSet).
+func memberTemplateOf(t *testing.T, j map[string]any) string {
+	t.Helper()
+	set, ok := resources(t, j, "AWS::CloudFormation::StackSet")["MemberRoleStackSet"]
+	if !ok {
+		t.Fatal("no StackSet MemberRoleStackSet")
+	}
+	body, ok := set["Properties"].(map[string]any)["TemplateBody"].(string)
+	if !ok {
+		t.Fatalf("TemplateBody is %T, want a plain JSON string", set["Properties"].(map[string]any)["TemplateBody"])
+	}
+	return body
 }
 
 // unsub replaces each {"Fn::Sub": text} (the member template's ARNs) by its
@@ -239,11 +308,7 @@ func functionRoleID(t *testing.T, j map[string]any) string {
 
 func TestOrgMemberTemplate(t *testing.T) {
 	_, _, j := orgSynth(t)
-	_, props := only(t, j, "AWS::CloudFormation::StackSet")
-	body, ok := props["TemplateBody"].(string)
-	if !ok {
-		t.Fatalf("TemplateBody is %T, want a plain JSON string", props["TemplateBody"])
-	}
+	body := memberTemplateOf(t, j)
 	var member map[string]any
 	if err := json.Unmarshal([]byte(body), &member); err != nil {
 		t.Fatalf("TemplateBody is not JSON: %v", err)
@@ -354,12 +419,12 @@ func TestOrgFunctionAssumesOnlyMemberRoles(t *testing.T) {
 	if !reflect.DeepEqual(assume, want) {
 		t.Errorf("\n got %+v\nwant %+v", assume, want)
 	}
-	t.Run("without orgId the role name alone limits it", func(t *testing.T) {
-		nj := orgSynthWith(t, map[string]any{ctxOrgID: ""})
-		for _, s := range statements(t, resources(t, nj, "AWS::IAM::Role")[functionRoleID(t, nj)]["Properties"].(map[string]any)) {
-			if s.Sid == "AssumeMemberRoles" && s.Condition != "" {
-				t.Errorf("condition %s without orgId", s.Condition)
-			}
+	t.Run("without orgId there is no organization mode", func(t *testing.T) {
+		ctx := maps.Clone(orgContext)
+		delete(ctx, ctxOrgID)
+		err := addStacks(newApp(t, ctx), fakeCode(t))
+		if err == nil || !strings.Contains(err.Error(), "-c orgId=: organization mode needs the organization's ID") {
+			t.Errorf("err = %v, want the synth to fail naming orgId", err)
 		}
 	})
 }
@@ -367,7 +432,7 @@ func TestOrgFunctionAssumesOnlyMemberRoles(t *testing.T) {
 func TestSingleAccountModeHasNoOrganizationResources(t *testing.T) {
 	_, tmpl, j := synth(t)
 	tmpl.ResourceCountIs(jsii.String("AWS::CloudFormation::StackSet"), jsii.Number(0))
-	_, fn := only(t, j, "AWS::Lambda::Function")
+	_, fn := lambdaFunction(t, j, "kms-rotator")
 	if v := fn["Environment"].(map[string]any)["Variables"].(map[string]any)[settings.EnvMemberRoleName]; v != nil && v != "" {
 		t.Errorf("%s = %v in single-account mode", settings.EnvMemberRoleName, v)
 	}
@@ -462,7 +527,7 @@ func TestOrgScheduleStartsTheStateMachine(t *testing.T) {
 	if body := mustString(j["Resources"]); !strings.Contains(body, "states:StartExecution") {
 		t.Error("no role may start the state machine")
 	}
-	_, fn := only(t, j, "AWS::Lambda::Function")
+	_, fn := lambdaFunction(t, j, "kms-rotator")
 	if v := fn["Environment"].(map[string]any)["Variables"].(map[string]any)[settings.EnvContinuationMax]; v != "0" {
 		t.Errorf("%s = %v in organization mode, want 0: the state machine continues targets", settings.EnvContinuationMax, v)
 	}
@@ -541,10 +606,25 @@ func orgSynthWith(t *testing.T, changes map[string]any) map[string]any {
 		t.Fatal(err)
 	}
 	var j map[string]any
-	if err := json.Unmarshal(mustJSON(assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil).ToJSON()), &j); err != nil {
+	if err := json.Unmarshal(mustJSON(assertions.Template_FromStack(onlyStack(t, app), nil).ToJSON()), &j); err != nil {
 		t.Fatal(err)
 	}
 	return j
+}
+
+// onlyStack is the app's one stack, whatever its name.
+func onlyStack(t *testing.T, app awscdk.App) awscdk.Stack {
+	t.Helper()
+	var stacks []awscdk.Stack
+	for _, c := range *app.Node().Children() {
+		if s, ok := c.(awscdk.Stack); ok {
+			stacks = append(stacks, s)
+		}
+	}
+	if len(stacks) != 1 {
+		t.Fatalf("%d stacks, want 1", len(stacks))
+	}
+	return stacks[0]
 }
 
 // TestOrgFunctionListsTargetOUsOnly: with an OU or root among orgTargets
@@ -564,8 +644,7 @@ func TestOrgFunctionListsTargetOUsOnly(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("\n got %+v\nwant %+v", got, want)
 	}
-	_, stackSet := only(t, j, "AWS::CloudFormation::StackSet")
-	if body := stackSet["TemplateBody"].(string); strings.Contains(body, "organizations:") {
+	if body := memberTemplateOf(t, j); strings.Contains(body, "organizations:") {
 		t.Errorf("the member role holds an Organizations permission: %s", body)
 	}
 	accountsOnly := orgSynthWith(t, map[string]any{ctxOrgTargets: "111122223333,444455556666"})
@@ -610,9 +689,8 @@ func TestOrgMemberKeyPolicyStatements(t *testing.T) {
 	if !strings.Contains(central, `"AWS":"arn:${AWS::Partition}:iam::MEMBER_ACCOUNT_ID:role/sec-kms-rotator"`) {
 		t.Errorf("the central output does not name the member role in MEMBER_ACCOUNT_ID: %s", central)
 	}
-	_, stackSet := only(t, j, "AWS::CloudFormation::StackSet")
 	var member map[string]any
-	if err := json.Unmarshal([]byte(stackSet["TemplateBody"].(string)), &member); err != nil {
+	if err := json.Unmarshal([]byte(memberTemplateOf(t, j)), &member); err != nil {
 		t.Fatal(err)
 	}
 	sub, _ := member["Outputs"].(map[string]any)[memberKeyPolicyOutput].(map[string]any)["Value"].(map[string]any)["Fn::Sub"].(string)

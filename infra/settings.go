@@ -23,10 +23,14 @@ import (
 // bounds that only the stack knows (Lambda, CloudWatch, KMS tag limits) are
 // checked here, each with its reason.
 type Settings struct {
+	// StackName is the CloudFormation stack's name (and the CDK stack's ID,
+	// with -<region> when regions is set).
+	StackName string
 	// Regions gets one stack each; empty means the CLI's default region.
 	Regions []string
-	// FunctionName is the function's explicit name: the role may invoke only
-	// this function (the continuation of a sweep), and names derive from it.
+	// FunctionName is the incident function's explicit name (responders
+	// invoke it); the sweep function is <FunctionName>-sweep, and the names
+	// of the stack's other named resources derive from it.
 	FunctionName string
 	// Schedule is the EventBridge Scheduler expression of the sweep, read
 	// in ScheduleTimezone (an IANA time zone name).
@@ -39,8 +43,17 @@ type Settings struct {
 	Timeout    time.Duration
 	// LogRetentionDays of the function's log group (0 = never expire).
 	LogRetentionDays int
-	// ReservedConcurrency of the function; 0 = none (the default).
+	// ReservedConcurrency of the incident function; 0 = none (the
+	// default). The sweep function's is sweepConcurrency.
 	ReservedConcurrency int
+	// AccountConcurrency is the account's Lambda concurrency quota in the
+	// stack's Region, which the reserved concurrency must fit.
+	AccountConcurrency int
+	// PermissionsBoundary, when set, is the permissions boundary of every
+	// role the app creates, member roles included.
+	PermissionsBoundary *PermissionsBoundary
+	// Tags go on every resource the app creates that can carry tags.
+	Tags []Tag
 	// Function is the function's configuration (docs/design.md
 	// "Configuration"), exactly as the function will load it: the stack
 	// sets settings.Environment(Function), every ROTATOR_* variable.
@@ -51,7 +64,8 @@ type Settings struct {
 	// no topic, and every alarm action and the result notification go
 	// there.
 	AlarmTopicARN string
-	// IncidentBusName is the dedicated event bus for incident requests.
+	// IncidentBusName is the dedicated event bus for incident requests,
+	// <FunctionName>-incidents unless set.
 	IncidentBusName string
 	// IncidentPrincipals are the IAM role ARNs that may put events on the
 	// incident bus; empty = any principal of the stack's own account that
@@ -137,6 +151,7 @@ var ContextKeys = func() []string {
 		ctxLogRetentionDays, ctxReservedConcurrency, ctxAlarmEmail, ctxAlarmTopicARN, ctxIncidentBusName, ctxIncidentPrincipals,
 	}
 	keys = append(keys, orgContextKeys...)
+	keys = append(keys, deploymentContextKeys...)
 	for _, s := range functionSettings() {
 		keys = append(keys, s.Context)
 	}
@@ -179,20 +194,30 @@ func functionDefaults() settings.Config {
 // of defaults.
 func DefaultSettings() Settings {
 	s := Settings{
-		FunctionName:     "kms-rotator",
-		Schedule:         "cron(0 3 * * ? *)",
-		ScheduleTimezone: "UTC",
-		MemorySize:       256,
-		Timeout:          10 * time.Minute,
-		LogRetentionDays: 365,
-		Function:         functionDefaults(),
-		IncidentBusName:  "kms-rotator-incidents",
-		Org:              defaultOrgSettings(),
+		StackName:          defaultStackName,
+		AccountConcurrency: defaultAccountConcurrency,
+		FunctionName:       "kms-rotator",
+		Schedule:           "cron(0 3 * * ? *)",
+		ScheduleTimezone:   "UTC",
+		MemorySize:         256,
+		Timeout:            10 * time.Minute,
+		LogRetentionDays:   365,
+		Function:           functionDefaults(),
+		IncidentBusName:    "kms-rotator" + incidentBusSuffix,
+		Org:                defaultOrgSettings(),
 	}
 	// A daily cron in UTC: 24 hours between sweeps.
 	s.Silence = Silence{Gap: 24 * time.Hour, MinGap: 24 * time.Hour, Slack: silenceSlack(s.Timeout)}
 	return s
 }
+
+// defaultAccountConcurrency is Lambda's default concurrency quota of an
+// account in a Region (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+const defaultAccountConcurrency = 1000
+
+// incidentBusSuffix ends the incident bus's default name,
+// <functionName>-incidents.
+const incidentBusSuffix = "-incidents"
 
 // silenceSlack is how late a scheduled run may complete and still be on
 // time: EventBridge Scheduler invokes within the minute it is due (flexible
@@ -233,9 +258,11 @@ const maxRuleName = 64
 // (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html).
 var logRetentionDays = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 
-// minReservedConcurrency: a sweep and the continuation it starts overlap
-// for a moment, and an incident must still find a free execution
-// (docs/design.md "Safety rules": an incident is never queued behind a sweep).
+// minReservedConcurrency of the incident function: sweeps run on the sweep
+// function, but a plan or report run and the continuation it starts
+// overlap there for a moment, and an incident must still find a free
+// execution (docs/design.md "Safety rules": an incident is never queued
+// behind a sweep).
 const minReservedConcurrency = 3
 
 // SettingsFromContext reads and validates the settings; get returns a context
@@ -259,6 +286,7 @@ func settingsFrom(get func(key string) any, keys []string) (Settings, error) {
 	s := DefaultSettings()
 	r := ctxReader{get: get}
 	r.unknownContextKeys(keys)
+	r.deployment(&s)
 	if v := r.str(ctxRegions); v != "" {
 		for _, region := range strings.Split(v, ",") {
 			region = strings.TrimSpace(region)
@@ -299,7 +327,7 @@ func settingsFrom(get func(key string) any, keys []string) (Settings, error) {
 		s.ReservedConcurrency = r.integer(ctxReservedConcurrency, 0, 0, math.MaxInt32)
 		if s.ReservedConcurrency != 0 && s.ReservedConcurrency < minReservedConcurrency {
 			r.fail(ctxReservedConcurrency, strconv.Itoa(s.ReservedConcurrency),
-				"at least %d (a sweep, the continuation it starts and an incident must run at once), or empty for none", minReservedConcurrency)
+				"at least %d (a plan or report run, the continuation it starts and an incident must run at once), or empty for none", minReservedConcurrency)
 		}
 	}
 	if c, ok := r.functionConfig(); ok {
@@ -313,12 +341,21 @@ func settingsFrom(get func(key string) any, keys []string) (Settings, error) {
 		}
 	}
 	r.alarmTopic(&s)
+	// Named after the function unless set, so that a second deployment in
+	// the account and Region (another stackName and functionName) has a
+	// bus of its own.
+	s.IncidentBusName = ""
 	r.setStr(ctxIncidentBusName, &s.IncidentBusName)
+	if s.IncidentBusName == "" {
+		s.IncidentBusName = s.FunctionName + incidentBusSuffix
+	}
 	if !busNameRE.MatchString(s.IncidentBusName) || s.IncidentBusName == "default" {
 		r.fail(ctxIncidentBusName, s.IncidentBusName, "a custom event bus name: 1–256 letters, digits, . - or _, not default")
 	}
 	s.IncidentPrincipals = r.roleARNs(ctxIncidentPrincipals)
 	r.org(&s)
+	r.checkPartition(&s)
+	r.concurrency(&s)
 	if len(r.errs) > 0 {
 		return Settings{}, fmt.Errorf("invalid CDK context:\n  %s", strings.Join(r.errs, "\n  "))
 	}

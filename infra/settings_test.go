@@ -90,6 +90,7 @@ var nonDefault = map[string]string{
 	ctxIncidentCooldown: "90m", ctxConfirmWait: "2s", ctxCallTimeout: "30s", ctxMinIntervalDays: "45",
 	ctxAutoRotationGraceDays: "0", ctxIncidentWait: "0", ctxStuckAfter: "6h", ctxSkipIdle: "true",
 	ctxIdempotencyWindow: "48h", ctxSettleAfter: "30m", ctxLedgerRetention: "8760h", ctxIncidentMaxAge: "5m",
+	functionKey(settings.EnvNoticeDays): "30", functionKey(settings.EnvOwnerTagKey): "team", functionKey(settings.EnvSecurityHub): "true",
 }
 
 func TestFunctionKeys(t *testing.T) {
@@ -161,6 +162,7 @@ func TestEveryFunctionSettingReachesTheFunction(t *testing.T) {
 	want.MinIntervalDays, want.AutoRotationGraceDays = 45, 0
 	want.IncidentWait, want.StuckAfter, want.SkipIdle = 0, 6*time.Hour, true
 	want.IdempotencyWindow, want.SettleAfter, want.LedgerRetention, want.IncidentMaxAge = 48*time.Hour, 30*time.Minute, 365*24*time.Hour, 5*time.Minute
+	want.NoticeDays, want.OwnerTagKey, want.SecurityHub = 30, "team", true
 	// The stack always sets ROTATOR_CONCURRENCY, so the function uses it
 	// exactly rather than growing it with the pace.
 	if want.ConcurrencyAuto {
@@ -434,7 +436,7 @@ func TestStackEnvs(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, e := range stackEnvs(tc.regions, tc.account, tc.defaultRegion) {
+			for _, e := range stackEnvs(defaultStackName, tc.regions, tc.account, tc.defaultRegion) {
 				r := "-"
 				if e.env != nil && e.env.Region != nil {
 					r = *e.env.Region

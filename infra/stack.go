@@ -55,10 +55,13 @@ func scheduledInput() string {
 	return string(raw)
 }
 
-// NewRotatorStack defines the function, its role (rendered from policy/),
-// the rotation ledger's table, the Scheduler schedule, the incident bus and
-// its rule, the results bus and its notification rule, the failure queue, the responder
-// policy, the dashboard and the alarms.
+// NewRotatorStack defines the incident and sweep functions, their role
+// (rendered from policy/), the rotation ledger's table, the Scheduler
+// schedule, the incident bus and its rule, the results bus and its
+// notification rule, the failure queue, the responder policy, the dashboard
+// and the alarms; in organization mode also the state machine and the
+// member role's StackSets. Every role gets permissionsBoundaryArn, every
+// taggable resource the tags.
 func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackProps) awscdk.Stack {
 	stack := awscdk.NewStack(scope, &id, &props.StackProps)
 	s := props.Settings
@@ -110,78 +113,105 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	// table's own name and the results bus.
 	env[settings.EnvLedgerTable] = ledger.TableName()
 	env[settings.EnvResultBus] = results.EventBusName()
-	fnProps := &awslambda.FunctionProps{
-		FunctionName:  jsii.String(s.FunctionName),
-		Description:   jsii.String("kms-rotator: rotates the key material of opted-in KMS keys on demand (scheduled sweep and incident response)"),
-		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture:  awslambda.Architecture_ARM_64(),
-		Handler:       jsii.String("bootstrap"),
-		Code:          code,
-		MemorySize:    jsii.Number(float64(s.MemorySize)),
-		Timeout:       awscdk.Duration_Seconds(jsii.Number(s.Timeout.Seconds())),
-		Environment:   &env,
-		LogGroup:      logGroup,
-		LoggingFormat: awslambda.LoggingFormat_JSON,
-		// The role's permissions are exactly policy/function-role.json:
-		// grants CDK would add (e.g. for the destination) are dropped, and
-		// the JSON already holds them.
-		Role: role.WithoutPolicyUpdates(&awsiam.WithoutPolicyUpdatesOptions{AddGrantsToResources: jsii.Bool(false)}),
-		// No retry of a failed asynchronous run: RotateKeyOnDemand has no
-		// idempotency token, and the next scheduled run (or a continuation)
-		// picks up whatever is left, so a retry could only spend a second
-		// rotation on a key whose first one had started.
-		RetryAttempts: jsii.Number(0),
-		OnFailure:     awslambdadestinations.NewSqsDestination(failures),
-		// An asynchronous event Lambda could not start within
-		// ROTATOR_INCIDENT_MAX_AGE (throttling, reserved concurrency) goes
-		// to the failure queue instead of running late: a late incident
-		// must not rotate a key its responder has moved on from, and the
-		// function would refuse it anyway. The same age applies to the
-		// Scheduler's sweeps and to continuations, whose keys the next
-		// sweep picks up (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-configuring.html,
-		// MaximumEventAgeInSeconds, at least 60 s).
-		MaxEventAge: awscdk.Duration_Seconds(jsii.Number(s.Function.IncidentMaxAge.Seconds())),
-		// A continuation chain is bounded by ROTATOR_CONTINUATION_MAX (at
-		// most maxStackContinuation); Lambda's own loop detection stays on
-		// as a second stop.
-		RecursiveLoop: awslambda.RecursiveLoop_TERMINATE,
+	// One code asset, one role, one log group for both functions:
+	// incidents (and plan and report runs) on the function responders
+	// invoke, s.FunctionName; sweeps — the schedule's, or the organization
+	// sweep's targets — on <functionName>-sweep, so that they do not share
+	// a concurrency pool (sweepConcurrency). One role, because the role is
+	// what key policies, the member roles' trust and the results bus's
+	// policy name: a second role would have to be added to each of them.
+	// One log group, because it is the evidence of every rotation.
+	newFn := func(id, name, desc string, reserved int) awslambda.Function {
+		fnProps := &awslambda.FunctionProps{
+			FunctionName:  jsii.String(name),
+			Description:   jsii.String(desc),
+			Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
+			Architecture:  awslambda.Architecture_ARM_64(),
+			Handler:       jsii.String("bootstrap"),
+			Code:          code,
+			MemorySize:    jsii.Number(float64(s.MemorySize)),
+			Timeout:       awscdk.Duration_Seconds(jsii.Number(s.Timeout.Seconds())),
+			Environment:   &env,
+			LogGroup:      logGroup,
+			LoggingFormat: awslambda.LoggingFormat_JSON,
+			// The role's permissions are exactly policy/function-role.json:
+			// grants CDK would add (e.g. for the destination) are dropped, and
+			// the JSON already holds them.
+			Role: role.WithoutPolicyUpdates(&awsiam.WithoutPolicyUpdatesOptions{AddGrantsToResources: jsii.Bool(false)}),
+			// No retry of a failed asynchronous run: RotateKeyOnDemand has no
+			// idempotency token, and the next scheduled run (or a continuation)
+			// picks up whatever is left, so a retry could only spend a second
+			// rotation on a key whose first one had started.
+			RetryAttempts: jsii.Number(0),
+			OnFailure:     awslambdadestinations.NewSqsDestination(failures),
+			// An asynchronous event Lambda could not start within
+			// ROTATOR_INCIDENT_MAX_AGE (throttling, reserved concurrency) goes
+			// to the failure queue instead of running late: a late incident
+			// must not rotate a key its responder has moved on from, and the
+			// function would refuse it anyway. The same age applies to the
+			// Scheduler's sweeps and to continuations, whose keys the next
+			// sweep picks up (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-configuring.html,
+			// MaximumEventAgeInSeconds, at least 60 s).
+			MaxEventAge: awscdk.Duration_Seconds(jsii.Number(s.Function.IncidentMaxAge.Seconds())),
+			// A continuation chain is bounded by ROTATOR_CONTINUATION_MAX (at
+			// most maxStackContinuation); Lambda's own loop detection stays on
+			// as a second stop.
+			RecursiveLoop: awslambda.RecursiveLoop_TERMINATE,
+		}
+		// Reserved concurrency both guarantees and caps a function's
+		// concurrency (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+		if reserved > 0 {
+			fnProps.ReservedConcurrentExecutions = jsii.Number(float64(reserved))
+		}
+		fn := awslambda.NewFunction(stack, jsii.String(id), fnProps)
+		// The function refers to the role by GetAtt, which orders them already;
+		// the DependsOn CDK adds for a role of its own making only draws cfn-lint
+		// warning W3005. The role has no separate policy resource to wait for.
+		fn.Node().DefaultChild().(awscdk.CfnResource).AddDeletionOverride(jsii.String("DependsOn"))
+		return fn
 	}
-	// No reserved concurrency by default: an incident invocation must never
-	// queue behind a running sweep, and overlapping runs are safe because
-	// every rotation is preceded by GetKeyRotationStatus (in progress →
-	// skip). When set, it both guarantees and caps the function's
-	// concurrency (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
-	if s.ReservedConcurrency > 0 {
-		fnProps.ReservedConcurrentExecutions = jsii.Number(float64(s.ReservedConcurrency))
-	}
-	fn := awslambda.NewFunction(stack, jsii.String("Function"), fnProps)
-
-	// The function refers to the role by GetAtt, which orders them already;
-	// the DependsOn CDK adds for a role of its own making only draws cfn-lint
-	// warning W3005. The role has no separate policy resource to wait for.
-	fn.Node().DefaultChild().(awscdk.CfnResource).AddDeletionOverride(jsii.String("DependsOn"))
+	// The incident function: no reserved concurrency by default, so an
+	// incident never waits for one; overlapping runs are safe because every
+	// rotation is preceded by GetKeyRotationStatus (in progress → skip) and
+	// a ledger claim. reservedConcurrency guarantees it executions no other
+	// function, the sweep function included, can take.
+	fn := newFn("Function", s.FunctionName,
+		"kms-rotator: rotates the key material of opted-in KMS keys on demand (incident response, plan and report runs)", s.ReservedConcurrency)
+	// The sweep function: the same code, settings and role. In organization
+	// mode its reserved concurrency is the Map state's MaxConcurrency
+	// (orgMaxConcurrency): exactly what the organization sweep runs at once,
+	// taken from no one else. ContinuationMax is 0 there, so it never
+	// invokes itself; in single-account mode it continues its own sweep.
+	sweep := newFn("SweepFunction", sweepFunctionName(s),
+		"kms-rotator: the scheduled sweep of opted-in KMS keys (and in organization mode every target of the organization sweep)", sweepConcurrency(s))
 
 	// Organization mode: the schedule starts a state machine that resolves
 	// orgTargets and sweeps every (account, Region) target through the
-	// member roles.
+	// member roles, on the sweep function.
 	var orgSweep awsstepfunctions.StateMachine
 	if s.Org.Enabled() {
 		orgSweep = newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{
-			Function: fn, OrgTargets: s.Org.Targets, Regions: s.Org.Regions, MaxConcurrency: s.Org.MaxConcurrency, LogRetention: retention(s.LogRetentionDays),
+			Function: sweep, OrgTargets: s.Org.Targets, Regions: s.Org.Regions, MaxConcurrency: s.Org.MaxConcurrency, LogRetention: retention(s.LogRetentionDays),
 		})
+		if got := *sweep.Node().DefaultChild().(awslambda.CfnFunction).ReservedConcurrentExecutions(); got < float64(s.Org.MaxConcurrency) {
+			// sweepConcurrency guarantees it; a change that broke it would
+			// let the Map's iterations throttle each other.
+			panic(fmt.Sprintf("the sweep function reserves %v executions, fewer than the Map's MaxConcurrency %d", got, s.Org.MaxConcurrency))
+		}
 	}
-	scheduleGroup := newSchedule(stack, s, fn, orgSweep, failures)
+	scheduleGroup := newSchedule(stack, s, sweep, orgSweep, failures)
 	bus := newIncidentChannel(stack, s, fn, failures)
 
-	alarms := newAlarms(stack, "Alarms", &alarmsProps{Function: fn, FailureQueue: failures, ScheduleGroup: scheduleGroup, OrgSweep: orgSweep, Settings: s})
+	alarms := newAlarms(stack, "Alarms", &alarmsProps{Function: fn, SweepFunction: sweep, FailureQueue: failures, ScheduleGroup: scheduleGroup, OrgSweep: orgSweep, Settings: s})
 	newResultNotification(stack, s, results, alarms.Topic, failures)
 	newRotatorDashboard(stack, "Dashboard", &rotatorDashboardProps{
-		Function: fn, LogGroupName: *logGroupName, Settings: s, Alarms: alarms.All, OrgSweep: orgSweep, LedgerUnavailable: alarms.LedgerUnavailable,
+		Function: fn, SweepFunction: sweep, LogGroupName: *logGroupName, Settings: s, Alarms: alarms.All, OrgSweep: orgSweep, LedgerUnavailable: alarms.LedgerUnavailable,
 	})
 	responder := newResponderPolicy(stack, s, bus)
 	if s.Org.Enabled() {
-		newMemberStackSet(stack, s, role)
+		newMemberStackSets(stack, s, role)
 	}
+	applyBoundaryAndTags(stack, s)
 
 	keyStatements, err := policy.KeyStatements(policy.Params{RoleARN: *role.RoleArn(), TagKey: s.Function.TagKey, TagValue: s.Function.TagValue})
 	if err != nil {
@@ -192,6 +222,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	}
 	out("FunctionName", "Invoke this function for plan, report and incident runs", fn.FunctionName())
 	out("FunctionArn", "The function's ARN", fn.FunctionArn())
+	out("SweepFunctionName", "The function the schedule (or the organization sweep) runs sweeps on; same code, settings and role", sweep.FunctionName())
 	out("RoleArn", "The function's execution role", role.RoleArn())
 	out("LogGroupName", "The function's log group (kept when the stack is deleted)", logGroup.LogGroupName())
 	out("FailureQueueUrl", "Failed asynchronous invocations and undeliverable sweeps and events", failures.QueueUrl())
@@ -214,6 +245,12 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	return stack
 }
 
+// sweepFunctionName is the sweep function's name, <functionName>-sweep.
+func sweepFunctionName(s Settings) string { return s.FunctionName + sweepFunctionSuffix }
+
+// sweepFunctionSuffix ends the sweep function's name.
+const sweepFunctionSuffix = "-sweep"
+
 // logGroupPrefix is the function's log group name without the stack's
 // unique suffix.
 func logGroupPrefix(s Settings) string { return "/aws/lambda/" + s.FunctionName + "/" }
@@ -234,10 +271,11 @@ func newSchedule(stack awscdk.Stack, s Settings, fn awslambda.Function, orgSweep
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
 	params := policy.Params{
-		Partition:       *awscdk.Aws_PARTITION(),
-		Account:         *awscdk.Aws_ACCOUNT_ID(),
-		Region:          *awscdk.Aws_REGION(),
-		FunctionName:    s.FunctionName,
+		Partition: *awscdk.Aws_PARTITION(),
+		Account:   *awscdk.Aws_ACCOUNT_ID(),
+		Region:    *awscdk.Aws_REGION(),
+		// The sweep function, not the one responders invoke.
+		FunctionName:    sweepFunctionName(s),
 		FailureQueueARN: *failures.QueueArn(),
 	}
 	render, target, input := policy.SchedulerRole, fn.FunctionArn(), scheduledInput()
@@ -508,15 +546,18 @@ const (
 // rendered from policy/function-role.json.
 func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueARN, ledgerTableARN string) awsiam.Role {
 	doc, err := policy.FunctionRole(policy.Params{
-		Partition:       *awscdk.Aws_PARTITION(),
-		Account:         *awscdk.Aws_ACCOUNT_ID(),
-		Region:          *awscdk.Aws_REGION(),
-		TagKey:          s.Function.TagKey,
-		TagValue:        s.Function.TagValue,
-		LogGroupName:    logGroupName,
-		FunctionName:    s.FunctionName,
-		FailureQueueARN: failureQueueARN,
-		LedgerTableARN:  ledgerTableARN,
+		Partition:    *awscdk.Aws_PARTITION(),
+		Account:      *awscdk.Aws_ACCOUNT_ID(),
+		Region:       *awscdk.Aws_REGION(),
+		TagKey:       s.Function.TagKey,
+		TagValue:     s.Function.TagValue,
+		LogGroupName: logGroupName,
+		FunctionName: s.FunctionName,
+		// Each function continues its own chain (a plan or report run on
+		// the incident function, a sweep on the sweep function).
+		SweepFunctionName: sweepFunctionName(s),
+		FailureQueueARN:   failureQueueARN,
+		LedgerTableARN:    ledgerTableARN,
 		// The result event the function announces on its results bus.
 		ResultEventSource:     settings.ResultEventSource,
 		ResultEventDetailType: settings.ResultEventDetailType,

@@ -177,7 +177,7 @@ func TestFunction(t *testing.T) {
 	_, logGroup := only(t, j, "AWS::Logs::LogGroup")
 	logGroupID, _ := only(t, j, "AWS::Logs::LogGroup")
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
-	_, fn := only(t, j, "AWS::Lambda::Function")
+	_, fn := lambdaFunction(t, j, "kms-rotator")
 	tableID, _ := only(t, j, "AWS::DynamoDB::Table")
 	env := map[string]any{}
 	for k, v := range settings.Environment(DefaultSettings().Function) {
@@ -276,7 +276,7 @@ func TestFailureQueue(t *testing.T) {
 
 func TestSchedule(t *testing.T) {
 	_, _, j := synth(t)
-	fnID, _ := only(t, j, "AWS::Lambda::Function")
+	fnID, _ := lambdaFunction(t, j, "kms-rotator-sweep")
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
 	groupID, _ := only(t, j, "AWS::Scheduler::ScheduleGroup")
 	group := resources(t, j, "AWS::Scheduler::ScheduleGroup")[groupID]
@@ -299,7 +299,7 @@ func TestSchedule(t *testing.T) {
 		{"enabled", sched["State"], "ENABLED"},
 		{"in the stack's own schedule group (its metrics are the schedule's)", flat(sched["GroupName"]), "kms-rotator"},
 		{"the group is deleted with the stack (a kept group would block the next deploy)", group["DeletionPolicy"], "Delete"},
-		{"targets the function", flat(target["Arn"]), "${" + fnID + ".Arn}"},
+		{"targets the sweep function", flat(target["Arn"]), "${" + fnID + ".Arn}"},
 		{"with the scheduler role", flat(target["RoleArn"]), "${" + roleID + ".Arn}"},
 		{"no retries", target["RetryPolicy"].(map[string]any)["MaximumRetryAttempts"], 0.0},
 		{"the failure queue is its dead-letter queue", flat(target["DeadLetterConfig"].(map[string]any)["Arn"]), "${" + queueID + ".Arn}"},
@@ -342,7 +342,7 @@ func TestSchedule(t *testing.T) {
 		wantStatements := []statement{
 			{"SendUndeliveredSweepsToFailureQueue", []string{"sqs:SendMessage"}, []string{"${" + queueID + ".Arn}"}, ""},
 			{"StartTheScheduledSweep", []string{"lambda:InvokeFunction"},
-				[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator"}, ""},
+				[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator-sweep"}, ""},
 		}
 		if !reflect.DeepEqual(got, wantStatements) {
 			t.Errorf("\n got %+v\nwant %+v", got, wantStatements)
@@ -352,7 +352,7 @@ func TestSchedule(t *testing.T) {
 
 func TestIncidentChannel(t *testing.T) {
 	_, _, j := synth(t)
-	fnID, _ := only(t, j, "AWS::Lambda::Function")
+	fnID, _ := lambdaFunction(t, j, "kms-rotator")
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
 	busID, bus := eventBus(t, j, "kms-rotator-incidents")
 	var incident map[string]any
@@ -462,7 +462,7 @@ func TestIncidentPrincipalsRestrictTheBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var j map[string]any
-	stack := app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack)
+	stack := app.Node().FindChild(jsii.String(defaultStackName)).(awscdk.Stack)
 	if err := json.Unmarshal(mustJSON(assertions.Template_FromStack(stack, nil).ToJSON()), &j); err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +517,7 @@ func TestResultNotification(t *testing.T) {
 		}
 	})
 	t.Run("the function publishes on the results bus, which is an output", func(t *testing.T) {
-		_, fn := only(t, j, "AWS::Lambda::Function")
+		_, fn := lambdaFunction(t, j, "kms-rotator")
 		if got := flat(fn["Environment"].(map[string]any)["Variables"].(map[string]any)[settings.EnvResultBus]); got != "${"+busID+"}" {
 			t.Errorf("%s = %s, want the results bus", settings.EnvResultBus, got)
 		}
@@ -634,7 +634,8 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 			`{"ForAllValues:StringEquals":{"events:detail-type":"` + settings.ResultEventDetailType + `","events:source":"` + settings.ResultEventSource +
 				`"},"Null":{"events:detail-type":"false","events:source":"false"}}`},
 		{"ContinueOwnSweep", []string{"lambda:InvokeFunction"},
-			[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator"}, ""},
+			[]string{"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator",
+				"arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:kms-rotator-sweep"}, ""},
 		{"DescribeAnyKeyOfTheAccount", []string{"kms:DescribeKey", "kms:ListResourceTags"}, []string{keys}, ""},
 		{"ListAliasesAndTaggedKeys", []string{"kms:ListAliases", "tag:GetResources"}, []string{"*"}, ""},
 		{"ReadRotationStateOfOptedInKeys", []string{"kms:GetKeyLastUsage", "kms:GetKeyRotationStatus", "kms:ListKeyRotations"}, []string{keys},
@@ -702,7 +703,7 @@ func TestKeyPolicyStatementsOutputNameTheRole(t *testing.T) {
 func TestAlarms(t *testing.T) {
 	_, tmpl, j := synth(t)
 	topicID, _ := only(t, j, "AWS::SNS::Topic")
-	fnID, _ := only(t, j, "AWS::Lambda::Function")
+	fnID, _ := lambdaFunction(t, j, "kms-rotator")
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
 	alarms := map[string]map[string]any{}
 	for _, r := range resources(t, j, "AWS::CloudWatch::Alarm") {
@@ -839,15 +840,21 @@ func TestAlarms(t *testing.T) {
 			t.Errorf("alarm %v", a)
 		}
 	})
+	sweepID, _ := lambdaFunction(t, j, "kms-rotator-sweep")
 	for name, metric := range map[string]string{"kms-rotator-function-errors": "Errors", "kms-rotator-async-events-dropped": "AsyncEventsDropped"} {
-		t.Run(name+" watches the function's "+metric, func(t *testing.T) {
+		t.Run(name+" watches "+metric+" of both functions", func(t *testing.T) {
 			a := alarms[name]
-			if a["MetricName"] != metric || a["Namespace"] != "AWS/Lambda" || a["Threshold"] != 1.0 ||
-				a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["Statistic"] != "Sum" {
+			if a["Threshold"] != 1.0 || a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["TreatMissingData"] != "notBreaching" {
 				t.Fatalf("alarm %v", a)
 			}
-			if got := flat(a["Dimensions"].([]any)[0].(map[string]any)["Value"]); got != "${"+fnID+"}" {
-				t.Errorf("dimension %s, want the function", got)
+			got := mathOf(a)
+			want := map[string]string{
+				"expr_1": "SUM(METRICS())",
+				"fn0":    fmt.Sprintf("AWS/Lambda/%s [map[Name:FunctionName Value:map[Ref:%s]]] Sum 300", metric, fnID),
+				"fn1":    fmt.Sprintf("AWS/Lambda/%s [map[Name:FunctionName Value:map[Ref:%s]]] Sum 300", metric, sweepID),
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("\n got %q\nwant %q", got, want)
 			}
 		})
 	}
@@ -919,7 +926,7 @@ func TestSilenceAlarmFollowsTheSchedule(t *testing.T) {
 			if err := addStacks(app, fakeCode(t)); err != nil {
 				t.Fatal(err)
 			}
-			tmpl := assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil)
+			tmpl := assertions.Template_FromStack(app.Node().FindChild(jsii.String(defaultStackName)).(awscdk.Stack), nil)
 			var j map[string]any
 			if err := json.Unmarshal(mustJSON(tmpl.ToJSON()), &j); err != nil {
 				t.Fatal(err)
@@ -1127,8 +1134,8 @@ func TestSwitchingToRegionsKeepsTheStack(t *testing.T) {
 		}
 		return *stack.StackName(), j
 	}
-	single, one := template(t, map[string]any{}, stackName)
-	multi, many := template(t, map[string]any{ctxRegions: "eu-west-1,us-east-1"}, stackName+"-eu-west-1")
+	single, one := template(t, map[string]any{}, defaultStackName)
+	multi, many := template(t, map[string]any{ctxRegions: "eu-west-1,us-east-1"}, defaultStackName+"-eu-west-1")
 	if single != multi {
 		t.Errorf("stack name %s alone, %s with regions", single, multi)
 	}
@@ -1160,8 +1167,21 @@ func TestSwitchingToRegionsKeepsTheStack(t *testing.T) {
 // unique to the stack (AWS::StackId), and IAM names (global, one stack per
 // Region) must be left to CloudFormation.
 func TestRetainedResourcesHaveNamesThatCannotCollide(t *testing.T) {
-	_, _, j := synth(t)
-	for id, r := range j["Resources"].(map[string]any) {
+	_, _, single := synth(t)
+	_, _, org := orgSynth(t)
+	all := maps.Clone(single["Resources"].(map[string]any))
+	for id, r := range org["Resources"].(map[string]any) {
+		if r.(map[string]any)["Type"] == "AWS::CloudFormation::StackSet" {
+			// The exception: a StackSet is kept on purpose, member roles
+			// and all, and a new deployment must not create a second one
+			// beside it, whose instances would collide on the role's name:
+			// its fixed name makes that deploy fail at once, and
+			// docs/deploy.md says to delete the kept one first.
+			continue
+		}
+		all["org:"+id] = r
+	}
+	for id, r := range all {
 		r := r.(map[string]any)
 		p, _ := r["Properties"].(map[string]any)
 		if r["DeletionPolicy"] == "Retain" {
@@ -1173,7 +1193,9 @@ func TestRetainedResourcesHaveNamesThatCannotCollide(t *testing.T) {
 		}
 		if strings.HasPrefix(r["Type"].(string), "AWS::IAM::") {
 			for _, key := range []string{"RoleName", "ManagedPolicyName", "PolicyName"} {
-				if _, named := p[key]; named && r["Type"] != "AWS::IAM::Role" {
+				// An AWS::IAM::Policy's PolicyName names it within its role
+				// (the state machine's), not in the account.
+				if _, named := p[key]; named && r["Type"] != "AWS::IAM::Role" && (r["Type"] != "AWS::IAM::Policy" || key != "PolicyName") {
 					t.Errorf("%s %s has an explicit IAM name %s", r["Type"], id, key)
 				}
 			}
@@ -1189,7 +1211,7 @@ func TestReservedConcurrencyIsSetWhenGiven(t *testing.T) {
 	if err := addStacks(app, fakeCode(t)); err != nil {
 		t.Fatal(err)
 	}
-	assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil).
+	assertions.Template_FromStack(app.Node().FindChild(jsii.String(defaultStackName)).(awscdk.Stack), nil).
 		HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{"ReservedConcurrentExecutions": 5})
 }
 
@@ -1201,7 +1223,7 @@ func TestFunctionContextReachesTheFunction(t *testing.T) {
 	if err := addStacks(app, fakeCode(t)); err != nil {
 		t.Fatal(err)
 	}
-	assertions.Template_FromStack(app.Node().FindChild(jsii.String(stackName)).(awscdk.Stack), nil).
+	assertions.Template_FromStack(app.Node().FindChild(jsii.String(defaultStackName)).(awscdk.Stack), nil).
 		HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 			"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
 				"ROTATOR_SKIP_IDLE": "true", "ROTATOR_INCIDENT_WAIT": "2m0s", "ROTATOR_STUCK_AFTER": "12h0m0s", "ROTATOR_ROTATE_RPS": "2.5",
@@ -1245,4 +1267,18 @@ func TestNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("suppressions\n got %q\nwant %q", got, want)
 	}
+}
+
+// lambdaFunction returns the logical ID and properties of the function of
+// this name: the incident function is functionName (kms-rotator), the sweep
+// function <functionName>-sweep.
+func lambdaFunction(t *testing.T, tmpl map[string]any, name string) (string, map[string]any) {
+	t.Helper()
+	for id, r := range resources(t, tmpl, "AWS::Lambda::Function") {
+		if p := r["Properties"].(map[string]any); p["FunctionName"] == name {
+			return id, p
+		}
+	}
+	t.Fatalf("no function %s", name)
+	return "", nil
 }

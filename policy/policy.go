@@ -76,8 +76,12 @@ type Params struct {
 	// LogGroupName is the function's own log group, e.g. "/aws/lambda/kms-rotator".
 	LogGroupName string
 	// FunctionName is the function's name; the role may invoke this function
-	// only (the continuation of a sweep that ran out of time).
+	// (the continuation of a run that ran out of time), and SweepFunctionName.
 	FunctionName string
+	// SweepFunctionName is the sweep function's name (<FunctionName>-sweep):
+	// the same code and role as FunctionName, running the scheduled sweeps,
+	// which it continues by invoking itself.
+	SweepFunctionName string
 	// FailureQueueARN is the SQS queue that receives failed asynchronous invocations.
 	FailureQueueARN string
 	// RoleARN is the function's execution role (key policy statements and
@@ -127,6 +131,7 @@ func (p Params) values() map[string]string {
 		"TagValue":              p.TagValue,
 		"LogGroupName":          p.LogGroupName,
 		"FunctionName":          p.FunctionName,
+		"SweepFunctionName":     p.SweepFunctionName,
 		"FailureQueueArn":       p.FailureQueueARN,
 		"RoleArn":               p.RoleARN,
 		"ResultEventSource":     p.ResultEventSource,
@@ -219,6 +224,10 @@ func (v Values) MarshalJSON() ([]byte, error) {
 // https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html),
 // and no Scan and no table management. It is not one of MemberRoleSids, so
 // a member role never holds it.
+//
+// The incident function (FunctionName) and the sweep function
+// (SweepFunctionName) share the role, so ContinueOwnSweep names both
+// unqualified ARNs: each continues its own chain by invoking itself.
 func FunctionRole(p Params) (Document, error) {
 	return renderDocument(FunctionRoleFile, p)
 }
@@ -236,7 +245,8 @@ func KeyStatements(p Params) ([]Statement, error) {
 }
 
 // SchedulerRole renders the identity policy of the role EventBridge Scheduler
-// assumes for the scheduled sweep: invoke this one function, and send an
+// assumes for the scheduled sweep: invoke this one function (the stack
+// passes the sweep function as FunctionName), and send an
 // invocation it could not deliver to the failure queue (the schedule's
 // dead-letter queue; the execution role needs sqs:SendMessage on it:
 // https://docs.aws.amazon.com/scheduler/latest/UserGuide/configuring-schedule-dlq.html).

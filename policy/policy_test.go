@@ -9,15 +9,16 @@ import (
 // testParams are the values of a local deployment (the account the Lambda
 // Runtime Interface Emulator reports).
 var testParams = Params{
-	Partition:       "aws",
-	Account:         "012345678912",
-	Region:          "us-east-1",
-	TagKey:          "kms-rotator",
-	TagValue:        "enabled",
-	LogGroupName:    "/aws/lambda/kms-rotator",
-	FunctionName:    "kms-rotator",
-	FailureQueueARN: "arn:aws:sqs:us-east-1:012345678912:kms-rotator-failures",
-	RoleARN:         "arn:aws:iam::012345678912:role/kms-rotator",
+	Partition:         "aws",
+	Account:           "012345678912",
+	Region:            "us-east-1",
+	TagKey:            "kms-rotator",
+	TagValue:          "enabled",
+	LogGroupName:      "/aws/lambda/kms-rotator",
+	FunctionName:      "kms-rotator",
+	SweepFunctionName: "kms-rotator-sweep",
+	FailureQueueARN:   "arn:aws:sqs:us-east-1:012345678912:kms-rotator-failures",
+	RoleARN:           "arn:aws:iam::012345678912:role/kms-rotator",
 	// The infra package passes settings.ResultEventSource and the incident
 	// event's source and detail-type (infra/stack_test.go pins them).
 	ResultEventSource:         "kms-rotator",
@@ -71,8 +72,9 @@ func TestFunctionRoleIsExactlyThis(t *testing.T) {
 			Action:   []string{"logs:CreateLogStream", "logs:PutLogEvents"},
 			Resource: []string{"arn:aws:logs:us-east-1:012345678912:log-group:/aws/lambda/kms-rotator:*"}},
 		{Sid: "ContinueOwnSweep", Effect: "Allow",
-			Action:   []string{"lambda:InvokeFunction"},
-			Resource: []string{"arn:aws:lambda:us-east-1:012345678912:function:kms-rotator"}},
+			Action: []string{"lambda:InvokeFunction"},
+			Resource: []string{"arn:aws:lambda:us-east-1:012345678912:function:kms-rotator",
+				"arn:aws:lambda:us-east-1:012345678912:function:kms-rotator-sweep"}},
 		{Sid: "SendFailedInvocationsToOwnQueue", Effect: "Allow",
 			Action:   []string{"sqs:SendMessage"},
 			Resource: []string{"arn:aws:sqs:us-east-1:012345678912:kms-rotator-failures"}},
@@ -214,7 +216,7 @@ func TestPlaceholdersListWhatTheDocumentsNeed(t *testing.T) {
 		file string
 		want []string
 	}{
-		{FunctionRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "LedgerTableArn", "LogGroupName", "Partition", "Region", "ResultBusName", "ResultEventDetailType", "ResultEventSource", "TagKey", "TagValue"}},
+		{FunctionRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "LedgerTableArn", "LogGroupName", "Partition", "Region", "ResultBusName", "ResultEventDetailType", "ResultEventSource", "SweepFunctionName", "TagKey", "TagValue"}},
 		{KeyPolicyStatementFile, []string{"RoleArn", "TagKey", "TagValue"}},
 		{SchedulerRoleFile, []string{"Account", "FailureQueueArn", "FunctionName", "Partition", "Region"}},
 		{SchedulerOrgRoleFile, []string{"FailureQueueArn", "StateMachineArn"}},

@@ -192,7 +192,10 @@ func TestSimulateRotation(t *testing.T) {
 		key("list aliases", "kms:ListAliases", "*", nil, nil, allowed),
 		key("find tagged keys", "tag:GetResources", "*", nil, nil, allowed),
 		key("list every key", "kms:ListKeys", "*", nil, nil, denied),
-		key("continue its own sweep", "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator", nil, nil, allowed),
+		key("continue its own run", "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator", nil, nil, allowed),
+		// The sweep function shares the role and continues its own sweep.
+		key("continue a sweep on the sweep function", "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator-sweep", nil, nil, allowed),
+		key("invoke the sweep function by a qualified ARN", "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator-sweep:1", nil, nil, denied),
 		// The continuation must invoke the unqualified ARN: a qualifier
 		// (":$LATEST", an alias) is another resource to IAM.
 		key("invoke itself by a qualified ARN", "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:012345678912:function:kms-rotator:$LATEST", nil, nil, denied),
@@ -257,10 +260,27 @@ func TestSimulateSchedulerRole(t *testing.T) {
 	simulate(t, []simCase{
 		c("invoke the function", "lambda:InvokeFunction", thisFn, "Allowed"),
 		c("invoke another function", "lambda:InvokeFunction", otherFn, "ImplicitlyDenied"),
+		c("invoke the sweep function of this name", "lambda:InvokeFunction", thisFn+"-sweep", "ImplicitlyDenied"),
 		c("invoke a qualified version of the function", "lambda:InvokeFunction", thisFn+":1", "ImplicitlyDenied"),
 		c("send an undelivered sweep to the failure queue", "sqs:SendMessage", testParams.FailureQueueARN, "Allowed"),
 		c("send to another queue", "sqs:SendMessage", "arn:aws:sqs:us-east-1:012345678912:orders", "ImplicitlyDenied"),
 		c("put events", "events:PutEvents", defaultBus, "ImplicitlyDenied"),
+	})
+	// As the stack renders it: for the sweep function, so the schedule
+	// cannot start a run on the function responders invoke.
+	p := testParams
+	p.FunctionName = testParams.SweepFunctionName
+	sweepDoc, err := SchedulerRole(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sweep := func(name, resource, want string) simCase {
+		return simCase{Name: name, Principal: sched, Action: "lambda:InvokeFunction", Resource: resource, Account: simAccount,
+			IdentityPolicies: []any{sweepDoc.Map()}, want: want}
+	}
+	simulate(t, []simCase{
+		sweep("rendered for the sweep function, invoke it", thisFn+"-sweep", "Allowed"),
+		sweep("rendered for the sweep function, invoke the incident function", thisFn, "ImplicitlyDenied"),
 	})
 }
 
