@@ -9,8 +9,11 @@
 // MemberRole (the same statements of function-role.json), the
 // EventBridge Scheduler role from SchedulerRole, the responders' managed
 // policy from Responder, the incident event bus's resource policy from
-// IncidentBus and the results bus's from ResultsBus; key owners whose key policy does not delegate to IAM add the
-// statements of KeyStatements to that key policy. Tests render the same
+// IncidentBus and the results bus's from ResultsBus; the function's role
+// also gains EvidenceWrite (the evidence bucket) and, with Security Hub on,
+// SecurityHub (the member role SecurityHubIn); key owners whose key policy
+// does not delegate to IAM add the statements of KeyStatements to that key
+// policy. Tests render the same
 // files, so what is reviewed, deployed and simulated is one text.
 package policy
 
@@ -28,7 +31,7 @@ import (
 // The JSON files are embedded so the CDK app and the tests cannot drift from
 // the reviewed text.
 //
-//go:embed function-role.json key-policy-statement.json scheduler-role.json scheduler-org-role.json responder.json incident-bus.json results-bus.json assume-member-role.json organization-read.json
+//go:embed function-role.json key-policy-statement.json scheduler-role.json scheduler-org-role.json responder.json incident-bus.json results-bus.json assume-member-role.json organization-read.json evidence-write.json security-hub.json
 var files embed.FS
 
 // File names of the documents, relative to this package.
@@ -57,6 +60,13 @@ const (
 	// organization mode when a target is an OU or a root: list their
 	// accounts.
 	OrganizationReadFile = "organization-read.json"
+	// EvidenceWriteFile is the statement the function's role gains for the
+	// stack's evidence bucket: write evidence records, nothing else.
+	EvidenceWriteFile = "evidence-write.json"
+	// SecurityHubFile is the policy the function's role, and in
+	// organization mode the member role, gains with Security Hub findings
+	// on: import and read the findings of its own account.
+	SecurityHubFile = "security-hub.json"
 )
 
 // Params are the values substituted for the ${Name} placeholders of the
@@ -120,6 +130,10 @@ type Params struct {
 	// LedgerTableARN is the rotation ledger's DynamoDB table, the only
 	// table the function's role may read and write.
 	LedgerTableARN string
+	// EvidenceBucketName is the stack's evidence bucket
+	// (ROTATOR_EVIDENCE_BUCKET), the only bucket the function's role may
+	// write to, under evidence/ only.
+	EvidenceBucketName string
 }
 
 func (p Params) values() map[string]string {
@@ -144,6 +158,7 @@ func (p Params) values() map[string]string {
 		"OrgId":                 p.OrgID,
 		"StateMachineArn":       p.StateMachineARN,
 		"LedgerTableArn":        p.LedgerTableARN,
+		"EvidenceBucketName":    p.EvidenceBucketName,
 	}
 }
 
@@ -434,6 +449,73 @@ func AssumeMemberRole(p Params) (Statement, error) {
 // so the member role never holds it.
 func OrganizationRead(p Params) (Document, error) {
 	return renderDocument(OrganizationReadFile, p)
+}
+
+// EvidenceWrite renders the statement the function's role gains for the
+// stack's evidence bucket: s3:PutObject on the objects under evidence/ of
+// EvidenceBucketName, where each run writes its record
+// (evidence/<account>/<Region>/<yyyy>/<mm>/<dd>/<run ID>.json, docs/design.md
+// "Evidence"), and nothing else in S3 — no read, no listing, no delete, no
+// object ACL, retention or legal hold, no write outside evidence/. The
+// object ARN is arn:PARTITION:s3:::BUCKET/KEY, without Region or account
+// (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html).
+// The record's encryption needs no permission: it is S3-managed (SSE-S3),
+// which the bucket applies and the function asks for. It is not one of
+// MemberRoleSids: the member role writes no evidence, the central function
+// does.
+func EvidenceWrite(p Params) (Document, error) {
+	return renderDocument(EvidenceWriteFile, p)
+}
+
+// SecurityHub renders the policy that lets a role import and read the
+// Security Hub findings of its own account (Account) in Region, as the
+// function does with ROTATOR_SECURITY_HUB (docs/design.md "Security Hub
+// findings"): securityhub:BatchImportFindings on the account's default
+// product, arn:PARTITION:securityhub:REGION:ACCOUNT:product/ACCOUNT/default
+// (the product resource type, required for that action), and
+// securityhub:GetFindings on the account's hub,
+// arn:PARTITION:securityhub:REGION:ACCOUNT:hub/default (the hub resource
+// type)
+// (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssecurityhub.html).
+// Security Hub takes a finding of the default product only from the account
+// the finding belongs to
+// (https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_BatchImportFindings.html),
+// so the function's role imports its own account's findings and each
+// member role its account's (SecurityHubIn). No BatchUpdateFindings: the
+// function archives a finding by importing it again with RecordState
+// ARCHIVED.
+func SecurityHub(p Params) (Document, error) {
+	return renderDocument(SecurityHubFile, p)
+}
+
+// SecurityHubIn is SecurityHub for every Region of regions at once, one
+// statement per action with a resource per Region: the member role is
+// global (IAM) and imports findings in each Region the organization sweep
+// covers. regions must not be empty.
+func SecurityHubIn(p Params, regions []string) (Document, error) {
+	if len(regions) == 0 {
+		return Document{}, fmt.Errorf("policy %s: no Region", SecurityHubFile)
+	}
+	var out Document
+	for i, region := range regions {
+		p.Region = region
+		d, err := SecurityHub(p)
+		if err != nil {
+			return Document{}, err
+		}
+		if i == 0 {
+			out = d
+			continue
+		}
+		for j := range out.Statement {
+			for _, r := range d.Statement[j].Resource {
+				if !slices.Contains(out.Statement[j].Resource, r) {
+					out.Statement[j].Resource = append(out.Statement[j].Resource, r)
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 func renderDocument(file string, p Params) (Document, error) {

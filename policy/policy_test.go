@@ -30,6 +30,7 @@ var testParams = Params{
 	IncidentPrincipals:        []string{"arn:aws:iam::012345678912:role/soar"},
 	IncidentPrincipalPatterns: []string{"arn:aws:iam::012345678912:role/soar"},
 	LedgerTableARN:            ledgerTable,
+	EvidenceBucketName:        evidenceBucket,
 }
 
 // ledgerTable is the rotation ledger's table of testParams.
@@ -118,7 +119,7 @@ func TestNoStatementGrantsAWildcardAction(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := append(doc.Statement, keys...)
-	for _, render := range []func(Params) (Document, error){SchedulerRole, Responder, IncidentBus, OrganizationRead} {
+	for _, render := range []func(Params) (Document, error){SchedulerRole, Responder, IncidentBus, OrganizationRead, EvidenceWrite, SecurityHub} {
 		d, err := render(testParams)
 		if err != nil {
 			t.Fatal(err)
@@ -225,6 +226,8 @@ func TestPlaceholdersListWhatTheDocumentsNeed(t *testing.T) {
 		{ResultsBusFile, []string{"Account", "Partition", "Region", "ResultBusName", "RoleArn"}},
 		{AssumeMemberRoleFile, []string{"MemberRoleName", "OrgId", "Partition"}},
 		{OrganizationReadFile, []string{}},
+		{EvidenceWriteFile, []string{"EvidenceBucketName", "Partition"}},
+		{SecurityHubFile, []string{"Account", "Partition", "Region"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
