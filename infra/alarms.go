@@ -102,19 +102,21 @@ type alarmsProps struct {
 // go into ALARM and when they are OK again.
 type rotatorAlarms struct {
 	// Topic is the stack's own topic, or the team's (alarmTopicArn).
-	Topic              awssns.ITopic
-	KeysFailed         awscloudwatch.Alarm
-	Silence            awscloudwatch.Alarm
-	BudgetExhausted    awscloudwatch.Alarm
-	FunctionErrors     awscloudwatch.Alarm
-	KeysOverdue        awscloudwatch.Alarm
-	KeysNewlyOverdue   awscloudwatch.Alarm
-	KeysDeferred       awscloudwatch.Alarm
-	FailureQueue       awscloudwatch.Alarm
-	AsyncEventsDropped awscloudwatch.Alarm
-	ResultEventsFailed awscloudwatch.Alarm
-	RotationsStuck     awscloudwatch.Alarm
-	LedgerUnavailable  awscloudwatch.Alarm
+	Topic                awssns.ITopic
+	KeysFailed           awscloudwatch.Alarm
+	Silence              awscloudwatch.Alarm
+	BudgetExhausted      awscloudwatch.Alarm
+	FunctionErrors       awscloudwatch.Alarm
+	KeysOverdue          awscloudwatch.Alarm
+	KeysNewlyOverdue     awscloudwatch.Alarm
+	KeysDeferred         awscloudwatch.Alarm
+	FailureQueue         awscloudwatch.Alarm
+	AsyncEventsDropped   awscloudwatch.Alarm
+	ResultEventsFailed   awscloudwatch.Alarm
+	RotationsStuck       awscloudwatch.Alarm
+	LedgerUnavailable    awscloudwatch.Alarm
+	EvidenceFailed       awscloudwatch.Alarm
+	MaterialExpiringSoon awscloudwatch.Alarm
 	// OrgSweepFailed exists in organization mode only.
 	OrgSweepFailed awscloudwatch.Alarm
 	All            []awscloudwatch.IAlarm
@@ -530,6 +532,27 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 			"DynamoDB's health in the Region; the function's log lines name the error. The next run, or a repeated incident, rotates the keys once the ledger answers.",
 		metric: sumOverModesFor(s, settings.MetricKeysFailed, reasonLedgerUnavailable, modes, fiveMin, "keys failed: ledger unavailable"),
 		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	a.EvidenceFailed = alarm("EvidenceFailed", spec{name: "evidence-failed",
+		desc: "A run could not write its evidence record to the evidence bucket (stack output EvidenceBucketName): EvidenceFailed >= 1, any mode. The run itself " +
+			"completed; its report says why under evidence.error, and the function's log line \"evidence not written\" names the bucket, the key and S3's error. " +
+			"Check the bucket (deleted, its policy), the role's s3:PutObject on evidence/* and S3's health in the Region. An assessor will find no record of that run: " +
+			"the report and the log lines are its evidence until the next run writes one. Returns to OK after five minutes without a failed write.",
+		metric: sumOverModes(s, settings.MetricEvidenceFailed, modes, fiveMin, "evidence records not written"),
+		op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+	a.MaterialExpiringSoon = alarm("MaterialExpiringSoon", spec{name: "material-expiring-soon",
+		desc: fmt.Sprintf("Scheduled sweeps found keys whose imported key material expires within %d days (noticeDays, ROTATOR_NOTICE_DAYS) or has expired: "+
+			"MaterialExpiringSoon >= 1, Mode=scheduled, summed over one sweep period (%s). KMS deletes imported material when it expires, and the key "+
+			"becomes unusable until material is imported again: an outage of whatever the key encrypts. The sweep's report lists the keys with "+
+			"materialExpiringSoon=true and the result event carries a notice per key, with its owner. The key's owner re-imports the material with a later "+
+			"ValidTo (or none), or stages new material and lets kms-rotator rotate to it (docs/key-material.md). Returns to OK once a whole period reported none.",
+			s.Function.NoticeDays, period),
+		metric: rotatorMetric(s, settings.MetricMaterialExpiringSoon, scheduled, "Sum", period),
+		op:     gte, threshold: 1,
+		// As keys-overdue: the period under way and the one before it, so
+		// the first targets of an organization sweep do not clear it
+		// half-way; between sweeps the state is the last sweep's verdict.
+		periods: 2, datapoints: 1,
+		missing: awscloudwatch.TreatMissingData_IGNORE})
 	if props.OrgSweep != nil {
 		a.OrgSweepFailed = alarm("OrgSweepFailed", spec{name: "org-sweep-failed",
 			desc: "An execution of the organization sweep's state machine failed, timed out or was aborted: no target of it was swept, or not all. " +

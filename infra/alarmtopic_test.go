@@ -138,6 +138,10 @@ func cfnValues(tmpl map[string]any) map[string]string {
 		case "AWS::DynamoDB::Table":
 			v[id] = id
 			v[id+".Arn"] = "arn:aws:dynamodb:" + simRegion + ":" + simAccount + ":table/" + id
+		case "AWS::S3::Bucket":
+			// A name CloudFormation makes up: lower case.
+			v[id] = strings.ToLower("kmsrotator-" + id)
+			v[id+".Arn"] = "arn:aws:s3:::" + v[id]
 		}
 	}
 	return v
@@ -236,8 +240,9 @@ func TestEveryAlarmCanNotifyTheTopic(t *testing.T) {
 		// finding none.
 		mustHave []string
 	}{
-		{"single account", single, []string{"kms-rotator-keys-failed", "kms-rotator-silence", "kms-rotator-function-errors"}},
-		{"organization", org, []string{"kms-rotator-keys-failed", "kms-rotator-org-sweep-failed"}},
+		{"single account", single, []string{"kms-rotator-keys-failed", "kms-rotator-silence", "kms-rotator-function-errors",
+			"kms-rotator-evidence-failed", "kms-rotator-material-expiring-soon"}},
+		{"organization", org, []string{"kms-rotator-keys-failed", "kms-rotator-org-sweep-failed", "kms-rotator-evidence-failed", "kms-rotator-material-expiring-soon"}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			values := cfnValues(mode.tmpl)

@@ -140,6 +140,25 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 		}),
 	)
 	d.AddWidgets(
+		// What falls due, and what imported material expires, within
+		// noticeDays: the keys to look at before they are overdue or
+		// unusable (material-expiring-soon alarms on the second).
+		graph(fmt.Sprintf("Upcoming within %d days (noticeDays): keys due soon, imported material expiring soon", f.NoticeDays), []awscloudwatch.IMetric{
+			search(s, settings.MetricKeysDueSoon, byMode, "Sum", "due soon"),
+			search(s, settings.MetricMaterialExpiringSoon, byMode, "Sum", "material expiring soon"),
+		}, nil),
+		// A run without its evidence record: any is an alarm
+		// (evidence-failed), drawn as the graph's threshold.
+		awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+			Title: jsii.String("Evidence records not written (EvidenceFailed), by mode"),
+			Left:  &[]awscloudwatch.IMetric{search(s, settings.MetricEvidenceFailed, byMode, "Sum", "evidence not written")},
+			LeftAnnotations: &[]*awscloudwatch.HorizontalAnnotation{{
+				Value: jsii.Number(1), Label: jsii.String(s.FunctionName + "-evidence-failed fires"), Color: jsii.String("#d62728"),
+			}},
+			Width: jsii.Number(12), Height: jsii.Number(6),
+		}),
+	)
+	d.AddWidgets(
 		graph("Run duration; runs completed, failed and continued", []awscloudwatch.IMetric{
 			search(s, settings.MetricRunDuration, byMode, "Maximum", "duration ms"),
 		}, []awscloudwatch.IMetric{

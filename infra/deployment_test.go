@@ -15,11 +15,13 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
 
 // dressedContext, over orgContext: a second deployment of the account and
 // Region (another stack and function name), whose roles have a permissions
-// boundary and whose resources carry tags.
+// boundary and whose resources carry tags, with Security Hub findings on
+// and the evidence kept two years under a COMPLIANCE Object Lock of a year.
 var dressedContext = map[string]any{
 	ctxStackName:    "KmsRotator-payments",
 	ctxFunctionName: "kms-rotator-payments",
@@ -28,6 +30,11 @@ var dressedContext = map[string]any{
 	ctxPermissionsBoundaryARN: "arn:aws:iam::111122223333:policy/boundaries/SecBoundary",
 	// As cdk.json gives it: a JSON object.
 	ctxTags: map[string]any{"team": "security", "cost-center": "CC 42/a+b"},
+	// Security Hub on; evidence kept two years, locked one.
+	functionKey(settings.EnvSecurityHub): true,
+	ctxEvidenceRetentionDays:             731,
+	ctxEvidenceObjectLockDays:            365,
+	ctxEvidenceObjectLockMode:            "COMPLIANCE",
 }
 
 // dressedTags are dressedContext's tags.
@@ -192,6 +199,7 @@ func TestTwoDeploymentsInOneAccountDoNotCollide(t *testing.T) {
 	generated := map[string]string{
 		"AWS::IAM::Role": "RoleName", "AWS::DynamoDB::Table": "TableName", "AWS::SQS::Queue": "QueueName", "AWS::SNS::Topic": "TopicName",
 		"AWS::StepFunctions::StateMachine": "StateMachineName", "AWS::IAM::ManagedPolicy": "ManagedPolicyName", "AWS::Scheduler::Schedule": "Name",
+		"AWS::S3::Bucket": "BucketName",
 	}
 	names := func(j map[string]any) map[string]string {
 		out := map[string]string{}

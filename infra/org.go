@@ -232,7 +232,8 @@ const memberRoleParameter = "CentralFunctionRoleArn"
 // bootstrap, so a member account needs no bootstrapping. Its permissions
 // are policy.MemberRole, the function role's own KMS and tagging
 // statements rendered for the member account (${AWS::AccountId} through
-// Fn::Sub).
+// Fn::Sub), and with Security Hub findings on policy.SecurityHubIn, the
+// member account's own findings in the orgRegions.
 func memberTemplate(s Settings) (string, error) {
 	doc, err := policy.MemberRole(policy.Params{
 		Partition: "${AWS::Partition}",
@@ -242,6 +243,16 @@ func memberTemplate(s Settings) (string, error) {
 	})
 	if err != nil {
 		return "", err
+	}
+	if s.Function.SecurityHub {
+		// Security Hub takes a member account's findings from that account
+		// only: the function imports them through the member role, in each
+		// Region the sweep covers (policy.SecurityHubIn).
+		hub, err := policy.SecurityHubIn(policy.Params{Partition: "${AWS::Partition}", Account: "${AWS::AccountId}"}, s.Org.Regions)
+		if err != nil {
+			return "", err
+		}
+		doc.Statement = append(doc.Statement, hub.Statement...)
 	}
 	keyStatements, err := memberKeyStatements(s, "${AWS::Partition}", "${AWS::AccountId}")
 	if err != nil {

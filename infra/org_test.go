@@ -481,6 +481,9 @@ func TestOrgNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:iam::*:role/sec-kms-rotator]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:kms:*:<AWS::AccountId>:key/*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/kms-rotator/.*:\\*$/]]",
+		// The evidence bucket, central as in single-account mode (evidence.go, stack.go).
+		"AWS::IAM::Role AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:s3:::<EvidenceBucket[0-9A-F]{8}>\\/evidence/\\*$/]]",
+		"AWS::S3::Bucket AwsSolutions-S1 <nil>",
 		"AWS::SQS::Queue AwsSolutions-SQS3 <nil>",
 	}
 	if !reflect.DeepEqual(got, want) {

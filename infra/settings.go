@@ -73,6 +73,9 @@ type Settings struct {
 	IncidentPrincipals []string
 	// Org is organization mode (infra/org.go); off unless orgTargets is set.
 	Org OrgSettings
+	// Evidence is the evidence bucket's retention and Object Lock
+	// (infra/evidence.go).
+	Evidence EvidenceSettings
 }
 
 // Silence is the alarms' view of the schedule (the silence alarm's first).
@@ -152,6 +155,7 @@ var ContextKeys = func() []string {
 	}
 	keys = append(keys, orgContextKeys...)
 	keys = append(keys, deploymentContextKeys...)
+	keys = append(keys, evidenceContextKeys...)
 	for _, s := range functionSettings() {
 		keys = append(keys, s.Context)
 	}
@@ -205,6 +209,7 @@ func DefaultSettings() Settings {
 		Function:           functionDefaults(),
 		IncidentBusName:    "kms-rotator" + incidentBusSuffix,
 		Org:                defaultOrgSettings(),
+		Evidence:           defaultEvidenceSettings(),
 	}
 	// A daily cron in UTC: 24 hours between sweeps.
 	s.Silence = Silence{Gap: 24 * time.Hour, MinGap: 24 * time.Hour, Slack: silenceSlack(s.Timeout)}
@@ -353,6 +358,7 @@ func settingsFrom(get func(key string) any, keys []string) (Settings, error) {
 		r.fail(ctxIncidentBusName, s.IncidentBusName, "a custom event bus name: 1–256 letters, digits, . - or _, not default")
 	}
 	s.IncidentPrincipals = r.roleARNs(ctxIncidentPrincipals)
+	r.evidence(&s)
 	r.org(&s)
 	r.checkPartition(&s)
 	r.concurrency(&s)

@@ -56,10 +56,10 @@ func scheduledInput() string {
 }
 
 // NewRotatorStack defines the incident and sweep functions, their role
-// (rendered from policy/), the rotation ledger's table, the Scheduler
-// schedule, the incident bus and its rule, the results bus and its
-// notification rule, the failure queue, the responder policy, the dashboard
-// and the alarms; in organization mode also the state machine and the
+// (rendered from policy/), the rotation ledger's table, the evidence
+// bucket, the Scheduler schedule, the incident bus and its rule, the
+// results bus and its notification rule, the failure queue, the responder
+// policy, the dashboard and the alarms; in organization mode also the state machine and the
 // member role's StackSets. Every role gets permissionsBoundaryArn, every
 // taggable resource the tags.
 func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackProps) awscdk.Stack {
@@ -97,7 +97,8 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	})
 
 	ledger := newLedgerTable(stack)
-	role := newFunctionRole(stack, s, *logGroupName, *failures.QueueArn(), *ledger.TableArn())
+	evidence := newEvidenceBucket(stack, s)
+	role := newFunctionRole(stack, s, *logGroupName, *failures.QueueArn(), *ledger.TableArn(), *evidence.BucketName())
 	results := newResultsBus(stack, s, role)
 
 	code := props.Code
@@ -109,10 +110,12 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 		env[k] = jsii.String(v)
 	}
 	// The settings were validated with a placeholder table name
-	// (ledgerTablePlaceholder) and the default bus; the function gets the
-	// table's own name and the results bus.
+	// (ledgerTablePlaceholder), the default bus and no evidence bucket; the
+	// function gets the table's own name, the results bus and the evidence
+	// bucket, whose name CloudFormation makes up.
 	env[settings.EnvLedgerTable] = ledger.TableName()
 	env[settings.EnvResultBus] = results.EventBusName()
+	env[settings.EnvEvidenceBucket] = evidence.BucketName()
 	// One code asset, one role, one log group for both functions:
 	// incidents (and plan and report runs) on the function responders
 	// invoke, s.FunctionName; sweeps — the schedule's, or the organization
@@ -227,6 +230,8 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	out("LogGroupName", "The function's log group (kept when the stack is deleted)", logGroup.LogGroupName())
 	out("FailureQueueUrl", "Failed asynchronous invocations and undeliverable sweeps and events", failures.QueueUrl())
 	out("LedgerTableName", "The rotation ledger: one item per rotation claim, with who asked and why (kept when the stack is deleted)", ledger.TableName())
+	out("EvidenceBucketName", "Each run's evidence record, under evidence/<account>/<Region>/<yyyy>/<mm>/<dd>/<run ID>.json ("+evidenceSummary(s.Evidence)+"; kept when the stack is deleted)",
+		evidence.BucketName())
 	out("AlarmTopicArn", "Alarm notifications and incident results; subscribe your on-call here", alarms.Topic.TopicArn())
 	out("IncidentBusName", "Put incident requests (source kms-rotator, detail-type Rotate KMS Keys) on this event bus", bus.EventBusName())
 	out("ResultBusName", "The function's result events (source kms-rotator, detail-type KMS Rotation Run Completed): add your rules on this event bus, which only the function may publish to", results.EventBusName())
@@ -543,8 +548,10 @@ const (
 )
 
 // newFunctionRole creates the execution role with exactly the inline policy
-// rendered from policy/function-role.json.
-func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueARN, ledgerTableARN string) awsiam.Role {
+// rendered from policy/function-role.json, policy/evidence-write.json (the
+// evidence bucket's evidence/ prefix), policy/security-hub.json when
+// Security Hub findings are on, and organization mode's statements.
+func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueARN, ledgerTableARN, evidenceBucketName string) awsiam.Role {
 	doc, err := policy.FunctionRole(policy.Params{
 		Partition:    *awscdk.Aws_PARTITION(),
 		Account:      *awscdk.Aws_ACCOUNT_ID(),
@@ -565,6 +572,21 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 	})
 	if err != nil {
 		panic(err)
+	}
+	write, err := policy.EvidenceWrite(policy.Params{Partition: *awscdk.Aws_PARTITION(), EvidenceBucketName: evidenceBucketName})
+	if err != nil {
+		panic(err)
+	}
+	doc.Statement = append(doc.Statement, write.Statement...)
+	if s.Function.SecurityHub {
+		// The function's own account's findings, in its Region: the
+		// function's Security Hub client is of its Region, and a member
+		// account's findings go through its member role (memberTemplate).
+		hub, err := policy.SecurityHub(policy.Params{Partition: *awscdk.Aws_PARTITION(), Account: *awscdk.Aws_ACCOUNT_ID(), Region: *awscdk.Aws_REGION()})
+		if err != nil {
+			panic(err)
+		}
+		doc.Statement = append(doc.Statement, hub.Statement...)
 	}
 	if s.Org.Enabled() {
 		assume, err := policy.AssumeMemberRole(policy.Params{
@@ -605,6 +627,12 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 		// The group's name ends with the stack's ID (see NewRotatorStack).
 		AppliesTo: &[]interface{}{map[string]any{"regex": fmt.Sprintf("/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:%s.*:\\*$/",
 			regexp.QuoteMeta(logGroupPrefix(s)))}},
+	}, {
+		Id: jsii.String("AwsSolutions-IAM5"),
+		Reason: jsii.String("Each run writes one evidence record under a key of its own, evidence/<account>/<Region>/<yyyy>/<mm>/<dd>/<run ID>.json, known only at run time; " +
+			"the policy names the stack's evidence bucket and that prefix, and grants s3:PutObject alone: no read, list, delete or retention change (policy/evidence-write.json)."),
+		// The bucket's name is CloudFormation's (a Ref of its logical ID).
+		AppliesTo: &[]interface{}{map[string]any{"regex": "/^Resource::arn:<AWS::Partition>:s3:::<EvidenceBucket[0-9A-F]{8}>\\/" + regexp.QuoteMeta(evidencePrefix) + "\\*$/"}},
 	}}, jsii.Bool(true))
 	if s.Org.Enabled() {
 		cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{

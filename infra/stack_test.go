@@ -188,6 +188,10 @@ func TestFunction(t *testing.T) {
 	env[settings.EnvLedgerTable] = map[string]any{"Ref": tableID}
 	resultsID, _ := eventBus(t, j, "kms-rotator-results")
 	env[settings.EnvResultBus] = map[string]any{"Ref": resultsID}
+	// The evidence bucket the stack creates, not the function's default
+	// (none).
+	bucketID, _ := only(t, j, "AWS::S3::Bucket")
+	env[settings.EnvEvidenceBucket] = map[string]any{"Ref": bucketID}
 	tests := []struct {
 		name string
 		got  any
@@ -627,6 +631,7 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 	_, tmpl, j := synth(t)
 	queueID, _ := only(t, j, "AWS::SQS::Queue")
 	tableID, _ := only(t, j, "AWS::DynamoDB::Table")
+	bucketID, _ := only(t, j, "AWS::S3::Bucket")
 	const keys = "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*"
 	want := []statement{
 		{"AnnounceRunResultsOnResultsBus", []string{"events:PutEvents"},
@@ -645,6 +650,7 @@ func TestRoleHasExactlyThesePermissions(t *testing.T) {
 		{"RotateOptedInSymmetricKeys", []string{"kms:RotateKeyOnDemand"}, []string{keys},
 			`{"StringEquals":{"aws:ResourceTag/kms-rotator":"enabled","kms:KeySpec":"SYMMETRIC_DEFAULT"}}`},
 		{"SendFailedInvocationsToOwnQueue", []string{"sqs:SendMessage"}, []string{"${" + queueID + ".Arn}"}, ""},
+		{"WriteEvidenceRecords", []string{"s3:PutObject"}, []string{"arn:${AWS::Partition}:s3:::${" + bucketID + "}/evidence/*"}, ""},
 		{"WriteOwnLogGroup", []string{"logs:CreateLogStream", "logs:PutLogEvents"},
 			[]string{"arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:" + logGroupName + ":*"}, ""},
 	}
@@ -711,9 +717,10 @@ func TestAlarms(t *testing.T) {
 		alarms[p["AlarmName"].(string)] = p
 	}
 	names := slices.Sorted(maps.Keys(alarms))
-	wantNames := []string{"kms-rotator-async-events-dropped", "kms-rotator-budget-exhausted", "kms-rotator-failure-queue", "kms-rotator-function-errors",
-		"kms-rotator-keys-deferred", "kms-rotator-keys-failed", "kms-rotator-keys-newly-overdue", "kms-rotator-keys-overdue", "kms-rotator-ledger-unavailable",
-		"kms-rotator-result-events-failed", "kms-rotator-rotations-stuck", "kms-rotator-silence"}
+	wantNames := []string{"kms-rotator-async-events-dropped", "kms-rotator-budget-exhausted", "kms-rotator-evidence-failed", "kms-rotator-failure-queue",
+		"kms-rotator-function-errors", "kms-rotator-keys-deferred", "kms-rotator-keys-failed", "kms-rotator-keys-newly-overdue", "kms-rotator-keys-overdue",
+		"kms-rotator-ledger-unavailable", "kms-rotator-material-expiring-soon", "kms-rotator-result-events-failed", "kms-rotator-rotations-stuck",
+		"kms-rotator-silence"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Fatalf("alarms %v, want %v", names, wantNames)
 	}
@@ -739,6 +746,8 @@ func TestAlarms(t *testing.T) {
 		"kms-rotator-budget-exhausted":     {settings.MetricKeysBudgetExhausted, "GreaterThanThreshold", "notBreaching", 0, 1, 3600, all},
 		"kms-rotator-result-events-failed": {settings.MetricResultEventsFailed, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
 		"kms-rotator-rotations-stuck":      {settings.MetricRotationsStuck, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 3600, all},
+		// A run of any mode without its evidence record.
+		"kms-rotator-evidence-failed": {settings.MetricEvidenceFailed, "GreaterThanOrEqualToThreshold", "notBreaching", 1, 1, 300, all},
 	}
 	for name, w := range tests {
 		t.Run(name+" sums "+w.metric+" over modes", func(t *testing.T) {
@@ -795,6 +804,21 @@ func TestAlarms(t *testing.T) {
 		if a["Threshold"] != 1.0 || a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["TreatMissingData"] != "ignore" ||
 			a["EvaluationPeriods"] != 2.0 || a["DatapointsToAlarm"] != 1.0 {
 			t.Errorf("alarm %v", a)
+		}
+	})
+	t.Run("material-expiring-soon watches MaterialExpiringSoon of scheduled sweeps, one figure per sweep period, and keeps the last sweep's verdict between sweeps", func(t *testing.T) {
+		a := alarms["kms-rotator-material-expiring-soon"]
+		got := mathOf(a)
+		want := "KMSRotator/MaterialExpiringSoon [map[Name:Mode Value:scheduled]] Sum 86400"
+		if len(got) != 1 || slices.Collect(maps.Values(got))[0] != want {
+			t.Errorf("metrics %q, want %q", got, want)
+		}
+		if a["Threshold"] != 1.0 || a["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || a["TreatMissingData"] != "ignore" ||
+			a["EvaluationPeriods"] != 2.0 || a["DatapointsToAlarm"] != 1.0 {
+			t.Errorf("alarm %v", a)
+		}
+		if desc := a["AlarmDescription"].(string); !strings.Contains(desc, "within 14 days") {
+			t.Errorf("description %q does not name the notice window", desc)
 		}
 	})
 	t.Run("keys-newly-overdue compares KeysOverdueAction of two consecutive sweep periods", func(t *testing.T) {
@@ -983,6 +1007,10 @@ func TestDashboard(t *testing.T) {
 		`SEARCH('{KMSRotator,Mode} MetricName=\"MaxMaterialAgeDays\"', 'Maximum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"ResultEventsFailed\"', 'Sum', 3600)`,
 		`SEARCH('{KMSRotator,Mode} MetricName=\"RotationsStuck\"', 'Maximum', 3600)`,
+		`SEARCH('{KMSRotator,Mode} MetricName=\"KeysDueSoon\"', 'Sum', 3600)`,
+		`SEARCH('{KMSRotator,Mode} MetricName=\"MaterialExpiringSoon\"', 'Sum', 3600)`,
+		`Upcoming within 14 days (noticeDays)`,
+		`Evidence records not written (EvidenceFailed)`,
 		`["AWS/Lambda","AsyncEventsDropped","FunctionName"`,
 		`["KMSRotator","MinOnDemandRemaining","Mode","scheduled"`,
 		`["AWS/Lambda","Errors","FunctionName"`,
@@ -1004,7 +1032,7 @@ func TestDashboard(t *testing.T) {
 		settings.MetricKeysBudgetExhausted, settings.MetricMinOnDemandRemaining, settings.MetricRunDuration,
 		settings.MetricRunsCompleted, settings.MetricRunsFailed, settings.MetricContinuations,
 		settings.MetricKeysOverdueAction, settings.MetricKeysOverdueByPolicy, settings.MetricMaxMaterialAgeDays, settings.MetricResultEventsFailed,
-		settings.MetricRotationsStuck} {
+		settings.MetricRotationsStuck, settings.MetricKeysDueSoon, settings.MetricMaterialExpiringSoon, settings.MetricEvidenceFailed} {
 		t.Run("shows the function's metric "+name, func(t *testing.T) {
 			if !strings.Contains(body, `\"`+name+`\"`) && !strings.Contains(body, `"`+name+`"`) {
 				t.Errorf("dashboard lacks %s", name)
@@ -1262,6 +1290,8 @@ func TestNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::arn:<AWS::Partition>:kms:*:<AWS::AccountId>:key/*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/kms-rotator/.*:\\*$/]]",
+		"AWS::IAM::Role AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:s3:::<EvidenceBucket[0-9A-F]{8}>\\/evidence/\\*$/]]",
+		"AWS::S3::Bucket AwsSolutions-S1 <nil>",
 		"AWS::SQS::Queue AwsSolutions-SQS3 <nil>",
 	}
 	if !reflect.DeepEqual(got, want) {
