@@ -20,8 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/securityhub"
 
+	"github.com/kms-rotator/kms-rotator/lambda/hub"
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
@@ -76,7 +76,7 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 		if cfg.MemberRoleName != "" {
 			member = rotator.AssumeMemberHub(awsCfg, cfg.MemberRoleName)
 		}
-		engine.SetSecurityHub(securityhub.NewFromConfig(awsCfg), member)
+		engine.SetSecurityHub(hub.New(awsCfg), member)
 	}
 	// Each run's evidence record goes to the evidence bucket, when the
 	// stack names one (AWS_ENDPOINT_URL_S3 locally).

@@ -7,16 +7,16 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/securityhub"
-	shtypes "github.com/aws/aws-sdk-go-v2/service/securityhub/types"
 	"golang.org/x/time/rate"
+
+	"github.com/kms-rotator/kms-rotator/lambda/hub"
 )
 
-// SecurityHubAPI is the part of the Security Hub client the engine calls.
+// SecurityHubAPI is the part of the Security Hub client (lambda/hub) the
+// engine calls.
 type SecurityHubAPI interface {
-	BatchImportFindings(ctx context.Context, params *securityhub.BatchImportFindingsInput, optFns ...func(*securityhub.Options)) (*securityhub.BatchImportFindingsOutput, error)
-	GetFindings(ctx context.Context, params *securityhub.GetFindingsInput, optFns ...func(*securityhub.Options)) (*securityhub.GetFindingsOutput, error)
+	BatchImportFindings(ctx context.Context, findings []hub.Finding) (success int, failed []hub.Failed, err error)
+	GetFindings(ctx context.Context, filters hub.Filters, nextToken string) ([]hub.Finding, string, error)
 }
 
 // SetSecurityHub gives the engine the Security Hub client of the function's
@@ -74,7 +74,7 @@ func conditions(k KeyReport) [][3]string {
 type findingBook struct {
 	mu   sync.Mutex
 	seen map[string]bool // key ARNs this run evaluated
-	want []shtypes.AwsSecurityFinding
+	want []hub.Finding
 }
 
 func (b *findingBook) add(r *run, k KeyReport) {
@@ -87,29 +87,35 @@ func (b *findingBook) add(r *run, k KeyReport) {
 	defer b.mu.Unlock()
 	b.seen[k.KeyARN] = true
 	for _, c := range conditions(k) {
-		b.want = append(b.want, shtypes.AwsSecurityFinding{
-			SchemaVersion: aws.String("2018-10-08"),
-			Id:            aws.String(findingID(c[0], k.KeyARN)),
-			ProductArn:    aws.String(productARN(partition, region, account)),
-			GeneratorId:   aws.String(generatorPrefix + c[0]),
-			AwsAccountId:  aws.String(account),
-			Region:        aws.String(region),
+		b.want = append(b.want, hub.Finding{
+			SchemaVersion: "2018-10-08",
+			ID:            findingID(c[0], k.KeyARN),
+			ProductArn:    productARN(partition, region, account),
+			GeneratorID:   generatorPrefix + c[0],
+			AwsAccountID:  account,
+			Region:        region,
 			Types:         []string{"Software and Configuration Checks/Industry and Regulatory Standards/PCI-DSS"},
-			CreatedAt:     aws.String(now),
-			UpdatedAt:     aws.String(now),
-			Severity:      &shtypes.Severity{Label: shtypes.SeverityLabel(c[1])},
-			Title:         aws.String("KMS key needs action: " + c[0]),
-			Description:   aws.String(c[2]),
-			Resources:     []shtypes.Resource{{Type: aws.String("AwsKmsKey"), Id: aws.String(k.KeyARN), Partition: shtypes.Partition(partition), Region: aws.String(region)}},
-			Compliance: &shtypes.Compliance{Status: shtypes.ComplianceStatusFailed,
+			CreatedAt:     now,
+			UpdatedAt:     now,
+			Severity:      hub.Severity{Label: c[1]},
+			Title:         "KMS key needs action: " + c[0],
+			Description:   c[2],
+			Resources:     []hub.Resource{{Type: "AwsKmsKey", ID: k.KeyARN, Partition: partition, Region: region}},
+			Compliance: &hub.Compliance{Status: "FAILED",
 				// Cryptographic keys changed at the end of their
 				// cryptoperiod (PCI DSS v4.0 3.6.4 / 3.7.4).
 				RelatedRequirements: []string{"PCI DSS 3.6.4", "PCI DSS 3.7.4"}},
-			Workflow:    &shtypes.Workflow{Status: shtypes.WorkflowStatusNew},
-			RecordState: shtypes.RecordStateActive,
+			Workflow:    &hub.Workflow{Status: "NEW"},
+			RecordState: recordActive,
 		})
 	}
 }
+
+// Record states of a finding.
+const (
+	recordActive   = "ACTIVE"
+	recordArchived = "ARCHIVED"
+)
 
 // findingID is a finding's Id: one per key and condition, so a condition
 // that persists updates its finding instead of adding one each run.
@@ -129,10 +135,9 @@ func (r *run) publishFindings(ctx context.Context) {
 	if b == nil {
 		return
 	}
-	byAccount := map[string][]shtypes.AwsSecurityFinding{}
+	byAccount := map[string][]hub.Finding{}
 	for _, f := range b.want {
-		a := aws.ToString(f.AwsAccountId)
-		byAccount[a] = append(byAccount[a], f)
+		byAccount[f.AwsAccountID] = append(byAccount[f.AwsAccountID], f)
 	}
 	accounts := map[string]bool{r.scope.Account: true}
 	for arn := range b.seen {
@@ -145,7 +150,7 @@ func (r *run) publishFindings(ctx context.Context) {
 			}
 		}
 	}) {
-		hub, err := r.hubFor(ctx, account)
+		client, err := r.hubFor(ctx, account)
 		if err != nil {
 			r.log.Error("Security Hub findings not published", "account", account, "error", err.Error())
 			continue
@@ -153,9 +158,9 @@ func (r *run) publishFindings(ctx context.Context) {
 		want := byAccount[account]
 		current := map[string]bool{}
 		for _, f := range want {
-			current[aws.ToString(f.Id)] = true
+			current[f.ID] = true
 		}
-		archive, err := r.clearedFindings(ctx, hub, account, current)
+		archive, err := r.clearedFindings(ctx, client, account, current)
 		if err != nil {
 			r.log.Error("active Security Hub findings not read; cleared conditions stay active", "account", account, "error", err.Error())
 		}
@@ -167,15 +172,14 @@ func (r *run) publishFindings(ctx context.Context) {
 				r.log.Error("Security Hub findings not published: the run's time is up", "account", account)
 				break
 			}
-			out, err := hub.BatchImportFindings(ctx, &securityhub.BatchImportFindingsInput{Findings: batch})
+			n, failed, err := client.BatchImportFindings(ctx, batch)
 			if err != nil {
 				r.log.Error("Security Hub findings not published", "account", account, "error", err.Error())
 				break
 			}
-			imported += int(aws.ToInt32(out.SuccessCount))
-			for _, f := range out.FailedFindings {
-				r.log.Error("Security Hub refused a finding", "account", account, "id", aws.ToString(f.Id),
-					"error", aws.ToString(f.ErrorCode)+": "+aws.ToString(f.ErrorMessage))
+			imported += n
+			for _, f := range failed {
+				r.log.Error("Security Hub refused a finding", "account", account, "id", f.ID, "error", f.ErrorCode+": "+f.ErrorMessage)
 			}
 		}
 		r.log.Info("Security Hub findings published", "account", account, "active", len(want), "archived", len(archive), "imported", imported)
@@ -184,34 +188,33 @@ func (r *run) publishFindings(ctx context.Context) {
 
 // clearedFindings lists this product's active findings in account whose key
 // this run evaluated and whose condition no longer holds, as archived.
-func (r *run) clearedFindings(ctx context.Context, hub SecurityHubAPI, account string, current map[string]bool) ([]shtypes.AwsSecurityFinding, error) {
-	in := &securityhub.GetFindingsInput{MaxResults: aws.Int32(100), Filters: &shtypes.AwsSecurityFindingFilters{
-		GeneratorId:  []shtypes.StringFilter{{Value: aws.String(generatorPrefix), Comparison: shtypes.StringFilterComparisonPrefix}},
-		RecordState:  []shtypes.StringFilter{{Value: aws.String(string(shtypes.RecordStateActive)), Comparison: shtypes.StringFilterComparisonEquals}},
-		AwsAccountId: []shtypes.StringFilter{{Value: aws.String(account), Comparison: shtypes.StringFilterComparisonEquals}},
-	}}
-	var out []shtypes.AwsSecurityFinding
+func (r *run) clearedFindings(ctx context.Context, client SecurityHubAPI, account string, current map[string]bool) ([]hub.Finding, error) {
+	filters := hub.Filters{
+		GeneratorID:  []hub.StringFilter{{Value: generatorPrefix, Comparison: "PREFIX"}},
+		RecordState:  []hub.StringFilter{{Value: recordActive, Comparison: "EQUALS"}},
+		AwsAccountID: []hub.StringFilter{{Value: account, Comparison: "EQUALS"}},
+	}
+	var out []hub.Finding
 	now := fmtTime(r.e.now())
+	next := ""
 	for {
-		page, err := hub.GetFindings(ctx, in)
+		page, token, err := client.GetFindings(ctx, filters, next)
 		if err != nil {
 			return out, err
 		}
-		for _, f := range page.Findings {
-			id := aws.ToString(f.Id)
+		for _, f := range page {
 			// The filters again: not every implementation applies them.
-			if !strings.HasPrefix(id, generatorPrefix) || f.RecordState != shtypes.RecordStateActive ||
-				aws.ToString(f.AwsAccountId) != account || current[id] || len(f.Resources) == 0 ||
-				!r.findings.seen[aws.ToString(f.Resources[0].Id)] {
+			if !strings.HasPrefix(f.ID, generatorPrefix) || f.RecordState != recordActive ||
+				f.AwsAccountID != account || current[f.ID] || len(f.Resources) == 0 || !r.findings.seen[f.Resources[0].ID] {
 				continue
 			}
-			f.RecordState, f.UpdatedAt = shtypes.RecordStateArchived, aws.String(now)
+			f.RecordState, f.UpdatedAt = recordArchived, now
 			out = append(out, f)
 		}
-		if aws.ToString(page.NextToken) == "" {
+		if token == "" {
 			return out, nil
 		}
-		in.NextToken = page.NextToken
+		next = token
 	}
 }
 

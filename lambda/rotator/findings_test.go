@@ -7,33 +7,32 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/aws/aws-sdk-go-v2/service/securityhub"
-	shtypes "github.com/aws/aws-sdk-go-v2/service/securityhub/types"
 
+	"github.com/kms-rotator/kms-rotator/lambda/hub"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 )
 
 // activeFindings reads moto's findings: Id → record state.
-func activeFindings(t *testing.T, hub *securityhub.Client) map[string]shtypes.RecordState {
+func activeFindings(t *testing.T, c *hub.Client) map[string]string {
 	t.Helper()
-	out := map[string]shtypes.RecordState{}
-	in := &securityhub.GetFindingsInput{MaxResults: aws.Int32(100)}
+	out := map[string]string{}
+	next := ""
 	for {
-		page, err := hub.GetFindings(context.Background(), in)
+		page, token, err := c.GetFindings(context.Background(), hub.Filters{}, next)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range page.Findings {
-			if _, dup := out[aws.ToString(f.Id)]; dup {
-				t.Errorf("finding %s twice", aws.ToString(f.Id))
+		for _, f := range page {
+			if _, dup := out[f.ID]; dup {
+				t.Errorf("finding %s twice", f.ID)
 			}
-			out[aws.ToString(f.Id)] = f.RecordState
+			out[f.ID] = f.RecordState
 		}
-		if aws.ToString(page.NextToken) == "" {
+		if token == "" {
 			return out
 		}
-		in.NextToken = page.NextToken
+		next = token
 	}
 }
 
@@ -49,12 +48,9 @@ func TestSecurityHubFindingsFollowTheKeys(t *testing.T) {
 	h := newHarness(t, kmsemu.Options{}, fleet, cfg)
 	// moto's server serves Security Hub too.
 	evidenceS3(t)
-	hub := securityhub.New(securityhub.Options{Region: testRegion, BaseEndpoint: aws.String(motoS3.srv.URL),
+	client := hub.New(aws.Config{Region: testRegion, BaseEndpoint: aws.String(motoS3.srv.URL),
 		Credentials: h.emu.Config(testRegion).Credentials})
-	if _, err := hub.EnableSecurityHub(context.Background(), &securityhub.EnableSecurityHubInput{}); err != nil {
-		t.Fatal(err)
-	}
-	h.engine.SetSecurityHub(hub, nil)
+	h.engine.SetSecurityHub(client, nil)
 	refusing := &hookKMS{KMSAPI: h.kms}
 	refusing.rotate = func(context.Context, *kms.RotateKeyOnDemandInput, ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
 		return nil, &kmstypes.KMSInvalidStateException{Message: aws.String("injected")}
@@ -64,16 +60,16 @@ func TestSecurityHubFindingsFollowTheKeys(t *testing.T) {
 	overdue, exhausted := findingID(condOverdue, arn("aaaa0000-0000-4000-8000-0000000000a1")), findingID(condBudget, arn("aaaa0000-0000-4000-8000-0000000000a2"))
 	for range 2 { // the same conditions twice: one finding each
 		h.run(t, request.Request{Mode: request.ModeScheduled})
-		got := activeFindings(t, hub)
-		if len(got) != 2 || got[overdue] != shtypes.RecordStateActive || got[exhausted] != shtypes.RecordStateActive {
+		got := activeFindings(t, client)
+		if len(got) != 2 || got[overdue] != recordActive || got[exhausted] != recordActive {
 			t.Fatalf("findings %v, want %s and %s active, nothing else", got, overdue, exhausted)
 		}
 	}
 	// The refused key rotates: its finding is archived, the other stays.
 	h.engine.kms = h.kms
 	h.run(t, request.Request{Mode: request.ModeScheduled})
-	got := activeFindings(t, hub)
-	if len(got) != 2 || got[overdue] != shtypes.RecordStateArchived || got[exhausted] != shtypes.RecordStateActive {
+	got := activeFindings(t, client)
+	if len(got) != 2 || got[overdue] != recordArchived || got[exhausted] != recordActive {
 		t.Fatalf("after the rotation: findings %v, want %s archived and %s active", got, overdue, exhausted)
 	}
 }

@@ -11,9 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
-	"github.com/aws/aws-sdk-go-v2/service/securityhub"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+
+	"github.com/kms-rotator/kms-rotator/lambda/hub"
 )
 
 // MemberClients returns the KMS and tagging clients of a member account of
@@ -234,6 +235,6 @@ func AssumeMemberHub(base aws.Config, roleName string) func(ctx context.Context,
 		}
 		cfg := base.Copy()
 		cfg.Region, cfg.Credentials = region, creds
-		return securityhub.NewFromConfig(cfg), nil
+		return hub.New(cfg), nil
 	}
 }
