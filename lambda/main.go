@@ -76,7 +76,11 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 		if cfg.MemberRoleName != "" {
 			member = rotator.AssumeMemberHub(awsCfg, cfg.MemberRoleName)
 		}
-		engine.SetSecurityHub(hub.New(awsCfg), member)
+		engine.SetSecurityHub(func(region string) rotator.SecurityHubAPI {
+			c := awsCfg.Copy()
+			c.Region = region
+			return hub.New(c)
+		}, member)
 	}
 	// Each run's evidence record goes to the evidence bucket, when the
 	// stack names one (AWS_ENDPOINT_URL_S3 locally).

@@ -125,7 +125,9 @@ func (r *run) resultDetail(rep *Report, limit int) ([]byte, error) {
 	}
 	var keys []KeyReport
 	for _, k := range rep.Keys {
-		if k.Reason != ReasonNotDue {
+		// Not-due keys are left out, unless a notice is about them: an
+		// owner's rule must see the material that expires.
+		if k.Reason != ReasonNotDue || k.MaterialExpiringSoon {
 			keys = append(keys, k)
 		}
 	}

@@ -25,8 +25,11 @@ type SecurityHubAPI interface {
 // its member role: Security Hub takes a finding only from the account it
 // belongs to (or its administrator)
 // (https://docs.aws.amazon.com/securityhub/latest/userguide/finding-update-batchimportfindings.html).
-func (e *Engine) SetSecurityHub(api SecurityHubAPI, member func(ctx context.Context, partition, account, region string) (SecurityHubAPI, error)) {
-	e.hub, e.memberHub = api, member
+// own gives the client of the function's own account in a Region (a
+// target run of the own account may work in another Region than the
+// function's).
+func (e *Engine) SetSecurityHub(own func(region string) SecurityHubAPI, member func(ctx context.Context, partition, account, region string) (SecurityHubAPI, error)) {
+	e.hub, e.memberHub = own, member
 }
 
 // Finding conditions: a key that needs someone's action.
@@ -224,7 +227,7 @@ func (r *run) hubFor(ctx context.Context, account string) (SecurityHubAPI, error
 		if account != r.inv.Scope.Account {
 			return nil, fmt.Errorf("no Security Hub client for member account %s", account)
 		}
-		return r.e.hub, nil
+		return r.e.hub(r.scope.Region), nil
 	}
 	return r.e.memberHub(ctx, r.inv.Scope.Partition, account, r.scope.Region)
 }

@@ -50,7 +50,12 @@ func TestSecurityHubFindingsFollowTheKeys(t *testing.T) {
 	evidenceS3(t)
 	client := hub.New(aws.Config{Region: testRegion, BaseEndpoint: aws.String(motoS3.srv.URL),
 		Credentials: h.emu.Config(testRegion).Credentials})
-	h.engine.SetSecurityHub(client, nil)
+	h.engine.SetSecurityHub(func(region string) SecurityHubAPI {
+		if region != testRegion {
+			t.Errorf("Security Hub client asked for %s, the run works in %s", region, testRegion)
+		}
+		return client
+	}, nil)
 	refusing := &hookKMS{KMSAPI: h.kms}
 	refusing.rotate = func(context.Context, *kms.RotateKeyOnDemandInput, ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error) {
 		return nil, &kmstypes.KMSInvalidStateException{Message: aws.String("injected")}

@@ -182,7 +182,8 @@ func TestNoticesAndOwners(t *testing.T) {
 	fleet := `[
 	 {"alias":"alias/soon","createdDaysAgo":400,"rotations":[{"type":"ON_DEMAND","daysAgo":80}],"tags":{"kms-rotator":"enabled","kms-rotator:owner":"payments"}},
 	 {"alias":"alias/later","createdDaysAgo":400,"rotations":[{"type":"ON_DEMAND","daysAgo":30}],"tags":{"kms-rotator":"enabled"}},
-	 {"alias":"alias/byok-expiring","origin":"EXTERNAL","createdDaysAgo":400,"materialExpiresInDays":10,"rotations":[{"type":"ON_DEMAND","daysAgo":30}],"tags":{"kms-rotator":"enabled","kms-rotator:owner":"cards"}}]`
+	 {"alias":"alias/byok-expiring","origin":"EXTERNAL","createdDaysAgo":400,"materialExpiresInDays":10,"rotations":[{"type":"ON_DEMAND","daysAgo":30}],"tags":{"kms-rotator":"enabled","kms-rotator:owner":"cards"}},
+	 {"alias":"alias/byok-staged-not-due","origin":"EXTERNAL","stagedMaterial":true,"createdDaysAgo":400,"materialExpiresInDays":5,"rotations":[{"type":"ON_DEMAND","daysAgo":30}],"tags":{"kms-rotator":"enabled","kms-rotator:owner":"cards"}}]`
 	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
 	ev := &fakeEvents{}
 	h.engine.SetEvents(ev)
@@ -195,15 +196,23 @@ func TestNoticesAndOwners(t *testing.T) {
 	if !byok.MaterialExpiringSoon || byok.Owner != "cards" {
 		t.Errorf("imported material expiring in 10 days: materialExpiringSoon %v owner %q, want true cards", byok.MaterialExpiringSoon, byok.Owner)
 	}
-	if rep.Summary.DueSoon != 1 || rep.Summary.MaterialExpiringSoon != 1 {
-		t.Errorf("summary dueSoon %d materialExpiringSoon %d, want 1 and 1", rep.Summary.DueSoon, rep.Summary.MaterialExpiringSoon)
+	if rep.Summary.DueSoon != 1 || rep.Summary.MaterialExpiringSoon != 2 {
+		t.Errorf("summary dueSoon %d materialExpiringSoon %d, want 1 and 2", rep.Summary.DueSoon, rep.Summary.MaterialExpiringSoon)
+	}
+	if k := byAlias(rep)["alias/byok-staged-not-due"]; k.Reason != ReasonNotDue || !k.MaterialExpiringSoon {
+		t.Errorf("staged imported key not due: %s/%s expiring %v, want not-due and expiring", k.Outcome, k.Reason, k.MaterialExpiringSoon)
 	}
 	m := h.metrics.String()
-	if !strings.Contains(m, `"KeysDueSoon":1`) || !strings.Contains(m, `"MaterialExpiringSoon":1`) {
-		t.Errorf("metrics lack KeysDueSoon 1 or MaterialExpiringSoon 1: %s", m)
+	if !strings.Contains(m, `"KeysDueSoon":1`) || !strings.Contains(m, `"MaterialExpiringSoon":2`) {
+		t.Errorf("metrics lack KeysDueSoon 1 or MaterialExpiringSoon 2: %s", m)
 	}
-	if len(ev.inputs) != 1 || !strings.Contains(aws.ToString(ev.inputs[0].Entries[0].Detail), `"notice":"the imported key material of 1 key(s) expires within 14 days`) {
+	if len(ev.inputs) != 1 || !strings.Contains(aws.ToString(ev.inputs[0].Entries[0].Detail), `"notice":"the imported key material of 2 key(s) expires within 14 days`) {
 		t.Fatalf("a sweep without failures but with material expiring soon: %d result events, want 1 with its notice", len(ev.inputs))
+	}
+	// The not-due key whose material expires is in the event, for its
+	// owner's rule.
+	if d := aws.ToString(ev.inputs[0].Entries[0].Detail); !strings.Contains(d, `"alias":"alias/byok-staged-not-due"`) {
+		t.Errorf("the result event leaves out the not-due key whose material expires: %s", d)
 	}
 	// Off: no notice, no upcoming.
 	cfg := fastConfig()

@@ -92,7 +92,7 @@ type Engine struct {
 	members MemberClients
 	// hub imports findings of the own account, memberHub gives a member
 	// account's client (findings.go); nil hub imports none.
-	hub       SecurityHubAPI
+	hub       func(region string) SecurityHubAPI
 	memberHub func(ctx context.Context, partition, account, region string) (SecurityHubAPI, error)
 	// evidence writes each run's evidence record (evidence.go); nil
 	// writes none.
