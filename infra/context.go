@@ -2,6 +2,8 @@ package main
 
 import (
 	"strings"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
 
 // The context keys the app accepts: its own (ContextKeys, each listed in
@@ -73,32 +75,10 @@ func (r *ctxReader) unknownContextKeys(keys []string) {
 func nearest(s string, candidates []string) string {
 	best, bestDist := "", -1
 	for _, c := range candidates {
-		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		d := request.EditDistance(strings.ToLower(s), strings.ToLower(c))
 		if d <= max(2, len(c)/3) && (bestDist < 0 || d < bestDist) {
 			best, bestDist = c, d
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance of a and b, in bytes (the keys
-// and Region names are ASCII).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
