@@ -23,6 +23,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // onDemandRotations is a fleet rotation list of n ON_DEMAND rotations.
@@ -47,14 +48,9 @@ func incidentFor(t *testing.T, force bool, keys ...string) request.Request {
 	return req
 }
 
-func spent(t *testing.T, h *harness, before map[string]keyState, arn string) int {
+func spent(t *testing.T, h *harness, before oracle.Snapshot, arn string) int {
 	t.Helper()
-	after := h.snapshot(t, testRegion)[arn]
-	n := after.onDemand - before[arn].onDemand
-	if after.inProgress {
-		n++
-	}
-	return n
+	return h.snapshot(t, testRegion)[arn].Started() - before[arn].Started()
 }
 
 func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
