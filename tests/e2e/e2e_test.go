@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // completeAtOnce makes on-demand rotations complete immediately, so a
@@ -18,7 +19,7 @@ var completeAtOnce = []string{"-rotation-delay=0", "-quiet"}
 // TestEveryEventReturnsAConsistentReport invokes every sample payload in
 // events/ against a fresh emulator seeded with events/fleet.json and judges
 // the answer from outside: the report's schema, the emulator's state through
-// the SDK, the log lines and the EMF metrics.
+// the SDK, the ledger's claims, the log lines and the EMF metrics.
 func TestEveryEventReturnsAConsistentReport(t *testing.T) {
 	root, err := harness.FindRoot("")
 	if err != nil {
@@ -73,12 +74,12 @@ func TestEveryEventReturnsAConsistentReport(t *testing.T) {
 				t.Fatal(err)
 			}
 			env := harness.StartTB(t, harness.Options{KMSLocal: harness.KMSLocalOptions{Fleet: "events/fleet.json", Args: completeAtOnce}})
-			before := snapshot(t, env.KMS)
+			before, claimsBefore := snapshot(t, env.KMS), claims(t, env)
 			r, inv, err := env.Function.InvokeReport(t.Context(), payload)
 			if err != nil {
 				t.Fatalf("invoke: %v", err)
 			}
-			report(t, "report schema", harness.CheckReportJSON(inv.Raw))
+			report(t, "report schema", oracle.CheckReport(inv.Raw))
 			if string(r.Mode) != tt.wantMode || r.DryRun != tt.wantDryRun {
 				t.Errorf("mode %q dryRun %v, want %q %v", r.Mode, r.DryRun, tt.wantMode, tt.wantDryRun)
 			}
@@ -89,8 +90,9 @@ func TestEveryEventReturnsAConsistentReport(t *testing.T) {
 				t.Errorf("dry run rotated %d keys", r.Summary.Rotated)
 			}
 			after := snapshot(t, env.KMS)
-			report(t, "emulator state", harness.CheckRotations(before, after, r))
-			report(t, "key material", harness.CheckMaterial(before, after, inv.Raw))
+			report(t, "emulator state", oracle.CheckRotations(before, after, r))
+			report(t, "key material", oracle.CheckMaterial(before, after, r))
+			report(t, "ledger", oracle.CheckClaims(claims(t, env).Since(claimsBefore), before, after, r))
 			checkLogs(t, inv, r)
 			if t.Failed() {
 				var b strings.Builder
@@ -159,7 +161,7 @@ func TestScheduledSweepTwiceRotatesNothingTheSecondTime(t *testing.T) {
 				}
 			}
 			// One rotation per due key over both runs, nothing else.
-			report(t, "emulator state", harness.CheckRotations(start, snapshot(t, env.KMS), first, second))
+			report(t, "emulator state", oracle.CheckRotations(start, snapshot(t, env.KMS), first, second))
 		})
 	}
 }

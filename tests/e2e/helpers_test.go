@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // regions are the regions the test fleets place keys in.
@@ -14,16 +17,30 @@ var regions = []string{"us-east-1", "eu-west-1"}
 
 // snapshot reads every key's on-demand rotations from the emulator through
 // the real KMS client.
-func snapshot(t *testing.T, k *harness.KMSLocal) map[string]harness.KeyRotations {
+func snapshot(t *testing.T, k *harness.KMSLocal) oracle.Snapshot {
 	t.Helper()
-	s, err := k.Rotations(t.Context(), regions...)
+	var clients []*kms.Client
+	for _, region := range regions {
+		clients = append(clients, k.KMS(region))
+	}
+	s, err := oracle.Read(t.Context(), clients...)
 	if err != nil {
 		t.Fatalf("read the emulator's rotations: %v", err)
 	}
 	return s
 }
 
-// report reports problems found by a harness check as test errors.
+// claims reads the claim records of the environment's ledger.
+func claims(t *testing.T, env *harness.Env) oracle.Claims {
+	t.Helper()
+	c, err := oracle.ReadClaims(t.Context(), env.Ledger.Client(t.Context()), env.LedgerTable)
+	if err != nil {
+		t.Fatalf("read the ledger: %v", err)
+	}
+	return c
+}
+
+// report reports problems found by an oracle check as test errors.
 func report(t *testing.T, what string, problems []string) {
 	t.Helper()
 	for _, p := range problems {
@@ -34,41 +51,23 @@ func report(t *testing.T, what string, problems []string) {
 // checkLogs asserts that the invocation's output is JSON lines, that the
 // log lines carry the request ID (docs/design.md "Metrics and logs"), and that
 // the EMF records follow the specification and agree with the report.
-func checkLogs(t *testing.T, inv *harness.Invocation, r *harness.Report) {
+func checkLogs(t *testing.T, inv *harness.Invocation, r *oracle.Report) {
 	t.Helper()
-	if len(inv.Logs) == 0 {
-		t.Fatal("no log lines between the RIE's START and END lines")
-	}
-	for _, l := range inv.Logs {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			// The AWS SDK's own default logger writes plain-text
-			// warnings to stderr ("SDK 2026/11/26 … WARN failed to
-			// discard remaining HTTP response body …") when a call's
-			// connection is closed under it; they come and go with
-			// timing, so they are noted rather than failed here.
-			if strings.HasPrefix(l, "SDK ") {
-				t.Logf("plain-text AWS SDK log line: %.200s", l)
-				continue
-			}
-			t.Errorf("log line is not a JSON object: %v: %.200s", err, l)
-			continue
-		}
-		if _, isEMF := m["_aws"]; !isEMF && m["requestId"] != inv.RequestID {
-			t.Errorf("log line without requestId %s: %.200s", inv.RequestID, l)
-		}
-	}
+	report(t, "log lines", oracle.CheckLogLines(inv.Logs, inv.RequestID))
+	checkMetrics(t, inv, r)
+}
+
+// checkMetrics asserts that the invocation's EMF records follow the
+// specification and agree with the report (docs/design.md "Metrics and
+// logs").
+func checkMetrics(t *testing.T, inv *harness.Invocation, r *oracle.Report) {
+	t.Helper()
 	recs, err := inv.EMF()
 	if err != nil {
 		t.Fatalf("EMF: %v", err)
 	}
-	report(t, "metrics", harness.CheckMetrics(recs, r, "KMSRotator"))
-	report(t, "metrics the entries imply", harness.CheckReportMetrics(recs, inv.Raw, defaultReserve))
+	report(t, "metrics", oracle.CheckMetrics(recs, r))
 }
-
-// defaultReserve is ROTATOR_RESERVE's documented default (docs/design.md
-// "Configuration").
-const defaultReserve = 2
 
 // rawEntries decodes a raw report's entries as JSON objects, by alias, key
 // ID and key ARN (the first entry wins a name), so tests can read members

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // The incident path, from outside: repeats inside the cooldown
@@ -27,7 +28,7 @@ func incidentFor(reason string, force bool, keys ...string) []byte {
 
 // outcomeOf returns "outcome" or "outcome/reason" of the entry named by
 // alias, key ID or key ARN ("" when absent).
-func outcomeOf(r *harness.Report, name string) string {
+func outcomeOf(r *oracle.Report, name string) string {
 	for _, k := range r.Keys {
 		if k.Alias == name || k.KeyID == name || k.KeyARN == name {
 			if k.Reason == "" {
@@ -41,7 +42,7 @@ func outcomeOf(r *harness.Report, name string) string {
 
 // newRotations counts the on-demand rotations started between two
 // snapshots, over all keys.
-func newRotations(before, after map[string]harness.KeyRotations) int {
+func newRotations(before, after oracle.Snapshot) int {
 	n := 0
 	for arn, a := range after {
 		n += a.Started() - before[arn].Started()
@@ -97,7 +98,7 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 			if tt.noWait {
 				payload, forcedPayload = noWait(t, payload), noWait(t, forcedPayload)
 			}
-			var reports []*harness.Report
+			var reports []*oracle.Report
 			// The same request three times: the repeats answer the first
 			// run's report (repeatOf) and touch nothing; then another
 			// responder's request for the key finds it recently rotated.
@@ -110,7 +111,7 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 				if err != nil {
 					t.Fatalf("incident %d: %v", i+1, err)
 				}
-				report(t, fmt.Sprintf("incident %d report", i+1), harness.CheckReportJSON(inv.Raw))
+				report(t, fmt.Sprintf("incident %d report", i+1), oracle.CheckReport(inv.Raw))
 				got := outcomeOf(r, "alias/exposed")
 				switch {
 				case i == 0 && got != "rotated":
@@ -129,7 +130,7 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 			if n := newRotations(start, afterRepeats); n != 1 {
 				t.Errorf("three identical incidents and a fourth for the key started %d rotations in the emulator, want 1", n)
 			}
-			report(t, "emulator state after the repeats", harness.CheckRotations(start, afterRepeats, reports...))
+			report(t, "emulator state after the repeats", oracle.CheckRotations(start, afterRepeats, reports...))
 			if n := rotateCalls(t, env.KMS); n != 1 {
 				t.Errorf("%d RotateKeyOnDemand calls for three identical incidents and a fourth for the key, want 1", n)
 			}
@@ -138,7 +139,7 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 			if err != nil {
 				t.Fatalf("forced incident: %v", err)
 			}
-			report(t, "forced incident report", harness.CheckReportJSON(inv.Raw))
+			report(t, "forced incident report", oracle.CheckReport(inv.Raw))
 			if got := outcomeOf(forced, "alias/exposed"); got != tt.wantForced {
 				t.Errorf("forced incident: alias/exposed %q, want %q", got, tt.wantForced)
 			}
@@ -146,7 +147,7 @@ func TestRepeatedIncidentsSpendOneRotation(t *testing.T) {
 			if n := newRotations(afterRepeats, end); n != tt.forcedRotations {
 				t.Errorf("the forced incident started %d rotations, want %d", n, tt.forcedRotations)
 			}
-			report(t, "emulator state after force", harness.CheckRotations(afterRepeats, end, forced))
+			report(t, "emulator state after force", oracle.CheckRotations(afterRepeats, end, forced))
 		})
 	}
 }
@@ -164,7 +165,7 @@ func TestConcurrentIdenticalIncidentsSpendOneRotation(t *testing.T) {
 	start := snapshot(t, env.KMS)
 	// Without the wait for completion: the winner would wait the 30 s out.
 	payload := noWait(t, incidentFor("INC-9002 duplicate deliveries", false, "alias/exposed"))
-	reports := make([]*harness.Report, len(env.Functions))
+	reports := make([]*oracle.Report, len(env.Functions))
 	errs := make([]error, len(env.Functions))
 	var wg sync.WaitGroup
 	for i, f := range env.Functions {
@@ -192,7 +193,7 @@ func TestConcurrentIdenticalIncidentsSpendOneRotation(t *testing.T) {
 			t.Errorf("function %d: repeatOf %q, alias/exposed %q; want the first run's answer (repeatOf %s)", i, r.RepeatOf, outcomeOf(r, "alias/exposed"), first)
 		}
 	}
-	report(t, "emulator state", harness.CheckRotations(start, end, reports...))
+	report(t, "emulator state", oracle.CheckRotations(start, end, reports...))
 }
 
 // TestReplayedEventIsRefusedBeforeAnyCall sends the EventBridge incident
@@ -255,7 +256,7 @@ func TestKMSJudgesTheLifetimeLimitForIncidents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	report(t, "incident report", harness.CheckReportJSON(inv.Raw))
+	report(t, "incident report", oracle.CheckReport(inv.Raw))
 	if got := outcomeOf(r, "alias/local-exhausted"); got != "rotated" {
 		t.Errorf("alias/local-exhausted (10 used, local limit 10, KMS's 25): %q, want rotated", got)
 	}
@@ -266,13 +267,13 @@ func TestKMSJudgesTheLifetimeLimitForIncidents(t *testing.T) {
 		t.Errorf("%d RotateKeyOnDemand calls, want 2: the incident asks KMS for both keys", n)
 	}
 	mid := snapshot(t, env.KMS)
-	report(t, "emulator state after the incident", harness.CheckRotations(start, mid, r))
+	report(t, "emulator state after the incident", oracle.CheckRotations(start, mid, r))
 
 	sweep, inv, err := env.Function.InvokeReport(t.Context(), []byte(`{"mode":"scheduled"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	report(t, "sweep report", harness.CheckReportJSON(inv.Raw))
+	report(t, "sweep report", oracle.CheckReport(inv.Raw))
 	for _, name := range []string{"alias/local-exhausted", "alias/kms-exhausted"} {
 		if got := outcomeOf(sweep, name); got != "skipped/budget-exhausted" {
 			t.Errorf("sweep: %s %q, want skipped/budget-exhausted", name, got)
@@ -281,7 +282,7 @@ func TestKMSJudgesTheLifetimeLimitForIncidents(t *testing.T) {
 	if n := rotateCalls(t, env.KMS); n != 2 {
 		t.Errorf("the sweep called RotateKeyOnDemand (%d calls in all): it must stop at the local limit", n)
 	}
-	report(t, "emulator state after the sweep", harness.CheckRotations(mid, snapshot(t, env.KMS), sweep))
+	report(t, "emulator state after the sweep", oracle.CheckRotations(mid, snapshot(t, env.KMS), sweep))
 }
 
 // onDemandJSON renders n completed on-demand rotations, the newest
@@ -346,7 +347,7 @@ func TestAmbiguousRotateIsNeverSentTwice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			report(t, "report", harness.CheckReportJSON(inv.Raw))
+			report(t, "report", oracle.CheckReport(inv.Raw))
 			got := outcomeOf(r, "alias/exposed")
 			if got != "rotated" && got != "failed/unconfirmed" {
 				t.Errorf("alias/exposed %q, want rotated or failed/unconfirmed", got)
@@ -358,7 +359,7 @@ func TestAmbiguousRotateIsNeverSentTwice(t *testing.T) {
 			if n := newRotations(start, end); n != 1 {
 				t.Errorf("%d rotations in the emulator, want exactly 1", n)
 			}
-			report(t, "emulator state", harness.CheckRotations(start, end, r))
+			report(t, "emulator state", oracle.CheckRotations(start, end, r))
 			if n := rotateCalls(t, env.KMS); n != 1 {
 				t.Errorf("%d RotateKeyOnDemand calls reached the emulator, want exactly 1", n)
 			}
@@ -426,7 +427,7 @@ func TestResultEventMatchesTheReport(t *testing.T) {
 				}
 			}
 			before := len(recordedEvents(t, env.KMS))
-			_, inv, err := env.Function.InvokeReport(t.Context(), payload)
+			r, inv, err := env.Function.InvokeReport(t.Context(), payload)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -435,7 +436,7 @@ func TestResultEventMatchesTheReport(t *testing.T) {
 				t.Fatalf("%d events published, want 1: %+v", len(events), events)
 			}
 			ev := events[0]
-			report(t, "result event", harness.CheckResultEvent(ev.Source, ev.DetailType, ev.Detail, inv.Raw, inv.RequestID, tt.reason))
+			report(t, "result event", oracle.CheckResultEvent(ev.Source, ev.DetailType, ev.Detail, r, inv.RequestID, tt.reason))
 			if ev.EventBusName != "default" {
 				t.Errorf("event on bus %q, want the default bus", ev.EventBusName)
 			}
@@ -480,7 +481,7 @@ func TestResultEventMatchesTheReport(t *testing.T) {
 		if got := outcomeOf(r, "alias/exposed"); got != "rotated" {
 			t.Errorf("alias/exposed %q, want rotated", got)
 		}
-		report(t, "emulator state", harness.CheckRotations(start, snapshot(t, refused.KMS), r))
+		report(t, "emulator state", oracle.CheckRotations(start, snapshot(t, refused.KMS), r))
 		if v, ok := resultEventsFailed(t, inv); !ok || v != 1 {
 			t.Errorf("ResultEventsFailed = %v (present %v), want 1", v, ok)
 		}

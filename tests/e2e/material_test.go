@@ -14,6 +14,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/tools/harness"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu/emutest"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // Key material, from outside: imported keys rotate once new
@@ -125,7 +126,7 @@ func entryTime(e map[string]any, f string) (time.Time, bool) {
 // invokeChecked invokes payload, checks the report's schema, the emulator's
 // rotations and key materials against it, and returns the report and its
 // entries by name.
-func invokeChecked(t *testing.T, env *harness.Env, fn *harness.Function, payload []byte) (*harness.Report, *harness.Invocation, map[string]map[string]any) {
+func invokeChecked(t *testing.T, env *harness.Env, fn *harness.Function, payload []byte) (*oracle.Report, *harness.Invocation, map[string]map[string]any) {
 	t.Helper()
 	before := snapshot(t, env.KMS)
 	r, inv, err := fn.InvokeReport(t.Context(), payload)
@@ -133,9 +134,9 @@ func invokeChecked(t *testing.T, env *harness.Env, fn *harness.Function, payload
 		t.Fatalf("invoke %.80s: %v", payload, err)
 	}
 	after := snapshot(t, env.KMS)
-	report(t, "report schema", harness.CheckReportJSON(inv.Raw))
-	report(t, "emulator state", harness.CheckRotations(before, after, r))
-	report(t, "key material", harness.CheckMaterial(before, after, inv.Raw))
+	report(t, "report schema", oracle.CheckReport(inv.Raw))
+	report(t, "emulator state", oracle.CheckRotations(before, after, r))
+	report(t, "key material", oracle.CheckMaterial(before, after, r))
 	if t.Failed() {
 		var b strings.Builder
 		_ = harness.WriteTable(&b, r)
@@ -145,7 +146,7 @@ func invokeChecked(t *testing.T, env *harness.Env, fn *harness.Function, payload
 }
 
 // wantOutcomes asserts each named entry's "outcome" or "outcome/reason".
-func wantOutcomes(t *testing.T, r *harness.Report, want map[string]string) {
+func wantOutcomes(t *testing.T, r *oracle.Report, want map[string]string) {
 	t.Helper()
 	for name, w := range want {
 		if got := outcomeOf(r, name); got != w {
@@ -473,7 +474,7 @@ func TestConfirmationWaitsForTheNewMaterial(t *testing.T) {
 				t.Fatalf("%s: the material changed as the status cleared; the gap this test needs is not there", k)
 			}
 		}
-		var reports []*harness.Report
+		var reports []*oracle.Report
 		for _, payload := range []string{`{"mode":"scheduled"}`, `{"mode":"plan"}`, `{"mode":"report"}`} {
 			r, _, _ := invokeChecked(t, env, env.Function, []byte(payload))
 			reports = append(reports, r)
@@ -505,7 +506,7 @@ func TestConfirmationWaitsForTheNewMaterial(t *testing.T) {
 			t.Errorf("alias/byok-due: keyMaterialId %q once the material changed, want %s", got, want)
 		}
 		// Exactly one rotation per key in the emulator's history.
-		report(t, "emulator state over every run", harness.CheckRotations(initial, snapshot(t, env.KMS), append([]*harness.Report{first}, append(reports, last)...)...))
+		report(t, "emulator state over every run", oracle.CheckRotations(initial, snapshot(t, env.KMS), append([]*oracle.Report{first}, append(reports, last)...)...))
 	})
 
 	t.Run(`"wait": false returns at once; a repeat in the gap spends nothing`, func(t *testing.T) {
@@ -544,7 +545,7 @@ func TestConfirmationWaitsForTheNewMaterial(t *testing.T) {
 				t.Errorf("another incident in the gap: %s %q, want recently-rotated or one of %q", k, got, gapOutcomes[k])
 			}
 		}
-		report(t, "emulator state", harness.CheckRotations(initial, snapshot(t, env.KMS), r, repeat, again))
+		report(t, "emulator state", oracle.CheckRotations(initial, snapshot(t, env.KMS), r, repeat, again))
 		if n := rotateCalls(t, env.KMS); n != 2 {
 			t.Errorf("%d RotateKeyOnDemand calls, want 2", n)
 		}

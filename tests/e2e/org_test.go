@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // Organization mode, function side: with
@@ -35,7 +36,7 @@ func TestOrganizationTargetsFromTheBuiltFunction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	report(t, "member sweep report", harness.CheckReportJSON(inv.Raw))
+	report(t, "member sweep report", oracle.CheckReport(inv.Raw))
 	if r.Account != orgMember || r.Summary.Candidates != 2 {
 		t.Fatalf("account %q, %d candidates; want %s and its 2 keys", r.Account, r.Summary.Candidates, orgMember)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // gone reports whether pid has exited (a zombie waiting for its reaper
@@ -54,7 +55,7 @@ func TestConcurrentFunctionsRunAndStopCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	reports := make([]*harness.Report, len(env.Functions))
+	reports := make([]*oracle.Report, len(env.Functions))
 	errs := make([]error, len(env.Functions))
 	for i, f := range env.Functions {
 		wg.Go(func() { reports[i], _, errs[i] = f.InvokeReport(t.Context(), payload) })
@@ -149,7 +150,7 @@ func TestSweepRetriedAfterACrashRotatesEachDueKeyOnce(t *testing.T) {
 		t.Errorf("retried sweep: %s; want %d rotated", harness.SummaryLine(r), due-rotatedBeforeCrash)
 	}
 	end := snapshot(t, env.KMS)
-	report(t, "emulator state since the crash", harness.CheckRotations(mid, end, r))
+	report(t, "emulator state since the crash", oracle.CheckRotations(mid, end, r))
 	for arn, s := range end {
 		if n := s.Started() - start[arn].Started(); n != 1 {
 			t.Errorf("%s: %d new on-demand rotations over crash and retry, want 1", arn, n)

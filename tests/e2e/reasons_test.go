@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // notProducedHere are the reasons this test cannot provoke through the
@@ -284,7 +285,7 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var r *harness.Report
+			var r *oracle.Report
 			var raw []byte
 			for _, p := range tt.payloads {
 				payload := []byte(p)
@@ -300,9 +301,9 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 					t.Fatalf("invoke %.60s: %v", p, err)
 				}
 				after := snapshot(t, env.KMS)
-				report(t, "report schema", harness.CheckReportJSON(inv.Raw))
-				report(t, "emulator state", harness.CheckRotations(before, after, rep))
-				report(t, "key material", harness.CheckMaterial(before, after, inv.Raw))
+				report(t, "report schema", oracle.CheckReport(inv.Raw))
+				report(t, "emulator state", oracle.CheckRotations(before, after, rep))
+				report(t, "key material", oracle.CheckMaterial(before, after, rep))
 				r, raw = rep, inv.Raw
 			}
 			if px != nil {
@@ -355,7 +356,7 @@ func TestEveryReasonFromTheBuiltFunction(t *testing.T) {
 	if ran < len(tests) {
 		return
 	}
-	for _, name := range append(slices.Clone(harness.Outcomes), slices.Sorted(maps.Keys(harness.OutcomeOfReason))...) {
+	for _, name := range append(slices.Clone(oracle.Outcomes), slices.Sorted(maps.Keys(oracle.OutcomeOfReason))...) {
 		if !seen[name] && !slices.Contains(notProducedHere, name) {
 			t.Errorf("outcome or reason %s never produced by the built function", name)
 		}

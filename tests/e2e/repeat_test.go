@@ -20,10 +20,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // Repeats and overlaps, from outside (docs/design.md "Request identity and
@@ -91,33 +91,33 @@ const repeatFleet = `[
 
 // checkedReport decodes a function's answer and checks it against the
 // report contract.
-func checkedReport(t *testing.T, what string, inv *harness.Invocation, err error) *harness.Report {
+func checkedReport(t *testing.T, what string, inv *harness.Invocation, err error) *oracle.Report {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	r, err := harness.DecodeReport(inv.Raw)
+	r, err := oracle.Decode(inv.Raw)
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	report(t, what+" report", harness.CheckReportJSON(inv.Raw))
+	report(t, what+" report", oracle.CheckReport(inv.Raw))
 	return r
 }
 
 // entryOf returns the entry named by alias, key ID or key ARN.
-func entryOf(r *harness.Report, name string) (harness.KeyReport, bool) {
+func entryOf(r *oracle.Report, name string) (oracle.Entry, bool) {
 	for _, k := range r.Keys {
 		if k.Alias == name || k.KeyID == name || k.KeyARN == name {
 			return k, true
 		}
 	}
-	return harness.KeyReport{}, false
+	return oracle.Entry{}, false
 }
 
 // wantSpent asserts that each key got exactly want[key] new on-demand
 // rotations (started, completed or not) between two snapshots, by alias
 // or key ARN; keys not named must have none.
-func wantSpent(t *testing.T, before, after map[string]harness.KeyRotations, aliases map[string]string, want map[string]int) {
+func wantSpent(t *testing.T, before, after oracle.Snapshot, aliases map[string]string, want map[string]int) {
 	t.Helper()
 	for arn, a := range after {
 		name := cmp.Or(aliases[arn], arn)
@@ -129,7 +129,7 @@ func wantSpent(t *testing.T, before, after map[string]harness.KeyRotations, alia
 }
 
 // aliasesOf maps key ARNs to their alias, from reports.
-func aliasesOf(reports ...*harness.Report) map[string]string {
+func aliasesOf(reports ...*oracle.Report) map[string]string {
 	out := map[string]string{}
 	for _, r := range reports {
 		for _, k := range r.Keys {
@@ -286,7 +286,7 @@ func TestRepeatWhileTheFirstRunsAnswersItsReport(t *testing.T) {
 				}
 				after := snapshot(t, env.KMS)
 				wantSpent(t, before, after, aliasesOf(first), map[string]int{"alias/leaked-1": 1, "alias/leaked-2": 1})
-				report(t, "emulator state", harness.CheckRotations(before, after, first))
+				report(t, "emulator state", oracle.CheckRotations(before, after, first))
 			})
 		})
 	}
@@ -303,7 +303,7 @@ func TestForcedRequestSentThriceRotatesOnce(t *testing.T) {
 			ListAfterMaterial: m.listAfterMaterial, Args: emulatorDelays(rotationDelay, materialDelay)}})
 		before := snapshot(t, env.KMS)
 		payload := incidentFor("INC-9102 forced, sent three times", true, "alias/leaked-1")
-		var first *harness.Report
+		var first *oracle.Report
 		for i := range 3 {
 			inv, err := env.InvokeFree(t.Context(), payload)
 			r := checkedReport(t, fmt.Sprintf("send %d", i+1), inv, err)
@@ -326,7 +326,7 @@ func TestForcedRequestSentThriceRotatesOnce(t *testing.T) {
 		if n := rotateCalls(t, env.KMS); n != 1 {
 			t.Errorf("%d RotateKeyOnDemand calls for one forced request sent three times, want 1", n)
 		}
-		report(t, "emulator state after the three sends", harness.CheckRotations(before, mid, first))
+		report(t, "emulator state after the three sends", oracle.CheckRotations(before, mid, first))
 
 		inv, err := env.InvokeFree(t.Context(), incidentFor("INC-9102 exposed again after the rotation", true, "alias/leaked-1"))
 		again := checkedReport(t, "new reason", inv, err)
@@ -338,7 +338,7 @@ func TestForcedRequestSentThriceRotatesOnce(t *testing.T) {
 		if n := rotateCalls(t, env.KMS); n != 2 {
 			t.Errorf("%d RotateKeyOnDemand calls in all, want 2", n)
 		}
-		report(t, "emulator state after the new reason", harness.CheckRotations(mid, end, again))
+		report(t, "emulator state after the new reason", oracle.CheckRotations(mid, end, again))
 	})
 }
 
@@ -355,7 +355,7 @@ const memberFleet = `[
 
 // memberRotations reads every key of account (the emulator's home Region)
 // through its kms-rotator-member role, as the function does.
-func memberRotations(t *testing.T, env *harness.Env, account string) map[string]harness.KeyRotations {
+func memberRotations(t *testing.T, env *harness.Env, account string) oracle.Snapshot {
 	t.Helper()
 	ctx := t.Context()
 	cfg := env.KMS.Config("")
@@ -367,35 +367,9 @@ func memberRotations(t *testing.T, env *harness.Env, account string) map[string]
 	}
 	c := out.Credentials
 	cfg.Credentials = credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
-	client := kms.NewFromConfig(cfg)
-	got := map[string]harness.KeyRotations{}
-	keys := kms.NewListKeysPaginator(client, &kms.ListKeysInput{})
-	for keys.HasMorePages() {
-		page, err := keys.NextPage(ctx)
-		if err != nil {
-			t.Fatalf("ListKeys in %s: %v", account, err)
-		}
-		for _, k := range page.Keys {
-			s := harness.KeyRotations{KeyID: aws.ToString(k.KeyId), KeyARN: aws.ToString(k.KeyArn), Region: cfg.Region}
-			rotations := kms.NewListKeyRotationsPaginator(client, &kms.ListKeyRotationsInput{KeyId: k.KeyArn})
-			for rotations.HasMorePages() {
-				p, err := rotations.NextPage(ctx)
-				if err != nil {
-					t.Fatalf("ListKeyRotations %s: %v", s.KeyARN, err)
-				}
-				for _, r := range p.Rotations {
-					if r.RotationType == kmstypes.RotationTypeOnDemand {
-						s.OnDemand++
-					}
-				}
-			}
-			status, err := client.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: k.KeyArn})
-			if err != nil {
-				t.Fatalf("GetKeyRotationStatus %s: %v", s.KeyARN, err)
-			}
-			s.InProgress = status.OnDemandRotationStartDate != nil
-			got[s.KeyARN] = s
-		}
+	got, err := oracle.Read(ctx, kms.NewFromConfig(cfg))
+	if err != nil {
+		t.Fatalf("read the keys of %s: %v", account, err)
 	}
 	return got
 }
@@ -455,7 +429,7 @@ func TestTargetRetriedAfterItRotatedRotatesNothing(t *testing.T) {
 			}
 		}
 		wantSpent(t, before, after, aliasesOf(first), want)
-		report(t, "member account's history", harness.CheckRotations(before, after, first, retry))
+		report(t, "member account's history", oracle.CheckRotations(before, after, first, retry))
 		wantSpent(t, ownBefore, snapshot(t, env.KMS), nil, nil)
 	})
 }
@@ -499,7 +473,7 @@ func TestSweepAndIncidentRacingForAKeyRotateItOnce(t *testing.T) {
 		incident := checkedReport(t, "incident", results[1].inv, results[1].err)
 
 		rotatedBy := 0
-		for _, r := range []*harness.Report{sweep, incident} {
+		for _, r := range []*oracle.Report{sweep, incident} {
 			e, ok := entryOf(r, "alias/leaked-1")
 			if !ok {
 				t.Fatalf("%s run has no entry for alias/leaked-1", r.Mode)
@@ -526,7 +500,7 @@ func TestSweepAndIncidentRacingForAKeyRotateItOnce(t *testing.T) {
 		settle(m, rotationDelay, materialDelay)
 		after := snapshot(t, env.KMS)
 		wantSpent(t, before, after, aliasesOf(sweep), map[string]int{"alias/leaked-1": 1, "alias/leaked-2": 1})
-		report(t, "emulator state", harness.CheckRotations(before, after, sweep, incident))
+		report(t, "emulator state", oracle.CheckRotations(before, after, sweep, incident))
 	})
 }
 
@@ -583,7 +557,7 @@ func TestLateEventIsRefusedAndAFreshOneRotates(t *testing.T) {
 		}
 		after := snapshot(t, env.KMS)
 		wantSpent(t, before, after, aliasesOf(fresh), map[string]int{"alias/leaked-1": 1})
-		report(t, "emulator state", harness.CheckRotations(before, after, fresh))
+		report(t, "emulator state", oracle.CheckRotations(before, after, fresh))
 	})
 }
 
@@ -668,7 +642,7 @@ func TestContinuationLinksRotateEachDueKeyOnce(t *testing.T) {
 		before := snapshot(t, env.KMS)
 		inv, err := env.InvokeFree(t.Context(), []byte(`{"mode":"scheduled"}`))
 		first := checkedReport(t, "link 0", inv, err)
-		reports := []*harness.Report{first}
+		reports := []*oracle.Report{first}
 		for int64(len(reports)) < 1+api.delivered.Load() {
 			select {
 			case l := <-api.links:
@@ -680,7 +654,7 @@ func TestContinuationLinksRotateEachDueKeyOnce(t *testing.T) {
 		if len(reports) < 3 {
 			t.Fatalf("one link did the whole sweep (%s): the scenario tests no continuation", harness.SummaryLine(first))
 		}
-		slices.SortStableFunc(reports, func(a, b *harness.Report) int { return chainOf(a) - chainOf(b) })
+		slices.SortStableFunc(reports, func(a, b *oracle.Report) int { return chainOf(a) - chainOf(b) })
 		rotated := map[string]int{}
 		claimed := 0
 		for i, r := range reports {
@@ -717,11 +691,11 @@ func TestContinuationLinksRotateEachDueKeyOnce(t *testing.T) {
 			}
 		}
 		wantSpent(t, before, after, aliasesOf(reports...), want)
-		report(t, "emulator state across the links", harness.CheckRotations(before, after, reports...))
+		report(t, "emulator state across the links", oracle.CheckRotations(before, after, reports...))
 	})
 }
 
-func chainOf(r *harness.Report) int {
+func chainOf(r *oracle.Report) int {
 	if r.Continuation == nil {
 		return 0
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // The budget and compliance signals, from outside: a floor on
@@ -22,7 +23,7 @@ import (
 // fails half-way still reporting what it did.
 
 // mainMetrics returns the invocation's EMF record with dimensions [Mode].
-func mainMetrics(t *testing.T, inv *harness.Invocation) harness.EMF {
+func mainMetrics(t *testing.T, inv *harness.Invocation) oracle.EMF {
 	t.Helper()
 	recs, err := inv.EMF()
 	if err != nil {
@@ -36,7 +37,7 @@ func mainMetrics(t *testing.T, inv *harness.Invocation) harness.EMF {
 		}
 	}
 	t.Fatalf("no EMF record with dimensions [Mode] among %d", len(recs))
-	return harness.EMF{}
+	return oracle.EMF{}
 }
 
 // TestIntervalTagBelowTheFloorIsRefused: an interval tag under
@@ -52,7 +53,7 @@ func TestIntervalTagBelowTheFloorIsRefused(t *testing.T) {
   "rotations":[{"type":"ON_DEMAND","daysAgo":31}]}]`
 	env := harness.StartTB(t, harness.Options{KMSLocal: harness.KMSLocalOptions{FleetJSON: fleet, Args: completeAtOnce}})
 	first := snapshot(t, env.KMS)
-	var r0 *harness.Report
+	var r0 *oracle.Report
 	for _, mode := range []string{"plan", "scheduled", "scheduled"} {
 		start := snapshot(t, env.KMS)
 		r, inv, err := env.Function.InvokeReport(t.Context(), []byte(`{"mode":"`+mode+`"}`))
@@ -60,8 +61,8 @@ func TestIntervalTagBelowTheFloorIsRefused(t *testing.T) {
 			t.Fatalf("%s: %v", mode, err)
 		}
 		r0 = r
-		report(t, mode+" report", harness.CheckReportJSON(inv.Raw))
-		report(t, mode+" emulator state", harness.CheckRotations(start, snapshot(t, env.KMS), r))
+		report(t, mode+" report", oracle.CheckReport(inv.Raw))
+		report(t, mode+" emulator state", oracle.CheckRotations(start, snapshot(t, env.KMS), r))
 		entries := rawEntries(t, inv.Raw)
 		for _, name := range []string{"alias/one-day", "alias/twenty-nine"} {
 			if got := outcomeOf(r, name); got != "failed/error" {
@@ -144,8 +145,8 @@ func TestAutomaticRotationSoonWaitsForTheFreeRotation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			report(t, "report", harness.CheckReportJSON(inv.Raw))
-			report(t, "emulator state", harness.CheckRotations(start, snapshot(t, env.KMS), r))
+			report(t, "report", oracle.CheckReport(inv.Raw))
+			report(t, "emulator state", oracle.CheckRotations(start, snapshot(t, env.KMS), r))
 			for name, want := range tt.want {
 				if got := outcomeOf(r, name); got != want {
 					t.Errorf("%s %q, want %q", name, got, want)
@@ -183,7 +184,7 @@ func TestOverdueKeysInReportAndMetrics(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			report(t, "report", harness.CheckReportJSON(inv.Raw))
+			report(t, "report", oracle.CheckReport(inv.Raw))
 			entries := rawEntries(t, inv.Raw)
 			for name, want := range wantOverdue {
 				if got, ok := entries[name]["overdue"].(bool); !ok || got != want {
@@ -212,7 +213,7 @@ func TestOverdueKeysInReportAndMetrics(t *testing.T) {
 			if v, ok := m.Value("MaxMaterialAgeDays"); !ok || v != 400 {
 				t.Errorf("MaxMaterialAgeDays = %v (present %v), want 400", v, ok)
 			}
-			report(t, "metrics the entries imply", harness.CheckReportMetrics([]harness.EMF{m}, inv.Raw, defaultReserve))
+			checkMetrics(t, inv, r)
 		})
 	}
 }
@@ -255,8 +256,8 @@ func TestBudgetMetricsEqualTheReport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			report(t, "report", harness.CheckReportJSON(inv.Raw))
-			report(t, "emulator state", harness.CheckRotations(start, snapshot(t, env.KMS), r))
+			report(t, "report", oracle.CheckReport(inv.Raw))
+			report(t, "emulator state", oracle.CheckRotations(start, snapshot(t, env.KMS), r))
 			for _, k := range r.Keys {
 				want, ok := wantRemaining[k.Alias]
 				if ok && (k.OnDemandRemaining == nil || *k.OnDemandRemaining != want) {
@@ -272,7 +273,7 @@ func TestBudgetMetricsEqualTheReport(t *testing.T) {
 					t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
 				}
 			}
-			report(t, "metrics the entries imply", harness.CheckReportMetrics([]harness.EMF{m}, inv.Raw, defaultReserve))
+			checkMetrics(t, inv, r)
 		})
 	}
 }
@@ -324,7 +325,7 @@ func TestListingFailureAfterRotationsStillReports(t *testing.T) {
 		t.Fatal("no key rotated before the listing failed: the scenario tests nothing")
 	}
 	// The report log line of what the run did.
-	var logged *harness.Report
+	var logged *oracle.Report
 	var loggedRaw []byte
 	for _, l := range inv.Logs {
 		var line struct {
@@ -333,7 +334,7 @@ func TestListingFailureAfterRotationsStillReports(t *testing.T) {
 		}
 		if json.Unmarshal([]byte(l), &line) == nil && line.Msg == "report" {
 			loggedRaw = line.Report
-			if logged, err = harness.DecodeReport(line.Report); err != nil {
+			if logged, err = oracle.Decode(line.Report); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -341,8 +342,8 @@ func TestListingFailureAfterRotationsStillReports(t *testing.T) {
 	if logged == nil {
 		t.Fatal("no report log line from the partial sweep")
 	}
-	report(t, "logged report schema", harness.CheckReportJSON(loggedRaw))
-	report(t, "emulator state against the logged report", harness.CheckRotations(start, end, logged))
+	report(t, "logged report schema", oracle.CheckReport(loggedRaw))
+	report(t, "emulator state against the logged report", oracle.CheckRotations(start, end, logged))
 	m := mainMetrics(t, inv)
 	if v, ok := m.Value("KeysRotated"); !ok || v != float64(rotated) {
 		t.Errorf("KeysRotated = %v (present %v), the emulator has %d new rotations", v, ok, rotated)

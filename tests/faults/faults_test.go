@@ -29,6 +29,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/tools/harness"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu/emutest"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 const region = "us-east-1"
@@ -200,9 +201,9 @@ func runSchedule(t *testing.T, sc schedule) {
 	skip.Store(-int64(sc.kmsClockBehind))
 	opts.Now = func() time.Time { return time.Now().Add(time.Duration(skip.Load())) }
 	emu := emutest.Start(t, opts, fleetJSON(t, cs))
-	obs := observer(emu.Config(region))
+	obs := oracle.Observer(emu.Config(region))
 	before := snapshot(t, obs)
-	if got := len(before.candidates()); got < 20 || got > 60 {
+	if got := len(candidates(before)); got < 20 || got > 60 {
 		t.Fatalf("fleet has %d candidates; keep fleets at 20–60 keys", got)
 	}
 	fnEnv := withLedger(t, scheduledEnv(sc.env))
@@ -266,6 +267,9 @@ func runSchedule(t *testing.T, sc schedule) {
 	skip.Add(int64(opts.RotationDelay)) // complete every rotation in progress
 	after := snapshot(t, obs)
 	checkRuns(t, before, after, runs, others, !sc.ambiguous)
+	if others == nil { // the interloper's rotations have no claims
+		checkLedger(t, tableClaims(t, fnEnv[settings.EnvLedgerTable]), before, after, runs)
+	}
 	counter.check(t, len(runs))
 	for i, r := range runs {
 		checkClasses(t, sc, r, cs, before)
@@ -359,11 +363,11 @@ func (c *rotateCounter) check(t *testing.T, runs int) {
 
 // interlope rotates the due keys directly (KMS refuses the one the sweep is
 // rotating with ConflictException) and returns the keys it rotated.
-func interlope(t *testing.T, c *kms.Client, cs []class, st fleetState) map[string]string {
+func interlope(t *testing.T, c *kms.Client, cs []class, st oracle.Snapshot) map[string]string {
 	t.Helper()
 	var due []string
 	for arn, k := range st {
-		if cl, ok := classOf(cs, k.alias); ok && cl.outcome == rotator.Rotated {
+		if cl, ok := classOf(cs, k.Alias); ok && cl.outcome == rotator.Rotated {
 			due = append(due, arn)
 		}
 	}
@@ -377,7 +381,7 @@ func interlope(t *testing.T, c *kms.Client, cs []class, st fleetState) map[strin
 			switch {
 			case errors.As(err, &conflict): // the sweep got there first
 			case err != nil:
-				t.Errorf("interloper: rotate %s: %v", st[arn].alias, err)
+				t.Errorf("interloper: rotate %s: %v", st[arn].Alias, err)
 			default:
 				mu.Lock()
 				out[arn] = "interloper"
@@ -393,13 +397,13 @@ func interlope(t *testing.T, c *kms.Client, cs []class, st fleetState) map[strin
 // exact schedules; otherwise the fault-free one, a failure, a deferral (with
 // a deadline), or — for due keys in overlapping sweeps — the other sweep's
 // rotation seen as in progress or as not due any more.
-func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
+func checkClasses(t *testing.T, sc schedule, r run, cs []class, st oracle.Snapshot) {
 	t.Helper()
 	deferred := 0
 	for _, k := range r.report.Keys {
-		c, ok := classOf(cs, st[k.KeyARN].alias)
+		c, ok := classOf(cs, st[k.KeyARN].Alias)
 		if !ok || !c.optedIn {
-			t.Errorf("%s: reported key %s (%s) is not a candidate", r.name, k.KeyARN, st[k.KeyARN].alias)
+			t.Errorf("%s: reported key %s (%s) is not a candidate", r.name, k.KeyARN, st[k.KeyARN].Alias)
 			continue
 		}
 		want, wantReason := c.outcome, c.reason
@@ -428,7 +432,7 @@ func checkClasses(t *testing.T, sc schedule, r run, cs []class, st fleetState) {
 		kmsLimit := sc.emu.OnDemandLimit > 0 && c.name == "due-last-scheduled" && k.Reason == rotator.ReasonBudgetExhausted
 		faulty := !sc.exact && (k.Outcome == rotator.Failed || (sc.deadline > 0 && k.Outcome == rotator.Deferred))
 		if !overlapSeen && !kmsLimit && !faulty {
-			t.Errorf("%s: %s (%s) is %s/%s, want %s/%s (error %q)", r.name, st[k.KeyARN].alias, c.name,
+			t.Errorf("%s: %s (%s) is %s/%s, want %s/%s (error %q)", r.name, st[k.KeyARN].Alias, c.name,
 				k.Outcome, k.Reason, want, wantReason, k.Error)
 		}
 	}
@@ -469,11 +473,30 @@ func runEngine(ctx context.Context, endpoint string, cfg settings.Config, req re
 	if err != nil {
 		return run{}, err
 	}
-	emf, err := harness.ParseEMFLines(strings.Split(metrics.String(), "\n"))
+	emf, err := oracle.ParseEMFLines(strings.Split(metrics.String(), "\n"))
 	if err != nil {
 		return run{}, err
 	}
-	return run{name: name, report: rep, emf: emf, keyLines: keyLines(logs.String())}, nil
+	return newRun(name, rep, nil, emf, strings.Split(logs.String(), "\n"))
+}
+
+// tableClaims reads the claims of a ledger table in the process's dynalite
+// (withLedger's).
+func tableClaims(t *testing.T, table string) oracle.Claims {
+	t.Helper()
+	root, err := harness.FindRoot("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := harness.SharedLedger(t.Context(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := oracle.ReadClaims(t.Context(), srv.Client(t.Context()), table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return claims
 }
 
 // hangingInvoke is a Lambda API that answers only when its context ends.
@@ -482,21 +505,6 @@ type hangingInvoke struct{}
 func (hangingInvoke) Invoke(ctx context.Context, _ *lambdasvc.InvokeInput, _ ...func(*lambdasvc.Options)) (*lambdasvc.InvokeOutput, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
-}
-
-// keyLines counts the "key decision" log lines per key ARN.
-func keyLines(logs string) map[string]int {
-	out := map[string]int{}
-	for _, l := range strings.Split(logs, "\n") {
-		var m struct {
-			Msg    string `json:"msg"`
-			KeyARN string `json:"keyArn"`
-		}
-		if json.Unmarshal([]byte(l), &m) == nil && m.Msg == "key decision" {
-			out[m.KeyARN]++
-		}
-	}
-	return out
 }
 
 func mapEnv(m map[string]string) func(string) string {

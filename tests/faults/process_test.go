@@ -17,6 +17,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // These scenarios run the built bootstrap under the Lambda Runtime Interface
@@ -36,6 +37,16 @@ func processEnv(t *testing.T, cs []class, n int, kmsArgs ...string) *harness.Env
 	})
 }
 
+// envClaims reads the claims of the environment's ledger.
+func envClaims(t *testing.T, env *harness.Env) oracle.Claims {
+	t.Helper()
+	claims, err := oracle.ReadClaims(t.Context(), env.Ledger.Client(t.Context()), env.LedgerTable)
+	if err != nil {
+		t.Fatalf("read the ledger: %v", err)
+	}
+	return claims
+}
+
 // invoke calls f with payload and returns the run (report, EMF, key lines).
 func invoke(ctx context.Context, f *harness.Function, payload []byte) (run, error) {
 	return invokeAs(ctx, f, harness.NewRequestID(), payload)
@@ -43,7 +54,7 @@ func invoke(ctx context.Context, f *harness.Function, payload []byte) (run, erro
 
 // invokeAs is invoke with a given Lambda request ID (a retry's).
 func invokeAs(ctx context.Context, f *harness.Function, requestID string, payload []byte) (run, error) {
-	rep, inv, err := f.InvokeReportAs(ctx, requestID, payload)
+	_, inv, err := f.InvokeReportAs(ctx, requestID, payload)
 	if err != nil {
 		return run{}, err
 	}
@@ -51,7 +62,7 @@ func invokeAs(ctx context.Context, f *harness.Function, requestID string, payloa
 	if err != nil {
 		return run{}, err
 	}
-	return run{name: f.Name + " " + f.Addr, report: rep, emf: emf, keyLines: keyLines(strings.Join(inv.Logs, "\n"))}, nil
+	return newRun(f.Name+" "+f.Addr, nil, inv.Raw, emf, inv.Logs)
 }
 
 func TestConcurrentSweepProcesses(t *testing.T) {
@@ -69,8 +80,8 @@ func TestConcurrentSweepProcesses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cs := classes(12)
 			env := processEnv(t, cs, 1, tc.kmsArgs...)
-			obs := observer(env.KMS.Config(region))
-			before := snapshot(t, obs)
+			obs := oracle.Observer(env.KMS.Config(region))
+			before, claimsBefore := snapshot(t, obs), envClaims(t, env)
 			payload, err := env.ReadFile("events/scheduled.json")
 			if err != nil {
 				t.Fatal(err)
@@ -98,6 +109,7 @@ func TestConcurrentSweepProcesses(t *testing.T) {
 			}
 			after := snapshot(t, obs)
 			checkRuns(t, before, after, runs, nil, !tc.ambiguous)
+			checkLedger(t, envClaims(t, env).Since(claimsBefore), before, after, runs)
 			counter.check(t, tc.sweeps)
 			sc := schedule{sweeps: tc.sweeps, exact: !tc.ambiguous}
 			for _, r := range runs {
@@ -183,8 +195,8 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestIncidentDuringSweep(t *testing.T) {
 	cs := classes(12)
 	env := processEnv(t, cs, 1)
-	obs := observer(env.KMS.Config(region))
-	before := snapshot(t, obs)
+	obs := oracle.Observer(env.KMS.Config(region))
+	before, claimsBefore := snapshot(t, obs), envClaims(t, env)
 	g, gateURL := newGate(t, env.KMS.URL, 2)
 	// One rotation pipeline: held at its third rotation, the sweep is
 	// blocked as a whole, and it has not reached the incident's key.
@@ -199,7 +211,7 @@ func TestIncidentDuringSweep(t *testing.T) {
 	// it last) and a key that is not due.
 	var due, fresh []string
 	for arn, k := range before {
-		if c, _ := classOf(cs, k.alias); c.name == "due" {
+		if c, _ := classOf(cs, k.Alias); c.name == "due" {
 			due = append(due, arn)
 		} else if c.name == "fresh" {
 			fresh = append(fresh, arn)
@@ -210,7 +222,7 @@ func TestIncidentDuringSweep(t *testing.T) {
 	target, freshARN := due[len(due)-1], fresh[0]
 	// By key ARN and by alias, with a reason that tries to break a log line;
 	// without the wait for completion, which would take the emulator's 30 s.
-	incident, _ := json.Marshal(map[string]any{"mode": "incident", "keys": []string{target, before[freshARN].alias},
+	incident, _ := json.Marshal(map[string]any{"mode": "incident", "keys": []string{target, before[freshARN].Alias},
 		"reason": "INC-42 \"quoted\" reason\nwith a newline", "wait": false})
 
 	scheduled, err := env.ReadFile("events/scheduled.json")
@@ -252,6 +264,7 @@ func TestIncidentDuringSweep(t *testing.T) {
 
 	after := snapshot(t, obs)
 	checkRuns(t, before, after, []run{inc, sweep}, nil, true)
+	checkLedger(t, envClaims(t, env).Since(claimsBefore), before, after, []run{inc, sweep})
 	checkClasses(t, schedule{sweeps: 2, exact: true}, sweep, cs, before)
 	byARN := map[string]rotator.KeyReport{}
 	for _, k := range inc.report.Keys {
@@ -262,7 +275,7 @@ func TestIncidentDuringSweep(t *testing.T) {
 	}
 	for _, k := range sweep.report.Keys {
 		if k.KeyARN == target && k.Outcome == rotator.Rotated {
-			t.Errorf("the sweep rotated %s again after the incident did", before[target].alias)
+			t.Errorf("the sweep rotated %s again after the incident did", before[target].Alias)
 		}
 	}
 	// The reason is logged as data: escaped in a JSON string, never a new line.
@@ -286,8 +299,8 @@ func TestSweepRetriedAfterACrash(t *testing.T) {
 	// crash point (which rotation is applied) depend on key ID order.
 	cs := slices.DeleteFunc(classes(12), func(c class) bool { return c.name == "auto-soon" })
 	env := processEnv(t, cs, 1)
-	obs := observer(env.KMS.Config(region))
-	before := snapshot(t, obs)
+	obs := oracle.Observer(env.KMS.Config(region))
+	before, claimsBefore := snapshot(t, obs), envClaims(t, env)
 	g, gateURL := newGate(t, env.KMS.URL, 2)
 	// One rotation pipeline, so the crash point is exact: two rotations
 	// answered, the third applied and unanswered, nothing else in flight.
@@ -323,7 +336,7 @@ func TestSweepRetriedAfterACrash(t *testing.T) {
 	mid := snapshot(t, obs)
 	crashed := map[string]string{}
 	for arn, k := range mid {
-		if k.started() > before[arn].started() {
+		if k.Started() > before[arn].Started() {
 			crashed[arn] = "crashed run"
 		}
 	}
@@ -337,19 +350,21 @@ func TestSweepRetriedAfterACrash(t *testing.T) {
 	}
 	after := snapshot(t, obs)
 	checkRuns(t, before, after, []run{retry}, crashed, true)
+	// The crashed run claimed its rotations before it died.
+	checkLedger(t, envClaims(t, env).Since(claimsBefore), before, after, []run{retry})
 	checkClasses(t, schedule{sweeps: 2, exact: true}, retry, cs, before)
 	for arn := range crashed {
 		for _, k := range retry.report.Keys {
 			if k.KeyARN == arn && k.Outcome == rotator.Rotated {
-				t.Errorf("the retry rotated %s again", before[arn].alias)
+				t.Errorf("the retry rotated %s again", before[arn].Alias)
 			}
 		}
 	}
 	// Every due key ends rotated exactly once, by one run or the other.
 	for arn, k := range before {
-		if c, _ := classOf(cs, k.alias); c.outcome == rotator.Rotated {
-			if got := after[arn].started() - k.started(); got != 1 {
-				t.Errorf("%s has %d new rotations after the crash and the retry, want 1", k.alias, got)
+		if c, _ := classOf(cs, k.Alias); c.outcome == rotator.Rotated {
+			if got := after[arn].Started() - k.Started(); got != 1 {
+				t.Errorf("%s has %d new rotations after the crash and the retry, want 1", k.Alias, got)
 			}
 		}
 	}
@@ -361,8 +376,8 @@ func TestSweepRetriedAfterACrash(t *testing.T) {
 func TestDeadlineUnderTheRuntimeEmulator(t *testing.T) {
 	cs := classes(30)
 	env := processEnv(t, cs, 1)
-	obs := observer(env.KMS.Config(region))
-	before := snapshot(t, obs)
+	obs := oracle.Observer(env.KMS.Config(region))
+	before, claimsBefore := snapshot(t, obs), envClaims(t, env)
 	f, err := env.AddFunction(t.Context(), harness.FunctionOptions{Name: "short", Timeout: 3 * time.Second,
 		Env: map[string]string{settings.EnvRotateRPS: "4"}})
 	if err != nil {
@@ -378,5 +393,6 @@ func TestDeadlineUnderTheRuntimeEmulator(t *testing.T) {
 	}
 	after := snapshot(t, obs)
 	checkRuns(t, before, after, []run{r}, nil, true)
+	checkLedger(t, envClaims(t, env).Since(claimsBefore), before, after, []run{r})
 	checkClasses(t, schedule{deadline: 3 * time.Second, wantDeferred: true}, r, cs, before)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/harness"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // The rotation ledger under overlapping and failing runs of the built
@@ -95,7 +96,7 @@ func TestLedgerUnreachableFailsEveryDueKeyClosed(t *testing.T) {
 			// ten seconds (the SDK's retries); 120 s leave the sweep room.
 			env := modelEnv(t, m, fleetJSON(t, cs), harness.FunctionOptions{Timeout: 120 * time.Second,
 				Env: scheduledEnv(map[string]string{"AWS_ENDPOINT_URL_DYNAMODB": "http://" + closed})}, 1)
-			obs := observer(env.KMS.Config(region))
+			obs := oracle.Observer(env.KMS.Config(region))
 			before := snapshot(t, obs)
 			payload, err := env.ReadFile("events/scheduled.json")
 			if err != nil {
@@ -106,12 +107,8 @@ func TestLedgerUnreachableFailsEveryDueKeyClosed(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the sweep returned no report: %v", err)
 			}
-			t.Logf("sweep without its ledger: %s (wall %v)", harness.SummaryLine(r.report), time.Since(start).Round(100*time.Millisecond))
-			raw, err := json.Marshal(r.report)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range harness.CheckReportJSON(raw) {
+			t.Logf("sweep without its ledger: %s (wall %v)", harness.SummaryLine(r.judged), time.Since(start).Round(100*time.Millisecond))
+			for _, p := range oracle.CheckReport(r.judged.Raw) {
 				t.Errorf("report: %s", p)
 			}
 			if n := rotateCallCount(t, env); n != 0 {
@@ -120,17 +117,17 @@ func TestLedgerUnreachableFailsEveryDueKeyClosed(t *testing.T) {
 			checkRuns(t, before, snapshot(t, obs), []run{r}, nil, true)
 			failedClosed := 0
 			for _, k := range r.report.Keys {
-				c, _ := classOf(cs, before[k.KeyARN].alias)
+				c, _ := classOf(cs, before[k.KeyARN].Alias)
 				want, wantReason := c.outcome, c.reason
 				if want == rotator.Rotated {
 					want, wantReason = rotator.Failed, rotator.ReasonLedgerUnavailable
 					failedClosed++
 					if !strings.Contains(k.Error, env.LedgerTable) || !strings.Contains(k.Error, "no RotateKeyOnDemand was sent") {
-						t.Errorf("%s: error %q, want it to name the table %s and say no rotation was sent", before[k.KeyARN].alias, k.Error, env.LedgerTable)
+						t.Errorf("%s: error %q, want it to name the table %s and say no rotation was sent", before[k.KeyARN].Alias, k.Error, env.LedgerTable)
 					}
 				}
 				if k.Outcome != want || k.Reason != wantReason {
-					t.Errorf("%s (%s): %s/%s, want %s/%s (error %q)", before[k.KeyARN].alias, c.name, k.Outcome, k.Reason, want, wantReason, k.Error)
+					t.Errorf("%s (%s): %s/%s, want %s/%s (error %q)", before[k.KeyARN].Alias, c.name, k.Outcome, k.Reason, want, wantReason, k.Error)
 				}
 			}
 			if failedClosed == 0 {
@@ -157,7 +154,7 @@ func memberObserver(t *testing.T, env *harness.Env, account string) *kms.Client 
 	}
 	c := out.Credentials
 	cfg.Credentials = credentials.NewStaticCredentialsProvider(aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken))
-	return observer(cfg)
+	return oracle.Observer(cfg)
 }
 
 // TestSweepIncidentAndRetryRaceForOneRotationPerKey: in organization mode
@@ -188,11 +185,11 @@ func TestSweepIncidentAndRetryRaceForOneRotationPerKey(t *testing.T) {
 			env := modelEnv(t, m, string(fleet), harness.FunctionOptions{Timeout: 10 * time.Second,
 				Env: scheduledEnv(map[string]string{settings.EnvMemberRoleName: kmsemu.DefaultMemberRole,
 					settings.EnvCallTimeout: "2s", settings.EnvConfirmWait: "1s"})}, 3)
-			obs, own := memberObserver(t, env, raceMember), observer(env.KMS.Config(region))
+			obs, own := memberObserver(t, env, raceMember), oracle.Observer(env.KMS.Config(region))
 			before, ownBefore := snapshot(t, obs), snapshot(t, own)
 			var dueARNs []string
 			for arn, k := range before {
-				if strings.HasPrefix(k.alias, "alias/due-") {
+				if strings.HasPrefix(k.Alias, "alias/due-") {
 					dueARNs = append(dueARNs, arn)
 				}
 			}
@@ -232,11 +229,7 @@ func TestSweepIncidentAndRetryRaceForOneRotationPerKey(t *testing.T) {
 			}
 			runs[1].want = dueARNs
 			for _, r := range runs {
-				raw, err := json.Marshal(r.report)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, p := range harness.CheckReportJSON(raw) {
+				for _, p := range oracle.CheckReport(r.judged.Raw) {
 					t.Errorf("%s report: %s", r.name, p)
 				}
 			}
@@ -248,7 +241,7 @@ func TestSweepIncidentAndRetryRaceForOneRotationPerKey(t *testing.T) {
 				if r := runs[i].report; r.RepeatOf != "" {
 					if r.RepeatOf != runs[j].report.RunID || r.Summary.Rotated != 0 || len(r.Keys) != 0 {
 						t.Errorf("%s: repeatOf %q, %s; a duplicate of the target's sweep must name %s and rotate nothing",
-							runs[i].name, r.RepeatOf, harness.SummaryLine(r), runs[j].report.RunID)
+							runs[i].name, r.RepeatOf, harness.SummaryLine(runs[i].judged), runs[j].report.RunID)
 					}
 					t.Logf("%s answered as a duplicate of %s", runs[i].name, runs[j].name)
 				}
@@ -272,19 +265,19 @@ func TestSweepIncidentAndRetryRaceForOneRotationPerKey(t *testing.T) {
 						case k.Outcome == rotator.Skipped && k.Reason == rotator.ReasonNotDue && r.report.Mode != "incident":
 						default:
 							t.Errorf("%s: %s %s/%s (error %q): a run that lost the key must find the other's claim or rotation",
-								r.name, before[arn].alias, k.Outcome, k.Reason, k.Error)
+								r.name, before[arn].Alias, k.Outcome, k.Reason, k.Error)
 						}
 					}
 				}
 				if len(rotatedBy) != 1 {
-					t.Errorf("%s reported rotated by %v, want exactly one run", before[arn].alias, rotatedBy)
+					t.Errorf("%s reported rotated by %v, want exactly one run", before[arn].Alias, rotatedBy)
 				}
 			}
 			settleHistory(m)
 			checkRuns(t, before, snapshot(t, obs), runs, nil, true)
 			for arn, k := range snapshot(t, own) {
-				if k.started() != ownBefore[arn].started() {
-					t.Errorf("%s of the function's own account was rotated by runs for %s", k.alias, raceMember)
+				if k.Started() != ownBefore[arn].Started() {
+					t.Errorf("%s of the function's own account was rotated by runs for %s", k.Alias, raceMember)
 				}
 			}
 			for _, r := range runs {
@@ -297,13 +290,9 @@ func TestSweepIncidentAndRetryRaceForOneRotationPerKey(t *testing.T) {
 // decodeRun is invoke's second half, for an invocation made through
 // Env.InvokeFree: the report, its EMF lines and its key lines.
 func decodeRun(name string, inv *harness.Invocation) (run, error) {
-	rep, err := harness.DecodeReport(inv.Raw)
-	if err != nil {
-		return run{}, err
-	}
 	emf, err := inv.EMF()
 	if err != nil {
 		return run{}, err
 	}
-	return run{name: fmt.Sprintf("%s (%s)", name, inv.Function.Name), report: rep, emf: emf, keyLines: keyLines(strings.Join(inv.Logs, "\n"))}, nil
+	return newRun(fmt.Sprintf("%s (%s)", name, inv.Function.Name), nil, inv.Raw, emf, inv.Logs)
 }

@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"encoding/json"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,9 +12,9 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
-	"github.com/kms-rotator/kms-rotator/tools/harness"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu/emutest"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // TestStuckRotationIsFlagged: KMS has kept another caller's on-demand
@@ -74,17 +73,15 @@ func TestStuckRotationIsFlagged(t *testing.T) {
 			if stuck != 1 {
 				t.Errorf("%d stuck entries, want 1", stuck)
 			}
-			raw, err := json.Marshal(r.report)
-			if err != nil {
-				t.Fatal(err)
-			}
 			if v, ok := mainRecord(t, r).Value("RotationsStuck"); !ok || v != 1 {
 				t.Errorf("RotationsStuck = %v (present %v), want 1", v, ok)
 			}
-			for _, p := range harness.CheckReportMetrics(r.emf, raw, reserve) {
+			c := oracle.Documented
+			c.Reserve = reserve
+			for _, p := range c.CheckMetrics(r.emf, r.judged) {
 				t.Errorf("metrics: %s", p)
 			}
-			for _, p := range harness.CheckReportJSON(raw) {
+			for _, p := range oracle.CheckReport(r.judged.Raw) {
 				t.Errorf("report: %s", p)
 			}
 		})
@@ -106,7 +103,7 @@ func TestStuckRotationIsFlagged(t *testing.T) {
 }
 
 // mainRecord returns the run's EMF record with dimensions [Mode].
-func mainRecord(t *testing.T, r run) harness.EMF {
+func mainRecord(t *testing.T, r run) oracle.EMF {
 	t.Helper()
 	for _, rec := range r.emf {
 		if rec.Dimension("Reason") == "" {
@@ -116,5 +113,5 @@ func mainRecord(t *testing.T, r run) harness.EMF {
 		}
 	}
 	t.Fatalf("%s: no EMF record with dimensions [Mode]", r.name)
-	return harness.EMF{}
+	return oracle.EMF{}
 }

@@ -23,7 +23,9 @@
 // It exits 1 with a message naming the step when anything fails: a build,
 // a process that does not start, an invocation that answers a handler error,
 // a report that breaks docs/design.md "The report" (a summary that does not add
-// up, an unknown reason), or a result event that does not match its report.
+// up, an unknown reason), a report the emulator, the metrics or the ledger
+// disagree with, or a result event that does not match its report (the
+// checks of tools/oracle).
 // An incident run without a result event only says so: the event is the
 // function's to publish.
 package main
@@ -38,16 +40,19 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
 	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // defaultEvents is the docs/design.md "Build and run" sequence: what a dry run
@@ -72,6 +77,8 @@ type options struct {
 	// its timeout (0: the harness's 60s).
 	env     map[string]string
 	timeout time.Duration
+	// config is what the function makes of env.
+	config settings.Config
 }
 
 // maxTimeout is Lambda's largest function timeout (900 seconds,
@@ -167,7 +174,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	// The function refuses a bad value at its cold start; say so now,
 	// before anything is built. The demo sets the ledger's table itself
 	// unless -env names one.
-	if _, err := settings.LoadConfig(func(name string) string {
+	var err error
+	if o.config, err = settings.LoadConfig(func(name string) string {
 		if v, ok := o.env[name]; ok || name != settings.EnvLedgerTable {
 			return v
 		}
@@ -266,6 +274,34 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 
+	// Each run is judged from outside by the report oracle, against the
+	// emulator's keys (in the Regions the fleet uses) and the ledger's
+	// claims before and after it.
+	contract := demoContract(o)
+	regions, err := fleetRegions(fleet, env.KMS.Region)
+	if err != nil {
+		return err
+	}
+	var clients []*kms.Client
+	for _, region := range regions {
+		clients = append(clients, env.KMS.KMS(region))
+	}
+	state := func() (oracle.Snapshot, oracle.Claims, error) {
+		s, err := oracle.Read(ctx, clients...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the emulator's keys: %w", err)
+		}
+		c, err := oracle.ReadClaims(ctx, env.Ledger.Client(ctx), env.LedgerTable)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the ledger: %w", err)
+		}
+		return s, c, nil
+	}
+	before, claimsBefore, err := state()
+	if err != nil {
+		return err
+	}
+
 	var failures []string
 	seen := 0 // events of earlier invocations
 	for i, name := range o.events {
@@ -283,23 +319,27 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		}
 		fresh := evs[min(seen, len(evs)):]
 		seen = len(evs)
+		after, claimsAfter, stateErr := state()
+		if stateErr != nil {
+			return stateErr
+		}
 		if err != nil {
 			fmt.Fprintf(out, "    %v\n", err)
 			failures = append(failures, fmt.Sprintf("%s: %v", name, err))
+			before, claimsBefore = after, claimsAfter
 			continue
 		}
 		if err := harness.WriteTable(out, r); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "(invoke %v, request %s)\n", inv.Duration.Round(time.Millisecond), inv.RequestID)
-		// The report must hold to docs/design.md "The report" (every
-		// candidate once, a summary that counts the entries).
-		if problems := harness.CheckReportJSON(inv.Raw); len(problems) > 0 {
-			failures = append(failures, fmt.Sprintf("%s: report: %s", name, strings.Join(problems, "; ")))
+		for _, p := range judge(contract, r, inv, before, after, claimsAfter.Since(claimsBefore)) {
+			failures = append(failures, fmt.Sprintf("%s: %s", name, p))
 		}
-		if problems := writeResultEvents(out, fresh, r); len(problems) > 0 {
+		if problems := writeResultEvents(out, fresh, r, inv.RequestID, requestReason(payloads[i])); len(problems) > 0 {
 			failures = append(failures, fmt.Sprintf("%s: result event: %s", name, strings.Join(problems, "; ")))
 		}
+		before, claimsBefore = after, claimsAfter
 	}
 
 	// One claim per RotateKeyOnDemand the function was about to send.
@@ -383,29 +423,110 @@ Left running (Ctrl-C stops everything). In another shell, from %s:
 `, root, harness.AccessKeyID, harness.SecretAccessKey, k.Region, k.Region, k.URL, k.URL, f.Addr, f.URL, k.URL, env.Ledger.URL, env.LedgerTable)
 }
 
+// judge returns what the report oracle finds wrong with one run: its
+// report against docs/design.md "The report", against the emulator's keys
+// and the ledger's claims (new ones) before and after it, and its metrics.
+// A repeat (repeatOf) answers an earlier run's report and emits no metrics.
+func judge(c oracle.Contract, r *oracle.Report, inv *harness.Invocation, before, after oracle.Snapshot, claims oracle.Claims) []string {
+	var problems []string
+	add := func(what string, ps []string) {
+		if len(ps) > 0 {
+			problems = append(problems, what+": "+strings.Join(ps, "; "))
+		}
+	}
+	add("report", c.CheckReport(inv.Raw))
+	add("emulator", oracle.CheckRotations(before, after, r))
+	add("key material", oracle.CheckMaterial(before, after, r))
+	add("ledger", oracle.CheckClaims(claims, before, after, r))
+	if r.RepeatOf == "" {
+		recs, err := inv.EMF()
+		if err != nil {
+			add("metrics", []string{err.Error()})
+		}
+		add("metrics", c.CheckMetrics(recs, r))
+	}
+	return problems
+}
+
+// demoContract is the report contract with the function's settings as
+// -env sets them (the reserve, the metrics namespace).
+func demoContract(o options) oracle.Contract {
+	c := oracle.Documented
+	c.Reserve, c.Namespace = o.config.Reserve, o.config.MetricsNamespace
+	return c
+}
+
+// fleetRegions lists the Regions a fleet file places keys in, home (the
+// emulator's default Region) first.
+func fleetRegions(path, home string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	var entries []struct {
+		Region string `json:"region"`
+	}
+	if err := json.Unmarshal(b, &entries); err != nil {
+		return nil, fmt.Errorf("fleet %s: %w", path, err)
+	}
+	regions := []string{home}
+	for _, e := range entries {
+		if e.Region != "" && !slices.Contains(regions, e.Region) {
+			regions = append(regions, e.Region)
+		}
+	}
+	return regions, nil
+}
+
+// requestReason is the incident reason a payload gives (a request
+// object's, or an EventBridge event's detail's): what the result event
+// must carry. Other modes carry none.
+func requestReason(payload []byte) string {
+	type req struct {
+		Mode   string `json:"mode"`
+		Reason string `json:"reason"`
+	}
+	var p struct {
+		req
+		Detail *req `json:"detail"`
+	}
+	if json.Unmarshal(payload, &p) != nil {
+		return ""
+	}
+	if p.Detail != nil {
+		p.req = *p.Detail
+	}
+	if p.Mode != oracle.ModeIncident {
+		return ""
+	}
+	return p.Reason
+}
+
 // writeResultEvents prints the result events (docs/design.md "The result
-// event") among evs, the events the
-// emulator recorded during one invocation whose report is r, and returns
-// how they disagree with r. An incident run that published none gets a
-// line saying so; other runs publish one only when keys failed.
-func writeResultEvents(out io.Writer, evs []harness.Event, r *harness.Report) []string {
+// event") among evs, the events the emulator recorded during one
+// invocation whose report is r, and returns how the report oracle finds
+// them to disagree with r, the invocation's request ID and the incident's
+// reason. An incident run that published none gets a line saying so;
+// other runs publish one only when keys failed.
+func writeResultEvents(out io.Writer, evs []harness.Event, r *oracle.Report, requestID, reason string) []string {
 	var problems []string
 	n := 0
 	for _, ev := range evs {
-		if ev.DetailType != settings.ResultEventDetailType {
+		if ev.DetailType != oracle.ResultEventDetailType {
 			continue
 		}
 		n++
 		fmt.Fprintf(out, "result event: source %s, detail-type %q, bus %s (%s, account %s), %s\n",
 			ev.Source, ev.DetailType, ev.EventBusName, ev.Region, ev.Account, ev.Time.UTC().Format(time.RFC3339))
-		var d rotator.ResultDetail
+		problems = append(problems, oracle.CheckResultEvent(ev.Source, ev.DetailType, ev.Detail, r, requestID, reason)...)
+		var d oracle.ResultDetail
 		if err := json.Unmarshal([]byte(ev.Detail), &d); err != nil {
 			problems = append(problems, fmt.Sprintf("detail: %v", err))
 			continue
 		}
 		// SummaryLine renders a report; the detail carries the report's
 		// mode, dry-run flag and summary.
-		line := "  " + harness.SummaryLine(&harness.Report{Mode: d.Mode, DryRun: d.DryRun, Summary: d.Summary}) +
+		line := "  " + harness.SummaryLine(&oracle.Report{Mode: d.Mode, DryRun: d.DryRun, Summary: d.Summary}) +
 			fmt.Sprintf("; %d key entries", len(d.Keys))
 		if d.Truncated {
 			line += " (truncated)"
@@ -414,20 +535,8 @@ func writeResultEvents(out io.Writer, evs []harness.Event, r *harness.Report) []
 			line += fmt.Sprintf("; reason %q", d.Reason)
 		}
 		fmt.Fprintf(out, "%s; run %s, request %s\n", line, d.RunID, dash(d.RequestID))
-		if ev.Source != settings.ResultEventSource {
-			problems = append(problems, fmt.Sprintf("source %q, want %q", ev.Source, settings.ResultEventSource))
-		}
-		if d.RunID != r.RunID || d.Mode != r.Mode || d.DryRun != r.DryRun {
-			problems = append(problems, fmt.Sprintf("event is run %s (%s, dry run %v), the report run %s (%s, dry run %v)",
-				d.RunID, d.Mode, d.DryRun, r.RunID, r.Mode, r.DryRun))
-		}
-		a, b := d.Summary, r.Summary
-		if a.Candidates != b.Candidates || a.Rotated != b.Rotated || a.WouldRotate != b.WouldRotate ||
-			a.Skipped != b.Skipped || a.Failed != b.Failed || a.Deferred != b.Deferred {
-			problems = append(problems, fmt.Sprintf("summary %+v, the report's %+v", a, b))
-		}
 	}
-	if n == 0 && r.Mode == request.ModeIncident {
+	if n == 0 && r.Mode == oracle.ModeIncident {
 		fmt.Fprintln(out, "no result event (the function published none for this incident run)")
 	}
 	return problems

@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -178,11 +177,18 @@ func TestPrefixWriterPrefixesEachLineOnce(t *testing.T) {
 }
 
 func TestWriteResultEvents(t *testing.T) {
-	report := &harness.Report{RunID: "r-1", Mode: request.ModeIncident,
-		Summary: rotator.Summary{Candidates: 3, Rotated: 2, Skipped: 1, Reasons: map[rotator.Reason]int{"recently-rotated": 1}}}
+	const summary = `"summary":{"candidates":3,"rotated":2,"wouldRotate":0,"skipped":1,"failed":0,"deferred":0,"reasons":{"recently-rotated":1}}`
+	const keys = `"keys":[{"keyId":"a"},{"keyId":"b"},{"keyId":"c"}]`
+	decode := func(raw string) *oracle.Report {
+		r, err := oracle.Decode([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	report := decode(`{"runId":"r-1","mode":"incident","dryRun":false,` + summary + `,` + keys + `}`)
 	const detail = `{"runId":"r-1","mode":"incident","dryRun":false,"reason":"INC-4711 suspected exposure","requestId":"req-9",` +
-		`"summary":{"candidates":3,"rotated":2,"wouldRotate":0,"skipped":1,"failed":0,"deferred":0,"reasons":{"recently-rotated":1}},` +
-		`"keys":[{"keyId":"a"},{"keyId":"b"},{"keyId":"c"}],"truncated":false}`
+		summary + `,` + keys + `,"truncated":false}`
 	event := func(detailType, detail string) harness.Event {
 		return harness.Event{Source: "kms-rotator", DetailType: detailType, Detail: detail, EventBusName: "default",
 			Region: "us-east-1", Account: "012345678912", Time: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
@@ -190,7 +196,7 @@ func TestWriteResultEvents(t *testing.T) {
 	tests := []struct {
 		name        string
 		events      []harness.Event
-		report      *harness.Report
+		report      *oracle.Report
 		wantOut     []string
 		wantProblem string
 	}{
@@ -210,7 +216,7 @@ func TestWriteResultEvents(t *testing.T) {
 		},
 		{
 			name:    "another mode without one prints nothing",
-			report:  &harness.Report{RunID: "r-2", Mode: request.ModeScheduled},
+			report:  decode(`{"runId":"r-2","mode":"scheduled"}`),
 			wantOut: []string{},
 		},
 		{
@@ -223,7 +229,13 @@ func TestWriteResultEvents(t *testing.T) {
 			name:        "another run's event is a problem",
 			events:      []harness.Event{event("KMS Rotation Run Completed", strings.Replace(detail, `"r-1"`, `"r-0"`, 1))},
 			report:      report,
-			wantProblem: "run r-0",
+			wantProblem: `detail.runId = "r-0"`,
+		},
+		{
+			name:        "another request's event is a problem",
+			events:      []harness.Event{event("KMS Rotation Run Completed", strings.Replace(detail, `"req-9"`, `"req-8"`, 1))},
+			report:      report,
+			wantProblem: `detail.requestId = "req-8"`,
 		},
 		{
 			name:        "a detail that is not the report's shape is a problem",
@@ -235,7 +247,7 @@ func TestWriteResultEvents(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out strings.Builder
-			problems := writeResultEvents(&out, tt.events, tt.report)
+			problems := writeResultEvents(&out, tt.events, tt.report, "req-9", "INC-4711 suspected exposure")
 			for _, w := range tt.wantOut {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("output lacks %q:\n%s", w, out.String())
@@ -249,5 +261,30 @@ func TestWriteResultEvents(t *testing.T) {
 				t.Errorf("problems %q, want one containing %q", got, tt.wantProblem)
 			}
 		})
+	}
+}
+
+func TestRequestReasonIsTheIncidents(t *testing.T) {
+	for payload, want := range map[string]string{
+		`{"mode":"incident","keys":["k"],"reason":"INC-1"}`:                                        "INC-1",
+		`{"source":"kms-rotator","detail":{"mode":"incident","tag":{"Key":"a"},"reason":"INC-2"}}`: "INC-2",
+		`{"mode":"scheduled"}`:           "",
+		`{"mode":"plan","reason":"why"}`: "",
+		`not JSON`:                       "",
+	} {
+		if got := requestReason([]byte(payload)); got != want {
+			t.Errorf("requestReason(%s) = %q, want %q", payload, got, want)
+		}
+	}
+}
+
+func TestFleetRegionsStartAtHome(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleet.json")
+	if err := os.WriteFile(path, []byte(`[{"alias":"alias/a"},{"region":"eu-west-1"},{"region":"us-east-1"},{"region":"eu-west-1"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := fleetRegions(path, "us-east-1")
+	if err != nil || !slices.Equal(got, []string{"us-east-1", "eu-west-1"}) {
+		t.Fatalf("fleetRegions = %v, %v", got, err)
 	}
 }

@@ -14,11 +14,15 @@
 //		KMSLocal: harness.KMSLocalOptions{Fleet: "events/fleet.json", Args: []string{"-rotation-delay=0"}},
 //		Function: harness.FunctionOptions{Env: map[string]string{"ROTATOR_RESERVE": "3"}},
 //	})
-//	before, _ := env.KMS.Rotations(ctx, "us-east-1", "eu-west-1")
+//	before, _ := oracle.Read(ctx, env.KMS.KMS("us-east-1"), env.KMS.KMS("eu-west-1"))
 //	r, inv, err := env.Function.InvokeReport(ctx, payload) // err: *HandlerError, *InvokeError, …
-//	after, _ := env.KMS.Rotations(ctx, "us-east-1", "eu-west-1")
-//	problems := harness.CheckRotations(before, after, r)   // rotated ⇔ one new rotation
+//	after, _ := oracle.Read(ctx, env.KMS.KMS("us-east-1"), env.KMS.KMS("eu-west-1"))
+//	problems := oracle.CheckRotations(before, after, r)    // rotated ⇔ one new rotation
 //	recs, _ := inv.EMF()                                    // this invocation's EMF lines
+//
+// The harness runs and captures; it judges nothing. Every check of a
+// report, the emulator's state, the metrics, the result event and the
+// ledger is in tools/oracle.
 //
 // Concurrent runs (duplicate EventBridge deliveries, an incident during a
 // sweep) are separate Functions — Options.Functions or Env.AddFunction —

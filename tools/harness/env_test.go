@@ -12,6 +12,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/dynalite"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // tables lists the tables of a dynalite.
@@ -113,7 +114,7 @@ func TestInvokeFreeRunsConcurrentInvocationsOnSeparateFunctions(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("invocation %d: %v", i, r.err)
 		}
-		if _, err := DecodeReport(r.inv.Raw); err != nil {
+		if _, err := oracle.Decode(r.inv.Raw); err != nil {
 			t.Fatalf("invocation %d: %v", i, err)
 		}
 		served[r.inv.Function.Addr]++

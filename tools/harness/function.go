@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // InvokePath is the Runtime Interface Emulator's invoke path: the Lambda
@@ -274,18 +276,24 @@ func (f *Function) call(ctx context.Context, id string, payload []byte) (*Invoca
 }
 
 // InvokeReport invokes the function and decodes the report it returns.
-func (f *Function) InvokeReport(ctx context.Context, payload []byte) (*Report, *Invocation, error) {
+func (f *Function) InvokeReport(ctx context.Context, payload []byte) (*oracle.Report, *Invocation, error) {
 	return f.InvokeReportAs(ctx, newRequestID(), payload)
 }
 
 // InvokeReportAs is InvokeReport with the given Lambda request ID (CallAs).
-func (f *Function) InvokeReportAs(ctx context.Context, requestID string, payload []byte) (*Report, *Invocation, error) {
+func (f *Function) InvokeReportAs(ctx context.Context, requestID string, payload []byte) (*oracle.Report, *Invocation, error) {
 	inv, err := f.CallAs(ctx, requestID, payload)
 	if err != nil {
 		return nil, inv, err
 	}
-	r, err := DecodeReport(inv.Raw)
+	r, err := oracle.Decode(inv.Raw)
 	return r, inv, err
+}
+
+// EMF returns the invocation's EMF records, in order; an error names the
+// first line that claims to be EMF but breaks the specification.
+func (inv *Invocation) EMF() ([]oracle.EMF, error) {
+	return oracle.ParseEMFLines(inv.Logs)
 }
 
 // classify turns an RIE response into nil, *HandlerError or *InvokeError.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 func TestClassify(t *testing.T) {
@@ -56,60 +56,17 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestParseEMF(t *testing.T) {
-	const valid = `{"_aws":{"Timestamp":1764136800000,"CloudWatchMetrics":[{"Namespace":"KMSRotator","Dimensions":[["Mode"]],"Metrics":[{"Name":"KeysRotated","Unit":"Count"}]}]},"Mode":"scheduled","KeysRotated":3}`
-	tests := []struct {
-		name    string
-		line    string
-		wantOK  bool
-		wantErr string
-	}{
-		{name: "valid record parses", line: valid, wantOK: true},
-		{name: "array metric value parses", line: strings.Replace(valid, `"KeysRotated":3`, `"KeysRotated":[3,4]`, 1), wantOK: true},
-		{name: "slog line is not EMF", line: `{"level":"INFO","msg":"key","keyId":"k"}`},
-		{name: "plain text is not EMF", line: "START RequestId: x"},
-		{name: "missing timestamp is an error", line: strings.Replace(valid, `"Timestamp":1764136800000,`, "", 1), wantOK: true, wantErr: "Timestamp"},
-		{name: "missing namespace is an error", line: strings.Replace(valid, `"Namespace":"KMSRotator",`, "", 1), wantOK: true, wantErr: "Namespace"},
-		{name: "metric without member is an error", line: strings.Replace(valid, `,"KeysRotated":3`, "", 1), wantOK: true, wantErr: "KeysRotated"},
-		{name: "string metric value is an error", line: strings.Replace(valid, `"KeysRotated":3`, `"KeysRotated":"3"`, 1), wantOK: true, wantErr: "KeysRotated"},
-		{name: "dimension without member is an error", line: strings.Replace(valid, `"Mode":"scheduled",`, "", 1), wantOK: true, wantErr: "Mode"},
-		{name: "no directives is an error", line: `{"_aws":{"Timestamp":1,"CloudWatchMetrics":[]}}`, wantOK: true, wantErr: "empty"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rec, ok, err := ParseEMF(tt.line)
-			if ok != tt.wantOK {
-				t.Fatalf("ok = %v, want %v", ok, tt.wantOK)
-			}
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one naming %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("err = %v", err)
-			}
-			if ok {
-				if v, _ := rec.Value("KeysRotated"); v != 3 || rec.Dimension("Mode") != "scheduled" || rec.Directives[0].Namespace != "KMSRotator" {
-					t.Fatalf("record = %+v", rec)
-				}
-			}
-		})
-	}
-}
-
 func TestWriteTable(t *testing.T) {
 	used, left := 3, 7
 	last, due, nextAuto := "2026-08-01T10:00:00Z", "2026-10-30T10:00:00Z", "2026-11-29T06:00:00Z"
 	overdue := true
 	expires, completed := "2027-05-29T04:00:00Z", "2026-11-26T06:01:02.5Z"
-	r := &Report{
+	r := &oracle.Report{
 		RunID: "run-1", Mode: "scheduled",
 		StartedAt: "2026-11-26T06:00:00Z", FinishedAt: "2026-11-26T06:00:00.25Z",
-		Summary: Summary{Candidates: 4, Rotated: 1, Skipped: 3, Overdue: 1,
-			Reasons: map[rotator.Reason]int{rotator.ReasonKeyNotEnabled: 1, rotator.ReasonBudgetExhausted: 1, rotator.ReasonAutomaticRotationSoon: 1}},
-		Keys: []KeyReport{
+		Summary: oracle.Summary{Candidates: 4, Rotated: 1, Skipped: 3, Overdue: 1,
+			Reasons: map[string]int{"key-not-enabled": 1, "budget-exhausted": 1, "automatic-rotation-soon": 1}},
+		Keys: []oracle.Entry{
 			{KeyID: "1234abcd-12ab-34cd-56ef-1234567890ab", Alias: "alias/payments", Outcome: "rotated", OnDemandUsed: &used, OnDemandRemaining: &left, LastRotation: &last, NextDue: &due},
 			{KeyID: "0987dcba-09fe-87dc-65ba-ab0987654321", Outcome: "skipped", Reason: "key-not-enabled", KeyState: "Disabled"},
 			{KeyID: "b0d9e700-0000-4000-8000-0000000000e1", Alias: "alias/legacy-billing", Outcome: "skipped", Reason: "budget-exhausted", Overdue: &overdue},

@@ -12,39 +12,17 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/kms-rotator/kms-rotator/lambda/request"
-	"github.com/kms-rotator/kms-rotator/lambda/rotator"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
-
-// Report is the function's result, docs/design.md "The report" (Contract): the
-// engine's own type, so the harness decodes exactly what the function
-// encodes.
-type Report = rotator.Report
-
-// Summary counts the outcomes of a run.
-type Summary = rotator.Summary
-
-// KeyReport is one candidate key's entry; null budget and time fields (not
-// read, not applicable) are nil.
-type KeyReport = rotator.KeyReport
-
-// DecodeReport decodes a report returned by the function.
-func DecodeReport(raw []byte) (*Report, error) {
-	var r Report
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("harness: decode report: %w", err)
-	}
-	return &r, nil
-}
 
 // WriteTable prints a report as an aligned table, one row per key, followed
 // by a one-line summary.
-func WriteTable(w io.Writer, r *Report) error {
+func WriteTable(w io.Writer, r *oracle.Report) error {
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	// Report mode is the inventory: it adds the material age and how long
 	// the scheduled budget lasts at the key's interval.
-	inventory := r.Mode == request.ModeReport
+	inventory := r.Mode == oracle.ModeReport
 	header := "ALIAS\tKEY ID\tOUTCOME\tREASON\tUSED\tLEFT\tLAST ROTATION\tNEXT DUE"
 	if inventory {
 		header += "\tAGE (DAYS)\tINTERVAL\tSCHEDULED LEFT\tBUDGET RUNS OUT"
@@ -52,7 +30,7 @@ func WriteTable(w io.Writer, r *Report) error {
 	fmt.Fprintln(tw, header+"\tNOTE")
 	for _, k := range r.Keys {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s",
-			dash(k.Alias), dash(k.KeyID), k.Outcome, dash(string(k.Reason)),
+			dash(k.Alias), dash(k.KeyID), k.Outcome, dash(k.Reason),
 			num(k.OnDemandUsed), num(k.OnDemandRemaining),
 			day(k.LastRotation), day(k.NextDue))
 		if inventory {
@@ -78,7 +56,7 @@ func WriteTable(w io.Writer, r *Report) error {
 // SummaryLine renders the summary in one line, e.g.
 // "scheduled: 5 candidates, 1 rotated, 0 would rotate, 4 skipped, 0 failed, 0 deferred, 1 overdue [budget-exhausted 1, not-due 3] in 84ms"
 // (overdue only when some key is).
-func SummaryLine(r *Report) string {
+func SummaryLine(r *oracle.Report) string {
 	s := r.Summary
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s", r.Mode)
@@ -93,7 +71,7 @@ func SummaryLine(r *Report) string {
 	if len(s.Reasons) > 0 {
 		parts := make([]string, 0, len(s.Reasons))
 		for _, reason := range slices.Sorted(maps.Keys(s.Reasons)) {
-			if reason != rotator.ReasonNone {
+			if reason != "" {
 				parts = append(parts, fmt.Sprintf("%s %d", reason, s.Reasons[reason]))
 			}
 		}
@@ -108,7 +86,7 @@ func SummaryLine(r *Report) string {
 }
 
 // note is the table's last column: what the reason alone does not say.
-func note(k KeyReport) string {
+func note(k oracle.Entry) string {
 	var parts []string
 	if k.KeyState != "" && k.KeyState != "Enabled" {
 		parts = append(parts, "state "+k.KeyState)
