@@ -14,6 +14,8 @@ import (
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	tagtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
 
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 )
@@ -141,72 +143,85 @@ func TestLoadFleetExtensionsAndDefaults(t *testing.T) {
 	})
 }
 
-// reason mirrors the decision table of docs/design.md for scheduled mode with the
-// function's default limit and reserve (settings.DefaultConfig, so the fleet
-// and this check follow the one place that sets them) and a 90-day interval,
-// to check that the demo fleet reaches every reason. It is not the engine's
-// code.
+// reason is the engine's own decision (rotator.Decide) for a key in a
+// scheduled sweep with the function's defaults (settings.DefaultConfig),
+// from the facts the emulator gives through the SDK as Decide asks for
+// them: its reason, or "due" when the sweep would rotate the key. The demo
+// fleet must reach every reason a fleet can.
 func reason(t *testing.T, e *env, c *kms.Client, keyARN string, tags map[string]string) string {
 	t.Helper()
-	md := must[*kms.DescribeKeyOutput](t)(c.DescribeKey(e.ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyARN)})).KeyMetadata
-	switch {
-	case tags["kms-rotator"] != "enabled":
-		return "not-opted-in"
-	case md.KeyManager == types.KeyManagerTypeAws:
-		return "aws-managed"
-	case md.KeySpec != types.KeySpecSymmetricDefault || md.KeyUsage != types.KeyUsageTypeEncryptDecrypt:
-		return "unsupported-key-spec"
-	case md.Origin == types.OriginTypeExternal && importedReason(t, e, c, keyARN) != "":
-		return importedReason(t, e, c, keyARN)
-	case md.Origin == types.OriginTypeAwsCloudhsm || md.Origin == types.OriginTypeExternalKeyStore:
-		return "custom-key-store"
-	case md.MultiRegionConfiguration != nil && md.MultiRegionConfiguration.MultiRegionKeyType == types.MultiRegionKeyTypeReplica:
-		return "multi-region-replica"
-	case md.KeyState != types.KeyStateEnabled:
-		return "key-not-enabled"
-	}
-	rot := must[*kms.ListKeyRotationsOutput](t)(c.ListKeyRotations(e.ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(keyARN)})).Rotations
-	used, newest := 0, *md.CreationDate
-	for _, r := range rot {
-		if r.RotationType == types.RotationTypeOnDemand {
-			used++
+	cfg := settings.DefaultConfig()
+	key := aws.String(keyARN)
+	f := rotator.Facts{Mode: request.ModeScheduled, IntervalDays: cfg.IntervalDays}
+	for {
+		d := rotator.Decide(f, e.clock.Now(), cfg)
+		switch d.Action {
+		case rotator.Done:
+			return string(d.Reason)
+		case rotator.Rotate:
+			return "due"
+		case rotator.FetchMetadata:
+			md := must[*kms.DescribeKeyOutput](t)(c.DescribeKey(e.ctx, &kms.DescribeKeyInput{KeyId: key})).KeyMetadata
+			f.Meta = &rotator.Metadata{KeyManager: string(md.KeyManager), KeySpec: string(md.KeySpec), KeyUsage: string(md.KeyUsage),
+				Origin: string(md.Origin), KeyState: string(md.KeyState), CreatedAt: aws.ToTime(md.CreationDate),
+				Replica:    md.MultiRegionConfiguration != nil && md.MultiRegionConfiguration.MultiRegionKeyType == types.MultiRegionKeyTypeReplica,
+				MaterialID: aws.ToString(md.CurrentKeyMaterialId)}
+		case rotator.FetchTags:
+			v, ok := tags[cfg.TagKey]
+			f.TagsKnown, f.OptedIn = true, ok && v == cfg.TagValue
+			if v, ok := tags[settings.IntervalTagKey]; ok {
+				if n, err := settings.ParseIntervalTag(v, cfg.MinIntervalDays); err != nil {
+					f.IntervalErr = err.Error()
+				} else {
+					f.IntervalDays = n
+				}
+			}
+		case rotator.FetchHistory:
+			f.History = history(t, e, c, keyARN, f.Meta.Origin == string(types.OriginTypeExternal))
+		case rotator.FetchStatus:
+			s := must[*kms.GetKeyRotationStatusOutput](t)(c.GetKeyRotationStatus(e.ctx, &kms.GetKeyRotationStatusInput{KeyId: key}))
+			f.Status = &rotator.Status{OnDemandStart: s.OnDemandRotationStartDate, NextAutomatic: s.NextRotationDate}
+		default:
+			t.Fatalf("%s: Decide asked for %v, which a scheduled sweep with the defaults never reads", keyARN, d.Action)
 		}
-		if r.RotationDate.After(newest) {
-			newest = *r.RotationDate
-		}
 	}
-	interval := 90
-	if v, ok := tags["kms-rotator:interval-days"]; ok {
-		interval, _ = strconv.Atoi(v)
-	}
-	def := settings.DefaultConfig()
-	switch {
-	case used >= def.OnDemandLimit:
-		return "budget-exhausted"
-	case def.OnDemandLimit-used <= def.Reserve:
-		return "budget-reserved"
-	case e.clock.Now().Sub(newest) < time.Duration(interval)*24*time.Hour:
-		return "not-due"
-	}
-	return "due"
 }
 
-// importedReason is the reason of an imported key without new key material
-// ready for a rotation (material-not-staged, or
-// material-pending-replica-import while a replica lacks it); "" when material
-// waits in PENDING_ROTATION and the key is decided like any other.
-func importedReason(t *testing.T, e *env, c *kms.Client, keyARN string) string {
+// history is what ListKeyRotations says about a key (with its key
+// materials for an imported key), as Decide reads it.
+func history(t *testing.T, e *env, c *kms.Client, keyARN string, imported bool) *rotator.History {
 	t.Helper()
-	l := must[*kms.ListKeyRotationsOutput](t)(c.ListKeyRotations(e.ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(keyARN), IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})).Rotations
-	for _, r := range l {
-		switch r.KeyMaterialState {
-		case types.KeyMaterialStatePendingRotation:
-			return ""
-		case types.KeyMaterialStatePendingMultiRegionImportAndRotation:
-			return "material-pending-replica-import"
-		}
+	in := &kms.ListKeyRotationsInput{KeyId: aws.String(keyARN)}
+	if imported {
+		in.IncludeKeyMaterial = types.IncludeKeyMaterialAllKeyMaterial
 	}
-	return "material-not-staged"
+	h := &rotator.History{}
+	for _, r := range must[*kms.ListKeyRotationsOutput](t)(c.ListKeyRotations(e.ctx, in)).Rotations {
+		switch r.KeyMaterialState {
+		case types.KeyMaterialStateCurrent:
+			h.CurrentMaterial = aws.ToString(r.KeyMaterialId)
+		case types.KeyMaterialStatePendingRotation:
+			h.Staged = aws.ToString(r.KeyMaterialId)
+		case types.KeyMaterialStatePendingMultiRegionImportAndRotation:
+			h.PendingReplicaImport, h.StagedForReplicas = true, aws.ToString(r.KeyMaterialId)
+		}
+		if r.RotationDate == nil {
+			continue // a material no rotation made current
+		}
+		if r.RotationType == types.RotationTypeOnDemand {
+			h.OnDemand++
+			h.NewestOnDemand = later(h.NewestOnDemand, *r.RotationDate)
+		}
+		h.Newest = later(h.Newest, *r.RotationDate)
+	}
+	return h
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func TestDemoFleet(t *testing.T) {
