@@ -85,7 +85,10 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	// Each run's evidence record goes to the evidence bucket, when the
 	// stack names one (AWS_ENDPOINT_URL_S3 locally).
 	if cfg.EvidenceBucket != "" {
-		engine.SetEvidence(s3.NewFromConfig(awsCfg))
+		// A local S3 stand-in (AWS_ENDPOINT_URL_S3) serves one host: path-style
+		// addressing there; AWS's own endpoints take virtual-hosted style.
+		local := getenv("AWS_ENDPOINT_URL_S3") != ""
+		engine.SetEvidence(s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = local }))
 	}
 	// Incident runs and runs with failed keys announce their result on the
 	// default event bus (source kms-rotator).

@@ -37,6 +37,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -47,11 +48,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/moto"
 	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
@@ -223,6 +227,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// evidenceBucket is the demo's evidence bucket (ROTATOR_EVIDENCE_BUCKET).
+const evidenceBucket = "kms-rotator-evidence"
+
 func demo(ctx context.Context, o options, out io.Writer) error {
 	begin := time.Now()
 	root, err := harness.FindRoot("")
@@ -254,10 +261,22 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		logw = &prefixWriter{w: os.Stderr}
 	}
 	startBegin := time.Now()
+	// Each run's evidence record goes to an S3 bucket of moto's server (a
+	// third party's S3 on 127.0.0.1), as the stack's evidence bucket.
+	s3srv, err := moto.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("start moto's S3: %w", err)
+	}
+	defer s3srv.Close()
+	if _, err := s3srv.S3().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(evidenceBucket)}); err != nil {
+		return fmt.Errorf("create the evidence bucket: %w", err)
+	}
+	fnEnv := map[string]string{settings.EnvEvidenceBucket: evidenceBucket, "AWS_ENDPOINT_URL_S3": s3srv.URL}
+	maps.Copy(fnEnv, o.env)
 	env, err := harness.Start(ctx, harness.Options{
 		Binaries: bins,
 		KMSLocal: harness.KMSLocalOptions{Fleet: fleet, Args: o.emuFlags, Log: logw},
-		Function: harness.FunctionOptions{Name: "kms-rotator", Log: logw, Env: o.env, Timeout: o.timeout},
+		Function: harness.FunctionOptions{Name: "kms-rotator", Log: logw, Env: fnEnv, Timeout: o.timeout},
 		// A rehearsed ROTATOR_LEDGER_TABLE is the table the demo makes.
 		LedgerTable: o.env[settings.EnvLedgerTable],
 	})
@@ -269,6 +288,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "started kmslocal %s (fleet %s) and the function at http://%s in %v\n",
 		env.KMS.URL, rel(root, fleet), env.Function.Addr, startTime.Round(time.Millisecond))
 	fmt.Fprintf(out, "ledger: table %s in dynalite %s\n", env.LedgerTable, env.Ledger.URL)
+	fmt.Fprintf(out, "evidence: bucket %s in moto's S3 %s\n", fnEnv[settings.EnvEvidenceBucket], s3srv.URL)
 	writeSettings(out, o)
 	if err := writeFleetWarnings(ctx, out, env.KMS.Proc.Stderr); err != nil {
 		return err
@@ -333,6 +353,15 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(out, "(invoke %v, request %s)\n", inv.Duration.Round(time.Millisecond), inv.RequestID)
+		switch ev := r.Evidence; {
+		case ev == nil:
+			failures = append(failures, name+": no evidence record")
+		case ev.Error != "":
+			fmt.Fprintf(out, "evidence: not written: %s\n", ev.Error)
+			failures = append(failures, name+": evidence: "+ev.Error)
+		default:
+			fmt.Fprintf(out, "evidence: s3://%s/%s\n", ev.Bucket, ev.Key)
+		}
 		for _, p := range judge(contract, r, inv, before, after, claimsAfter.Since(claimsBefore)) {
 			failures = append(failures, fmt.Sprintf("%s: %s", name, p))
 		}
