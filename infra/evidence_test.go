@@ -245,8 +245,9 @@ func TestEvidenceSettings(t *testing.T) {
 }
 
 // TestSecurityHubPermissions: with securityHub the function role may import
-// and read its own account's findings in its Region, and in organization
-// mode each member role its own account's in every orgRegions Region; with
+// and read its own account's findings in its Region (in organization mode
+// also in every orgRegions Region), and in organization mode each member
+// role its own account's in every orgRegions Region; with
 // securityHub off neither role has any Security Hub permission. Judged by
 // the IAM simulator on the synthesized templates, resolved.
 func TestSecurityHubPermissions(t *testing.T) {
@@ -294,7 +295,14 @@ func TestSecurityHubPermissions(t *testing.T) {
 		ask("the function role reads its account's findings", fn, simAccount, identity, "securityhub:GetFindings", hub(simRegion, simAccount), allowed)
 		ask("the function role imports a member account's finding itself", fn, simOtherAccount, identity, "securityhub:BatchImportFindings",
 			product(simRegion, simOtherAccount), "ImplicitlyDenied")
-		ask("the function role imports in another Region", fn, simAccount, identity, "securityhub:BatchImportFindings", product("eu-west-1", simAccount), "ImplicitlyDenied")
+		// In organization mode a target run of the own account works in
+		// each orgRegions Region through the function's role.
+		inSwept := "ImplicitlyDenied"
+		if mode.org {
+			inSwept = allowed
+		}
+		ask("the function role imports in a swept Region", fn, simAccount, identity, "securityhub:BatchImportFindings", product("eu-west-1", simAccount), inSwept)
+		ask("the function role imports in a Region not swept", fn, simAccount, identity, "securityhub:BatchImportFindings", product("ap-southeast-2", simAccount), "ImplicitlyDenied")
 		ask("the function role updates findings", fn, simAccount, identity, "securityhub:BatchUpdateFindings", hub(simRegion, simAccount), "ImplicitlyDenied")
 		if !mode.org {
 			continue

@@ -579,10 +579,16 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 	}
 	doc.Statement = append(doc.Statement, write.Statement...)
 	if s.Function.SecurityHub {
-		// The function's own account's findings, in its Region: the
-		// function's Security Hub client is of its Region, and a member
-		// account's findings go through its member role (memberTemplate).
-		hub, err := policy.SecurityHub(policy.Params{Partition: *awscdk.Aws_PARTITION(), Account: *awscdk.Aws_ACCOUNT_ID(), Region: *awscdk.Aws_REGION()})
+		// The function's own account's findings, in its Region and, in
+		// organization mode, in every Region swept: a target run of the
+		// own account imports through the function's role in the run's
+		// Region, while a member account's findings go through its member
+		// role (memberTemplate).
+		regions := []string{*awscdk.Aws_REGION()}
+		if s.Org.Enabled() {
+			regions = append(regions, s.Org.Regions...)
+		}
+		hub, err := policy.SecurityHubIn(policy.Params{Partition: *awscdk.Aws_PARTITION(), Account: *awscdk.Aws_ACCOUNT_ID()}, regions)
 		if err != nil {
 			panic(err)
 		}
