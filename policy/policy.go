@@ -11,7 +11,9 @@
 // policy from Responder, the incident event bus's resource policy from
 // IncidentBus and the results bus's from ResultsBus; the function's role
 // also gains EvidenceWrite (the evidence bucket) and, with Security Hub on,
-// SecurityHub (the member role SecurityHubIn); key owners whose key policy
+// SecurityHub (the member role SecurityHubIn), and in organization mode
+// OrgRunsFunction (the organization sweep's bucket); the organization
+// sweep's state machine role gains OrgStateMachine; key owners whose key policy
 // does not delegate to IAM add the statements of KeyStatements to that key
 // policy. Tests render the same
 // files, so what is reviewed, deployed and simulated is one text.
@@ -31,7 +33,7 @@ import (
 // The JSON files are embedded so the CDK app and the tests cannot drift from
 // the reviewed text.
 //
-//go:embed function-role.json key-policy-statement.json scheduler-role.json scheduler-org-role.json responder.json incident-bus.json results-bus.json assume-member-role.json organization-read.json evidence-write.json security-hub.json
+//go:embed function-role.json key-policy-statement.json scheduler-role.json scheduler-org-role.json responder.json incident-bus.json results-bus.json assume-member-role.json organization-read.json evidence-write.json security-hub.json org-runs-function.json org-state-machine.json
 var files embed.FS
 
 // File names of the documents, relative to this package.
@@ -67,6 +69,14 @@ const (
 	// organization mode the member role, gains with Security Hub findings
 	// on: import and read the findings of its own account.
 	SecurityHubFile = "security-hub.json"
+	// OrgRunsFunctionFile is the policy the function's role gains in
+	// organization mode: write each sweep's targets and resolution to the
+	// organization sweep's bucket, read that sweep's results.
+	OrgRunsFunctionFile = "org-runs-function.json"
+	// OrgStateMachineFile is the identity policy of the organization
+	// sweep's state machine role for its Distributed Map: start and track
+	// its child executions, read the targets, write the results.
+	OrgStateMachineFile = "org-state-machine.json"
 )
 
 // Params are the values substituted for the ${Name} placeholders of the
@@ -134,6 +144,13 @@ type Params struct {
 	// (ROTATOR_EVIDENCE_BUCKET), the only bucket the function's role may
 	// write to, under evidence/ only.
 	EvidenceBucketName string
+	// OrgBucketName is the organization sweep's bucket
+	// (ROTATOR_ORG_BUCKET): each execution's targets, resolution and
+	// results under runs/<execution>/.
+	OrgBucketName string
+	// StateMachineName is the organization sweep's state machine's name
+	// (its executions' ARNs hold it).
+	StateMachineName string
 }
 
 func (p Params) values() map[string]string {
@@ -159,6 +176,8 @@ func (p Params) values() map[string]string {
 		"StateMachineArn":       p.StateMachineARN,
 		"LedgerTableArn":        p.LedgerTableARN,
 		"EvidenceBucketName":    p.EvidenceBucketName,
+		"OrgBucketName":         p.OrgBucketName,
+		"StateMachineName":      p.StateMachineName,
 	}
 }
 
@@ -643,4 +662,39 @@ func dedupe(s []string) []string {
 		}
 	}
 	return out
+}
+
+// OrgRunsFunction renders the statements the function's role gains in
+// organization mode for the organization sweep's bucket (OrgBucketName):
+// s3:PutObject of the two objects a targets run writes,
+// runs/<execution>/targets.json (the Distributed Map's items) and
+// runs/<execution>/resolution.json (the whole resolution), and
+// s3:GetObject under runs/, where the org-summary run reads the
+// ResultWriter's manifest and result files and the resolution. Nothing
+// else: no listing, no delete, no write of a result file (Step Functions
+// writes those), no other bucket. The execution's name is only known at run
+// time, hence the wildcard segment. It is not one of MemberRoleSids: only
+// the central function writes and reads the sweep's files.
+func OrgRunsFunction(p Params) (Document, error) {
+	return renderDocument(OrgRunsFunctionFile, p)
+}
+
+// OrgStateMachine renders the identity policy of the organization sweep's
+// state machine role for its Distributed Map state, as AWS documents it
+// (https://docs.aws.amazon.com/step-functions/latest/dg/iam-policies-eg-dist-map.html):
+// states:StartExecution on the state machine itself (StateMachineARN),
+// whose child workflow executions the Map Run starts;
+// states:DescribeExecution and states:StopExecution on its executions
+// (execution:StateMachineName:*; StopExecution, as CDK's DistributedMap
+// also grants, lets a failed or aborted Map Run stop its children);
+// s3:GetObject of the targets the ItemReader reads
+// (runs/<execution>/targets.json); and on the ResultWriter's prefix
+// (runs/<execution>/results/) the four actions AWS lists for writing
+// results, s3:PutObject, s3:GetObject, s3:ListMultipartUploadParts and
+// s3:AbortMultipartUpload: the results are written with multipart uploads
+// (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html).
+// The bucket is encrypted with S3-managed keys, so no KMS permission is
+// needed.
+func OrgStateMachine(p Params) (Document, error) {
+	return renderDocument(OrgStateMachineFile, p)
 }
