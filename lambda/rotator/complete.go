@@ -97,10 +97,10 @@ func (r *run) pollCompletion(ctx context.Context, items []*item) []*item {
 // completed reads the key's status and its current material: the rotation
 // is complete once none is in progress and the material is a new one.
 func (r *run) completed(ctx context.Context, it *item) bool {
-	if err := r.status(ctx, it); err != nil || it.facts.inProgress() {
+	if err := r.fetch.status(ctx, it); err != nil || it.facts.inProgress() {
 		return false
 	}
-	m := r.currentMaterial(ctx, it)
+	m := r.fetch.currentMaterial(ctx, it)
 	if m == "" || m == it.facts.MaterialBefore {
 		return false
 	}
@@ -132,7 +132,7 @@ func (r *run) onDemandMaterials(ctx context.Context, it *item) ([]string, error)
 		id string
 	}
 	var rots []rot
-	err := r.eachRotation(ctx, it, false, func(e kmstypes.RotationsListEntry) {
+	err := r.fetch.eachRotation(ctx, it, false, func(e kmstypes.RotationsListEntry) {
 		if e.RotationType == kmstypes.RotationTypeOnDemand && e.RotationDate != nil {
 			rots = append(rots, rot{aws.ToTime(e.RotationDate), aws.ToString(e.KeyMaterialId)})
 		}

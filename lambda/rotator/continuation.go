@@ -22,7 +22,7 @@ type LambdaAPI interface {
 // SetLambda gives the engine the Lambda client it continues runs with. Call
 // it before the first Run; without it (or with ROTATOR_CONTINUATION_MAX=0)
 // runs that do not finish defer their remaining keys to the next schedule.
-func (e *Engine) SetLambda(api LambdaAPI) { e.lambda = api }
+func (e *Engine) SetLambda(api LambdaAPI) { e.out.lambda = api }
 
 // ContinuationReport is the report's "continuation" object: where this run
 // sits in its chain and whether it handed the rest to a next link. Present
@@ -94,7 +94,7 @@ func (r *run) continueChain(ctx context.Context) {
 	// (ROTATOR_CONTINUATION_MAX=0 there), and an operator can too.
 	c.Next = marks[first-1].key
 	switch {
-	case r.e.cfg.ContinuationMax == 0 || r.e.lambda == nil:
+	case r.e.cfg.ContinuationMax == 0 || r.e.out.lambda == nil:
 		c.NotStarted = "disabled"
 		return
 	case c.Chain >= r.e.cfg.ContinuationMax:
@@ -112,7 +112,7 @@ func (r *run) continueChain(ctx context.Context) {
 		// Lambda endpoint) must not hold the report past the deadline.
 		ictx, cancel := r.afterKeys(ctx, continuationTimeout)
 		defer cancel()
-		_, err = r.e.lambda.Invoke(ictx, &lambda.InvokeInput{
+		_, err = r.e.out.lambda.Invoke(ictx, &lambda.InvokeInput{
 			FunctionName:   aws.String(unqualified(r.inv.FunctionARN)),
 			InvocationType: lambdatypes.InvocationTypeEvent,
 			Payload:        payload,

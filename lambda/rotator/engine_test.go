@@ -428,11 +428,11 @@ func TestLargeRunListsOnlyEntriesThatAreNotNotDue(t *testing.T) {
 	 {"alias":"alias/due","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":5},
 	 {"alias":"alias/fresh","createdDaysAgo":10,"tags":{"kms-rotator":"enabled"},"count":20}]`
 	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
-	if h.engine.maxListed != 2000 {
-		t.Fatalf("the listing threshold is %d, want docs/design.md's 2,000", h.engine.maxListed)
+	if h.engine.limits.maxListed != 2000 {
+		t.Fatalf("the listing threshold is %d, want docs/design.md's 2,000", h.engine.limits.maxListed)
 	}
 	// 2,000 keys work the same way, only slower (the threshold is all that differs).
-	h.engine.maxListed = 20
+	h.engine.limits.maxListed = 20
 	rep := h.run(t, request.Request{Mode: request.ModePlan})
 	if rep.Summary.Candidates != 25 || len(rep.Keys) != 5 || rep.OmittedNotDue != 20 || rep.Summary.Reasons[ReasonNotDue] != 20 {
 		t.Fatalf("candidates %d, %d entries, %d omitted; want 25, 5, 20", rep.Summary.Candidates, len(rep.Keys), rep.OmittedNotDue)
@@ -631,7 +631,7 @@ func TestReportSizeIsBoundedWhateverTheFleet(t *testing.T) {
 	 {"alias":"alias/rsa","keySpec":"RSA_2048","keyUsage":"SIGN_VERIFY","createdDaysAgo":200,"tags":{"kms-rotator":"enabled"},"count":2},
 	 {"alias":"alias/fresh","createdDaysAgo":10,"tags":{"kms-rotator":"enabled"},"count":10}]`
 	h := newHarness(t, kmsemu.Options{}, fleet, fastConfig())
-	h.engine.maxListed, h.engine.maxEntries = 5, 3 // stand-ins for 2,000 and 10,000
+	h.engine.limits.maxListed, h.engine.limits.maxEntries = 5, 3 // stand-ins for 2,000 and 10,000
 	rep := h.run(t, request.Request{Mode: request.ModePlan})
 	if rep.Summary.Candidates != 15 || len(rep.Keys) != 3 || rep.OmittedNotDue != 10 || rep.OmittedOther != 2 {
 		t.Fatalf("candidates %d, %d entries, omitted %d not-due + %d other; want 15, 3, 10 + 2",

@@ -20,7 +20,7 @@ type EventsAPI interface {
 
 // SetEvents gives the engine the EventBridge client it publishes result
 // events with. Call it before the first Run; without it no event is sent.
-func (e *Engine) SetEvents(api EventsAPI) { e.events = api }
+func (e *Engine) SetEvents(api EventsAPI) { e.out.events = api }
 
 // maxEventBytes bounds the result event: an entry's size (the source, the
 // detail-type and the detail) must be less than 256 KB
@@ -58,7 +58,7 @@ type ResultDetail struct {
 func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
 	// Imported material about to expire is a notice of its own: the key
 	// stops working when it expires.
-	if r.e.events == nil || (!r.req.Mode.Rules().Publishes && rep.Summary.Failed == 0 && rep.Summary.MaterialExpiringSoon == 0) {
+	if r.e.out.events == nil || (!r.req.Mode.Rules().Publishes && rep.Summary.Failed == 0 && rep.Summary.MaterialExpiringSoon == 0) {
 		return nil
 	}
 	detail, err := r.resultDetail(rep, maxEventBytes-len(settings.ResultEventSource)-len(settings.ResultEventDetailType))
@@ -70,7 +70,7 @@ func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
 // a whole (every incident run publishes one, failed ones included): the
 // summary of what it handled and the error.
 func (r *run) publishFailure(ctx context.Context, runErr error) {
-	if r.e.events == nil || !r.req.Mode.Rules().Publishes {
+	if r.e.out.events == nil || !r.req.Mode.Rules().Publishes {
 		return
 	}
 	d := ResultDetail{RunID: r.id, Mode: r.req.Mode, DryRun: r.dry, Reason: r.req.Reason, RequestID: r.inv.RequestID,
@@ -86,7 +86,7 @@ func (r *run) putResult(ctx context.Context, detail []byte, err error) bool {
 		pctx, cancel := r.afterKeys(ctx, r.e.cfg.CallTimeout)
 		defer cancel()
 		var out *eventbridge.PutEventsOutput
-		out, err = r.e.events.PutEvents(pctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
+		out, err = r.e.out.events.PutEvents(pctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
 			Source:       aws.String(settings.ResultEventSource),
 			DetailType:   aws.String(settings.ResultEventDetailType),
 			Detail:       aws.String(string(detail)),

@@ -22,7 +22,7 @@ type EvidenceAPI interface {
 // SetEvidence gives the engine the S3 client it writes each run's evidence
 // record with (ROTATOR_EVIDENCE_BUCKET names the bucket; unset, none is
 // written).
-func (e *Engine) SetEvidence(api EvidenceAPI) { e.evidence = api }
+func (e *Engine) SetEvidence(api EvidenceAPI) { e.out.evidence = api }
 
 // EvidenceSchemaVersion is the version of the evidence record's shape
 // (docs/design.md "Evidence"): a change that removes or renames a field
@@ -141,7 +141,7 @@ func (b *evidenceBook) add(k KeyReport, unread bool) {
 // evidenceOn says whether the run writes evidence: a bucket is set and
 // the run is no repeat (its first run wrote it).
 func (r *run) evidenceOn() bool {
-	return r.e.evidence != nil && r.e.cfg.EvidenceBucket != "" && r.repeatOf == ""
+	return r.e.out.evidence != nil && r.e.cfg.EvidenceBucket != "" && r.repeatOf == ""
 }
 
 // writeEvidence writes the run's evidence record to the evidence bucket,
@@ -180,7 +180,7 @@ func (r *run) writeEvidence(ctx context.Context, rep *Report, listErr error) *Ev
 	if err == nil {
 		pctx, cancel := r.afterKeys(ctx, cfg.CallTimeout)
 		defer cancel()
-		_, err = r.e.evidence.PutObject(pctx, &s3.PutObjectInput{
+		_, err = r.e.out.evidence.PutObject(pctx, &s3.PutObjectInput{
 			Bucket: aws.String(out.Bucket), Key: aws.String(out.Key), Body: bytes.NewReader(body),
 			ContentType:          aws.String("application/json"),
 			ServerSideEncryption: s3types.ServerSideEncryptionAes256,

@@ -81,7 +81,7 @@ func TestSweepEvidenceListsEveryCandidateOnce(t *testing.T) {
 	h := newHarness(t, kmsemu.Options{}, demoFleet(t), fastConfig())
 	// The report lists only some entries beyond a few candidates; the
 	// evidence lists them all.
-	h.engine.maxListed, h.engine.maxEntries = 3, 3
+	h.engine.limits.maxListed, h.engine.limits.maxEntries = 3, 3
 	c := withEvidence(t, h, "evidence-sweep", true)
 	rep := h.run(t, request.Request{Mode: request.ModeScheduled})
 	ev, keys := readEvidence(t, c, rep)

@@ -11,11 +11,23 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
 
-func (r *run) describe(ctx context.Context, it *item) error {
-	if err := r.call(ctx, opDescribeKey); err != nil {
+// fetcher reads a run's facts from KMS, cheapest first as Decide asks for
+// them: it holds the clients of every account the run works in, waits for
+// each call's pace and counts the calls by operation (the summary line's
+// "calls").
+type fetcher struct {
+	r *run
+	// accounts holds the member accounts' clients (members.go); the
+	// function's own account uses the engine's.
+	accounts map[string]accountClients
+	calls    callCounts
+}
+
+func (f *fetcher) describe(ctx context.Context, it *item) error {
+	if err := f.call(ctx, opDescribeKey); err != nil {
 		return err
 	}
-	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	out, err := f.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil {
 		return err
 	}
@@ -58,20 +70,20 @@ func (r *run) describe(ctx context.Context, it *item) error {
 // chosen over GetResources with ResourceARNList because it answers for
 // untagged keys too, works in the primary's Region for an added primary,
 // and keeps every per-key call on kms:* actions the key policy governs.
-func (r *run) listTags(ctx context.Context, it *item) error {
+func (f *fetcher) listTags(ctx context.Context, it *item) error {
 	tags := map[string]string{}
 	in := &kms.ListResourceTagsInput{KeyId: aws.String(it.arn)}
 	for {
-		if err := r.call(ctx, opListResourceTags); err != nil {
+		if err := f.call(ctx, opListResourceTags); err != nil {
 			return err
 		}
-		out, err := r.kmsOf(it).ListResourceTags(ctx, in, inRegion(it.region))
+		out, err := f.kmsOf(it).ListResourceTags(ctx, in, inRegion(it.region))
 		if err != nil {
 			return err
 		}
 		for _, t := range out.Tags {
 			k := aws.ToString(t.TagKey)
-			if r.wantTag(k) {
+			if f.r.wantTag(k) {
 				tags[k] = strings.Clone(aws.ToString(t.TagValue))
 			}
 		}
@@ -80,15 +92,15 @@ func (r *run) listTags(ctx context.Context, it *item) error {
 		}
 		in.Marker = out.NextMarker
 	}
-	r.applyTags(it, tags)
+	f.r.applyTags(it, tags)
 	return nil
 }
 
 // history reads all pages of ListKeyRotations: the budget used is the count
 // of ON_DEMAND entries, the age is the newest entry of any type
 // (https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeyRotations.html).
-func (r *run) history(ctx context.Context, it *item) error {
-	h, err := r.readHistory(ctx, it)
+func (f *fetcher) history(ctx context.Context, it *item) error {
+	h, err := f.readHistory(ctx, it)
 	if err != nil {
 		return err
 	}
@@ -96,10 +108,10 @@ func (r *run) history(ctx context.Context, it *item) error {
 	return nil
 }
 
-func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
+func (f *fetcher) readHistory(ctx context.Context, it *item) (*History, error) {
 	h := &History{}
 	imported := it.facts.Meta != nil && it.facts.Meta.Origin == "EXTERNAL"
-	err := r.eachRotation(ctx, it, imported, func(e kmstypes.RotationsListEntry) {
+	err := f.eachRotation(ctx, it, imported, func(e kmstypes.RotationsListEntry) {
 		id := aws.ToString(e.KeyMaterialId)
 		switch e.KeyMaterialState {
 		case kmstypes.KeyMaterialStateCurrent:
@@ -133,16 +145,16 @@ func (r *run) readHistory(ctx context.Context, it *item) (*History, error) {
 // all pages, each call paced. 1,000 entries a page (the maximum) so one
 // call covers any real key; imported keys list their staged material too
 // (IncludeKeyMaterial ALL_KEY_MATERIAL: PENDING_ROTATION).
-func (r *run) eachRotation(ctx context.Context, it *item, allMaterial bool, each func(kmstypes.RotationsListEntry)) error {
+func (f *fetcher) eachRotation(ctx context.Context, it *item, allMaterial bool, each func(kmstypes.RotationsListEntry)) error {
 	in := &kms.ListKeyRotationsInput{KeyId: aws.String(it.arn), Limit: aws.Int32(1000)}
 	if allMaterial {
 		in.IncludeKeyMaterial = kmstypes.IncludeKeyMaterialAllKeyMaterial
 	}
 	for {
-		if err := r.call(ctx, opListKeyRotations); err != nil {
+		if err := f.call(ctx, opListKeyRotations); err != nil {
 			return err
 		}
-		out, err := r.kmsOf(it).ListKeyRotations(ctx, in, inRegion(it.region))
+		out, err := f.kmsOf(it).ListKeyRotations(ctx, in, inRegion(it.region))
 		if err != nil {
 			return err
 		}
@@ -159,8 +171,8 @@ func (r *run) eachRotation(ctx context.Context, it *item, allMaterial bool, each
 // usage reads GetKeyLastUsage: the last successful cryptographic operation
 // since KMS began tracking the key
 // (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyLastUsage.html).
-func (r *run) usage(ctx context.Context, it *item) error {
-	u, err := r.lastUsage(ctx, it, it.arn, it.region)
+func (f *fetcher) usage(ctx context.Context, it *item) error {
+	u, err := f.lastUsage(ctx, it, it.arn, it.region)
 	if err != nil {
 		return err
 	}
@@ -169,7 +181,7 @@ func (r *run) usage(ctx context.Context, it *item) error {
 	// primary and every replica are.
 	if m := it.facts.Meta; m != nil {
 		for _, rep := range m.Replicas {
-			ru, err := r.lastUsage(ctx, it, rep.ARN, rep.Region)
+			ru, err := f.lastUsage(ctx, it, rep.ARN, rep.Region)
 			if err != nil {
 				return err
 			}
@@ -188,11 +200,11 @@ func (r *run) usage(ctx context.Context, it *item) error {
 // lastUsage is one GetKeyLastUsage, paced at its share of the operation's
 // quota (5 per second per account and Region: a 10,000-key report takes
 // over half an hour at it).
-func (r *run) lastUsage(ctx context.Context, it *item, arn, region string) (*Usage, error) {
-	if err := r.call(ctx, opGetKeyLastUsage); err != nil {
+func (f *fetcher) lastUsage(ctx context.Context, it *item, arn, region string) (*Usage, error) {
+	if err := f.call(ctx, opGetKeyLastUsage); err != nil {
 		return nil, err
 	}
-	out, err := r.kmsOf(it).GetKeyLastUsage(ctx, &kms.GetKeyLastUsageInput{KeyId: aws.String(arn)}, inRegion(region))
+	out, err := f.kmsOf(it).GetKeyLastUsage(ctx, &kms.GetKeyLastUsageInput{KeyId: aws.String(arn)}, inRegion(region))
 	if err != nil {
 		return nil, err
 	}
@@ -207,11 +219,11 @@ func (r *run) lastUsage(ctx context.Context, it *item, arn, region string) (*Usa
 // while an on-demand rotation is in progress, NextRotationDate while
 // automatic rotation is enabled
 // (https://docs.aws.amazon.com/kms/latest/APIReference/API_GetKeyRotationStatus.html).
-func (r *run) status(ctx context.Context, it *item) error {
-	if err := r.call(ctx, opGetKeyRotationStatus); err != nil {
+func (f *fetcher) status(ctx context.Context, it *item) error {
+	if err := f.call(ctx, opGetKeyRotationStatus); err != nil {
 		return err
 	}
-	out, err := r.kmsOf(it).GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	out, err := f.kmsOf(it).GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil {
 		return err
 	}
@@ -225,11 +237,11 @@ func (r *run) status(ctx context.Context, it *item) error {
 
 // currentMaterial reads DescribeKey's CurrentKeyMaterialId ("" when the
 // call fails: no sign either way).
-func (r *run) currentMaterial(ctx context.Context, it *item) string {
-	if err := r.call(ctx, opDescribeKey); err != nil {
+func (f *fetcher) currentMaterial(ctx context.Context, it *item) string {
+	if err := f.call(ctx, opDescribeKey); err != nil {
 		return ""
 	}
-	out, err := r.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
+	out, err := f.kmsOf(it).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(it.arn)}, inRegion(it.region))
 	if err != nil || out.KeyMetadata == nil {
 		return ""
 	}
@@ -237,47 +249,47 @@ func (r *run) currentMaterial(ctx context.Context, it *item) string {
 }
 
 // call waits for the operation's pace and counts the call.
-func (r *run) call(ctx context.Context, op string) error {
-	if err := r.e.pace(ctx, op); err != nil {
+func (f *fetcher) call(ctx context.Context, op operation) error {
+	if err := f.r.e.pace.wait(ctx, op); err != nil {
 		return err
 	}
-	r.calls.add(op)
+	f.calls.add(op)
 	return nil
 }
 
-// Operation names, for call counts and error messages.
+// operation is a call the engine makes, for call counts, pacing and error
+// messages.
+type operation uint8
+
 const (
-	opGetResources         = "GetResources"
-	opListAliases          = "ListAliases"
-	opDescribeKey          = "DescribeKey"
-	opListResourceTags     = "ListResourceTags"
-	opListKeyRotations     = "ListKeyRotations"
-	opGetKeyRotationStatus = "GetKeyRotationStatus"
-	opRotateKeyOnDemand    = "RotateKeyOnDemand"
-	opGetKeyLastUsage      = "GetKeyLastUsage"
+	opGetResources operation = iota
+	opListAliases
+	opDescribeKey
+	opListResourceTags
+	opListKeyRotations
+	opGetKeyRotationStatus
+	opRotateKeyOnDemand
+	opGetKeyLastUsage
+	numOps
 )
 
-var opNames = [...]string{opGetResources, opListAliases, opDescribeKey, opListResourceTags,
-	opListKeyRotations, opGetKeyRotationStatus, opRotateKeyOnDemand, opGetKeyLastUsage}
+// String is the operation's API name, as call counts and errors show it.
+func (o operation) String() string {
+	return [numOps]string{"GetResources", "ListAliases", "DescribeKey", "ListResourceTags",
+		"ListKeyRotations", "GetKeyRotationStatus", "RotateKeyOnDemand", "GetKeyLastUsage"}[o]
+}
 
 // callCounts counts API calls per operation (one per SDK operation call,
 // retries inside the SDK not included).
-type callCounts struct{ n [len(opNames)]atomic.Int64 }
+type callCounts struct{ n [numOps]atomic.Int64 }
 
-func (c *callCounts) add(op string) {
-	for i, name := range opNames {
-		if name == op {
-			c.n[i].Add(1)
-			return
-		}
-	}
-}
+func (c *callCounts) add(op operation) { c.n[op].Add(1) }
 
 // snapshot returns the counts by operation name.
 func (c *callCounts) snapshot() map[string]int64 {
-	m := make(map[string]int64, len(opNames))
-	for i, name := range opNames {
-		m[name] = c.n[i].Load()
+	m := make(map[string]int64, numOps)
+	for op := range numOps {
+		m[op.String()] = c.n[op].Load()
 	}
 	return m
 }

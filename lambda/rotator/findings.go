@@ -29,7 +29,7 @@ type SecurityHubAPI interface {
 // target run of the own account may work in another Region than the
 // function's).
 func (e *Engine) SetSecurityHub(own func(region string) SecurityHubAPI, member func(ctx context.Context, partition, account, region string) (SecurityHubAPI, error)) {
-	e.hub, e.memberHub = own, member
+	e.out.hub, e.out.memberHub = own, member
 }
 
 // Finding conditions: a key that needs someone's action.
@@ -223,13 +223,13 @@ func (r *run) clearedFindings(ctx context.Context, client SecurityHubAPI, accoun
 
 // hubFor is the Security Hub client of account.
 func (r *run) hubFor(ctx context.Context, account string) (SecurityHubAPI, error) {
-	if account == r.inv.Scope.Account || r.e.memberHub == nil {
+	if account == r.inv.Scope.Account || r.e.out.memberHub == nil {
 		if account != r.inv.Scope.Account {
 			return nil, fmt.Errorf("no Security Hub client for member account %s", account)
 		}
-		return r.e.hub(r.scope.Region), nil
+		return r.e.out.hub(r.scope.Region), nil
 	}
-	return r.e.memberHub(ctx, r.inv.Scope.Partition, account, r.scope.Region)
+	return r.e.out.memberHub(ctx, r.inv.Scope.Partition, account, r.scope.Region)
 }
 
 // partitionOf and regionOf read a key ARN's partition and Region.

@@ -100,7 +100,7 @@ func (h *harness) run(t *testing.T, req request.Request) *Report {
 	}
 	// Tests may lower the listing threshold (a stand-in for 2,000).
 	c := oracle.Documented
-	c.MaxListed = h.engine.maxListed
+	c.MaxListed = h.engine.limits.maxListed
 	judge(t, c, rep)
 	return rep
 }

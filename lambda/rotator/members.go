@@ -102,13 +102,13 @@ func (e *Engine) organization() bool { return e.members != nil }
 // than the function's own — the target's, or those of an incident's key
 // ARNs — before any KMS call: a role that cannot be assumed fails the run
 // and touches nothing. Credentials are cached per account for the run.
-func (r *run) connect(ctx context.Context) error {
-	own := r.inv.Scope.Account
+func (f *fetcher) connect(ctx context.Context) error {
+	own := f.r.inv.Scope.Account
 	regions := map[string]string{} // account → Region to assume the role in
-	if r.scope.Account != own {
-		regions[r.scope.Account] = r.scope.Region
+	if f.r.scope.Account != own {
+		regions[f.r.scope.Account] = f.r.scope.Region
 	}
-	for _, k := range r.req.Keys {
+	for _, k := range f.r.req.Keys {
 		if k.IsARN() && k.Account != own {
 			if _, ok := regions[k.Account]; !ok {
 				regions[k.Account] = k.Region
@@ -118,7 +118,7 @@ func (r *run) connect(ctx context.Context) error {
 	if len(regions) == 0 {
 		return nil
 	}
-	if r.e.members == nil {
+	if f.r.e.members == nil {
 		return fmt.Errorf("the request names account(s) other than %s, and organization mode is off", own)
 	}
 	accounts := make([]string, 0, len(regions))
@@ -126,20 +126,20 @@ func (r *run) connect(ctx context.Context) error {
 		accounts = append(accounts, a)
 	}
 	sort.Strings(accounts)
-	session := "kms-rotator-" + r.id // run IDs use only characters a session name allows
-	r.accounts = map[string]accountClients{}
+	session := "kms-rotator-" + f.r.id // run IDs use only characters a session name allows
+	f.accounts = map[string]accountClients{}
 	for _, a := range accounts {
-		k, t, err := r.e.members(ctx, r.inv.Scope.Partition, a, regions[a], session)
+		k, t, err := f.r.e.members(ctx, f.r.inv.Scope.Partition, a, regions[a], session)
 		if err != nil {
-			if a == r.scope.Account {
+			if a == f.r.scope.Account {
 				return err // a target run works in that account only
 			}
 			// An incident naming keys in several accounts: only this
 			// account's keys fail, the others' proceed.
-			r.log.Error("member account not reachable; its keys fail", "account", a, "error", err.Error())
+			f.r.log.Error("member account not reachable; its keys fail", "account", a, "error", err.Error())
 			k = unreachable{err: err}
 		}
-		r.accounts[a] = accountClients{k, t}
+		f.accounts[a] = accountClients{k, t}
 	}
 	return nil
 }
@@ -183,23 +183,23 @@ func (u unreachable) GetKeyLastUsage(context.Context, *kms.GetKeyLastUsageInput,
 }
 
 // kmsFor is the KMS client of account (the function's own when not a member).
-func (r *run) kmsFor(account string) KMSAPI {
-	if c, ok := r.accounts[account]; ok {
+func (f *fetcher) kmsFor(account string) KMSAPI {
+	if c, ok := f.accounts[account]; ok {
 		return c.kms
 	}
-	return r.e.kms
+	return f.r.e.kms
 }
 
 // taggingFor is the tagging client of account.
-func (r *run) taggingFor(account string) TaggingAPI {
-	if c, ok := r.accounts[account]; ok {
+func (f *fetcher) taggingFor(account string) TaggingAPI {
+	if c, ok := f.accounts[account]; ok {
 		return c.tagging
 	}
-	return r.e.tagging
+	return f.r.e.tagging
 }
 
 // kmsOf is the KMS client of the item's account.
-func (r *run) kmsOf(it *item) KMSAPI { return r.kmsFor(accountOf(it.arn)) }
+func (f *fetcher) kmsOf(it *item) KMSAPI { return f.kmsFor(accountOf(it.arn)) }
 
 // accountOf returns the account of a key ARN ("" when not an ARN).
 func accountOf(arn string) string {

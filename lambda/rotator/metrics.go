@@ -172,10 +172,10 @@ func (e *Engine) emitRunFailed(r *run) {
 // writeMetrics writes whole lines under a lock so concurrent runs never
 // interleave them.
 func (e *Engine) writeMetrics(lines [][]byte) {
-	e.metricsMu.Lock()
-	defer e.metricsMu.Unlock()
+	e.out.metricsMu.Lock()
+	defer e.out.metricsMu.Unlock()
 	for _, l := range lines {
-		if _, err := e.metricsOut.Write(l); err != nil {
+		if _, err := e.out.metrics.Write(l); err != nil {
 			return
 		}
 	}

@@ -21,42 +21,46 @@ import (
 // sweep reads one ListKeyRotations per eligible key, so after the
 // rotations themselves that quota is what bounds a sweep; GetKeyLastUsage's
 // 5 per second bounds idle checks and usage reports.
-func opRPS(cfg settings.Config, op string) float64 {
-	return cfg.RotateRPS / settings.KMSRequestQuotas[opRotateKeyOnDemand] * settings.KMSRequestQuotas[op]
+func opRPS(cfg settings.Config, op operation) float64 {
+	return cfg.RotateRPS / settings.KMSRequestQuotas[opRotateKeyOnDemand.String()] * settings.KMSRequestQuotas[op.String()]
 }
 
 func listRotationsRPS(cfg settings.Config) float64 { return opRPS(cfg, opListKeyRotations) }
 
-// pacedOps are the KMS calls with a limiter of their own (pace); the
-// rotation has its own limiter (newRotateLimiter).
-var pacedOps = []string{opListKeyRotations, opGetKeyLastUsage, opGetKeyRotationStatus, opDescribeKey, opListResourceTags, opListAliases}
+// pacedOps are the KMS calls with a limiter of their own (pacer.wait); the
+// rotation has its own limiter (pacer.rotate).
+var pacedOps = []operation{opListKeyRotations, opGetKeyLastUsage, opGetKeyRotationStatus, opDescribeKey, opListResourceTags, opListAliases}
 
-// newPaceLimiters returns one limiter per paced operation; each burst is a
-// tenth of a second of calls, well inside KMS's per-second bucket.
-func newPaceLimiters(cfg settings.Config) map[string]*rate.Limiter {
-	m := make(map[string]*rate.Limiter, len(pacedOps))
-	for _, op := range pacedOps {
-		r := opRPS(cfg, op)
-		m[op] = rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r/10))))
-	}
-	return m
+// pacer paces the KMS calls of every run of this process, each operation
+// at its share of its quota.
+type pacer struct {
+	// rotate paces RotateKeyOnDemand at ROTATOR_ROTATE_RPS. Its burst is
+	// a fifth of a second of calls (1 at the default 4/s): enough for the
+	// rotation stage to catch up after a stall (a busy host, a slow
+	// response) instead of losing that time for good, and far inside
+	// KMS's per-second quota.
+	rotate *rate.Limiter
+	// ops has one limiter per paced operation (nil: not paced); each
+	// burst is a tenth of a second of calls, well inside KMS's per-second
+	// bucket.
+	ops [numOps]*rate.Limiter
 }
 
-// pace waits for op's turn at its pace.
-func (e *Engine) pace(ctx context.Context, op string) error {
-	if l := e.paced[op]; l != nil {
+func newPacer(cfg settings.Config) *pacer {
+	p := &pacer{rotate: rate.NewLimiter(rate.Limit(cfg.RotateRPS), max(1, int(cfg.RotateRPS/5)))}
+	for _, op := range pacedOps {
+		r := opRPS(cfg, op)
+		p.ops[op] = rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r/10))))
+	}
+	return p
+}
+
+// wait waits for op's turn at its pace.
+func (p *pacer) wait(ctx context.Context, op operation) error {
+	if l := p.ops[op]; l != nil {
 		return l.Wait(ctx)
 	}
 	return nil
-}
-
-// newRotateLimiter paces RotateKeyOnDemand at ROTATOR_ROTATE_RPS. Its
-// burst is a fifth of a second of calls (1 at the default 4/s): enough for
-// the rotation stage to catch up after a stall (a busy host, a slow
-// response) instead of losing that time for good, and far inside KMS's
-// per-second quota.
-func newRotateLimiter(cfg settings.Config) *rate.Limiter {
-	return rate.NewLimiter(rate.Limit(cfg.RotateRPS), max(1, int(cfg.RotateRPS/5)))
 }
 
 // readPipelines is how many keys are read at once: ROTATOR_CONCURRENCY when

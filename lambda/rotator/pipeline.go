@@ -78,21 +78,21 @@ func (r *run) evaluate(ctx context.Context, it *item) (due bool) {
 	for {
 		d := Decide(it.facts, r.e.now(), r.e.cfg)
 		var err error
-		var op string
+		var op operation
 		switch d.Action {
 		case Done:
 			r.decided(it, d)
 			return false
 		case FetchMetadata:
-			op, err = opDescribeKey, r.describe(ctx, it)
+			op, err = opDescribeKey, r.fetch.describe(ctx, it)
 		case FetchTags:
-			op, err = opListResourceTags, r.listTags(ctx, it)
+			op, err = opListResourceTags, r.fetch.listTags(ctx, it)
 		case FetchHistory:
-			op, err = opListKeyRotations, r.history(ctx, it)
+			op, err = opListKeyRotations, r.fetch.history(ctx, it)
 		case FetchStatus:
-			op, err = opGetKeyRotationStatus, r.status(ctx, it)
+			op, err = opGetKeyRotationStatus, r.fetch.status(ctx, it)
 		case FetchUsage:
-			op, err = opGetKeyLastUsage, r.usage(ctx, it)
+			op, err = opGetKeyLastUsage, r.fetch.usage(ctx, it)
 		case Rotate:
 			return true
 		}
@@ -124,12 +124,12 @@ func (r *run) decided(it *item, d Decision) {
 }
 
 // failed records a call's failure: mapped once in classify.
-func (r *run) failed(it *item, op string, err error, rotating bool) {
+func (r *run) failed(it *item, op operation, err error, rotating bool) {
 	r.failedAs(it, op, err, classify(err), rotating)
 }
 
 // failedAs records a failure already classified.
-func (r *run) failedAs(it *item, op string, err error, c classification, rotating bool) {
+func (r *run) failedAs(it *item, op operation, err error, c classification, rotating bool) {
 	// A read that failed leaves the key's state unknown: the evidence
 	// lists it as not collected.
 	it.unread = !rotating
@@ -150,10 +150,10 @@ func (r *run) failedAs(it *item, op string, err error, c classification, rotatin
 
 // apply makes a classified error the item's outcome: the one place where
 // AWS errors become entries.
-func (it *item) apply(op string, c classification) {
+func (it *item) apply(op operation, c classification) {
 	it.outcome, it.reason, it.detail = c.outcome, c.reason, c.detail
 	if it.detail != "" {
-		it.detail = op + ": " + it.detail
+		it.detail = op.String() + ": " + it.detail
 	}
 	if c.reason == ReasonBudgetExhausted {
 		it.facts.LimitReached = true

@@ -348,7 +348,7 @@ func (r *run) logSummary(rep *Report) {
 		"failed", rep.Summary.Failed,
 		"deferred", rep.Summary.Deferred,
 		"reasons", rep.Summary.Reasons,
-		"calls", r.calls.snapshot(),
+		"calls", r.fetch.calls.snapshot(),
 		"durationMs", r.e.now().Sub(r.start).Milliseconds(),
 		"incidentReason", r.req.Reason,
 	)

@@ -26,7 +26,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 		wctx, cancel = context.WithDeadline(ctx, r.cutoff)
 		defer cancel()
 	}
-	if err := r.e.limiter.Wait(wctx); err != nil {
+	if err := r.e.pace.rotate.Wait(wctx); err != nil {
 		r.deferKey(it)
 		return
 	}
@@ -41,11 +41,11 @@ func (r *run) rotate(ctx context.Context, it *item) {
 	// the status read and completes before our RotateKeyOnDemand arrives:
 	// a whole rotation within about two round trips (tests/faults
 	// documents it).
-	if err := r.status(ctx, it); err != nil {
+	if err := r.fetch.status(ctx, it); err != nil {
 		r.failed(it, opGetKeyRotationStatus, err, false)
 		return
 	}
-	if err := r.history(ctx, it); err != nil {
+	if err := r.fetch.history(ctx, it); err != nil {
 		r.failed(it, opListKeyRotations, err, false)
 		return
 	}
@@ -70,9 +70,9 @@ func (r *run) rotate(ctx context.Context, it *item) {
 		r.finish(it)
 		return
 	}
-	r.calls.add(opRotateKeyOnDemand)
+	r.fetch.calls.add(opRotateKeyOnDemand)
 	started := r.e.now()
-	_, err := r.kmsOf(it).RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
+	_, err := r.fetch.kmsOf(it).RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
 		inRegion(it.region), r.e.rotateOpt)
 	if err == nil {
 		r.recordClaim(ctx, it, ledger.Rotated, "")
@@ -83,7 +83,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 	if !c.ambiguous {
 		// KMS refused with no effect (limit, conflict, state, denied):
 		// the claim is released and blocks nothing.
-		r.recordClaim(ctx, it, ledger.Released, opRotateKeyOnDemand+": "+c.detail)
+		r.recordClaim(ctx, it, ledger.Released, opRotateKeyOnDemand.String()+": "+c.detail)
 		r.failedAs(it, opRotateKeyOnDemand, err, c, true)
 		return
 	}
@@ -99,7 +99,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 	}
 	// The claim stays and blocks the key until a run settles it from the
 	// key's history (ROTATOR_SETTLE_AFTER).
-	r.recordClaim(ctx, it, ledger.Unconfirmed, opRotateKeyOnDemand+": "+c.detail)
+	r.recordClaim(ctx, it, ledger.Unconfirmed, opRotateKeyOnDemand.String()+": "+c.detail)
 	it.outcome, it.reason = Failed, ReasonUnconfirmed
 	it.detail = fmt.Sprintf("%s: %s; the rotation may have been applied, but KMS did not show it within %s. "+
 		"Do not retry blindly: check aws kms get-key-rotation-status (OnDemandRotationStartDate), "+
@@ -151,16 +151,16 @@ func (r *run) confirm(ctx context.Context, it *item, before observation) bool {
 
 // looksApplied is one look of confirm; a failed read is no sign either way.
 func (r *run) looksApplied(ctx context.Context, it *item, before observation) bool {
-	if err := r.status(ctx, it); err == nil && it.facts.inProgress() {
+	if err := r.fetch.status(ctx, it); err == nil && it.facts.inProgress() {
 		return true
 	}
-	if h, err := r.readHistory(ctx, it); err == nil && h.OnDemand > before.onDemand {
+	if h, err := r.fetch.readHistory(ctx, it); err == nil && h.OnDemand > before.onDemand {
 		return true
 	}
 	if before.material == "" {
 		return false
 	}
-	m := r.currentMaterial(ctx, it)
+	m := r.fetch.currentMaterial(ctx, it)
 	return m != "" && m != before.material
 }
 

@@ -21,7 +21,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,7 +29,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
-	"golang.org/x/time/rate"
 
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
@@ -71,48 +69,51 @@ type Invocation struct {
 // Engine runs rotation requests. Build it once per process with New; Run is
 // safe for concurrent use (each run keeps its own state).
 type Engine struct {
-	cfg        settings.Config
-	kms        KMSAPI
-	tagging    TaggingAPI
-	log        *slog.Logger
-	metricsOut io.Writer
-	metricsMu  sync.Mutex
-
-	// limiter paces RotateKeyOnDemand across all runs of this process.
-	limiter *rate.Limiter
-	// paced paces the other KMS calls, each at its share of its quota
-	// (pace.go).
-	paced map[string]*rate.Limiter
-	// lambda invokes the function itself to continue a run (continuation.go).
-	lambda LambdaAPI
-	// events publishes the result event (events.go).
-	events EventsAPI
-	// members gives the clients of member accounts (members.go); nil
-	// outside organization mode.
-	members MemberClients
-	// hub imports findings of the own account, memberHub gives a member
-	// account's client (findings.go); nil hub imports none.
-	hub       func(region string) SecurityHubAPI
-	memberHub func(ctx context.Context, partition, account, region string) (SecurityHubAPI, error)
-	// evidence writes each run's evidence record (evidence.go); nil
-	// writes none.
-	evidence EvidenceAPI
+	cfg     settings.Config
+	log     *slog.Logger
+	kms     KMSAPI
+	tagging TaggingAPI
 	// ledger holds the claims written before every RotateKeyOnDemand
 	// (claim.go); nil fails every rotation closed.
 	ledger *ledger.Ledger
-	// orgs lists the accounts of OUs and roots for targets runs
-	// (targets.go); nil outside organization mode.
-	orgs OrganizationsAPI
+	// pace paces the KMS calls of all runs of this process (pace.go).
+	pace *pacer
+	// rotateOpt installs the no-blind-retry retryer on RotateKeyOnDemand.
+	rotateOpt func(*kms.Options)
+	// members gives the clients of member accounts (members.go); nil
+	// outside organization mode.
+	members MemberClients
+	// out is where a run's results go besides its report.
+	out outlets
 	// now is the clock of decisions (tests set it); deadlines use real time.
 	now func() time.Time
 	// margin is how much of the Lambda's remaining time is kept back: no key
 	// is started once less than this remains.
 	margin func(remaining time.Duration) time.Duration
-	// maxListed is MaxListedKeys, maxEntries MaxReportEntries (tests lower them).
-	maxListed, maxEntries int
-	// rotateOpt installs the no-blind-retry retryer on RotateKeyOnDemand.
-	rotateOpt func(*kms.Options)
+	// limits bound the report's entries (tests lower them).
+	limits entryLimits
 }
+
+// outlets are where a run's results go besides the returned report: the EMF
+// lines, the next link of a chain, the result event, the evidence record
+// and the Security Hub findings. A nil outlet is off.
+type outlets struct {
+	metricsMu sync.Mutex
+	metrics   io.Writer // the EMF lines (stdout in Lambda)
+	// lambda invokes the function itself to continue a run (continuation.go).
+	lambda LambdaAPI
+	// events publishes the result event (events.go).
+	events EventsAPI
+	// evidence writes each run's evidence record (evidence.go).
+	evidence EvidenceAPI
+	// hub imports findings of the own account, memberHub gives a member
+	// account's client (findings.go); nil hub imports none.
+	hub       func(region string) SecurityHubAPI
+	memberHub func(ctx context.Context, partition, account, region string) (SecurityHubAPI, error)
+}
+
+// entryLimits are MaxListedKeys and MaxReportEntries.
+type entryLimits struct{ maxListed, maxEntries int }
 
 // New returns an Engine. log receives JSON lines (one per key, a summary and
 // the report); metricsOut receives the EMF lines (stdout in Lambda).
@@ -124,18 +125,16 @@ func New(cfg settings.Config, kmsClient KMSAPI, taggingClient TaggingAPI, log *s
 		metricsOut = io.Discard
 	}
 	return &Engine{
-		cfg:        cfg,
-		kms:        kmsClient,
-		tagging:    taggingClient,
-		log:        log,
-		metricsOut: metricsOut,
-		limiter:    newRotateLimiter(cfg),
-		paced:      newPaceLimiters(cfg),
-		now:        time.Now,
-		margin:     DeadlineMargin,
-		maxListed:  MaxListedKeys,
-		maxEntries: MaxReportEntries,
-		rotateOpt:  noBlindRetry(newRotateRetryer(rotateAttempts, nil)),
+		cfg:       cfg,
+		kms:       kmsClient,
+		tagging:   taggingClient,
+		log:       log,
+		out:       outlets{metrics: metricsOut},
+		pace:      newPacer(cfg),
+		now:       time.Now,
+		margin:    DeadlineMargin,
+		limits:    entryLimits{maxListed: MaxListedKeys, maxEntries: MaxReportEntries},
+		rotateOpt: noBlindRetry(newRotateRetryer(rotateAttempts, nil)),
 	}
 }
 
@@ -153,9 +152,6 @@ func DeadlineMargin(remaining time.Duration) time.Duration {
 // whose listing fails part-way still writes the metrics, the per-key lines
 // and the report line of the keys it handled before returning its error.
 func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (*Report, error) {
-	if req.Mode == request.ModeTargets {
-		return nil, errors.New("a targets request is answered by ResolveTargets, not Run")
-	}
 	if err := e.checkAge(req); err != nil {
 		e.log.Error("incident refused", "requestId", inv.RequestID, "error", err.Error())
 		return nil, err
@@ -171,11 +167,11 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	if r.evidenceOn() {
 		r.book = &evidenceBook{}
 	}
-	if e.cfg.SecurityHub && e.hub != nil {
+	if e.cfg.SecurityHub && e.out.hub != nil {
 		r.findings = &findingBook{seen: map[string]bool{}}
 	}
 	defer r.releaseLease(ctx)
-	if err := r.connect(r.ctx); err != nil {
+	if err := r.fetch.connect(r.ctx); err != nil {
 		r.log.Error("member account not reachable; nothing was touched", "error", err.Error())
 		e.emitRunFailed(r)
 		r.publishFailure(ctx, err)
@@ -298,9 +294,10 @@ type run struct {
 	deadlines
 
 	// scope is where the run works: the function's account and Region, or
-	// the request's target; accounts holds the member accounts' clients.
-	scope    request.Scope
-	accounts map[string]accountClients
+	// the request's target.
+	scope request.Scope
+	// fetch reads the keys' facts (fetch.go).
+	fetch *fetcher
 	// tally keeps what the report and the metrics need of finished keys.
 	tally *tally
 
@@ -315,8 +312,6 @@ type run struct {
 	aliases map[string]*aliasSet // by Region
 	// wantAlias names the aliases an incident request names.
 	wantAlias map[string]bool
-
-	calls callCounts
 
 	// cont is the report's continuation object (continuation.go).
 	cont *ContinuationReport
@@ -347,8 +342,9 @@ func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation
 		seen:    map[string]bool{},
 		aliases: map[string]*aliasSet{},
 		scope:   inv.Scope.In(req.Target),
-		tally:   newTally(e.maxListed, e.maxEntries, e.cfg.Reserve, sweepPrefix(req, inv.Scope.In(req.Target))),
+		tally:   newTally(e.limits.maxListed, e.limits.maxEntries, e.cfg.Reserve, sweepPrefix(req, inv.Scope.In(req.Target))),
 	}
+	r.fetch = &fetcher{r: r}
 	for _, k := range req.Keys {
 		if k.Alias != "" {
 			if r.wantAlias == nil {

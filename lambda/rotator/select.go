@@ -196,11 +196,11 @@ func (r *run) aliasSet(ctx context.Context, region string) *aliasSet {
 		as.byKey, as.byName = newIDMap(), map[string]string{}
 		in := &kms.ListAliasesInput{Limit: aws.Int32(100)}
 		for {
-			if err := r.call(ctx, opListAliases); err != nil {
+			if err := r.fetch.call(ctx, opListAliases); err != nil {
 				as.err = err
 				return
 			}
-			out, err := r.kmsFor(r.scope.Account).ListAliases(ctx, in, inRegion(region))
+			out, err := r.fetch.kmsFor(r.scope.Account).ListAliases(ctx, in, inRegion(region))
 			if err != nil {
 				as.err = err
 				return

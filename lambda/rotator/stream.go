@@ -94,8 +94,8 @@ func (r *run) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, 
 	// would grow with the fleet.
 	var prev map[string]bool
 	for {
-		r.calls.add(opGetResources)
-		out, err := r.taggingFor(r.scope.Account).GetResources(ctx, in, func(o *tagging.Options) { o.Region = r.scope.Region })
+		r.fetch.calls.add(opGetResources)
+		out, err := r.fetch.taggingFor(r.scope.Account).GetResources(ctx, in, func(o *tagging.Options) { o.Region = r.scope.Region })
 		if err != nil {
 			return fmt.Errorf("get resources tagged %s=%s: %w", r.e.cfg.TagKey, r.e.cfg.TagValue, err)
 		}
