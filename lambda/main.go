@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/lambda/hub"
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
+	"github.com/kms-rotator/kms-rotator/lambda/org"
 	"github.com/kms-rotator/kms-rotator/lambda/rotator"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
@@ -64,8 +66,9 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	// keys closed, and should say so within seconds rather than after a
 	// long retry per key (a claim write retried after a lost answer is
 	// refused by its own claim: the key is skipped, never rotated twice).
-	engine.SetLedger(ledger.New(dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) { o.RetryMaxAttempts = 3 }),
-		cfg.LedgerTable, cfg.LedgerRetention))
+	lg := ledger.New(dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) { o.RetryMaxAttempts = 3 }),
+		cfg.LedgerTable, cfg.LedgerRetention)
+	engine.SetLedger(lg)
 	// A sweep that does not fit before the deadline continues by invoking
 	// this function again, asynchronously (ROTATOR_CONTINUATION_MAX).
 	engine.SetLambda(lambdasvc.NewFromConfig(awsCfg))
@@ -85,23 +88,38 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 	// Each run's evidence record goes to the evidence bucket, when the
 	// stack names one (AWS_ENDPOINT_URL_S3 locally).
 	if cfg.EvidenceBucket != "" {
-		// A local S3 stand-in (AWS_ENDPOINT_URL_S3) serves one host: path-style
-		// addressing there; AWS's own endpoints take virtual-hosted style.
-		local := getenv("AWS_ENDPOINT_URL_S3") != ""
-		engine.SetEvidence(s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = local }))
+		engine.SetEvidence(newS3(awsCfg, getenv))
 	}
 	// Incident runs and runs with failed keys announce their result on the
 	// default event bus (source kms-rotator).
 	engine.SetEvents(eventbridge.NewFromConfig(awsCfg))
-	if cfg.MemberRoleName != "" {
+	h := &handler{engine: engine, log: log, organization: cfg.MemberRoleName != ""}
+	if h.organization {
 		// Organization mode: member accounts through their member role.
 		engine.SetMembers(rotator.AssumeMemberRole(awsCfg, cfg.MemberRoleName))
 		// The sweep's first state lists the accounts of target OUs with
 		// the function's own credentials (a delegated administrator). The
 		// client reaches Organizations' one endpoint of the partition
 		// (organizations.us-east-1.amazonaws.com for aws) whatever the
-		// function's Region.
-		engine.SetOrganizations(organizations.NewFromConfig(awsCfg))
+		// function's Region. The targets go to the organization bucket,
+		// and the accounts they cover to the ledger.
+		c := org.Clients{
+			Organizations: organizations.NewFromConfig(awsCfg),
+			Events:        eventbridge.NewFromConfig(awsCfg),
+			Ledger:        lg,
+		}
+		if cfg.OrgBucket != "" {
+			c.S3 = newS3(awsCfg, getenv)
+		}
+		h.org = org.New(cfg, c, log, out)
 	}
-	return &handler{engine: engine, log: log, organization: cfg.MemberRoleName != ""}, nil
+	return h, nil
+}
+
+// newS3 is the S3 client of the evidence and organization buckets. A local
+// S3 stand-in (AWS_ENDPOINT_URL_S3) serves one host: path-style addressing
+// there; AWS's own endpoints take virtual-hosted style.
+func newS3(awsCfg aws.Config, getenv func(string) string) *s3.Client {
+	local := getenv("AWS_ENDPOINT_URL_S3") != ""
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = local })
 }

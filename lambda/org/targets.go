@@ -1,4 +1,4 @@
-package rotator
+package org
 
 import (
 	"context"
@@ -13,37 +13,39 @@ import (
 	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/kms-rotator/kms-rotator/lambda/emf"
+	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
-
-// OrganizationsAPI is the part of the AWS Organizations client a targets run
-// calls. Organizations answers these only to the organization's management
-// account or a delegated administrator
-// (https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListAccountsForParent.html).
-type OrganizationsAPI interface {
-	DescribeOrganization(ctx context.Context, params *organizations.DescribeOrganizationInput, optFns ...func(*organizations.Options)) (*organizations.DescribeOrganizationOutput, error)
-	ListAccountsForParent(ctx context.Context, params *organizations.ListAccountsForParentInput, optFns ...func(*organizations.Options)) (*organizations.ListAccountsForParentOutput, error)
-	ListOrganizationalUnitsForParent(ctx context.Context, params *organizations.ListOrganizationalUnitsForParentInput, optFns ...func(*organizations.Options)) (*organizations.ListOrganizationalUnitsForParentOutput, error)
-}
-
-// SetOrganizations gives the engine the Organizations client a targets run
-// lists OUs and roots with (organization mode). Call it before the first Run.
-func (e *Engine) SetOrganizations(api OrganizationsAPI) { e.orgs = api }
 
 // TargetsReport is a targets run's answer (docs/design.md "Organization
 // mode"): the (account, Region) pairs the organization sweep covers, where
 // each account came from, and the accounts of the targeted OUs and roots
 // that were left out. Every array is present, empty or not, since the state
 // machine selects them by path.
+//
+// With ROTATOR_ORG_BUCKET set the targets and the accounts go to S3
+// instead (Items: the Distributed Map's item file; Resolution: this whole
+// report), and the answer keeps only the first excluded accounts: an
+// organization of thousands of accounts does not fit a Step Functions
+// state, a file in S3 does.
 type TargetsReport struct {
-	RunID    string            `json:"runId"`
-	Mode     request.Mode      `json:"mode"`
-	Account  string            `json:"account"`
-	Targets  []request.Target  `json:"targets"`
-	Accounts []TargetAccount   `json:"accounts"`
-	Excluded []ExcludedAccount `json:"excluded"`
-	Summary  TargetsSummary    `json:"summary"`
+	RunID      string            `json:"runId"`
+	Mode       request.Mode      `json:"mode"`
+	Account    string            `json:"account"`
+	Items      *Object           `json:"items,omitempty"`
+	Resolution *Object           `json:"resolution,omitempty"`
+	Targets    []request.Target  `json:"targets,omitempty"`
+	Accounts   []TargetAccount   `json:"accounts,omitempty"`
+	Excluded   []ExcludedAccount `json:"excluded"`
+	Summary    TargetsSummary    `json:"summary"`
+}
+
+// Object is an S3 object of the organization bucket.
+type Object struct {
+	Bucket string `json:"bucket"`
+	Key    string `json:"key"`
 }
 
 // TargetAccount is an account the sweep covers; From is the orgTargets entry
@@ -85,13 +87,12 @@ const (
 )
 
 // Step Functions passes at most 256 KiB between states
-// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html#service-limits-task-executions).
-// The sweep's largest state is its output, one result of up to about 200
-// bytes per swept target (infra/orgflow.go), so a sweep holds at most
-// MaxSweepTargets targets; and this answer itself must fit, with room for
-// the Lambda integration's envelope.
+// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html#service-limits-task-executions):
+// an answer that lists the targets inline (no ROTATOR_ORG_BUCKET) holds at
+// most MaxInlineTargets of them, with room for the Lambda integration's
+// envelope. Written to S3 for the Distributed Map, they have no such bound.
 const (
-	MaxSweepTargets       = 1000
+	MaxInlineTargets      = 1000
 	maxTargetsReportBytes = 250 << 10
 )
 
@@ -99,7 +100,7 @@ const (
 // ListOrganizationalUnitsForParent's largest MaxResults (20).
 const orgPageSize = 20
 
-// ResolveTargets runs a targets request: account IDs are kept as given; OUs
+// Resolve runs a targets request: account IDs are kept as given; OUs
 // and roots are walked recursively (ListAccountsForParent,
 // ListOrganizationalUnitsForParent) and their ACTIVE accounts kept, except
 // the management account (DescribeOrganization). The targets are the
@@ -108,22 +109,19 @@ const orgPageSize = 20
 // less — when an OU or root cannot be listed, when nothing is left to
 // sweep, or when the targets would not fit the sweep's Step Functions
 // states.
-func (e *Engine) ResolveTargets(ctx context.Context, req request.Request, inv Invocation) (*TargetsReport, error) {
+func (s *Service) Resolve(ctx context.Context, req request.Org, inv Invocation) (*TargetsReport, error) {
 	start := time.Now()
-	rep := &TargetsReport{RunID: newRunID(e.now()), Mode: request.ModeTargets, Account: inv.Scope.Account,
+	rep := &TargetsReport{RunID: newRunID(s.now()), Mode: request.ModeTargets, Account: inv.Scope.Account,
 		Targets: []request.Target{}, Accounts: []TargetAccount{}, Excluded: []ExcludedAccount{}}
-	log := e.log.With("runId", rep.RunID, "mode", string(request.ModeTargets), "requestId", inv.RequestID)
-	if dl, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.Add(-e.margin(time.Until(dl))/2))
-		defer cancel()
-	}
+	log := s.log.With("runId", rep.RunID, "mode", string(request.ModeTargets), "requestId", inv.RequestID)
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
 	fail := func(err error) (*TargetsReport, error) {
 		log.Error("targets not resolved; nothing is swept", "error", err.Error())
-		e.emitTargets(nil)
+		s.emitTargets(nil)
 		return nil, fmt.Errorf("targets run: %w", err)
 	}
-	w := &orgWalk{api: e.orgs, self: inv.Scope.Account, seen: map[string]bool{}, rep: rep}
+	w := &orgWalk{api: s.c.Organizations, self: inv.Scope.Account, seen: map[string]bool{}, rep: rep}
 	for _, t := range req.OrgTargets {
 		if !request.IsParentID(t) && !w.seen[t] {
 			w.seen[t] = true
@@ -155,18 +153,52 @@ func (e *Engine) ResolveTargets(ctx context.Context, req request.Request, inv In
 	if len(rep.Targets) == 0 {
 		return fail(fmt.Errorf("orgTargets %v hold no active account to sweep (%d excluded): check the OU and root IDs", req.OrgTargets, len(rep.Excluded)))
 	}
-	if n := len(rep.Targets); n > MaxSweepTargets {
-		return fail(fmt.Errorf("%d targets (%d accounts × %d Regions) are more than one sweep carries (%d; a Step Functions state holds 256 KiB): split orgTargets across deployments or sweep fewer Regions",
-			n, len(rep.Accounts), len(req.OrgRegions), MaxSweepTargets))
+	if s.cfg.OrgBucket == "" {
+		if err := fitsInline(rep, len(req.OrgRegions)); err != nil {
+			return fail(err)
+		}
 	}
-	if b, err := json.Marshal(rep); err == nil && len(b) > maxTargetsReportBytes {
-		return fail(fmt.Errorf("%d targets (%d accounts × %d Regions) take %d bytes, more than a Step Functions state carries (256 KiB): split orgTargets across deployments or sweep fewer Regions",
-			len(rep.Targets), len(rep.Accounts), len(req.OrgRegions), len(b)))
+	// Recorded before anything is swept: a sweep request naming an account
+	// is checked against this record (Check).
+	if err := s.record(ctx, rep, req.OrgRegions); err != nil {
+		return fail(err)
+	}
+	if s.cfg.OrgBucket != "" {
+		if err := s.writeTargets(ctx, rep, req.Execution); err != nil {
+			return fail(err)
+		}
 	}
 	log.Info("targets resolved", "accounts", rep.Summary.Accounts, "targets", rep.Summary.Targets,
-		"excluded", rep.Summary.Excluded, "organizationCalls", w.calls, "durationMs", time.Since(start).Milliseconds())
-	e.emitTargets(rep)
+		"excluded", rep.Summary.Excluded, "organizationCalls", w.calls, "durationMs", time.Since(start).Milliseconds(),
+		"items", rep.Items)
+	s.emitTargets(rep)
 	return rep, nil
+}
+
+// fitsInline checks that an answer listing the targets fits a Step
+// Functions state.
+func fitsInline(rep *TargetsReport, regions int) error {
+	if n := len(rep.Targets); n > MaxInlineTargets {
+		return fmt.Errorf("%d targets (%d accounts × %d Regions) are more than an answer carries inline (%d; a Step Functions state holds 256 KiB): set %s (the stack does) to write them to S3",
+			n, len(rep.Accounts), regions, MaxInlineTargets, settings.EnvOrgBucket)
+	}
+	if b, err := json.Marshal(rep); err == nil && len(b) > maxTargetsReportBytes {
+		return fmt.Errorf("%d targets (%d accounts × %d Regions) take %d bytes, more than a Step Functions state carries (256 KiB): set %s (the stack does) to write them to S3",
+			len(rep.Targets), len(rep.Accounts), regions, len(b), settings.EnvOrgBucket)
+	}
+	return nil
+}
+
+// record keeps the resolved accounts and Regions in the ledger.
+func (s *Service) record(ctx context.Context, rep *TargetsReport, regions []string) error {
+	if s.c.Ledger == nil {
+		return errors.New("no ledger to record the targets in")
+	}
+	accounts := make([]string, len(rep.Accounts))
+	for i, a := range rep.Accounts {
+		accounts[i] = a.Account
+	}
+	return s.c.Ledger.RecordTargets(ctx, ledger.Resolution{RunID: rep.RunID, At: s.now().UTC(), Accounts: accounts, Regions: regions})
 }
 
 // orgWalk lists the accounts under targeted OUs and roots.
@@ -274,17 +306,14 @@ func (w *orgWalk) explain(from, parent string, err error) error {
 
 // emitTargets writes a targets run's EMF line (dimension [Mode]): the
 // counts of a resolved run, or RunsFailed when rep is nil.
-func (e *Engine) emitTargets(rep *TargetsReport) {
-	dims := [][2]string{{settings.DimMode, string(request.ModeTargets)}}
-	metrics := []emfMetric{{settings.MetricRunsFailed, unitCount, 1}}
+func (s *Service) emitTargets(rep *TargetsReport) {
+	metrics := []emf.Metric{{Name: settings.MetricRunsFailed, Unit: emf.Count, Value: 1}}
 	if rep != nil {
-		metrics = []emfMetric{
-			{settings.MetricRunsCompleted, unitCount, 1},
-			{settings.MetricTargetsResolved, unitCount, float64(rep.Summary.Targets)},
-			{settings.MetricAccountsExcluded, unitCount, float64(rep.Summary.Excluded)},
+		metrics = []emf.Metric{
+			{Name: settings.MetricRunsCompleted, Unit: emf.Count, Value: 1},
+			{Name: settings.MetricTargetsResolved, Unit: emf.Count, Value: float64(rep.Summary.Targets)},
+			{Name: settings.MetricAccountsExcluded, Unit: emf.Count, Value: float64(rep.Summary.Excluded)},
 		}
 	}
-	if b, err := emfLine(e.cfg.MetricsNamespace, e.now(), dims, metrics); err == nil {
-		e.writeMetrics([][]byte{b})
-	}
+	s.emit(request.ModeTargets, metrics)
 }

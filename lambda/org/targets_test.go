@@ -1,10 +1,9 @@
-package rotator
+package org
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"reflect"
 	"strconv"
 	"strings"
@@ -136,18 +135,17 @@ func exampleOrg() *fakeOrg {
 	return f
 }
 
-func targetsEngine(t *testing.T, f *fakeOrg) (*Engine, *syncBuffer, *syncBuffer) {
+func targetsEngine(t *testing.T, f *fakeOrg) (*Service, *buffer, *buffer) {
 	t.Helper()
-	logs, metrics := &syncBuffer{}, &syncBuffer{}
-	e := New(fastConfig(), nil, nil, slog.New(slog.NewJSONHandler(logs, nil)), metrics)
+	c := Clients{Ledger: &fakeLedger{}}
 	if f != nil {
-		e.SetOrganizations(f)
+		c.Organizations = f
 	}
-	return e, logs, metrics
+	return newService(c, "")
 }
 
-func resolve(e *Engine, targets, regions []string) (*TargetsReport, error) {
-	return e.ResolveTargets(context.Background(), request.Request{Mode: request.ModeTargets, OrgTargets: targets, OrgRegions: regions},
+func resolve(e *Service, targets, regions []string) (*TargetsReport, error) {
+	return e.Resolve(context.Background(), request.Org{Mode: request.ModeTargets, OrgTargets: targets, OrgRegions: regions},
 		Invocation{RequestID: "req-1", Scope: testScope})
 }
 
@@ -205,12 +203,11 @@ func TestResolveTargetsWalksOUsRecursively(t *testing.T) {
 	if resolved != 1 || excludedLines != 3 {
 		t.Errorf("%d summary lines, %d excluded lines; want 1 and 3", resolved, excludedLines)
 	}
-	ms := metrics.lines(t)
+	ms := emfRecords(t, metrics, e.cfg.MetricsNamespace)
 	if len(ms) != 1 {
 		t.Fatalf("%d EMF lines, want 1", len(ms))
 	}
-	dims, _ := validateEMF(t, ms[0], e.cfg.MetricsNamespace)
-	if dims["Mode"] != "targets" || ms[0]["TargetsResolved"] != float64(54) || ms[0]["AccountsExcluded"] != float64(3) || ms[0]["RunsCompleted"] != float64(1) {
+	if ms[0]["Mode"] != "targets" || ms[0]["TargetsResolved"] != float64(54) || ms[0]["AccountsExcluded"] != float64(3) || ms[0]["RunsCompleted"] != float64(1) {
 		t.Fatalf("EMF line %v", ms[0])
 	}
 }
@@ -295,15 +292,15 @@ func TestResolveTargetsFailsLoudly(t *testing.T) {
 	}
 }
 
-func TestResolveTargetsFitsAStepFunctionsState(t *testing.T) {
+func TestResolveTargetsInlineFitsAStepFunctionsState(t *testing.T) {
 	f := &fakeOrg{management: "999999999999", units: map[string][]string{"r-ex12": nil}, accounts: map[string][]orgtypes.Account{}}
-	for i := range MaxSweepTargets / 2 {
+	for i := range MaxInlineTargets / 2 {
 		f.accounts["r-ex12"] = append(f.accounts["r-ex12"], acct(fmt.Sprintf("4%011d", i), orgtypes.AccountStateActive))
 	}
 	e, _, _ := targetsEngine(t, f)
 	rep, err := resolve(e, []string{"r-ex12"}, []string{"us-east-1", "eu-west-1"})
 	if err != nil {
-		t.Fatalf("%d accounts in two Regions: %v", MaxSweepTargets/2, err)
+		t.Fatalf("%d accounts in two Regions: %v", MaxInlineTargets/2, err)
 	}
 	if b, _ := json.Marshal(rep); len(b) > maxTargetsReportBytes {
 		t.Fatalf("%d targets take %d bytes, over %d", len(rep.Targets), len(b), maxTargetsReportBytes)
@@ -311,14 +308,7 @@ func TestResolveTargetsFitsAStepFunctionsState(t *testing.T) {
 	// One more account is two targets too many.
 	f.accounts["r-ex12"] = append(f.accounts["r-ex12"], acct("499999999999", orgtypes.AccountStateActive))
 	_, err = resolve(e, []string{"r-ex12"}, []string{"us-east-1", "eu-west-1"})
-	if want := fmt.Sprintf("%d targets (%d accounts × 2 Regions) are more than one sweep carries (%d;", MaxSweepTargets+2, MaxSweepTargets/2+1, MaxSweepTargets); err == nil || !strings.Contains(err.Error(), want) {
+	if want := fmt.Sprintf("%d targets (%d accounts × 2 Regions) are more than an answer carries inline (%d;", MaxInlineTargets+2, MaxInlineTargets/2+1, MaxInlineTargets); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("one account over: %v; want %q", err, want)
-	}
-}
-
-func TestRunRefusesATargetsRequest(t *testing.T) {
-	e, _, _ := targetsEngine(t, nil)
-	if _, err := e.Run(context.Background(), request.Request{Mode: request.ModeTargets}, Invocation{Scope: testScope}); err == nil {
-		t.Fatal("Run answered a targets request")
 	}
 }

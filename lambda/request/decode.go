@@ -60,13 +60,10 @@ func invalid(field, format string, args ...any) error {
 }
 
 var (
-	modes = []string{string(ModeScheduled), string(ModePlan), string(ModeIncident), string(ModeReport), string(ModeTargets)}
+	modes = []string{string(ModeScheduled), string(ModePlan), string(ModeIncident), string(ModeReport), string(ModeTargets), string(ModeOrgSummary)}
 	// requestFields are the fields of a direct invoke, a Scheduler input and
 	// a kms-rotator event's detail.
-	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "requestId", "usage", "target", "continuation", "orgTargets", "orgRegions"}
-	// targetsFields are the fields only mode targets takes, and the only
-	// ones it takes besides mode.
-	targetsFields = []string{"orgTargets", "orgRegions"}
+	requestFields = []string{"mode", "keys", "tag", "reason", "dryRun", "force", "wait", "requestId", "usage", "target", "continuation", "orgTargets", "orgRegions", "execution", "manifest"}
 	targetFields  = []string{"account", "region"}
 	// envelopeFields are the top-level fields of an EventBridge event
 	// (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html);
@@ -106,33 +103,61 @@ var (
 // Every rejection is a *ValidationError naming the field; checks run in a
 // fixed order, so one payload always gets the same error.
 func Decode(payload []byte, scope Scope) (Request, error) {
+	p, err := Parse(payload, scope)
+	switch {
+	case err != nil:
+		return Request{}, err
+	case p.Org != nil:
+		return Request{}, invalid("mode", "%s is an organization request (Parse), not a key request", p.Org.Mode)
+	}
+	return *p.Request, nil
+}
+
+// Payload is one decoded invocation: exactly one of Request (the key
+// modes) and Org (the organization sweep's own requests) is set.
+type Payload struct {
+	Request *Request
+	Org     *Org
+}
+
+// Parse validates an invocation payload as Decode does, and also accepts
+// the organization requests (mode targets and org-summary, organization
+// mode only, direct invokes only): the handler routes each kind to its
+// own code, so the engine never sees a request that acts on no key.
+func Parse(payload []byte, scope Scope) (Payload, error) {
 	if err := scope.Validate(); err != nil {
-		return Request{}, invalid("scope", "%s", err)
+		return Payload{}, invalid("scope", "%s", err)
 	}
 	if len(payload) > MaxPayloadBytes {
-		return Request{}, invalid("payload", "%d bytes; at most %d", len(payload), MaxPayloadBytes)
+		return Payload{}, invalid("payload", "%d bytes; at most %d", len(payload), MaxPayloadBytes)
 	}
 	if !utf8.Valid(payload) {
-		return Request{}, invalid("payload", "not valid UTF-8 (first bad byte at offset %d)", firstInvalidUTF8(payload))
+		return Payload{}, invalid("payload", "not valid UTF-8 (first bad byte at offset %d)", firstInvalidUTF8(payload))
 	}
 	if len(bytes.TrimSpace(payload)) == 0 {
-		return Request{}, invalid("payload", "empty; want a JSON object")
+		return Payload{}, invalid("payload", "empty; want a JSON object")
 	}
 	top, err := readObject(payload, "", true)
 	if err != nil {
-		return Request{}, err
+		return Payload{}, err
 	}
 	for _, f := range top {
 		if contains(envelopeFields, f.name) {
-			return decodeEvent(top, scope)
+			req, err := decodeEvent(top, scope)
+			if err != nil {
+				return Payload{}, err
+			}
+			return Payload{Request: &req}, nil
 		}
 	}
-	req, err := decodeFields(top, "", scope)
+	p, err := decodeFields(top, "", scope)
 	if err != nil {
-		return Request{}, err
+		return Payload{}, err
 	}
-	req.Source = SourceDirect
-	return req, nil
+	if p.Request != nil {
+		p.Request.Source = SourceDirect
+	}
+	return p, nil
 }
 
 // decodeEvent decodes an EventBridge event envelope.
@@ -208,10 +233,16 @@ func decodeEvent(fs []field, scope Scope) (Request, error) {
 		if err != nil {
 			return Request{}, err
 		}
-		req, err := decodeFields(dfs, "detail.", scope)
+		p, err := decodeFields(dfs, "detail.", scope)
 		if err != nil {
 			return Request{}, err
 		}
+		if p.Org != nil {
+			// The organization sweep's state machine asks these
+			// directly; an event bus is not its path.
+			return Request{}, invalid("detail.mode", "%s is accepted only as a direct invoke (the organization sweep's state machine asks it)", p.Org.Mode)
+		}
+		req := *p.Request
 		req.Source = SourceCustomEvent
 		req.EventAccount = account
 		if at != "" {
@@ -231,42 +262,53 @@ func decodeEvent(fs []field, scope Scope) (Request, error) {
 
 // decodeFields decodes the request fields of a direct invoke, a Scheduler
 // input or a custom event's detail; prefix is "" or "detail.".
-func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
+func decodeFields(fs []field, prefix string, scope Scope) (Payload, error) {
+	req, org, err := decodeMode(fs, prefix, scope)
+	if err != nil || org != nil {
+		return Payload{Org: org}, err
+	}
+	return Payload{Request: &req}, nil
+}
+
+// decodeMode decodes the fields of one request: a key request, or an
+// organization request (org set).
+func decodeMode(fs []field, prefix string, scope Scope) (Request, *Org, error) {
 	if err := checkNames(fs, prefix, requestFields, "unknown field"); err != nil {
-		return Request{}, err
+		return Request{}, nil, err
 	}
 	var req Request
 	raw, ok := find(fs, "mode")
 	if !ok {
-		return Request{}, invalid(prefix+"mode", "required (modes: %s)", strings.Join(modes, ", "))
+		return Request{}, nil, invalid(prefix+"mode", "required (modes: %s)", strings.Join(modes, ", "))
 	}
 	m, err := readString(raw, prefix+"mode")
 	if err != nil {
-		return Request{}, err
+		return Request{}, nil, err
 	}
 	req.Mode = Mode(m)
 	if !req.Mode.Valid() {
 		if s := suggest(m, modes); s != "" {
-			return Request{}, invalid(prefix+"mode", "unknown mode %s; did you mean %q? (modes: %s)", quote(m), s, strings.Join(modes, ", "))
+			return Request{}, nil, invalid(prefix+"mode", "unknown mode %s; did you mean %q? (modes: %s)", quote(m), s, strings.Join(modes, ", "))
 		}
-		return Request{}, invalid(prefix+"mode", "unknown mode %s (modes: %s)", quote(m), strings.Join(modes, ", "))
+		return Request{}, nil, invalid(prefix+"mode", "unknown mode %s (modes: %s)", quote(m), strings.Join(modes, ", "))
 	}
 
-	if req.Mode == ModeTargets {
-		return decodeTargetsMode(fs, prefix, scope)
+	if req.Mode.Rules().Org {
+		org, err := decodeOrg(fs, prefix, req.Mode, scope)
+		return Request{}, org, err
 	}
 	// Which fields each mode takes: the mode's rules (mode.go).
 	if err := checkModeFields(fs, prefix, req.Mode); err != nil {
-		return Request{}, err
+		return Request{}, nil, err
 	}
 	// A target moves the run into a member account: keys and the cursor
 	// are then checked against it.
 	if raw, ok := find(fs, "target"); ok {
 		if !scope.Organization {
-			return Request{}, invalid(prefix+"target", "accepted only in organization mode (ROTATOR_MEMBER_ROLE_NAME set)")
+			return Request{}, nil, invalid(prefix+"target", "accepted only in organization mode (ROTATOR_MEMBER_ROLE_NAME set)")
 		}
 		if req.Target, err = decodeTarget(raw, prefix+"target", scope); err != nil {
-			return Request{}, err
+			return Request{}, nil, err
 		}
 		scope = scope.In(req.Target)
 	}
@@ -275,72 +317,72 @@ func decodeFields(fs []field, prefix string, scope Scope) (Request, error) {
 	if req.Mode == ModeIncident {
 		switch {
 		case hasKeys && hasTag:
-			return Request{}, invalid(prefix+"keys", "give keys or tag, not both")
+			return Request{}, nil, invalid(prefix+"keys", "give keys or tag, not both")
 		case !hasKeys && !hasTag:
-			return Request{}, invalid(prefix+"keys", "incident mode needs keys (key IDs, key ARNs, alias names or alias ARNs) or tag")
+			return Request{}, nil, invalid(prefix+"keys", "incident mode needs keys (key IDs, key ARNs, alias names or alias ARNs) or tag")
 		}
 	}
 
 	if hasKeys {
 		if req.Keys, err = decodeKeys(keysRaw, prefix+"keys", scope); err != nil {
-			return Request{}, err
+			return Request{}, nil, err
 		}
 	}
 	if hasTag {
 		if req.Tag, err = decodeTag(tagRaw, prefix+"tag"); err != nil {
-			return Request{}, err
+			return Request{}, nil, err
 		}
 	}
 	if req.Mode == ModeIncident {
 		raw, ok := find(fs, "reason")
 		if !ok {
-			return Request{}, invalid(prefix+"reason", "required in mode incident (e.g. %q)", "INC-4711 suspected exposure")
+			return Request{}, nil, invalid(prefix+"reason", "required in mode incident (e.g. %q)", "INC-4711 suspected exposure")
 		}
 		if req.Reason, err = decodeReason(raw, prefix+"reason"); err != nil {
-			return Request{}, err
+			return Request{}, nil, err
 		}
 	}
 	if raw, ok := find(fs, "dryRun"); ok {
 		if req.DryRun, err = readBool(raw, prefix+"dryRun"); err != nil {
-			return Request{}, err
+			return Request{}, nil, err
 		}
 	}
 	if raw, ok := find(fs, "force"); ok {
 		if req.Force, err = readBool(raw, prefix+"force"); err != nil {
-			return Request{}, err
+			return Request{}, nil, err
 		}
 	}
 	if req.Force && hasTag {
 		// A tag matches whatever keys carry it when the request runs, not
 		// keys a responder named: skipping the cooldown is for named keys.
-		return Request{}, invalid(prefix+"force", "accepted only with keys, never with a tag selector: name the keys to rotate inside their cooldown")
+		return Request{}, nil, invalid(prefix+"force", "accepted only with keys, never with a tag selector: name the keys to rotate inside their cooldown")
 	}
 	if raw, ok := find(fs, "requestId"); ok {
 		if req.RequestID, err = decodeRequestID(raw, prefix+"requestId"); err != nil {
-			return Request{}, err
+			return Request{}, nil, err
 		}
 	}
 	if raw, ok := find(fs, "wait"); ok {
 		var wait bool
 		if wait, err = readBool(raw, prefix+"wait"); err != nil {
-			return Request{}, err
+			return Request{}, nil, err
 		}
 		req.NoWait = !wait
 	}
 	if raw, ok := find(fs, "usage"); ok {
 		if req.Usage, err = readBool(raw, prefix+"usage"); err != nil {
-			return Request{}, err
+			return Request{}, nil, err
 		}
 	}
 	if raw, ok := find(fs, "continuation"); ok {
 		if req.Continuation, err = decodeContinuation(raw, prefix+"continuation", scope); err != nil {
-			return Request{}, err
+			return Request{}, nil, err
 		}
 	}
 	if req.Mode == ModePlan {
 		req.DryRun = true
 	}
-	return req, nil
+	return req, nil, nil
 }
 
 // checkModeFields refuses a field the mode does not take (Rules.Fields),

@@ -18,8 +18,8 @@ const (
 	id2      = "0987dcba-09fe-87dc-65ba-ab0987654321"
 	arn2     = "arn:aws:kms:us-east-1:012345678912:key/" + id2
 	mrkID    = "mrk-1234abcd12ab34cd56ef1234567890ab"
-	modeList = "(modes: scheduled, plan, incident, report, targets)"
-	fieldSet = "(fields: mode, keys, tag, reason, dryRun, force, wait, requestId, usage, target, continuation, orgTargets, orgRegions)"
+	modeList = "(modes: scheduled, plan, incident, report, targets, org-summary)"
+	fieldSet = "(fields: mode, keys, tag, reason, dryRun, force, wait, requestId, usage, target, continuation, orgTargets, orgRegions, execution, manifest)"
 	keyShape = "(a key ID is 8-4-4-4-12 lowercase hex digits or mrk- and 32 lowercase hex digits)"
 )
 

@@ -47,12 +47,12 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		// Organization mode accepts more (targets, member accounts); what
 		// it accepts in targets mode must hold the targets invariants.
-		if req, err := Decode(payload, orgScope); err != nil {
-			checkRejection(t, req, err)
-		} else if req.Mode == ModeTargets {
-			checkTargets(t, req)
-		} else if len(req.OrgTargets)+len(req.OrgRegions) > 0 {
-			t.Fatalf("mode %s carries orgTargets %v, orgRegions %v", req.Mode, req.OrgTargets, req.OrgRegions)
+		if p, err := Parse(payload, orgScope); err != nil {
+			checkRejection(t, Request{}, err)
+		} else if (p.Org == nil) == (p.Request == nil) {
+			t.Fatalf("Parse set %+v: want exactly one of Request and Org", p)
+		} else if p.Org != nil {
+			checkOrg(t, *p.Org)
 		}
 		req, err := Decode(payload, testScope)
 		if err != nil {
@@ -81,14 +81,20 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// checkTargets asserts the invariants of an accepted targets request.
-func checkTargets(t *testing.T, req Request) {
+// checkOrg asserts the invariants of an accepted organization request.
+func checkOrg(t *testing.T, req Org) {
 	t.Helper()
+	if req.Execution != "" && !executionPattern.MatchString(req.Execution) {
+		t.Fatalf("execution %q accepted", req.Execution)
+	}
+	if req.Mode == ModeOrgSummary {
+		if req.Execution == "" || !strings.HasPrefix(req.Manifest, OrgPrefix(req.Execution)) || strings.Contains(req.Manifest, "/../") {
+			t.Fatalf("org-summary request %+v outside its execution's folder", req)
+		}
+		return
+	}
 	if len(req.OrgTargets) == 0 || len(req.OrgTargets) > MaxOrgTargets || len(req.OrgRegions) == 0 || len(req.OrgRegions) > MaxOrgRegions {
 		t.Fatalf("targets request with %d orgTargets, %d orgRegions", len(req.OrgTargets), len(req.OrgRegions))
-	}
-	if req.Target != nil || req.Continuation != nil || req.Keys != nil || req.Tag != nil || req.DryRun || req.Force || req.NoWait || req.Reason != "" {
-		t.Fatalf("targets request carries sweep or incident fields: %+v", req)
 	}
 	for i, id := range req.OrgTargets {
 		if !validAccount(id) && !IsParentID(id) || slices.Contains(req.OrgTargets[:i], id) {

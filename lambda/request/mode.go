@@ -29,6 +29,10 @@ type Rules struct {
 	// Publishes: every run publishes a result event (else only runs with
 	// failed keys do).
 	Publishes bool
+	// Org: an organization request (Org, not Request), asked by the
+	// organization sweep's state machine as a direct invoke; it acts on
+	// no key.
+	Org bool
 	// Fields are the request fields the mode takes besides mode.
 	Fields []string
 }
@@ -42,7 +46,8 @@ var modeRules = map[Mode]Rules{
 		Fields: []string{"usage", "target", "continuation"}},
 	ModeIncident: {Identity: true, Waits: true, Publishes: true,
 		Fields: []string{"keys", "tag", "reason", "dryRun", "force", "wait", "requestId", "target"}},
-	ModeTargets: {Fields: []string{"orgTargets", "orgRegions"}},
+	ModeTargets:    {Org: true, Fields: []string{"orgTargets", "orgRegions", "execution"}},
+	ModeOrgSummary: {Org: true, Fields: []string{"execution", "manifest"}},
 }
 
 // Rules returns the mode's rules (zero for an unknown mode).

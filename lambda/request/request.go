@@ -23,6 +23,10 @@ const (
 	// sweep, resolving OUs and roots to their active accounts (organization
 	// mode only); it touches no key.
 	ModeTargets Mode = "targets"
+	// ModeOrgSummary reads an organization sweep's results (the Distributed
+	// Map's result files) and reports organization-wide figures once per
+	// execution (organization mode only); it touches no key.
+	ModeOrgSummary Mode = "org-summary"
 )
 
 // Tag is a tag key and value.
@@ -58,12 +62,6 @@ type Request struct {
 	// Target names the member account and Region the run works in
 	// (organization mode only); nil means the function's own.
 	Target *Target
-	// OrgTargets (targets mode) are the account, OU and root IDs to
-	// resolve, as given, textual duplicates removed.
-	OrgTargets []string
-	// OrgRegions (targets mode) are the Regions every account is swept in,
-	// in the given order, duplicates removed.
-	OrgRegions []string
 	// Usage (report only, payload "usage": true) reads every key's last
 	// use (GetKeyLastUsage, 5 per second per account and Region).
 	Usage bool

@@ -71,3 +71,16 @@ const (
 	// ResultEventDetailType is the result event's detail-type.
 	ResultEventDetailType = "KMS Rotation Run Completed"
 )
+
+// The organization sweep's figures, once per execution (dimension Mode
+// org-summary): its targets swept, incomplete and failed, and the keys of
+// all targets rotated, failed and overdue.
+const (
+	MetricOrgTargets           = "OrgTargets"
+	MetricOrgTargetsSwept      = "OrgTargetsSwept"
+	MetricOrgTargetsIncomplete = "OrgTargetsIncomplete"
+	MetricOrgTargetsFailed     = "OrgTargetsFailed"
+	MetricOrgKeysRotated       = "OrgKeysRotated"
+	MetricOrgKeysFailed        = "OrgKeysFailed"
+	MetricOrgKeysOverdue       = "OrgKeysOverdue"
+)

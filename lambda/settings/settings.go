@@ -97,6 +97,9 @@ type Config struct {
 	// EvidenceBucket is the S3 bucket each run writes its evidence record
 	// to (ROTATOR_EVIDENCE_BUCKET; empty = none): the stack creates it.
 	EvidenceBucket string
+	// OrgBucket is the organization sweep's S3 bucket
+	// (ROTATOR_ORG_BUCKET): targets are written there, results read.
+	OrgBucket string
 	// OwnerTagKey is the tag whose value names a key's owner
 	// (ROTATOR_OWNER_TAG_KEY): it travels in the entries and the result
 	// event, so teams can route notices per owner.
@@ -164,6 +167,7 @@ const (
 	EnvNoticeDays            = "ROTATOR_NOTICE_DAYS"
 	EnvOwnerTagKey           = "ROTATOR_OWNER_TAG_KEY"
 	EnvEvidenceBucket        = "ROTATOR_EVIDENCE_BUCKET"
+	EnvOrgBucket             = "ROTATOR_ORG_BUCKET"
 	EnvSecurityHub           = "ROTATOR_SECURITY_HUB"
 )
 
@@ -229,8 +233,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	// S3 bucket names: 3–63 of lowercase letters, digits, . and -,
 	// starting and ending with a letter or digit
 	// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
-	if b := c.EvidenceBucket; read(EnvEvidenceBucket) && b != "" && (len(b) < 3 || !bucketName(b)) {
-		refuse(EnvEvidenceBucket, quoted(b, "not an S3 bucket name (3-63 of lowercase letters, digits, . and -)"))
+	for _, b := range [][2]string{{EnvEvidenceBucket, c.EvidenceBucket}, {EnvOrgBucket, c.OrgBucket}} {
+		if read(b[0]) && b[1] != "" && (len(b[1]) < 3 || !bucketName(b[1])) {
+			refuse(b[0], quoted(b[1], "not an S3 bucket name (3-63 of lowercase letters, digits, . and -)"))
+		}
 	}
 	switch {
 	case !read(EnvLedgerTable):

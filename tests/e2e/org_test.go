@@ -32,6 +32,14 @@ func TestOrganizationTargetsFromTheBuiltFunction(t *testing.T) {
 		Function: harness.FunctionOptions{Env: map[string]string{"ROTATOR_MEMBER_ROLE_NAME": "kms-rotator-member"}},
 	})
 
+	// Before any targets run, no member account may be named: the member
+	// role exists only where the organization sweep targets.
+	_, err := env.Function.Invoke(t.Context(), []byte(`{"mode":"scheduled","target":{"account":"`+orgMember+`","region":"us-east-1"}}`))
+	if err == nil || !strings.Contains(err.Error(), "target.account: account "+orgMember+": no targets run is recorded yet") {
+		t.Fatalf("before a targets run: %v; want the refusal naming the account", err)
+	}
+	resolveTargets(t, env, orgMember, orgUnreachable)
+
 	r, inv, err := env.Function.InvokeReport(t.Context(), []byte(`{"mode":"scheduled","target":{"account":"`+orgMember+`","region":"us-east-1"}}`))
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +68,38 @@ func TestOrganizationTargetsFromTheBuiltFunction(t *testing.T) {
 	}
 	if n := rotateCalls(t, env.KMS); n != before {
 		t.Errorf("the failed run called RotateKeyOnDemand %d times", n-before)
+	}
+
+	// An account the last targets run did not resolve is refused before
+	// any role is assumed, in a sweep and in an incident alike; so is a
+	// Region it did not resolve.
+	resolveTargets(t, env, orgUnreachable)
+	for _, payload := range []string{
+		`{"mode":"scheduled","target":{"account":"` + orgMember + `","region":"us-east-1"}}`,
+		`{"mode":"incident","reason":"INC-1","keys":["arn:aws:kms:us-east-1:` + orgMember + `:key/aaaa0000-0000-4000-8000-000000000001"]}`,
+		`{"mode":"scheduled","target":{"account":"` + orgUnreachable + `","region":"eu-west-1"}}`,
+	} {
+		_, err = env.Function.Invoke(t.Context(), []byte(payload))
+		if !errors.As(err, &he) || he.Type != "ValidationError" || !strings.Contains(err.Error(), "was not resolved by the last targets run") {
+			t.Errorf("%s: error %v, want a ValidationError naming the last targets run", payload, err)
+		}
+	}
+	if n := rotateCalls(t, env.KMS); n != before {
+		t.Errorf("refused requests called RotateKeyOnDemand %d times", n-before)
+	}
+}
+
+// resolveTargets runs a targets request for the accounts in us-east-1, as
+// the organization sweep's first state does.
+func resolveTargets(t *testing.T, env *harness.Env, accounts ...string) {
+	t.Helper()
+	payload := `{"mode":"targets","orgTargets":["` + strings.Join(accounts, `","`) + `"],"orgRegions":["us-east-1"]}`
+	out, err := env.Function.Invoke(t.Context(), []byte(payload))
+	if err != nil {
+		t.Fatalf("targets run: %v", err)
+	}
+	if !strings.Contains(string(out), `"targets":[{"account":"`) {
+		t.Fatalf("targets answer %s", out)
 	}
 }
 

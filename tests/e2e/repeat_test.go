@@ -388,6 +388,7 @@ func TestTargetRetriedAfterItRotatedRotatesNothing(t *testing.T) {
 				Args: emulatorDelays(rotationDelay, materialDelay)},
 			Function: harness.FunctionOptions{Env: map[string]string{"ROTATOR_MEMBER_ROLE_NAME": "kms-rotator-member"}},
 		})
+		resolveTargets(t, env, memberAccount)
 		ownBefore, before := snapshot(t, env.KMS), memberRotations(t, env, memberAccount)
 		payload := []byte(`{"mode":"scheduled","target":{"account":"` + memberAccount + `","region":"us-east-1"}}`)
 		inv, err := env.InvokeFree(t.Context(), payload)

@@ -197,6 +197,11 @@ func TestSweepIncidentAndRetryRaceForOneRotationPerKey(t *testing.T) {
 			if len(dueARNs) != due {
 				t.Fatalf("%d due keys in %s, want %d", len(dueARNs), raceMember, due)
 			}
+			// The targets run the organization sweep starts with records the
+			// member account; a request naming another is refused.
+			if _, err := env.InvokeFree(t.Context(), []byte(`{"mode":"targets","orgTargets":["`+raceMember+`"],"orgRegions":["`+region+`"]}`)); err != nil {
+				t.Fatalf("targets run: %v", err)
+			}
 			target := []byte(`{"mode":"scheduled","target":{"account":"` + raceMember + `","region":"` + region + `"}}`)
 			incident, err := json.Marshal(map[string]any{"mode": "incident", "keys": dueARNs, "reason": "INC-77 member keys exposed", "wait": false})
 			if err != nil {
