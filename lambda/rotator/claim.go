@@ -14,6 +14,23 @@ import (
 // spend a second rotation (docs/design.md "The rotation ledger").
 const ReasonLedgerUnavailable Reason = "ledger-unavailable"
 
+// ledgerGuard is a run's side of the rotation ledger (lambda/ledger): the
+// claim written before every RotateKeyOnDemand and its outcome after, the
+// open rotations a sweep checks, an incident's request record and a
+// sweep's lease (repeat.go). A nil ledger fails every rotation closed.
+type ledgerGuard struct {
+	r *run
+	// identity is an incident request's identity (request.Identity; empty
+	// for sweeps and dry runs); repeatOf the first run's ID when this run
+	// is a repeat of it (repeat.go).
+	identity string
+	repeatOf string
+	// open are the sweep's keys with an open rotation in the ledger.
+	open map[string]bool
+	// leased: this run holds its target's sweep lease (repeat.go).
+	leased bool
+}
+
 // SetLedger gives the engine its rotation ledger. Without one no key is
 // rotated: every due key fails with ledger-unavailable.
 func (e *Engine) SetLedger(l *ledger.Ledger) { e.ledger = l }
@@ -45,12 +62,13 @@ func claimReport(c *ledger.Claim) *ClaimReport {
 // younger than the key's interval for sweeps, than ROTATOR_INCIDENT_COOLDOWN
 // for incidents (none with force), and any claim of the same request
 // within ROTATOR_IDEMPOTENCY_WINDOW, force or not.
-func (r *run) guard(it *item, now time.Time) ledger.Guard {
+func (lg *ledgerGuard) guard(it *item, now time.Time) ledger.Guard {
+	r := lg.r
 	cfg := r.e.cfg
 	if r.req.Mode.Rules().Sweep {
 		return ledger.Guard{Since: now.Add(-days(max(it.facts.IntervalDays, 1)))}
 	}
-	g := ledger.Guard{Request: r.identity, RequestSince: now.Add(-cfg.IdempotencyWindow)}
+	g := ledger.Guard{Request: lg.identity, RequestSince: now.Add(-cfg.IdempotencyWindow)}
 	if !r.req.Force && cfg.IncidentCooldown > 0 {
 		g.Since = now.Add(-cfg.IncidentCooldown)
 	}
@@ -63,7 +81,8 @@ func (r *run) guard(it *item, now time.Time) ledger.Guard {
 // (ledger-unavailable). A standing claim that was never confirmed and is
 // older than ROTATOR_SETTLE_AFTER is settled first from the history this
 // run just read, so an unconfirmed rotation never blocks a key for long.
-func (r *run) claim(ctx context.Context, it *item, before observation) bool {
+func (lg *ledgerGuard) claim(ctx context.Context, it *item, before observation) bool {
+	r := lg.r
 	if r.e.ledger == nil {
 		it.outcome, it.reason = Failed, ReasonLedgerUnavailable
 		it.detail = "no rotation ledger configured (ROTATOR_LEDGER_TABLE): no RotateKeyOnDemand without a claim"
@@ -72,13 +91,13 @@ func (r *run) claim(ctx context.Context, it *item, before observation) bool {
 	now := r.e.now()
 	c := ledger.Claim{
 		KeyARN: it.arn, ClaimedAt: now, RunID: r.id, Mode: string(r.req.Mode), LambdaRequestID: r.inv.RequestID,
-		Request: r.identity, Caller: r.caller(), Reason: r.req.Reason, Force: r.req.Force,
+		Request: lg.identity, Caller: r.caller(), Reason: r.req.Reason, Force: r.req.Force,
 		OnDemandBefore: before.onDemand, MaterialBefore: before.material,
 	}
 	for attempt := 0; ; attempt++ {
-		res, err := r.e.ledger.Claim(ctx, c, r.guard(it, now))
+		res, err := r.e.ledger.Claim(ctx, c, lg.guard(it, now))
 		if err != nil {
-			r.ledgerFailed(it, err)
+			lg.ledgerFailed(it, err)
 			return false
 		}
 		held := res.Held
@@ -87,7 +106,7 @@ func (r *run) claim(ctx context.Context, it *item, before observation) bool {
 			it.facts.ExpectOnDemand = before.onDemand + 1 + unlisted(res.Replaced, before.onDemand)
 			return true
 		}
-		if attempt == 0 && r.settle(ctx, it, held, now) {
+		if attempt == 0 && lg.settle(ctx, it, held, now) {
 			continue
 		}
 		// The entry's claim names the standing claim; skipped entries
@@ -103,7 +122,8 @@ func (r *run) claim(ctx context.Context, it *item, before observation) bool {
 // read it right before: more ON_DEMAND rotations than the claim saw, or
 // one dated at or after the claim, mean it rotated; none, that it did not.
 // It returns true when the claim was settled (the caller claims again).
-func (r *run) settle(ctx context.Context, it *item, held *ledger.Claim, now time.Time) bool {
+func (lg *ledgerGuard) settle(ctx context.Context, it *item, held *ledger.Claim, now time.Time) bool {
+	r := lg.r
 	if held.Outcome != ledger.Claimed && held.Outcome != ledger.Unconfirmed {
 		return false
 	}
@@ -141,7 +161,7 @@ func unlisted(prev *ledger.Claim, onDemandNow int) int {
 }
 
 // ledgerFailed fails the key closed: no claim, no call.
-func (r *run) ledgerFailed(it *item, err error) {
+func (lg *ledgerGuard) ledgerFailed(it *item, err error) {
 	it.outcome, it.reason = Failed, ReasonLedgerUnavailable
 	it.detail = err.Error() + "; no RotateKeyOnDemand was sent"
 	var le *ledger.Error
@@ -153,7 +173,8 @@ func (r *run) ledgerFailed(it *item, err error) {
 // recordClaim writes what the call did on the run's claim. A failed write
 // is logged and leaves the claim as it was (claimed: it keeps blocking
 // until a later run settles it), never a second call.
-func (r *run) recordClaim(ctx context.Context, it *item, outcome, detail string) {
+func (lg *ledgerGuard) recordClaim(ctx context.Context, it *item, outcome, detail string) {
+	r := lg.r
 	c := it.claim
 	if c == nil || r.e.ledger == nil {
 		return
@@ -174,13 +195,14 @@ func (r *run) recordClaim(ctx context.Context, it *item, outcome, detail string)
 				"keyArn", it.arn, "error", err.Error())
 		}
 	case c.CompletedAt != nil:
-		r.closeRotation(wctx, it.arn)
+		lg.closeRotation(wctx, it.arn)
 	}
 }
 
 // loadOpen reads the open rotations of a sweep's account and Region (one
 // Query): their keys' status is read whatever their due date.
-func (r *run) loadOpen(ctx context.Context) {
+func (lg *ledgerGuard) loadOpen(ctx context.Context) {
+	r := lg.r
 	if r.e.ledger == nil || !r.req.Mode.Rules().Sweep {
 		return
 	}
@@ -189,19 +211,20 @@ func (r *run) loadOpen(ctx context.Context) {
 		r.log.Warn("open rotations not read; stuck rotations of keys that are not due go unseen this run", "error", err.Error())
 		return
 	}
-	r.open = open
+	lg.open = open
 }
 
 // closeOpen closes a key's open rotation once its status shows none in
 // progress (best effort: a failure leaves it for the next sweep).
-func (r *run) closeOpen(it *item) {
+func (lg *ledgerGuard) closeOpen(it *item) {
 	if !it.facts.Open || it.facts.Status == nil || it.facts.inProgress() || it.claim != nil {
 		return
 	}
-	r.closeRotation(r.ctx, it.arn)
+	lg.closeRotation(lg.r.ctx, it.arn)
 }
 
-func (r *run) closeRotation(ctx context.Context, arn string) {
+func (lg *ledgerGuard) closeRotation(ctx context.Context, arn string) {
+	r := lg.r
 	if err := r.e.ledger.Close(ctx, arn); err != nil {
 		r.log.Warn("closing an open rotation failed", "keyArn", arn, "error", err.Error())
 	}

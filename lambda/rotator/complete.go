@@ -119,7 +119,7 @@ func (r *run) completed(ctx context.Context, it *item) bool {
 	}
 	now := r.e.now()
 	it.facts.MaterialAfter, it.facts.CompletedAt = m, &now
-	r.recordClaim(ctx, it, ledger.Rotated, "")
+	r.guard.recordClaim(ctx, it, ledger.Rotated, "")
 	return true
 }
 

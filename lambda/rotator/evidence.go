@@ -141,7 +141,7 @@ func (b *evidenceBook) add(k KeyReport, unread bool) {
 // evidenceOn says whether the run writes evidence: a bucket is set and
 // the run is no repeat (its first run wrote it).
 func (r *run) evidenceOn() bool {
-	return r.e.out.evidence != nil && r.e.cfg.EvidenceBucket != "" && r.repeatOf == ""
+	return r.e.out.evidence != nil && r.e.cfg.EvidenceBucket != "" && r.guard.repeatOf == ""
 }
 
 // writeEvidence writes the run's evidence record to the evidence bucket,
@@ -160,7 +160,7 @@ func (r *run) writeEvidence(ctx context.Context, rep *Report, listErr error) *Ev
 		SchemaVersion: EvidenceSchemaVersion, RunID: rep.RunID, Mode: string(rep.Mode), DryRun: rep.DryRun,
 		Account: r.scope.Account, Region: r.scope.Region, StartedAt: rep.StartedAt, FinishedAt: rep.FinishedAt,
 		Initiator: EvidenceInitiator{Caller: r.caller(), LambdaRequestID: r.inv.RequestID, Reason: r.req.Reason,
-			Request: r.identity, Force: r.req.Force},
+			Request: r.guard.identity, Force: r.req.Force},
 		Settings: EvidenceSettings{IntervalDays: cfg.IntervalDays, MinIntervalDays: cfg.MinIntervalDays,
 			OnDemandLimit: cfg.OnDemandLimit, Reserve: cfg.Reserve, AutoRotationGraceDays: cfg.AutoRotationGraceDays,
 			IncidentCooldown: cfg.IncidentCooldown.String(), NoticeDays: cfg.NoticeDays, SkipIdle: cfg.SkipIdle,

@@ -71,6 +71,7 @@ func (f *fetcher) describe(ctx context.Context, it *item) error {
 // untagged keys too, works in the primary's Region for an added primary,
 // and keeps every per-key call on kms:* actions the key policy governs.
 func (f *fetcher) listTags(ctx context.Context, it *item) error {
+	r := f.r
 	tags := map[string]string{}
 	in := &kms.ListResourceTagsInput{KeyId: aws.String(it.arn)}
 	for {
@@ -83,7 +84,7 @@ func (f *fetcher) listTags(ctx context.Context, it *item) error {
 		}
 		for _, t := range out.Tags {
 			k := aws.ToString(t.TagKey)
-			if f.r.wantTag(k) {
+			if r.sel.wantTag(k) {
 				tags[k] = strings.Clone(aws.ToString(t.TagValue))
 			}
 		}
@@ -92,7 +93,7 @@ func (f *fetcher) listTags(ctx context.Context, it *item) error {
 		}
 		in.Marker = out.NextMarker
 	}
-	f.r.applyTags(it, tags)
+	r.sel.applyTags(it, tags)
 	return nil
 }
 

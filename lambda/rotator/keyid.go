@@ -3,6 +3,8 @@ package rotator
 import (
 	"encoding/hex"
 	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 )
 
 // packedID is a KMS key ID in 17 bytes instead of a 36-character string: a
@@ -81,4 +83,33 @@ func comparePacked(a, b packedID) int {
 		return -1
 	}
 	return strings.Compare(string(a.b[:]), string(b.b[:]))
+}
+
+// inRegion sends one call to region: KMS keys are regional, and a
+// multi-Region primary may live outside the function's Region.
+func inRegion(region string) func(*kms.Options) {
+	return func(o *kms.Options) {
+		if region != "" {
+			o.Region = region
+		}
+	}
+}
+
+// keyARN builds a key ARN
+// (https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#key-id-key-ARN).
+func keyARN(partition, region, account, keyID string) string {
+	return "arn:" + partition + ":kms:" + region + ":" + account + ":key/" + keyID
+}
+
+// parseKeyARN returns the Region and key ID of a key ARN.
+func parseKeyARN(arn string) (region, keyID string, ok bool) {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "kms" {
+		return "", "", false
+	}
+	id, found := strings.CutPrefix(parts[5], "key/")
+	if !found || id == "" {
+		return "", "", false
+	}
+	return parts[3], id, true
 }

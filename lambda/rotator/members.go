@@ -103,12 +103,13 @@ func (e *Engine) organization() bool { return e.members != nil }
 // ARNs — before any KMS call: a role that cannot be assumed fails the run
 // and touches nothing. Credentials are cached per account for the run.
 func (f *fetcher) connect(ctx context.Context) error {
-	own := f.r.inv.Scope.Account
+	r := f.r
+	own := r.inv.Scope.Account
 	regions := map[string]string{} // account → Region to assume the role in
-	if f.r.scope.Account != own {
-		regions[f.r.scope.Account] = f.r.scope.Region
+	if r.scope.Account != own {
+		regions[r.scope.Account] = r.scope.Region
 	}
-	for _, k := range f.r.req.Keys {
+	for _, k := range r.req.Keys {
 		if k.IsARN() && k.Account != own {
 			if _, ok := regions[k.Account]; !ok {
 				regions[k.Account] = k.Region
@@ -118,7 +119,7 @@ func (f *fetcher) connect(ctx context.Context) error {
 	if len(regions) == 0 {
 		return nil
 	}
-	if f.r.e.members == nil {
+	if r.e.members == nil {
 		return fmt.Errorf("the request names account(s) other than %s, and organization mode is off", own)
 	}
 	accounts := make([]string, 0, len(regions))
@@ -126,17 +127,17 @@ func (f *fetcher) connect(ctx context.Context) error {
 		accounts = append(accounts, a)
 	}
 	sort.Strings(accounts)
-	session := "kms-rotator-" + f.r.id // run IDs use only characters a session name allows
+	session := "kms-rotator-" + r.id // run IDs use only characters a session name allows
 	f.accounts = map[string]accountClients{}
 	for _, a := range accounts {
-		k, t, err := f.r.e.members(ctx, f.r.inv.Scope.Partition, a, regions[a], session)
+		k, t, err := r.e.members(ctx, r.inv.Scope.Partition, a, regions[a], session)
 		if err != nil {
-			if a == f.r.scope.Account {
+			if a == r.scope.Account {
 				return err // a target run works in that account only
 			}
 			// An incident naming keys in several accounts: only this
 			// account's keys fail, the others' proceed.
-			f.r.log.Error("member account not reachable; its keys fail", "account", a, "error", err.Error())
+			r.log.Error("member account not reachable; its keys fail", "account", a, "error", err.Error())
 			k = unreachable{err: err}
 		}
 		f.accounts[a] = accountClients{k, t}

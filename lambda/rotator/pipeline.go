@@ -74,7 +74,7 @@ func (r *run) processFeed(ctx context.Context, f *feed) {
 // finished), or says Rotate: it returns true, and the rotation stage takes
 // the key over.
 func (r *run) evaluate(ctx context.Context, it *item) (due bool) {
-	it.facts.Open = r.open[it.arn]
+	it.facts.Open = r.guard.open[it.arn]
 	for {
 		d := Decide(it.facts, r.e.now(), r.e.cfg)
 		var err error
@@ -106,8 +106,8 @@ func (r *run) evaluate(ctx context.Context, it *item) (due bool) {
 // decided records a final decision (and adds a replica's primary in incident mode).
 func (r *run) decided(it *item, d Decision) {
 	it.outcome, it.reason, it.detail = d.Outcome, d.Reason, d.Detail
-	if r.repeatOf != "" && d.Outcome == WouldRotate {
-		r.repeatEntry(it)
+	if r.guard.repeatOf != "" && d.Outcome == WouldRotate {
+		r.guard.repeatEntry(it)
 	}
 	if r.req.Mode.Rules().Inventory && r.e.ledger != nil && it.facts.History != nil {
 		// The inventory shows who last claimed the key, and why.
@@ -118,7 +118,7 @@ func (r *run) decided(it *item, d Decision) {
 		}
 	}
 	if d.Reason == ReasonMultiRegionReplica && !scheduledLike(it.facts.Mode) && it.facts.Meta.PrimaryARN != "" {
-		r.addPrimary(it.facts.Meta.PrimaryARN)
+		r.sel.addPrimary(it.facts.Meta.PrimaryARN)
 	}
 	r.finish(it)
 }
@@ -167,8 +167,8 @@ func (r *run) deferKey(it *item) {
 
 // finish labels the key with its alias, records its entry and logs its line.
 func (r *run) finish(it *item) {
-	r.closeOpen(it)
-	r.setAlias(it)
+	r.guard.closeOpen(it)
+	r.sel.setAlias(it)
 	r.record(it)
 }
 

@@ -38,24 +38,25 @@ func (e *Engine) checkAge(req request.Request) error {
 // when this run goes on (the first run, a repeat of a run that died, or a
 // repeat that must list its keys' claims). A ledger that cannot be written
 // here is logged: every key's claim then fails closed.
-func (r *run) beginRequest(ctx context.Context) (*Report, bool) {
-	if r.identity == "" || r.e.ledger == nil {
+func (lg *ledgerGuard) beginRequest(ctx context.Context) (*Report, bool) {
+	r := lg.r
+	if lg.identity == "" || r.e.ledger == nil {
 		return nil, false
 	}
-	rec, err := r.e.ledger.Begin(ctx, r.identity, r.id, r.e.now(), r.until(r.e.now()), r.e.cfg.IdempotencyWindow)
+	rec, err := r.e.ledger.Begin(ctx, lg.identity, r.id, r.e.now(), r.until(r.e.now()), r.e.cfg.IdempotencyWindow)
 	if err != nil {
-		r.log.Error("the request record could not be written; each key's claim decides", "request", r.identity, "error", err.Error())
+		r.log.Error("the request record could not be written; each key's claim decides", "request", lg.identity, "error", err.Error())
 		return nil, false
 	}
 	if rec == nil {
 		return nil, false
 	}
-	r.repeatOf = rec.RunID
-	r.log.Info("a repeat of an earlier request: answered from its run, no KMS mutation", "request", r.identity,
+	lg.repeatOf = rec.RunID
+	r.log.Info("a repeat of an earlier request: answered from its run, no KMS mutation", "request", lg.identity,
 		"repeatOf", rec.RunID, "status", rec.Status)
-	rec = r.awaitFirst(ctx, rec)
+	rec = lg.awaitFirst(ctx, rec)
 	if rec == nil { // the first run died: this one takes the request over
-		r.repeatOf = ""
+		lg.repeatOf = ""
 		return nil, false
 	}
 	if rec.Status == ledger.Completed && rec.Report != nil {
@@ -77,7 +78,8 @@ func (r *run) beginRequest(ctx context.Context) (*Report, bool) {
 // plus half a minute, and never past half the time this run has left. It
 // returns nil when the first run's deadline passed without it completing
 // and this run took the request over.
-func (r *run) awaitFirst(ctx context.Context, rec *ledger.RequestRecord) *ledger.RequestRecord {
+func (lg *ledgerGuard) awaitFirst(ctx context.Context, rec *ledger.RequestRecord) *ledger.RequestRecord {
+	r := lg.r
 	by := time.Now().Add(r.e.cfg.IncidentWait + 30*time.Second)
 	if !r.cutoff.IsZero() {
 		if half := time.Now().Add(time.Until(r.cutoff) / 2); half.Before(by) {
@@ -86,7 +88,7 @@ func (r *run) awaitFirst(ctx context.Context, rec *ledger.RequestRecord) *ledger
 	}
 	for rec.Status != ledger.Completed && time.Now().Before(by) {
 		if rec.Status == ledger.InProgress && r.e.now().After(rec.Until) {
-			taken, err := r.e.ledger.Begin(ctx, r.identity, r.id, r.e.now(), r.until(r.e.now()), r.e.cfg.IdempotencyWindow)
+			taken, err := r.e.ledger.Begin(ctx, lg.identity, r.id, r.e.now(), r.until(r.e.now()), r.e.cfg.IdempotencyWindow)
 			if err == nil && taken == nil {
 				r.log.Info("the request's first run ended without completing; this run takes it over", "firstRunId", rec.RunID)
 				return nil
@@ -99,9 +101,9 @@ func (r *run) awaitFirst(ctx context.Context, rec *ledger.RequestRecord) *ledger
 			return rec
 		case <-t.C:
 		}
-		if next, err := r.e.ledger.Request(ctx, r.identity); err == nil && next != nil {
+		if next, err := r.e.ledger.Request(ctx, lg.identity); err == nil && next != nil {
 			if next.RunID != rec.RunID && next.RunID != r.id {
-				r.repeatOf = next.RunID
+				lg.repeatOf = next.RunID
 			}
 			rec = next
 		}
@@ -112,32 +114,34 @@ func (r *run) awaitFirst(ctx context.Context, rec *ledger.RequestRecord) *ledger
 // repeatEntry turns a key a repeat would rotate into what stands for it:
 // the first run's claim (skipped, recently-rotated), or deferred when the
 // first run has not claimed it yet.
-func (r *run) repeatEntry(it *item) {
+func (lg *ledgerGuard) repeatEntry(it *item) {
+	r := lg.r
 	h, err := r.e.ledger.Head(r.ctx, it.arn)
 	if err != nil {
-		r.ledgerFailed(it, err)
+		lg.ledgerFailed(it, err)
 		return
 	}
-	if h != nil && h.Request == r.identity {
+	if h != nil && h.Request == lg.identity {
 		it.outcome, it.reason, it.held, it.detail = Skipped, ReasonRecentlyRotated, h, ""
 		return
 	}
 	it.outcome, it.reason = Deferred, ReasonDeadline
-	it.detail = fmt.Sprintf("run %s of this request is still running and has not claimed this key yet; send the request again later for its answer", r.repeatOf)
+	it.detail = fmt.Sprintf("run %s of this request is still running and has not claimed this key yet; send the request again later for its answer", lg.repeatOf)
 }
 
 // completeRequest stores the first run's report on its request record, so
 // a repeat answers it.
-func (r *run) completeRequest(ctx context.Context, rep *Report) {
-	if r.identity == "" || r.repeatOf != "" || r.e.ledger == nil {
+func (lg *ledgerGuard) completeRequest(ctx context.Context, rep *Report) {
+	r := lg.r
+	if lg.identity == "" || lg.repeatOf != "" || r.e.ledger == nil {
 		return
 	}
 	b, err := json.Marshal(rep)
 	if err == nil {
-		err = r.e.ledger.Complete(context.WithoutCancel(ctx), r.identity, r.id, b)
+		err = r.e.ledger.Complete(context.WithoutCancel(ctx), lg.identity, r.id, b)
 	}
 	if err != nil {
-		r.log.Error("the request's report could not be stored; a repeat will answer each key's claim", "request", r.identity, "error", err.Error())
+		r.log.Error("the request's report could not be stored; a repeat will answer each key's claim", "request", lg.identity, "error", err.Error())
 	}
 }
 
@@ -148,20 +152,21 @@ func (r *run) completeRequest(ctx context.Context, rep *Report) {
 // answer of a duplicate (a report of no keys, repeatOf the holder) and
 // true; false when the run goes on. A ledger that cannot be read here is
 // logged: each key's claim still refuses a second rotation.
-func (r *run) takeLease(ctx context.Context) (*Report, bool) {
+func (lg *ledgerGuard) takeLease(ctx context.Context) (*Report, bool) {
+	r := lg.r
 	if r.e.ledger == nil || !r.req.Mode.Rules().Lease || r.dry {
 		return nil, false
 	}
-	h, err := r.e.ledger.Lease(ctx, r.scope.Region, r.scope.Account, r.chain(), r.id, r.inv.RequestID, r.e.now(), r.until(r.e.now()))
+	h, err := r.e.ledger.Lease(ctx, r.scope.Region, r.scope.Account, lg.chain(), r.id, r.inv.RequestID, r.e.now(), r.until(r.e.now()))
 	if err != nil {
 		r.log.Warn("the sweep lease could not be taken; each key's claim guards alone", "error", err.Error())
 		return nil, false
 	}
 	if h == nil {
-		r.leased = true
+		lg.leased = true
 		return nil, false
 	}
-	r.repeatOf = h.RunID
+	lg.repeatOf = h.RunID
 	r.log.Warn("another sweep of this target is running: this delivery does nothing", "holderRunId", h.RunID,
 		"holderUntil", fmtTime(h.Until))
 	// No metrics: the holder's figures are the sweep's, and zeros from
@@ -173,7 +178,8 @@ func (r *run) takeLease(ctx context.Context) (*Report, bool) {
 }
 
 // chain is the ID of the run's chain of continuations: the first link's.
-func (r *run) chain() string {
+func (lg *ledgerGuard) chain() string {
+	r := lg.r
 	if c := r.req.Continuation; c != nil && c.RunID != "" {
 		return c.RunID
 	}
@@ -182,11 +188,12 @@ func (r *run) chain() string {
 
 // releaseLease gives the sweep lease up at the end of a run, unless a
 // continuation link was started: it takes the lease over.
-func (r *run) releaseLease(ctx context.Context) {
-	if !r.leased || (r.cont != nil && r.cont.Started) {
+func (lg *ledgerGuard) releaseLease(ctx context.Context) {
+	r := lg.r
+	if !lg.leased || (r.cont != nil && r.cont.Started) {
 		return
 	}
-	if err := r.e.ledger.Release(context.WithoutCancel(ctx), r.scope.Region, r.scope.Account, r.chain()); err != nil {
+	if err := r.e.ledger.Release(context.WithoutCancel(ctx), r.scope.Region, r.scope.Account, lg.chain()); err != nil {
 		r.log.Warn("releasing the sweep lease failed; it expires at this run's deadline", "error", err.Error())
 	}
 }

@@ -209,7 +209,7 @@ func (r *run) report() *Report {
 		RunID:         r.id,
 		Mode:          r.req.Mode,
 		Account:       r.reportAccount(),
-		DryRun:        r.dry && r.repeatOf == "" || r.req.DryRun || r.e.cfg.DryRun,
+		DryRun:        r.dry && r.guard.repeatOf == "" || r.req.DryRun || r.e.cfg.DryRun,
 		StartedAt:     fmtTime(r.start),
 		Summary:       t.counts.summary,
 		OmittedNotDue: t.entries.omittedNotDue,

@@ -66,7 +66,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 		return
 	}
 	// The claim before the call: the one guard that does not read KMS.
-	if !r.claim(ctx, it, before) {
+	if !r.guard.claim(ctx, it, before) {
 		r.finish(it)
 		return
 	}
@@ -75,7 +75,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 	_, err := r.fetch.kmsOf(it).RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(it.arn)},
 		inRegion(it.region), r.e.rotateOpt)
 	if err == nil {
-		r.recordClaim(ctx, it, ledger.Rotated, "")
+		r.guard.recordClaim(ctx, it, ledger.Rotated, "")
 		r.rotated(it, started)
 		return
 	}
@@ -83,7 +83,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 	if !c.ambiguous {
 		// KMS refused with no effect (limit, conflict, state, denied):
 		// the claim is released and blocks nothing.
-		r.recordClaim(ctx, it, ledger.Released, opRotateKeyOnDemand.String()+": "+c.detail)
+		r.guard.recordClaim(ctx, it, ledger.Released, opRotateKeyOnDemand.String()+": "+c.detail)
 		r.failedAs(it, opRotateKeyOnDemand, err, c, true)
 		return
 	}
@@ -93,13 +93,13 @@ func (r *run) rotate(ctx context.Context, it *item) {
 	// the rotation status, so a look that shows nothing does not prove
 	// nothing happened: never a second call, in any mode.
 	if r.confirm(ctx, it, before) {
-		r.recordClaim(ctx, it, ledger.Rotated, "confirmed after an ambiguous failure: "+c.detail)
+		r.guard.recordClaim(ctx, it, ledger.Rotated, "confirmed after an ambiguous failure: "+c.detail)
 		r.rotated(it, started)
 		return
 	}
 	// The claim stays and blocks the key until a run settles it from the
 	// key's history (ROTATOR_SETTLE_AFTER).
-	r.recordClaim(ctx, it, ledger.Unconfirmed, opRotateKeyOnDemand.String()+": "+c.detail)
+	r.guard.recordClaim(ctx, it, ledger.Unconfirmed, opRotateKeyOnDemand.String()+": "+c.detail)
 	it.outcome, it.reason = Failed, ReasonUnconfirmed
 	it.detail = fmt.Sprintf("%s: %s; the rotation may have been applied, but KMS did not show it within %s. "+
 		"Do not retry blindly: check aws kms get-key-rotation-status (OnDemandRotationStartDate), "+

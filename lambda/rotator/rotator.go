@@ -158,10 +158,10 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	}
 	r := e.newRun(ctx, req, inv)
 	defer r.cancel()
-	if rep, ok := r.beginRequest(r.ctx); ok {
+	if rep, ok := r.guard.beginRequest(r.ctx); ok {
 		return rep, nil
 	}
-	if rep, ok := r.takeLease(r.ctx); ok {
+	if rep, ok := r.guard.takeLease(r.ctx); ok {
 		return rep, nil
 	}
 	if r.evidenceOn() {
@@ -170,7 +170,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	if e.cfg.SecurityHub && e.out.hub != nil {
 		r.findings = &findingBook{seen: map[string]bool{}}
 	}
-	defer r.releaseLease(ctx)
+	defer r.guard.releaseLease(ctx)
 	if err := r.fetch.connect(r.ctx); err != nil {
 		r.log.Error("member account not reachable; nothing was touched", "error", err.Error())
 		e.emitRunFailed(r)
@@ -185,15 +185,15 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	// while the listing pages arrive (stream.go).
 	listCtx, cancelList := r.listContext(ctx)
 	defer cancelList()
-	r.loadOpen(listCtx)
+	r.guard.loadOpen(listCtx)
 	home := r.scope.Region
 	f := newFeed()
 	listed := make(chan error, 1)
-	go func() { listed <- r.list(listCtx, f) }()
+	go func() { listed <- r.sel.list(listCtx, f) }()
 	// The Region's aliases label the entries: one paginated ListAliases,
 	// listed while the first GetResources page arrives. Keys start once
 	// they are known, so no line waits in memory for them.
-	if as := r.aliasSet(listCtx, home); as.err != nil {
+	if as := r.sel.aliasSet(listCtx, home); as.err != nil {
 		r.log.Warn("aliases not listed; entries carry no alias", "region", home, "error", as.err.Error())
 	}
 	r.processFeed(r.ctx, f) // returns once the feed is closed and every key is done
@@ -217,7 +217,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	}
 	// Incident mode adds the primaries of replicas as entries of their own;
 	// they are processed after the keys that named them.
-	if extra := r.takeExtras(); len(extra) > 0 {
+	if extra := r.sel.takeExtras(); len(extra) > 0 {
 		r.process(r.ctx, extra)
 	}
 	r.awaitCompletion(ctx)
@@ -235,10 +235,10 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 		cancel()
 	}
 	if listErr == nil {
-		r.completeRequest(ctx, rep)
+		r.guard.completeRequest(ctx, rep)
 	}
 	var published *bool
-	if r.repeatOf == "" {
+	if r.guard.repeatOf == "" {
 		published = r.publishResult(ctx, rep)
 	}
 	// A sweep that deferred every key made no progress: whatever the
@@ -301,30 +301,20 @@ type run struct {
 	// tally keeps what the report and the metrics need of finished keys.
 	tally *tally
 
-	mu     sync.Mutex
-	seen   map[string]bool // an incident's key ARNs, to add each primary once
-	extras []*item
+	// sel lists the candidates and labels them (select.go).
+	sel *selection
+
+	mu sync.Mutex
 	// waiting holds an incident's rotated keys until their new material is
 	// current (awaitCompletion).
 	waiting []*item
 
-	aliasMu sync.Mutex
-	aliases map[string]*aliasSet // by Region
-	// wantAlias names the aliases an incident request names.
-	wantAlias map[string]bool
-
 	// cont is the report's continuation object (continuation.go).
 	cont *ContinuationReport
 
-	// identity is an incident request's identity (request.Identity; empty
-	// for sweeps and dry runs); repeatOf the first run's ID when this run
-	// is a repeat of it (repeat.go).
-	identity string
-	repeatOf string
-	// open are the sweep's keys with an open rotation in the ledger.
-	open map[string]bool
-	// leased: this run holds its target's sweep lease (repeat.go).
-	leased bool
+	// guard is the run's side of the rotation ledger: claims, the request
+	// record, the sweep lease (claim.go, repeat.go).
+	guard *ledgerGuard
 	// book gathers every entry for the evidence record (evidence.go);
 	// nil when none is written. findings gathers the Security Hub
 	// findings (findings.go); nil when none are imported.
@@ -334,28 +324,20 @@ type run struct {
 
 func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {
 	r := &run{
-		e:       e,
-		req:     req,
-		inv:     inv,
-		id:      newRunID(e.now()),
-		start:   e.now(),
-		seen:    map[string]bool{},
-		aliases: map[string]*aliasSet{},
-		scope:   inv.Scope.In(req.Target),
-		tally:   newTally(e.limits.maxListed, e.limits.maxEntries, e.cfg.Reserve, sweepPrefix(req, inv.Scope.In(req.Target))),
+		e:     e,
+		req:   req,
+		inv:   inv,
+		id:    newRunID(e.now()),
+		start: e.now(),
+		scope: inv.Scope.In(req.Target),
+		tally: newTally(e.limits.maxListed, e.limits.maxEntries, e.cfg.Reserve, sweepPrefix(req, inv.Scope.In(req.Target))),
 	}
 	r.fetch = &fetcher{r: r}
-	for _, k := range req.Keys {
-		if k.Alias != "" {
-			if r.wantAlias == nil {
-				r.wantAlias = map[string]bool{}
-			}
-			r.wantAlias[k.Alias] = true
-		}
-	}
+	r.sel = newSelection(r)
 	r.dry = req.DryRun || e.cfg.DryRun || req.Mode.Rules().Dry
+	r.guard = &ledgerGuard{r: r}
 	if !r.dry {
-		r.identity = req.Identity()
+		r.guard.identity = req.Identity()
 	}
 	r.log = e.log.With("runId", r.id, "mode", string(req.Mode), "requestId", inv.RequestID)
 	if dl, ok := ctx.Deadline(); ok {

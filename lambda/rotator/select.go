@@ -8,11 +8,42 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	tagging "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	taggingtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
 
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 )
+
+// selection is the stage that finds a run's candidates: the keys an
+// incident names or the opted-in keys of a sweep, the primaries of named
+// replicas, and every Region's aliases that label the entries.
+type selection struct {
+	r *run
+
+	mu     sync.Mutex
+	seen   map[string]bool // an incident's key ARNs, to add each primary once
+	extras []*item
+
+	aliasMu sync.Mutex
+	aliases map[string]*aliasSet // by Region
+	// wantAlias names the aliases an incident request names.
+	wantAlias map[string]bool
+}
+
+func newSelection(r *run) *selection {
+	s := &selection{r: r, seen: map[string]bool{}, aliases: map[string]*aliasSet{}}
+	for _, k := range r.req.Keys {
+		if k.Alias != "" {
+			if s.wantAlias == nil {
+				s.wantAlias = map[string]bool{}
+			}
+			s.wantAlias[k.Alias] = true
+		}
+	}
+	return s
+}
 
 // item is one candidate key of a run and, once decided, its report entry.
 type item struct {
@@ -46,13 +77,14 @@ func (it *item) sortKey() string {
 // resolveKeys turns the incident's key identifiers into entries, one per key
 // ARN: key IDs and key ARNs directly, aliases through the Region's alias list.
 // An alias that does not exist becomes a not-found entry of its own.
-func (r *run) resolveKeys(home *aliasSet) []*item {
+func (s *selection) resolveKeys(home *aliasSet) []*item {
+	r := s.r
 	sc := r.scope
 	var items []*item
 	byARN := map[string]bool{}
 	byAlias := map[string]bool{}
 	for _, ref := range r.req.Keys {
-		it := &item{ref: ref.Raw, facts: r.baseFacts()}
+		it := &item{ref: ref.Raw, facts: s.baseFacts()}
 		switch ref.Kind {
 		case request.KeyID:
 			it.keyID, it.region = ref.ID, sc.Region
@@ -67,7 +99,7 @@ func (r *run) resolveKeys(home *aliasSet) []*item {
 				// The request package rejects other Regions; resolve
 				// correctly anyway rather than in the wrong Region.
 				region = ref.Region
-				as = r.aliasSet(r.ctx, region)
+				as = s.aliasSet(r.ctx, region)
 			}
 			target, ok := as.byName[ref.Alias]
 			if !ok {
@@ -106,19 +138,22 @@ func (r *run) resolveKeys(home *aliasSet) []*item {
 }
 
 // baseFacts are the facts every entry of this run starts with.
-func (r *run) baseFacts() Facts {
+func (s *selection) baseFacts() Facts {
+	r := s.r
 	return Facts{Mode: r.req.Mode, DryRun: r.dry, Force: r.req.Force, IntervalDays: r.e.cfg.IntervalDays, WantUsage: r.req.Usage}
 }
 
 // wantTag says whether a tag key is one the run reads: the opt-in tag, the
 // interval tag, the owner tag.
-func (r *run) wantTag(k string) bool {
+func (s *selection) wantTag(k string) bool {
+	r := s.r
 	return k == r.e.cfg.TagKey || k == settings.IntervalTagKey || (r.e.cfg.OwnerTagKey != "" && k == r.e.cfg.OwnerTagKey)
 }
 
 // applyTags records what the key's tags say: opted in, its interval, its
 // owner.
-func (r *run) applyTags(it *item, tags map[string]string) {
+func (s *selection) applyTags(it *item, tags map[string]string) {
+	r := s.r
 	f := &it.facts
 	f.TagsKnown = true
 	if r.e.cfg.OwnerTagKey != "" {
@@ -140,38 +175,38 @@ func (r *run) applyTags(it *item, tags map[string]string) {
 
 // markSeen records an incident's key ARNs, so a replica's primary is added
 // only when the request did not name it already.
-func (r *run) markSeen(items []*item) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (s *selection) markSeen(items []*item) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, it := range items {
 		if it.arn != "" {
-			r.seen[it.arn] = true
+			s.seen[it.arn] = true
 		}
 	}
 }
 
 // addPrimary adds a replica's primary as an entry of its own (incident
 // mode), unless the run already has it.
-func (r *run) addPrimary(primaryARN string) {
+func (s *selection) addPrimary(primaryARN string) {
 	region, keyID, ok := parseKeyARN(primaryARN)
 	if !ok {
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.seen[primaryARN] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[primaryARN] {
 		return
 	}
-	r.seen[primaryARN] = true
-	r.extras = append(r.extras, &item{arn: primaryARN, keyID: keyID, region: region, facts: r.baseFacts()})
+	s.seen[primaryARN] = true
+	s.extras = append(s.extras, &item{arn: primaryARN, keyID: keyID, region: region, facts: s.baseFacts()})
 }
 
 // takeExtras returns the added primaries and forgets them.
-func (r *run) takeExtras() []*item {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	x := r.extras
-	r.extras = nil
+func (s *selection) takeExtras() []*item {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	x := s.extras
+	s.extras = nil
 	return x
 }
 
@@ -184,14 +219,15 @@ type aliasSet struct {
 }
 
 // aliasSet lists the Region's aliases once per run (ListAliases, all pages).
-func (r *run) aliasSet(ctx context.Context, region string) *aliasSet {
-	r.aliasMu.Lock()
-	as, ok := r.aliases[region]
+func (s *selection) aliasSet(ctx context.Context, region string) *aliasSet {
+	r := s.r
+	s.aliasMu.Lock()
+	as, ok := s.aliases[region]
 	if !ok {
 		as = &aliasSet{}
-		r.aliases[region] = as
+		s.aliases[region] = as
 	}
-	r.aliasMu.Unlock()
+	s.aliasMu.Unlock()
 	as.once.Do(func() {
 		as.byKey, as.byName = newIDMap(), map[string]string{}
 		in := &kms.ListAliasesInput{Limit: aws.Int32(100)}
@@ -213,7 +249,7 @@ func (r *run) aliasSet(ctx context.Context, region string) *aliasSet {
 				// Copies: a string of the response would keep its whole
 				// page in memory. byName holds only the aliases an
 				// incident names; a sweep needs key → alias alone.
-				if r.wantAlias[name] {
+				if s.wantAlias[name] {
 					as.byName[strings.Clone(name)] = strings.Clone(target)
 				}
 				if cur, ok := as.byKey.get(target); !ok || name < cur {
@@ -230,8 +266,8 @@ func (r *run) aliasSet(ctx context.Context, region string) *aliasSet {
 }
 
 // aliasOf returns the key's first alias by name in its Region ("" if none).
-func (r *run) aliasOf(region, keyID string) string {
-	as := r.aliasSet(r.ctx, region)
+func (s *selection) aliasOf(region, keyID string) string {
+	as := s.aliasSet(s.r.ctx, region)
 	if as.err != nil {
 		return ""
 	}
@@ -239,31 +275,115 @@ func (r *run) aliasOf(region, keyID string) string {
 	return alias
 }
 
-// inRegion sends one call to region: KMS keys are regional, and a
-// multi-Region primary may live outside the function's Region.
-func inRegion(region string) func(*kms.Options) {
-	return func(o *kms.Options) {
-		if region != "" {
-			o.Region = region
+// pageTagged pages through GetResources for keys with all the given tags
+// (100 a page, tags included) and hands each page's new keys to onPage.
+func (s *selection) pageTagged(ctx context.Context, filters []taggingtypes.TagFilter, onPage func([]*item)) error {
+	r := s.r
+	in := &tagging.GetResourcesInput{
+		ResourceTypeFilters: []string{"kms:key"},
+		TagFilters:          filters,
+		ResourcesPerPage:    aws.Int32(100),
+	}
+	// A repeated page (a paging bug, a retried request) is skipped by
+	// comparing with this page and the one before: a set of every ARN
+	// would grow with the fleet.
+	var prev map[string]bool
+	for {
+		r.fetch.calls.add(opGetResources)
+		out, err := r.fetch.taggingFor(r.scope.Account).GetResources(ctx, in, func(o *tagging.Options) { o.Region = r.scope.Region })
+		if err != nil {
+			return fmt.Errorf("get resources tagged %s=%s: %w", r.e.cfg.TagKey, r.e.cfg.TagValue, err)
+		}
+		page := make([]*item, 0, len(out.ResourceTagMappingList))
+		seen := make(map[string]bool, len(out.ResourceTagMappingList))
+		for _, m := range out.ResourceTagMappingList {
+			// A copy: a string of the response keeps its whole page alive.
+			arn := strings.Clone(aws.ToString(m.ResourceARN))
+			region, keyID, ok := parseKeyARN(arn)
+			if !ok || seen[arn] || prev[arn] {
+				continue // not a key ARN (defensive), or a page repeated
+			}
+			seen[arn] = true
+			it := &item{arn: arn, keyID: keyID, region: region}
+			it.facts = s.baseFacts()
+			tags := make(map[string]string, 2)
+			for _, t := range m.Tags {
+				k := aws.ToString(t.Key)
+				if s.wantTag(k) {
+					tags[k] = strings.Clone(aws.ToString(t.Value))
+				}
+			}
+			s.applyTags(it, tags)
+			page = append(page, it)
+		}
+		prev = seen
+		onPage(page)
+		tok := aws.ToString(out.PaginationToken)
+		if tok == "" {
+			return nil
+		}
+		in.PaginationToken = aws.String(tok)
+	}
+}
+
+// A sweep (scheduled, plan, report) starts on its keys while GetResources
+// is still paging: listing 10,000 keys takes 100 sequential pages, time in
+// which the ListKeyRotations and RotateKeyOnDemand quotas would otherwise
+// sit idle. Pages arrive in key ARN order, so keys still start in that
+// order and a deferred tail stays a tail (continuation.go). Should a page
+// ever break the order, nothing is lost: the cursor is then the last key
+// before the first deferred one in ARN order, so the next link may look at
+// a few finished keys again (reads only) but never skips one.
+
+// list feeds f with the run's candidates and closes it: the keys an
+// incident names (resolved, aliases through the Region's list), or the
+// opted-in keys (with the incident's extra tag) as GetResources pages
+// arrive. It is the one selection path of every mode.
+func (s *selection) list(ctx context.Context, f *feed) error {
+	r := s.r
+	defer f.close()
+	add := f.add
+	if !r.req.Mode.Rules().Sweep {
+		add = func(items []*item) {
+			s.markSeen(items)
+			f.add(items)
 		}
 	}
+	if len(r.req.Keys) > 0 {
+		add(s.resolveKeys(s.aliasSet(ctx, r.scope.Region)))
+		return nil
+	}
+	filters := []taggingtypes.TagFilter{{Key: aws.String(r.e.cfg.TagKey), Values: []string{r.e.cfg.TagValue}}}
+	if t := r.req.Tag; t != nil {
+		filters = append(filters, taggingtypes.TagFilter{Key: aws.String(t.Key), Values: []string{t.Value}})
+	}
+	last, unsorted := "", false
+	after := ""
+	if c := r.req.Continuation; c != nil {
+		after = c.After
+	}
+	return s.pageTagged(ctx, filters, func(page []*item) {
+		keep := page[:0]
+		for _, it := range page {
+			if it.arn <= after {
+				continue // a continued chain handled it already
+			}
+			if it.arn < last && !unsorted {
+				unsorted = true
+				r.log.Warn("GetResources pages are not in key ARN order; a continuation may look at some keys twice")
+			}
+			last = max(last, it.arn)
+			keep = append(keep, it)
+		}
+		add(keep)
+	})
 }
 
-// keyARN builds a key ARN
-// (https://docs.aws.amazon.com/kms/latest/developerguide/concepts.html#key-id-key-ARN).
-func keyARN(partition, region, account, keyID string) string {
-	return "arn:" + partition + ":kms:" + region + ":" + account + ":key/" + keyID
-}
-
-// parseKeyARN returns the Region and key ID of a key ARN.
-func parseKeyARN(arn string) (region, keyID string, ok bool) {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "kms" {
-		return "", "", false
+// setAlias labels the entry with the key's first alias in its Region. The
+// function Region's aliases are listed before any key is processed (Run),
+// so every line carries the alias the report shows, and no line waits.
+func (s *selection) setAlias(it *item) {
+	if it.alias == "" && it.keyID != "" {
+		it.alias = s.aliasOf(it.region, it.keyID)
 	}
-	id, found := strings.CutPrefix(parts[5], "key/")
-	if !found || id == "" {
-		return "", "", false
-	}
-	return parts[3], id, true
 }
