@@ -104,7 +104,7 @@ func newHandler(ctx context.Context, getenv func(string) string, out io.Writer) 
 		// function's Region. The targets go to the organization bucket,
 		// and the accounts they cover to the ledger.
 		c := org.Clients{
-			Organizations: organizations.NewFromConfig(awsCfg),
+			Organizations: organizations.NewFromConfig(awsCfg, func(o *organizations.Options) { o.Retryer = org.Retryer() }),
 			Events:        eventbridge.NewFromConfig(awsCfg),
 			Ledger:        lg,
 		}

@@ -16,6 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -125,4 +128,21 @@ func newRunID(t time.Time) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// Retryer is the Organizations client's retry mode: Organizations answers
+// TooManyRequestsException when its request quota is exceeded ("try again
+// later", https://docs.aws.amazon.com/organizations/latest/APIReference/API_ListAccountsForParent.html),
+// and the walk of a large organization makes hundreds of calls in a row.
+// Standard mode (exponential backoff with jitter, up to 5 s) and 10
+// attempts, without the retry token bucket, so a throttled page is waited
+// for rather than failed; not adaptive mode, whose client-side rate would
+// drop towards 0.5 requests a second after one throttle and leave a walk
+// of thousands of accounts no time to finish.
+func Retryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 10
+		o.MaxBackoff = 5 * time.Second
+		o.RateLimiter = ratelimit.None
+	})
 }
