@@ -82,6 +82,9 @@ type options struct {
 	// orgTargets member accounts of orgKeys keys each, swept side by side
 	// (0 = no organization figure).
 	orgTargets, orgKeys int
+	// resolveAccounts: the accounts of the organization targets figure
+	// (0 = none).
+	resolveAccounts int
 }
 
 func run(args []string, stdout io.Writer) error {
@@ -102,6 +105,7 @@ func run(args []string, stdout io.Writer) error {
 		target   = fs.String("target", "", "internal: the member account the -sweep child works in")
 		orgN     = fs.Int("org-targets", 4, "member accounts of the organization figure, swept side by side (0 = none)")
 		orgKeys  = fs.Int("org-keys", 5000, "opted-in keys in each member account of the organization figure")
+		resolveN = fs.Int("resolve-accounts", 10000, "accounts of the organization targets figure (one targets run written to S3; 0 = none)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -110,7 +114,7 @@ func run(args []string, stdout io.Writer) error {
 		return runSweep(*out, *cpuProf, *memProf, *target)
 	}
 	o := options{quotaScale: *scale, latency: *latency, baselineSample: *sample, initRuns: *initRuns, skipBuild: *noBuild, dueFraction: *due, cpuProfile: *cpuProf, memProfile: *memProf, sweepLog: *sweepLog,
-		orgTargets: *orgN, orgKeys: *orgKeys}
+		orgTargets: *orgN, orgKeys: *orgKeys, resolveAccounts: *resolveN}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 20 {
@@ -170,6 +174,7 @@ type summary struct {
 	BootstrapMB float64                `json:"bootstrapMB,omitempty"`
 	Settings    map[string]any         `json:"settings"`
 	Org         *orgResult             `json:"org,omitempty"`
+	Resolve     *resolveResult         `json:"resolve,omitempty"`
 }
 
 func bench(ctx context.Context, o options, w io.Writer) error {
@@ -218,6 +223,13 @@ func bench(ctx context.Context, o options, w io.Writer) error {
 			return fmt.Errorf("organization: %w", err)
 		}
 		sum.Org = &or
+	}
+	if o.resolveAccounts > 0 {
+		rr, err := benchResolve(ctx, o, w)
+		if err != nil {
+			return fmt.Errorf("organization targets: %w", err)
+		}
+		sum.Resolve = &rr
 	}
 
 	if !o.skipBuild {
