@@ -69,6 +69,10 @@ type OrganizationAccount struct {
 	// State is ACTIVE (the default), SUSPENDED, PENDING_CLOSURE, CLOSED or
 	// PENDING_ACTIVATION, in any case.
 	State string `json:"state,omitempty"`
+	// DisabledRegions are opt-in Regions the account has not enabled: STS
+	// refuses to issue its roles' credentials there (AssumeRole answers
+	// RegionDisabledException).
+	DisabledRegions []string `json:"disabledRegions,omitempty"`
 }
 
 // maxOUDepth is how deep OUs nest under the root: "You can nest OUs up to
@@ -216,6 +220,11 @@ func buildOrg(in *Organization) (*org, error) {
 		}
 		if err := oneOf("state", a.State, accountStates...); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		for j, r := range a.DisabledRegions {
+			if !validRegion.MatchString(r) {
+				return nil, fmt.Errorf("%s: disabledRegions[%d] %q is not a Region name", where, j, r)
+			}
 		}
 		o.accounts[a.ID] = &a
 	}

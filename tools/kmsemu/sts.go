@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -265,6 +266,13 @@ func (s *Server) assumeRole(c *call, form url.Values, caller string) (*assumeRol
 		return nil, &stsError{403, "AccessDenied", fmt.Sprintf("User: %s is not authorized to perform: sts:AssumeRole on resource: %s", caller, roleARN)}
 	}
 	account, roleName := m[2], m[3]
+	// A Region the role's account has not enabled: STS there issues it no
+	// credentials
+	// (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html#API_AssumeRole_Errors,
+	// RegionDisabled).
+	if s.org != nil && s.org.accounts[account] != nil && slices.Contains(s.org.accounts[account].DisabledRegions, c.region) {
+		return nil, &stsError{403, "RegionDisabledException", fmt.Sprintf("STS is not activated in this region for account:%s. Your account administrator can activate STS in this region using the IAM Console.", account)}
+	}
 	sess := &session{
 		account: account,
 		roleARN: roleARN,

@@ -403,3 +403,35 @@ func FuzzAssumeRole(f *testing.F) {
 		}
 	})
 }
+
+// TestAssumeRoleInARegionTheAccountHasNotEnabled: an organization account's
+// disabledRegions are opt-in Regions it has not enabled, where STS issues
+// its roles no credentials (RegionDisabledException); its other Regions
+// and other accounts are served.
+func TestAssumeRoleInARegionTheAccountHasNotEnabled(t *testing.T) {
+	e := emutest.Start(t, kmsemu.Options{}, twoAccountFleet)
+	org := `{"id":"o-abcdefghij","managementAccount":"` + emutest.Account + `","rootId":"r-ab12",
+	 "accounts":[{"id":"` + memberA + `","disabledRegions":["ap-east-1"]},{"id":"` + memberB + `"}]}`
+	if err := e.Server.LoadOrganization(strings.NewReader(org)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	assume := func(region, account string) error {
+		_, err := e.STS(region).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(emutest.MemberRole(account)), RoleSessionName: aws.String("test")})
+		return err
+	}
+	err := assume("ap-east-1", memberA)
+	wantCode(t, err, "RegionDisabledException")
+	if !strings.Contains(err.Error(), "STS is not activated in this region for account:"+memberA) {
+		t.Fatalf("message: %v", err)
+	}
+	for _, c := range [][2]string{{"us-east-1", memberA}, {"ap-east-1", memberB}} {
+		if err := assume(c[0], c[1]); err != nil {
+			t.Errorf("%s in %s: %v", c[1], c[0], err)
+		}
+	}
+	bad := `{"id":"o-abcdefghij","managementAccount":"` + emutest.Account + `","rootId":"r-ab12","accounts":[{"id":"` + memberA + `","disabledRegions":["Mars"]}]}`
+	if err := e.Server.LoadOrganization(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), `disabledRegions[0] "Mars" is not a Region name`) {
+		t.Fatalf("a bad Region: %v", err)
+	}
+}
