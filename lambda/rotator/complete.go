@@ -12,11 +12,31 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/ledger"
 )
 
+// completion is the stage after RotateKeyOnDemand: it looks for a rotation
+// whose answer was lost (confirm) and waits until an incident's new key
+// material is current (awaitCompletion), holding those keys' entries until
+// then.
+type completion struct {
+	r  *run
+	mu sync.Mutex
+	// waiting holds an incident's rotated keys until their new material is
+	// current (awaitCompletion).
+	waiting []*item
+}
+
+// hold keeps a rotated key's entry until awaitCompletion.
+func (c *completion) hold(it *item) {
+	c.mu.Lock()
+	c.waiting = append(c.waiting, it)
+	c.mu.Unlock()
+}
+
 // waits says whether this run waits for its rotations to complete: an
 // incident that rotates, unless the request says "wait": false or
 // ROTATOR_INCIDENT_WAIT is 0. Sweeps never wait: the next run sees the
 // result, and waiting would cost them the rotation quota's time.
-func (r *run) waits() bool {
+func (c *completion) waits() bool {
+	r := c.r
 	return r.req.Mode.Rules().Waits && !r.dry && !r.req.NoWait && r.e.cfg.IncidentWait > 0
 }
 
@@ -27,11 +47,12 @@ func (r *run) waits() bool {
 // disappears within seconds, and CurrentKeyMaterialId changes about a
 // minute later; only the second means that new encryptions use new
 // material, so that is what "complete" means here.
-func (r *run) awaitCompletion(ctx context.Context) {
-	r.mu.Lock()
-	pending := r.waiting
-	r.waiting = nil
-	r.mu.Unlock()
+func (c *completion) awaitCompletion(ctx context.Context) {
+	r := c.r
+	c.mu.Lock()
+	pending := c.waiting
+	c.waiting = nil
+	c.mu.Unlock()
 	if len(pending) == 0 {
 		return
 	}
@@ -47,7 +68,7 @@ func (r *run) awaitCompletion(ctx context.Context) {
 	// GetKeyRotationStatus quotas the sweeps share.
 	pause := max(time.Second, time.Duration(len(pending))*time.Second/80)
 	for len(pending) > 0 {
-		pending = r.pollCompletion(wctx, pending)
+		pending = c.pollCompletion(wctx, pending)
 		if len(pending) == 0 {
 			break
 		}
@@ -69,7 +90,7 @@ func (r *run) awaitCompletion(ctx context.Context) {
 
 // pollCompletion reads each key once, finishes the completed ones and
 // returns the others.
-func (r *run) pollCompletion(ctx context.Context, items []*item) []*item {
+func (c *completion) pollCompletion(ctx context.Context, items []*item) []*item {
 	var (
 		mu   sync.Mutex
 		left []*item
@@ -80,9 +101,9 @@ func (r *run) pollCompletion(ctx context.Context, items []*item) []*item {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if r.completed(ctx, it) {
+			if c.completed(ctx, it) {
 				it.facts.Waited = true
-				r.finish(it)
+				c.r.finish(it)
 				return
 			}
 			mu.Lock()
@@ -96,7 +117,8 @@ func (r *run) pollCompletion(ctx context.Context, items []*item) []*item {
 
 // completed reads the key's status and its current material: the rotation
 // is complete once none is in progress and the material is a new one.
-func (r *run) completed(ctx context.Context, it *item) bool {
+func (c *completion) completed(ctx context.Context, it *item) bool {
+	r := c.r
 	if err := r.fetch.status(ctx, it); err != nil || it.facts.inProgress() {
 		return false
 	}
@@ -109,7 +131,7 @@ func (r *run) completed(ctx context.Context, it *item) bool {
 	// the material of this run's own rotation, the ExpectOnDemand-th
 	// ON_DEMAND entry, or a later one, is current.
 	if n := it.facts.ExpectOnDemand; n > 0 {
-		mats, err := r.onDemandMaterials(ctx, it)
+		mats, err := c.onDemandMaterials(ctx, it)
 		if err != nil || len(mats) < n || !slices.Contains(mats[n-1:], m) {
 			return false
 		}
@@ -126,13 +148,13 @@ func (r *run) completed(ctx context.Context, it *item) bool {
 // onDemandMaterials lists the key material IDs of the key's ON_DEMAND
 // rotations, oldest first
 // (https://docs.aws.amazon.com/kms/latest/APIReference/API_ListKeyRotations.html).
-func (r *run) onDemandMaterials(ctx context.Context, it *item) ([]string, error) {
+func (c *completion) onDemandMaterials(ctx context.Context, it *item) ([]string, error) {
 	type rot struct {
 		at time.Time
 		id string
 	}
 	var rots []rot
-	err := r.fetch.eachRotation(ctx, it, false, func(e kmstypes.RotationsListEntry) {
+	err := c.r.fetch.eachRotation(ctx, it, false, func(e kmstypes.RotationsListEntry) {
 		if e.RotationType == kmstypes.RotationTypeOnDemand && e.RotationDate != nil {
 			rots = append(rots, rot{aws.ToTime(e.RotationDate), aws.ToString(e.KeyMaterialId)})
 		}
@@ -146,4 +168,61 @@ func (r *run) onDemandMaterials(ctx context.Context, it *item) ([]string, error)
 		ids[i] = x.id
 	}
 	return ids, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// observation is what the engine saw of a key right before RotateKeyOnDemand.
+type observation struct {
+	onDemand int    // ON_DEMAND entries in the history
+	material string // the current key material ID
+}
+
+// confirm looks for the rotation an ambiguous failure may have applied,
+// several times over up to ROTATOR_CONFIRM_WAIT (bounded by the run's
+// lookBy). Any of three signs is the rotation this run asked for: an
+// on-demand rotation in progress (the status read right before showed none,
+// so one now started since — another run's could only have started in that
+// same moment, the window tests/faults documents; its start date is not
+// compared with the function's clock, which may be skewed), more ON_DEMAND
+// entries than before, or a current key material other than before.
+func (c *completion) confirm(ctx context.Context, it *item, before observation) bool {
+	r := c.r
+	lctx, cancel := r.afterKeys(ctx, r.e.cfg.ConfirmWait)
+	defer cancel()
+	pause := 200 * time.Millisecond
+	for {
+		if c.looksApplied(lctx, it, before) {
+			return true
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-lctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
+// looksApplied is one look of confirm; a failed read is no sign either way.
+func (c *completion) looksApplied(ctx context.Context, it *item, before observation) bool {
+	r := c.r
+	if err := r.fetch.status(ctx, it); err == nil && it.facts.inProgress() {
+		return true
+	}
+	if h, err := r.fetch.readHistory(ctx, it); err == nil && h.OnDemand > before.onDemand {
+		return true
+	}
+	if before.material == "" {
+		return false
+	}
+	m := r.fetch.currentMaterial(ctx, it)
+	return m != "" && m != before.material
 }

@@ -57,26 +57,27 @@ const continuationTimeout = 5 * time.Second
 
 // continueChain starts the next link of the chain when keys were deferred
 // in a mode that continues, within ROTATOR_CONTINUATION_MAX links, and
-// records the outcome in r.cont. The next link starts after the last key
+// records the outcome in o.cont. The next link starts after the last key
 // before the first deferred one; a key after that cursor that this run
 // finished anyway (a due key whose rotation could not start in time holds
 // the cursor back) is looked at again there — reads only: it is not due
 // any more, or its rotation shows as in progress.
-func (r *run) continueChain(ctx context.Context) {
+func (o *outputs) continueChain(ctx context.Context) {
+	r := o.r
 	if !r.req.Mode.Rules().Continues {
 		return
 	}
 	prev := r.req.Continuation
-	if r.tally.counts.summary.Deferred == 0 && prev == nil {
+	if o.tally.counts.summary.Deferred == 0 && prev == nil {
 		return
 	}
-	marks := r.tally.sortedMarks()
+	marks := o.tally.sortedMarks()
 	first := slices.IndexFunc(marks, func(m mark) bool { return m.deferred })
 	c := &ContinuationReport{RunID: r.id}
 	if prev != nil {
 		c.RunID, c.Chain, c.After = prev.RunID, prev.Chain, prev.After
 	}
-	r.cont = c
+	o.cont = c
 	if first < 0 {
 		return
 	}
@@ -130,8 +131,8 @@ func (r *run) continueChain(ctx context.Context) {
 
 // continuationCount is the Continuations metric: 1 when this run started
 // the next link.
-func (r *run) continuationCount() float64 {
-	if r.cont != nil && r.cont.Started {
+func (o *outputs) continuationCount() float64 {
+	if o.cont != nil && o.cont.Started {
 		return 1
 	}
 	return 0

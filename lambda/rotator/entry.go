@@ -9,7 +9,8 @@ import (
 )
 
 // entry builds the key's report entry from what the run learned.
-func (r *run) entry(it *item) KeyReport {
+func (o *outputs) entry(it *item) KeyReport {
+	r := o.r
 	cfg := r.e.cfg
 	k := KeyReport{
 		KeyID:   it.keyID,

@@ -55,32 +55,35 @@ type ResultDetail struct {
 // included) and after any run with failed keys. A failed publish never fails
 // the run: it is logged and counted (ResultEventsFailed). It returns nil
 // when no event was due.
-func (r *run) publishResult(ctx context.Context, rep *Report) *bool {
+func (o *outputs) publishResult(ctx context.Context, rep *Report) *bool {
+	r := o.r
 	// Imported material about to expire is a notice of its own: the key
 	// stops working when it expires.
 	if r.e.out.events == nil || (!r.req.Mode.Rules().Publishes && rep.Summary.Failed == 0 && rep.Summary.MaterialExpiringSoon == 0) {
 		return nil
 	}
-	detail, err := r.resultDetail(rep, maxEventBytes-len(settings.ResultEventSource)-len(settings.ResultEventDetailType))
-	ok := r.putResult(ctx, detail, err)
+	detail, err := o.resultDetail(rep, maxEventBytes-len(settings.ResultEventSource)-len(settings.ResultEventDetailType))
+	ok := o.putResult(ctx, detail, err)
 	return &ok
 }
 
 // publishFailure sends the result event of an incident run that failed as
 // a whole (every incident run publishes one, failed ones included): the
 // summary of what it handled and the error.
-func (r *run) publishFailure(ctx context.Context, runErr error) {
+func (o *outputs) publishFailure(ctx context.Context, runErr error) {
+	r := o.r
 	if r.e.out.events == nil || !r.req.Mode.Rules().Publishes {
 		return
 	}
 	d := ResultDetail{RunID: r.id, Mode: r.req.Mode, DryRun: r.dry, Reason: r.req.Reason, RequestID: r.inv.RequestID,
-		Summary: r.tally.counts.summary, Keys: []KeyReport{}, Error: runErr.Error()}
+		Summary: o.tally.counts.summary, Keys: []KeyReport{}, Error: runErr.Error()}
 	detail, err := json.Marshal(d)
-	r.putResult(ctx, detail, err)
+	o.putResult(ctx, detail, err)
 }
 
 // putResult puts one result event on the results bus; a failure is logged.
-func (r *run) putResult(ctx context.Context, detail []byte, err error) bool {
+func (o *outputs) putResult(ctx context.Context, detail []byte, err error) bool {
+	r := o.r
 	ok := false
 	if err == nil {
 		pctx, cancel := r.afterKeys(ctx, r.e.cfg.CallTimeout)
@@ -113,7 +116,8 @@ func (r *run) putResult(ctx context.Context, detail []byte, err error) bool {
 // resultDetail encodes the event detail within limit bytes: when the
 // entries do not all fit, failed ones are kept first, then rotated and
 // would-rotate ones, then the rest, and the list stays in report order.
-func (r *run) resultDetail(rep *Report, limit int) ([]byte, error) {
+func (o *outputs) resultDetail(rep *Report, limit int) ([]byte, error) {
+	r := o.r
 	d := ResultDetail{
 		RunID: rep.RunID, Mode: rep.Mode, DryRun: rep.DryRun, Reason: r.req.Reason,
 		RequestID: r.inv.RequestID, Summary: rep.Summary,

@@ -140,7 +140,8 @@ func (b *evidenceBook) add(k KeyReport, unread bool) {
 
 // evidenceOn says whether the run writes evidence: a bucket is set and
 // the run is no repeat (its first run wrote it).
-func (r *run) evidenceOn() bool {
+func (o *outputs) evidenceOn() bool {
+	r := o.r
 	return r.e.out.evidence != nil && r.e.cfg.EvidenceBucket != "" && r.guard.repeatOf == ""
 }
 
@@ -149,12 +150,13 @@ func (r *run) evidenceOn() bool {
 // run's start, UTC): one object per run, per target in organization mode,
 // so an assessor lists a period of one account and Region by prefix. A
 // failure is logged and said in the report, never fails the run.
-func (r *run) writeEvidence(ctx context.Context, rep *Report, listErr error) *EvidenceReport {
-	if !r.evidenceOn() {
+func (o *outputs) writeEvidence(ctx context.Context, rep *Report, listErr error) *EvidenceReport {
+	r := o.r
+	if !o.evidenceOn() {
 		return nil
 	}
 	cfg := r.e.cfg
-	b := r.book
+	b := o.book
 	b.mu.Lock()
 	ev := Evidence{
 		SchemaVersion: EvidenceSchemaVersion, RunID: rep.RunID, Mode: string(rep.Mode), DryRun: rep.DryRun,
@@ -176,7 +178,7 @@ func (r *run) writeEvidence(ctx context.Context, rep *Report, listErr error) *Ev
 	}
 	ev.CollectionSucceeded = listErr == nil && len(ev.Collection.Unreadable) == 0 && ev.Collection.Read == ev.Collection.Candidates
 	body, err := json.Marshal(ev)
-	out := &EvidenceReport{Bucket: cfg.EvidenceBucket, Key: evidenceKey(r.scope.Account, r.scope.Region, r.start, rep.RunID)}
+	out := &EvidenceReport{Bucket: cfg.EvidenceBucket, Key: evidenceKey(r.scope.Account, r.scope.Region, o.start, rep.RunID)}
 	if err == nil {
 		pctx, cancel := r.afterKeys(ctx, cfg.CallTimeout)
 		defer cancel()

@@ -73,14 +73,17 @@ func conditions(k KeyReport) [][3]string {
 	return out
 }
 
-// findingBook gathers the run's evaluated keys and their conditions.
+// findingBook gathers the run's evaluated keys and their conditions, and
+// publishes them when the keys are done.
 type findingBook struct {
+	r    *run
 	mu   sync.Mutex
 	seen map[string]bool // key ARNs this run evaluated
 	want []hub.Finding
 }
 
-func (b *findingBook) add(r *run, k KeyReport) {
+func (b *findingBook) add(k KeyReport) {
+	r := b.r
 	if k.KeyARN == "" {
 		return
 	}
@@ -129,15 +132,15 @@ func productARN(partition, region, account string) string {
 	return "arn:" + partition + ":securityhub:" + region + ":" + account + ":product/" + account + "/default"
 }
 
-// publishFindings imports the run's findings and archives this product's
+// publish imports the run's findings and archives this product's
 // active findings of keys this run evaluated whose condition cleared, per
 // account (its own client, or the member's). Failures are logged; they
 // never fail the run.
-func (r *run) publishFindings(ctx context.Context) {
-	b := r.findings
+func (b *findingBook) publish(ctx context.Context) {
 	if b == nil {
 		return
 	}
+	r := b.r
 	byAccount := map[string][]hub.Finding{}
 	for _, f := range b.want {
 		byAccount[f.AwsAccountID] = append(byAccount[f.AwsAccountID], f)
@@ -153,7 +156,7 @@ func (r *run) publishFindings(ctx context.Context) {
 			}
 		}
 	}) {
-		client, err := r.hubFor(ctx, account)
+		client, err := b.hubFor(ctx, account)
 		if err != nil {
 			r.log.Error("Security Hub findings not published", "account", account, "error", err.Error())
 			continue
@@ -163,7 +166,7 @@ func (r *run) publishFindings(ctx context.Context) {
 		for _, f := range want {
 			current[f.ID] = true
 		}
-		archive, err := r.clearedFindings(ctx, client, account, current)
+		archive, err := b.cleared(ctx, client, account, current)
 		if err != nil {
 			r.log.Error("active Security Hub findings not read; cleared conditions stay active", "account", account, "error", err.Error())
 		}
@@ -189,9 +192,10 @@ func (r *run) publishFindings(ctx context.Context) {
 	}
 }
 
-// clearedFindings lists this product's active findings in account whose key
+// cleared lists this product's active findings in account whose key
 // this run evaluated and whose condition no longer holds, as archived.
-func (r *run) clearedFindings(ctx context.Context, client SecurityHubAPI, account string, current map[string]bool) ([]hub.Finding, error) {
+func (b *findingBook) cleared(ctx context.Context, client SecurityHubAPI, account string, current map[string]bool) ([]hub.Finding, error) {
+	r := b.r
 	filters := hub.Filters{
 		GeneratorID:  []hub.StringFilter{{Value: generatorPrefix, Comparison: "PREFIX"}},
 		RecordState:  []hub.StringFilter{{Value: recordActive, Comparison: "EQUALS"}},
@@ -208,7 +212,7 @@ func (r *run) clearedFindings(ctx context.Context, client SecurityHubAPI, accoun
 		for _, f := range page {
 			// The filters again: not every implementation applies them.
 			if !strings.HasPrefix(f.ID, generatorPrefix) || f.RecordState != recordActive ||
-				f.AwsAccountID != account || current[f.ID] || len(f.Resources) == 0 || !r.findings.seen[f.Resources[0].ID] {
+				f.AwsAccountID != account || current[f.ID] || len(f.Resources) == 0 || !b.seen[f.Resources[0].ID] {
 				continue
 			}
 			f.RecordState, f.UpdatedAt = recordArchived, now
@@ -222,7 +226,8 @@ func (r *run) clearedFindings(ctx context.Context, client SecurityHubAPI, accoun
 }
 
 // hubFor is the Security Hub client of account.
-func (r *run) hubFor(ctx context.Context, account string) (SecurityHubAPI, error) {
+func (b *findingBook) hubFor(ctx context.Context, account string) (SecurityHubAPI, error) {
+	r := b.r
 	if account == r.inv.Scope.Account || r.e.out.memberHub == nil {
 		if account != r.inv.Scope.Account {
 			return nil, fmt.Errorf("no Security Hub client for member account %s", account)

@@ -325,9 +325,9 @@ func TestResultDetailFitsTheEventLimit(t *testing.T) {
 		}
 		rep.Keys = append(rep.Keys, k)
 	}
-	r := &run{req: request.Request{Mode: request.ModeIncident, Reason: "INC"}}
+	r := &run{job: job{req: request.Request{Mode: request.ModeIncident, Reason: "INC"}}}
 	const limit = 160 << 10 // room for the failed entries and some more
-	b, err := r.resultDetail(rep, limit)
+	b, err := (&outputs{r: r}).resultDetail(rep, limit)
 	if err != nil {
 		t.Fatal(err)
 	}

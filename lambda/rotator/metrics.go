@@ -72,7 +72,7 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 	mode := string(r.req.Mode)
 	// The same count as Decide and the report entries (Facts.Budget),
 	// gathered from the entries as they were recorded (tally).
-	t := &r.tally.counts
+	t := &r.out.tally.counts
 	low, exhausted, minRemaining, maxAge := t.low, t.exhausted, t.minRemaining, t.maxAge
 	s := rep.Summary
 	ms := []emfMetric{
@@ -106,9 +106,9 @@ func (e *Engine) emitMetrics(r *run, rep *Report, res runResult) {
 		completed, failedRun = 0, 1
 	}
 	ms = append(ms,
-		emfMetric{settings.MetricRunDuration, unitMilliseconds, float64(e.now().Sub(r.start).Milliseconds())},
+		emfMetric{settings.MetricRunDuration, unitMilliseconds, float64(e.now().Sub(r.out.start).Milliseconds())},
 		emfMetric{settings.MetricRunsCompleted, unitCount, completed},
-		emfMetric{settings.MetricContinuations, unitCount, r.continuationCount()},
+		emfMetric{settings.MetricContinuations, unitCount, r.out.continuationCount()},
 	)
 	if failedRun > 0 {
 		ms = append(ms, emfMetric{settings.MetricRunsFailed, unitCount, failedRun})

@@ -3,8 +3,6 @@ package rotator
 import (
 	"context"
 	"math"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/time/rate"
 
@@ -79,49 +77,3 @@ func readPipelines(cfg settings.Config) int {
 
 // maxReadPipelines bounds the read pipelines whatever the pace.
 const maxReadPipelines = 256
-
-// starter hands out the items of one process call in order and decides,
-// under one lock, whether each may still start. Once a key is refused —
-// the deadline is near, or the rotations already handed over would use all
-// the time left — every later key is refused too, so the deferred keys are
-// always the tail of the list in key ARN order: what a continuation's
-// cursor needs (continuation.go).
-type starter struct {
-	r       *run
-	f       *feed // the items; a sweep's grows while listing (stream.go)
-	stopped bool
-	// queued counts the keys that may still need a rotation slot: being
-	// read (any may turn out due), or due and not yet rotated.
-	queued atomic.Int64
-}
-
-func (r *run) newStarter(f *feed) *starter { return &starter{r: r, f: f} }
-
-// take returns the next item, waiting for the listing when it is behind; ok
-// is false when none is left, start is false when the item must be deferred.
-func (s *starter) take() (it *item, ok, start bool) {
-	f := s.f
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if it, ok = f.next(); !ok {
-		return nil, false, false
-	}
-	if !s.stopped && (s.r.pastCutoff() || s.rotationsFillTimeLeft()) {
-		s.stopped = true
-	}
-	return it, true, !s.stopped
-}
-
-// rotationsFillTimeLeft reports whether the rotations that may be pending
-// (keys being read and due keys not yet rotated), plus one more, would take (with a quarter of slack) longer than the time
-// left before the cutoff at the RotateKeyOnDemand pace: reading more keys
-// then only finds due keys that would be deferred in the rotation stage,
-// behind the cursor.
-func (s *starter) rotationsFillTimeLeft() bool {
-	r := s.r
-	if r.cutoff.IsZero() || r.dry {
-		return false
-	}
-	need := time.Duration(float64(s.queued.Load()+1) / r.e.cfg.RotateRPS * 1.25 * float64(time.Second))
-	return need > time.Until(r.cutoff)
-}

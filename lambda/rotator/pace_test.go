@@ -55,7 +55,7 @@ func TestStartJitter(t *testing.T) {
 		{"continuation link → up to StartJitter (Lambda's asynchronous invocation may deliver it twice)", request.Request{Mode: request.ModeScheduled, Continuation: &request.Continuation{RunID: "r", Chain: 1}}, false, 0, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &run{e: e, req: tc.req, dry: tc.dry}
+			r := &run{e: e, job: job{req: tc.req, dry: tc.dry}}
 			if tc.cutoff > 0 {
 				r.cutoff = time.Now().Add(tc.cutoff)
 			}

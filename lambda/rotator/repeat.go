@@ -63,7 +63,7 @@ func (lg *ledgerGuard) beginRequest(ctx context.Context) (*Report, bool) {
 		var rep Report
 		if err := json.Unmarshal(rec.Report, &rep); err == nil {
 			rep.RepeatOf, rep.RunID = rec.RunID, r.id
-			r.logSummary(&rep)
+			r.out.logSummary(&rep)
 			return &rep, true
 		}
 	}
@@ -171,9 +171,9 @@ func (lg *ledgerGuard) takeLease(ctx context.Context) (*Report, bool) {
 		"holderUntil", fmtTime(h.Until))
 	// No metrics: the holder's figures are the sweep's, and zeros from
 	// a duplicate would pull the alarms' statistics down.
-	rep := r.report()
+	rep := r.out.report()
 	rep.RepeatOf = h.RunID
-	r.logSummary(rep)
+	r.out.logSummary(rep)
 	return rep, true
 }
 
@@ -190,7 +190,7 @@ func (lg *ledgerGuard) chain() string {
 // continuation link was started: it takes the lease over.
 func (lg *ledgerGuard) releaseLease(ctx context.Context) {
 	r := lg.r
-	if !lg.leased || (r.cont != nil && r.cont.Started) {
+	if !lg.leased || (r.out.cont != nil && r.out.cont.Started) {
 		return
 	}
 	if err := r.e.ledger.Release(context.WithoutCancel(ctx), r.scope.Region, r.scope.Account, lg.chain()); err != nil {

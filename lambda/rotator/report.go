@@ -188,8 +188,27 @@ func timePtr(t time.Time) *string {
 	return &s
 }
 
+// outputs is the stage that tells what a run did: each finished key's
+// entry and line, the tally of them, and what the run writes once its keys
+// are done — the report, the summary line, the continuation, the result
+// event and the evidence record (the metrics: metrics.go).
+type outputs struct {
+	r     *run
+	start time.Time
+	// tally keeps what the report and the metrics need of finished keys.
+	tally *tally
+	// book gathers every entry for the evidence record (evidence.go);
+	// nil when none is written. findings gathers the Security Hub
+	// findings (findings.go); nil when none are imported.
+	book     *evidenceBook
+	findings *findingBook
+	// cont is the report's continuation object (continuation.go).
+	cont *ContinuationReport
+}
+
 // reportAccount is the report's account: set in organization mode only.
-func (r *run) reportAccount() string {
+func (o *outputs) reportAccount() string {
+	r := o.r
 	if r.e.organization() {
 		return r.scope.Account
 	}
@@ -198,8 +217,9 @@ func (r *run) reportAccount() string {
 
 // report assembles the run's report: every candidate counted exactly once
 // in the summary, the entries the response can hold sorted by key ARN.
-func (r *run) report() *Report {
-	t := r.tally
+func (o *outputs) report() *Report {
+	r := o.r
+	t := o.tally
 	keys := t.finish()
 	if !r.req.Mode.Rules().Sweep {
 		n := t.counts.summary.Candidates - t.counts.summary.Rotated - t.counts.summary.WouldRotate
@@ -208,15 +228,15 @@ func (r *run) report() *Report {
 	rep := &Report{
 		RunID:         r.id,
 		Mode:          r.req.Mode,
-		Account:       r.reportAccount(),
+		Account:       o.reportAccount(),
 		DryRun:        r.dry && r.guard.repeatOf == "" || r.req.DryRun || r.e.cfg.DryRun,
-		StartedAt:     fmtTime(r.start),
+		StartedAt:     fmtTime(o.start),
 		Summary:       t.counts.summary,
 		OmittedNotDue: t.entries.omittedNotDue,
 		OmittedOther:  t.entries.omittedOther,
 	}
 	var dropped int
-	rep.Keys, dropped, rep.keysBytes = fitBytes(keys, r.maxKeysBytes())
+	rep.Keys, dropped, rep.keysBytes = fitBytes(keys, o.maxKeysBytes())
 	rep.OmittedOther += dropped
 	rep.FinishedAt = fmtTime(r.e.now())
 	return rep
@@ -236,8 +256,8 @@ const maxReportBytes = 5 << 20
 const maxTargetKeysBytes = 200 << 10
 
 // maxKeysBytes is the budget of the report's entries for this run.
-func (r *run) maxKeysBytes() int {
-	if r.req.Target != nil {
+func (o *outputs) maxKeysBytes() int {
+	if o.r.req.Target != nil {
 		return maxTargetKeysBytes
 	}
 	return maxReportBytes
@@ -282,14 +302,15 @@ func fitBytes(keys []KeyReport, maxBytes int) ([]KeyReport, int, int) {
 
 // record writes the key's decision line and adds its entry to the tally;
 // the item's facts are not needed after this.
-func (r *run) record(it *item) {
-	k := r.entry(it)
-	r.tally.add(it.sortKey(), k)
-	if r.book != nil {
-		r.book.add(k, it.unread || k.Outcome == Deferred)
+func (o *outputs) record(it *item) {
+	r := o.r
+	k := o.entry(it)
+	o.tally.add(it.sortKey(), k)
+	if o.book != nil {
+		o.book.add(k, it.unread || k.Outcome == Deferred)
 	}
-	if r.findings != nil && !it.unread && k.Outcome != Deferred {
-		r.findings.add(r, k)
+	if o.findings != nil && !it.unread && k.Outcome != Deferred {
+		o.findings.add(k)
 	}
 	attrs := []slog.Attr{
 		slog.String("keyId", k.KeyID),
@@ -337,7 +358,8 @@ func (r *run) record(it *item) {
 }
 
 // logSummary writes the summary line, then the report as the last line.
-func (r *run) logSummary(rep *Report) {
+func (o *outputs) logSummary(rep *Report) {
+	r := o.r
 	r.log.Info("run summary",
 		"account", rep.Account,
 		"dryRun", rep.DryRun,
@@ -349,7 +371,7 @@ func (r *run) logSummary(rep *Report) {
 		"deferred", rep.Summary.Deferred,
 		"reasons", rep.Summary.Reasons,
 		"calls", r.fetch.calls.snapshot(),
-		"durationMs", r.e.now().Sub(r.start).Milliseconds(),
+		"durationMs", r.e.now().Sub(o.start).Milliseconds(),
 		"incidentReason", r.req.Reason,
 	)
 	// The per-key lines above carry every entry; a report too big for one

@@ -62,8 +62,8 @@ func TestEntry(t *testing.T) {
 			used: 8, last: fmtTime(ago(100)), nextDue: fmtTime(ago(10)), age: 100, overdue: "true", left: 0, runsOut: "null", keyState: "Enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &run{e: e, req: request.Request{Mode: tc.mode}}
-			k := r.entry(&tc.it)
+			r := &run{e: e, job: job{req: request.Request{Mode: tc.mode}}}
+			k := (&outputs{r: r}).entry(&tc.it)
 			if iptr(k.OnDemandUsed) != tc.used {
 				t.Errorf("onDemandUsed = %d, want %d", iptr(k.OnDemandUsed), tc.used)
 			}
@@ -114,7 +114,7 @@ func TestFmtTime(t *testing.T) {
 func TestOverdueSplitsActionFromPolicy(t *testing.T) {
 	cfg := settings.DefaultConfig() // interval 90, grace 7
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	r := &run{e: &Engine{cfg: cfg, now: func() time.Time { return now }}, req: request.Request{Mode: request.ModeScheduled}}
+	r := &run{e: &Engine{cfg: cfg, now: func() time.Time { return now }}, job: job{req: request.Request{Mode: request.ModeScheduled}}}
 	ago := func(d int) time.Time { return now.Add(-days(d)) }
 	for _, tc := range []struct {
 		name    string
@@ -139,7 +139,7 @@ func TestOverdueSplitsActionFromPolicy(t *testing.T) {
 			it.facts.IntervalDays = 90
 			it.facts.Meta = &Metadata{CreatedAt: ago(400)}
 			it.facts.History = &History{Newest: ago(tc.age)}
-			k := r.entry(it)
+			k := (&outputs{r: r}).entry(it)
 			got := ""
 			if k.Overdue != nil && *k.Overdue {
 				got = k.OverdueFor
@@ -161,14 +161,14 @@ func TestOverdueSplitsActionFromPolicy(t *testing.T) {
 func TestHeldRotatedClaimIsNotOverdue(t *testing.T) {
 	cfg := settings.DefaultConfig()
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	r := &run{e: &Engine{cfg: cfg, now: func() time.Time { return now }}, req: request.Request{Mode: request.ModeScheduled}}
+	r := &run{e: &Engine{cfg: cfg, now: func() time.Time { return now }}, job: job{req: request.Request{Mode: request.ModeScheduled}}}
 	for outcome, want := range map[string]bool{ledger.Rotated: false, ledger.Claimed: false, ledger.Unconfirmed: true, ledger.Released: true} {
 		it := &item{outcome: Skipped, reason: ReasonRecentlyRotated,
 			held: &ledger.Claim{Outcome: outcome, ClaimedAt: now.Add(-time.Minute)}}
 		it.facts.IntervalDays = 90
 		it.facts.Meta = &Metadata{CreatedAt: now.Add(-days(400))}
 		it.facts.History = &History{Newest: now.Add(-days(100))}
-		if got := *r.entry(it).Overdue; got != want {
+		if got := *(&outputs{r: r}).entry(it).Overdue; got != want {
 			t.Errorf("claim %s a minute ago: overdue %v, want %v", outcome, got, want)
 		}
 	}

@@ -156,25 +156,25 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 		e.log.Error("incident refused", "requestId", inv.RequestID, "error", err.Error())
 		return nil, err
 	}
-	r := e.newRun(ctx, req, inv)
-	defer r.cancel()
+	r, cancel := e.newRun(ctx, req, inv)
+	defer cancel()
 	if rep, ok := r.guard.beginRequest(r.ctx); ok {
 		return rep, nil
 	}
 	if rep, ok := r.guard.takeLease(r.ctx); ok {
 		return rep, nil
 	}
-	if r.evidenceOn() {
-		r.book = &evidenceBook{}
+	if r.out.evidenceOn() {
+		r.out.book = &evidenceBook{}
 	}
 	if e.cfg.SecurityHub && e.out.hub != nil {
-		r.findings = &findingBook{seen: map[string]bool{}}
+		r.out.findings = &findingBook{r: r, seen: map[string]bool{}}
 	}
 	defer r.guard.releaseLease(ctx)
 	if err := r.fetch.connect(r.ctx); err != nil {
 		r.log.Error("member account not reachable; nothing was touched", "error", err.Error())
 		e.emitRunFailed(r)
-		r.publishFailure(ctx, err)
+		r.out.publishFailure(ctx, err)
 		return nil, fmt.Errorf("%s run: %w", req.Mode, err)
 	}
 	// Per-key calls use the run's context, which ends margin/2 before the
@@ -182,7 +182,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	// a quarter margin before it, since without them there is no report.
 	// No call outlives that, and each attempt is also bounded by
 	// ROTATOR_CALL_TIMEOUT (LoadAWSConfig). A sweep starts on its keys
-	// while the listing pages arrive (stream.go).
+	// while the listing pages arrive (select.go).
 	listCtx, cancelList := r.listContext(ctx)
 	defer cancelList()
 	r.guard.loadOpen(listCtx)
@@ -198,21 +198,21 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	}
 	r.processFeed(r.ctx, f) // returns once the feed is closed and every key is done
 	listErr := <-listed
-	if listErr == nil && r.req.Tag != nil && r.tally.candidates() == 0 {
+	if listErr == nil && r.req.Tag != nil && r.out.tally.candidates() == 0 {
 		// An empty answer would read as success to a playbook: a tag
 		// that selects nothing is almost always a typo.
 		err := fmt.Errorf("incident run: tag %s=%s matches no key that carries the opt-in tag %s=%s; nothing was rotated",
 			r.req.Tag.Key, r.req.Tag.Value, e.cfg.TagKey, e.cfg.TagValue)
 		r.log.Error("incident tag matches no opted-in key", "error", err.Error())
 		e.emitRunFailed(r)
-		r.publishFailure(ctx, err)
+		r.out.publishFailure(ctx, err)
 		return nil, err
 	}
-	if listErr != nil && r.tally.candidates() == 0 {
+	if listErr != nil && r.out.tally.candidates() == 0 {
 		r.log.Error("listing candidates failed", "error", listErr.Error())
 		e.emitRunFailed(r)
 		err := fmt.Errorf("%s run: %w", req.Mode, listErr)
-		r.publishFailure(ctx, err)
+		r.out.publishFailure(ctx, err)
 		return nil, err
 	}
 	// Incident mode adds the primaries of replicas as entries of their own;
@@ -220,18 +220,18 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	if extra := r.sel.takeExtras(); len(extra) > 0 {
 		r.process(r.ctx, extra)
 	}
-	r.awaitCompletion(ctx)
+	r.completion.awaitCompletion(ctx)
 	if listErr == nil {
 		// After a failed listing the keys past the failure are unknown:
 		// no cursor can hand them on, the next schedule lists again.
-		r.continueChain(ctx)
+		r.out.continueChain(ctx)
 	}
-	rep := r.report()
-	rep.Continuation = r.cont
-	rep.Evidence = r.writeEvidence(ctx, rep, listErr)
+	rep := r.out.report()
+	rep.Continuation = r.out.cont
+	rep.Evidence = r.out.writeEvidence(ctx, rep, listErr)
 	if listErr == nil {
 		fctx, cancel := r.afterKeys(ctx, 4*e.cfg.CallTimeout)
-		r.publishFindings(fctx)
+		r.out.findings.publish(fctx)
 		cancel()
 	}
 	if listErr == nil {
@@ -239,7 +239,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 	}
 	var published *bool
 	if r.guard.repeatOf == "" {
-		published = r.publishResult(ctx, rep)
+		published = r.out.publishResult(ctx, rep)
 	}
 	// A sweep that deferred every key made no progress: whatever the
 	// cause (a KMS that does not answer, a timeout too short for one
@@ -249,7 +249,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 		rep.Summary.Deferred == rep.Summary.Candidates
 	res := runResult{listErr: listErr, published: published, noProgress: noProgress, evidence: rep.Evidence}
 	e.emitMetrics(r, rep, res)
-	r.logSummary(rep)
+	r.out.logSummary(rep)
 	if noProgress {
 		r.log.Error("no progress: every candidate was deferred", "deferred", rep.Summary.Deferred)
 		return nil, fmt.Errorf("%s run: no progress: all %d candidates were deferred before the run's deadline "+
@@ -278,75 +278,59 @@ type runResult struct {
 	evidence *EvidenceReport
 }
 
-// run is the state of one Run.
+// run is the state of one Run: what it was asked (job), by when
+// (deadlines), and one value per stage, each owning its state.
 type run struct {
-	e      *Engine
-	req    request.Request
-	inv    Invocation
-	id     string
-	dry    bool
-	start  time.Time
-	log    *slog.Logger
-	ctx    context.Context // calls; ends margin/2 before the Lambda deadline
-	cancel context.CancelFunc
+	e *Engine
+	job
+	log *slog.Logger
+	ctx context.Context // calls; ends margin/2 before the Lambda deadline
 	// deadlines: when keys stop starting, calls end, the look after an
 	// ambiguous rotation and the report's last calls end (deadline.go).
 	deadlines
 
+	sel        *selection   // the candidates and their aliases (select.go)
+	fetch      *fetcher     // the keys' facts, paced and counted (fetch.go)
+	guard      *ledgerGuard // the ledger: claims, request record, lease (claim.go)
+	completion *completion  // after the call: confirm, wait for material (complete.go)
+	out        *outputs     // entries, tally, report, event, evidence (report.go)
+}
+
+// job is what a run was asked to do, and where.
+type job struct {
+	req request.Request
+	inv Invocation
+	id  string
 	// scope is where the run works: the function's account and Region, or
 	// the request's target.
 	scope request.Scope
-	// fetch reads the keys' facts (fetch.go).
-	fetch *fetcher
-	// tally keeps what the report and the metrics need of finished keys.
-	tally *tally
-
-	// sel lists the candidates and labels them (select.go).
-	sel *selection
-
-	mu sync.Mutex
-	// waiting holds an incident's rotated keys until their new material is
-	// current (awaitCompletion).
-	waiting []*item
-
-	// cont is the report's continuation object (continuation.go).
-	cont *ContinuationReport
-
-	// guard is the run's side of the rotation ledger: claims, the request
-	// record, the sweep lease (claim.go, repeat.go).
-	guard *ledgerGuard
-	// book gathers every entry for the evidence record (evidence.go);
-	// nil when none is written. findings gathers the Security Hub
-	// findings (findings.go); nil when none are imported.
-	book     *evidenceBook
-	findings *findingBook
+	// dry: the run makes no KMS mutation (a dry run, a plan or report, or
+	// a repeat that reads its keys' claims).
+	dry bool
 }
 
-func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) *run {
-	r := &run{
-		e:     e,
-		req:   req,
-		inv:   inv,
-		id:    newRunID(e.now()),
-		start: e.now(),
-		scope: inv.Scope.In(req.Target),
-		tally: newTally(e.limits.maxListed, e.limits.maxEntries, e.cfg.Reserve, sweepPrefix(req, inv.Scope.In(req.Target))),
-	}
+// newRun returns the state of one run and the cancel of its calls' context.
+func (e *Engine) newRun(ctx context.Context, req request.Request, inv Invocation) (*run, context.CancelFunc) {
+	r := &run{e: e, job: job{req: req, inv: inv, id: newRunID(e.now()), scope: inv.Scope.In(req.Target)}}
+	r.out = &outputs{r: r, start: e.now(),
+		tally: newTally(e.limits.maxListed, e.limits.maxEntries, e.cfg.Reserve, sweepPrefix(req, r.scope))}
 	r.fetch = &fetcher{r: r}
 	r.sel = newSelection(r)
+	r.completion = &completion{r: r}
 	r.dry = req.DryRun || e.cfg.DryRun || req.Mode.Rules().Dry
 	r.guard = &ledgerGuard{r: r}
 	if !r.dry {
 		r.guard.identity = req.Identity()
 	}
 	r.log = e.log.With("runId", r.id, "mode", string(req.Mode), "requestId", inv.RequestID)
+	var cancel context.CancelFunc
 	if dl, ok := ctx.Deadline(); ok {
 		r.deadlines = newDeadlines(dl, e.margin(time.Until(dl)))
-		r.ctx, r.cancel = context.WithDeadline(ctx, r.callsEnd)
+		r.ctx, cancel = context.WithDeadline(ctx, r.callsEnd)
 	} else {
-		r.ctx, r.cancel = context.WithCancel(ctx)
+		r.ctx, cancel = context.WithCancel(ctx)
 	}
-	return r
+	return r, cancel
 }
 
 // sweepPrefix is the ARN prefix of a sweep's keys: GetResources lists the
