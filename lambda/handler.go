@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
@@ -79,6 +80,11 @@ func (h *handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 			}
 		}
 		out, err = h.engine.Run(ctx, *p.Request, inv)
+		if ns := org.RegionNotEnabled(err, *p.Request, time.Now()); ns != nil && h.organization {
+			h.log.Warn("target not swept: its Region is not enabled in the account", "requestId", inv.RequestID,
+				"account", ns.Account, "region", ns.Region, "notSwept", ns.NotSwept)
+			out, err = ns, nil
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -157,8 +157,9 @@ func TestSummarizeCountsEveryTargetOnce(t *testing.T) {
 		{Account: "111111111111", Region: "us-east-1"}, {Account: "111111111111", Region: "eu-west-1"},
 		{Account: "222222222222", Region: "us-east-1"}, {Account: "222222222222", Region: "eu-west-1"},
 		{Account: "333333333333", Region: "us-east-1"}, {Account: "333333333333", Region: "eu-west-1"},
+		{Account: "444444444444", Region: "ap-east-1"},
 	}
-	store.putJSON(t, "runs/e1/resolution.json", TargetsReport{Targets: targets, Summary: TargetsSummary{Targets: 6, Accounts: 3, Excluded: 2}})
+	store.putJSON(t, "runs/e1/resolution.json", TargetsReport{Targets: targets, Summary: TargetsSummary{Targets: 7, Accounts: 4, Excluded: 2}})
 	result := func(tg request.Target, status string, rotated, failed, overdue int) map[string]any {
 		m := map[string]any{"account": tg.Account, "region": tg.Region, "status": status, "links": 1,
 			"rotated": rotated, "failed": failed, "skipped": 4, "overdue": overdue, "deferred": 0, "runId": "r"}
@@ -173,6 +174,8 @@ func TestSummarizeCountsEveryTargetOnce(t *testing.T) {
 		child("SUCCEEDED", in(targets[1]), result(targets[1], "incomplete", 1, 1, 0)),
 		child("SUCCEEDED", in(targets[2]), result(targets[2], "failed", 0, 0, 0)),
 		child("SUCCEEDED", in(targets[3]), result(targets[3], "swept", 0, 0, 3)),
+		child("SUCCEEDED", in(targets[6]), map[string]any{"account": targets[6].Account, "region": targets[6].Region, "status": "excluded",
+			"notSwept": ReasonRegionNotEnabled, "links": 1, "rotated": 0, "failed": 0, "skipped": 0, "overdue": 0, "deferred": 0}),
 	})
 	store.putJSON(t, "runs/e1/results/m1/FAILED_0.json", []childExecution{child("TIMED_OUT", in(targets[4]), nil)})
 	// targets[5] has no result at all.
@@ -188,7 +191,7 @@ func TestSummarizeCountsEveryTargetOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := OrgSummary{Targets: 6, Swept: 2, Incomplete: 1, Failed: 3, Rotated: 3, KeysFailed: 1, Skipped: 16, Overdue: 4, Excluded: 2}
+	want := OrgSummary{Targets: 7, Swept: 2, Incomplete: 1, Failed: 3, NotSwept: 1, Rotated: 3, KeysFailed: 1, Skipped: 16, Overdue: 4, Excluded: 2}
 	if rep.Summary != want {
 		t.Fatalf("summary %+v\nwant %+v", rep.Summary, want)
 	}
@@ -204,8 +207,11 @@ func TestSummarizeCountsEveryTargetOnce(t *testing.T) {
 	if !reflect.DeepEqual(failed, wantFailed) {
 		t.Fatalf("failed targets:\n got %q\nwant %q", failed, wantFailed)
 	}
+	if len(rep.NotSwept) != 1 || rep.NotSwept[0] != (NotSweptTarget{Account: "444444444444", Region: "ap-east-1", Reason: ReasonRegionNotEnabled}) {
+		t.Fatalf("not swept %+v", rep.NotSwept)
+	}
 	ms := emfRecords(t, metrics, s.cfg.MetricsNamespace)
-	if len(ms) != 1 || ms[0]["Mode"] != "org-summary" || ms[0]["OrgTargets"] != float64(6) || ms[0]["OrgTargetsFailed"] != float64(3) ||
+	if len(ms) != 1 || ms[0]["Mode"] != "org-summary" || ms[0]["OrgTargets"] != float64(7) || ms[0]["OrgTargetsNotSwept"] != float64(1) || ms[0]["OrgTargetsFailed"] != float64(3) ||
 		ms[0]["OrgTargetsSwept"] != float64(2) || ms[0]["OrgTargetsIncomplete"] != float64(1) || ms[0]["OrgKeysRotated"] != float64(3) ||
 		ms[0]["OrgKeysFailed"] != float64(1) || ms[0]["OrgKeysOverdue"] != float64(4) {
 		t.Fatalf("EMF %v", ms)

@@ -32,16 +32,29 @@ type SummaryReport struct {
 	// FailedTargets lists the first failed targets by account and Region
 	// (summary.failed counts them all).
 	FailedTargets []FailedTarget `json:"failedTargets"`
+	// NotSwept lists the first targets left out (summary.notSwept counts
+	// them): Regions their account has not enabled.
+	NotSwept []NotSweptTarget `json:"notSwept"`
+}
+
+// NotSweptTarget is a target left out of the sweep, and why
+// (ReasonRegionNotEnabled).
+type NotSweptTarget struct {
+	Account string `json:"account"`
+	Region  string `json:"region"`
+	Reason  string `json:"reason"`
 }
 
 // OrgSummary are the organization-wide figures. Targets are swept (every
 // candidate handled), incomplete (keys deferred to the next schedule) or
-// failed; the key counts add up the targets' reports.
+// failed, or not swept at all (an opt-in Region the account has not
+// enabled); the key counts add up the targets' reports.
 type OrgSummary struct {
 	Targets    int `json:"targets"`
 	Swept      int `json:"swept"`
 	Incomplete int `json:"incomplete"`
 	Failed     int `json:"failed"`
+	NotSwept   int `json:"notSwept"`
 	Rotated    int `json:"rotated"`
 	KeysFailed int `json:"keysFailed"`
 	Skipped    int `json:"skipped"`
@@ -92,6 +105,8 @@ type targetResult struct {
 	Overdue  int             `json:"overdue"`
 	Deferred int             `json:"deferred"`
 	Error    json.RawMessage `json:"error"`
+	// NotSwept is why an excluded target was left out.
+	NotSwept string `json:"notSwept"`
 }
 
 // The statuses of a target's result.
@@ -99,6 +114,7 @@ const (
 	statusSwept      = "swept"
 	statusIncomplete = "incomplete"
 	statusFailed     = "failed"
+	statusExcluded   = "excluded"
 )
 
 // maxErrorText bounds one failed target's error in the answer and the event.
@@ -111,7 +127,7 @@ const maxErrorText = 300
 // results cannot be read: the figures would be wrong.
 func (s *Service) Summarize(ctx context.Context, req request.Org, inv Invocation) (*SummaryReport, error) {
 	rep := &SummaryReport{RunID: newRunID(s.now()), Mode: request.ModeOrgSummary, Account: inv.Scope.Account,
-		Execution: req.Execution, FailedTargets: []FailedTarget{}}
+		Execution: req.Execution, FailedTargets: []FailedTarget{}, NotSwept: []NotSweptTarget{}}
 	log := s.log.With("runId", rep.RunID, "mode", string(request.ModeOrgSummary), "requestId", inv.RequestID, "execution", req.Execution)
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
@@ -134,6 +150,12 @@ func (s *Service) Summarize(ctx context.Context, req request.Org, inv Invocation
 			sm.Swept++
 		case statusIncomplete:
 			sm.Incomplete++
+		case statusExcluded:
+			sm.NotSwept++
+			if len(rep.NotSwept) < s.maxKeep {
+				rep.NotSwept = append(rep.NotSwept, NotSweptTarget{Account: r.Account, Region: r.Region, Reason: r.NotSwept})
+			}
+			log.Info("target not swept", "account", r.Account, "region", r.Region, "reason", r.NotSwept)
 		default:
 			sm.Failed++
 			failed = append(failed, FailedTarget{Account: r.Account, Region: r.Region, Error: errorText(r)})
@@ -145,13 +167,14 @@ func (s *Service) Summarize(ctx context.Context, req request.Org, inv Invocation
 	rep.FailedTargets = append(rep.FailedTargets, failed[:min(len(failed), s.maxKeep)]...)
 	sm := rep.Summary
 	log.Info("organization sweep summarized", "targets", sm.Targets, "swept", sm.Swept, "incomplete", sm.Incomplete,
-		"failed", sm.Failed, "rotated", sm.Rotated, "keysFailed", sm.KeysFailed, "overdue", sm.Overdue, "excluded", sm.Excluded)
+		"failed", sm.Failed, "notSwept", sm.NotSwept, "rotated", sm.Rotated, "keysFailed", sm.KeysFailed, "overdue", sm.Overdue, "excluded", sm.Excluded)
 	s.emit(request.ModeOrgSummary, []emf.Metric{
 		{Name: settings.MetricRunsCompleted, Unit: emf.Count, Value: 1},
 		{Name: settings.MetricOrgTargets, Unit: emf.Count, Value: float64(sm.Targets)},
 		{Name: settings.MetricOrgTargetsSwept, Unit: emf.Count, Value: float64(sm.Swept)},
 		{Name: settings.MetricOrgTargetsIncomplete, Unit: emf.Count, Value: float64(sm.Incomplete)},
 		{Name: settings.MetricOrgTargetsFailed, Unit: emf.Count, Value: float64(sm.Failed)},
+		{Name: settings.MetricOrgTargetsNotSwept, Unit: emf.Count, Value: float64(sm.NotSwept)},
 		{Name: settings.MetricOrgKeysRotated, Unit: emf.Count, Value: float64(sm.Rotated)},
 		{Name: settings.MetricOrgKeysFailed, Unit: emf.Count, Value: float64(sm.KeysFailed)},
 		{Name: settings.MetricOrgKeysOverdue, Unit: emf.Count, Value: float64(sm.Overdue)},
@@ -234,7 +257,7 @@ func resultOf(c childExecution) (targetResult, error) {
 			return r, fmt.Errorf("child execution %s: output %.200q is not a target's result", c.ExecutionArn, c.Output)
 		}
 		switch r.Status {
-		case statusSwept, statusIncomplete, statusFailed:
+		case statusSwept, statusIncomplete, statusFailed, statusExcluded:
 			return r, nil
 		}
 		return r, fmt.Errorf("child execution %s: unknown status %q", c.ExecutionArn, r.Status)

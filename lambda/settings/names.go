@@ -73,13 +73,15 @@ const (
 )
 
 // The organization sweep's figures, once per execution (dimension Mode
-// org-summary): its targets swept, incomplete and failed, and the keys of
-// all targets rotated, failed and overdue.
+// org-summary): its targets swept, incomplete, failed and not swept (a
+// Region the account has not enabled), and the keys of all targets
+// rotated, failed and overdue.
 const (
 	MetricOrgTargets           = "OrgTargets"
 	MetricOrgTargetsSwept      = "OrgTargetsSwept"
 	MetricOrgTargetsIncomplete = "OrgTargetsIncomplete"
 	MetricOrgTargetsFailed     = "OrgTargetsFailed"
+	MetricOrgTargetsNotSwept   = "OrgTargetsNotSwept"
 	MetricOrgKeysRotated       = "OrgKeysRotated"
 	MetricOrgKeysFailed        = "OrgKeysFailed"
 	MetricOrgKeysOverdue       = "OrgKeysOverdue"

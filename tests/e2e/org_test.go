@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/kms-rotator/kms-rotator/tools/harness"
+	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
 	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
@@ -108,5 +110,47 @@ func TestTargetIsRefusedOutsideOrganizationMode(t *testing.T) {
 	_, err := env.Function.Invoke(t.Context(), []byte(`{"mode":"scheduled","target":{"account":"`+orgMember+`","region":"us-east-1"}}`))
 	if err == nil || !strings.Contains(err.Error(), "target: accepted only in organization mode") {
 		t.Fatalf("error %v, want the validation error naming target", err)
+	}
+}
+
+// TestTargetInARegionNotEnabledIsNotSwept: a target in an opt-in Region its
+// account has not enabled (kmslocal's STS answers RegionDisabledException)
+// is answered as not swept, with no function error and nothing touched;
+// the account's other Region is swept.
+func TestTargetInARegionNotEnabledIsNotSwept(t *testing.T) {
+	env := harness.StartTB(t, harness.Options{
+		KMSLocal: harness.KMSLocalOptions{FleetJSON: orgFleet, Args: completeAtOnce,
+			Organization: &kmsemu.Organization{ID: "o-abcdefghij", ManagementAccount: harness.Account, RootID: "r-ab12",
+				Accounts: []kmsemu.OrganizationAccount{{ID: orgMember, DisabledRegions: []string{"ap-east-1"}}}}},
+		Function: harness.FunctionOptions{Env: map[string]string{"ROTATOR_MEMBER_ROLE_NAME": kmsemu.DefaultMemberRole}},
+	})
+	out, err := env.Function.Invoke(t.Context(), []byte(`{"mode":"targets","orgTargets":["r-ab12"],"orgRegions":["us-east-1","ap-east-1"]}`))
+	if err != nil {
+		t.Fatalf("targets run: %v", err)
+	}
+	if !strings.Contains(string(out), `{"account":"`+orgMember+`","region":"ap-east-1"}`) {
+		t.Fatalf("targets %s lack %s in ap-east-1", out, orgMember)
+	}
+	before := rotateCalls(t, env.KMS)
+	out, err = env.Function.Invoke(t.Context(), []byte(`{"mode":"scheduled","target":{"account":"`+orgMember+`","region":"ap-east-1"}}`))
+	if err != nil {
+		t.Fatalf("a Region the account has not enabled: %v; want an answer, not an error", err)
+	}
+	var ns struct {
+		NotSwept, Account, Region, Error string
+		Summary                          map[string]int
+	}
+	if err := json.Unmarshal(out, &ns); err != nil {
+		t.Fatal(err)
+	}
+	if ns.NotSwept != "region-not-enabled" || ns.Account != orgMember || ns.Region != "ap-east-1" ||
+		!strings.Contains(ns.Error, "RegionDisabledException") || ns.Summary["rotated"] != 0 || len(ns.Summary) < 5 {
+		t.Fatalf("answer %s", out)
+	}
+	if _, _, err := env.Function.InvokeReport(t.Context(), []byte(`{"mode":"scheduled","target":{"account":"`+orgMember+`","region":"us-east-1"}}`)); err != nil {
+		t.Fatalf("the enabled Region: %v", err)
+	}
+	if n := rotateCalls(t, env.KMS) - before; n != 1 {
+		t.Errorf("%d RotateKeyOnDemand calls, want 1 (the member's due key in us-east-1 only)", n)
 	}
 }

@@ -1,0 +1,54 @@
+package org
+
+import (
+	"errors"
+	"time"
+
+	"github.com/aws/smithy-go"
+
+	"github.com/kms-rotator/kms-rotator/lambda/request"
+)
+
+// ReasonRegionNotEnabled says a target was not swept because its Region is
+// an opt-in Region its account has not enabled: STS issues the member role
+// no credentials there (RegionDisabledException,
+// https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html#API_AssumeRole_Errors),
+// and the account has no keys there either
+// (https://docs.aws.amazon.com/accounts/latest/reference/manage-acct-regions.html).
+const ReasonRegionNotEnabled = "region-not-enabled"
+
+// NotSwept is a target run's answer when the target is left out rather than
+// failed: the organization sweep's child workflow marks the target
+// "excluded" (notSwept present) and org-summary lists it, with no function
+// error, since an account that never enabled a Region of orgRegions is a
+// fact of the organization, not a fault to page on.
+type NotSwept struct {
+	RunID    string       `json:"runId"`
+	Mode     request.Mode `json:"mode"`
+	Account  string       `json:"account"`
+	Region   string       `json:"region"`
+	NotSwept string       `json:"notSwept"`
+	Error    string       `json:"error"`
+	// Summary has the report's counts the child workflow adds up, all 0.
+	Summary struct {
+		Candidates int `json:"candidates"`
+		Rotated    int `json:"rotated"`
+		Failed     int `json:"failed"`
+		Skipped    int `json:"skipped"`
+		Deferred   int `json:"deferred"`
+		Overdue    int `json:"overdue"`
+	} `json:"summary"`
+}
+
+// RegionNotEnabled returns the NotSwept answer when err, a target run's
+// error, is STS's refusal to issue the target account credentials in the
+// target's Region; nil otherwise.
+func RegionNotEnabled(err error, req request.Request, now time.Time) *NotSwept {
+	var ae smithy.APIError
+	if req.Target == nil || !errors.As(err, &ae) || ae.ErrorCode() != "RegionDisabledException" {
+		return nil
+	}
+	return &NotSwept{RunID: newRunID(now), Mode: req.Mode, Account: req.Target.Account, Region: req.Target.Region,
+		NotSwept: ReasonRegionNotEnabled,
+		Error:    "Region " + req.Target.Region + " is not enabled in account " + req.Target.Account + " (STS RegionDisabledException): enable it there, or leave it out of orgRegions"}
+}
