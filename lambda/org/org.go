@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -101,6 +102,19 @@ func New(cfg settings.Config, c Clients, log *slog.Logger, out io.Writer) *Servi
 // states of at most 256 KiB
 // (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
 const maxListed = 100
+
+// answers refuses an organization request where ROTATOR_ORG_BUCKET is not
+// set: the stack sets it on the sweep function only, the one the state
+// machine invokes, so a caller allowed to invoke the incident function
+// cannot re-resolve the targets (and with them the accounts requests may
+// name) or replay a summary.
+func (s *Service) answers(m request.Mode) error {
+	if s.cfg.OrgBucket == "" || s.c.S3 == nil {
+		return &request.ValidationError{Field: "mode", Msg: fmt.Sprintf("%s is answered only by the organization sweep's function, where %s is set (the stack sets it on <functionName>-sweep)",
+			m, settings.EnvOrgBucket)}
+	}
+	return nil
+}
 
 // emit writes one EMF line with dimension [Mode].
 func (s *Service) emit(mode request.Mode, metrics []emf.Metric) {

@@ -71,7 +71,6 @@ func TestResolveFailsWhenTheRecordOrTheItemsCannotBeWritten(t *testing.T) {
 	for name, c := range map[string]Clients{
 		"ledger down": {Organizations: exampleOrg(), S3: &fakeS3{bucket: bucket}, Ledger: &fakeLedger{fail: errors.New("ledger down")}},
 		"S3 down":     {Organizations: exampleOrg(), S3: &fakeS3{bucket: bucket, fail: errors.New("S3 down")}, Ledger: &fakeLedger{}},
-		"no S3":       {Organizations: exampleOrg(), Ledger: &fakeLedger{}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, _, metrics := newService(c, bucket)
@@ -84,6 +83,27 @@ func TestResolveFailsWhenTheRecordOrTheItemsCannotBeWritten(t *testing.T) {
 				t.Fatalf("EMF %v", ms)
 			}
 		})
+	}
+}
+
+// TestOrganizationRequestsOnlyWhereTheBucketIsSet: the stack sets
+// ROTATOR_ORG_BUCKET on the sweep function only; elsewhere (the incident
+// function) nobody may re-resolve the targets or replay a summary.
+func TestOrganizationRequestsOnlyWhereTheBucketIsSet(t *testing.T) {
+	lg := &fakeLedger{}
+	s, _, metrics := newService(Clients{Organizations: exampleOrg(), Ledger: lg, S3: &fakeS3{bucket: bucket}}, "")
+	inv := Invocation{Scope: testScope}
+	_, err := s.Resolve(context.Background(), request.Org{Mode: request.ModeTargets, OrgTargets: []string{"r-ex12"}, OrgRegions: []string{"us-east-1"}}, inv)
+	var ve *request.ValidationError
+	if !errors.As(err, &ve) || ve.Field != "mode" || !strings.Contains(err.Error(), "targets is answered only by the organization sweep's function, where ROTATOR_ORG_BUCKET is set") {
+		t.Fatalf("targets without the bucket: %v", err)
+	}
+	_, err = s.Summarize(context.Background(), request.Org{Mode: request.ModeOrgSummary, Execution: "e", Manifest: "runs/e/manifest.json"}, inv)
+	if !errors.As(err, &ve) || !strings.Contains(err.Error(), "org-summary is answered only by") {
+		t.Fatalf("org-summary without the bucket: %v", err)
+	}
+	if lg.res != nil || metrics.String() != "" {
+		t.Fatalf("a refused request recorded %+v, wrote EMF %q", lg.res, metrics)
 	}
 }
 

@@ -126,6 +126,9 @@ const maxErrorText = 300
 // and one result event naming the failed accounts. It fails when the
 // results cannot be read: the figures would be wrong.
 func (s *Service) Summarize(ctx context.Context, req request.Org, inv Invocation) (*SummaryReport, error) {
+	if err := s.answers(req.Mode); err != nil {
+		return nil, err
+	}
 	rep := &SummaryReport{RunID: newRunID(s.now()), Mode: request.ModeOrgSummary, Account: inv.Scope.Account,
 		Execution: req.Execution, FailedTargets: []FailedTarget{}, NotSwept: []NotSweptTarget{}}
 	log := s.log.With("runId", rep.RunID, "mode", string(request.ModeOrgSummary), "requestId", inv.RequestID, "execution", req.Execution)

@@ -2,7 +2,6 @@ package org
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -25,11 +24,10 @@ import (
 // that were left out. Every array is present, empty or not, since the state
 // machine selects them by path.
 //
-// With ROTATOR_ORG_BUCKET set the targets and the accounts go to S3
-// instead (Items: the Distributed Map's item file; Resolution: this whole
-// report), and the answer keeps only the first excluded accounts: an
-// organization of thousands of accounts does not fit a Step Functions
-// state, a file in S3 does.
+// The targets and the accounts go to S3 (Items: the Distributed Map's item
+// file; Resolution: this whole report), and the answer keeps only the
+// first excluded accounts: an organization of thousands of accounts does
+// not fit a Step Functions state (256 KiB), a file in S3 does.
 type TargetsReport struct {
 	RunID      string            `json:"runId"`
 	Mode       request.Mode      `json:"mode"`
@@ -86,16 +84,6 @@ const (
 	ExcludedManagementAccount = "management-account"
 )
 
-// Step Functions passes at most 256 KiB between states
-// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html#service-limits-task-executions):
-// an answer that lists the targets inline (no ROTATOR_ORG_BUCKET) holds at
-// most MaxInlineTargets of them, with room for the Lambda integration's
-// envelope. Written to S3 for the Distributed Map, they have no such bound.
-const (
-	MaxInlineTargets      = 1000
-	maxTargetsReportBytes = 250 << 10
-)
-
 // orgPageSize is ListAccountsForParent's and
 // ListOrganizationalUnitsForParent's largest MaxResults (20).
 const orgPageSize = 20
@@ -104,12 +92,15 @@ const orgPageSize = 20
 // and roots are walked recursively (ListAccountsForParent,
 // ListOrganizationalUnitsForParent) and their ACTIVE accounts kept, except
 // the management account (DescribeOrganization). The targets are the
-// accounts, by ID, each in every orgRegions Region in the given order. It
-// touches no key. It fails — so the sweep fails loudly instead of sweeping
-// less — when an OU or root cannot be listed, when nothing is left to
-// sweep, or when the targets would not fit the sweep's Step Functions
-// states.
+// accounts, by ID, each in every orgRegions Region in the given order,
+// written to the organization bucket for the Distributed Map. It touches
+// no key. It fails — so the sweep fails loudly instead of sweeping less —
+// when an OU or root cannot be listed, when nothing is left to sweep, or
+// when the resolution cannot be recorded or written.
 func (s *Service) Resolve(ctx context.Context, req request.Org, inv Invocation) (*TargetsReport, error) {
+	if err := s.answers(req.Mode); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	rep := &TargetsReport{RunID: newRunID(s.now()), Mode: request.ModeTargets, Account: inv.Scope.Account,
 		Targets: []request.Target{}, Accounts: []TargetAccount{}, Excluded: []ExcludedAccount{}}
@@ -153,40 +144,19 @@ func (s *Service) Resolve(ctx context.Context, req request.Org, inv Invocation) 
 	if len(rep.Targets) == 0 {
 		return fail(fmt.Errorf("orgTargets %v hold no active account to sweep (%d excluded): check the OU and root IDs", req.OrgTargets, len(rep.Excluded)))
 	}
-	if s.cfg.OrgBucket == "" {
-		if err := fitsInline(rep, len(req.OrgRegions)); err != nil {
-			return fail(err)
-		}
-	}
 	// Recorded before anything is swept: a sweep request naming an account
 	// is checked against this record (Check).
 	if err := s.record(ctx, rep, req.OrgRegions); err != nil {
 		return fail(err)
 	}
-	if s.cfg.OrgBucket != "" {
-		if err := s.writeTargets(ctx, rep, req.Execution); err != nil {
-			return fail(err)
-		}
+	if err := s.writeTargets(ctx, rep, req.Execution); err != nil {
+		return fail(err)
 	}
 	log.Info("targets resolved", "accounts", rep.Summary.Accounts, "targets", rep.Summary.Targets,
 		"excluded", rep.Summary.Excluded, "organizationCalls", w.calls, "durationMs", time.Since(start).Milliseconds(),
 		"items", rep.Items)
 	s.emitTargets(rep)
 	return rep, nil
-}
-
-// fitsInline checks that an answer listing the targets fits a Step
-// Functions state.
-func fitsInline(rep *TargetsReport, regions int) error {
-	if n := len(rep.Targets); n > MaxInlineTargets {
-		return fmt.Errorf("%d targets (%d accounts × %d Regions) are more than an answer carries inline (%d; a Step Functions state holds 256 KiB): set %s (the stack does) to write them to S3",
-			n, len(rep.Accounts), regions, MaxInlineTargets, settings.EnvOrgBucket)
-	}
-	if b, err := json.Marshal(rep); err == nil && len(b) > maxTargetsReportBytes {
-		return fmt.Errorf("%d targets (%d accounts × %d Regions) take %d bytes, more than a Step Functions state carries (256 KiB): set %s (the stack does) to write them to S3",
-			len(rep.Targets), len(rep.Accounts), regions, len(b), settings.EnvOrgBucket)
-	}
-	return nil
 }
 
 // record keeps the resolved accounts and Regions in the ledger.

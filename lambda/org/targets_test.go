@@ -137,16 +137,27 @@ func exampleOrg() *fakeOrg {
 
 func targetsEngine(t *testing.T, f *fakeOrg) (*Service, *buffer, *buffer) {
 	t.Helper()
-	c := Clients{Ledger: &fakeLedger{}}
+	c := Clients{Ledger: &fakeLedger{}, S3: &fakeS3{bucket: bucket}}
 	if f != nil {
 		c.Organizations = f
 	}
-	return newService(c, "")
+	return newService(c, bucket)
 }
 
+// resolve runs a targets request and returns the whole resolution it
+// wrote to S3 (resolution.json).
 func resolve(e *Service, targets, regions []string) (*TargetsReport, error) {
-	return e.Resolve(context.Background(), request.Org{Mode: request.ModeTargets, OrgTargets: targets, OrgRegions: regions},
+	rep, err := e.Resolve(context.Background(), request.Org{Mode: request.ModeTargets, OrgTargets: targets, OrgRegions: regions},
 		Invocation{RequestID: "req-1", Scope: testScope})
+	if err != nil {
+		return rep, err
+	}
+	store := e.c.S3.(*fakeS3)
+	var whole TargetsReport
+	if err := json.Unmarshal(store.objects[rep.Resolution.Key], &whole); err != nil {
+		return nil, err
+	}
+	return &whole, nil
 }
 
 func TestResolveTargetsWalksOUsRecursively(t *testing.T) {
@@ -289,26 +300,5 @@ func TestResolveTargetsFailsLoudly(t *testing.T) {
 				t.Errorf("no error line in %s", logs.String())
 			}
 		})
-	}
-}
-
-func TestResolveTargetsInlineFitsAStepFunctionsState(t *testing.T) {
-	f := &fakeOrg{management: "999999999999", units: map[string][]string{"r-ex12": nil}, accounts: map[string][]orgtypes.Account{}}
-	for i := range MaxInlineTargets / 2 {
-		f.accounts["r-ex12"] = append(f.accounts["r-ex12"], acct(fmt.Sprintf("4%011d", i), orgtypes.AccountStateActive))
-	}
-	e, _, _ := targetsEngine(t, f)
-	rep, err := resolve(e, []string{"r-ex12"}, []string{"us-east-1", "eu-west-1"})
-	if err != nil {
-		t.Fatalf("%d accounts in two Regions: %v", MaxInlineTargets/2, err)
-	}
-	if b, _ := json.Marshal(rep); len(b) > maxTargetsReportBytes {
-		t.Fatalf("%d targets take %d bytes, over %d", len(rep.Targets), len(b), maxTargetsReportBytes)
-	}
-	// One more account is two targets too many.
-	f.accounts["r-ex12"] = append(f.accounts["r-ex12"], acct("499999999999", orgtypes.AccountStateActive))
-	_, err = resolve(e, []string{"r-ex12"}, []string{"us-east-1", "eu-west-1"})
-	if want := fmt.Sprintf("%d targets (%d accounts × 2 Regions) are more than an answer carries inline (%d;", MaxInlineTargets+2, MaxInlineTargets/2+1, MaxInlineTargets); err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("one account over: %v; want %q", err, want)
 	}
 }

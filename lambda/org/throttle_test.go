@@ -99,7 +99,7 @@ func TestResolveRetriesOrganizationsThrottling(t *testing.T) {
 	o := &throttlingOrg{throttle: 3}
 	srv := httptest.NewServer(o)
 	defer srv.Close()
-	s, _, _ := newService(Clients{Organizations: throttledClient(t, srv), Ledger: &fakeLedger{}}, "")
+	s, _, _ := newService(Clients{Organizations: throttledClient(t, srv), Ledger: &fakeLedger{}, S3: &fakeS3{bucket: bucket}}, bucket)
 	rep, err := s.Resolve(context.Background(), request.Org{Mode: request.ModeTargets, OrgTargets: []string{"r-ab12"}, OrgRegions: []string{"us-east-1"}},
 		Invocation{Scope: testScope})
 	if err != nil {
@@ -115,7 +115,7 @@ func TestResolveFailsNamingTheOUWhenThrottlingNeverEnds(t *testing.T) {
 	o := &throttlingOrg{throttle: -1}
 	srv := httptest.NewServer(o)
 	defer srv.Close()
-	s, logs, _ := newService(Clients{Organizations: throttledClient(t, srv), Ledger: &fakeLedger{}}, "")
+	s, logs, _ := newService(Clients{Organizations: throttledClient(t, srv), Ledger: &fakeLedger{}, S3: &fakeS3{bucket: bucket}}, bucket)
 	_, err := s.Resolve(context.Background(), request.Org{Mode: request.ModeTargets, OrgTargets: []string{"r-ab12"}, OrgRegions: []string{"us-east-1"}},
 		Invocation{Scope: testScope})
 	if err == nil || !strings.Contains(err.Error(), "listing the accounts of r-ab12") || !strings.Contains(err.Error(), "TooManyRequestsException") {

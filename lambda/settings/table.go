@@ -143,7 +143,7 @@ var table = []Setting{
 		Meaning: "The S3 bucket each run writes its evidence record to (empty = none)."},
 	{Env: EnvOrgBucket,
 		value:   text(func(c *Config) *string { return &c.OrgBucket }, "", 63),
-		Meaning: "The S3 bucket of the organization sweep: a targets run writes the targets there for the Distributed Map, and org-summary reads the results (empty = targets answered inline, at most 1,000)."},
+		Meaning: "The S3 bucket of the organization sweep: a targets run writes the targets there for the Distributed Map, and org-summary reads the results; only a function with it set answers those requests (empty = none)."},
 	{Env: EnvResultBus,
 		value:   text(func(c *Config) *string { return &c.ResultBus }, "default", 256),
 		Meaning: "The event bus the result events go to."},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kms-rotator/kms-rotator/tools/harness"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/moto"
 	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
@@ -30,8 +31,8 @@ var orgFleet = `[
 func TestOrganizationTargetsFromTheBuiltFunction(t *testing.T) {
 	env := harness.StartTB(t, harness.Options{
 		KMSLocal: harness.KMSLocalOptions{FleetJSON: orgFleet, Args: append([]string{"-roles",
-			"arn:aws:iam::" + orgMember + ":role/kms-rotator-member"}, completeAtOnce...)},
-		Function: harness.FunctionOptions{Env: map[string]string{"ROTATOR_MEMBER_ROLE_NAME": "kms-rotator-member"}},
+			"arn:aws:iam::" + orgMember + ":role/" + kmsemu.DefaultMemberRole}, completeAtOnce...)},
+		Function: harness.FunctionOptions{Env: orgEnv(t)},
 	})
 
 	// Before any targets run, no member account may be named: the member
@@ -91,6 +92,26 @@ func TestOrganizationTargetsFromTheBuiltFunction(t *testing.T) {
 	}
 }
 
+// orgEnv is the function's environment in organization mode, as the stack
+// sets it on the sweep function: the member role, and the organization
+// bucket (in moto's S3) that targets runs write to.
+func orgEnv(t *testing.T) map[string]string {
+	env, _ := orgEnvS3(t)
+	return env
+}
+
+// orgEnvS3 is orgEnv and the S3 that holds the bucket.
+func orgEnvS3(t *testing.T) (map[string]string, *moto.Server) {
+	t.Helper()
+	s3 := moto.BucketTB(t, orgBucket)
+	env := s3.Env()
+	env["ROTATOR_MEMBER_ROLE_NAME"] = kmsemu.DefaultMemberRole
+	env["ROTATOR_ORG_BUCKET"] = orgBucket
+	return env, s3
+}
+
+const orgBucket = "kms-rotator-e2e-org"
+
 // resolveTargets runs a targets request for the accounts in us-east-1, as
 // the organization sweep's first state does.
 func resolveTargets(t *testing.T, env *harness.Env, accounts ...string) {
@@ -100,7 +121,7 @@ func resolveTargets(t *testing.T, env *harness.Env, accounts ...string) {
 	if err != nil {
 		t.Fatalf("targets run: %v", err)
 	}
-	if !strings.Contains(string(out), `"targets":[{"account":"`) {
+	if !strings.Contains(string(out), `"items":{"bucket":"`+orgBucket+`"`) {
 		t.Fatalf("targets answer %s", out)
 	}
 }
@@ -122,14 +143,11 @@ func TestTargetInARegionNotEnabledIsNotSwept(t *testing.T) {
 		KMSLocal: harness.KMSLocalOptions{FleetJSON: orgFleet, Args: completeAtOnce,
 			Organization: &kmsemu.Organization{ID: "o-abcdefghij", ManagementAccount: harness.Account, RootID: "r-ab12",
 				Accounts: []kmsemu.OrganizationAccount{{ID: orgMember, DisabledRegions: []string{"ap-east-1"}}}}},
-		Function: harness.FunctionOptions{Env: map[string]string{"ROTATOR_MEMBER_ROLE_NAME": kmsemu.DefaultMemberRole}},
+		Function: harness.FunctionOptions{Env: orgEnv(t)},
 	})
 	out, err := env.Function.Invoke(t.Context(), []byte(`{"mode":"targets","orgTargets":["r-ab12"],"orgRegions":["us-east-1","ap-east-1"]}`))
-	if err != nil {
-		t.Fatalf("targets run: %v", err)
-	}
-	if !strings.Contains(string(out), `{"account":"`+orgMember+`","region":"ap-east-1"}`) {
-		t.Fatalf("targets %s lack %s in ap-east-1", out, orgMember)
+	if err != nil || !strings.Contains(string(out), `"summary":{"accounts":1,"targets":2,"excluded":1}`) {
+		t.Fatalf("targets run: %s, %v; want %s in two Regions, the management account excluded", out, err, orgMember)
 	}
 	before := rotateCalls(t, env.KMS)
 	out, err = env.Function.Invoke(t.Context(), []byte(`{"mode":"scheduled","target":{"account":"`+orgMember+`","region":"ap-east-1"}}`))

@@ -386,7 +386,7 @@ func TestTargetRetriedAfterItRotatedRotatesNothing(t *testing.T) {
 		env := harness.StartTB(t, harness.Options{
 			KMSLocal: harness.KMSLocalOptions{FleetJSON: memberFleet, ListAfterMaterial: m.listAfterMaterial,
 				Args: emulatorDelays(rotationDelay, materialDelay)},
-			Function: harness.FunctionOptions{Env: map[string]string{"ROTATOR_MEMBER_ROLE_NAME": "kms-rotator-member"}},
+			Function: harness.FunctionOptions{Env: orgEnv(t)},
 		})
 		resolveTargets(t, env, memberAccount)
 		ownBefore, before := snapshot(t, env.KMS), memberRotations(t, env, memberAccount)

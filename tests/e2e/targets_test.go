@@ -7,8 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/kms-rotator/kms-rotator/tools/harness"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/moto"
 )
 
 // The targets request (docs/design.md "The targets request") from the built
@@ -42,33 +46,60 @@ func exampleOrganization(delegated string) *kmsemu.Organization {
 	}
 }
 
-func targetsEnv(t *testing.T, delegated string) *harness.Env {
+func targetsEnv(t *testing.T, delegated string) (*harness.Env, *moto.Server) {
 	t.Helper()
+	fnEnv, s3 := orgEnvS3(t)
 	return harness.StartTB(t, harness.Options{
 		KMSLocal: harness.KMSLocalOptions{FleetJSON: orgFleet, Organization: exampleOrganization(delegated), Args: completeAtOnce},
-		Function: harness.FunctionOptions{Env: map[string]string{"ROTATOR_MEMBER_ROLE_NAME": "kms-rotator-member"}},
-	})
+		Function: harness.FunctionOptions{Env: fnEnv},
+	}), s3
 }
 
-// targetsAnswer is the part of the answer this test reads.
+// targetsAnswer is the part of the answer (and of the resolution it
+// names) this test reads.
 type targetsAnswer struct {
-	Mode     string `json:"mode"`
-	Account  string `json:"account"`
-	Targets  []struct{ Account, Region string }
-	Accounts []struct{ Account, From, Name string }
-	Excluded []struct{ Account, From, Reason, State string }
-	Summary  struct{ Accounts, Targets, Excluded int }
+	Mode       string `json:"mode"`
+	Account    string `json:"account"`
+	Items      struct{ Bucket, Key string }
+	Resolution struct{ Bucket, Key string }
+	Targets    []struct{ Account, Region string }
+	Accounts   []struct{ Account, From, Name string }
+	Excluded   []struct{ Account, From, Reason, State string }
+	Summary    struct{ Accounts, Targets, Excluded int }
+}
+
+// readJSON reads one object of the organization bucket into v.
+func readJSON(t *testing.T, s3srv *moto.Server, key string, v any) {
+	t.Helper()
+	out, err := s3srv.S3().GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(orgBucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("s3://%s/%s: %v", orgBucket, key, err)
+	}
+	defer out.Body.Close()
+	if err := json.NewDecoder(out.Body).Decode(v); err != nil {
+		t.Fatalf("s3://%s/%s: %v", orgBucket, key, err)
+	}
 }
 
 func TestTargetsRequestListsTheOrganizationFromTheBuiltFunction(t *testing.T) {
-	env := targetsEnv(t, harness.Account)
-	out, err := env.Function.Invoke(t.Context(), []byte(`{"mode":"targets","orgTargets":["`+tgtExplicit+`","ou-ex12-aaaaaaaa","r-ex12"],"orgRegions":["us-east-1","eu-west-1"]}`))
+	env, s3srv := targetsEnv(t, harness.Account)
+	out, err := env.Function.Invoke(t.Context(), []byte(`{"mode":"targets","orgTargets":["`+tgtExplicit+`","ou-ex12-aaaaaaaa","r-ex12"],"orgRegions":["us-east-1","eu-west-1"],"execution":"e2e-1"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a targetsAnswer
-	if err := json.Unmarshal(out, &a); err != nil {
+	var answer targetsAnswer
+	if err := json.Unmarshal(out, &answer); err != nil {
 		t.Fatalf("answer %s: %v", out, err)
+	}
+	if answer.Items.Key != "runs/e2e-1/targets.json" || answer.Resolution.Key != "runs/e2e-1/resolution.json" || answer.Targets != nil {
+		t.Fatalf("answer %s: want the targets in S3, under the execution", out)
+	}
+	var items []struct{ Account, Region string }
+	readJSON(t, s3srv, answer.Items.Key, &items)
+	var a targetsAnswer
+	readJSON(t, s3srv, answer.Resolution.Key, &a)
+	if !reflect.DeepEqual(items, a.Targets) {
+		t.Fatalf("targets.json %v differs from the resolution's %v", items, a.Targets)
 	}
 	var accounts []string
 	for _, x := range a.Accounts {
@@ -109,13 +140,14 @@ func TestTargetsRequestListsTheOrganizationFromTheBuiltFunction(t *testing.T) {
 }
 
 func TestTargetsRequestFailsWithoutDelegation(t *testing.T) {
-	env := targetsEnv(t, tgtProd) // the function's account is not the delegated administrator
+	env, _ := targetsEnv(t, tgtProd) // the function's account is not the delegated administrator
 	_, err := env.Function.Invoke(t.Context(), []byte(`{"mode":"targets","orgTargets":["ou-ex12-aaaaaaaa"],"orgRegions":["us-east-1"]}`))
 	var he *harness.HandlerError
 	if !errors.As(err, &he) || !strings.Contains(err.Error(), "needs account "+harness.Account+" to be the organization's management account or a delegated administrator") {
 		t.Fatalf("error %v; want a handler error naming the delegation", err)
 	}
-	_, err = targetsEnv(t, harness.Account).Function.Invoke(t.Context(), []byte(`{"mode":"targets","orgTargets":["ou-ex12-zzzzzzzz"],"orgRegions":["us-east-1"]}`))
+	env, _ = targetsEnv(t, harness.Account)
+	_, err = env.Function.Invoke(t.Context(), []byte(`{"mode":"targets","orgTargets":["ou-ex12-zzzzzzzz"],"orgRegions":["us-east-1"]}`))
 	if !errors.As(err, &he) || !strings.Contains(err.Error(), "ou-ex12-zzzzzzzz is not a root or OU of the organization") {
 		t.Fatalf("unknown OU: error %v", err)
 	}

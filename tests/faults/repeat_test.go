@@ -3,6 +3,7 @@ package faults
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/harness"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/moto"
 	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
@@ -183,8 +185,8 @@ func TestSweepIncidentAndRetryRaceForOneRotationPerKey(t *testing.T) {
 			// short, so they meet the incident at the keys; a call's
 			// timeout and the confirm window still fit.
 			env := modelEnv(t, m, string(fleet), harness.FunctionOptions{Timeout: 10 * time.Second,
-				Env: scheduledEnv(map[string]string{settings.EnvMemberRoleName: kmsemu.DefaultMemberRole,
-					settings.EnvCallTimeout: "2s", settings.EnvConfirmWait: "1s"})}, 3)
+				Env: scheduledEnv(orgBucketEnv(t, map[string]string{settings.EnvMemberRoleName: kmsemu.DefaultMemberRole,
+					settings.EnvCallTimeout: "2s", settings.EnvConfirmWait: "1s"}))}, 3)
 			obs, own := memberObserver(t, env, raceMember), oracle.Observer(env.KMS.Config(region))
 			before, ownBefore := snapshot(t, obs), snapshot(t, own)
 			var dueARNs []string
@@ -300,4 +302,14 @@ func decodeRun(name string, inv *harness.Invocation) (run, error) {
 		return run{}, err
 	}
 	return newRun(fmt.Sprintf("%s (%s)", name, inv.Function.Name), nil, inv.Raw, emf, inv.Logs)
+}
+
+// orgBucketEnv adds the organization bucket (in moto's S3), which the
+// targets run the organization sweep starts with writes to, to env.
+func orgBucketEnv(t *testing.T, env map[string]string) map[string]string {
+	t.Helper()
+	const bucket = "kms-rotator-faults-org"
+	maps.Copy(env, moto.BucketTB(t, bucket).Env())
+	env[settings.EnvOrgBucket] = bucket
+	return env
 }

@@ -96,3 +96,19 @@ func (s *Server) Close() {
 		}
 	})
 }
+
+// BucketTB is StartTB with one bucket created: the S3 of a test that runs
+// the function with a bucket setting (ROTATOR_ORG_BUCKET,
+// ROTATOR_EVIDENCE_BUCKET).
+func BucketTB(tb testing.TB, bucket string) *Server {
+	tb.Helper()
+	s := StartTB(tb)
+	if _, err := s.S3().CreateBucket(tb.Context(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		tb.Fatalf("moto: create bucket %s: %v", bucket, err)
+	}
+	return s
+}
+
+// Env points the function's S3 client at the server (the SDK's
+// service-specific endpoint variable).
+func (s *Server) Env() map[string]string { return map[string]string{"AWS_ENDPOINT_URL_S3": s.URL} }
