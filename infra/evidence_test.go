@@ -15,17 +15,26 @@ import (
 // The evidence bucket (evidence.go) and the function's permissions on it
 // and on Security Hub, in the synthesized templates.
 
-// evidenceBucket is the template's one bucket: its logical ID and resource.
+// evidenceBucket is the template's evidence bucket: its logical ID and
+// resource. Organization mode adds the organization sweep's bucket
+// (orgbucket.go), and no other.
 func evidenceBucket(t *testing.T, j map[string]any) (string, map[string]any) {
 	t.Helper()
-	rs := resources(t, j, "AWS::S3::Bucket")
-	if len(rs) != 1 {
-		t.Fatalf("%d buckets, want the evidence bucket alone", len(rs))
+	var id string
+	var bucket map[string]any
+	for rid, r := range resources(t, j, "AWS::S3::Bucket") {
+		switch {
+		case strings.HasPrefix(rid, "EvidenceBucket") && bucket == nil:
+			id, bucket = rid, r
+		case strings.HasPrefix(rid, "OrgSweepBucket"):
+		default:
+			t.Fatalf("bucket %s besides the evidence bucket and the organization sweep's", rid)
+		}
 	}
-	for id, r := range rs {
-		return id, r
+	if bucket == nil {
+		t.Fatal("no evidence bucket")
 	}
-	panic("unreachable")
+	return id, bucket
 }
 
 func TestEvidenceBucket(t *testing.T) {
@@ -104,9 +113,14 @@ func TestEvidenceBucketOnlyTakesTheFunctionsRecords(t *testing.T) {
 			values := cfnValues(mode.tmpl)
 			bucketID, _ := evidenceBucket(t, mode.tmpl)
 			bucket := values[bucketID]
-			_, bp := only(t, mode.tmpl, "AWS::S3::BucketPolicy")
-			if got := resolve(t, bp["Bucket"], values); got != bucket {
-				t.Fatalf("the bucket policy is on %v, want the evidence bucket %s", got, bucket)
+			var bp map[string]any
+			for _, p := range resources(t, mode.tmpl, "AWS::S3::BucketPolicy") {
+				if p := p["Properties"].(map[string]any); resolve(t, p["Bucket"], values) == bucket {
+					bp = p
+				}
+			}
+			if bp == nil {
+				t.Fatalf("no bucket policy on the evidence bucket %s", bucket)
 			}
 			bucketPolicy := resolve(t, bp["PolicyDocument"], values)
 			roleID := functionRoleID(t, mode.tmpl)

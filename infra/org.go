@@ -82,10 +82,13 @@ func defaultOrgSettings() OrgSettings {
 // <functionName>-member.
 const memberRoleSuffix = "-member"
 
-// maxOrgConcurrency: the sweep's Map state runs inline, which allows at most
-// 40 concurrent iterations
-// (https://docs.aws.amazon.com/step-functions/latest/dg/state-map-inline.html).
-const maxOrgConcurrency = 40
+// maxOrgConcurrency: the sweep's Distributed Map runs at most 10,000 child
+// executions in parallel per Map Run, a hard quota
+// (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
+// The sweep function reserves as many executions (sweepConcurrency), which
+// the account's Lambda concurrency must hold (concurrency in
+// deployment.go), so the account's quota is the bound in practice.
+const maxOrgConcurrency = 10000
 
 // orgIDRE is an organization ID
 // (https://docs.aws.amazon.com/organizations/latest/APIReference/API_Organization.html).

@@ -141,8 +141,8 @@ func TestOrgSettingsFromContext(t *testing.T) {
 		{"Regions of two partitions", map[string]any{ctxOrgRegions: "us-east-1,cn-north-1"}, "must be of one partition"},
 		{"a stack Region of another partition", map[string]any{ctxRegions: "us-gov-west-1"}, "must be of one partition"},
 		{"several central stacks", map[string]any{ctxRegions: "us-east-1,eu-west-1"}, "-c regions=us-east-1,eu-west-1: organization mode has one central stack"},
-		{"a concurrency of 0", map[string]any{ctxOrgMaxConcurrency: "0"}, "-c orgMaxConcurrency=0: must be between 1 and 40"},
-		{"a concurrency above the inline Map's 40", map[string]any{ctxOrgMaxConcurrency: 41.0}, "-c orgMaxConcurrency=41: must be between 1 and 40"},
+		{"a concurrency of 0", map[string]any{ctxOrgMaxConcurrency: "0"}, "-c orgMaxConcurrency=0: must be between 1 and 10000"},
+		{"a concurrency above the Distributed Map's 10,000", map[string]any{ctxOrgMaxConcurrency: 10001.0}, "-c orgMaxConcurrency=10001: must be between 1 and 10000"},
 		{"a member role name with a path", map[string]any{ctxMemberRoleName: "path/role"}, "-c memberRoleName=path/role: ROTATOR_MEMBER_ROLE_NAME"},
 		{"a member role name too long", map[string]any{ctxMemberRoleName: strings.Repeat("r", 65)}, "-c memberRoleName=" + strings.Repeat("r", 65)},
 		{"a bad organization ID", map[string]any{ctxOrgID: "org-1"}, "-c orgId=org-1: not an organization ID"},
@@ -474,6 +474,8 @@ func TestOrgNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 	want := []string{
 		// The state machine's role: log delivery and X-Ray take Resource * (orgflow.go).
 		"AWS::IAM::Policy AwsSolutions-IAM5 [Resource::*]",
+		// Its Distributed Map: its own executions, each execution's files (orgflow.go).
+		`AWS::IAM::Policy AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<.*\.Name>:\*$/] map[regex:/^Resource::arn:<AWS::Partition>:s3:::<.*>\/runs/\*\/(targets\.json|results\/\*)$/]]`,
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
 		"AWS::IAM::Role AwsSolutions-IAM5 [Resource::*]",
 		// The function role's Organizations reads (an OU target): Resource * (stack.go).
@@ -483,6 +485,9 @@ func TestOrgNagSuppressionsAreTheReviewedOnes(t *testing.T) {
 		"AWS::IAM::Role AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/lambda/kms-rotator/.*:\\*$/]]",
 		// The evidence bucket, central as in single-account mode (evidence.go, stack.go).
 		"AWS::IAM::Role AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:s3:::<EvidenceBucket[0-9A-F]{8}>\\/evidence/\\*$/]]",
+		// The organization sweep's bucket: the targets run's files, the results it reads (orgbucket.go, stack.go).
+		`AWS::IAM::Role AwsSolutions-IAM5 [map[regex:/^Resource::arn:<AWS::Partition>:s3:::<OrgSweepBucket[0-9A-F]{8}>\/runs/\*(\/targets\.json|\/resolution\.json)?$/]]`,
+		"AWS::S3::Bucket AwsSolutions-S1 <nil>",
 		"AWS::S3::Bucket AwsSolutions-S1 <nil>",
 		"AWS::SQS::Queue AwsSolutions-SQS3 <nil>",
 	}
@@ -721,12 +726,12 @@ func TestOrgSweepResolvesOrgTargetsAsGiven(t *testing.T) {
 		return string(mustJSON(resolve["Parameters"].(map[string]any)["Payload"]))
 	}
 	_, _, j := orgSynth(t)
-	want := `{"mode":"targets","orgRegions":["eu-west-1","us-east-1"],"orgTargets":["ou-ab12-cdefghij","111122223333","ou-ab12-klmnopqr"]}`
+	want := `{"execution.$":"$$.Execution.Name","mode":"targets","orgRegions":["eu-west-1","us-east-1"],"orgTargets":["ou-ab12-cdefghij","111122223333","ou-ab12-klmnopqr"]}`
 	if got := payload(j); got != want {
 		t.Errorf("payload %s, want %s", got, want)
 	}
 	ouOnly := orgSynthWith(t, map[string]any{ctxOrgTargets: "ou-ab12-cdefghij", ctxOrgRootID: ""})
-	want = `{"mode":"targets","orgRegions":["eu-west-1","us-east-1"],"orgTargets":["ou-ab12-cdefghij"]}`
+	want = `{"execution.$":"$$.Execution.Name","mode":"targets","orgRegions":["eu-west-1","us-east-1"],"orgTargets":["ou-ab12-cdefghij"]}`
 	if got := payload(ouOnly); got != want {
 		t.Errorf("OU only: payload %s, want %s", got, want)
 	}

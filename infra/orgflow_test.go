@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
@@ -32,6 +34,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/harness"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/moto"
 )
 
 // The organization sweep's state machine (orgflow.go), synthesized by CDK,
@@ -106,7 +109,7 @@ func flowSynthFor(t *testing.T, orgTargets []string) *flowSynth {
 			Handler: jsii.String("index.handler"),
 			Code:    awslambda.Code_FromInline(jsii.String("exports.handler = async () => ({});")),
 		})
-		newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{Function: fn, OrgTargets: orgTargets, Regions: flowRegions, MaxConcurrency: 3})
+		newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{Function: fn, Bucket: newOrgBucket(stack), OrgTargets: orgTargets, Regions: flowRegions, MaxConcurrency: 3})
 		awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
 		fs.template = *assertions.Template_FromStack(stack, nil).ToJSON()
 		for _, kind := range []string{"error", "warning"} {
@@ -116,7 +119,7 @@ func flowSynthFor(t *testing.T, orgTargets []string) *flowSynth {
 			}
 			for _, f := range *find(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))) {
 				b, _ := json.Marshal(f)
-				if !strings.Contains(string(b), `"/OrgFlow/OrgSweep`) {
+				if !strings.Contains(string(b), `"/OrgFlow/OrgSweep`) && !strings.Contains(string(b), `"/OrgFlow/OrgSweepBucket`) {
 					continue // the stand-in function's
 				}
 				fs.nag = append(fs.nag, kind+" "+string(b))
@@ -130,15 +133,16 @@ func flowSynthFor(t *testing.T, orgTargets []string) *flowSynth {
 }
 
 // flowDefinition is flowDefinitionFor flowAccounts.
-func flowDefinition(t *testing.T) []byte {
+func flowDefinition(t *testing.T, bucket string) []byte {
 	t.Helper()
-	return flowDefinitionFor(t, flowAccounts)
+	return flowDefinitionFor(t, flowAccounts, bucket)
 }
 
 // flowDefinitionFor is the template's DefinitionString with its
 // CloudFormation parts resolved for a local run: the function's ARN becomes
-// flowFunctionARN, AWS::Partition "aws". Any other intrinsic fails the test.
-func flowDefinitionFor(t *testing.T, orgTargets []string) []byte {
+// flowFunctionARN, the organization sweep's bucket bucket, AWS::Partition
+// "aws". Any other intrinsic fails the test.
+func flowDefinitionFor(t *testing.T, orgTargets []string, bucket string) []byte {
 	t.Helper()
 	var def any
 	for _, r := range flowSynthFor(t, orgTargets).template["Resources"].(map[string]any) {
@@ -159,6 +163,8 @@ func flowDefinitionFor(t *testing.T, orgTargets []string) []byte {
 		case map[string]any:
 			if ga, ok := p["Fn::GetAtt"].([]any); ok && len(ga) == 2 && ga[1] == "Arn" && strings.HasPrefix(ga[0].(string), "Function") {
 				b.WriteString(flowFunctionARN)
+			} else if ref, _ := p["Ref"].(string); strings.HasPrefix(ref, "OrgSweepBucket") {
+				b.WriteString(bucket)
 			} else if p["Ref"] == "AWS::Partition" {
 				b.WriteString("aws")
 			} else {
@@ -184,7 +190,7 @@ func nodeTool(t *testing.T, name string) string {
 }
 
 func TestOrgStateMachinePassesASLValidator(t *testing.T) {
-	def := flowDefinition(t)
+	def := flowDefinition(t, "kms-rotator-org-sweep")
 	file := filepath.Join(t.TempDir(), "definition.json")
 	if err := os.WriteFile(file, def, 0o644); err != nil {
 		t.Fatal(err)
@@ -203,14 +209,18 @@ func TestOrgStateMachineNagFindsNothing(t *testing.T) {
 
 func TestOrgStateMachineResource(t *testing.T) {
 	tpl := flowTemplate(t)
-	var sm, policy map[string]any
-	for _, r := range tpl["Resources"].(map[string]any) {
+	var sm map[string]any
+	policies := map[string]map[string]any{}
+	var bucketID string
+	for id, r := range tpl["Resources"].(map[string]any) {
 		res := r.(map[string]any)
 		switch res["Type"] {
 		case "AWS::StepFunctions::StateMachine":
 			sm = res["Properties"].(map[string]any)
 		case "AWS::IAM::Policy":
-			policy = res["Properties"].(map[string]any)
+			policies[id] = res["Properties"].(map[string]any)
+		case "AWS::S3::Bucket":
+			bucketID = id
 		}
 	}
 	if sm["StateMachineType"] != "STANDARD" || sm["TracingConfiguration"].(map[string]any)["Enabled"] != true {
@@ -219,28 +229,63 @@ func TestOrgStateMachineResource(t *testing.T) {
 	if lc := sm["LoggingConfiguration"].(map[string]any); lc["Level"] != "ALL" || lc["IncludeExecutionData"] != true {
 		t.Errorf("logging %v: want ALL with execution data", lc)
 	}
-	var invoke []any
-	for _, st := range policy["PolicyDocument"].(map[string]any)["Statement"].([]any) {
-		if st := st.(map[string]any); st["Action"] == "lambda:InvokeFunction" {
-			invoke = append(invoke, st["Resource"])
+	t.Run("the role invokes the function and runs the Distributed Map in the bucket, nothing else", func(t *testing.T) {
+		var statements []string
+		for id, p := range policies {
+			for _, st := range p["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				st := st.(map[string]any)
+				if strings.Contains(fmt.Sprint(st["Action"]), "logs:") || strings.Contains(fmt.Sprint(st["Action"]), "xray:") {
+					continue // log delivery and tracing, CDK's own
+				}
+				b, _ := json.Marshal(map[string]any{"Action": st["Action"], "Resource": st["Resource"]})
+				statements = append(statements, strings.TrimRight(id, "0123456789ABCDEF")+" "+string(b))
+			}
 		}
-	}
-	if b, _ := json.Marshal(invoke); len(invoke) != 1 || !strings.HasPrefix(string(b), `[{"Fn::GetAtt":["Function`) || !strings.HasSuffix(string(b), `","Arn"]}]`) {
-		t.Errorf("lambda:InvokeFunction on %s; want the function's unqualified ARN alone", b)
-	}
+		slices.Sort(statements)
+		bucketARN := func(key string) string {
+			return `{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},":s3:::",{"Ref":"` + bucketID + `"},"/` + key + `"]]}`
+		}
+		want := []string{
+			`OrgSweepDistributedMapPolicy {"Action":"s3:GetObject","Resource":` + bucketARN("runs/*/targets.json") + `}`,
+			`OrgSweepDistributedMapPolicy {"Action":"states:StartExecution","Resource":{"Ref":"OrgSweep`,
+			`OrgSweepDistributedMapPolicy {"Action":["s3:PutObject","s3:GetObject","s3:ListMultipartUploadParts","s3:AbortMultipartUpload"],"Resource":` + bucketARN("runs/*/results/*") + `}`,
+			`OrgSweepDistributedMapPolicy {"Action":["states:DescribeExecution","states:StopExecution"],"Resource":{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},":states:",{"Ref":"AWS::Region"},":",{"Ref":"AWS::AccountId"},":execution:",{"Fn::GetAtt":["OrgSweep`,
+			`OrgSweepRoleDefaultPolicy {"Action":"lambda:InvokeFunction","Resource":{"Fn::GetAtt":["Function`,
+		}
+		if len(statements) != len(want) {
+			t.Fatalf("statements:\n%s\nwant %d", strings.Join(statements, "\n"), len(want))
+		}
+		for i, w := range want {
+			if !strings.HasPrefix(statements[i], w) {
+				t.Errorf("statement %d:\n got %s\nwant %s…", i, statements[i], w)
+			}
+		}
+		if !strings.HasSuffix(statements[1], `"}}`) || !strings.HasSuffix(statements[3], `","Name"]},":*"]]}}`) || !strings.HasSuffix(statements[4], `","Arn"]}}`) {
+			t.Errorf("the state machine's own ARN, its executions and the function's unqualified ARN: %s", strings.Join(statements, "\n"))
+		}
+	})
+	t.Run("the state machine waits for its default policy only, not for the policy that names it", func(t *testing.T) {
+		for _, r := range tpl["Resources"].(map[string]any) {
+			if r := r.(map[string]any); r["Type"] == "AWS::StepFunctions::StateMachine" {
+				if dep := fmt.Sprint(r["DependsOn"]); !strings.Contains(dep, "OrgSweepRoleDefaultPolicy") || strings.Contains(dep, "DistributedMap") {
+					t.Errorf("DependsOn %s", dep)
+				}
+			}
+		}
+	})
+
 	var def map[string]any
-	if err := json.Unmarshal(flowDefinition(t), &def); err != nil {
+	if err := json.Unmarshal(flowDefinition(t, "org-bucket"), &def); err != nil {
 		t.Fatal(err)
 	}
 	states := def["States"].(map[string]any)
-	m := states[orgMapState].(map[string]any)
-	if m["MaxConcurrency"] != 3.0 || m["ItemsPath"] != "$.targets" || m["ResultPath"] != "$.targets" {
-		t.Errorf("Map %v: want MaxConcurrency 3 over $.targets, results in $.targets", m)
+	if def["StartAt"] != orgResolveTask || !reflect.DeepEqual(slices.Sorted(maps.Keys(states)), []string{orgResolveTask, orgSummarizeTask, orgMapState}) {
+		t.Fatalf("StartAt %v, states %v: want %q, the Map, %q", def["StartAt"], slices.Sorted(maps.Keys(states)), orgResolveTask, orgSummarizeTask)
 	}
-	t.Run("the first state resolves orgTargets with the function and fails the execution when it fails", func(t *testing.T) {
-		if def["StartAt"] != orgResolveTask || len(states) != 2 {
-			t.Fatalf("StartAt %v, states %v: want %q, then the Map", def["StartAt"], slices.Sorted(maps.Keys(states)), orgResolveTask)
-		}
+	m := states[orgMapState].(map[string]any)
+	proc := m["ItemProcessor"].(map[string]any)
+	retry := proc["States"].(map[string]any)[orgSweepTask].(map[string]any)["Retry"]
+	t.Run("the first state resolves orgTargets into the bucket and fails the execution when it fails", func(t *testing.T) {
 		got := states[orgResolveTask].(map[string]any)
 		want := map[string]any{
 			"Type":     "Task",
@@ -248,23 +293,67 @@ func TestOrgStateMachineResource(t *testing.T) {
 			"Resource": "arn:aws:states:::lambda:invoke",
 			"Parameters": map[string]any{
 				"FunctionName": flowFunctionARN,
-				"Payload":      map[string]any{"mode": "targets", "orgTargets": []any{flowMemberA, flowMemberB, flowUnreachable}, "orgRegions": []any{"us-east-1", "eu-west-1"}},
+				"Payload": map[string]any{"mode": "targets", "orgTargets": []any{flowMemberA, flowMemberB, flowUnreachable}, "orgRegions": []any{"us-east-1", "eu-west-1"},
+					"execution.$": "$$.Execution.Name"},
 			},
-			"ResultSelector": map[string]any{"targets.$": "$.Payload.targets", "excluded.$": "$.Payload.excluded"},
+			"ResultSelector": map[string]any{"items.$": "$.Payload.items", "resolved.$": "$.Payload.summary", "excluded.$": "$.Payload.excluded",
+				"results.$": "States.Format('runs/{}/results', $$.Execution.Name)"},
 			"TimeoutSeconds": float64(orgTaskTimeout),
-			"Retry":          states[orgMapState].(map[string]any)["ItemProcessor"].(map[string]any)["States"].(map[string]any)[orgSweepTask].(map[string]any)["Retry"],
+			"Retry":          retry,
 			"Next":           orgMapState,
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("\n got %s\nwant %s", mustJSON(got), mustJSON(want))
 		}
-		if _, ok := got["Catch"]; ok || got["Retry"] == nil {
-			t.Errorf("catch %v, retry %v: want the Lambda retriers and no Catch", got["Catch"], got["Retry"])
+		if got["Retry"] == nil {
+			t.Error("no Lambda retriers")
+		}
+	})
+	t.Run("the Map is distributed: items from the bucket, Standard children, every failure tolerated, results to the bucket", func(t *testing.T) {
+		want := map[string]any{
+			"ProcessorConfig": map[string]any{"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+			"MaxConcurrency":  3.0, "ToleratedFailurePercentage": 100.0, "Label": orgMapLabel,
+			"ItemReader": map[string]any{"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": map[string]any{"InputType": "JSON"},
+				"Parameters": map[string]any{"Bucket": "org-bucket", "Key.$": "$.items.key"}},
+			"ResultWriter": map[string]any{"Resource": "arn:aws:states:::s3:putObject", "Parameters": map[string]any{"Bucket": "org-bucket", "Prefix.$": "$.results"}},
+			"ResultPath":   "$.sweep", "Next": orgSummarizeTask,
+		}
+		got := map[string]any{"ProcessorConfig": proc["ProcessorConfig"]}
+		for k := range want {
+			if k != "ProcessorConfig" {
+				got[k] = m[k]
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("\n got %s\nwant %s", mustJSON(got), mustJSON(want))
+		}
+		for _, k := range []string{"ItemsPath", "Catch", "Retry", "ResultSelector"} {
+			if _, ok := m[k]; ok {
+				t.Errorf("the Map has %s", k)
+			}
+		}
+	})
+	t.Run("the last state summarizes with the function and fails the execution when it fails", func(t *testing.T) {
+		got := states[orgSummarizeTask].(map[string]any)
+		want := map[string]any{
+			"Type":     "Task",
+			"Comment":  got["Comment"],
+			"Resource": "arn:aws:states:::lambda:invoke",
+			"Parameters": map[string]any{"FunctionName": flowFunctionARN,
+				"Payload": map[string]any{"mode": "org-summary", "execution.$": "$$.Execution.Name", "manifest.$": "$.sweep.ResultWriterDetails.Key"}},
+			"ResultSelector": map[string]any{"summary.$": "$.Payload.summary", "failedTargets.$": "$.Payload.failedTargets", "runId.$": "$.Payload.runId"},
+			"ResultPath":     "$.summary",
+			"TimeoutSeconds": float64(orgTaskTimeout),
+			"Retry":          retry,
+			"End":            true,
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("\n got %s\nwant %s", mustJSON(got), mustJSON(want))
 		}
 	})
 }
 
-// flowTargetResult is one entry of the execution's output.
+// flowTargetResult is one target's result: a child execution's output.
 type flowTargetResult struct {
 	Account  string `json:"account"`
 	Region   string `json:"region"`
@@ -273,6 +362,7 @@ type flowTargetResult struct {
 	Rotated  int    `json:"rotated"`
 	Failed   int    `json:"failed"`
 	Skipped  int    `json:"skipped"`
+	Overdue  int    `json:"overdue"`
 	Deferred int    `json:"deferred"`
 	RunID    string `json:"runId"`
 	Error    struct {
@@ -295,30 +385,45 @@ func flowFleet(due map[orgTarget]int) string {
 	return string(b)
 }
 
+// flowEnv is a running local stack for the state machine: kmslocal, the
+// functions, and the organization sweep's bucket in moto's S3.
+type flowEnv struct {
+	*harness.Env
+	Bucket string
+	S3     *moto.Server
+}
+
 // startFlowEnv starts kmslocal with the fleet, member roles in flowMemberA
 // and flowMemberB only, and three functions (the Map's MaxConcurrency) in
-// organization mode with fnEnv over ROTATOR_MEMBER_ROLE_NAME.
-func startFlowEnv(t *testing.T, due map[orgTarget]int, timeout time.Duration, fnEnv map[string]string) *harness.Env {
+// organization mode with fnEnv over ROTATOR_MEMBER_ROLE_NAME and the
+// organization sweep's bucket.
+func startFlowEnv(t *testing.T, due map[orgTarget]int, timeout time.Duration, fnEnv map[string]string) flowEnv {
 	t.Helper()
-	return startFlowEnvWith(t, due, []string{flowMemberA, flowMemberB}, nil, timeout, fnEnv)
+	return startFlowEnvWith(t, due, []string{flowMemberA, flowMemberB}, nil, timeout, 3, fnEnv)
 }
 
 // startFlowEnvWith is startFlowEnv with the accounts that have the member
-// role and kmslocal's organization (nil: none) given.
-func startFlowEnvWith(t *testing.T, due map[orgTarget]int, roleAccounts []string, org *kmsemu.Organization, timeout time.Duration, fnEnv map[string]string) *harness.Env {
+// role (nil: kmslocal's default, every ACTIVE account of the organization
+// but its management account), kmslocal's organization (nil: none) and the
+// number of functions given.
+func startFlowEnvWith(t *testing.T, due map[orgTarget]int, roleAccounts []string, org *kmsemu.Organization, timeout time.Duration, functions int, fnEnv map[string]string) flowEnv {
 	t.Helper()
-	var roles []string
-	for _, a := range roleAccounts {
-		roles = append(roles, flowRoleARN(a))
+	bucket, srv := flowBucket(t)
+	args := []string{"-rotation-delay=0", "-quiet"}
+	if roleAccounts != nil {
+		var roles []string
+		for _, a := range roleAccounts {
+			roles = append(roles, flowRoleARN(a))
+		}
+		args = append(args, "-roles", strings.Join(roles, ","))
 	}
-	env := map[string]string{settings.EnvMemberRoleName: flowRole}
+	env := map[string]string{settings.EnvMemberRoleName: flowRole, settings.EnvOrgBucket: bucket, "AWS_ENDPOINT_URL_S3": srv.URL}
 	maps.Copy(env, fnEnv)
-	return harness.StartTB(t, harness.Options{
-		KMSLocal: harness.KMSLocalOptions{FleetJSON: flowFleet(due), Organization: org,
-			Args: []string{"-roles", strings.Join(roles, ","), "-rotation-delay=0", "-quiet"}},
+	return flowEnv{Env: harness.StartTB(t, harness.Options{
+		KMSLocal:  harness.KMSLocalOptions{FleetJSON: flowFleet(due), Organization: org, Args: args},
 		Function:  harness.FunctionOptions{Timeout: timeout, Env: env},
-		Functions: 3,
-	})
+		Functions: functions,
+	}), Bucket: bucket, S3: srv}
 }
 
 // flowRoleARN is the member role of account.
@@ -332,14 +437,6 @@ type flowExcluded struct {
 	State   string `json:"state,omitempty"`
 }
 
-// flowOutput is the execution's output.
-type flowOutput struct {
-	Targets  []flowTargetResult `json:"targets"`
-	Excluded []flowExcluded     `json:"excluded"`
-	// raw is the output as the runner printed it.
-	raw []byte
-}
-
 // flowUrls are the invoke URLs of env's functions.
 func flowUrls(env *harness.Env) []string {
 	var urls []string
@@ -349,90 +446,28 @@ func flowUrls(env *harness.Env) []string {
 	return urls
 }
 
-// runFlowAt executes the definition against the function's invoke URLs and
-// checks that the output has one result per target of want, in order.
-func runFlowAt(t *testing.T, def []byte, urls []string, want []orgTarget) (flowOutput, int) {
-	t.Helper()
-	raw, stderr, err := execFlow(t, def, urls)
-	if err != nil {
-		t.Fatalf("local execution: %v\n%s", err, stderr)
-	}
-	var res struct {
-		Output      json.RawMessage `json:"output"`
-		Invocations int             `json:"invocations"`
-	}
-	var out flowOutput
-	if err := json.Unmarshal(raw, &res); err != nil {
-		t.Fatalf("runner output %s: %v", raw, err)
-	}
-	if err := json.Unmarshal(res.Output, &out); err != nil {
-		t.Fatalf("execution output %s: %v", res.Output, err)
-	}
-	out.raw = res.Output
-	// The sizes orgDefinition's comment counts with.
-	var raws struct{ Targets []json.RawMessage }
-	if err := json.Unmarshal(res.Output, &raws); err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range raws.Targets {
-		if limit := orgResultBytes(out.Targets[i].Status); len(r) > limit {
-			t.Errorf("result %d takes %d bytes, over the %d orgDefinition counts for a %s target: %s", i, len(r), limit, out.Targets[i].Status, r)
-		}
-	}
-	if len(out.Targets) != len(want) {
-		t.Fatalf("%d target results, want %d: %s", len(out.Targets), len(want), raw)
-	}
-	for i, tg := range want {
-		if r := out.Targets[i]; r.Account != tg.Account || r.Region != tg.Region {
-			t.Fatalf("result %d is for %s/%s, want %s/%s (target order)", i, r.Account, r.Region, tg.Account, tg.Region)
-		}
-	}
-	if out.Excluded == nil {
-		t.Errorf("the output has no excluded list: %s", res.Output)
-	}
-	return out, res.Invocations
-}
-
-// execFlow runs the definition through testdata/run-org-sweep.mjs, the
-// resolve and sweep states invoking the function at urls, and returns the
-// runner's stdout and stderr; err is set when the execution failed.
-func execFlow(t *testing.T, def []byte, urls []string) ([]byte, string, error) {
-	t.Helper()
-	file := filepath.Join(t.TempDir(), "definition.json")
-	if err := os.WriteFile(file, def, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), nodeTool(t, "node"), filepath.Join("testdata", "run-org-sweep.mjs"),
-		file, orgResolveTask+","+orgSweepTask, flowFunctionARN, strings.Join(urls, ","))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
-	out, err := cmd.Output()
-	t.Logf("local execution: %s", time.Since(start).Round(time.Millisecond))
-	return out, stderr.String(), err
-}
-
 // checkFlow runs the state machine twice against env and checks that the
 // first execution rotated every due key of every reachable target exactly
-// once (its output and kmslocal's per-account counters agree), reported the
-// unreachable account's targets as failed naming the role, and that the
-// second finds nothing due. It returns the first execution's output.
-func checkFlow(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]int) []flowTargetResult {
+// once (its results and kmslocal's per-account counters agree), reported
+// the unreachable account's targets as failed naming the role, and that
+// the second finds nothing due. It returns the first execution's results.
+func checkFlow(t *testing.T, env flowEnv, due map[orgTarget]int) []flowTargetResult {
 	t.Helper()
-	return checkFlowOf(t, def, env, due, flowTargets()).Targets
+	return checkFlowOf(t, flowDefinition(t, env.Bucket), env, due, flowTargets()).Results
 }
 
 // checkFlowOf is checkFlow for the targets the resolve state should find,
 // in order: every due key of every target of another account than
 // flowUnreachable rotated once, flowUnreachable's targets failed naming the
-// role, no rotation in any other account of due; and a second execution
-// rotates nothing. It returns the first execution's output.
-func checkFlowOf(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]int, targets []orgTarget) flowOutput {
+// role, no rotation in any other account of due; the org-summary answer and
+// its EMF record add up the results; and a second execution rotates
+// nothing. It returns the first execution.
+func checkFlowOf(t *testing.T, def []byte, env flowEnv, due map[orgTarget]int, targets []orgTarget) flowRun {
 	t.Helper()
-	out, invocations := runFlowAt(t, def, flowUrls(env), targets)
-	got := out.Targets
+	d := flowDriver{Definition: def, URLs: flowUrls(env.Env), S3: env.S3}
+	run := runFlow(t, d, targets)
 	links, unreachable := 0, 0
-	for _, r := range got {
+	for _, r := range run.Results {
 		tg := orgTarget{r.Account, r.Region}
 		links += r.Links
 		if tg.Account == flowUnreachable {
@@ -446,9 +481,15 @@ func checkFlowOf(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]i
 			t.Errorf("%s/%s: %+v; want swept with %d rotated, none failed or deferred", tg.Account, tg.Region, r, due[tg])
 		}
 	}
-	if want := 1 + links + unreachable; invocations != want { // the resolve state's, and one failed run per unreachable target
-		t.Errorf("%d invocations, want %d (the targets run, the links, and one per unreachable target)", invocations, want)
+	// The resolve state's and the summary's, the links, one failed run per
+	// unreachable target.
+	if want := 2 + links + unreachable; run.Invocations != want {
+		t.Errorf("%d invocations, want %d (the targets run, the links, one per unreachable target, the summary)", run.Invocations, want)
 	}
+	if run.MaxChildren > 3 {
+		t.Errorf("%d child executions ran at once, over MaxConcurrency 3", run.MaxChildren)
+	}
+	checkSummary(t, env, run, 1)
 
 	st, err := env.KMS.Stats(t.Context())
 	if err != nil {
@@ -468,12 +509,13 @@ func checkFlowOf(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]i
 		}
 	}
 
-	again, _ := runFlowAt(t, def, flowUrls(env), targets)
-	for _, r := range again.Targets {
+	again := runFlow(t, d, targets)
+	for _, r := range again.Results {
 		if r.Rotated != 0 || (r.Account != flowUnreachable && r.Status != "swept") {
 			t.Errorf("second execution, %s/%s: %+v; want swept, nothing rotated", r.Account, r.Region, r)
 		}
 	}
+	checkSummary(t, env, again, 2)
 	st2, err := env.KMS.Stats(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -481,7 +523,40 @@ func checkFlowOf(t *testing.T, def []byte, env *harness.Env, due map[orgTarget]i
 	if a, b := st.Op("RotateKeyOnDemand").Calls, st2.Op("RotateKeyOnDemand").Calls; a != b {
 		t.Errorf("the second execution called RotateKeyOnDemand %d times", b-a)
 	}
-	return out
+	return run
+}
+
+// checkSummary checks the org-summary answer of run against its results,
+// and that the functions of env have written executions org-summary EMF
+// records so far, the last with the same totals.
+func checkSummary(t *testing.T, env flowEnv, run flowRun, executions int) {
+	t.Helper()
+	want := tally(run.Results)
+	want.Excluded = run.Output.Resolved.Excluded
+	if got := run.Output.Summary.Summary; got != want {
+		t.Errorf("org-summary %+v, want %+v (the results added up)", got, want)
+	}
+	var failed []flowFailedTarget
+	for _, r := range run.Results {
+		if r.Status != "swept" && r.Status != "incomplete" {
+			failed = append(failed, flowFailedTarget{Account: r.Account, Region: r.Region})
+		}
+	}
+	got := run.Output.Summary.FailedTargets
+	if len(got) != min(len(failed), 100) {
+		t.Errorf("%d failed targets named, want %d", len(got), min(len(failed), 100))
+	}
+	for i := range got {
+		if got[i].Account != failed[i].Account || got[i].Region != failed[i].Region || got[i].Error == "" {
+			t.Errorf("failed target %d: %+v, want %s/%s with its error", i, got[i], failed[i].Account, failed[i].Region)
+			break
+		}
+	}
+	recs := orgSummaryEMF(t, env.Env)
+	if len(recs) != executions {
+		t.Fatalf("%d org-summary EMF records after %d executions", len(recs), executions)
+	}
+	checkSummaryEMF(t, recs[len(recs)-1], want)
 }
 
 // TestOrgStateMachineSweepsEveryReachableTargetLocally runs the deployed
@@ -494,7 +569,7 @@ func TestOrgStateMachineSweepsEveryReachableTargetLocally(t *testing.T) {
 		{flowUnreachable, "us-east-1"}: 2, {flowUnreachable, "eu-west-1"}: 2,
 	}
 	env := startFlowEnv(t, due, 0, map[string]string{settings.EnvContinuationMax: "0"})
-	for _, r := range checkFlow(t, flowDefinition(t), env, due) {
+	for _, r := range checkFlow(t, env, due) {
 		if r.Account != flowUnreachable && r.Links != 1 {
 			t.Errorf("%s/%s took %d links, want 1", r.Account, r.Region, r.Links)
 		}
@@ -506,7 +581,7 @@ func TestOrgStateMachineSweepsEveryReachableTargetLocally(t *testing.T) {
 // deadline margin, the engine starts a rotation only while one call's
 // timeout (1 s here) and the confirm window (0 here) still fit before that
 // cutoff, and 5 rotations a second do not finish 24 due keys in the 3 s
-// left. The state machine invokes the function again with the report's
+// left. The child execution invokes the function again with the report's
 // cursor until the target is swept. The function runs as deployed in
 // organization mode, ROTATOR_CONTINUATION_MAX=0: it reports the cursor
 // without starting a next link itself.
@@ -522,50 +597,116 @@ func TestOrgStateMachineContinuesADeferringTargetLocally(t *testing.T) {
 		settings.EnvCallTimeout:     "1s",
 		settings.EnvConfirmWait:     "0s",
 	})
-	for _, r := range checkFlow(t, flowDefinition(t), env, due) {
+	for _, r := range checkFlow(t, env, due) {
 		if tg := (orgTarget{r.Account, r.Region}); tg == (orgTarget{flowMemberA, "us-east-1"}) && r.Links < 2 {
 			t.Errorf("%s/%s took %d link(s); its 24 due keys need continuations", r.Account, r.Region, r.Links)
 		}
 	}
 }
 
+// scripted is a stand-in for the function, an HTTP server answering as the
+// RIE does: a targets request is answered as the function does with the
+// organization sweep's bucket (the targets written to
+// runs/<execution>/targets.json), an org-summary request with an empty
+// summary (recorded for the test), and every scheduled request by sweep.
+type scripted struct {
+	t        *testing.T
+	bucket   string
+	s3       *moto.Server
+	targets  []orgTarget
+	excluded []flowExcluded
+	sweep    func(p map[string]any) any
+	mu       sync.Mutex
+	modes    []string
+	summary  []map[string]any
+}
+
+func (sc *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := sc.t
+	body, _ := io.ReadAll(r.Body)
+	var p map[string]any
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Errorf("payload %s: %v", body, err)
+	}
+	mode, _ := p["mode"].(string)
+	sc.mu.Lock()
+	sc.modes = append(sc.modes, mode)
+	sc.mu.Unlock()
+	switch mode {
+	case orgTargetsMode:
+		execution, _ := p["execution"].(string)
+		want := map[string]any{"mode": orgTargetsMode, "orgTargets": flowAccounts, "orgRegions": flowRegions, "execution": execution}
+		if execution == "" || string(mustJSON(p)) != string(mustJSON(want)) {
+			t.Errorf("targets request %s, want %s with the execution's name", body, mustJSON(want))
+		}
+		key := orgRunsPrefix + execution + "/targets.json"
+		if _, err := sc.s3.S3().PutObject(r.Context(), &s3.PutObjectInput{Bucket: aws.String(sc.bucket), Key: aws.String(key), Body: bytes.NewReader(mustJSON(sc.targets))}); err != nil {
+			t.Errorf("put %s: %v", key, err)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"runId": "run-targets", "mode": orgTargetsMode, "account": "012345678912",
+			"items":      map[string]string{"bucket": sc.bucket, "key": key},
+			"resolution": map[string]string{"bucket": sc.bucket, "key": orgRunsPrefix + execution + "/resolution.json"},
+			"excluded":   sc.excluded,
+			"summary":    map[string]int{"accounts": len(sc.targets) / len(flowRegions), "targets": len(sc.targets), "excluded": len(sc.excluded)},
+		})
+	case orgSummaryMode:
+		sc.mu.Lock()
+		sc.summary = append(sc.summary, p)
+		sc.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]any{"runId": "run-summary", "mode": orgSummaryMode, "account": "012345678912", "execution": p["execution"],
+			"summary": map[string]int{}, "failedTargets": []any{}})
+	default:
+		_ = json.NewEncoder(w).Encode(sc.sweep(p))
+	}
+}
+
+// startScripted serves sc and returns its URL three times (the local
+// run's pool of "functions").
+func startScripted(t *testing.T, sc *scripted) []string {
+	t.Helper()
+	sc.t = t
+	sc.bucket, sc.s3 = flowBucket(t)
+	srv := httptest.NewServer(sc)
+	t.Cleanup(srv.Close)
+	return []string{srv.URL, srv.URL, srv.URL}
+}
+
 // TestOrgStateMachineBoundsAndReportsEveryOutcome runs the definition
-// against a scripted function (an HTTP server answering as the RIE does) to
-// reach what the real function does not show quickly: a target that keeps
-// deferring stops after orgMaxLinks invocations as incomplete, each
-// continuation carrying the chain's run ID, the previous cursor and the next
-// chain number; deferred keys without a cursor end incomplete at once; a
-// function error is that target's failure with the error type and document.
-// The resolve state's answer decides the targets, and its excluded list
-// reaches the execution's output.
+// against a scripted function to reach what the real function does not
+// show quickly: a target that keeps deferring stops after orgMaxLinks
+// invocations as incomplete, each continuation carrying the chain's run ID,
+// the previous cursor and the next chain number; deferred keys without a
+// cursor end incomplete at once; a function error is that target's failure
+// with the error type and document; a report the child cannot read (no
+// summary) fails that child execution, which the Map tolerates and the
+// ResultWriter files under FAILED. The resolve state's answer decides the
+// targets, its excluded list reaches the execution's output, and the
+// org-summary request names the execution and the ResultWriter's manifest.
 func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 	endless := orgTarget{flowMemberA, "us-east-1"}
 	noCursor := orgTarget{flowMemberA, "eu-west-1"}
 	denied := orgTarget{flowMemberB, "us-east-1"}
+	garbled := orgTarget{flowMemberB, "eu-west-1"}
 	suspended := flowExcluded{Account: "444444444444", From: "ou-ab12-cdefghij", Reason: "not-active", State: "SUSPENDED"}
 	var mu sync.Mutex
 	payloads := map[orgTarget][]map[string]any{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sc := &scripted{targets: flowTargets(), excluded: []flowExcluded{suspended}, sweep: func(raw map[string]any) any {
 		var p struct {
 			Mode         string         `json:"mode"`
 			Target       orgTarget      `json:"target"`
 			Continuation map[string]any `json:"continuation"`
 		}
-		body, _ := io.ReadAll(r.Body)
-		if resolveAnswer(t, w, body, flowTargets(), []flowExcluded{suspended}) {
-			return
+		_ = json.Unmarshal(mustJSON(raw), &p)
+		if p.Mode != "scheduled" {
+			t.Errorf("payload %s: want a scheduled request", mustJSON(raw))
 		}
-		if err := json.Unmarshal(body, &p); err != nil || p.Mode != "scheduled" {
-			t.Errorf("payload %s: want a scheduled request", body)
-		}
-		var raw map[string]any
-		_ = json.Unmarshal(body, &raw)
 		mu.Lock()
 		payloads[p.Target] = append(payloads[p.Target], raw)
 		n := len(payloads[p.Target])
 		mu.Unlock()
 		report := map[string]any{"runId": fmt.Sprintf("run-%s-%d", p.Target.Region, n), "mode": "scheduled", "account": p.Target.Account,
-			"summary": map[string]any{"candidates": 2, "rotated": 1, "failed": 0, "skipped": 1, "deferred": 0}, "keys": []any{}}
+			"summary": map[string]any{"candidates": 2, "rotated": 1, "failed": 0, "skipped": 1, "deferred": 0, "overdue": 1}, "keys": []any{}}
 		chain := 0
 		if p.Continuation != nil {
 			chain = int(p.Continuation["chain"].(float64))
@@ -579,40 +720,62 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 			report["summary"].(map[string]any)["deferred"] = 3
 			report["continuation"] = map[string]any{"runId": report["runId"], "chain": 0, "deferred": 3, "started": false, "notStarted": "disabled"}
 		case denied:
-			report = map[string]any{"errorType": "wrapError", "errorMessage": "scheduled run: assume role arn:aws:iam::" + flowMemberB + ":role/" + flowRole + ": AccessDenied"}
+			return map[string]any{"errorType": "wrapError", "errorMessage": "scheduled run: assume role arn:aws:iam::" + flowMemberB + ":role/" + flowRole + ": AccessDenied"}
+		case garbled:
+			delete(report, "summary")
 		}
-		_ = json.NewEncoder(w).Encode(report)
-	}))
-	t.Cleanup(srv.Close)
-
-	out, invocations := runFlowAt(t, flowDefinition(t), []string{srv.URL, srv.URL, srv.URL}, flowTargets())
-	got := out.Targets
-	if !reflect.DeepEqual(out.Excluded, []flowExcluded{suspended}) {
-		t.Errorf("excluded %+v, want the resolve state's %+v", out.Excluded, suspended)
+		return report
+	}}
+	urls := startScripted(t, sc)
+	run := runFlow(t, flowDriver{Definition: flowDefinition(t, sc.bucket), URLs: urls, S3: sc.s3}, flowTargets())
+	if !reflect.DeepEqual(run.Output.Excluded, []flowExcluded{suspended}) {
+		t.Errorf("excluded %+v, want the resolve state's %+v", run.Output.Excluded, suspended)
 	}
 	failed := flowTargetResult{Status: "failed"}
 	failed.Error.Error = "wrapError" // the errorType
 	want := map[orgTarget]flowTargetResult{
-		endless:  {Status: "incomplete", Links: orgMaxLinks, Rotated: orgMaxLinks, Skipped: orgMaxLinks, Deferred: 5},
-		noCursor: {Status: "incomplete", Links: 1, Rotated: 1, Skipped: 1, Deferred: 3},
+		endless:  {Status: "incomplete", Links: orgMaxLinks, Rotated: orgMaxLinks, Skipped: orgMaxLinks, Overdue: orgMaxLinks, Deferred: 5},
+		noCursor: {Status: "incomplete", Links: 1, Rotated: 1, Skipped: 1, Overdue: 1, Deferred: 3},
 		denied:   failed,
+		garbled:  {Status: "child-failed"},
 	}
-	for _, r := range got {
+	for _, r := range run.Results {
 		tg := orgTarget{r.Account, r.Region}
 		w, ok := want[tg]
 		if !ok {
-			w = flowTargetResult{Status: "swept", Links: 1, Rotated: 1, Skipped: 1}
+			w = flowTargetResult{Status: "swept", Links: 1, Rotated: 1, Skipped: 1, Overdue: 1}
 		}
 		w.Account, w.Region, w.RunID, w.Error.Cause = r.Account, r.Region, r.RunID, r.Error.Cause
+		if tg == garbled {
+			w.Error.Error = r.Error.Error
+		}
 		if r != w {
 			t.Errorf("%s/%s: %+v, want %+v", tg.Account, tg.Region, r, w)
 		}
 		if tg == denied && !strings.Contains(r.Error.Cause, `"errorMessage":"scheduled run: assume role arn:aws:iam::`+flowMemberB) {
 			t.Errorf("cause %q: want the function's error document", r.Error.Cause)
 		}
+		if tg == garbled && (r.Error.Error != "States.Runtime" || !strings.Contains(r.Error.Cause, "summary")) {
+			t.Errorf("the garbled report's child failed with %s: %s; want States.Runtime naming the missing summary", r.Error.Error, r.Error.Cause)
+		}
 	}
-	if want := 1 + orgMaxLinks + len(flowTargets()) - 1; invocations != want { // the targets run first
-		t.Errorf("%d invocations, want %d", invocations, want)
+	if len(run.Records["FAILED"]) != 1 || len(run.Records["SUCCEEDED"]) != len(flowTargets())-1 || len(run.Manifest.ResultFiles["PENDING"]) != 0 {
+		t.Errorf("%d failed, %d succeeded child executions, pending files %v; want 1, %d, none", len(run.Records["FAILED"]), len(run.Records["SUCCEEDED"]),
+			run.Manifest.ResultFiles["PENDING"], len(flowTargets())-1)
+	}
+	for _, c := range append(slices.Clone(run.Records["SUCCEEDED"]), run.Records["FAILED"]...) {
+		if !strings.HasPrefix(c.ExecutionArn, "arn:aws:states:us-east-1:012345678912:execution:kms-rotator-org-sweep/"+orgMapLabel+":") ||
+			c.StateMachineArn != flowStateMachineARN+"/"+orgMapLabel || c.StartDate == "" || c.StopDate == "" || c.Name == "" {
+			t.Errorf("child execution record %+v", c)
+		}
+	}
+	// The targets run, the endless chain, one run of every other target,
+	// the summary.
+	if want := 1 + orgMaxLinks + len(flowTargets()) - 1 + 1; run.Invocations != want {
+		t.Errorf("%d invocations, want %d", run.Invocations, want)
+	}
+	if len(sc.summary) != 1 || sc.summary[0]["execution"] != run.Execution || sc.summary[0]["manifest"] != run.Output.Sweep.ResultWriterDetails.Key {
+		t.Errorf("org-summary requests %v; want one naming %s and its manifest %s", sc.summary, run.Execution, run.Output.Sweep.ResultWriterDetails.Key)
 	}
 	chain := payloads[endless]
 	for i, p := range chain {
@@ -633,31 +796,45 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 	}
 }
 
-// resolveAnswer answers a scripted function's targets request (mode
-// targets, the orgTargets and orgRegions of flowDefinition) with targets
-// and excluded in the function's answer shape, and reports whether body was
-// one.
-func resolveAnswer(t *testing.T, w http.ResponseWriter, body []byte, targets []orgTarget, excluded []flowExcluded) bool {
-	t.Helper()
-	var p map[string]any
-	if err := json.Unmarshal(body, &p); err != nil || p["mode"] != orgTargetsMode {
-		return false
+// TestOrgStateMachineSweepsManyTargetsInChildExecutions: 1,001 targets —
+// one more than the inline Map's sweep could take — each run as a child of
+// its own, at most MaxConcurrency at once, every result in the ResultWriter's
+// files (split every 250 executions here, as Step Functions splits past 5
+// GB), the execution's output a few hundred bytes whatever the count.
+func TestOrgStateMachineSweepsManyTargetsInChildExecutions(t *testing.T) {
+	var targets []orgTarget
+	for i := range 1001 {
+		targets = append(targets, orgTarget{fmt.Sprintf("%012d", 100000000000+i), flowRegions[i%2]})
 	}
-	if want := orgResolvePayload(flowAccounts, flowRegions); string(mustJSON(p)) != string(mustJSON(want)) {
-		t.Errorf("targets request %s, want %s", body, mustJSON(want))
+	var calls atomic.Int64
+	sc := &scripted{targets: targets, excluded: []flowExcluded{}, sweep: func(raw map[string]any) any {
+		calls.Add(1)
+		tg := raw["target"].(map[string]any)
+		return map[string]any{"runId": "run-" + tg["account"].(string), "mode": "scheduled", "account": tg["account"],
+			"summary": map[string]any{"candidates": 0, "rotated": 0, "failed": 0, "skipped": 0, "deferred": 0, "overdue": 0}, "keys": []any{}}
+	}}
+	urls := startScripted(t, sc)
+	run := runFlow(t, flowDriver{Definition: flowDefinition(t, sc.bucket), URLs: urls, S3: sc.s3, ResultFileItems: 250}, targets)
+	if run.MaxChildren > 3 || run.MaxChildren < 2 {
+		t.Errorf("at most %d child executions ran at once; want up to MaxConcurrency 3", run.MaxChildren)
 	}
-	accounts := []map[string]string{}
-	for _, tg := range targets {
-		if len(accounts) == 0 || accounts[len(accounts)-1]["account"] != tg.Account {
-			accounts = append(accounts, map[string]string{"account": tg.Account, "from": tg.Account})
+	if n := len(run.Manifest.ResultFiles["SUCCEEDED"]); n != 5 {
+		t.Errorf("%d SUCCEEDED files for 1,001 executions of 250 a file, want 5", n)
+	}
+	for _, r := range run.Results {
+		if r.Status != "swept" || r.Links != 1 || r.RunID != "run-"+r.Account {
+			t.Fatalf("%+v: want swept in one link", r)
 		}
 	}
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"runId": "run-targets", "mode": orgTargetsMode, "account": "012345678912",
-		"targets": targets, "accounts": accounts, "excluded": excluded,
-		"summary": map[string]int{"accounts": len(accounts), "targets": len(targets), "excluded": len(excluded)},
-	})
-	return true
+	if calls.Load() != 1001 || run.Invocations != 1003 {
+		t.Errorf("%d sweeps, %d invocations; want 1,001 and 1,003", calls.Load(), run.Invocations)
+	}
+	// A child's history: the Task, its two Choices and the Pass, each
+	// entered and exited, the execution started and succeeded, the Lambda
+	// task's own events.
+	if run.MaxEvents == 0 || run.MaxEvents > 30 {
+		t.Errorf("the longest child history holds %d events", run.MaxEvents)
+	}
 }
 
 // TestOrgStateMachineFailsWhenTargetsCannotBeResolved: the resolve state
@@ -680,7 +857,8 @@ func TestOrgStateMachineFailsWhenTargetsCannotBeResolved(t *testing.T) {
 			"errorMessage": "targets run: list the accounts of ou-ab12-cdefghij: OrganizationalUnitNotFoundException"})
 	}))
 	t.Cleanup(srv.Close)
-	out, stderr, err := execFlow(t, flowDefinition(t), []string{srv.URL})
+	bucket, s3srv := flowBucket(t)
+	out, stderr, _, _, err := execFlow(t, flowDriver{Definition: flowDefinition(t, bucket), URLs: []string{srv.URL}, S3: s3srv})
 	if err == nil {
 		t.Fatalf("the execution succeeded: %s", out)
 	}
@@ -693,12 +871,34 @@ func TestOrgStateMachineFailsWhenTargetsCannotBeResolved(t *testing.T) {
 	}
 }
 
-// orgResultBytes is orgDefinition's bound on a result of the given status.
-func orgResultBytes(status string) int {
-	if status == "failed" {
-		return orgFailedResultBytes
+// TestOrgStateMachineFailsWhenResultsCannotBeRead: the summary state has no
+// Catch either: a function error there fails the execution after the
+// sweep, for org-sweep-failed.
+func TestOrgStateMachineFailsWhenResultsCannotBeRead(t *testing.T) {
+	sc := &scripted{targets: flowTargets(), excluded: []flowExcluded{}, sweep: func(raw map[string]any) any {
+		return map[string]any{"runId": "run", "mode": "scheduled", "account": "x",
+			"summary": map[string]any{"candidates": 0, "rotated": 0, "failed": 0, "skipped": 0, "deferred": 0, "overdue": 0}, "keys": []any{}}
+	}}
+	urls := startScripted(t, sc)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"mode":"org-summary"`) {
+			_ = json.NewEncoder(w).Encode(map[string]any{"errorType": "wrapError", "errorMessage": "org-summary run: the Distributed Map's manifest: NoSuchKey"})
+			return
+		}
+		resp, err := http.Post(urls[0], "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(failing.Close)
+	out, stderr, _, _, err := execFlow(t, flowDriver{Definition: flowDefinition(t, sc.bucket), URLs: []string{failing.URL}, S3: sc.s3})
+	if err == nil || !strings.Contains(stderr, "NoSuchKey") {
+		t.Fatalf("execution: %v, %s\n%s; want it failed with the summary's error", err, out, stderr)
 	}
-	return orgSweptResultBytes
 }
 
 // The organization of TestOrgStateMachineResolvesOUsLocally.
@@ -743,24 +943,24 @@ func TestOrgStateMachineResolvesOUsLocally(t *testing.T) {
 	// Explicit roles: every account but flowUnreachable, the excluded ones
 	// included, so that only the exclusion keeps them unswept.
 	withRole := []string{flowMemberA, flowMemberB, flowNested, flowSuspended, flowManagement}
-	env := startFlowEnvWith(t, due, withRole, org, 0, map[string]string{settings.EnvContinuationMax: "0"})
-	def := flowDefinitionFor(t, orgTargets)
+	env := startFlowEnvWith(t, due, withRole, org, 0, 3, map[string]string{settings.EnvContinuationMax: "0"})
+	def := flowDefinitionFor(t, orgTargets, env.Bucket)
 
 	out := checkFlowOf(t, def, env, due, crossTargets([]string{flowMemberA, flowMemberB, flowUnreachable, flowNested}, flowRegions))
-	excluded := slices.Clone(out.Excluded)
+	excluded := slices.Clone(out.Output.Excluded)
 	slices.SortFunc(excluded, func(a, b flowExcluded) int { return strings.Compare(a.Account, b.Account) })
 	wantExcluded := []flowExcluded{
 		{Account: flowSuspended, From: flowOU, Reason: "not-active", State: "SUSPENDED"},
 		{Account: flowManagement, From: flowOU, Reason: "management-account"},
 	}
 	if !reflect.DeepEqual(excluded, wantExcluded) {
-		t.Errorf("excluded %+v, want %+v", out.Excluded, wantExcluded)
+		t.Errorf("excluded %+v, want %+v", out.Output.Excluded, wantExcluded)
 	}
 
 	for _, a := range withRole {
 		swept := a != flowSuspended && a != flowManagement
 		for _, r := range flowRegions {
-			keys := memberRotations(t, env, a, r)
+			keys := memberRotations(t, env.Env, a, r)
 			old := 0
 			for arn, k := range keys {
 				want := 0

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdadestinations"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
@@ -98,7 +100,14 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 
 	ledger := newLedgerTable(stack)
 	evidence := newEvidenceBucket(stack, s)
-	role := newFunctionRole(stack, s, *logGroupName, *failures.QueueArn(), *ledger.TableArn(), *evidence.BucketName())
+	// Organization mode: the bucket of the organization sweep's files.
+	var orgBucket awss3.Bucket
+	orgBucketName := ""
+	if s.Org.Enabled() {
+		orgBucket = newOrgBucket(stack)
+		orgBucketName = *orgBucket.BucketName()
+	}
+	role := newFunctionRole(stack, s, *logGroupName, *failures.QueueArn(), *ledger.TableArn(), *evidence.BucketName(), orgBucketName)
 	results := newResultsBus(stack, s, role)
 
 	code := props.Code
@@ -124,7 +133,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	// what key policies, the member roles' trust and the results bus's
 	// policy name: a second role would have to be added to each of them.
 	// One log group, because it is the evidence of every rotation.
-	newFn := func(id, name, desc string, reserved int) awslambda.Function {
+	newFn := func(id, name, desc string, reserved int, env map[string]*string) awslambda.Function {
 		fnProps := &awslambda.FunctionProps{
 			FunctionName:  jsii.String(name),
 			Description:   jsii.String(desc),
@@ -179,14 +188,24 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	// a ledger claim. reservedConcurrency guarantees it executions no other
 	// function, the sweep function included, can take.
 	fn := newFn("Function", s.FunctionName,
-		"kms-rotator: rotates the key material of opted-in KMS keys on demand (incident response, plan and report runs)", s.ReservedConcurrency)
+		"kms-rotator: rotates the key material of opted-in KMS keys on demand (incident response, plan and report runs)", s.ReservedConcurrency, env)
 	// The sweep function: the same code, settings and role. In organization
 	// mode its reserved concurrency is the Map state's MaxConcurrency
 	// (orgMaxConcurrency): exactly what the organization sweep runs at once,
 	// taken from no one else. ContinuationMax is 0 there, so it never
 	// invokes itself; in single-account mode it continues its own sweep.
+	//
+	// In organization mode the sweep function alone gets the organization
+	// sweep's bucket: it answers the state machine's targets and
+	// org-summary requests, which read and write there; the incident
+	// function, whose environment leaves it empty, answers a targets
+	// request inline, as one without the bucket would.
+	sweepEnv := maps.Clone(env)
+	if orgBucket != nil {
+		sweepEnv[settings.EnvOrgBucket] = orgBucket.BucketName()
+	}
 	sweep := newFn("SweepFunction", sweepFunctionName(s),
-		"kms-rotator: the scheduled sweep of opted-in KMS keys (and in organization mode every target of the organization sweep)", sweepConcurrency(s))
+		"kms-rotator: the scheduled sweep of opted-in KMS keys (and in organization mode every target of the organization sweep)", sweepConcurrency(s), sweepEnv)
 
 	// Organization mode: the schedule starts a state machine that resolves
 	// orgTargets and sweeps every (account, Region) target through the
@@ -194,7 +213,7 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	var orgSweep awsstepfunctions.StateMachine
 	if s.Org.Enabled() {
 		orgSweep = newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{
-			Function: sweep, OrgTargets: s.Org.Targets, Regions: s.Org.Regions, MaxConcurrency: s.Org.MaxConcurrency, LogRetention: retention(s.LogRetentionDays),
+			Function: sweep, Bucket: orgBucket, OrgTargets: s.Org.Targets, Regions: s.Org.Regions, MaxConcurrency: s.Org.MaxConcurrency, LogRetention: retention(s.LogRetentionDays),
 		})
 		if got := *sweep.Node().DefaultChild().(awslambda.CfnFunction).ReservedConcurrentExecutions(); got < float64(s.Org.MaxConcurrency) {
 			// sweepConcurrency guarantees it; a change that broke it would
@@ -243,6 +262,8 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 		if err != nil {
 			panic(err)
 		}
+		out("OrgSweepBucketName", fmt.Sprintf("Organization mode: each sweep's targets, resolution and per-target results, under runs/<execution>/ (kept %d days)", orgRunsExpiryDays),
+			orgBucket.BucketName())
 		out("Member"+memberKeyPolicyOutput, "Organization mode: append to the Statement list of a member account's key policy that does not delegate to IAM, with "+memberAccountPlaceholder+
 			" replaced by the key's account ID, so the member role may rotate the key while it is opted in (each member account's StackSet stack outputs them filled in as "+memberKeyPolicyOutput+")",
 			jsii.String(string(member)))
@@ -551,7 +572,7 @@ const (
 // rendered from policy/function-role.json, policy/evidence-write.json (the
 // evidence bucket's evidence/ prefix), policy/security-hub.json when
 // Security Hub findings are on, and organization mode's statements.
-func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueARN, ledgerTableARN, evidenceBucketName string) awsiam.Role {
+func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueARN, ledgerTableARN, evidenceBucketName, orgBucketName string) awsiam.Role {
 	doc, err := policy.FunctionRole(policy.Params{
 		Partition:    *awscdk.Aws_PARTITION(),
 		Account:      *awscdk.Aws_ACCOUNT_ID(),
@@ -602,6 +623,13 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 			panic(err)
 		}
 		doc.Statement = append(doc.Statement, assume)
+		// The organization sweep's files: the targets run writes its
+		// targets and resolution, the org-summary run reads the results.
+		runs, err := policy.OrgRunsFunction(policy.Params{Partition: *awscdk.Aws_PARTITION(), OrgBucketName: orgBucketName})
+		if err != nil {
+			panic(err)
+		}
+		doc.Statement = append(doc.Statement, runs.Statement...)
 	}
 	if s.Org.ListsAccounts() {
 		// The function lists the accounts of the target OUs and roots at
@@ -646,6 +674,12 @@ func newFunctionRole(stack awscdk.Stack, s Settings, logGroupName, failureQueueA
 			Reason: jsii.String("Organization mode: the function assumes the member role, whose name is fixed, in each target account; the accounts of the target OUs " +
 				"are found at run time and change as accounts join, so the account is a wildcard (limited by aws:ResourceOrgID when -c orgId is set)."),
 			AppliesTo: &[]interface{}{"Resource::arn:<AWS::Partition>:iam::*:role/" + s.Org.MemberRoleName},
+		}, {
+			Id: jsii.String("AwsSolutions-IAM5"),
+			Reason: jsii.String("Organization mode: each sweep keeps its files under " + orgRunsPrefix + "<execution>/ of the stack's organization sweep bucket, the execution's " +
+				"name known only at run time; the function may put the two files of a targets run (targets.json, resolution.json) and read what is under " + orgRunsPrefix +
+				", nothing else in the bucket (policy/org-runs-function.json)."),
+			AppliesTo: &[]interface{}{map[string]any{"regex": "/^Resource::arn:<AWS::Partition>:s3:::<OrgSweepBucket[0-9A-F]{8}>\\/" + regexp.QuoteMeta(orgRunsPrefix) + "\\*(\\/targets\\.json|\\/resolution\\.json)?$/"}},
 		}}, jsii.Bool(true))
 	}
 	if s.Org.ListsAccounts() {
