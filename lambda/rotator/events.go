@@ -114,8 +114,9 @@ func (o *outputs) putResult(ctx context.Context, detail []byte, err error) bool 
 }
 
 // resultDetail encodes the event detail within limit bytes: when the
-// entries do not all fit, failed ones are kept first, then rotated and
-// would-rotate ones, then the rest, and the list stays in report order.
+// entries do not all fit, the report's trim policy (fit) keeps failed ones
+// first, then rotated and would-rotate ones, then the rest, and the list
+// stays in report order.
 func (o *outputs) resultDetail(rep *Report, limit int) ([]byte, error) {
 	r := o.r
 	d := ResultDetail{
@@ -145,32 +146,10 @@ func (o *outputs) resultDetail(rep *Report, limit int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	size := make([]int, len(keys))
-	for i, k := range keys {
-		kb, err := json.Marshal(k)
-		if err != nil {
-			return nil, err
-		}
-		size[i] = len(kb) + 1
-	}
-	keep := make([]bool, len(keys))
-	room := limit - len(base)
-	for _, pass := range []func(KeyReport) bool{
-		func(k KeyReport) bool { return k.Outcome == Failed },
-		func(k KeyReport) bool { return k.Outcome == Rotated || k.Outcome == WouldRotate },
-		func(KeyReport) bool { return true },
-	} {
-		for i, k := range keys {
-			if !keep[i] && pass(k) && size[i] <= room {
-				keep[i] = true
-				room -= size[i]
-			}
-		}
-	}
-	for i, k := range keys {
-		if keep[i] {
-			d.Keys = append(d.Keys, k)
-		}
+	// The whole detail did not fit, so neither do the entries alone:
+	// fitBytes trims them.
+	if kept, _, _ := fitBytes(keys, limit-len(base)); len(kept) > 0 {
+		d.Keys = kept
 	}
 	return json.Marshal(d)
 }

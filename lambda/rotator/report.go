@@ -40,8 +40,9 @@ type Report struct {
 	OmittedNotDue int `json:"omittedNotDue,omitempty"`
 	// OmittedOther counts further entries left out because even without
 	// the not-due ones Keys would exceed MaxReportEntries or
-	// maxReportBytes: skipped entries first, then deferred ones, then the
-	// list's tail (absent when none).
+	// maxReportBytes, by the trim policy (fit): skipped entries first,
+	// then deferred ones, then rotated and would-rotate ones, then failed
+	// ones (absent when none).
 	OmittedOther int `json:"omittedOther,omitempty"`
 	// Evidence is where the run's evidence record went, or why it could
 	// not be written (absent when no evidence bucket is set).
@@ -263,9 +264,9 @@ func (o *outputs) maxKeysBytes() int {
 	return maxReportBytes
 }
 
-// fitBytes drops entries until the encoded list fits maxBytes — skipped
-// ones first, then deferred ones, then from the end — and returns the list
-// kept, how many entries it dropped and the encoded size of those kept.
+// fitBytes drops entries until the encoded list fits maxBytes, by the trim
+// policy (fit), and returns the list kept, how many entries it dropped and
+// the encoded size of those kept.
 func fitBytes(keys []KeyReport, maxBytes int) ([]KeyReport, int, int) {
 	size := make([]int, len(keys))
 	total := 0
@@ -280,24 +281,16 @@ func fitBytes(keys []KeyReport, maxBytes int) ([]KeyReport, int, int) {
 	if total <= maxBytes {
 		return keys, 0, total
 	}
-	drop := make([]bool, len(keys))
-	dropped := 0
-	for _, o := range []Outcome{Skipped, Deferred, ""} {
-		for i := len(keys) - 1; i >= 0 && total > maxBytes; i-- {
-			if !drop[i] && (o == "" || keys[i].Outcome == o) {
-				drop[i] = true
-				total -= size[i]
-				dropped++
-			}
-		}
-	}
-	kept := make([]KeyReport, 0, len(keys)-dropped)
+	keep := fit(len(keys), func(i int) Outcome { return keys[i].Outcome }, func(i int) int { return size[i] }, maxBytes)
+	kept := make([]KeyReport, 0, len(keys))
+	total = 0
 	for i, k := range keys {
-		if !drop[i] {
+		if keep[i] {
 			kept = append(kept, k)
+			total += size[i]
 		}
 	}
-	return kept, dropped, total
+	return kept, len(keys) - len(kept), total
 }
 
 // record writes the key's decision line and adds its entry to the tally;

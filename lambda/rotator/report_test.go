@@ -1,6 +1,9 @@
 package rotator
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,5 +174,65 @@ func TestHeldRotatedClaimIsNotOverdue(t *testing.T) {
 		if got := *(&outputs{r: r}).entry(it).Overdue; got != want {
 			t.Errorf("claim %s a minute ago: overdue %v, want %v", outcome, got, want)
 		}
+	}
+}
+
+// One trim policy shortens every list of entries: skipped entries give way
+// first, then deferred, then rotated and would-rotate, then failed ones,
+// each from the tail; what stays keeps its order.
+func TestTrimPolicy(t *testing.T) {
+	list := []Outcome{Failed, Skipped, Rotated, Deferred, Skipped, WouldRotate, Failed, Deferred}
+	for _, tc := range []struct {
+		budget int
+		want   string // indexes kept
+	}{
+		{8, "01234567"},
+		{7, "0123567"}, // the last skipped
+		{6, "023567"},  // both skipped
+		{5, "02356"},   // then the last deferred
+		{4, "0256"},    // both deferred
+		{3, "026"},     // then the last of rotated and would-rotate
+		{2, "06"},      // failed ones stay longest
+		{1, "0"},
+		{0, ""},
+	} {
+		keep := fit(len(list), func(i int) Outcome { return list[i] }, func(int) int { return 1 }, tc.budget)
+		got := ""
+		for i, k := range keep {
+			if k {
+				got += fmt.Sprint(i)
+			}
+		}
+		if got != tc.want {
+			t.Errorf("budget %d: kept %s, want %s", tc.budget, got, tc.want)
+		}
+	}
+}
+
+// The report's entries, trimmed as they arrive, end as the policy would
+// trim the whole list at once.
+func TestEntriesTrimWhileStreaming(t *testing.T) {
+	outcomes := []Outcome{Skipped, Failed, Deferred, Rotated, WouldRotate}
+	e := entries{maxListed: 0, maxEntries: 4}
+	var all []KeyReport
+	for i := range 40 {
+		k := KeyReport{KeyARN: fmt.Sprintf("k%02d", (i*7)%40), Outcome: outcomes[i%len(outcomes)]}
+		all = append(all, k)
+		e.keep(k.KeyARN, k, i+1)
+	}
+	slices.SortFunc(all, func(a, b KeyReport) int { return strings.Compare(a.KeyARN, b.KeyARN) })
+	keep := fit(len(all), func(i int) Outcome { return all[i].Outcome }, func(int) int { return 1 }, 4)
+	var want []string
+	for i, k := range all {
+		if keep[i] {
+			want = append(want, k.KeyARN)
+		}
+	}
+	var got []string
+	for _, k := range e.finish() {
+		got = append(got, k.KeyARN)
+	}
+	if !slices.Equal(got, want) || e.omittedOther != 36 {
+		t.Fatalf("kept %v (omitted %d), want %v (36)", got, e.omittedOther, want)
 	}
 }

@@ -167,21 +167,15 @@ func (m *marks) sorted() []mark {
 	return all
 }
 
-// entries are what the report lists, under docs/design.md "The report"'s
-// one trim policy: beyond maxListed candidates only the entries that are
-// not not-due; beyond maxEntries such entries, skipped ones go first, then
-// deferred ones, then the list is cut in key order. Each rule is applied
-// as soon as it is certain, so at most about 2 × maxEntries entries are
-// ever held. dropOrder is the same policy for lists cut by size (fitBytes,
-// the result event).
+// entries are what the report lists (docs/design.md "The report"): beyond
+// maxListed candidates only the entries that are not not-due; beyond
+// maxEntries such entries, those the trim policy (fit) keeps. The policy is
+// applied whenever more than 2 × maxEntries entries are held, so no more
+// are ever held.
 type entries struct {
-	maxListed, maxEntries int
-	kept                  []keptEntry
-	// listedOther counts the entries that are not not-due; skippedOther
-	// the skipped ones among them.
-	listedOther, skippedOther   int
+	maxListed, maxEntries       int
+	kept                        []keptEntry
 	omittedNotDue, omittedOther int
-	dropSkipped, dropDeferred   bool
 }
 
 type keptEntry struct {
@@ -192,38 +186,16 @@ type keptEntry struct {
 // keep takes one entry; candidates counts the keys so far, this one
 // included.
 func (e *entries) keep(key string, k KeyReport, candidates int) {
-	notDue := k.Reason == ReasonNotDue
-	if !notDue {
-		e.listedOther++
-		if k.Outcome == Skipped {
-			e.skippedOther++
-		}
-	}
 	trimming := candidates > e.maxListed
 	if trimming && e.keptNotDue() > 0 {
 		e.purge(func(x keptEntry) bool { return x.entry.Reason == ReasonNotDue }, &e.omittedNotDue)
 	}
-	switch {
-	case notDue && trimming:
+	if trimming && k.Reason == ReasonNotDue {
 		e.omittedNotDue++
-		return
-	case e.dropSkipped && k.Outcome == Skipped, e.dropDeferred && k.Outcome == Deferred:
-		e.omittedOther++
 		return
 	}
 	e.kept = append(e.kept, keptEntry{key, k})
-	if !trimming {
-		return // the rules below are decided once the list is trimmed (finish decides otherwise)
-	}
-	if !e.dropSkipped && e.listedOther > e.maxEntries {
-		e.dropSkipped = true
-		e.purge(func(x keptEntry) bool { return x.entry.Outcome == Skipped }, &e.omittedOther)
-	}
-	if e.dropSkipped && !e.dropDeferred && e.listedOther-e.skippedOther > e.maxEntries {
-		e.dropDeferred = true
-		e.purge(func(x keptEntry) bool { return x.entry.Outcome == Deferred }, &e.omittedOther)
-	}
-	if e.dropDeferred && len(e.kept) > 2*e.maxEntries {
+	if trimming && len(e.kept) > 2*e.maxEntries {
 		e.cut()
 	}
 }
@@ -252,35 +224,61 @@ func (e *entries) purge(drop func(keptEntry) bool, omitted *int) {
 	e.kept = kept
 }
 
-// cut keeps the first maxEntries entries in key order: a later key cannot
-// come before them in the final list unless it sorts before them.
+// cut sorts the kept entries by key and keeps the maxEntries the trim
+// policy keeps. An entry cut now stays cut: maxEntries entries the policy
+// prefers to it are kept, and later ones can only be preferred to those.
 func (e *entries) cut() {
 	slices.SortFunc(e.kept, func(a, b keptEntry) int { return strings.Compare(a.key, b.key) })
-	if len(e.kept) > e.maxEntries {
-		e.omittedOther += len(e.kept) - e.maxEntries
-		clear(e.kept[e.maxEntries:])
-		e.kept = e.kept[:e.maxEntries]
-	}
+	keep := fit(len(e.kept), func(i int) Outcome { return e.kept[i].entry.Outcome }, func(int) int { return 1 }, e.maxEntries)
+	i := -1 // purge asks in list order
+	e.purge(func(keptEntry) bool { i++; return !keep[i] }, &e.omittedOther)
 }
 
-// finish applies the rules to what is kept, for lists that were never
-// trimmed (maxEntries below maxListed, as tests set them), and returns the
-// entries in key order.
+// finish applies the policy once more and returns the entries in key
+// order.
 func (e *entries) finish() []KeyReport {
-	if len(e.kept) > e.maxEntries {
-		if !e.dropSkipped {
-			e.dropSkipped = true
-			e.purge(func(x keptEntry) bool { return x.entry.Outcome == Skipped }, &e.omittedOther)
-		}
-		if len(e.kept) > e.maxEntries && !e.dropDeferred {
-			e.dropDeferred = true
-			e.purge(func(x keptEntry) bool { return x.entry.Outcome == Deferred }, &e.omittedOther)
-		}
-	}
 	e.cut()
 	out := make([]KeyReport, len(e.kept))
 	for i, x := range e.kept {
 		out[i] = x.entry
 	}
 	return out
+}
+
+// fit is the one trim policy of a list of entries, used by the report's
+// entries (by count), fitBytes (by size) and the result event (by size):
+// when the list must be shorter, skipped entries give way first, then
+// deferred ones, then rotated and would-rotate ones, then failed ones,
+// each the last in the list first. It returns which of the n entries (in
+// list order) to keep so that their sizes add up to at most budget.
+func fit(n int, outcome func(i int) Outcome, size func(i int) int, budget int) []bool {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	// Kept first: the entries that give way last, in list order.
+	slices.SortStableFunc(order, func(a, b int) int { return giveWay(outcome(b)) - giveWay(outcome(a)) })
+	keep := make([]bool, n)
+	for _, i := range order {
+		if size(i) > budget {
+			break
+		}
+		budget -= size(i)
+		keep[i] = true
+	}
+	return keep
+}
+
+// giveWay ranks outcomes by how soon their entries give way under fit:
+// failed ones need someone's action and stay longest.
+func giveWay(o Outcome) int {
+	switch o {
+	case Skipped:
+		return 0
+	case Deferred:
+		return 1
+	case Failed:
+		return 3
+	}
+	return 2 // rotated, would-rotate
 }
