@@ -80,21 +80,28 @@ type flowSynth struct {
 	err      error
 }
 
-var flowSynths sync.Map // strings.Join(orgTargets, ",") → *flowSynth
+var flowSynths sync.Map // flowShape → *flowSynth
+
+// flowShape is what a synthesis of the stand-in stack depends on.
+type flowShape struct {
+	orgTargets, regions string // comma-separated
+	maxConcurrency      int
+}
 
 // flowTemplate synthesizes a stack holding only the state machine for
 // flowAccounts and a stand-in function.
 func flowTemplate(t *testing.T) map[string]any {
 	t.Helper()
-	return flowSynthFor(t, flowAccounts).template
+	return flowSynthFor(t, flowAccounts, flowRegions, 3).template
 }
 
-// flowSynthFor synthesizes, once per orgTargets, a stack holding only the
+// flowSynthFor synthesizes, once per orgTargets, Regions and
+// MaxConcurrency, a stack holding only the
 // state machine and a stand-in function (inline code: synthesis does not
 // build ./lambda, and provided.al2023 takes no inline code).
-func flowSynthFor(t *testing.T, orgTargets []string) *flowSynth {
+func flowSynthFor(t *testing.T, orgTargets, regions []string, maxConcurrency int) *flowSynth {
 	t.Helper()
-	v, _ := flowSynths.LoadOrStore(strings.Join(orgTargets, ","), &flowSynth{})
+	v, _ := flowSynths.LoadOrStore(flowShape{strings.Join(orgTargets, ","), strings.Join(regions, ","), maxConcurrency}, &flowSynth{})
 	fs := v.(*flowSynth)
 	fs.once.Do(func() {
 		defer func() {
@@ -109,7 +116,7 @@ func flowSynthFor(t *testing.T, orgTargets []string) *flowSynth {
 			Handler: jsii.String("index.handler"),
 			Code:    awslambda.Code_FromInline(jsii.String("exports.handler = async () => ({});")),
 		})
-		newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{Function: fn, Bucket: newOrgBucket(stack), OrgTargets: orgTargets, Regions: flowRegions, MaxConcurrency: 3})
+		newOrgStateMachine(stack, "OrgSweep", &orgStateMachineProps{Function: fn, Bucket: newOrgBucket(stack), OrgTargets: orgTargets, Regions: regions, MaxConcurrency: maxConcurrency})
 		awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
 		fs.template = *assertions.Template_FromStack(stack, nil).ToJSON()
 		for _, kind := range []string{"error", "warning"} {
@@ -144,8 +151,15 @@ func flowDefinition(t *testing.T, bucket string) []byte {
 // "aws". Any other intrinsic fails the test.
 func flowDefinitionFor(t *testing.T, orgTargets []string, bucket string) []byte {
 	t.Helper()
+	return flowDefinitionWith(t, orgTargets, flowRegions, 3, bucket)
+}
+
+// flowDefinitionWith is flowDefinitionFor with the Regions and the Map's
+// MaxConcurrency given.
+func flowDefinitionWith(t *testing.T, orgTargets, regions []string, maxConcurrency int, bucket string) []byte {
+	t.Helper()
 	var def any
-	for _, r := range flowSynthFor(t, orgTargets).template["Resources"].(map[string]any) {
+	for _, r := range flowSynthFor(t, orgTargets, regions, maxConcurrency).template["Resources"].(map[string]any) {
 		res := r.(map[string]any)
 		if res["Type"] == "AWS::StepFunctions::StateMachine" {
 			def = res["Properties"].(map[string]any)["DefinitionString"]
@@ -202,7 +216,7 @@ func TestOrgStateMachinePassesASLValidator(t *testing.T) {
 }
 
 func TestOrgStateMachineNagFindsNothing(t *testing.T) {
-	for _, f := range flowSynthFor(t, flowAccounts).nag {
+	for _, f := range flowSynthFor(t, flowAccounts, flowRegions, 3).nag {
 		t.Error(f)
 	}
 }

@@ -330,7 +330,11 @@ const handlers = Object.fromEntries(opts.tasks.split(',').map((state) => [state,
 const parent = { ...definition, States: { ...definition.States } };
 for (const [name, st] of Object.entries(definition.States)) {
   if (st.Type !== 'Map' || st.ItemProcessor?.ProcessorConfig?.Mode !== 'DISTRIBUTED') continue;
-  const stand = { Type: 'Task', Resource: 'arn:aws:lambda:us-east-1:012345678912:function:distributed-map-driver' };
+  // A Task state times out after 60 s unless told otherwise (the States
+  // Language's default); a Map state has no timeout of its own, so the
+  // stand-in gets a day, far more than a local run takes (Node's timers
+  // stop at 24.8 days).
+  const stand = { Type: 'Task', Resource: 'arn:aws:lambda:us-east-1:012345678912:function:distributed-map-driver', TimeoutSeconds: 24 * 3600 };
   for (const k of ['Comment', 'InputPath', 'OutputPath', 'ResultPath', 'ResultSelector', 'Next', 'End', 'Retry', 'Catch']) {
     if (k in st) stand[k] = st[k];
   }
