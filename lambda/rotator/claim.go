@@ -102,8 +102,8 @@ func (lg *ledgerGuard) claim(ctx context.Context, it *item, before observation) 
 		}
 		held := res.Held
 		if held == nil {
-			it.claim = &c
-			it.facts.ExpectOnDemand = before.onDemand + 1 + unlisted(res.Replaced, before.onDemand)
+			it.rot.claim = &c
+			it.rot.expectOnDemand = before.onDemand + 1 + unlisted(res.Replaced, before.onDemand)
 			return true
 		}
 		if attempt == 0 && lg.settle(ctx, it, held, now) {
@@ -175,12 +175,12 @@ func (lg *ledgerGuard) ledgerFailed(it *item, err error) {
 // until a later run settles it), never a second call.
 func (lg *ledgerGuard) recordClaim(ctx context.Context, it *item, outcome, detail string) {
 	r := lg.r
-	c := it.claim
+	c := it.rot.claim
 	if c == nil || r.e.ledger == nil {
 		return
 	}
 	c.Outcome, c.Detail = outcome, detail
-	c.MaterialAfter, c.CompletedAt = it.facts.MaterialAfter, it.facts.CompletedAt
+	c.MaterialAfter, c.CompletedAt = it.rot.materialAfter, it.rot.completedAt
 	wctx := context.WithoutCancel(ctx)
 	if err := r.e.ledger.Record(wctx, *c); err != nil {
 		r.log.Warn("recording the claim's outcome failed; the claim stands until a later run settles it",
@@ -217,7 +217,7 @@ func (lg *ledgerGuard) loadOpen(ctx context.Context) {
 // closeOpen closes a key's open rotation once its status shows none in
 // progress (best effort: a failure leaves it for the next sweep).
 func (lg *ledgerGuard) closeOpen(it *item) {
-	if !it.facts.Open || it.facts.Status == nil || it.facts.inProgress() || it.claim != nil {
+	if !it.facts.Open || it.facts.Status == nil || it.facts.inProgress() || it.rot.claim != nil {
 		return
 	}
 	lg.closeRotation(lg.r.ctx, it.arn)

@@ -83,7 +83,7 @@ func (c *completion) awaitCompletion(ctx context.Context) {
 		}
 	}
 	for _, it := range pending {
-		it.facts.Waited = true
+		it.rot.waited = true
 		r.finish(it)
 	}
 }
@@ -102,7 +102,7 @@ func (c *completion) pollCompletion(ctx context.Context, items []*item) []*item 
 		wg.Go(func() {
 			defer func() { <-sem }()
 			if c.completed(ctx, it) {
-				it.facts.Waited = true
+				it.rot.waited = true
 				c.r.finish(it)
 				return
 			}
@@ -123,14 +123,14 @@ func (c *completion) completed(ctx context.Context, it *item) bool {
 		return false
 	}
 	m := r.fetch.currentMaterial(ctx, it)
-	if m == "" || m == it.facts.MaterialBefore {
+	if m == "" || m == it.rot.materialBefore {
 		return false
 	}
 	// Another rotation of the key just before this one (a forced repeat
 	// seconds after another) changes the material too: complete means
-	// the material of this run's own rotation, the ExpectOnDemand-th
+	// the material of this run's own rotation, the expectOnDemand-th
 	// ON_DEMAND entry, or a later one, is current.
-	if n := it.facts.ExpectOnDemand; n > 0 {
+	if n := it.rot.expectOnDemand; n > 0 {
 		mats, err := c.onDemandMaterials(ctx, it)
 		if err != nil || len(mats) < n || !slices.Contains(mats[n-1:], m) {
 			return false
@@ -140,7 +140,7 @@ func (c *completion) completed(ctx context.Context, it *item) bool {
 		}
 	}
 	now := r.e.now()
-	it.facts.MaterialAfter, it.facts.CompletedAt = m, &now
+	it.rot.materialAfter, it.rot.completedAt = m, &now
 	r.guard.recordClaim(ctx, it, ledger.Rotated, "")
 	return true
 }

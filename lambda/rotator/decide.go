@@ -187,17 +187,6 @@ type Facts struct {
 	// Usage is GetKeyLastUsage's answer (sweeps with ROTATOR_SKIP_IDLE,
 	// and report mode).
 	Usage *Usage
-	// MaterialBefore is the current material right before this run's
-	// RotateKeyOnDemand; MaterialAfter the new one once it is current, at
-	// CompletedAt (an incident waits for it).
-	MaterialBefore, MaterialAfter string
-	CompletedAt                   *time.Time
-	// ExpectOnDemand is the place of this run's rotation among the key's
-	// ON_DEMAND rotations (1 = the first): its material is that entry's,
-	// not merely one that differs from MaterialBefore (claim.go).
-	ExpectOnDemand int
-	// Waited says the run waited for the completion (incidents).
-	Waited bool
 }
 
 // Decision is Decide's answer.

@@ -34,18 +34,19 @@ func (o *outputs) entry(it *item) KeyReport {
 	if s := f.Status; s != nil && s.NextAutomatic != nil {
 		k.NextRotationDate = timePtr(*s.NextAutomatic)
 	}
+	rot := &it.rot
 	if f.RotatedAt != nil {
-		k.KeyMaterialIDBefore = f.MaterialBefore
+		k.KeyMaterialIDBefore = rot.materialBefore
 	}
-	if f.MaterialAfter != "" {
-		k.KeyMaterialID = f.MaterialAfter
+	if rot.materialAfter != "" {
+		k.KeyMaterialID = rot.materialAfter
 	} else if h := f.History; h != nil && f.Meta != nil && f.Meta.Origin == "EXTERNAL" {
 		k.KeyMaterialID = h.CurrentMaterial
 	}
-	if f.Waited {
+	if rot.waited {
 		k.Completion = "pending"
-		if f.CompletedAt != nil {
-			k.Completion, k.CompletedAt = "complete", timePtr(*f.CompletedAt)
+		if rot.completedAt != nil {
+			k.Completion, k.CompletedAt = "complete", timePtr(*rot.completedAt)
 		}
 	}
 	k.Stuck = f.stuck(r.e.now(), cfg.StuckAfter)

@@ -157,7 +157,7 @@ func (r *run) rotate(ctx context.Context, it *item) {
 	if before.material == "" && it.facts.Meta != nil {
 		before.material = it.facts.Meta.MaterialID // DescribeKey's CurrentKeyMaterialId
 	}
-	it.facts.MaterialBefore = before.material
+	it.rot.materialBefore = before.material
 	// A call sent without the time to confirm it could be applied with
 	// nobody to record it: only when the rest of the run's call time
 	// holds one call's timeout and the confirm window does it go out.

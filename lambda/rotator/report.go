@@ -347,7 +347,7 @@ func (o *outputs) record(it *item) {
 		level = slog.LevelError
 	}
 	r.log.LogAttrs(r.ctx, level, "key decision", attrs...)
-	it.facts = Facts{} // drop what the entry now holds
+	it.facts, it.rot = Facts{}, rotation{} // drop what the entry now holds
 }
 
 // logSummary writes the summary line, then the report as the last line.

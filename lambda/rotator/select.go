@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -60,9 +61,28 @@ type item struct {
 	detail  string
 	// unread: a call reading the key's state failed (evidence.go).
 	unread bool
-	// claim is this run's claim on the key in the ledger, once written;
-	// held the standing claim that refused it.
-	claim, held *ledger.Claim
+	// held is the standing claim that refused this run's claim.
+	held *ledger.Claim
+	// rot is what this run's rotation of the key recorded.
+	rot rotation
+}
+
+// rotation is what a run records of its rotation of a key, beyond the
+// facts Decide reads.
+type rotation struct {
+	// claim is this run's claim on the key in the ledger, once written.
+	claim *ledger.Claim
+	// materialBefore is the current material right before this run's
+	// RotateKeyOnDemand; materialAfter the new one once it is current, at
+	// completedAt (an incident waits for it).
+	materialBefore, materialAfter string
+	completedAt                   *time.Time
+	// expectOnDemand is the place of this run's rotation among the key's
+	// ON_DEMAND rotations (1 = the first): its material is that entry's,
+	// not merely one that differs from materialBefore (claim.go).
+	expectOnDemand int
+	// waited says the run waited for the completion (incidents).
+	waited bool
 }
 
 // sortKey orders entries: by key ARN, so a continuation can resume from a
