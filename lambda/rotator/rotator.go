@@ -5,16 +5,19 @@
 // slog lines, CloudWatch EMF metrics). It has no Lambda imports; the handler
 // in package main is a thin adapter around Engine.Run.
 //
-// The flow of a run reads top to bottom across the files: rotator.go (the
-// story, Engine.Run) with deadline.go (when a run stops starting keys) and
-// repeat.go (repeats, late events, the sweep lease) → stream.go (list: one
-// selection path for every mode) and select.go (the candidates, their
-// aliases) → pipeline.go (read and rotation stages) → fetch.go (the facts,
-// cheapest first) → decide.go (Decide) → claim.go (the ledger's claim) →
-// rotate.go (the irreversible call and its confirmation) → complete.go (an
-// incident's wait for the new material) → entry.go and tally.go (each
-// key's entry, the run's counts) → report.go (+ metrics.go, events.go,
-// next.go).
+// A run is a story in stages, each a type that owns its state, and the
+// files read in flow order: rotator.go (Engine.Run, the run and its job;
+// deadline.go, when it stops starting keys) → select.go (the selection:
+// every mode's candidates, listed as the pages arrive, and their aliases)
+// → pipeline.go (the read stage asks fetch.go's fetcher for facts until
+// decide.go's Decide is final; the rotation stage re-checks the key, has
+// claim.go's ledger guard claim it and calls RotateKeyOnDemand) →
+// complete.go (after the call: an ambiguous failure confirmed, an
+// incident's new material awaited) → entry.go and tally.go (each key's
+// entry; the run's counts and the one trim policy) → report.go (the
+// outputs, with metrics.go, events.go, evidence.go, findings.go,
+// continuation.go and next.go). repeat.go holds the ledger guard's request
+// record and sweep lease; errors.go maps AWS errors to outcomes.
 package rotator
 
 import (
