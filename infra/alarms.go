@@ -117,8 +117,9 @@ type rotatorAlarms struct {
 	LedgerUnavailable    awscloudwatch.Alarm
 	EvidenceFailed       awscloudwatch.Alarm
 	MaterialExpiringSoon awscloudwatch.Alarm
-	// OrgSweepFailed exists in organization mode only.
-	OrgSweepFailed awscloudwatch.Alarm
+	// OrgSweepFailed and OrgTargetsFailed exist in organization mode only.
+	OrgSweepFailed   awscloudwatch.Alarm
+	OrgTargetsFailed awscloudwatch.Alarm
 	All            []awscloudwatch.IAlarm
 }
 
@@ -561,6 +562,19 @@ func newAlarms(scope constructs.Construct, id string, props *alarmsProps) *rotat
 				"it is reported in the execution's output, and its run raises function-errors.",
 			metric: orgSweepFailures(props.OrgSweep, fiveMin),
 			op:     gte, threshold: 1, periods: 1, missing: awscloudwatch.TreatMissingData_NOT_BREACHING})
+		// The org-summary run publishes OrgTargetsFailed once per
+		// execution, 0 included, so the alarm holds the last sweep's
+		// verdict until the next one.
+		a.OrgTargetsFailed = alarm("OrgTargetsFailed", spec{name: "org-targets-failed",
+			desc: fmt.Sprintf("The last organization sweep could not sweep some (account, Region) targets: OrgTargetsFailed >= 1, Mode=%s, the largest figure of one "+
+				"sweep period (%s). The execution itself succeeded (every target's failure is data), so org-sweep-failed stays quiet. The sweep's result event "+
+				"(detail.mode %s) names the failed accounts and, with the execution's output, the first 100 failed targets and their errors; every target's "+
+				"result is in the organization sweep bucket under runs/<execution>/results/. Usual causes: the member role missing in the account (not "+
+				"deployed by the StackSet, or deleted), its trust or the key policies changed, the Region not enabled in the account. "+
+				"Returns to OK after a sweep with no failed target.", orgSummaryMode, period, orgSummaryMode),
+			metric: rotatorMetric(s, settings.MetricOrgTargetsFailed, orgSummaryMode, "Maximum", period),
+			op:     gte, threshold: 1, periods: 1,
+			missing: awscloudwatch.TreatMissingData_IGNORE})
 	}
 	if own != nil {
 		own.AddToResourcePolicy(alarmsMayPublish(own, names))

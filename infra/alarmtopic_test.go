@@ -242,7 +242,7 @@ func TestEveryAlarmCanNotifyTheTopic(t *testing.T) {
 	}{
 		{"single account", single, []string{"kms-rotator-keys-failed", "kms-rotator-silence", "kms-rotator-function-errors",
 			"kms-rotator-evidence-failed", "kms-rotator-material-expiring-soon"}},
-		{"organization", org, []string{"kms-rotator-keys-failed", "kms-rotator-org-sweep-failed", "kms-rotator-evidence-failed", "kms-rotator-material-expiring-soon"}},
+		{"organization", org, []string{"kms-rotator-keys-failed", "kms-rotator-org-sweep-failed", "kms-rotator-org-targets-failed", "kms-rotator-evidence-failed", "kms-rotator-material-expiring-soon"}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			values := cfnValues(mode.tmpl)

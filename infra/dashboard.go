@@ -210,6 +210,21 @@ func newRotatorDashboard(scope constructs.Construct, id string, props *rotatorDa
 			}, []awscloudwatch.IMetric{
 				rotatorMetric(s, settings.MetricAccountsExcluded, targets, "Maximum", hourly).With(&awscloudwatch.MetricOptions{Label: jsii.String("accounts excluded")}),
 			}))
+			// What each sweep achieved, once per execution from the
+			// org-summary run: the targets' outcomes, and the keys of the
+			// whole organization.
+			summary := func(name, label string) awscloudwatch.IMetric {
+				return rotatorMetric(s, name, orgSummaryMode, "Maximum", hourly).With(&awscloudwatch.MetricOptions{Label: jsii.String(label)})
+			}
+			d.AddWidgets(graph("Organization: targets per sweep — swept, incomplete, failed", []awscloudwatch.IMetric{
+				summary(settings.MetricOrgTargets, "targets"), summary(settings.MetricOrgTargetsSwept, "swept"),
+			}, []awscloudwatch.IMetric{
+				summary(settings.MetricOrgTargetsIncomplete, "incomplete"), summary(settings.MetricOrgTargetsFailed, "failed"),
+			}), graph("Organization: keys per sweep — rotated, failed, overdue", []awscloudwatch.IMetric{
+				summary(settings.MetricOrgKeysRotated, "rotated"),
+			}, []awscloudwatch.IMetric{
+				summary(settings.MetricOrgKeysFailed, "failed"), summary(settings.MetricOrgKeysOverdue, "overdue"),
+			}))
 		}
 	}
 	d.AddWidgets(

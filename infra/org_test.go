@@ -739,3 +739,48 @@ func TestOrgSweepResolvesOrgTargetsAsGiven(t *testing.T) {
 		t.Error("OU only: the function role may not list the OU's accounts")
 	}
 }
+
+// TestOrgTargetsFailedAlarm: in organization mode an alarm fires when the
+// last sweep's org-summary run counted failed targets (OrgTargetsFailed,
+// Mode=org-summary, the function's namespace), holds that verdict between
+// sweeps and notifies the topic both ways; the dashboard shows the
+// org-summary figures. A single-account stack has neither.
+func TestOrgTargetsFailedAlarm(t *testing.T) {
+	_, _, j := orgSynth(t)
+	topicID, _ := only(t, j, "AWS::SNS::Topic")
+	var alarm map[string]any
+	for _, r := range resources(t, j, "AWS::CloudWatch::Alarm") {
+		if p := r["Properties"].(map[string]any); p["AlarmName"] == "kms-rotator-org-targets-failed" {
+			alarm = p
+		}
+	}
+	if alarm == nil {
+		t.Fatal("no alarm kms-rotator-org-targets-failed")
+	}
+	topic := []any{map[string]any{"Ref": topicID}}
+	want := map[string]any{
+		"AlarmActions": topic, "OKActions": topic, "ComparisonOperator": "GreaterThanOrEqualToThreshold", "Threshold": 1.0,
+		"EvaluationPeriods": 1.0, "TreatMissingData": "ignore",
+		"Metrics": []any{map[string]any{"Id": "m1", "Label": orgSummaryMode, "ReturnData": true, "MetricStat": map[string]any{
+			"Metric": map[string]any{"MetricName": settings.MetricOrgTargetsFailed, "Namespace": "KMSRotator",
+				"Dimensions": []any{map[string]any{"Name": settings.DimMode, "Value": orgSummaryMode}}},
+			"Period": sweepPeriod(DefaultSettings().Silence).Seconds(), "Stat": "Maximum"}}},
+	}
+	for k, w := range want {
+		if !reflect.DeepEqual(alarm[k], w) {
+			t.Errorf("%s = %s, want %s", k, mustJSON(alarm[k]), mustJSON(w))
+		}
+	}
+	_, d := only(t, j, "AWS::CloudWatch::Dashboard")
+	body := flat(d["DashboardBody"])
+	for _, m := range []string{settings.MetricOrgTargets, settings.MetricOrgTargetsSwept, settings.MetricOrgTargetsIncomplete, settings.MetricOrgTargetsFailed,
+		settings.MetricOrgKeysRotated, settings.MetricOrgKeysFailed, settings.MetricOrgKeysOverdue} {
+		if !strings.Contains(body, `"`+m+`","Mode","org-summary"`) {
+			t.Errorf("the dashboard has no %s figure of mode org-summary", m)
+		}
+	}
+	_, _, single := synth(t)
+	if s := mustString(single["Resources"]); strings.Contains(s, "org-targets-failed") || strings.Contains(s, "OrgTargets") {
+		t.Error("org-summary alarm or figures in single-account mode")
+	}
+}
