@@ -120,7 +120,7 @@ type rotatorAlarms struct {
 	// OrgSweepFailed and OrgTargetsFailed exist in organization mode only.
 	OrgSweepFailed   awscloudwatch.Alarm
 	OrgTargetsFailed awscloudwatch.Alarm
-	All            []awscloudwatch.IAlarm
+	All              []awscloudwatch.IAlarm
 }
 
 // CloudWatch evaluates an alarm over at most seven days of data, one day
