@@ -174,11 +174,14 @@ func orgResolvePayload(orgTargets, regions []string) map[string]any {
 // A child's output, one per target:
 //
 //	{"account","region","status","links","rotated","failed","skipped",
-//	 "overdue","deferred","runId"} or, failed, {…,"error":{"Error","Cause"}}
+//	 "overdue","deferred","runId"[,"notSwept"]} or, failed,
+//	{…,"error":{"Error","Cause"}}
 //
 // status is "swept" (every candidate handled), "incomplete" (keys deferred
 // to the next schedule: orgMaxLinks reached, or a run that deferred keys
-// without a cursor) or "failed" (the function failed; error is what the
+// without a cursor), "excluded" (the function left the target out and said
+// why in notSwept: an opt-in Region the account has not enabled) or
+// "failed" (the function failed; error is what the
 // Catch caught, kept whole since a path to a Cause that is not there would
 // fail the child). rotated, failed, skipped and overdue add up the links'
 // report summaries; deferred and runId are the last link's.
@@ -191,8 +194,8 @@ func orgResolvePayload(orgTargets, regions []string) map[string]any {
 // which the state keeps under $.summary. It has no Catch either: results
 // that cannot be read fail the execution (org-sweep-failed). The
 // execution's output is {items, resolved, excluded, results, sweep,
-// summary}, each small (excluded and the summary's failed targets hold at
-// most 100 entries).
+// summary}, each small (excluded, and the summary's failed and not swept
+// targets, hold at most 100 entries each).
 func orgDefinition(functionARN, bucket, partition string, orgTargets, regions []string, maxConcurrency int) map[string]any {
 	// Running totals over the links of one target.
 	sum := func(field string) string {
@@ -256,6 +259,14 @@ func orgDefinition(functionARN, bucket, partition string, orgTargets, regions []
 			"Keys deferred?": map[string]any{
 				"Type": "Choice",
 				"Choices": []any{
+					// A target the function left out (an opt-in Region its
+					// account has not enabled) answers notSwept, not an
+					// error.
+					map[string]any{
+						"Variable":  "$.link.Payload.notSwept",
+						"IsPresent": true,
+						"Next":      "Target not swept",
+					},
 					map[string]any{
 						"Variable":  "$.link.Payload.continuation.next",
 						"IsPresent": true,
@@ -306,6 +317,19 @@ func orgDefinition(functionARN, bucket, partition string, orgTargets, regions []
 					},
 				}),
 				"Next": orgSweepTask,
+			},
+			"Target not swept": map[string]any{
+				"Type":    "Pass",
+				"Comment": "A target the function left out, and why (notSwept: region-not-enabled); not a failure.",
+				"Parameters": totals(map[string]any{
+					"account.$":  "$.target.account",
+					"region.$":   "$.target.region",
+					"status":     "excluded",
+					"notSwept.$": "$.link.Payload.notSwept",
+					"deferred":   0,
+					"runId.$":    "$.link.Payload.runId",
+				}),
+				"End": true,
 			},
 			"Target swept":      finished("swept"),
 			"Target incomplete": finished("incomplete"),
@@ -371,9 +395,10 @@ func orgDefinition(functionARN, bucket, partition string, orgTargets, regions []
 			orgSummarizeTask: invoke("The function reads every target's result and publishes the organization-wide figures and one result event. A failure fails the execution.",
 				map[string]any{"Payload": map[string]any{"mode": orgSummaryMode, "execution.$": "$$.Execution.Name", "manifest.$": "$.sweep.ResultWriterDetails.Key"}},
 				map[string]any{
-					"ResultSelector": map[string]any{"summary.$": "$.Payload.summary", "failedTargets.$": "$.Payload.failedTargets", "runId.$": "$.Payload.runId"},
-					"ResultPath":     "$.summary",
-					"End":            true,
+					"ResultSelector": map[string]any{"summary.$": "$.Payload.summary", "failedTargets.$": "$.Payload.failedTargets", "notSwept.$": "$.Payload.notSwept",
+						"runId.$": "$.Payload.runId"},
+					"ResultPath": "$.summary",
+					"End":        true,
 				}),
 		},
 	}

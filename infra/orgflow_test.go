@@ -355,7 +355,8 @@ func TestOrgStateMachineResource(t *testing.T) {
 			"Resource": "arn:aws:states:::lambda:invoke",
 			"Parameters": map[string]any{"FunctionName": flowFunctionARN,
 				"Payload": map[string]any{"mode": "org-summary", "execution.$": "$$.Execution.Name", "manifest.$": "$.sweep.ResultWriterDetails.Key"}},
-			"ResultSelector": map[string]any{"summary.$": "$.Payload.summary", "failedTargets.$": "$.Payload.failedTargets", "runId.$": "$.Payload.runId"},
+			"ResultSelector": map[string]any{"summary.$": "$.Payload.summary", "failedTargets.$": "$.Payload.failedTargets", "notSwept.$": "$.Payload.notSwept",
+				"runId.$": "$.Payload.runId"},
 			"ResultPath":     "$.summary",
 			"TimeoutSeconds": float64(orgTaskTimeout),
 			"Retry":          retry,
@@ -379,6 +380,7 @@ type flowTargetResult struct {
 	Overdue  int    `json:"overdue"`
 	Deferred int    `json:"deferred"`
 	RunID    string `json:"runId"`
+	NotSwept string `json:"notSwept"`
 	Error    struct {
 		Error string `json:"Error"`
 		Cause string `json:"Cause"`
@@ -551,10 +553,22 @@ func checkSummary(t *testing.T, env flowEnv, run flowRun, executions int) {
 		t.Errorf("org-summary %+v, want %+v (the results added up)", got, want)
 	}
 	var failed []flowFailedTarget
+	var notSwept []string
 	for _, r := range run.Results {
-		if r.Status != "swept" && r.Status != "incomplete" {
+		switch r.Status {
+		case "swept", "incomplete":
+		case "excluded":
+			notSwept = append(notSwept, r.Account+"/"+r.Region+" "+r.NotSwept)
+		default:
 			failed = append(failed, flowFailedTarget{Account: r.Account, Region: r.Region})
 		}
+	}
+	var gotNotSwept []string
+	for _, n := range run.Output.Summary.NotSwept {
+		gotNotSwept = append(gotNotSwept, n.Account+"/"+n.Region+" "+n.Reason)
+	}
+	if !slices.Equal(gotNotSwept, notSwept[:min(len(notSwept), 100)]) {
+		t.Errorf("not swept %v, want %v", gotNotSwept, notSwept[:min(len(notSwept), 100)])
 	}
 	got := run.Output.Summary.FailedTargets
 	if len(got) != min(len(failed), 100) {
@@ -669,7 +683,7 @@ func (sc *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sc.summary = append(sc.summary, p)
 		sc.mu.Unlock()
 		_ = json.NewEncoder(w).Encode(map[string]any{"runId": "run-summary", "mode": orgSummaryMode, "account": "012345678912", "execution": p["execution"],
-			"summary": map[string]int{}, "failedTargets": []any{}})
+			"summary": map[string]int{}, "failedTargets": []any{}, "notSwept": []any{}})
 	default:
 		_ = json.NewEncoder(w).Encode(sc.sweep(p))
 	}
@@ -702,6 +716,7 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 	noCursor := orgTarget{flowMemberA, "eu-west-1"}
 	denied := orgTarget{flowMemberB, "us-east-1"}
 	garbled := orgTarget{flowMemberB, "eu-west-1"}
+	disabled := orgTarget{flowUnreachable, "eu-west-1"}
 	suspended := flowExcluded{Account: "444444444444", From: "ou-ab12-cdefghij", Reason: "not-active", State: "SUSPENDED"}
 	var mu sync.Mutex
 	payloads := map[orgTarget][]map[string]any{}
@@ -737,6 +752,10 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 			return map[string]any{"errorType": "wrapError", "errorMessage": "scheduled run: assume role arn:aws:iam::" + flowMemberB + ":role/" + flowRole + ": AccessDenied"}
 		case garbled:
 			delete(report, "summary")
+		case disabled:
+			return map[string]any{"runId": report["runId"], "mode": "scheduled", "account": p.Target.Account, "region": p.Target.Region,
+				"notSwept": "region-not-enabled", "error": "assume role: RegionDisabledException",
+				"summary": map[string]any{"candidates": 0, "rotated": 0, "failed": 0, "skipped": 0, "deferred": 0, "overdue": 0}}
 		}
 		return report
 	}}
@@ -752,6 +771,7 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 		noCursor: {Status: "incomplete", Links: 1, Rotated: 1, Skipped: 1, Overdue: 1, Deferred: 3},
 		denied:   failed,
 		garbled:  {Status: "child-failed"},
+		disabled: {Status: "excluded", Links: 1, NotSwept: "region-not-enabled"},
 	}
 	for _, r := range run.Results {
 		tg := orgTarget{r.Account, r.Region}

@@ -103,6 +103,11 @@ type flowOutput struct {
 		RunID         string             `json:"runId"`
 		Summary       flowSummary        `json:"summary"`
 		FailedTargets []flowFailedTarget `json:"failedTargets"`
+		NotSwept      []struct {
+			Account string `json:"account"`
+			Region  string `json:"region"`
+			Reason  string `json:"reason"`
+		} `json:"notSwept"`
 	} `json:"summary"`
 }
 
@@ -117,6 +122,7 @@ type flowSummary struct {
 	Skipped    int `json:"skipped"`
 	Overdue    int `json:"overdue"`
 	Excluded   int `json:"excluded"`
+	NotSwept   int `json:"notSwept"`
 }
 
 // flowFailedTarget is one failed target the org-summary run names.
@@ -341,6 +347,8 @@ func tally(results []flowTargetResult) flowSummary {
 			s.Swept++
 		case "incomplete":
 			s.Incomplete++
+		case "excluded":
+			s.NotSwept++
 		default:
 			s.Failed++
 		}
@@ -379,7 +387,7 @@ func checkSummaryEMF(t *testing.T, rec oracle.EMF, s flowSummary) {
 	want := map[string]int{
 		settings.MetricOrgTargets: s.Targets, settings.MetricOrgTargetsSwept: s.Swept, settings.MetricOrgTargetsIncomplete: s.Incomplete,
 		settings.MetricOrgTargetsFailed: s.Failed, settings.MetricOrgKeysRotated: s.Rotated, settings.MetricOrgKeysFailed: s.KeysFailed,
-		settings.MetricOrgKeysOverdue: s.Overdue,
+		settings.MetricOrgKeysOverdue: s.Overdue, settings.MetricOrgTargetsNotSwept: s.NotSwept,
 	}
 	for name, v := range want {
 		if got, ok := rec.Fields[name].(float64); !ok || int(got) != v {
