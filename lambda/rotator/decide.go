@@ -154,26 +154,16 @@ type Status struct {
 // Facts is everything known about one key when deciding. Nil pointers are
 // facts not fetched yet; Decide asks for them one at a time, cheapest first.
 type Facts struct {
-	Mode   request.Mode
-	DryRun bool
-	// TagsKnown says whether OptedIn and IntervalDays/IntervalErr are known
-	// (from GetResources, or from ListResourceTags for explicit incident keys).
-	TagsKnown bool
-	OptedIn   bool
-	// IntervalDays is the key's interval: its tag kms-rotator:interval-days
-	// when valid, else the configured default.
-	IntervalDays int
-	// IntervalErr is set when the key's interval tag is present but invalid.
-	IntervalErr string
-	Meta        *Metadata
-	History     *History
-	Status      *Status
-	// Force (incident requests only) rotates inside the cooldown.
-	Force bool
-	// Owner is the value of the key's owner tag (ROTATOR_OWNER_TAG_KEY).
-	Owner string
-	// WantUsage (report runs with "usage": true) reads each key's last use.
-	WantUsage bool
+	// Asked is what the request asks of every key; Tags what the key's
+	// tags say.
+	Asked
+	Tags
+	Meta    *Metadata
+	History *History
+	Status  *Status
+	// Usage is GetKeyLastUsage's answer (sweeps with ROTATOR_SKIP_IDLE,
+	// and report mode).
+	Usage *Usage
 	// Open: the ledger holds a rotation of this key whose completion no
 	// run has seen (sweeps read its status whatever its due date, so a
 	// stuck rotation is flagged).
@@ -184,9 +174,31 @@ type Facts struct {
 	// LimitReached is set when KMS answered LimitExceededException: the
 	// lifetime limit is KMS's to judge, whatever our count says.
 	LimitReached bool
-	// Usage is GetKeyLastUsage's answer (sweeps with ROTATOR_SKIP_IDLE,
-	// and report mode).
-	Usage *Usage
+}
+
+// Asked is what a run's request asks of each of its keys.
+type Asked struct {
+	Mode   request.Mode
+	DryRun bool
+	// Force (incident requests only) rotates inside the cooldown.
+	Force bool
+	// WantUsage (report runs with "usage": true) reads each key's last use.
+	WantUsage bool
+}
+
+// Tags is what a key's tags say.
+type Tags struct {
+	// TagsKnown says whether OptedIn and IntervalDays/IntervalErr are known
+	// (from GetResources, or from ListResourceTags for explicit incident keys).
+	TagsKnown bool
+	OptedIn   bool
+	// IntervalDays is the key's interval: its tag kms-rotator:interval-days
+	// when valid, else the configured default.
+	IntervalDays int
+	// IntervalErr is set when the key's interval tag is present but invalid.
+	IntervalErr string
+	// Owner is the value of the key's owner tag (ROTATOR_OWNER_TAG_KEY).
+	Owner string
 }
 
 // Decision is Decide's answer.

@@ -35,7 +35,7 @@ func TestDecide(t *testing.T) {
 		want Decision
 	}
 	base := func(mode request.Mode) Facts {
-		return Facts{Mode: mode, TagsKnown: true, OptedIn: true, IntervalDays: 90, Meta: eligible()}
+		return Facts{Asked: Asked{Mode: mode}, Tags: Tags{TagsKnown: true, OptedIn: true, IntervalDays: 90}, Meta: eligible()}
 	}
 	set := func(f Facts, fn func(*Facts)) Facts { fn(&f); return f }
 	final := func(o Outcome, r Reason) Decision { return Decision{Action: Done, Outcome: o, Reason: r} }
@@ -281,7 +281,7 @@ func TestDecideIdle(t *testing.T) {
 	cfg.SkipIdle = true
 	at := func(d time.Duration) *time.Time { t := now.Add(-d); return &t }
 	day := 24 * time.Hour
-	base := Facts{Mode: request.ModeScheduled, TagsKnown: true, OptedIn: true, IntervalDays: 90, Meta: eligible(),
+	base := Facts{Asked: Asked{Mode: request.ModeScheduled}, Tags: Tags{TagsKnown: true, OptedIn: true, IntervalDays: 90}, Meta: eligible(),
 		History: &History{OnDemand: 1, Newest: ago(100), NewestOnDemand: ago(100)}, Status: &Status{}}
 	for _, tc := range []struct {
 		name  string
@@ -319,7 +319,7 @@ func DefaultConfigForTest() settings.Config { return settings.DefaultConfig() }
 func TestDecideReserveZero(t *testing.T) {
 	cfg := settings.DefaultConfig()
 	cfg.OnDemandLimit, cfg.Reserve = 10, 0
-	f := Facts{Mode: request.ModeScheduled, TagsKnown: true, OptedIn: true, IntervalDays: 90, Meta: eligible(),
+	f := Facts{Asked: Asked{Mode: request.ModeScheduled}, Tags: Tags{TagsKnown: true, OptedIn: true, IntervalDays: 90}, Meta: eligible(),
 		History: &History{OnDemand: 9, Newest: ago(100)}, Status: &Status{}}
 	for _, tc := range []struct {
 		name string

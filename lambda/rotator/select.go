@@ -160,7 +160,7 @@ func (s *selection) resolveKeys(home *aliasSet) []*item {
 // baseFacts are the facts every entry of this run starts with.
 func (s *selection) baseFacts() Facts {
 	r := s.r
-	return Facts{Mode: r.req.Mode, DryRun: r.dry, Force: r.req.Force, IntervalDays: r.e.cfg.IntervalDays, WantUsage: r.req.Usage}
+	return Facts{Asked: Asked{Mode: r.req.Mode, DryRun: r.dry, Force: r.req.Force, WantUsage: r.req.Usage}, Tags: Tags{IntervalDays: r.e.cfg.IntervalDays}}
 }
 
 // wantTag says whether a tag key is one the run reads: the opt-in tag, the

@@ -152,7 +152,7 @@ func reason(t *testing.T, e *env, c *kms.Client, keyARN string, tags map[string]
 	t.Helper()
 	cfg := settings.DefaultConfig()
 	key := aws.String(keyARN)
-	f := rotator.Facts{Mode: request.ModeScheduled, IntervalDays: cfg.IntervalDays}
+	f := rotator.Facts{Asked: rotator.Asked{Mode: request.ModeScheduled}, Tags: rotator.Tags{IntervalDays: cfg.IntervalDays}}
 	for {
 		d := rotator.Decide(f, e.clock.Now(), cfg)
 		switch d.Action {
