@@ -74,13 +74,11 @@ func (f *fetcher) listTags(ctx context.Context, it *item) error {
 	r := f.r
 	tags := map[string]string{}
 	in := &kms.ListResourceTagsInput{KeyId: aws.String(it.arn)}
-	for {
-		if err := f.call(ctx, opListResourceTags); err != nil {
-			return err
-		}
+	err := f.pages(ctx, opListResourceTags, func(marker *string) (bool, *string, error) {
+		in.Marker = marker
 		out, err := f.kmsOf(it).ListResourceTags(ctx, in, inRegion(it.region))
 		if err != nil {
-			return err
+			return false, nil, err
 		}
 		for _, t := range out.Tags {
 			k := aws.ToString(t.TagKey)
@@ -88,10 +86,10 @@ func (f *fetcher) listTags(ctx context.Context, it *item) error {
 				tags[k] = strings.Clone(aws.ToString(t.TagValue))
 			}
 		}
-		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
-			break
-		}
-		in.Marker = out.NextMarker
+		return out.Truncated, out.NextMarker, nil
+	})
+	if err != nil {
+		return err
 	}
 	r.sel.applyTags(it, tags)
 	return nil
@@ -151,22 +149,17 @@ func (f *fetcher) eachRotation(ctx context.Context, it *item, allMaterial bool, 
 	if allMaterial {
 		in.IncludeKeyMaterial = kmstypes.IncludeKeyMaterialAllKeyMaterial
 	}
-	for {
-		if err := f.call(ctx, opListKeyRotations); err != nil {
-			return err
-		}
+	return f.pages(ctx, opListKeyRotations, func(marker *string) (bool, *string, error) {
+		in.Marker = marker
 		out, err := f.kmsOf(it).ListKeyRotations(ctx, in, inRegion(it.region))
 		if err != nil {
-			return err
+			return false, nil, err
 		}
 		for _, e := range out.Rotations {
 			each(e)
 		}
-		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
-			return nil
-		}
-		in.Marker = out.NextMarker
-	}
+		return out.Truncated, out.NextMarker, nil
+	})
 }
 
 // usage reads GetKeyLastUsage: the last successful cryptographic operation
@@ -247,6 +240,27 @@ func (f *fetcher) currentMaterial(ctx context.Context, it *item) string {
 		return ""
 	}
 	return aws.ToString(out.KeyMetadata.CurrentKeyMaterialId)
+}
+
+// pages reads a KMS list page by page, each call paced and counted as op:
+// page reads the page after marker (nil: the first) and says whether KMS
+// truncated it and where the next begins. A list ends where KMS says it
+// is not truncated, or gives no marker.
+func (f *fetcher) pages(ctx context.Context, op operation, page func(marker *string) (truncated bool, next *string, err error)) error {
+	var marker *string
+	for {
+		if err := f.call(ctx, op); err != nil {
+			return err
+		}
+		truncated, next, err := page(marker)
+		if err != nil {
+			return err
+		}
+		if !truncated || aws.ToString(next) == "" {
+			return nil
+		}
+		marker = next
+	}
 }
 
 // call waits for the operation's pace and counts the call.

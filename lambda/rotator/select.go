@@ -251,15 +251,11 @@ func (s *selection) aliasSet(ctx context.Context, region string) *aliasSet {
 	as.once.Do(func() {
 		as.byKey, as.byName = newIDMap(), map[string]string{}
 		in := &kms.ListAliasesInput{Limit: aws.Int32(100)}
-		for {
-			if err := r.fetch.call(ctx, opListAliases); err != nil {
-				as.err = err
-				return
-			}
+		as.err = r.fetch.pages(ctx, opListAliases, func(marker *string) (bool, *string, error) {
+			in.Marker = marker
 			out, err := r.fetch.kmsFor(r.scope.Account).ListAliases(ctx, in, inRegion(region))
 			if err != nil {
-				as.err = err
-				return
+				return false, nil, err
 			}
 			for _, a := range out.Aliases {
 				name, target := aws.ToString(a.AliasName), aws.ToString(a.TargetKeyId)
@@ -276,11 +272,8 @@ func (s *selection) aliasSet(ctx context.Context, region string) *aliasSet {
 					as.byKey.set(target, strings.Clone(name))
 				}
 			}
-			if !out.Truncated || aws.ToString(out.NextMarker) == "" {
-				return
-			}
-			in.Marker = out.NextMarker
-		}
+			return out.Truncated, out.NextMarker, nil
+		})
 	})
 	return as
 }
