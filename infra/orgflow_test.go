@@ -830,11 +830,11 @@ func TestOrgStateMachineBoundsAndReportsEveryOutcome(t *testing.T) {
 	}
 }
 
-// TestOrgStateMachineSweepsManyTargetsInChildExecutions: 1,001 targets —
-// one more than the inline Map's sweep could take — each run as a child of
-// its own, at most MaxConcurrency at once, every result in the ResultWriter's
-// files (split every 250 executions here, as Step Functions splits past 5
-// GB), the execution's output a few hundred bytes whatever the count.
+// TestOrgStateMachineSweepsManyTargetsInChildExecutions: 1,001 targets,
+// each run as a child of its own, at most MaxConcurrency at once, every
+// result in the ResultWriter's files (split every 250 executions here, as
+// Step Functions splits past 5 GB), the execution's output small whatever
+// the count.
 func TestOrgStateMachineSweepsManyTargetsInChildExecutions(t *testing.T) {
 	var targets []orgTarget
 	for i := range 1001 {
@@ -859,6 +859,9 @@ func TestOrgStateMachineSweepsManyTargetsInChildExecutions(t *testing.T) {
 		if r.Status != "swept" || r.Links != 1 || r.RunID != "run-"+r.Account {
 			t.Fatalf("%+v: want swept in one link", r)
 		}
+	}
+	if run.OutputBytes > 4096 {
+		t.Errorf("the execution's output takes %d bytes for 1,001 targets", run.OutputBytes)
 	}
 	if calls.Load() != 1001 || run.Invocations != 1003 {
 		t.Errorf("%d sweeps, %d invocations; want 1,001 and 1,003", calls.Load(), run.Invocations)

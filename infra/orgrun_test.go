@@ -77,6 +77,8 @@ type flowRun struct {
 	Records map[string][]flowChild
 	// Took is how long the driver ran.
 	Took time.Duration
+	// OutputBytes is the size of the execution's output.
+	OutputBytes int
 }
 
 // flowOutput is the execution's output.
@@ -228,7 +230,7 @@ func runFlow(t *testing.T, d flowDriver, want []orgTarget) flowRun {
 		t.Fatalf("runner output %s: %v", raw, err)
 	}
 	run := flowRun{Execution: execution, Invocations: res.Invocations, Children: res.Children, MaxChildren: res.MaxChildren, MaxEvents: res.MaxEvents, Took: took,
-		Records: map[string][]flowChild{}}
+		Records: map[string][]flowChild{}, OutputBytes: len(res.Output)}
 	if err := json.Unmarshal(res.Output, &run.Output); err != nil {
 		t.Fatalf("execution output %s: %v", res.Output, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/kms-rotator/kms-rotator/lambda/settings"
 	"github.com/kms-rotator/kms-rotator/tools/harness"
 	"github.com/kms-rotator/kms-rotator/tools/kmsemu"
+	"github.com/kms-rotator/kms-rotator/tools/oracle"
 )
 
 // The organization of TestOrgStateMachineSweepsAnOrganizationOf2000Accounts:
@@ -30,8 +31,8 @@ var scaleRegions = []string{"us-east-1", "eu-west-1", "ap-southeast-2"}
 func scaleAccount(o, i int) string { return fmt.Sprintf("%012d", 200000000000+o*10000+i) }
 
 // TestOrgStateMachineSweepsAnOrganizationOf2000Accounts resolves and sweeps
-// 2,000 accounts × 3 Regions — 6,000 targets, six times what the inline Map
-// could take — end to end with the built function: the targets run lists
+// 2,000 accounts × 3 Regions — 6,000 targets — end to end with the built
+// function: the targets run lists
 // the 4 OUs through kmslocal's Organizations API and writes the targets to
 // moto's S3; the Distributed Map runs 6,000 child executions, at most 24 at
 // once on 24 Runtime Interface Emulators; the org-summary run reads the
@@ -98,8 +99,38 @@ func TestOrgStateMachineSweepsAnOrganizationOf2000Accounts(t *testing.T) {
 	t.Logf("%d functions started in %s (%d CPUs)", scaleFunctions, time.Since(start).Round(time.Millisecond), runtime.NumCPU())
 	def := flowDefinitionWith(t, orgTargets, scaleRegions, scaleFunctions, env.Bucket)
 	run := runFlow(t, flowDriver{Definition: def, URLs: flowUrls(env.Env), S3: env.S3}, targets)
-	t.Logf("%d targets swept in %s: %d invocations, at most %d children at once, longest child history %d events, %d result files",
-		len(run.Results), run.Took.Round(time.Millisecond), run.Invocations, run.MaxChildren, run.MaxEvents, len(run.Manifest.ResultFiles["SUCCEEDED"]))
+	var resultBytes int64
+	for _, files := range run.Manifest.ResultFiles {
+		for _, f := range files {
+			resultBytes += f.Size
+		}
+	}
+	t.Logf("%d targets swept in %s: %d invocations, at most %d children at once, longest child history %d events, %d result files of %d bytes, output %d bytes",
+		len(run.Results), run.Took.Round(time.Millisecond), run.Invocations, run.MaxChildren, run.MaxEvents, len(run.Manifest.ResultFiles["SUCCEEDED"]), resultBytes, run.OutputBytes)
+
+	// The figure docs/performance.md prices a sweep with: how long one
+	// target's run takes (RunDuration of the scheduled runs' EMF records).
+	var durations []float64
+	for _, f := range env.Functions {
+		recs, err := oracle.ParseEMFLines(f.Proc.Stdout.Lines())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if d, ok := r.Fields[settings.MetricRunDuration].(float64); ok && r.Fields[settings.DimMode] == "scheduled" {
+				durations = append(durations, d)
+			}
+		}
+	}
+	if len(durations) > 0 {
+		slices.Sort(durations)
+		sum := 0.0
+		for _, d := range durations {
+			sum += d
+		}
+		t.Logf("target runs: %d, RunDuration mean %.0f ms, median %.0f ms, p95 %.0f ms", len(durations), sum/float64(len(durations)),
+			durations[len(durations)/2], durations[len(durations)*95/100])
+	}
 
 	for _, r := range run.Results {
 		tg := orgTarget{r.Account, r.Region}
