@@ -397,3 +397,105 @@ func checkSummaryEMF(t *testing.T, rec oracle.EMF, s flowSummary) {
 		}
 	}
 }
+
+// TestDriverRunsADistributedMapAsDocumented checks the local driver itself
+// on a small definition, against what AWS documents for a Distributed Map
+// (state-map-distributed.html, input-output-resultwriter.html): items read
+// from S3, ItemSelector with the item's index and value, a child that fails
+// lands in FAILED_0.json with its error and cause and no output, a Map Run
+// whose failures exceed ToleratedFailurePercentage fails with
+// States.ExceedToleratedFailureThreshold (1 of 3 is over 33 %, not over
+// 34 %), and the state's result names the Map Run and the manifest.
+func TestDriverRunsADistributedMapAsDocumented(t *testing.T) {
+	bucket, srv := flowBucket(t)
+	if _, err := srv.S3().PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("in/items.json"),
+		Body: strings.NewReader(`[{"v":1},{"v":2},{"v":3}]`)}); err != nil {
+		t.Fatal(err)
+	}
+	definition := func(tolerated int) []byte {
+		return mustJSON(map[string]any{
+			"StartAt": "M",
+			"States": map[string]any{"M": map[string]any{
+				"Type":       "Map",
+				"Label":      "items",
+				"ItemReader": map[string]any{"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": map[string]any{"InputType": "JSON"}, "Parameters": map[string]any{"Bucket": bucket, "Key": "in/items.json"}},
+				"ItemSelector": map[string]any{"index.$": "$$.Map.Item.Index", "value.$": "$$.Map.Item.Value.v"},
+				"ItemProcessor": map[string]any{
+					"ProcessorConfig": map[string]any{"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+					"StartAt":         "Two?",
+					"States": map[string]any{
+						"Two?": map[string]any{"Type": "Choice", "Choices": []any{map[string]any{"Variable": "$.value", "NumericEquals": 2, "Next": "Boom"}}, "Default": "Done"},
+						"Boom": map[string]any{"Type": "Fail", "Error": "Boom", "Cause": "item two"},
+						"Done": map[string]any{"Type": "Pass", "End": true},
+					},
+				},
+				"MaxConcurrency":             2,
+				"ToleratedFailurePercentage": tolerated,
+				"ResultWriter":               map[string]any{"Resource": "arn:aws:states:::s3:putObject", "Parameters": map[string]any{"Bucket": bucket, "Prefix": "out"}},
+				"End":                        true,
+			}},
+		})
+	}
+	_, stderr, _, _, err := execFlow(t, flowDriver{Definition: definition(33), URLs: []string{"http://127.0.0.1:1"}, S3: srv})
+	if err == nil || !strings.Contains(stderr, "States.ExceedToleratedFailureThreshold") {
+		t.Errorf("1 of 3 failed with 33 %% tolerated: %v, %s; want States.ExceedToleratedFailureThreshold", err, stderr)
+	}
+	raw, stderr, _, _, err := execFlow(t, flowDriver{Definition: definition(34), URLs: []string{"http://127.0.0.1:1"}, S3: srv})
+	if err != nil {
+		t.Fatalf("1 of 3 failed with 34 %% tolerated: %v\n%s", err, stderr)
+	}
+	var res struct {
+		Output struct {
+			MapRunArn           string
+			ResultWriterDetails struct{ Bucket, Key string }
+		} `json:"output"`
+		Children, MaxChildren int
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatal(err)
+	}
+	out := res.Output
+	if !strings.HasPrefix(out.MapRunArn, "arn:aws:states:us-east-1:012345678912:mapRun:kms-rotator-org-sweep/items:") || out.ResultWriterDetails.Bucket != bucket ||
+		out.ResultWriterDetails.Key != "out/"+out.MapRunArn[strings.LastIndex(out.MapRunArn, ":")+1:]+"/manifest.json" {
+		t.Errorf("result %+v: want the Map Run and out/<Map Run ID>/manifest.json", out)
+	}
+	if res.Children != 3 || res.MaxChildren > 2 {
+		t.Errorf("%d children, at most %d at once; want 3, at most 2", res.Children, res.MaxChildren)
+	}
+	read := func(key string, v any) {
+		t.Helper()
+		o, err := srv.S3().GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		defer o.Body.Close()
+		if err := json.NewDecoder(o.Body).Decode(v); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+	}
+	var m flowManifest
+	read(out.ResultWriterDetails.Key, &m)
+	if len(m.ResultFiles["SUCCEEDED"]) != 1 || len(m.ResultFiles["FAILED"]) != 1 || len(m.ResultFiles["PENDING"]) != 0 || m.DestinationBucket != bucket {
+		t.Fatalf("manifest %+v", m)
+	}
+	var ok, failed []map[string]any
+	read(m.ResultFiles["SUCCEEDED"][0].Key, &ok)
+	read(m.ResultFiles["FAILED"][0].Key, &failed)
+	if len(ok) != 2 || len(failed) != 1 {
+		t.Fatalf("%d succeeded, %d failed records", len(ok), len(failed))
+	}
+	f := failed[0]
+	if f["Status"] != "FAILED" || f["Error"] != "Boom" || f["Cause"] != "item two" || f["Input"] != `{"index":1,"value":2}` || f["Output"] != nil || f["RedriveStatus"] != "REDRIVABLE" {
+		t.Errorf("failed record %v", f)
+	}
+	for _, r := range ok {
+		if r["Status"] != "SUCCEEDED" || r["Output"] != r["Input"] || r["RedriveStatus"] != "NOT_REDRIVABLE" || r["OutputDetails"] == nil {
+			t.Errorf("succeeded record %v", r)
+		}
+		for _, k := range []string{"ExecutionArn", "Name", "StartDate", "StopDate", "StateMachineArn", "RedriveCount", "InputDetails"} {
+			if _, has := r[k]; !has {
+				t.Errorf("record %v has no %s", r, k)
+			}
+		}
+	}
+}
