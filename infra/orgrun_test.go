@@ -416,9 +416,9 @@ func TestDriverRunsADistributedMapAsDocumented(t *testing.T) {
 		return mustJSON(map[string]any{
 			"StartAt": "M",
 			"States": map[string]any{"M": map[string]any{
-				"Type":       "Map",
-				"Label":      "items",
-				"ItemReader": map[string]any{"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": map[string]any{"InputType": "JSON"}, "Parameters": map[string]any{"Bucket": bucket, "Key": "in/items.json"}},
+				"Type":         "Map",
+				"Label":        "items",
+				"ItemReader":   map[string]any{"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": map[string]any{"InputType": "JSON"}, "Parameters": map[string]any{"Bucket": bucket, "Key": "in/items.json"}},
 				"ItemSelector": map[string]any{"index.$": "$$.Map.Item.Index", "value.$": "$$.Map.Item.Value.v"},
 				"ItemProcessor": map[string]any{
 					"ProcessorConfig": map[string]any{"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
