@@ -11,8 +11,9 @@ import (
 // TestOrgSweepBucket checks the organization sweep's bucket as synthesized:
 // SSE-S3, all public access blocked, ACLs off, no versioning, every object
 // expired after orgRunsExpiryDays and incomplete uploads after a day,
-// retained with the stack; the sweep function alone gets its name; a
-// single-account stack has none.
+// retained with the stack; the sweep function alone gets its name (the
+// function answers targets and org-summary requests only where it is set);
+// a single-account stack has none.
 func TestOrgSweepBucket(t *testing.T) {
 	_, _, j := orgSynth(t)
 	var id string
@@ -56,7 +57,7 @@ func TestOrgSweepBucket(t *testing.T) {
 		}
 		_, fn := lambdaFunction(t, j, "kms-rotator")
 		if got := fn["Environment"].(map[string]any)["Variables"].(map[string]any)[settings.EnvOrgBucket]; got != "" {
-			t.Errorf("incident function: %s = %v, want empty (targets answered inline)", settings.EnvOrgBucket, got)
+			t.Errorf("incident function: %s = %v, want empty (it refuses targets and org-summary requests)", settings.EnvOrgBucket, got)
 		}
 	})
 	t.Run("a single-account stack has no organization sweep bucket", func(t *testing.T) {

@@ -197,9 +197,11 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 	//
 	// In organization mode the sweep function alone gets the organization
 	// sweep's bucket: it answers the state machine's targets and
-	// org-summary requests, which read and write there; the incident
-	// function, whose environment leaves it empty, answers a targets
-	// request inline, as one without the bucket would.
+	// org-summary requests, which read and write there. The incident
+	// function, whose environment leaves it empty, refuses both, so a
+	// responder allowed to invoke it can neither re-resolve the targets
+	// (and with them the accounts a request may name) nor replay a
+	// summary (docs/design.md "The targets request").
 	sweepEnv := maps.Clone(env)
 	if orgBucket != nil {
 		sweepEnv[settings.EnvOrgBucket] = orgBucket.BucketName()
