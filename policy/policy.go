@@ -684,9 +684,9 @@ func OrgRunsFunction(p Params) (Document, error) {
 // (https://docs.aws.amazon.com/step-functions/latest/dg/iam-policies-eg-dist-map.html):
 // states:StartExecution on the state machine itself (StateMachineARN),
 // whose child workflow executions the Map Run starts;
-// states:DescribeExecution and states:StopExecution on its executions
-// (execution:StateMachineName:*; StopExecution, as CDK's DistributedMap
-// also grants, lets a failed or aborted Map Run stop its children);
+// states:DescribeExecution on its executions (execution:StateMachineName:*),
+// and states:StopExecution there too, which CDK also grants a state
+// machine holding a Distributed Map;
 // s3:GetObject of the targets the ItemReader reads
 // (runs/<execution>/targets.json); and on the ResultWriter's prefix
 // (runs/<execution>/results/) the four actions AWS lists for writing
