@@ -130,7 +130,10 @@ func orgResolvePayload(orgTargets, regions []string) map[string]any {
 // left out ("excluded"). Its ResultSelector keeps these three, and the
 // ResultWriter's prefix, runs/<execution>/results, built there because a
 // ResultSelector may read the Context object and call intrinsic functions
-// (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html).
+// (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html,
+// https://docs.aws.amazon.com/step-functions/latest/dg/intrinsic-functions.html),
+// while the ResultWriter's Parameters take a reference path to it
+// (https://docs.aws.amazon.com/step-functions/latest/dg/iam-policies-eg-dist-map.html).
 // It has no Catch: an OU that is not found, an account that may not list
 // the organization, or targets that resolve to nothing make the function
 // fail, and with it the execution, which the org-sweep-failed alarm
