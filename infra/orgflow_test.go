@@ -544,7 +544,8 @@ func checkFlowOf(t *testing.T, def []byte, env flowEnv, due map[orgTarget]int, t
 
 // checkSummary checks the org-summary answer of run against its results,
 // and that the functions of env have written executions org-summary EMF
-// records so far, the last with the same totals.
+// records and result events so far, the last with the same totals (and
+// the event with the failed accounts).
 func checkSummary(t *testing.T, env flowEnv, run flowRun, executions int) {
 	t.Helper()
 	want := tally(run.Results)
@@ -585,6 +586,39 @@ func checkSummary(t *testing.T, env flowEnv, run flowRun, executions int) {
 		t.Fatalf("%d org-summary EMF records after %d executions", len(recs), executions)
 	}
 	checkSummaryEMF(t, recs[len(recs)-1], want)
+
+	// One result event per execution, naming the failed accounts.
+	evs, err := env.KMS.Events(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type resultEvent struct {
+		Mode           string      `json:"mode"`
+		Execution      string      `json:"execution"`
+		Summary        flowSummary `json:"summary"`
+		FailedAccounts []string    `json:"failedAccounts"`
+	}
+	var details []resultEvent
+	for _, ev := range evs {
+		var d resultEvent
+		if err := json.Unmarshal([]byte(ev.Detail), &d); err == nil && d.Mode == orgSummaryMode {
+			details = append(details, d)
+		}
+	}
+	if len(details) != executions {
+		t.Fatalf("%d org-summary result events after %d executions", len(details), executions)
+	}
+	last := details[len(details)-1]
+	wantAccounts := []string{}
+	for _, f := range failed {
+		if !slices.Contains(wantAccounts, f.Account) {
+			wantAccounts = append(wantAccounts, f.Account)
+		}
+	}
+	slices.Sort(wantAccounts)
+	if last.Execution != run.Execution || last.Summary != want || !slices.Equal(last.FailedAccounts, wantAccounts) {
+		t.Errorf("result event %+v; want execution %s, summary %+v, failed accounts %v", last, run.Execution, want, wantAccounts)
+	}
 }
 
 // TestOrgStateMachineSweepsEveryReachableTargetLocally runs the deployed
