@@ -266,6 +266,8 @@ func NewRotatorStack(scope constructs.Construct, id string, props *RotatorStackP
 		}
 		out("OrgSweepBucketName", fmt.Sprintf("Organization mode: each sweep's targets, resolution and per-target results, under runs/<execution>/ (kept %d days)", orgRunsExpiryDays),
 			orgBucket.BucketName())
+		out("OrgSweepStateMachineArn", "Organization mode: the organization sweep; start an execution (aws stepfunctions start-execution) to list and sweep the targets now",
+			orgSweep.StateMachineArn())
 		out("Member"+memberKeyPolicyOutput, "Organization mode: append to the Statement list of a member account's key policy that does not delegate to IAM, with "+memberAccountPlaceholder+
 			" replaced by the key's account ID, so the member role may rotate the key while it is opted in (each member account's StackSet stack outputs them filled in as "+memberKeyPolicyOutput+")",
 			jsii.String(string(member)))
