@@ -89,6 +89,16 @@ func compactSTSError(err error) error {
 	return &stsError{msg: msg, err: err}
 }
 
+// regionDisabled reports whether err is STS refusing the member role
+// credentials in a Region its account has not enabled
+// (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html#API_AssumeRole_Errors,
+// RegionDisabled); lambda/org turns such a target's run into a notSwept
+// answer.
+func regionDisabled(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "RegionDisabledException"
+}
+
 // accountClients are one account's clients, made once per run.
 type accountClients struct {
 	kms     KMSAPI

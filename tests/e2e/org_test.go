@@ -150,9 +150,16 @@ func TestTargetInARegionNotEnabledIsNotSwept(t *testing.T) {
 		t.Fatalf("targets run: %s, %v; want %s in two Regions, the management account excluded", out, err, orgMember)
 	}
 	before := rotateCalls(t, env.KMS)
-	out, err = env.Function.Invoke(t.Context(), []byte(`{"mode":"scheduled","target":{"account":"`+orgMember+`","region":"ap-east-1"}}`))
+	inv, err := env.Function.Call(t.Context(), []byte(`{"mode":"scheduled","target":{"account":"`+orgMember+`","region":"ap-east-1"}}`))
 	if err != nil {
 		t.Fatalf("a Region the account has not enabled: %v; want an answer, not an error", err)
+	}
+	out = inv.Raw
+	// Not a failure: no RunsFailed, no error line.
+	for _, l := range inv.Logs {
+		if strings.Contains(l, `"RunsFailed"`) || strings.Contains(l, `"level":"ERROR"`) {
+			t.Errorf("log line of a target not swept: %s", l)
+		}
 	}
 	var ns struct {
 		NotSwept, Account, Region, Error string
