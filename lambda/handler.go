@@ -80,10 +80,9 @@ func (h *handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 			}
 		}
 		out, err = h.engine.Run(ctx, *p.Request, inv)
-		if ns := org.RegionNotEnabled(err, *p.Request, time.Now()); ns != nil && h.organization {
-			h.log.Warn("target not swept: its Region is not enabled in the account", "requestId", inv.RequestID,
-				"account", ns.Account, "region", ns.Region, "notSwept", ns.NotSwept)
-			out, err = ns, nil
+		if t := p.Request.Target; t != nil && errors.Is(err, rotator.ErrRegionNotEnabled) {
+			// The engine logged it (a warning); the target is left out, not failed.
+			out, err = org.RegionNotEnabled(*t, p.Request.Mode, time.Now()), nil
 		}
 	}
 	if err != nil {

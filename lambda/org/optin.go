@@ -1,10 +1,7 @@
 package org
 
 import (
-	"errors"
 	"time"
-
-	"github.com/aws/smithy-go"
 
 	"github.com/kms-rotator/kms-rotator/lambda/request"
 )
@@ -40,15 +37,10 @@ type NotSwept struct {
 	} `json:"summary"`
 }
 
-// RegionNotEnabled returns the NotSwept answer when err, a target run's
-// error, is STS's refusal to issue the target account credentials in the
-// target's Region; nil otherwise.
-func RegionNotEnabled(err error, req request.Request, now time.Time) *NotSwept {
-	var ae smithy.APIError
-	if req.Target == nil || !errors.As(err, &ae) || ae.ErrorCode() != "RegionDisabledException" {
-		return nil
-	}
-	return &NotSwept{RunID: newRunID(now), Mode: req.Mode, Account: req.Target.Account, Region: req.Target.Region,
+// RegionNotEnabled is the NotSwept answer of a target run whose Region
+// its account has not enabled (the engine's ErrRegionNotEnabled).
+func RegionNotEnabled(t request.Target, mode request.Mode, now time.Time) *NotSwept {
+	return &NotSwept{RunID: newRunID(now), Mode: mode, Account: t.Account, Region: t.Region,
 		NotSwept: ReasonRegionNotEnabled,
-		Error:    "Region " + req.Target.Region + " is not enabled in account " + req.Target.Account + " (STS RegionDisabledException): enable it there, or leave it out of orgRegions"}
+		Error:    "Region " + t.Region + " is not enabled in account " + t.Account + " (STS RegionDisabledException): enable it there, or leave it out of orgRegions"}
 }

@@ -89,11 +89,15 @@ func compactSTSError(err error) error {
 	return &stsError{msg: msg, err: err}
 }
 
+// ErrRegionNotEnabled is in the error of a run whose target's Region its
+// account has not enabled; the handler turns it into a notSwept answer
+// (lambda/org).
+var ErrRegionNotEnabled = errors.New("the target's Region is not enabled in its account")
+
 // regionDisabled reports whether err is STS refusing the member role
 // credentials in a Region its account has not enabled
 // (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html#API_AssumeRole_Errors,
-// RegionDisabled); lambda/org turns such a target's run into a notSwept
-// answer.
+// RegionDisabled).
 func regionDisabled(err error) bool {
 	var ae smithy.APIError
 	return errors.As(err, &ae) && ae.ErrorCode() == "RegionDisabledException"

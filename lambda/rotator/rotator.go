@@ -179,7 +179,7 @@ func (e *Engine) Run(ctx context.Context, req request.Request, inv Invocation) (
 			// Not a failure: the account never enabled the Region, so it
 			// has nothing there to rotate; the handler answers notSwept.
 			r.log.Warn("the target's Region is not enabled in its account; nothing was touched", "error", err.Error())
-			return nil, fmt.Errorf("%s run: %w", req.Mode, err)
+			return nil, fmt.Errorf("%s run: %w: %w", req.Mode, ErrRegionNotEnabled, err)
 		}
 		r.log.Error("member account not reachable; nothing was touched", "error", err.Error())
 		e.emitRunFailed(r)
